@@ -1,0 +1,70 @@
+# pylsm -- one command builds and tests everything: `make test`.  `make bench` runs the benchmarks.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+CC     ?= gcc
+SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ISAL_CFLAGS := $(shell pkg-config --cflags libisal 2>/dev/null)
+ISAL_LIBS   := $(shell pkg-config --libs libisal 2>/dev/null || echo -lisal)
+CTEST_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Icsrc $(ISAL_CFLAGS)
+CSRC   := $(wildcard csrc/*.c)
+CHDR   := $(wildcard csrc/*.h) $(wildcard tests/c/*.h)
+CTESTS := $(patsubst tests/c/%.c,tests/c/bin/%,$(wildcard tests/c/test_*.c))
+PYTEST_ARGS ?=
+BENCH_N ?= 1000000
+
+.PHONY: test deps venv build ctest pytest bench-smoke bench stress fuzz dist-check asan-test clean
+
+test: deps venv build ctest pytest bench-smoke dist-check
+
+# ISA-L from Debian when missing (CI runs as root on a fresh machine).
+deps:
+	@if [ ! -f /usr/include/isa-l/crc.h ]; then \
+	  echo "installing libisal-dev"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libisal-dev pkg-config; \
+	fi
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build
+	touch $@
+
+build: venv
+	$(VPY) setup.py -q build_ext --inplace
+
+tests/c/bin/%: tests/c/%.c $(CSRC) $(CHDR)
+	@mkdir -p tests/c/bin
+	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(CSRC) $(ISAL_LIBS) -lpthread
+
+ctest: deps $(CTESTS)
+	@for t in $(CTESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
+
+pytest: build
+	$(VPY) -m pytest -q $(PYTEST_ARGS) tests
+
+bench-smoke: build
+	$(VPY) -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider -o addopts="" -k "not slow" \
+	  --bench-n 2000
+
+# The full benchmark run: peers side by side, a table of ratios, JSON and a PNG under results/.
+bench: build
+	$(VPY) -m pip install -q -e '.[bench]' --no-build-isolation
+	$(VPY) benchmarks/run.py --n $(BENCH_N)
+
+stress: build
+	$(VPY) -m pytest -q -m slow tests
+
+# A wheel built from the sdist installs and imports in a fresh venv.
+dist-check: venv
+	rm -rf build/dist-check && mkdir -p build/dist-check
+	$(VPY) -m build -q --sdist --outdir build/dist-check . >/dev/null
+	$(VPY) -m pip wheel -q --no-deps -w build/dist-check build/dist-check/pylsm-*.tar.gz
+	$(PYTHON) -m venv build/dist-check/venv
+	build/dist-check/venv/bin/pip install -q build/dist-check/pylsm-*.whl
+	cd build/dist-check && venv/bin/python -c "import pylsm, tempfile, os; d=tempfile.mkdtemp(); db=pylsm.open(os.path.join(d,'db')); db[b'k']=b'v'; assert db[b'k']==b'v'; db.close(); print('wheel from sdist: ok', pylsm.__version__)"
+
+clean:
+	rm -rf build dist tests/c/bin benchmarks/c/bin pylsm/*.so *.egg-info

@@ -1,0 +1,435 @@
+/* block.c -- prefix-compressed sorted blocks; see block.h and docs/format_sstable.md, "Block". */
+#include "block.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "coding.h"
+#include "ikey.h"
+#include "memtable.h" /* buf_reserve, buf_set */
+#include "status.h"
+
+/* ---- building ---- */
+
+void block_builder_init(block_builder *b, int interval)
+{
+    memset(b, 0, sizeof *b);
+    b->interval = interval < 1 ? 1 : interval;
+}
+
+void block_builder_free(block_builder *b)
+{
+    pl_buf_free(&b->buf);
+    pl_buf_free(&b->restarts);
+    pl_buf_free(&b->last);
+    b->counter = 0;
+    b->entries = 0;
+    b->finished = 0;
+}
+
+void block_builder_reset(block_builder *b)
+{
+    b->buf.len = 0;
+    b->restarts.len = 0;
+    b->last.len = 0;
+    b->counter = 0;
+    b->entries = 0;
+    b->finished = 0;
+}
+
+size_t block_builder_size_estimate(const block_builder *b)
+{
+    if (b->finished)
+        return b->buf.len;
+    size_t n = b->restarts.len / 4;
+    return b->buf.len + 4 * (n ? n : 1) + 4;
+}
+
+int block_builder_add(block_builder *b, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    if (klen < IKEY_TRAILER)
+        return PL_FAIL(PL_INVALID, "block: internal key of %zu bytes (< 8)", klen);
+    if (klen > BLOCK_MAX_BYTES || vlen > BLOCK_MAX_BYTES ||
+        block_builder_size_estimate(b) + 3 * VARINT32_MAX + 4 + klen + vlen > BLOCK_MAX_BYTES)
+        return PL_FAIL(PL_INVALID, "block: entry of %zu + %zu bytes overflows the block", klen, vlen);
+
+    int restart = b->counter == 0;
+    size_t shared = 0;
+    if (!restart) {
+        size_t m = b->last.len < klen ? b->last.len : klen;
+        while (shared < m && b->last.data[shared] == key[shared])
+            shared++;
+    }
+    size_t non_shared = klen - shared;
+
+    /* Reserve everything first, so a failure leaves the builder as it was. */
+    int rc = buf_reserve(&b->buf, b->buf.len + 3 * VARINT32_MAX + non_shared + vlen);
+    if (!rc && restart)
+        rc = buf_reserve(&b->restarts, b->restarts.len + 4);
+    if (!rc)
+        rc = buf_reserve(&b->last, klen);
+    if (rc)
+        return rc;
+
+    if (restart) {
+        uint32_t off = (uint32_t)b->buf.len;
+        memcpy(b->restarts.data + b->restarts.len, &off, 4);
+        b->restarts.len += 4;
+    }
+    char *p = b->buf.data + b->buf.len;
+    p = put_varint32(p, (uint32_t)shared);
+    p = put_varint32(p, (uint32_t)non_shared);
+    p = put_varint32(p, (uint32_t)vlen);
+    memcpy(p, key + shared, non_shared);
+    p += non_shared;
+    if (vlen)
+        memcpy(p, val, vlen);
+    p += vlen;
+    b->buf.len = (size_t)(p - b->buf.data);
+
+    memcpy(b->last.data + shared, key + shared, non_shared);
+    b->last.len = klen;
+    if (++b->counter >= b->interval)
+        b->counter = 0;
+    b->entries++;
+    return PL_OK;
+}
+
+int block_builder_finish(block_builder *b, const char **data, size_t *len)
+{
+    if (!b->finished) {
+        size_t n = b->restarts.len / 4;
+        int rc = buf_reserve(&b->buf, b->buf.len + 4 * (n ? n : 1) + 4);
+        if (rc)
+            return rc;
+        char *p = b->buf.data + b->buf.len;
+        if (n == 0) {
+            put_u32(p, 0); /* an empty block still has its one restart point */
+            p += 4;
+            n = 1;
+        } else {
+            for (size_t i = 0; i < n; i++, p += 4) {
+                uint32_t off;
+                memcpy(&off, b->restarts.data + 4 * i, 4);
+                put_u32(p, off);
+            }
+        }
+        put_u32(p, (uint32_t)n);
+        b->buf.len = (size_t)(p + 4 - b->buf.data);
+        b->finished = 1;
+    }
+    *data = b->buf.data;
+    *len = b->buf.len;
+    return PL_OK;
+}
+
+/* ---- reading ---- */
+
+static int corrupt(block_cursor *c, const char *what)
+{
+    c->status = PL_CORRUPT;
+    c->cur = c->next = c->data_end;
+    return PL_FAIL(PL_CORRUPT, "malformed block: %s", what);
+}
+
+static inline void set_invalid(block_cursor *c) { c->cur = c->next = c->data_end; }
+
+static inline uint32_t restart_at(const block_cursor *c, uint32_t i)
+{
+    return get_u32(c->data + c->data_end + 4 * (size_t)i);
+}
+
+/* Order of the internal key k against the target (ukey, trailer). */
+static inline int cmp_target(const char *k, size_t kn, const char *ukey, size_t ulen, uint64_t trailer)
+{
+    int r = ukey_cmp(k, kn - IKEY_TRAILER, ukey, ulen);
+    if (r)
+        return r;
+    uint64_t t = get_u64(k + kn - IKEY_TRAILER);
+    return t > trailer ? -1 : t < trailer;
+}
+
+int block_cursor_init(block_cursor *c, const char *data, size_t len)
+{
+    c->kheap = NULL;
+    c->kcap = 0;
+    return block_cursor_reset(c, data, len);
+}
+
+int block_cursor_reset(block_cursor *c, const char *data, size_t len)
+{
+    c->data = data;
+    c->status = PL_OK;
+    c->klen = 0;
+    c->val = NULL;
+    c->vlen = 0;
+    c->restart = 0;
+    c->data_end = 0;
+    c->nrestarts = 0;
+    c->cur = c->next = 0;
+    if (len < 8)
+        return corrupt(c, "shorter than its restart array");
+    if (len > UINT32_MAX)
+        return corrupt(c, "longer than 4 GiB");
+    uint32_t n = get_u32(data + len - 4);
+    if (n == 0 || n > (len - 4) / 4)
+        return corrupt(c, "bad restart count");
+    c->nrestarts = n;
+    c->data_end = (uint32_t)(len - 4 - 4 * (size_t)n);
+    c->cur = c->next = c->data_end;
+    if (restart_at(c, 0) != 0)
+        return corrupt(c, "first restart point is not at offset 0");
+    return PL_OK;
+}
+
+void block_cursor_free(block_cursor *c)
+{
+    free(c->kheap);
+    c->kheap = NULL;
+    c->kcap = 0;
+}
+
+/* Make room for a key of n bytes, keeping the current key's bytes. */
+static int key_reserve(block_cursor *c, size_t n)
+{
+    if (c->kheap ? n <= c->kcap : n <= BLOCK_KEY_INLINE)
+        return PL_OK;
+    size_t cap = c->kcap ? c->kcap * 2 : 2 * BLOCK_KEY_INLINE;
+    if (cap < n)
+        cap = n;
+    char *k = malloc(cap);
+    if (!k) {
+        c->status = PL_NOMEM;
+        set_invalid(c);
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", cap);
+    }
+    if (c->klen)
+        memcpy(k, block_cursor_key(c), c->klen);
+    free(c->kheap);
+    c->kheap = k;
+    c->kcap = cap;
+    return PL_OK;
+}
+
+/* Decode the three varints of the entry at p, bounded by end; NULL when malformed. */
+static inline const char *entry_header(const char *p, const char *end, uint32_t *shared,
+                                       uint32_t *non_shared, uint32_t *vlen)
+{
+    if (end - p >= 3) {
+        const unsigned char *u = (const unsigned char *)p;
+        if ((u[0] | u[1] | u[2]) < 0x80) { /* the common case: all three fit one byte */
+            *shared = u[0];
+            *non_shared = u[1];
+            *vlen = u[2];
+            return p + 3;
+        }
+    }
+    if (!(p = get_varint32(p, end, shared)) || !(p = get_varint32(p, end, non_shared)) ||
+        !(p = get_varint32(p, end, vlen)))
+        return NULL;
+    return p;
+}
+
+/* Make the entry at `off` current, building its key on the current key. */
+static int parse_entry(block_cursor *c, uint32_t off)
+{
+    if (off >= c->data_end)
+        return corrupt(c, "entry offset past the entries");
+    const char *end = c->data + c->data_end;
+    uint32_t shared, non_shared, vlen;
+    const char *p = entry_header(c->data + off, end, &shared, &non_shared, &vlen);
+    if (!p)
+        return corrupt(c, "truncated entry header");
+    size_t avail = (size_t)(end - p);
+    if (shared > c->klen)
+        return corrupt(c, "shared prefix longer than the previous key");
+    if (non_shared > avail || vlen > avail - non_shared)
+        return corrupt(c, "entry runs past the end of the block");
+    size_t nk = (size_t)shared + non_shared;
+    if (nk < IKEY_TRAILER)
+        return corrupt(c, "key shorter than 8 bytes");
+    if (key_reserve(c, nk))
+        return c->status;
+    char *k = c->kheap ? c->kheap : c->kinline;
+    if (non_shared)
+        memcpy(k + shared, p, non_shared);
+    c->klen = nk;
+    c->val = p + non_shared;
+    c->vlen = vlen;
+    c->cur = off;
+    c->next = (uint32_t)(p + non_shared + vlen - c->data);
+    return PL_OK;
+}
+
+static int seek_to_restart(block_cursor *c, uint32_t i)
+{
+    c->klen = 0;
+    c->restart = i;
+    return parse_entry(c, restart_at(c, i));
+}
+
+void block_cursor_seek_first(block_cursor *c)
+{
+    if (c->status)
+        return;
+    if (c->data_end == 0) {
+        set_invalid(c);
+        return;
+    }
+    seek_to_restart(c, 0);
+}
+
+void block_cursor_seek_last(block_cursor *c)
+{
+    if (c->status)
+        return;
+    if (c->data_end == 0) {
+        set_invalid(c);
+        return;
+    }
+    if (seek_to_restart(c, c->nrestarts - 1))
+        return;
+    while (c->next < c->data_end && parse_entry(c, c->next) == PL_OK)
+        ;
+}
+
+void block_cursor_next(block_cursor *c)
+{
+    if (c->status)
+        return;
+    uint32_t off = c->next;
+    if (off >= c->data_end) {
+        set_invalid(c);
+        return;
+    }
+    while (c->restart + 1 < c->nrestarts && restart_at(c, c->restart + 1) <= off)
+        c->restart++;
+    parse_entry(c, off);
+}
+
+void block_cursor_prev(block_cursor *c)
+{
+    if (c->status)
+        return;
+    uint32_t orig = c->cur, i = c->restart;
+    while (restart_at(c, i) >= orig) {
+        if (i == 0) {
+            set_invalid(c);
+            return;
+        }
+        i--;
+    }
+    /* Every entry parsed below starts before orig, so prev always moves backwards. */
+    if (seek_to_restart(c, i))
+        return;
+    while (c->next < orig && parse_entry(c, c->next) == PL_OK)
+        ;
+}
+
+void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer)
+{
+    if (c->status)
+        return;
+    if (c->data_end == 0) {
+        set_invalid(c);
+        return;
+    }
+    /* Binary search for the last restart point whose key is < target.  Keys at restart points are
+     * stored whole (shared == 0), so they are compared in place. */
+    const char *end = c->data + c->data_end;
+    uint32_t lo = 0, hi = c->nrestarts - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        uint32_t off = restart_at(c, mid);
+        if (off >= c->data_end) {
+            corrupt(c, "restart point past the entries");
+            return;
+        }
+        uint32_t shared, non_shared, vlen;
+        const char *p = entry_header(c->data + off, end, &shared, &non_shared, &vlen);
+        if (!p || shared != 0 || non_shared < IKEY_TRAILER || non_shared > (size_t)(end - p) ||
+            vlen > (size_t)(end - p) - non_shared) {
+            corrupt(c, "bad entry at a restart point");
+            return;
+        }
+        if (cmp_target(p, non_shared, ukey, ulen, trailer) < 0)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (seek_to_restart(c, lo))
+        return;
+    while (cmp_target(block_cursor_key(c), c->klen, ukey, ulen, trailer) < 0) {
+        block_cursor_next(c);
+        if (!block_cursor_valid(c))
+            return;
+    }
+}
+
+/* ---- the iter.h iterator ---- */
+
+typedef struct {
+    iter base;
+    block_cursor c;
+    void (*release)(void *arg);
+    void *arg;
+} block_iter;
+
+static void bi_seek(iter *it, const char *k, size_t n)
+{
+    block_iter *bi = (block_iter *)it;
+    if (n < IKEY_TRAILER) /* not an internal key: treat it as a user key, before all its versions */
+        block_cursor_seek(&bi->c, k, n, UINT64_MAX);
+    else
+        block_cursor_seek(&bi->c, k, n - IKEY_TRAILER, get_u64(k + n - IKEY_TRAILER));
+}
+static void bi_seek_first(iter *it) { block_cursor_seek_first(&((block_iter *)it)->c); }
+static void bi_seek_last(iter *it) { block_cursor_seek_last(&((block_iter *)it)->c); }
+static void bi_next(iter *it) { block_cursor_next(&((block_iter *)it)->c); }
+static void bi_prev(iter *it) { block_cursor_prev(&((block_iter *)it)->c); }
+static int bi_valid(const iter *it) { return block_cursor_valid(&((const block_iter *)it)->c); }
+static void bi_key(const iter *it, const char **k, size_t *n)
+{
+    const block_cursor *c = &((const block_iter *)it)->c;
+    *k = block_cursor_key(c);
+    *n = c->klen;
+}
+static void bi_value(const iter *it, const char **v, size_t *n)
+{
+    const block_cursor *c = &((const block_iter *)it)->c;
+    *v = c->val;
+    *n = c->vlen;
+}
+static int bi_status(const iter *it) { return ((const block_iter *)it)->c.status; }
+static void bi_destroy(iter *it)
+{
+    block_iter *bi = (block_iter *)it;
+    block_cursor_free(&bi->c);
+    if (bi->release)
+        bi->release(bi->arg);
+    free(bi);
+}
+
+static const struct iter_ops block_iter_ops = {bi_seek, bi_seek_first, bi_seek_last, bi_next, bi_prev,
+                                               bi_valid, bi_key, bi_value, bi_status, bi_destroy};
+
+iter *block_iter_new(const char *data, size_t len, int *status)
+{
+    block_iter *bi = malloc(sizeof *bi);
+    if (!bi) {
+        *status = PL_FAIL(PL_NOMEM, "out of memory (block iterator)");
+        return NULL;
+    }
+    bi->base.ops = &block_iter_ops;
+    bi->release = NULL;
+    bi->arg = NULL;
+    *status = block_cursor_init(&bi->c, data, len);
+    return &bi->base;
+}
+
+void block_iter_set_release(iter *it, void (*release)(void *arg), void *arg)
+{
+    block_iter *bi = (block_iter *)it;
+    bi->release = release;
+    bi->arg = arg;
+}

@@ -1,0 +1,129 @@
+/*
+ * block.h -- sorted blocks of (internal key, value) entries with restart-point prefix compression:
+ * the data and index blocks of an SSTable (docs/format_sstable.md, "Block").
+ *
+ *   entry*  : varint shared, varint non_shared, varint value_len, key[shared..] (non_shared bytes), value
+ *   restart : u32 offset of an entry whose shared == 0, one per `interval` entries, the first at 0
+ *   block   : entry* restart* u32 restart_count (>= 1)
+ *
+ * Keys are internal keys (ikey.h, at least 8 bytes) in ikey_cmp order.
+ *
+ * Reading never trusts the bytes: every varint, length and restart offset is checked against the end
+ * of the block, so a malformed block yields PL_CORRUPT (message in pl_errmsg()), never a read outside
+ * [data, data + len).
+ *
+ * Thread safety: a block_builder, block_cursor or block iterator is used by one thread at a time.
+ * Any number of cursors may read the same block bytes at once (they never write to them).
+ */
+#ifndef PL_BLOCK_H
+#define PL_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iter.h"
+#include "pylsm.h"
+
+#define BLOCK_RESTART_INTERVAL 16 /* data blocks */
+#define BLOCK_MAX_BYTES (UINT32_C(1) << 31) /* offsets inside a block are u32 */
+
+/* ---- building ---- */
+
+typedef struct block_builder {
+    pl_buf buf;        /* entries, then (after finish) the restart array */
+    pl_buf restarts;   /* u32 offsets, native order, pending encoding */
+    pl_buf last;       /* the last key added */
+    int interval;      /* entries per restart point */
+    int counter;       /* entries since the last restart point */
+    size_t entries;
+    int finished;
+} block_builder;
+
+/* Prepare an empty builder with a restart point every `interval` (>= 1) entries. Cannot fail. */
+void block_builder_init(block_builder *b, int interval);
+/* Release its memory; the builder may be re-initialised afterwards. */
+void block_builder_free(block_builder *b);
+/* Forget the entries (keeping the memory) so the builder can build the next block. */
+void block_builder_reset(block_builder *b);
+
+/* Append an entry.  REQUIRES: not finished since the last reset; klen >= 8; key greater (ikey_cmp)
+ * than every key already added (not checked).  Returns PL_OK, PL_NOMEM, or PL_INVALID (klen < 8,
+ * or the block would exceed BLOCK_MAX_BYTES). */
+int block_builder_add(block_builder *b, const char *key, size_t klen, const char *val, size_t vlen);
+
+/* Append the restart array and count; *data/*len point at the finished block, which stays valid until
+ * the next reset or free.  An empty builder makes a valid block with no entries.  PL_OK or PL_NOMEM. */
+int block_builder_finish(block_builder *b, const char **data, size_t *len);
+
+/* The size the block would have if finished now. */
+size_t block_builder_size_estimate(const block_builder *b);
+static inline int block_builder_empty(const block_builder *b) { return b->entries == 0; }
+static inline size_t block_builder_entries(const block_builder *b) { return b->entries; }
+
+/* ---- reading: the cursor (no allocation for keys up to BLOCK_KEY_INLINE bytes) ---- */
+
+#define BLOCK_KEY_INLINE 128
+
+/* A position in one block.  It may live on the stack; it neither owns nor copies the block bytes,
+ * which must outlive it.  The current key is rebuilt in the cursor (inline buffer, heap when longer);
+ * the current value points into the block. */
+typedef struct block_cursor {
+    const char *data;   /* the block */
+    uint32_t data_end;  /* entries occupy [0, data_end): the restart array starts there */
+    uint32_t nrestarts;
+    uint32_t cur;       /* offset of the current entry; data_end when not valid */
+    uint32_t next;      /* offset just past the current entry */
+    uint32_t restart;   /* index of the restart region holding cur */
+    const char *val;
+    uint32_t vlen;
+    size_t klen;
+    char *kheap;        /* NULL while the key fits kinline */
+    size_t kcap;        /* capacity of kheap */
+    int status;         /* PL_OK, PL_CORRUPT or PL_NOMEM; sticky */
+    char kinline[BLOCK_KEY_INLINE];
+} block_cursor;
+
+/* Start reading the block [data, data + len): the cursor is not valid until positioned.  If the
+ * restart array is malformed the cursor's status becomes PL_CORRUPT and it never becomes valid.
+ * Returns the status. */
+int block_cursor_init(block_cursor *c, const char *data, size_t len);
+/* Point an initialised cursor at another block, keeping its key buffer. Returns the status. */
+int block_cursor_reset(block_cursor *c, const char *data, size_t len);
+/* Free the cursor's key buffer (not the block). */
+void block_cursor_free(block_cursor *c);
+
+/* Position at the first entry >= (ukey, trailer) in ikey_cmp order, that is the first entry whose user
+ * key is greater, or equal with a trailer <= `trailer`.  Invalid if there is none. */
+void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer);
+void block_cursor_seek_first(block_cursor *c);
+void block_cursor_seek_last(block_cursor *c);
+/* REQUIRES: valid.  Move to the following / preceding entry (invalid past either end). */
+void block_cursor_next(block_cursor *c);
+void block_cursor_prev(block_cursor *c);
+
+static inline int block_cursor_valid(const block_cursor *c)
+{
+    return c->status == PL_OK && c->cur < c->data_end;
+}
+static inline const char *block_cursor_key(const block_cursor *c)
+{
+    return c->kheap ? c->kheap : c->kinline;
+}
+static inline size_t block_cursor_klen(const block_cursor *c) { return c->klen; }
+static inline const char *block_cursor_value(const block_cursor *c) { return c->val; }
+static inline size_t block_cursor_vlen(const block_cursor *c) { return c->vlen; }
+static inline int block_cursor_status(const block_cursor *c) { return c->status; }
+
+/* ---- reading: the iter.h iterator ---- */
+
+/* An iterator (iter.h) over the block [data, data + len), which must outlive it.  Returns NULL only
+ * when out of memory (*status = PL_NOMEM).  Otherwise *status is PL_OK, or PL_CORRUPT if the restart
+ * array is malformed (the iterator then never becomes valid and iter_status reports PL_CORRUPT).
+ * Entries that turn out to be malformed while iterating make it invalid with status PL_CORRUPT. */
+iter *block_iter_new(const char *data, size_t len, int *status);
+
+/* Make iter_destroy(it) call release(arg) after it stops reading the block, e.g. to release the cache
+ * handle or free the buffer holding it.  REQUIRES: it came from block_iter_new. */
+void block_iter_set_release(iter *it, void (*release)(void *arg), void *arg);
+
+#endif

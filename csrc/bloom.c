@@ -1,0 +1,100 @@
+/* bloom.c -- bloom filters with double hashing; see bloom.h and docs/format_sstable.md. */
+#include "bloom.h"
+
+#include <string.h>
+
+#include "memtable.h" /* buf_reserve */
+#include "status.h"
+
+static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
+
+/* A murmur3-style hash: 4-byte little-endian blocks mixed into the state, the tail, then the final
+ * avalanche.  Written against byte loads so it is independent of alignment and endianness. */
+uint32_t bloom_hash(const char *key, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    const uint32_t c1 = 0xcc9e2d51u, c2 = 0x1b873593u;
+    uint32_t h = 0xbc9f1d34u ^ (uint32_t)n;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t k = (uint32_t)p[i] | ((uint32_t)p[i + 1] << 8) | ((uint32_t)p[i + 2] << 16) |
+                     ((uint32_t)p[i + 3] << 24);
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+        h = rotl32(h, 13);
+        h = h * 5 + 0xe6546b64u;
+    }
+    uint32_t k = 0;
+    switch (n - i) {
+    case 3: k ^= (uint32_t)p[i + 2] << 16; /* fall through */
+    case 2: k ^= (uint32_t)p[i + 1] << 8;  /* fall through */
+    case 1:
+        k ^= p[i];
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+    }
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out)
+{
+    if (bits_per_key < 1)
+        return PL_FAIL(PL_INVALID, "bloom filter: bits per key %d < 1", bits_per_key);
+    int k = (int)(bits_per_key * 0.69);
+    if (k < 1)
+        k = 1;
+    if (k > BLOOM_MAX_PROBES)
+        k = BLOOM_MAX_PROBES;
+    if (n > (SIZE_MAX / 8 - 1) / (size_t)bits_per_key)
+        return PL_FAIL(PL_NOMEM, "bloom filter for %zu keys is too large", n);
+    size_t bits = n * (size_t)bits_per_key;
+    if (bits < BLOOM_MIN_BITS)
+        bits = BLOOM_MIN_BITS;
+    size_t bytes = (bits + 7) / 8;
+    bits = bytes * 8;
+    int rc = buf_reserve(out, out->len + bytes + 1);
+    if (rc)
+        return rc;
+    unsigned char *a = (unsigned char *)out->data + out->len;
+    memset(a, 0, bytes);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = hashes[i];
+        uint32_t delta = (h >> 17) | (h << 15);
+        for (int j = 0; j < k; j++) {
+            size_t pos = (size_t)h % bits;
+            a[pos / 8] |= (unsigned char)(1u << (pos % 8));
+            h += delta;
+        }
+    }
+    a[bytes] = (unsigned char)k;
+    out->len += bytes + 1;
+    return PL_OK;
+}
+
+int bloom_may_contain(const char *filter, size_t len, uint32_t hash)
+{
+    if (len < 2)
+        return 1;
+    const unsigned char *a = (const unsigned char *)filter;
+    int k = a[len - 1];
+    if (k < 1 || k > BLOOM_MAX_PROBES)
+        return 1;
+    size_t bits = (len - 1) * 8;
+    uint32_t h = hash, delta = (h >> 17) | (h << 15);
+    for (int j = 0; j < k; j++) {
+        size_t pos = (size_t)h % bits;
+        if (!(a[pos / 8] & (1u << (pos % 8))))
+            return 0;
+        h += delta;
+    }
+    return 1;
+}

@@ -1,0 +1,1003 @@
+/*
+ * db.c -- open and recovery, the write path, the read path, background threads.
+ *
+ * Write path (ARCHITECTURE.md, "Data flow"): every writer queues a writer record under db->mu.  The
+ * first one in the queue is the leader: it takes a group of queued writers, assigns consecutive LSNs,
+ * appends their records to the WAL in one go (no system call: the WAL is a shared mapping), fsyncs
+ * once if the group needs it, inserts the batches into the memtable, publishes the new LSN and wakes
+ * the followers.  The leader drops db->mu while it appends and inserts: only the leader touches the
+ * WAL's append window and the memtable's write side.
+ *
+ * Locks, outermost first: sync_mu (who may fsync or switch the WAL) then mu (all other state).  A
+ * thread that holds mu never waits for sync_mu.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "batch.h"
+#include "env.h"
+#include "ikey.h"
+#include "memtable.h"
+#include "status.h"
+#include "wal.h"
+
+#define GROUP_MAX_WRITERS 128
+#define GROUP_MAX_BYTES (1u << 20)
+#define SMALL_REP 512
+
+/* ---- fork detection: a handle is valid only in the process that opened it ---- */
+
+static atomic_uint fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void) { atomic_fetch_add(&fork_generation, 1); }
+static void atfork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+typedef struct writer writer;
+struct writer {
+    const char *rep; /* encoded batch */
+    size_t len;
+    uint32_t count;
+    uint64_t user_bytes;
+    int sync;
+    int done;
+    int rc;
+    pthread_cond_t cv;
+    writer *next;
+};
+
+struct pl_db {
+    char *path;
+    pl_options opt;
+    int lock_fd;
+    unsigned fork_gen;
+
+    pthread_mutex_t mu;
+    pthread_mutex_t sync_mu;
+    writer *queue_head, *queue_tail;
+
+    memtable *mem;
+    wal *log;
+    uint64_t log_number;      /* file number of the current WAL */
+    uint64_t next_file;       /* next file number to hand out */
+    uint64_t last_assigned;   /* highest LSN handed to a writer (leader only, under mu) */
+    _Atomic uint64_t visible; /* highest LSN readers may see */
+
+    int bg_error;               /* sticky: a write or fsync failed (PL_IOERR) */
+    char bg_msg[256];
+
+    /* time-based / hybrid sync */
+    pthread_t sync_thread;
+    int sync_thread_started;
+    pthread_cond_t sync_cv;
+    uint64_t unsynced_records;  /* appended since the last fsync */
+    uint64_t oldest_unsynced_ns;
+
+    /* snapshots, oldest first (compaction keeps what they can see) */
+    pl_snapshot *snaps;
+
+    /* lifetime */
+    atomic_int active;    /* calls between pl_db_enter and pl_db_leave */
+    atomic_int closing;
+    int closed;
+    pthread_cond_t close_cv;
+    atomic_int refs;
+
+    /* statistics */
+    _Atomic uint64_t st_wal_writes, st_wal_syncs, st_wal_records, st_user_bytes, st_wal_bytes;
+    _Atomic uint64_t st_puts, st_deletes, st_gets;
+    uint64_t wal_dropped_bytes;
+    uint64_t recovered_records;
+};
+
+/* ---- small helpers ---- */
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *file_name(const char *dir, uint64_t number, const char *ext)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%06" PRIu64 ".%s", number, ext);
+    return join(dir, name);
+}
+
+/* Parse "NNNNNN.ext"; returns 1 and the number when name has that form. */
+static int parse_file_name(const char *name, const char *ext, uint64_t *number)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name || strcmp(dot + 1, ext) != 0)
+        return 0;
+    uint64_t n = 0;
+    for (const char *p = name; p < dot; p++) {
+        if (*p < '0' || *p > '9' || n > UINT64_MAX / 10 - 9)
+            return 0;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    *number = n;
+    return 1;
+}
+
+static int check_usable(pl_db *db)
+{
+    if (db->fork_gen != atomic_load(&fork_generation))
+        return PL_FAIL(PL_MISUSE, "this database handle was opened in the parent process before fork()");
+    if (atomic_load(&db->closing))
+        return PL_FAIL(PL_CLOSED, "the database is closed");
+    return PL_OK;
+}
+
+/* Record a failed write or fsync: from now on the database refuses writes. REQUIRES: mu held. */
+static void set_bg_error(pl_db *db)
+{
+    if (!db->bg_error) {
+        db->bg_error = PL_IOERR;
+        snprintf(db->bg_msg, sizeof db->bg_msg, "%s", pl_errmsg());
+    }
+}
+
+static int readonly_error(pl_db *db)
+{
+    return PL_FAIL(PL_READONLY, "the database is read-only after an earlier failure (%s); reopen it",
+                   db->bg_msg);
+}
+
+/* ---- options ---- */
+
+void pl_options_init(pl_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->create_if_missing = 1;
+    o->sync_mode = PL_SYNC_NONE;
+    o->sync_count = 1000;
+    o->sync_interval_ms = 100;
+    o->memtable_bytes = 64u << 20;
+    o->block_bytes = 4096;
+    o->bloom_bits_per_key = 10;
+    o->block_cache_bytes = 8u << 20;
+    o->wal_recovery = PL_RECOVER_TOLERATE_TAIL;
+    o->background_compaction = 1;
+}
+
+static int check_options(const pl_options *o)
+{
+    if (o->sync_mode < PL_SYNC_NONE || o->sync_mode > PL_SYNC_HYBRID)
+        return PL_FAIL(PL_INVALID, "sync: unknown strategy %d", o->sync_mode);
+    if ((o->sync_mode == PL_SYNC_EVERY_N || o->sync_mode == PL_SYNC_HYBRID) && o->sync_count < 1)
+        return PL_FAIL(PL_INVALID, "sync: count must be at least 1");
+    if ((o->sync_mode == PL_SYNC_TIME_BASED || o->sync_mode == PL_SYNC_HYBRID) &&
+        (o->sync_interval_ms < 1 || o->sync_interval_ms > 86400000u))
+        return PL_FAIL(PL_INVALID, "sync: interval must be 1 ms to 1 day");
+    if (o->memtable_bytes < 4096 || o->memtable_bytes > ((size_t)1 << 40))
+        return PL_FAIL(PL_INVALID, "memtable_bytes must be 4 KiB to 1 TiB");
+    if (o->block_bytes < 256 || o->block_bytes > (64u << 20))
+        return PL_FAIL(PL_INVALID, "block_bytes must be 256 B to 64 MiB");
+    if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64)
+        return PL_FAIL(PL_INVALID, "bloom_bits_per_key must be 0 to 64");
+    if (o->wal_recovery < PL_RECOVER_TOLERATE_TAIL || o->wal_recovery > PL_RECOVER_SALVAGE)
+        return PL_FAIL(PL_INVALID, "wal_recovery: unknown mode %d", o->wal_recovery);
+    return PL_OK;
+}
+
+/* ---- WAL files ---- */
+
+static size_t wal_window(const pl_db *db, size_t need)
+{
+    size_t w = db->opt.memtable_bytes + db->opt.memtable_bytes / 2 + (1u << 20);
+    if (w < (4u << 20))
+        w = 4u << 20;
+    if (w < need + (1u << 20))
+        w = need + (1u << 20);
+    return w;
+}
+
+/* Start a new WAL able to take `need` bytes of records.  REQUIRES: sync_mu and mu held, no leader
+ * appending (the caller is the leader or the opener).  The old WAL is made durable and closed first,
+ * so the log never has a hole: a durable record in a newer WAL implies all older ones are durable. */
+static int new_wal(pl_db *db, size_t need)
+{
+    int rc = PL_OK;
+    if (db->log) {
+        rc = wal_close(db->log, 1);
+        db->log = NULL;
+        if (rc)
+            return rc;
+        atomic_fetch_add(&db->st_wal_syncs, 1);
+    }
+    uint64_t number = db->next_file++;
+    char *path = file_name(db->path, number, "wal");
+    if (!path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    rc = wal_create(path, db->opt.wal_timestamp, wal_window(db, need), &db->log);
+    free(path);
+    if (!rc)
+        rc = env_sync_dir(db->path);
+    if (rc)
+        return rc;
+    db->log_number = number;
+    db->unsynced_records = 0;
+    return PL_OK;
+}
+
+/* ---- the write path ---- */
+
+typedef struct {
+    memtable *mem;
+    uint64_t lsn;
+} apply_ctx;
+
+static int apply_op(void *ctx, uint32_t i, int kind, const char *key, size_t klen, const char *val,
+                    size_t vlen)
+{
+    apply_ctx *a = ctx;
+    return memtable_add(a->mem, a->lsn + i, kind, key, klen, val, vlen);
+}
+
+/* Insert an encoded batch whose first operation has LSN lsn. */
+static int apply_batch(memtable *mem, uint64_t lsn, const char *rep, size_t len)
+{
+    apply_ctx a = {mem, lsn};
+    return batch_iterate(rep, len, apply_op, &a);
+}
+
+/* Can a lone write of this size go through without waiting on I/O or another thread?
+ * REQUIRES: mu held. */
+static int write_is_quick(pl_db *db, size_t len)
+{
+    int mode = db->opt.sync_mode;
+    if (mode == PL_SYNC_EVERY_WRITE)
+        return 0;
+    if ((mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + 1 >= db->opt.sync_count)
+        return 0;
+    return wal_record_size(db->log, len) <= wal_room(db->log);
+}
+
+/* Wake the next leader. REQUIRES: mu held. */
+static void wake_head(pl_db *db)
+{
+    if (db->queue_head)
+        pthread_cond_signal(&db->queue_head->cv);
+}
+
+/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h). */
+static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
+{
+    int sync = flags & PL_WRITE_SYNC;
+    writer w;
+    w.rep = rep;
+    w.len = len;
+    w.count = batch_rep_count(rep);
+    w.user_bytes = user_bytes;
+    w.sync = sync;
+    w.done = 0;
+    w.rc = PL_OK;
+    w.next = NULL;
+    pthread_cond_init(&w.cv, NULL);
+
+    pthread_mutex_lock(&db->mu);
+    if (db->bg_error) {
+        int rc = readonly_error(db);
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return rc;
+    }
+    if ((flags & PL_WRITE_NO_WAIT) && (db->queue_head || sync || !write_is_quick(db, len))) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return PL_WOULDBLOCK;
+    }
+    if (db->queue_tail)
+        db->queue_tail->next = &w;
+    else
+        db->queue_head = &w;
+    db->queue_tail = &w;
+    while (!w.done && db->queue_head != &w)
+        pthread_cond_wait(&w.cv, &db->mu);
+    if (w.done) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        if (w.rc)
+            pl_fail(w.rc, 0, "%s", w.rc == PL_READONLY ? "the database is read-only after an earlier failure"
+                                                          : "the group commit this write joined failed");
+        return w.rc;
+    }
+
+    /* The leader: take a group. */
+    wal_rec recs[GROUP_MAX_WRITERS];
+    writer *group[GROUP_MAX_WRITERS];
+    int n = 0;
+    size_t bytes = 0;
+    int need_sync = db->opt.sync_mode == PL_SYNC_EVERY_WRITE;
+    for (writer *x = db->queue_head; x && n < GROUP_MAX_WRITERS; x = x->next) {
+        if (n > 0 && bytes + x->len > GROUP_MAX_BYTES)
+            break;
+        group[n] = x;
+        recs[n].lsn = db->last_assigned + 1;
+        recs[n].payload = x->rep;
+        recs[n].len = x->len;
+        db->last_assigned += x->count;
+        bytes += x->len;
+        need_sync |= x->sync;
+        n++;
+    }
+    memtable *mem = db->mem;
+    wal *log = db->log;
+    int rc = db->bg_error ? PL_READONLY : PL_OK;
+    size_t need = 0;
+    for (int i = 0; i < n; i++)
+        need += wal_record_size(log, recs[i].len);
+    if (!rc && need > wal_room(log)) {
+        /* The window is full: switch to a new WAL (takes sync_mu before mu). */
+        pthread_mutex_unlock(&db->mu);
+        pthread_mutex_lock(&db->sync_mu);
+        pthread_mutex_lock(&db->mu);
+        rc = new_wal(db, need);
+        if (rc)
+            set_bg_error(db);
+        pthread_mutex_unlock(&db->sync_mu);
+        log = db->log;
+    }
+    if (!rc && db->opt.sync_mode == PL_SYNC_EVERY_N &&
+        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
+        need_sync = 1;
+    if (!rc && db->opt.sync_mode == PL_SYNC_HYBRID &&
+        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
+        need_sync = 1;
+    pthread_mutex_unlock(&db->mu);
+
+    if (!rc) {
+        rc = wal_append(log, recs, n);
+        atomic_fetch_add_explicit(&db->st_wal_writes, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->st_wal_records, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->st_wal_bytes, need, memory_order_relaxed);
+    }
+    if (!rc && need_sync) {
+        pthread_mutex_lock(&db->sync_mu);
+        rc = wal_sync(log);
+        pthread_mutex_unlock(&db->sync_mu);
+        atomic_fetch_add_explicit(&db->st_wal_syncs, 1, memory_order_relaxed);
+    }
+    int wal_failed = rc != PL_OK && rc != PL_READONLY;
+    if (!rc) {
+        for (int i = 0; i < n && !rc; i++)
+            rc = apply_batch(mem, recs[i].lsn, group[i]->rep, group[i]->len);
+    }
+
+    pthread_mutex_lock(&db->mu);
+    if (wal_failed || rc == PL_NOMEM)
+        set_bg_error(db);
+    if (!rc) {
+        atomic_store_explicit(&db->visible, db->last_assigned, memory_order_release);
+        uint64_t ub = 0;
+        for (int i = 0; i < n; i++)
+            ub += group[i]->user_bytes;
+        atomic_fetch_add_explicit(&db->st_user_bytes, ub, memory_order_relaxed);
+        if (need_sync && wal_synced(log) >= wal_written(log)) {
+            db->unsynced_records = 0;
+        } else {
+            if (db->unsynced_records == 0) {
+                db->oldest_unsynced_ns = env_now_ns();
+                if (db->opt.sync_mode == PL_SYNC_HYBRID)
+                    pthread_cond_signal(&db->sync_cv);
+            }
+            db->unsynced_records += (uint64_t)n;
+        }
+    }
+    /* On failure nothing of this group becomes visible, and the sticky error stops all writes, so
+     * the LSNs it was handed are never reused or followed by others. */
+    for (int i = 0; i < n; i++) {
+        writer *x = group[i];
+        db->queue_head = x->next;
+        if (x != &w) {
+            x->rc = rc;
+            x->done = 1;
+            pthread_cond_signal(&x->cv);
+        }
+    }
+    if (!db->queue_head)
+        db->queue_tail = NULL;
+    wake_head(db);
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+int pl_db_write(pl_db *db, const pl_batch *b, int flags)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    if (pl_batch_count(b) == 0)
+        return (flags & PL_WRITE_SYNC) ? pl_db_sync(db) : PL_OK;
+    return write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
+}
+
+static int write_one(pl_db *db, int kind, const void *key, size_t klen, const void *val, size_t vlen,
+                     int flags)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    rc = batch_check_sizes(klen, vlen);
+    if (rc)
+        return rc;
+    char small[SMALL_REP];
+    size_t cap = BATCH_HEADER + batch_op_size(klen, vlen, kind == KIND_PUT);
+    char *rep = cap <= sizeof small ? small : malloc(cap);
+    if (!rep)
+        return PL_FAIL(PL_NOMEM, "out of memory for a %zu-byte write", cap);
+    put_u32(rep, 1);
+    char *end = batch_encode_op(rep + BATCH_HEADER, kind, key, klen, val, vlen);
+    rc = write_rep(db, rep, (size_t)(end - rep), klen + vlen, flags);
+    if (rep != small)
+        free(rep);
+    if (!rc)
+        atomic_fetch_add_explicit(kind == KIND_PUT ? &db->st_puts : &db->st_deletes, 1, memory_order_relaxed);
+    return rc;
+}
+
+int pl_db_put(pl_db *db, const void *key, size_t klen, const void *val, size_t vlen, int flags)
+{
+    return write_one(db, KIND_PUT, key, klen, val, vlen, flags);
+}
+
+int pl_db_delete(pl_db *db, const void *key, size_t klen, int flags)
+{
+    return write_one(db, KIND_DELETE, key, klen, NULL, 0, flags);
+}
+
+int pl_db_sync(pl_db *db)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&db->sync_mu);
+    pthread_mutex_lock(&db->mu);
+    wal *log = db->log;
+    rc = db->bg_error ? readonly_error(db) : PL_OK;
+    pthread_mutex_unlock(&db->mu);
+    if (!rc) {
+        rc = wal_sync(log);
+        atomic_fetch_add(&db->st_wal_syncs, 1);
+    }
+    pthread_mutex_lock(&db->mu);
+    if (rc && rc != PL_READONLY)
+        set_bg_error(db);
+    if (!rc && wal_synced(log) >= wal_written(log))
+        db->unsynced_records = 0;
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->sync_mu);
+    return rc;
+}
+
+/* ---- the background sync thread (TimeBasedBackground, Hybrid) ---- */
+
+static void deadline_after(struct timespec *ts, uint64_t ns)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    uint64_t t = (uint64_t)ts->tv_nsec + ns % 1000000000u;
+    ts->tv_sec += (time_t)(ns / 1000000000u + t / 1000000000u);
+    ts->tv_nsec = (long)(t % 1000000000u);
+}
+
+static void *sync_thread_main(void *arg)
+{
+    pl_db *db = arg;
+    uint64_t interval = db->opt.sync_interval_ms * 1000000u;
+    pthread_mutex_lock(&db->mu);
+    while (!atomic_load(&db->closing)) {
+        struct timespec ts;
+        if (db->opt.sync_mode == PL_SYNC_TIME_BASED) {
+            deadline_after(&ts, interval);
+            pthread_cond_timedwait(&db->sync_cv, &db->mu, &ts);
+        } else if (db->unsynced_records == 0) {
+            pthread_cond_wait(&db->sync_cv, &db->mu);
+            continue;
+        } else {
+            uint64_t now = env_now_ns(), due = db->oldest_unsynced_ns + interval;
+            if (now < due) {
+                deadline_after(&ts, due - now);
+                pthread_cond_timedwait(&db->sync_cv, &db->mu, &ts);
+                continue;
+            }
+        }
+        if (atomic_load(&db->closing) || db->unsynced_records == 0 || db->bg_error)
+            continue;
+        pthread_mutex_unlock(&db->mu);
+        pthread_mutex_lock(&db->sync_mu);
+        pthread_mutex_lock(&db->mu);
+        wal *log = db->log;
+        uint64_t pending = db->unsynced_records;
+        pthread_mutex_unlock(&db->mu);
+        int rc = pending ? wal_sync(log) : PL_OK;
+        pthread_mutex_lock(&db->mu);
+        if (pending) {
+            atomic_fetch_add(&db->st_wal_syncs, 1);
+            if (rc)
+                set_bg_error(db);
+            else if (wal_synced(log) >= wal_written(log))
+                db->unsynced_records = 0;
+            else
+                db->oldest_unsynced_ns = env_now_ns();
+        }
+        pthread_mutex_unlock(&db->sync_mu);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+/* ---- snapshots ---- */
+
+struct pl_snapshot {
+    pl_db *db;
+    uint64_t lsn;
+    pl_snapshot *prev, *next;
+};
+
+int pl_snapshot_new(pl_db *db, pl_snapshot **out)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    pl_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    s->db = db;
+    db_ref(db);
+    pthread_mutex_lock(&db->mu);
+    s->lsn = atomic_load(&db->visible);
+    s->next = db->snaps;
+    if (db->snaps)
+        db->snaps->prev = s;
+    db->snaps = s;
+    pthread_mutex_unlock(&db->mu);
+    *out = s;
+    return PL_OK;
+}
+
+void pl_snapshot_release(pl_snapshot *s)
+{
+    if (!s)
+        return;
+    pl_db *db = s->db;
+    pthread_mutex_lock(&db->mu);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        db->snaps = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&db->mu);
+    free(s);
+    db_unref(db);
+}
+
+/* ---- the read path ---- */
+
+int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, pl_buf *out, int flags)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
+    pthread_mutex_lock(&db->mu);
+    memtable *mem = db->mem;
+    memtable_ref(mem);
+    pthread_mutex_unlock(&db->mu);
+    int r = memtable_get(mem, key, klen, lsn, out);
+    memtable_unref(mem);
+    atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
+    if (r < 0)
+        return -r;
+    return r == LOOKUP_FOUND ? PL_OK : PL_NOTFOUND;
+}
+
+/* ---- open, recovery, close ---- */
+
+typedef struct {
+    uint64_t *numbers;
+    size_t n, cap;
+    uint64_t max_number;
+} wal_list;
+
+static int collect_wal(void *ctx, const char *name)
+{
+    wal_list *l = ctx;
+    uint64_t number;
+    if (parse_file_name(name, "wal", &number)) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 16;
+            uint64_t *p = realloc(l->numbers, cap * sizeof *p);
+            if (!p)
+                return PL_FAIL(PL_NOMEM, "out of memory");
+            l->numbers = p;
+            l->cap = cap;
+        }
+        l->numbers[l->n++] = number;
+    }
+    if (parse_file_name(name, "wal", &number) || parse_file_name(name, "sst", &number))
+        if (number > l->max_number)
+            l->max_number = number;
+    return PL_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    pl_db *db;
+} replay_ctx;
+
+static int replay_record(void *ctx, uint64_t lsn, const char *payload, size_t len)
+{
+    replay_ctx *r = ctx;
+    int rc = apply_batch(r->db->mem, lsn, payload, len);
+    if (!rc) {
+        uint64_t last = lsn + batch_rep_count(payload) - 1;
+        if (last > r->db->last_assigned)
+            r->db->last_assigned = last;
+        r->db->recovered_records++;
+    }
+    return rc;
+}
+
+/* Replay every WAL into the memtable. */
+static int recover(pl_db *db)
+{
+    wal_list l = {0};
+    int rc = env_list_dir(db->path, collect_wal, &l);
+    if (rc)
+        goto out;
+    qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+    db->next_file = l.max_number + 1;
+    wal_replay_result res = {0};
+    replay_ctx ctx = {db};
+    for (size_t i = 0; i < l.n; i++) {
+        char *path = file_name(db->path, l.numbers[i], "wal");
+        if (!path) {
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            goto out;
+        }
+        int is_last = i + 1 == l.n;
+        rc = wal_replay(path, db->opt.wal_recovery, is_last, 0, replay_record, &ctx, &res);
+        if (!rc && db->opt.wal_recovery == PL_RECOVER_SALVAGE)
+            db->wal_dropped_bytes += res.dropped_bytes;
+        if (!rc && res.torn_tail && is_last) {
+            /* Cut the torn tail so that this WAL, no longer the last, reads clean next time. */
+            int fd;
+            rc = env_open(path, O_RDWR, &fd);
+            if (!rc) {
+                rc = env_truncate(fd, res.valid_end, path);
+                if (!rc)
+                    rc = env_sync(fd, res.valid_end, path);
+                env_close(fd);
+            }
+        }
+        free(path);
+        if (rc)
+            goto out;
+    }
+    atomic_store(&db->visible, db->last_assigned);
+out:
+    free(l.numbers);
+    return rc;
+}
+
+static int dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int has_database(const char *path)
+{
+    char *cur = join(path, "LOCK");
+    struct stat st;
+    int r = cur && stat(cur, &st) == 0;
+    free(cur);
+    return r;
+}
+
+static void db_free(pl_db *db)
+{
+    if (db->mem)
+        memtable_unref(db->mem);
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->sync_mu);
+    pthread_cond_destroy(&db->sync_cv);
+    pthread_cond_destroy(&db->close_cv);
+    free(db->path);
+    free(db);
+}
+
+void db_ref(pl_db *db) { atomic_fetch_add(&db->refs, 1); }
+void db_unref(pl_db *db)
+{
+    if (atomic_fetch_sub(&db->refs, 1) == 1)
+        db_free(db);
+}
+
+int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
+{
+    pthread_once(&atfork_once, atfork_init);
+    pl_options defaults;
+    if (!opt) {
+        pl_options_init(&defaults);
+        opt = &defaults;
+    }
+    int rc = check_options(opt);
+    if (rc)
+        return rc;
+    if (!path || !*path)
+        return PL_FAIL(PL_INVALID, "empty database path");
+    int exists = dir_exists(path) && has_database(path);
+    if (exists && opt->error_if_exists)
+        return PL_FAIL(PL_EXISTS, "a database already exists at %s", path);
+    if (!exists && !opt->create_if_missing)
+        return PL_FAIL(PL_NOTFOUND, "no database at %s (create_if_missing is off)", path);
+    if (!dir_exists(path) && (rc = env_mkdir(path)))
+        return rc;
+
+    pl_db *db = calloc(1, sizeof *db);
+    if (!db || !(db->path = strdup(path))) {
+        free(db);
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    db->opt = *opt;
+    db->lock_fd = -1;
+    db->fork_gen = atomic_load(&fork_generation);
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->sync_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->sync_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&db->close_cv, NULL);
+    atomic_init(&db->refs, 1);
+
+    char *lock = join(path, "LOCK");
+    rc = lock ? env_lock(lock, &db->lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
+    free(lock);
+    if (rc)
+        goto fail;
+    db->mem = memtable_new();
+    if (!db->mem) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory");
+        goto fail;
+    }
+    rc = recover(db);
+    if (rc)
+        goto fail;
+    if (!exists && (rc = env_sync_dir(path)))
+        goto fail;
+    pthread_mutex_lock(&db->sync_mu);
+    pthread_mutex_lock(&db->mu);
+    rc = new_wal(db, 0);
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->sync_mu);
+    if (rc)
+        goto fail;
+    if (opt->sync_mode == PL_SYNC_TIME_BASED || opt->sync_mode == PL_SYNC_HYBRID) {
+        if (pthread_create(&db->sync_thread, NULL, sync_thread_main, db) != 0) {
+            rc = PL_FAIL(PL_NOMEM, "cannot start the sync thread");
+            goto fail;
+        }
+        db->sync_thread_started = 1;
+    }
+    *out = db;
+    return PL_OK;
+fail:
+    if (db->log)
+        wal_close(db->log, 0);
+    if (db->lock_fd >= 0)
+        env_close(db->lock_fd);
+    db_free(db);
+    return rc;
+}
+
+int pl_db_enter(pl_db *db)
+{
+    atomic_fetch_add(&db->active, 1);
+    if (atomic_load(&db->closing)) {
+        pl_db_leave(db);
+        return PL_FAIL(PL_CLOSED, "the database is closed");
+    }
+    return PL_OK;
+}
+
+void pl_db_leave(pl_db *db)
+{
+    if (atomic_fetch_sub(&db->active, 1) == 1 && atomic_load(&db->closing)) {
+        pthread_mutex_lock(&db->mu);
+        pthread_cond_broadcast(&db->close_cv);
+        pthread_mutex_unlock(&db->mu);
+    }
+}
+
+int pl_db_close(pl_db *db)
+{
+    if (!db)
+        return PL_OK;
+    if (db->fork_gen != atomic_load(&fork_generation))
+        return PL_OK; /* a forked child's copy: its threads and files belong to the parent */
+    pthread_mutex_lock(&db->mu);
+    if (db->closed) {
+        pthread_mutex_unlock(&db->mu);
+        return PL_OK;
+    }
+    db->closed = 1;
+    atomic_store(&db->closing, 1);
+    pthread_cond_broadcast(&db->sync_cv);
+    while (atomic_load(&db->active) > 0)
+        pthread_cond_wait(&db->close_cv, &db->mu);
+    pthread_mutex_unlock(&db->mu);
+    if (db->sync_thread_started)
+        pthread_join(db->sync_thread, NULL);
+
+    int rc = PL_OK;
+    if (db->log) {
+        /* A clean close leaves every acknowledged write durable, whatever the strategy. */
+        rc = wal_close(db->log, !db->bg_error);
+        db->log = NULL;
+    }
+    if (db->lock_fd >= 0) {
+        env_close(db->lock_fd);
+        db->lock_fd = -1;
+    }
+    db_unref(db);
+    return rc;
+}
+
+/* ---- statistics ---- */
+
+int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&db->mu);
+    uint64_t mem_bytes = memtable_usage(db->mem);
+    uint64_t wal_bytes = db->log ? wal_written(db->log) : 0;
+    uint64_t dropped = db->wal_dropped_bytes;
+    uint64_t unsynced = db->unsynced_records;
+    pthread_mutex_unlock(&db->mu);
+    uint64_t user = atomic_load(&db->st_user_bytes);
+    uint64_t disk = atomic_load(&db->st_wal_bytes);
+    fn(ctx, "lsn", atomic_load(&db->visible));
+    fn(ctx, "memtable_bytes", mem_bytes);
+    fn(ctx, "wal_bytes", wal_bytes);
+    fn(ctx, "wal_writes", atomic_load(&db->st_wal_writes));
+    fn(ctx, "wal_syncs", atomic_load(&db->st_wal_syncs));
+    fn(ctx, "wal_records", atomic_load(&db->st_wal_records));
+    fn(ctx, "wal_unsynced_records", unsynced);
+    fn(ctx, "wal_dropped_bytes", dropped);
+    fn(ctx, "user_bytes_written", user);
+    fn(ctx, "disk_bytes_written", disk);
+    fn(ctx, "sstables", 0);
+    fn(ctx, "live_bytes", 0);
+    fn(ctx, "flushes", 0);
+    fn(ctx, "compactions", 0);
+    fn(ctx, "puts", atomic_load(&db->st_puts));
+    fn(ctx, "deletes", atomic_load(&db->st_deletes));
+    fn(ctx, "gets", atomic_load(&db->st_gets));
+    fn(ctx, "recovered_records", db->recovered_records);
+    (void)fn_level;
+    return PL_OK;
+}
+
+int pl_db_flush(pl_db *db) { return check_usable(db); }
+
+int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
+                  size_t elen, int has_stop)
+{
+    return check_usable(db);
+}
+
+int pl_test_fault(const char *op, long nth, int err, int persistent)
+{
+    static const struct {
+        const char *name;
+        int ops;
+    } names[] = {{"open", ENV_OP_OPEN}, {"read", ENV_OP_READ}, {"write", ENV_OP_WRITE},
+                 {"sync", ENV_OP_SYNC}, {"rename", ENV_OP_RENAME}, {"unlink", ENV_OP_UNLINK},
+                 {"all", ENV_OP_ALL}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(op, names[i].name) == 0) {
+            env_fault_set(names[i].ops, nth, err, persistent);
+            return PL_OK;
+        }
+    return PL_FAIL(PL_INVALID, "unknown I/O operation class '%s'", op);
+}
+
+void pl_test_fault_clear(void) { env_fault_clear(); }
+
+/* ---- whole-database tools ---- */
+
+static int is_our_file(const char *name)
+{
+    uint64_t n;
+    return strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0 ||
+           strcmp(name, "CURRENT.tmp") == 0 || parse_file_name(name, "wal", &n) ||
+           parse_file_name(name, "sst", &n) || parse_file_name(name, "tmp", &n);
+}
+
+static int destroy_entry(void *ctx, const char *name)
+{
+    if (!is_our_file(name))
+        return PL_OK;
+    char *p = join(ctx, name);
+    if (!p)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = env_unlink(p);
+    free(p);
+    return rc;
+}
+
+int pl_destroy(const char *path)
+{
+    if (!dir_exists(path))
+        return PL_OK;
+    char *lock = join(path, "LOCK");
+    int fd = -1, rc = lock ? env_lock(lock, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
+    free(lock);
+    if (rc)
+        return rc;
+    rc = env_list_dir(path, destroy_entry, (void *)path);
+    env_close(fd);
+    if (!rc && rmdir(path) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+        rc = PL_IOFAIL(errno, "remove directory %s", path);
+    return rc;
+}
+
+static int verify_record(void *ctx, uint64_t lsn, const char *payload, size_t len) { return PL_OK; }
+
+int pl_verify(const char *path)
+{
+    if (!dir_exists(path))
+        return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
+    wal_list l = {0};
+    int rc = env_list_dir(path, collect_wal, &l);
+    qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+    wal_replay_result res = {0};
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        char *p = file_name(path, l.numbers[i], "wal");
+        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
+               : PL_FAIL(PL_NOMEM, "out of memory");
+        free(p);
+    }
+    free(l.numbers);
+    return rc;
+}
+
+int pl_repair(const char *path)
+{
+    pl_options o;
+    pl_options_init(&o);
+    o.create_if_missing = 0;
+    o.wal_recovery = PL_RECOVER_SALVAGE;
+    pl_db *db;
+    int rc = pl_db_open(path, &o, &db);
+    if (!rc)
+        rc = pl_db_close(db);
+    return rc;
+}

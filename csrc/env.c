@@ -1,0 +1,487 @@
+/* env.c -- POSIX file I/O with fault injection, kill points and power-loss tracking; see env.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "env.h"
+
+#include "status.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- fault injection ---- */
+
+static atomic_int fault_ops;       /* 0: off */
+static atomic_long fault_countdown;
+static atomic_int fault_err;
+static atomic_int fault_persistent;
+static atomic_int fault_fired;
+
+void env_fault_set(int ops, long nth, int err, int persistent)
+{
+    atomic_store(&fault_ops, 0);
+    atomic_store(&fault_countdown, nth);
+    atomic_store(&fault_err, err ? err : EIO);
+    atomic_store(&fault_persistent, persistent);
+    atomic_store(&fault_fired, 0);
+    atomic_store(&fault_ops, ops);
+}
+
+void env_fault_clear(void) { atomic_store(&fault_ops, 0); }
+
+/* Returns an errno to fail with, or 0. */
+static int fault_check(int op)
+{
+    if (!(atomic_load_explicit(&fault_ops, memory_order_relaxed) & op))
+        return 0;
+    if (atomic_load(&fault_fired) && atomic_load(&fault_persistent))
+        return atomic_load(&fault_err);
+    if (atomic_fetch_sub(&fault_countdown, 1) == 1) {
+        atomic_store(&fault_fired, 1);
+        return atomic_load(&fault_err);
+    }
+    return 0;
+}
+
+#define FAULT(op, what, path)                                                    \
+    do {                                                                         \
+        int e_ = fault_check(op);                                                \
+        if (e_)                                                                  \
+            return PL_IOFAIL(e_, "%s %s (injected)", (what), (path) ? (path) : ""); \
+    } while (0)
+
+/* ---- kill points ---- */
+
+static pthread_once_t kill_once = PTHREAD_ONCE_INIT;
+static char kill_name[128];
+static atomic_long kill_countdown;
+
+static void kill_init(void)
+{
+    const char *s = getenv("PYLSM_KILL_POINT");
+    if (!s || !*s)
+        return;
+    snprintf(kill_name, sizeof kill_name, "%s", s);
+    long n = 1;
+    char *colon = strchr(kill_name, ':');
+    if (colon) {
+        *colon = 0;
+        n = strtol(colon + 1, NULL, 10);
+        if (n < 1)
+            n = 1;
+    }
+    atomic_store(&kill_countdown, n);
+}
+
+void env_kill_point(const char *name)
+{
+    pthread_once(&kill_once, kill_init);
+    if (!kill_name[0] || strcmp(name, kill_name) != 0)
+        return;
+    if (atomic_fetch_sub(&kill_countdown, 1) == 1)
+        _exit(KILL_EXIT_CODE);
+}
+
+/* ---- power-loss tracking ---- */
+
+struct tracked {
+    char *path;
+    uint64_t durable_len;
+    int name_durable;
+    struct tracked *next;
+};
+static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
+static int track_on;
+static struct tracked *track_list;
+
+void env_track_sync(int on)
+{
+    pthread_mutex_lock(&track_mu);
+    track_on = on;
+    if (!on) {
+        while (track_list) {
+            struct tracked *t = track_list;
+            track_list = t->next;
+            free(t->path);
+            free(t);
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+}
+
+static struct tracked *track_find(const char *path, int create)
+{
+    for (struct tracked *t = track_list; t; t = t->next)
+        if (strcmp(t->path, path) == 0)
+            return t;
+    if (!create)
+        return NULL;
+    struct tracked *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->path = strdup(path);
+    if (!t->path) {
+        free(t);
+        return NULL;
+    }
+    t->next = track_list;
+    track_list = t;
+    return t;
+}
+
+static void track_created(const char *path)
+{
+    pthread_mutex_lock(&track_mu);
+    if (track_on) {
+        struct tracked *t = track_find(path, 1);
+        if (t) {
+            t->durable_len = 0;
+            t->name_durable = 0;
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+}
+
+static void track_synced(const char *path, uint64_t len)
+{
+    pthread_mutex_lock(&track_mu);
+    if (track_on && path) {
+        struct tracked *t = track_find(path, 0);
+        if (t)
+            t->durable_len = len;
+    }
+    pthread_mutex_unlock(&track_mu);
+}
+
+static void track_dir_synced(const char *dir)
+{
+    size_t n = strlen(dir);
+    pthread_mutex_lock(&track_mu);
+    if (track_on)
+        for (struct tracked *t = track_list; t; t = t->next)
+            if (strncmp(t->path, dir, n) == 0 && t->path[n] == '/' && !strchr(t->path + n + 1, '/'))
+                t->name_durable = 1;
+    pthread_mutex_unlock(&track_mu);
+}
+
+static void track_forget(const char *path)
+{
+    pthread_mutex_lock(&track_mu);
+    for (struct tracked **pp = &track_list; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->path, path) == 0) {
+            struct tracked *t = *pp;
+            *pp = t->next;
+            free(t->path);
+            free(t);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+}
+
+int env_drop_unsynced(void)
+{
+    pthread_mutex_lock(&track_mu);
+    for (struct tracked *t = track_list; t; t = t->next) {
+        if (!t->name_durable)
+            unlink(t->path);
+        else if (truncate(t->path, (off_t)t->durable_len) != 0 && errno != ENOENT) {
+            pthread_mutex_unlock(&track_mu);
+            return PL_IOFAIL(errno, "truncate %s", t->path);
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+    env_track_sync(0);
+    return PL_OK;
+}
+
+/* ---- file operations ---- */
+
+int env_open(const char *path, int flags, int *fd)
+{
+    FAULT(ENV_OP_OPEN, "open", path);
+    int created = 0;
+    if (flags & O_CREAT) {
+        struct stat st;
+        created = stat(path, &st) != 0;
+    }
+    int f;
+    do
+        f = open(path, flags | O_CLOEXEC, 0644);
+    while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return PL_IOFAIL(errno, "open %s", path);
+    if (created)
+        track_created(path);
+    *fd = f;
+    return PL_OK;
+}
+
+void env_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int env_write(int fd, const void *buf, size_t n, const char *path)
+{
+    FAULT(ENV_OP_WRITE, "write", path);
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return PL_IOFAIL(errno, "write %s", path);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return PL_OK;
+}
+
+int env_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path)
+{
+    FAULT(ENV_OP_WRITE, "write", path);
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return PL_IOFAIL(errno, "write %s", path);
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return PL_OK;
+}
+
+int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path)
+{
+    FAULT(ENV_OP_READ, "read", path);
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return PL_IOFAIL(errno, "read %s", path);
+        }
+        if (r == 0)
+            return PL_FAIL(PL_CORRUPT, "%s: truncated: read past the end at offset %llu", path,
+                           (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return PL_OK;
+}
+
+int env_sync(int fd, uint64_t len, const char *path)
+{
+    FAULT(ENV_OP_SYNC, "fdatasync", path);
+    if (fdatasync(fd) != 0)
+        return PL_IOFAIL(errno, "fdatasync %s", path);
+    track_synced(path, len);
+    return PL_OK;
+}
+
+int env_sync_dir(const char *dir)
+{
+    FAULT(ENV_OP_SYNC, "fsync directory", dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return PL_IOFAIL(errno, "open directory %s", dir);
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0)
+        return PL_IOFAIL(e, "fsync directory %s", dir);
+    track_dir_synced(dir);
+    return PL_OK;
+}
+
+int env_rename(const char *from, const char *to)
+{
+    FAULT(ENV_OP_RENAME, "rename", from);
+    if (rename(from, to) != 0)
+        return PL_IOFAIL(errno, "rename %s to %s", from, to);
+    pthread_mutex_lock(&track_mu);
+    if (track_on) {
+        struct tracked *t = track_find(from, 0);
+        struct tracked *old = track_find(to, 0);
+        if (old && old != t) {
+            free(old->path);
+            old->path = strdup("");
+        }
+        if (t) {
+            char *p = strdup(to);
+            if (p) {
+                free(t->path);
+                t->path = p;
+                t->name_durable = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+    return PL_OK;
+}
+
+int env_unlink(const char *path)
+{
+    FAULT(ENV_OP_UNLINK, "unlink", path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return PL_IOFAIL(errno, "unlink %s", path);
+    track_forget(path);
+    return PL_OK;
+}
+
+int env_truncate(int fd, uint64_t len, const char *path)
+{
+    FAULT(ENV_OP_WRITE, "truncate", path);
+    if (ftruncate(fd, (off_t)len) != 0)
+        return PL_IOFAIL(errno, "truncate %s", path);
+    return PL_OK;
+}
+
+int env_allocate(int fd, uint64_t off, uint64_t len, const char *path)
+{
+    FAULT(ENV_OP_WRITE, "allocate", path);
+    int e = posix_fallocate(fd, (off_t)off, (off_t)len);
+    if (e != 0)
+        return PL_IOFAIL(e, "allocate %s", path);
+    return PL_OK;
+}
+
+int env_file_size(int fd, uint64_t *size, const char *path)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return PL_IOFAIL(errno, "stat %s", path);
+    *size = (uint64_t)st.st_size;
+    return PL_OK;
+}
+
+int env_mkdir(const char *path)
+{
+    FAULT(ENV_OP_OPEN, "mkdir", path);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return PL_IOFAIL(errno, "mkdir %s", path);
+    return PL_OK;
+}
+
+int env_read_file(const char *path, char **data, size_t *len)
+{
+    int fd, rc = env_open(path, O_RDONLY, &fd);
+    if (rc)
+        return rc;
+    uint64_t size;
+    char *buf = NULL;
+    rc = env_file_size(fd, &size, path);
+    if (rc)
+        goto out;
+    buf = malloc(size + 1);
+    if (!buf) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory reading %s", path);
+        goto out;
+    }
+    rc = env_pread(fd, buf, size, 0, path);
+    if (rc)
+        goto out;
+    buf[size] = 0;
+    *data = buf;
+    *len = size;
+    buf = NULL;
+out:
+    free(buf);
+    env_close(fd);
+    return rc;
+}
+
+int env_write_file(const char *path, const void *data, size_t len)
+{
+    int fd, rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    if (rc)
+        return rc;
+    rc = env_write(fd, data, len, path);
+    if (!rc)
+        rc = env_sync(fd, len, path);
+    env_close(fd);
+    return rc;
+}
+
+int env_lock(const char *path, int *fd)
+{
+    int f, rc = env_open(path, O_RDWR | O_CREAT, &f);
+    if (rc)
+        return rc;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK)
+            return PL_FAIL(PL_BUSY, "%s is locked: the database is open elsewhere", path);
+        return PL_IOFAIL(e, "lock %s", path);
+    }
+    *fd = f;
+    return PL_OK;
+}
+
+int env_list_dir(const char *dir, int (*fn)(void *ctx, const char *name), void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return PL_IOFAIL(errno, "list %s", dir);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        rc = fn(ctx, e->d_name);
+        if (rc)
+            break;
+    }
+    closedir(d);
+    return rc;
+}
+
+int env_map(int fd, size_t len, char **addr, const char *path)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return PL_IOFAIL(errno, "mmap %s", path);
+    *addr = p;
+    return PL_OK;
+}
+
+void env_unmap(char *addr, size_t len)
+{
+    if (addr)
+        munmap(addr, len);
+}
+
+uint64_t env_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t env_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}

@@ -1,0 +1,74 @@
+/*
+ * env.h -- every file operation of the engine, in one place, with hooks for tests.
+ *
+ * All functions return PL_OK or PL_IOERR (with errno and the path in pl_errmsg()).  Short reads and
+ * writes and EINTR are handled here.  Files are opened O_CLOEXEC.
+ *
+ * Test hooks (process-wide, off unless set):
+ *  - Fault injection: env_fault_set(ops, nth, err, persistent) makes the nth call (1-based, counted from
+ *    the call) of any operation in the `ops` mask fail with errno `err`; `persistent` keeps failing every
+ *    later call too.  The op classes are ENV_OP_*.
+ *  - Kill points: with PYLSM_KILL_POINT=name[:n] in the environment, env_kill_point("name") ends the
+ *    process with _exit(KILL_EXIT_CODE) at its nth hit (default 1), simulating kill -9 at that point.
+ *  - Power loss: when tracking is on (env_track_sync(1)), env_sync records the length each file had
+ *    when it was last made durable, and env_sync_dir the files whose names are durable;
+ *    env_drop_unsynced() then truncates every tracked file to its durable length and removes files
+ *    whose directory entry was never synced.
+ *
+ * Thread safety: all functions may be called from any thread.
+ */
+#ifndef PL_ENV_H
+#define PL_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ENV_OP_OPEN   0x01
+#define ENV_OP_READ   0x02
+#define ENV_OP_WRITE  0x04 /* write, pwrite, fallocate, ftruncate */
+#define ENV_OP_SYNC   0x08 /* fsync, fdatasync, directory sync */
+#define ENV_OP_RENAME 0x10
+#define ENV_OP_UNLINK 0x20
+#define ENV_OP_ALL    0x3f
+
+#define KILL_EXIT_CODE 137
+
+int env_open(const char *path, int flags, int *fd);   /* flags as open(2); mode 0644 */
+void env_close(int fd);
+int env_write(int fd, const void *buf, size_t n, const char *path);
+int env_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path);
+/* Read exactly n bytes at off; a short file gives PL_CORRUPT ("truncated"). */
+int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path);
+/* Make the first `len` bytes of the file durable (fdatasync); `len` only feeds power-loss tracking. */
+int env_sync(int fd, uint64_t len, const char *path);
+int env_sync_dir(const char *dir);
+int env_rename(const char *from, const char *to);
+int env_unlink(const char *path);
+int env_truncate(int fd, uint64_t len, const char *path);
+int env_allocate(int fd, uint64_t off, uint64_t len, const char *path); /* reserve space, ENOSPC now */
+int env_file_size(int fd, uint64_t *size, const char *path);
+int env_mkdir(const char *path);
+/* Read a whole (small) file into a malloc'd buffer. */
+int env_read_file(const char *path, char **data, size_t *len);
+/* Create `path` with `data`, fsync it (not its directory). */
+int env_write_file(const char *path, const void *data, size_t len);
+/* Take an exclusive flock() on path (created if missing); PL_BUSY if held elsewhere. */
+int env_lock(const char *path, int *fd);
+/* Call fn(ctx, name) for each entry of dir except . and ..; stops at the first non-zero return. */
+int env_list_dir(const char *dir, int (*fn)(void *ctx, const char *name), void *ctx);
+/* Map the first len bytes of fd shared and writable (the WAL's append window), and unmap. */
+int env_map(int fd, size_t len, char **addr, const char *path);
+void env_unmap(char *addr, size_t len);
+/* Monotonic clock in nanoseconds, and wall clock in microseconds. */
+uint64_t env_now_ns(void);
+uint64_t env_wall_us(void);
+
+void env_kill_point(const char *name);
+
+void env_fault_set(int ops, long nth, int err, int persistent);
+void env_fault_clear(void);
+void env_track_sync(int on);
+int env_drop_unsynced(void);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * pylsm.h -- the only public header of the pylsm engine.
+ *
+ * An embedded, crash-safe LSM-tree key-value store.  Plain C11 + POSIX threads; nothing here knows
+ * about Python.  Every handle is opaque.  Every fallible function returns a PL_* code; results come
+ * back through out-parameters.  On failure the calling thread's pl_errmsg() / pl_errno() describe it.
+ *
+ * Thread safety: one pl_db may be used by any number of threads at once.  A pl_iter is used by one
+ * thread at a time (the caller serialises).  pl_batch is not thread safe.
+ */
+#ifndef PYLSM_H
+#define PYLSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes. */
+#define PL_OK         0
+#define PL_NOTFOUND   1  /* key absent (not an error) */
+#define PL_CORRUPT    2  /* checksum or format violation on disk */
+#define PL_IOERR      3  /* a system call failed; pl_errno() holds errno */
+#define PL_NOMEM      4  /* allocation failed */
+#define PL_INVALID    5  /* bad argument (size limit, option out of range) */
+#define PL_BUSY       6  /* the database is locked by another handle or process */
+#define PL_MISUSE     7  /* used in a forked child, or a call made in the wrong state */
+#define PL_CLOSED     8  /* the database was closed */
+#define PL_WOULDBLOCK 9  /* a PL_READ_NO_IO read needed file I/O; retry without the flag */
+#define PL_EXISTS     10 /* error_if_exists and a database is there */
+#define PL_READONLY   11 /* an earlier write or fsync failed; writes refused until reopen */
+
+/* Limits. */
+#define PL_MAX_KEY   (64u * 1024u)          /* bytes */
+#define PL_MAX_VALUE (64u * 1024u * 1024u)  /* bytes */
+
+/* Sync strategies (the seed's WalSyncStrategy). */
+enum pl_sync_mode {
+    PL_SYNC_NONE = 0,        /* handed to the OS before a write returns */
+    PL_SYNC_EVERY_WRITE = 1, /* fdatasync before a write returns; concurrent writers share it */
+    PL_SYNC_EVERY_N = 2,     /* fdatasync at least every sync_count WAL records */
+    PL_SYNC_TIME_BASED = 3,  /* a background thread fdatasyncs every sync_interval_ms */
+    PL_SYNC_HYBRID = 4       /* sync_count records pending or the oldest sync_interval_ms old */
+};
+
+enum pl_wal_recovery {
+    PL_RECOVER_TOLERATE_TAIL = 0, /* torn/zeroed tail of the last WAL ends the log; else corrupt */
+    PL_RECOVER_ABSOLUTE = 1,      /* any damaged record is an error */
+    PL_RECOVER_SALVAGE = 2        /* skip damaged records, count the bytes dropped */
+};
+
+typedef struct pl_options {
+    int create_if_missing;      /* default 1 */
+    int error_if_exists;        /* default 0 */
+    int sync_mode;              /* enum pl_sync_mode, default PL_SYNC_NONE */
+    uint64_t sync_count;        /* EVERY_N, HYBRID: records between fsyncs (>= 1) */
+    uint64_t sync_interval_ms;  /* TIME_BASED, HYBRID: milliseconds (>= 1) */
+    size_t memtable_bytes;      /* default 64 MiB */
+    size_t block_bytes;         /* default 4 KiB */
+    int bloom_bits_per_key;     /* default 10; 0 disables filters */
+    size_t block_cache_bytes;   /* default 8 MiB; 0 disables */
+    int wal_recovery;           /* enum pl_wal_recovery */
+    int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */
+    int background_compaction;  /* default 1; 0 leaves tables where flush put them */
+} pl_options;
+
+typedef struct pl_db pl_db;
+typedef struct pl_batch pl_batch;
+typedef struct pl_iter pl_iter;
+typedef struct pl_snapshot pl_snapshot;
+
+/* A growable output buffer owned by the caller; pl_buf_free() releases it. */
+typedef struct pl_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} pl_buf;
+void pl_buf_free(pl_buf *b);
+
+/* The calling thread's description of its last failure (never NULL), and its errno (0 if none). */
+const char *pl_errmsg(void);
+int pl_errno(void);
+/* A static name for a return code ("PL_CORRUPT"). */
+const char *pl_code_name(int rc);
+
+/* Fill *o with the defaults documented above. */
+void pl_options_init(pl_options *o);
+
+/* Open (or create) the database in directory `path`.  On PL_OK *out is a live handle.
+ * Errors: PL_BUSY (locked elsewhere), PL_EXISTS, PL_NOTFOUND (missing and !create_if_missing),
+ * PL_CORRUPT, PL_IOERR, PL_INVALID, PL_NOMEM. */
+int pl_db_open(const char *path, const pl_options *opt, pl_db **out);
+
+/* Shut down: stop background threads, wait for calls in flight (see pl_db_enter), release the lock.
+ * The handle's memory lives on until the last iterator/snapshot on it is released. Idempotent. */
+int pl_db_close(pl_db *db);
+
+/* Callers that may race pl_db_close() bracket each call: pl_db_enter() (returns PL_CLOSED once the
+ * database is closing) and pl_db_leave().  pl_db_close() waits for every entered call to leave. */
+int pl_db_enter(pl_db *db);
+void pl_db_leave(pl_db *db);
+
+/* Writes.  flags: PL_WRITE_SYNC makes this write durable (fdatasync) before returning, whatever the
+ * mode; PL_WRITE_NO_WAIT returns PL_WOULDBLOCK (nothing written) rather than wait for another writer,
+ * an fsync or a file switch, so a caller may first try with its own lock held and retry without. */
+#define PL_WRITE_SYNC 1
+#define PL_WRITE_NO_WAIT 2
+int pl_db_put(pl_db *db, const void *key, size_t klen, const void *val, size_t vlen, int flags);
+int pl_db_delete(pl_db *db, const void *key, size_t klen, int flags);
+int pl_db_write(pl_db *db, const pl_batch *b, int flags);
+/* fdatasync everything written so far. */
+int pl_db_sync(pl_db *db);
+
+/* Reads.  flags: PL_READ_NO_IO -> return PL_WOULDBLOCK rather than touch a file.
+ * snap: NULL for the latest state.  On PL_OK the value is copied into *out (replacing its contents). */
+#define PL_READ_NO_IO 1
+int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, pl_buf *out,
+              int flags);
+
+/* Maintenance. */
+int pl_db_flush(pl_db *db);
+int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start,
+                  const void *stop, size_t elen, int has_stop);
+
+/* Statistics: calls fn(ctx, name, value) for each integer statistic, and
+ * fn_level(ctx, level, files, bytes) for each level. */
+typedef void (*pl_stat_fn)(void *ctx, const char *name, uint64_t value);
+typedef void (*pl_level_fn)(void *ctx, int level, uint64_t files, uint64_t bytes);
+int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx);
+
+/* Write batches: operations applied atomically by pl_db_write. */
+pl_batch *pl_batch_new(void);
+void pl_batch_free(pl_batch *b);
+int pl_batch_put(pl_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
+int pl_batch_delete(pl_batch *b, const void *key, size_t klen);
+void pl_batch_clear(pl_batch *b);
+uint32_t pl_batch_count(const pl_batch *b);
+
+/* Snapshots: a consistent read view. Released with pl_snapshot_release (also after close). */
+int pl_snapshot_new(pl_db *db, pl_snapshot **out);
+void pl_snapshot_release(pl_snapshot *s);
+
+/* Iterators over [start, stop) of the view `snap` (NULL: the state at creation).
+ * Positioning calls return PL_OK; check pl_iter_valid(); pl_iter_status() reports a read error. */
+int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out);
+void pl_iter_free(pl_iter *it);
+int pl_iter_seek(pl_iter *it, const void *key, size_t klen);  /* first key >= key */
+int pl_iter_seek_for_prev(pl_iter *it, const void *key, size_t klen); /* last key <= key */
+int pl_iter_seek_first(pl_iter *it);
+int pl_iter_seek_last(pl_iter *it);
+int pl_iter_next(pl_iter *it);
+int pl_iter_prev(pl_iter *it);
+int pl_iter_valid(const pl_iter *it);
+/* Pointers valid until the next positioning call. */
+void pl_iter_key(const pl_iter *it, const char **k, size_t *klen);
+void pl_iter_value(const pl_iter *it, const char **v, size_t *vlen);
+int pl_iter_status(const pl_iter *it);
+
+/* Whole-database tools on a closed database. */
+int pl_verify(const char *path);   /* PL_CORRUPT with file and offset in pl_errmsg() */
+int pl_repair(const char *path);
+int pl_destroy(const char *path);
+
+/* Test hooks (see env.h): fail the nth matching I/O operation, simulate power loss. */
+int pl_test_fault(const char *op, long nth, int err, int persistent);
+void pl_test_fault_clear(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PYLSM_H */

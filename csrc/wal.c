@@ -1,0 +1,275 @@
+/* wal.c -- the write-ahead log; see wal.h and docs/format.md ("WAL"). */
+#include "wal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "coding.h"
+#include "crc.h"
+#include "env.h"
+#include "status.h"
+
+#define GROW_CHUNK ((uint64_t)4 << 20)
+
+struct wal {
+    char *path;
+    int fd;
+    unsigned flags;
+    char *map;
+    size_t map_bytes;
+    uint64_t alloc_end; /* bytes of the file allocated so far */
+    _Atomic uint64_t written;
+    _Atomic uint64_t synced;
+};
+
+static size_t rec_header(unsigned flags) { return WAL_REC_HEADER + ((flags & WAL_FLAG_TIMESTAMP) ? 8 : 0); }
+
+size_t wal_record_size(const wal *w, size_t payload_len) { return rec_header(w->flags) + payload_len; }
+size_t wal_room(const wal *w) { return w->map_bytes - (size_t)atomic_load(&w->written); }
+uint64_t wal_written(const wal *w) { return atomic_load(&w->written); }
+uint64_t wal_synced(const wal *w) { return atomic_load(&w->synced); }
+const char *wal_path(const wal *w) { return w->path; }
+
+/* Make sure the file is allocated up to `end`. */
+static int grow(wal *w, uint64_t end)
+{
+    if (end <= w->alloc_end)
+        return PL_OK;
+    uint64_t target = w->alloc_end;
+    while (target < end)
+        target += GROW_CHUNK;
+    if (target > w->map_bytes)
+        target = w->map_bytes;
+    int rc = env_allocate(w->fd, w->alloc_end, target - w->alloc_end, w->path);
+    if (rc)
+        return rc;
+    w->alloc_end = target;
+    return PL_OK;
+}
+
+int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out)
+{
+    int rc;
+    wal *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    w->fd = -1;
+    w->flags = timestamps ? WAL_FLAG_TIMESTAMP : 0;
+    w->map_bytes = map_bytes < (1u << 20) ? (1u << 20) : map_bytes;
+    atomic_init(&w->written, WAL_FILE_HEADER);
+    atomic_init(&w->synced, 0);
+    rc = env_open(path, O_RDWR | O_CREAT | O_EXCL, &w->fd);
+    if (rc)
+        goto fail;
+    rc = grow(w, WAL_FILE_HEADER);
+    if (rc)
+        goto fail;
+    rc = env_map(w->fd, w->map_bytes, &w->map, path);
+    if (rc)
+        goto fail;
+    memcpy(w->map, WAL_MAGIC, 8);
+    put_u32(w->map + 8, w->flags);
+    put_u32(w->map + 12, crc_value(w->map, 12));
+    *out = w;
+    return PL_OK;
+fail:
+    if (w->fd >= 0) {
+        env_close(w->fd);
+        env_unlink(path);
+    }
+    free(w->path);
+    free(w);
+    return rc;
+}
+
+int wal_append(wal *w, const wal_rec *recs, int n)
+{
+    uint64_t off = atomic_load_explicit(&w->written, memory_order_relaxed);
+    size_t hdr = rec_header(w->flags);
+    uint64_t end = off;
+    for (int i = 0; i < n; i++)
+        end += hdr + recs[i].len;
+    int rc = grow(w, end);
+    if (rc)
+        return rc;
+    uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
+    for (int i = 0; i < n; i++) {
+        char *p = w->map + off;
+        /* One buffer: the record is built in place with its CRC field left for last, and the CRC
+         * runs over the two ranges around it (the seed's item 2). */
+        put_u64(p, recs[i].lsn);
+        put_u32(p + 12, (uint32_t)recs[i].len);
+        if (hdr > WAL_REC_HEADER)
+            put_u64(p + WAL_REC_HEADER, ts);
+        memcpy(p + hdr, recs[i].payload, recs[i].len);
+        env_kill_point("wal_append");
+        uint32_t crc = crc_extend(crc_value(p, 8), p + 12, hdr - 12 + recs[i].len);
+        put_u32(p + 8, crc);
+        off += hdr + recs[i].len;
+    }
+    atomic_store_explicit(&w->written, off, memory_order_release);
+    return PL_OK;
+}
+
+int wal_sync(wal *w)
+{
+    uint64_t upto = atomic_load(&w->written);
+    if (atomic_load(&w->synced) >= upto)
+        return PL_OK;
+    env_kill_point("wal_sync");
+    int rc = env_sync(w->fd, upto, w->path);
+    if (rc)
+        return rc;
+    uint64_t cur = atomic_load(&w->synced);
+    while (cur < upto && !atomic_compare_exchange_weak(&w->synced, &cur, upto))
+        ;
+    return PL_OK;
+}
+
+int wal_close(wal *w, int sync)
+{
+    if (!w)
+        return PL_OK;
+    int rc = PL_OK;
+    uint64_t written = atomic_load(&w->written);
+    env_unmap(w->map, w->map_bytes);
+    if (w->alloc_end > written)
+        rc = env_truncate(w->fd, written, w->path);
+    if (!rc && sync && (atomic_load(&w->synced) < written || w->alloc_end > written))
+        rc = env_sync(w->fd, written, w->path);
+    env_close(w->fd);
+    free(w->path);
+    free(w);
+    return rc;
+}
+
+/* ---- replay ---- */
+
+typedef struct {
+    const char *buf;
+    uint64_t size;
+    size_t hdr;
+} logview;
+
+/* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and count. */
+static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, uint32_t *len,
+                     uint32_t *count)
+{
+    if (v->size - off < v->hdr)
+        return 0;
+    const char *p = v->buf + off;
+    uint64_t lsn = get_u64(p);
+    uint32_t l = get_u32(p + 12);
+    if (lsn == 0 || lsn < lo || lsn > hi || l < BATCH_HEADER || l > v->size - off - v->hdr)
+        return 0;
+    uint32_t crc = crc_extend(crc_value(p, 8), p + 12, v->hdr - 12 + l);
+    if (crc != get_u32(p + 8))
+        return 0;
+    *len = l;
+    *count = get_u32(p + v->hdr);
+    return *count > 0;
+}
+
+static int all_zero(const char *p, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* The offset of the next intact record after off (LSN at least lo), or v->size. */
+static uint64_t next_good(const logview *v, uint64_t off, uint64_t lo)
+{
+    uint32_t len, count;
+    for (uint64_t o = off + 1; o + v->hdr <= v->size; o++)
+        if (record_ok(v, o, lo ? lo : 1, lo ? lo + (UINT64_C(1) << 40) : UINT64_MAX, &len, &count))
+            return o;
+    return v->size;
+}
+
+int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
+               void *ctx, wal_replay_result *res)
+{
+    char *data = NULL;
+    size_t size = 0;
+    int rc = env_read_file(path, &data, &size);
+    if (rc)
+        return rc;
+    res->valid_end = 0;
+    res->dropped_bytes = 0;
+    res->records = 0;
+    res->torn_tail = 0;
+    logview v = {data, size, WAL_REC_HEADER};
+
+    /* The file header. A missing or torn one can only be a WAL that crashed as it was created. */
+    if (size < WAL_FILE_HEADER || all_zero(data, WAL_FILE_HEADER)) {
+        if (!all_zero(data, size < WAL_FILE_HEADER ? size : WAL_FILE_HEADER) && mode == WAL_ABSOLUTE) {
+            rc = PL_FAIL(PL_CORRUPT, "%s: torn WAL header at offset 0", path);
+            goto out;
+        }
+        if (!is_last && mode != WAL_SALVAGE && size > 0) {
+            rc = PL_FAIL(PL_CORRUPT, "%s: WAL header missing at offset 0", path);
+            goto out;
+        }
+        res->torn_tail = size > 0;
+        goto out;
+    }
+    if (memcmp(data, WAL_MAGIC, 8) != 0 || crc_value(data, 12) != get_u32(data + 12) ||
+        (get_u32(data + 8) & ~WAL_FLAG_TIMESTAMP) != 0) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: bad WAL header at offset 0", path);
+        goto out;
+    }
+    v.hdr = rec_header(get_u32(data + 8));
+
+    uint64_t off = WAL_FILE_HEADER;
+    while (off < size) {
+        const char *p = data + off;
+        uint32_t len = 0, count = 0;
+        uint64_t expect = res->next_lsn;
+        if (size - off >= v.hdr && get_u64(p) == 0 && get_u32(p + 8) == 0 && get_u32(p + 12) == 0 &&
+            all_zero(p, size - off))
+            break; /* the zero-filled tail: the clean end of the log */
+        if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &count)) {
+            uint64_t lsn = get_u64(p);
+            if (lsn >= skip_below) {
+                rc = fn(ctx, lsn, p + v.hdr, len);
+                if (rc)
+                    goto out;
+            }
+            res->records++;
+            res->next_lsn = lsn + count;
+            off += v.hdr + len;
+            res->valid_end = off;
+            continue;
+        }
+        /* A damaged record (or one whose LSN does not follow on). */
+        uint64_t next = next_good(&v, off, expect);
+        if (mode == WAL_SALVAGE) {
+            res->dropped_bytes += next - off;
+            if (next < size)
+                res->next_lsn = 0; /* take the next intact record's LSN as it is */
+            off = next;
+            continue;
+        }
+        if (mode == WAL_TOLERATE_TAIL && is_last && next >= size) {
+            res->torn_tail = 1;
+            res->dropped_bytes += size - off;
+            break;
+        }
+        rc = PL_FAIL(PL_CORRUPT, "%s: damaged WAL record at offset %llu%s", path, (unsigned long long)off,
+                     next < size ? " with intact records after it" : "");
+        goto out;
+    }
+    if (!res->valid_end)
+        res->valid_end = WAL_FILE_HEADER;
+out:
+    if (!res->valid_end && rc == PL_OK)
+        res->valid_end = 0;
+    free(data);
+    return rc;
+}

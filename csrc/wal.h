@@ -1,0 +1,79 @@
+/*
+ * wal.h -- the write-ahead log: appending records and replaying them (docs/format.md, "WAL").
+ *
+ * A WAL file is a 16-byte header (magic, flags, CRC) then records:
+ *     u64 lsn | u32 crc | u32 len | [u64 timestamp_us, when the header's flag says so] | payload
+ * with the CRC32C over every record byte except the CRC itself (lsn, len, timestamp, payload).
+ * A record whose lsn, crc and len are all zero marks the end of the log: files are extended ahead
+ * of the writer in zero-filled chunks, so the unused tail reads as zeros.
+ *
+ * The writer appends through a shared memory mapping of the file: a record is in the OS page cache
+ * (and so survives kill -9 of the process) as soon as wal_append returns, with no system call per
+ * record.  wal_sync makes everything appended so far durable (fdatasync).
+ *
+ * Thread safety: wal_append is called by one thread at a time (the write leader).  wal_sync may run
+ * in another thread at the same time (the background sync thread); wal_close needs both stopped.
+ */
+#ifndef PL_WAL_H
+#define PL_WAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_FILE_HEADER 16
+#define WAL_MAGIC "PLSMWAL1"
+#define WAL_FLAG_TIMESTAMP 1u
+#define WAL_REC_HEADER 16 /* lsn + crc + len */
+
+typedef struct wal wal;
+
+/* One record to append: its LSN and its payload (an encoded batch). */
+typedef struct wal_rec {
+    uint64_t lsn;
+    const char *payload;
+    size_t len;
+} wal_rec;
+
+/* Create a new WAL at path (which must not exist) able to hold at least min_bytes of records.
+ * map_bytes is the size of the append window; records never span WAL files. */
+int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out);
+/* Bytes one record of this payload length takes. */
+size_t wal_record_size(const wal *w, size_t payload_len);
+/* Room left in the window, in bytes. */
+size_t wal_room(const wal *w);
+/* Append records in order.  REQUIRES: their total wal_record_size <= wal_room.  PL_OK or PL_IOERR
+ * (extending the file failed; nothing of these records is valid then). */
+int wal_append(wal *w, const wal_rec *recs, int n);
+/* Make every byte appended before this call durable.  PL_OK or PL_IOERR. */
+int wal_sync(wal *w);
+/* Bytes of records appended / made durable. */
+uint64_t wal_written(const wal *w);
+uint64_t wal_synced(const wal *w);
+/* Close: cut the file to its written length (so its tail is clean), fsync when `sync`, and free. */
+int wal_close(wal *w, int sync);
+const char *wal_path(const wal *w);
+
+/* ---- replay ---- */
+
+enum { WAL_TOLERATE_TAIL = 0, WAL_ABSOLUTE = 1, WAL_SALVAGE = 2 }; /* = enum pl_wal_recovery */
+
+typedef struct wal_replay_result {
+    uint64_t next_lsn;      /* LSN the next record must carry */
+    uint64_t valid_end;     /* offset just past the last good record */
+    uint64_t dropped_bytes; /* salvage: bytes skipped; tolerate: torn tail bytes (non-zero) */
+    uint64_t records;       /* records applied */
+    int torn_tail;          /* the log ended in a damaged record */
+} wal_replay_result;
+
+/* Called per good record, in order; a non-zero return stops the replay with that code. */
+typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, const char *payload, size_t len);
+
+/* Replay one WAL file.  *res->next_lsn on entry is the LSN the first record must carry
+ * (0: whatever the first record has).  Records whose LSNs lie below skip_below are checked but not
+ * applied (they are already in tables).  is_last: this is the newest WAL (only its tail may be torn).
+ * Returns PL_OK, PL_CORRUPT (file and offset in the message), PL_IOERR, or fn's code. */
+int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
+               void *ctx, wal_replay_result *res);
+
+#endif

@@ -1,0 +1,1069 @@
+/*
+ * _pylsm.c -- the CPython binding of the pylsm engine (csrc/pylsm.h).
+ *
+ * Thin by design: argument conversion, GIL release, PL_* code -> exception (in set_error only), and
+ * object lifetime.  The friendly API (options, sync strategy objects, ranges, context managers) lives
+ * in pylsm/__init__.py.
+ *
+ * GIL policy: writes and reads are first tried with the GIL held and the PL_WRITE_NO_WAIT /
+ * PL_READ_NO_IO flags; when the core answers PL_WOULDBLOCK (another writer, an fsync, a file switch,
+ * table I/O) the call is repeated with the GIL released.  So cheap in-memory work pays no GIL
+ * hand-off, and nothing that waits holds the GIL.  docs/decisions.md has the measurements.
+ *
+ * Lifetime: a call that releases the GIL first enters the database (pl_db_enter); close() marks the
+ * object closed under the GIL, then pl_db_close() waits for entered calls to leave.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "pylsm.h"
+
+typedef struct {
+    PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError;
+    PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType;
+} module_state;
+
+static struct PyModuleDef pylsm_module;
+
+static module_state *state_of_type(PyTypeObject *tp)
+{
+    PyObject *m = PyType_GetModuleByDef(tp, &pylsm_module);
+    return m ? (module_state *)PyModule_GetState(m) : NULL;
+}
+
+/* The one place where codes become exceptions. */
+static PyObject *set_error(PyTypeObject *tp, int rc)
+{
+    module_state *st = state_of_type(tp);
+    if (!st)
+        return NULL;
+    const char *msg = pl_errmsg();
+    if (!msg[0])
+        msg = pl_code_name(rc);
+    switch (rc) {
+    case PL_CORRUPT:
+        PyErr_SetString(st->CorruptionError, msg);
+        break;
+    case PL_IOERR:
+    case PL_READONLY: {
+        int e = rc == PL_IOERR && pl_errno() ? pl_errno() : EIO;
+        PyObject *exc = PyObject_CallFunction(st->StorageError, "is", e, msg);
+        if (exc) {
+            PyErr_SetObject(st->StorageError, exc);
+            Py_DECREF(exc);
+        }
+        break;
+    }
+    case PL_NOMEM:
+        PyErr_NoMemory();
+        break;
+    case PL_INVALID:
+        PyErr_SetString(PyExc_ValueError, msg);
+        break;
+    case PL_BUSY:
+        PyErr_SetString(st->LockError, msg);
+        break;
+    case PL_CLOSED:
+        PyErr_SetString(st->ClosedError, msg);
+        break;
+    default:
+        PyErr_SetString(st->Error, msg);
+        break;
+    }
+    return NULL;
+}
+
+/* ---- bytes-like arguments ---- */
+
+typedef struct {
+    const char *ptr;
+    Py_ssize_t len;
+    Py_buffer view;
+    int has_view;
+} bytes_arg;
+
+static int get_bytes(PyObject *o, bytes_arg *b, const char *what)
+{
+    b->has_view = 0;
+    if (PyBytes_CheckExact(o)) {
+        b->ptr = PyBytes_AS_STRING(o);
+        b->len = PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (PyObject_GetBuffer(o, &b->view, PyBUF_C_CONTIGUOUS) != 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a bytes-like object (C-contiguous buffer), not %.100s",
+                     what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    b->has_view = 1;
+    b->ptr = b->view.buf;
+    b->len = b->view.len;
+    return 0;
+}
+
+static void release_bytes(bytes_arg *b)
+{
+    if (b->has_view)
+        PyBuffer_Release(&b->view);
+    b->has_view = 0;
+}
+
+/* Keys and values are copied out of Python buffers before the GIL is dropped only when the buffer
+ * could change under us; bytes are immutable, other buffers stay exported (and so unresizable) for
+ * the whole call. */
+
+static int sync_flag(PyObject *sync)
+{
+    if (sync == NULL || sync == Py_None)
+        return 0;
+    int t = PyObject_IsTrue(sync);
+    return t < 0 ? -1 : (t ? PL_WRITE_SYNC : 0);
+}
+
+/* ---- DB ---- */
+
+typedef struct {
+    PyObject_HEAD
+    pl_db *db;
+    int closed;
+    PyObject *weakreflist;
+    PyObject *dict;
+} DBObject;
+
+#define CHECK_OPEN(self)                                                              \
+    do {                                                                              \
+        if ((self)->closed) {                                                         \
+            module_state *st_ = state_of_type(Py_TYPE(self));                         \
+            if (st_)                                                                  \
+                PyErr_SetString(st_->ClosedError, "the database is closed");          \
+            return NULL;                                                              \
+        }                                                                             \
+    } while (0)
+
+static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "create_if_missing", "error_if_exists", "sync_mode", "sync_count",
+                             "sync_interval_ms", "memtable_bytes", "block_bytes", "bloom_bits_per_key",
+                             "block_cache_bytes", "wal_recovery", "wal_timestamp",
+                             "background_compaction", NULL};
+    pl_options o;
+    pl_options_init(&o);
+    PyObject *path_obj;
+    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms;
+    Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
+               cache = (Py_ssize_t)o.block_cache_bytes;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninipp:DB", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &o.create_if_missing, &o.error_if_exists, &o.sync_mode,
+                                     &sync_count, &interval, &memtable, &block, &o.bloom_bits_per_key,
+                                     &cache, &o.wal_recovery, &o.wal_timestamp,
+                                     &o.background_compaction))
+        return -1;
+    if (self->db) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_RuntimeError, "DB.__init__ called twice");
+        return -1;
+    }
+    if (memtable < 0 || block < 0 || cache < 0) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
+        return -1;
+    }
+    o.sync_count = sync_count;
+    o.sync_interval_ms = interval;
+    o.memtable_bytes = (size_t)memtable;
+    o.block_bytes = (size_t)block;
+    o.block_cache_bytes = (size_t)cache;
+    const char *path = PyBytes_AS_STRING(path_obj);
+    pl_db *db = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pl_db_open(path, &o, &db);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path_obj);
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        return -1;
+    }
+    self->db = db;
+    self->closed = 0;
+    return 0;
+}
+
+static PyObject *DB_close(DBObject *self, PyObject *unused)
+{
+    if (self->closed || !self->db)
+        Py_RETURN_NONE;
+    self->closed = 1;
+    pl_db *db = self->db;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pl_db_close(db);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static void DB_dealloc(DBObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->db && !self->closed) {
+        self->closed = 1;
+        Py_BEGIN_ALLOW_THREADS
+        pl_db_close(self->db);
+        Py_END_ALLOW_THREADS
+    }
+    Py_CLEAR(self->dict);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int DB_traverse(DBObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int DB_clear(DBObject *self)
+{
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+/* Run a write: first with the GIL and PL_WRITE_NO_WAIT, then, if it would wait, without the GIL. */
+static int do_write(DBObject *self, int kind, bytes_arg *k, bytes_arg *v, const pl_batch *b, int flags)
+{
+    int rc;
+    if (kind == 1)
+        rc = pl_db_put(self->db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags | PL_WRITE_NO_WAIT);
+    else if (kind == 0)
+        rc = pl_db_delete(self->db, k->ptr, (size_t)k->len, flags | PL_WRITE_NO_WAIT);
+    else
+        rc = pl_db_write(self->db, b, flags | PL_WRITE_NO_WAIT);
+    if (rc != PL_WOULDBLOCK)
+        return rc;
+    pl_db *db = self->db;
+    rc = pl_db_enter(db);
+    if (rc)
+        return rc;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 1)
+        rc = pl_db_put(db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags);
+    else if (kind == 0)
+        rc = pl_db_delete(db, k->ptr, (size_t)k->len, flags);
+    else
+        rc = pl_db_write(db, b, flags);
+    Py_END_ALLOW_THREADS
+    pl_db_leave(db);
+    return rc;
+}
+
+static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flags)
+{
+    CHECK_OPEN(self);
+    bytes_arg k, v;
+    if (get_bytes(key, &k, "key") < 0)
+        return NULL;
+    if (get_bytes(val, &v, "value") < 0) {
+        release_bytes(&k);
+        return NULL;
+    }
+    int rc = do_write(self, 1, &k, &v, NULL, flags);
+    release_bytes(&k);
+    release_bytes(&v);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DB_put(DBObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *sync = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "put() takes exactly 2 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "sync") == 0) {
+            sync = args[nargs + i];
+        } else {
+            PyErr_Format(PyExc_TypeError, "put() got an unexpected keyword argument '%S'", name);
+            return NULL;
+        }
+    }
+    int flags = sync_flag(sync);
+    if (flags < 0)
+        return NULL;
+    return put_impl(self, args[0], args[1], flags);
+}
+
+static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_exist)
+{
+    CHECK_OPEN(self);
+    bytes_arg k;
+    if (get_bytes(key, &k, "key") < 0)
+        return NULL;
+    int rc = PL_OK;
+    if (must_exist) {
+        pl_buf buf = {0};
+        Py_BEGIN_ALLOW_THREADS
+        rc = pl_db_get(self->db, NULL, k.ptr, (size_t)k.len, &buf, 0);
+        Py_END_ALLOW_THREADS
+        pl_buf_free(&buf);
+        if (rc == PL_NOTFOUND) {
+            PyErr_SetObject(PyExc_KeyError, key);
+            release_bytes(&k);
+            return NULL;
+        }
+    }
+    if (!rc)
+        rc = do_write(self, 0, &k, NULL, NULL, flags);
+    release_bytes(&k);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DB_delete(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"key", "sync", NULL};
+    PyObject *key, *sync = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:delete", kwlist, &key, &sync))
+        return NULL;
+    int flags = sync_flag(sync);
+    if (flags < 0)
+        return NULL;
+    return delete_impl(self, key, flags, 0);
+}
+
+static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw);
+
+/* Look up one key. Returns 1 found (*out set), 0 absent, -1 error set. */
+static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **out, pl_buf *buf)
+{
+    bytes_arg k;
+    if (get_bytes(key, &k, "key") < 0)
+        return -1;
+    int rc = pl_db_get(self->db, snap, k.ptr, (size_t)k.len, buf, PL_READ_NO_IO);
+    if (rc == PL_WOULDBLOCK) {
+        pl_db *db = self->db;
+        rc = pl_db_enter(db);
+        if (!rc) {
+            Py_BEGIN_ALLOW_THREADS
+            rc = pl_db_get(db, snap, k.ptr, (size_t)k.len, buf, 0);
+            Py_END_ALLOW_THREADS
+            pl_db_leave(db);
+        }
+    }
+    release_bytes(&k);
+    if (rc == PL_NOTFOUND)
+        return 0;
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        return -1;
+    }
+    *out = PyBytes_FromStringAndSize(buf->data, (Py_ssize_t)buf->len);
+    return *out ? 1 : -1;
+}
+
+/* A per-thread scratch buffer for values on their way to a bytes object. */
+static _Thread_local pl_buf scratch;
+
+static PyObject *get_impl(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject *dflt, int raise)
+{
+    PyObject *v = NULL;
+    int r = get_one(self, snap, key, &v, &scratch);
+    if (scratch.cap > (1u << 20))
+        pl_buf_free(&scratch);
+    if (r < 0)
+        return NULL;
+    if (r == 0) {
+        if (raise) {
+            PyErr_SetObject(PyExc_KeyError, key);
+            return NULL;
+        }
+        return Py_NewRef(dflt);
+    }
+    return v;
+}
+
+static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_OPEN(self);
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return get_impl(self, NULL, args[0], nargs == 2 ? args[1] : Py_None, 0);
+}
+
+static PyObject *DB_subscript(DBObject *self, PyObject *key)
+{
+    CHECK_OPEN(self);
+    return get_impl(self, NULL, key, NULL, 1);
+}
+
+static int DB_ass_subscript(DBObject *self, PyObject *key, PyObject *val)
+{
+    PyObject *r = val ? put_impl(self, key, val, 0) : delete_impl(self, key, 0, 1);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int DB_contains(DBObject *self, PyObject *key)
+{
+    if (self->closed) {
+        module_state *st = state_of_type(Py_TYPE(self));
+        if (st)
+            PyErr_SetString(st->ClosedError, "the database is closed");
+        return -1;
+    }
+    PyObject *v = NULL;
+    int r = get_one(self, NULL, key, &v, &scratch);
+    Py_XDECREF(v);
+    return r;
+}
+
+static PyObject *get_many_impl(DBObject *self, pl_snapshot *snap, PyObject *keys)
+{
+    PyObject *seq = PySequence_Fast(keys, "get_many() takes an iterable of keys");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *res = PyList_New(n);
+    pl_snapshot *own = NULL;
+    int rc = PL_OK;
+    if (res && !snap) {
+        rc = pl_snapshot_new(self->db, &own);
+        snap = own;
+    }
+    if (rc) {
+        Py_CLEAR(res);
+        set_error(Py_TYPE(self), rc);
+    }
+    for (Py_ssize_t i = 0; res && i < n; i++) {
+        PyObject *v = NULL;
+        int r = get_one(self, snap, PySequence_Fast_GET_ITEM(seq, i), &v, &scratch);
+        if (r < 0) {
+            Py_CLEAR(res);
+            break;
+        }
+        PyList_SET_ITEM(res, i, r ? v : Py_NewRef(Py_None));
+    }
+    pl_snapshot_release(own);
+    Py_DECREF(seq);
+    return res;
+}
+
+static PyObject *DB_get_many(DBObject *self, PyObject *keys)
+{
+    CHECK_OPEN(self);
+    return get_many_impl(self, NULL, keys);
+}
+
+/* Run a call that may block with the GIL released. */
+#define BLOCKING_CALL(self, expr)                                                     \
+    do {                                                                              \
+        pl_db *db_ = (self)->db;                                                      \
+        rc = pl_db_enter(db_);                                                        \
+        if (!rc) {                                                                    \
+            Py_BEGIN_ALLOW_THREADS                                                    \
+            rc = (expr);                                                              \
+            Py_END_ALLOW_THREADS                                                      \
+            pl_db_leave(db_);                                                         \
+        }                                                                             \
+    } while (0)
+
+static PyObject *DB_sync(DBObject *self, PyObject *unused)
+{
+    CHECK_OPEN(self);
+    int rc;
+    BLOCKING_CALL(self, pl_db_sync(db_));
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DB_flush(DBObject *self, PyObject *unused)
+{
+    CHECK_OPEN(self);
+    int rc;
+    BLOCKING_CALL(self, pl_db_flush(db_));
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"start", "stop", NULL};
+    PyObject *start = Py_None, *stop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:compact", kwlist, &start, &stop))
+        return NULL;
+    CHECK_OPEN(self);
+    bytes_arg s = {0}, e = {0};
+    if (start != Py_None && get_bytes(start, &s, "start") < 0)
+        return NULL;
+    if (stop != Py_None && get_bytes(stop, &e, "stop") < 0) {
+        release_bytes(&s);
+        return NULL;
+    }
+    int rc;
+    BLOCKING_CALL(self, pl_db_compact(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
+                                      stop != Py_None));
+    release_bytes(&s);
+    release_bytes(&e);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    PyObject *dict;
+    PyObject *levels;
+    int failed;
+} stats_ctx;
+
+static void stat_cb(void *ctx, const char *name, uint64_t value)
+{
+    stats_ctx *c = ctx;
+    if (c->failed)
+        return;
+    PyObject *v = PyLong_FromUnsignedLongLong(value);
+    if (!v || PyDict_SetItemString(c->dict, name, v) < 0)
+        c->failed = 1;
+    Py_XDECREF(v);
+}
+
+static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes)
+{
+    stats_ctx *c = ctx;
+    if (c->failed)
+        return;
+    PyObject *d = Py_BuildValue("{s:i,s:K,s:K}", "level", level, "files", (unsigned long long)files,
+                                "bytes", (unsigned long long)bytes);
+    if (!d || PyList_Append(c->levels, d) < 0)
+        c->failed = 1;
+    Py_XDECREF(d);
+}
+
+static PyObject *DB_stats(DBObject *self, PyObject *unused)
+{
+    CHECK_OPEN(self);
+    stats_ctx c = {PyDict_New(), PyList_New(0), 0};
+    if (!c.dict || !c.levels)
+        goto fail;
+    int rc = pl_db_stats(self->db, stat_cb, level_cb, &c);
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        goto fail;
+    }
+    if (c.failed || PyDict_SetItemString(c.dict, "levels", c.levels) < 0)
+        goto fail;
+    Py_DECREF(c.levels);
+    return c.dict;
+fail:
+    Py_XDECREF(c.dict);
+    Py_XDECREF(c.levels);
+    return NULL;
+}
+
+static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(self->closed); }
+
+/* ---- WriteBatch ---- */
+
+typedef struct {
+    PyObject_HEAD
+    pl_batch *b;
+    PyObject *dict;
+} BatchObject;
+
+static int Batch_init(BatchObject *self, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "WriteBatch() takes no arguments");
+        return -1;
+    }
+    if (!self->b && !(self->b = pl_batch_new())) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pl_batch_clear(self->b);
+    return 0;
+}
+
+static PyObject *Batch_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    BatchObject *self = (BatchObject *)tp->tp_alloc(tp, 0);
+    if (self && !(self->b = pl_batch_new())) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void Batch_dealloc(BatchObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pl_batch_free(self->b);
+    Py_CLEAR(self->dict);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Batch_traverse(BatchObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int Batch_clear_gc(BatchObject *self)
+{
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "put() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    bytes_arg k, v;
+    if (get_bytes(args[0], &k, "key") < 0)
+        return NULL;
+    if (get_bytes(args[1], &v, "value") < 0) {
+        release_bytes(&k);
+        return NULL;
+    }
+    int rc = pl_batch_put(self->b, k.ptr, (size_t)k.len, v.ptr, (size_t)v.len);
+    release_bytes(&k);
+    release_bytes(&v);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Batch_delete(BatchObject *self, PyObject *key)
+{
+    bytes_arg k;
+    if (get_bytes(key, &k, "key") < 0)
+        return NULL;
+    int rc = pl_batch_delete(self->b, k.ptr, (size_t)k.len);
+    release_bytes(&k);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Batch_clear(BatchObject *self, PyObject *unused)
+{
+    pl_batch_clear(self->b);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t Batch_len(BatchObject *self) { return (Py_ssize_t)pl_batch_count(self->b); }
+
+static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"batch", "sync", NULL};
+    PyObject *batch, *sync = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:write", kwlist, &batch, &sync))
+        return NULL;
+    CHECK_OPEN(self);
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    if (!PyObject_TypeCheck(batch, st->BatchType)) {
+        PyErr_Format(PyExc_TypeError, "write() takes a WriteBatch, not %.100s", Py_TYPE(batch)->tp_name);
+        return NULL;
+    }
+    int flags = sync_flag(sync);
+    if (flags < 0)
+        return NULL;
+    /* The batch object stays referenced by our caller's frame for the whole call. */
+    int rc = do_write(self, 2, NULL, NULL, ((BatchObject *)batch)->b, flags);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
+/* ---- Snapshot ---- */
+
+typedef struct {
+    PyObject_HEAD
+    DBObject *db;
+    pl_snapshot *snap;
+    PyObject *dict;
+} SnapshotObject;
+
+static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
+{
+    CHECK_OPEN(self);
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    SnapshotObject *s = (SnapshotObject *)st->SnapshotType->tp_alloc(st->SnapshotType, 0);
+    if (!s)
+        return NULL;
+    int rc = pl_snapshot_new(self->db, &s->snap);
+    if (rc) {
+        Py_DECREF(s);
+        return set_error(Py_TYPE(self), rc);
+    }
+    s->db = (DBObject *)Py_NewRef(self);
+    return (PyObject *)s;
+}
+
+static PyObject *snapshot_check(SnapshotObject *self)
+{
+    if (!self->snap || !self->db || self->db->closed) {
+        module_state *st = state_of_type(Py_TYPE(self));
+        if (st)
+            PyErr_SetString(st->ClosedError, self->snap ? "the database is closed" : "the snapshot is closed");
+        return NULL;
+    }
+    return Py_None;
+}
+
+static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!snapshot_check(self))
+        return NULL;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return get_impl(self->db, self->snap, args[0], nargs == 2 ? args[1] : Py_None, 0);
+}
+
+static PyObject *Snapshot_subscript(SnapshotObject *self, PyObject *key)
+{
+    if (!snapshot_check(self))
+        return NULL;
+    return get_impl(self->db, self->snap, key, NULL, 1);
+}
+
+static int Snapshot_contains(SnapshotObject *self, PyObject *key)
+{
+    if (!snapshot_check(self))
+        return -1;
+    PyObject *v = NULL;
+    int r = get_one(self->db, self->snap, key, &v, &scratch);
+    Py_XDECREF(v);
+    return r;
+}
+
+static PyObject *Snapshot_get_many(SnapshotObject *self, PyObject *keys)
+{
+    if (!snapshot_check(self))
+        return NULL;
+    return get_many_impl(self->db, self->snap, keys);
+}
+
+static PyObject *Snapshot_close(SnapshotObject *self, PyObject *unused)
+{
+    if (self->snap) {
+        pl_snapshot_release(self->snap);
+        self->snap = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void Snapshot_dealloc(SnapshotObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->snap)
+        pl_snapshot_release(self->snap);
+    Py_CLEAR(self->db);
+    Py_CLEAR(self->dict);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Snapshot_traverse(SnapshotObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->db);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int Snapshot_clear(SnapshotObject *self)
+{
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+/* ---- module functions ---- */
+
+static PyObject *path_call(PyObject *module, PyObject *arg, int (*fn)(const char *))
+{
+    PyObject *p;
+    if (!PyUnicode_FSConverter(arg, &p))
+        return NULL;
+    int rc;
+    const char *path = PyBytes_AS_STRING(p);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fn(path);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(p);
+    if (rc) {
+        module_state *st = PyModule_GetState(module);
+        return set_error(st->DBType, rc);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_verify(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_verify); }
+static PyObject *mod_repair(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_repair); }
+static PyObject *mod_destroy(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_destroy); }
+
+static PyObject *mod_test_fault(PyObject *m, PyObject *args)
+{
+    const char *op;
+    long nth;
+    int err = EIO, persistent = 0;
+    if (!PyArg_ParseTuple(args, "sl|ip:_test_fault", &op, &nth, &err, &persistent))
+        return NULL;
+    int rc = pl_test_fault(op, nth, err, persistent);
+    if (rc) {
+        module_state *st = PyModule_GetState(m);
+        return set_error(st->DBType, rc);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_test_fault_clear(PyObject *m, PyObject *unused)
+{
+    pl_test_fault_clear();
+    Py_RETURN_NONE;
+}
+
+/* ---- type specs ---- */
+
+static PyMethodDef DB_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))DB_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(key, value, *, sync=None)\n--\n\nInsert or overwrite key."},
+    {"get", (PyCFunction)(void (*)(void))DB_get, METH_FASTCALL,
+     "get(key, default=None)\n--\n\nThe value of key, or default."},
+    {"delete", (PyCFunction)(void (*)(void))DB_delete, METH_VARARGS | METH_KEYWORDS,
+     "delete(key, *, sync=None)\n--\n\nRemove key; no error if absent."},
+    {"write", (PyCFunction)(void (*)(void))DB_write, METH_VARARGS | METH_KEYWORDS,
+     "write(batch, *, sync=None)\n--\n\nApply a WriteBatch atomically."},
+    {"get_many", (PyCFunction)DB_get_many, METH_O,
+     "get_many(keys)\n--\n\nValues (or None) for keys, from one consistent view."},
+    {"sync", (PyCFunction)DB_sync, METH_NOARGS, "sync()\n--\n\nMake everything written so far durable."},
+    {"flush", (PyCFunction)DB_flush, METH_NOARGS, "flush()\n--\n\nWrite the memtable to a table now."},
+    {"compact", (PyCFunction)(void (*)(void))DB_compact, METH_VARARGS | METH_KEYWORDS,
+     "compact(start=None, stop=None)\n--\n\nCompact that key range."},
+    {"stats", (PyCFunction)DB_stats, METH_NOARGS, "stats()\n--\n\nA dict of engine statistics."},
+    {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
+    {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef DB_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(DBObject, weakreflist), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(DBObject, dict), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef DB_getset[] = {
+    {"closed", (getter)DB_closed_get, NULL, "True once close() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot DB_slots[] = {
+    {Py_tp_init, DB_init},
+    {Py_tp_dealloc, DB_dealloc},
+    {Py_tp_traverse, DB_traverse},
+    {Py_tp_clear, DB_clear},
+    {Py_tp_methods, DB_methods},
+    {Py_tp_members, DB_members},
+    {Py_tp_getset, DB_getset},
+    {Py_mp_subscript, DB_subscript},
+    {Py_mp_ass_subscript, DB_ass_subscript},
+    {Py_sq_contains, DB_contains},
+    {Py_tp_doc, "The engine handle; use pylsm.open() or pylsm.DB()."},
+    {0, NULL},
+};
+
+static PyType_Spec DB_spec = {"pylsm._pylsm.DB", sizeof(DBObject), 0,
+                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, DB_slots};
+
+static PyMethodDef Batch_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))Batch_put, METH_FASTCALL, "put(key, value)\n--\n\nAdd a put."},
+    {"delete", (PyCFunction)Batch_delete, METH_O, "delete(key)\n--\n\nAdd a delete."},
+    {"clear", (PyCFunction)Batch_clear, METH_NOARGS, "clear()\n--\n\nDrop every operation."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Batch_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(BatchObject, dict), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Batch_slots[] = {
+    {Py_tp_new, Batch_new},
+    {Py_tp_init, Batch_init},
+    {Py_tp_dealloc, Batch_dealloc},
+    {Py_tp_traverse, Batch_traverse},
+    {Py_tp_clear, Batch_clear_gc},
+    {Py_tp_methods, Batch_methods},
+    {Py_tp_members, Batch_members},
+    {Py_sq_length, Batch_len},
+    {Py_tp_doc, "Operations applied atomically by DB.write()."},
+    {0, NULL},
+};
+
+static PyType_Spec Batch_spec = {"pylsm._pylsm.WriteBatch", sizeof(BatchObject), 0,
+                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Batch_slots};
+
+static PyMethodDef Snapshot_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Snapshot_get, METH_FASTCALL, "get(key, default=None)"},
+    {"get_many", (PyCFunction)Snapshot_get_many, METH_O, "get_many(keys)"},
+    {"close", (PyCFunction)Snapshot_close, METH_NOARGS, "close()"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Snapshot_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(SnapshotObject, dict), READONLY, NULL},
+    {"_db", T_OBJECT, offsetof(SnapshotObject, db), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Snapshot_slots[] = {
+    {Py_tp_dealloc, Snapshot_dealloc},
+    {Py_tp_traverse, Snapshot_traverse},
+    {Py_tp_clear, Snapshot_clear},
+    {Py_tp_methods, Snapshot_methods},
+    {Py_tp_members, Snapshot_members},
+    {Py_mp_subscript, Snapshot_subscript},
+    {Py_sq_contains, Snapshot_contains},
+    {Py_tp_doc, "A consistent read view; use DB.snapshot()."},
+    {0, NULL},
+};
+
+static PyType_Spec Snapshot_spec = {"pylsm._pylsm.Snapshot", sizeof(SnapshotObject), 0,
+                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+                                        Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                                    Snapshot_slots};
+
+static PyMethodDef module_methods[] = {
+    {"verify", mod_verify, METH_O, "verify(path)\n--\n\nCheck every checksum of a closed database."},
+    {"repair", mod_repair, METH_O, "repair(path)\n--\n\nSalvage a damaged database."},
+    {"destroy", mod_destroy, METH_O, "destroy(path)\n--\n\nDelete a database directory."},
+    {"_test_fault", mod_test_fault, METH_VARARGS, NULL},
+    {"_test_fault_clear", mod_test_fault_clear, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static int add_exception(PyObject *m, PyObject **slot, const char *name, PyObject *bases)
+{
+    char full[64];
+    snprintf(full, sizeof full, "pylsm.%s", name);
+    *slot = PyErr_NewException(full, bases, NULL);
+    if (!*slot)
+        return -1;
+    return PyModule_AddObjectRef(m, name, *slot);
+}
+
+static int add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, NULL);
+    if (!*slot)
+        return -1;
+    return PyModule_AddType(m, *slot);
+}
+
+static int module_exec(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    PyObject *b;
+    if (add_exception(m, &st->Error, "Error", PyExc_Exception) < 0)
+        return -1;
+    if (add_exception(m, &st->CorruptionError, "CorruptionError", st->Error) < 0)
+        return -1;
+    if (add_exception(m, &st->LockError, "LockError", st->Error) < 0)
+        return -1;
+    if (!(b = PyTuple_Pack(2, st->Error, PyExc_ValueError)))
+        return -1;
+    int r = add_exception(m, &st->ClosedError, "ClosedError", b);
+    Py_DECREF(b);
+    if (r < 0)
+        return -1;
+    if (!(b = PyTuple_Pack(2, st->Error, PyExc_OSError)))
+        return -1;
+    r = add_exception(m, &st->StorageError, "StorageError", b);
+    Py_DECREF(b);
+    if (r < 0)
+        return -1;
+    if (add_type(m, &st->DBType, &DB_spec) < 0 || add_type(m, &st->BatchType, &Batch_spec) < 0 ||
+        add_type(m, &st->SnapshotType, &Snapshot_spec) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(m, "MAX_KEY", PL_MAX_KEY) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_VALUE", PL_MAX_VALUE) < 0)
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_VISIT(st->Error);
+    Py_VISIT(st->CorruptionError);
+    Py_VISIT(st->LockError);
+    Py_VISIT(st->ClosedError);
+    Py_VISIT(st->StorageError);
+    Py_VISIT(st->DBType);
+    Py_VISIT(st->BatchType);
+    Py_VISIT(st->SnapshotType);
+    Py_VISIT(st->IterType);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->Error);
+    Py_CLEAR(st->CorruptionError);
+    Py_CLEAR(st->LockError);
+    Py_CLEAR(st->ClosedError);
+    Py_CLEAR(st->StorageError);
+    Py_CLEAR(st->DBType);
+    Py_CLEAR(st->BatchType);
+    Py_CLEAR(st->SnapshotType);
+    Py_CLEAR(st->IterType);
+    return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef pylsm_module = {
+    PyModuleDef_HEAD_INIT, "pylsm._pylsm", "The C core of pylsm.", sizeof(module_state), module_methods,
+    module_slots, module_traverse, module_clear, module_free,
+};
+
+PyMODINIT_FUNC PyInit__pylsm(void) { return PyModuleDef_Init(&pylsm_module); }

@@ -156,6 +156,12 @@ int block_cursor_init(block_cursor *c, const char *data, size_t len)
     return block_cursor_reset(c, data, len);
 }
 
+void block_cursor_init_empty(block_cursor *c)
+{
+    memset(c, 0, offsetof(block_cursor, kinline));
+    c->data = "";
+}
+
 int block_cursor_reset(block_cursor *c, const char *data, size_t len)
 {
     c->data = data;

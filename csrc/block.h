@@ -51,7 +51,7 @@ void block_builder_reset(block_builder *b);
  * or the block would exceed BLOCK_MAX_BYTES). */
 int block_builder_add(block_builder *b, const char *key, size_t klen, const char *val, size_t vlen);
 
-/* Append the restart array and count; *data/*len point at the finished block, which stays valid until
+/* Append the restart array and count; *data and *len point at the finished block, which stays valid until
  * the next reset or free.  An empty builder makes a valid block with no entries.  PL_OK or PL_NOMEM. */
 int block_builder_finish(block_builder *b, const char **data, size_t *len);
 
@@ -87,6 +87,8 @@ typedef struct block_cursor {
  * restart array is malformed the cursor's status becomes PL_CORRUPT and it never becomes valid.
  * Returns the status. */
 int block_cursor_init(block_cursor *c, const char *data, size_t len);
+/* Prepare a cursor with no block yet (never valid, status PL_OK), for block_cursor_reset later. */
+void block_cursor_init_empty(block_cursor *c);
 /* Point an initialised cursor at another block, keeping its key buffer. Returns the status. */
 int block_cursor_reset(block_cursor *c, const char *data, size_t len);
 /* Free the cursor's key buffer (not the block). */
@@ -113,6 +115,8 @@ static inline size_t block_cursor_klen(const block_cursor *c) { return c->klen; 
 static inline const char *block_cursor_value(const block_cursor *c) { return c->val; }
 static inline size_t block_cursor_vlen(const block_cursor *c) { return c->vlen; }
 static inline int block_cursor_status(const block_cursor *c) { return c->status; }
+/* Make the cursor not valid (without touching the block), e.g. before its block is released. */
+static inline void block_cursor_invalidate(block_cursor *c) { c->cur = c->next = c->data_end; }
 
 /* ---- reading: the iter.h iterator ---- */
 

@@ -2,9 +2,10 @@
  * bloom.h -- bloom filters over user keys (docs/format_sstable.md, "Filter block").
  *
  * A filter is the bit array (a whole number of bytes, at least 64 bits) followed by one byte holding
- * the number of probes k.  Probe i of a key with hash h tests bit (h + i * delta) mod nbits, with
- * delta = h rotated right by 17 (double hashing, as LevelDB does), so one 32-bit hash per key is all a
- * filter needs.  A filter has no false negatives; at 10 bits per key about 1% false positives.
+ * the number of probes k.  Probe i of a key with hash h tests bit ((h + i * delta) mod 2^32) mod nbits,
+ * bit b being bit b % 8 of byte b / 8, with delta a remix of h (double hashing as in LevelDB, with a
+ * better stride; see bloom.c), so one 32-bit hash per key is all a filter needs.  A filter has no false
+ * negatives; at 10 bits per key about 0.8% false positives.
  *
  * Thread safety: all functions are pure; a built filter may be probed by any number of threads.
  */

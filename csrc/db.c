@@ -28,8 +28,11 @@
 #include "batch.h"
 #include "env.h"
 #include "ikey.h"
+#include "cache.h"
 #include "memtable.h"
+#include "sstable.h"
 #include "status.h"
+#include "version.h"
 #include "wal.h"
 
 #define GROUP_MAX_WRITERS 128
@@ -67,9 +70,19 @@ struct pl_db {
     writer *queue_head, *queue_tail;
 
     memtable *mem;
+    memtable *imm;            /* full, being flushed */
+    uint64_t imm_log_number;  /* the first WAL not covered by imm */
+    uint64_t imm_last_lsn;    /* the last LSN in imm */
     wal *log;
     uint64_t log_number;      /* file number of the current WAL */
-    uint64_t next_file;       /* next file number to hand out */
+    versions vs;              /* live tables and the manifest; file numbers */
+    cache *cache;
+
+    /* the background thread: flushes (and compactions) */
+    pthread_t bg_thread;
+    int bg_started;
+    pthread_cond_t bg_cv;     /* work for the thread, or work done (flush waiters, stalled writers) */
+    uint64_t flushes;
     uint64_t last_assigned;   /* highest LSN handed to a writer (leader only, under mu) */
     _Atomic uint64_t visible; /* highest LSN readers may see */
 
@@ -95,7 +108,7 @@ struct pl_db {
 
     /* statistics */
     _Atomic uint64_t st_wal_writes, st_wal_syncs, st_wal_records, st_user_bytes, st_wal_bytes;
-    _Atomic uint64_t st_puts, st_deletes, st_gets;
+    _Atomic uint64_t st_puts, st_deletes, st_gets, st_table_bytes;
     uint64_t wal_dropped_bytes;
     uint64_t recovered_records;
 };
@@ -109,29 +122,6 @@ static char *join(const char *dir, const char *name)
     if (p)
         snprintf(p, n, "%s/%s", dir, name);
     return p;
-}
-
-static char *file_name(const char *dir, uint64_t number, const char *ext)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%06" PRIu64 ".%s", number, ext);
-    return join(dir, name);
-}
-
-/* Parse "NNNNNN.ext"; returns 1 and the number when name has that form. */
-static int parse_file_name(const char *name, const char *ext, uint64_t *number)
-{
-    const char *dot = strrchr(name, '.');
-    if (!dot || dot == name || strcmp(dot + 1, ext) != 0)
-        return 0;
-    uint64_t n = 0;
-    for (const char *p = name; p < dot; p++) {
-        if (*p < '0' || *p > '9' || n > UINT64_MAX / 10 - 9)
-            return 0;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    *number = n;
-    return 1;
 }
 
 static int check_usable(pl_db *db)
@@ -220,8 +210,8 @@ static int new_wal(pl_db *db, size_t need)
             return rc;
         atomic_fetch_add(&db->st_wal_syncs, 1);
     }
-    uint64_t number = db->next_file++;
-    char *path = file_name(db->path, number, "wal");
+    uint64_t number = versions_new_file(&db->vs);
+    char *path = db_file_name(db->path, number, "wal");
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     rc = wal_create(path, db->opt.wal_timestamp, wal_window(db, need), &db->log);
@@ -265,6 +255,8 @@ static int write_is_quick(pl_db *db, size_t len)
         return 0;
     if ((mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + 1 >= db->opt.sync_count)
         return 0;
+    if (memtable_usage(db->mem) >= db->opt.memtable_bytes)
+        return 0;
     return wal_record_size(db->log, len) <= wal_room(db->log);
 }
 
@@ -275,14 +267,52 @@ static void wake_head(pl_db *db)
         pthread_cond_signal(&db->queue_head->cv);
 }
 
-/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h). */
+/* Switch to a fresh memtable and WAL when the memtable is full (or when forced and not empty); wait
+ * while the previous memtable is still being flushed.  REQUIRES: mu held, the caller leads the queue. */
+static int make_room(pl_db *db, int force)
+{
+    for (;;) {
+        if (db->bg_error)
+            return readonly_error(db);
+        if (atomic_load(&db->closing))
+            return PL_FAIL(PL_CLOSED, "the database is closed");
+        int full = memtable_usage(db->mem) >= db->opt.memtable_bytes;
+        if (!full && !(force && memtable_count(db->mem) > 0))
+            return PL_OK;
+        if (db->imm) {
+            pthread_cond_wait(&db->bg_cv, &db->mu);
+            continue;
+        }
+        memtable *fresh = memtable_new();
+        if (!fresh)
+            return PL_FAIL(PL_NOMEM, "out of memory for a new memtable");
+        pthread_mutex_unlock(&db->mu);
+        pthread_mutex_lock(&db->sync_mu);
+        pthread_mutex_lock(&db->mu);
+        int rc = new_wal(db, 0);
+        pthread_mutex_unlock(&db->sync_mu);
+        if (rc) {
+            memtable_unref(fresh);
+            set_bg_error(db);
+            return rc;
+        }
+        db->imm = db->mem;
+        db->imm_log_number = db->log_number;
+        db->imm_last_lsn = db->last_assigned;
+        db->mem = fresh;
+        pthread_cond_broadcast(&db->bg_cv);
+        force = 0;
+    }
+}
+
+/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
 static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
 {
     int sync = flags & PL_WRITE_SYNC;
     writer w;
     w.rep = rep;
     w.len = len;
-    w.count = batch_rep_count(rep);
+    w.count = rep ? batch_rep_count(rep) : 0;
     w.user_bytes = user_bytes;
     w.sync = sync;
     w.done = 0;
@@ -318,7 +348,19 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
         return w.rc;
     }
 
-    /* The leader: take a group. */
+    /* The leader.  First make room in the memtable; a flush request (rep == NULL) stops there. */
+    int rc = make_room(db, w.rep == NULL);
+    if (rc || w.rep == NULL) {
+        db->queue_head = w.next;
+        if (!db->queue_head)
+            db->queue_tail = NULL;
+        wake_head(db);
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return rc;
+    }
+
+    /* Take a group. */
     wal_rec recs[GROUP_MAX_WRITERS];
     writer *group[GROUP_MAX_WRITERS];
     int n = 0;
@@ -338,7 +380,6 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     }
     memtable *mem = db->mem;
     wal *log = db->log;
-    int rc = db->bg_error ? PL_READONLY : PL_OK;
     size_t need = 0;
     for (int i = 0; i < n; i++)
         need += wal_record_size(log, recs[i].len);
@@ -597,15 +638,160 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
         return rc;
     uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
     pthread_mutex_lock(&db->mu);
-    memtable *mem = db->mem;
+    memtable *mem = db->mem, *imm = db->imm;
+    version *v = db->vs.current;
     memtable_ref(mem);
+    if (imm)
+        memtable_ref(imm);
+    version_ref(v);
     pthread_mutex_unlock(&db->mu);
     int r = memtable_get(mem, key, klen, lsn, out);
+    if (r == LOOKUP_ABSENT && imm)
+        r = memtable_get(imm, key, klen, lsn, out);
+    if (r == LOOKUP_ABSENT) {
+        rc = version_get(v, key, klen, lsn, out, flags, &r);
+        if (rc)
+            r = -rc;
+    }
     memtable_unref(mem);
-    atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
+    if (imm)
+        memtable_unref(imm);
+    version_unref(v);
     if (r < 0)
         return -r;
+    atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
     return r == LOOKUP_FOUND ? PL_OK : PL_NOTFOUND;
+}
+
+/* ---- flush and the background thread ---- */
+
+/* Write the entries of `it` (internal keys in order) to table `number`, make it and its name durable,
+ * and open it.  Takes over it. */
+static int write_table(pl_db *db, iter *it, uint64_t number, file_meta **out)
+{
+    char *path = db_file_name(db->path, number, "sst");
+    table_builder *tb = NULL;
+    int rc = path ? table_builder_new(path, db->opt.block_bytes, db->opt.bloom_bits_per_key, &tb)
+                  : PL_FAIL(PL_NOMEM, "out of memory");
+    for (iter_seek_first(it); !rc && iter_valid(it); iter_next(it)) {
+        const char *k, *v;
+        size_t kn, vn;
+        iter_key(it, &k, &kn);
+        iter_value(it, &v, &vn);
+        rc = table_builder_add(tb, k, kn, v, vn);
+    }
+    if (!rc)
+        rc = iter_status(it);
+    iter_destroy(it);
+    env_kill_point("sstable_write");
+    table_meta m;
+    memset(&m, 0, sizeof m);
+    if (rc) {
+        table_builder_abandon(tb);
+    } else {
+        rc = table_builder_finish(tb, &m);
+        if (!rc)
+            rc = env_sync_dir(db->path);
+        if (!rc) {
+            rc = file_meta_open(db->path, number, &m, db->cache, out);
+            if (!rc)
+                atomic_fetch_add(&db->st_table_bytes, m.file_size);
+        }
+        if (rc) {
+            table_meta_free(&m);
+            env_unlink(path);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+static int delete_old_wal(void *ctx, const char *name)
+{
+    pl_db *db = ctx;
+    uint64_t n;
+    if (db_parse_file_name(name, "wal", &n) && n < db->vs.log_number) {
+        char *p = db_file_name(db->path, n, "wal");
+        if (p) {
+            env_kill_point("file_delete");
+            env_unlink(p);
+        }
+        free(p);
+    }
+    return PL_OK;
+}
+
+/* Flush db->imm to an L0 table.  REQUIRES: mu held (released while writing). */
+static int flush_imm(pl_db *db)
+{
+    memtable *imm = db->imm;
+    uint64_t number = versions_new_file(&db->vs);
+    version_edit e;
+    edit_init(&e);
+    e.has_log_number = e.has_last_lsn = e.has_next_file = 1;
+    e.log_number = db->imm_log_number;
+    e.last_lsn = db->imm_last_lsn;
+    e.next_file = db->vs.next_file;
+    pthread_mutex_unlock(&db->mu);
+
+    file_meta *f = NULL;
+    version *v = NULL;
+    iter *it = memtable_iter(imm);
+    int rc = it ? write_table(db, it, number, &f) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!rc)
+        rc = edit_add_file(&e, 0, f);
+    if (!rc)
+        rc = versions_apply(&db->vs, &e, &v);
+    edit_free(&e);
+    file_unref(f);
+
+    pthread_mutex_lock(&db->mu);
+    if (rc) {
+        set_bg_error(db);
+    } else {
+        versions_install(&db->vs, v);
+        db->imm = NULL;
+        memtable_unref(imm);
+        db->flushes++;
+    }
+    pthread_cond_broadcast(&db->bg_cv);
+    if (!rc) {
+        pthread_mutex_unlock(&db->mu);
+        env_list_dir(db->path, delete_old_wal, db);
+        pthread_mutex_lock(&db->mu);
+    }
+    return rc;
+}
+
+static void *bg_main(void *arg)
+{
+    pl_db *db = arg;
+    pthread_mutex_lock(&db->mu);
+    while (!atomic_load(&db->closing)) {
+        if (db->imm && !db->bg_error) {
+            flush_imm(db);
+            continue;
+        }
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+int pl_db_flush(pl_db *db)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    rc = write_rep(db, NULL, 0, 0, 0); /* switch memtables through the writer queue */
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&db->mu);
+    while (db->imm && !db->bg_error && !atomic_load(&db->closing))
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+    rc = db->bg_error ? readonly_error(db) : db->imm ? PL_FAIL(PL_CLOSED, "the database is closed") : PL_OK;
+    pthread_mutex_unlock(&db->mu);
+    return rc;
 }
 
 /* ---- open, recovery, close ---- */
@@ -620,7 +806,7 @@ static int collect_wal(void *ctx, const char *name)
 {
     wal_list *l = ctx;
     uint64_t number;
-    if (parse_file_name(name, "wal", &number)) {
+    if (db_parse_file_name(name, "wal", &number)) {
         if (l->n == l->cap) {
             size_t cap = l->cap ? l->cap * 2 : 16;
             uint64_t *p = realloc(l->numbers, cap * sizeof *p);
@@ -631,7 +817,7 @@ static int collect_wal(void *ctx, const char *name)
         }
         l->numbers[l->n++] = number;
     }
-    if (parse_file_name(name, "wal", &number) || parse_file_name(name, "sst", &number))
+    if (db_parse_file_name(name, "wal", &number) || db_parse_file_name(name, "sst", &number))
         if (number > l->max_number)
             l->max_number = number;
     return PL_OK;
@@ -668,17 +854,24 @@ static int recover(pl_db *db)
     if (rc)
         goto out;
     qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
-    db->next_file = l.max_number + 1;
+    if (db->vs.next_file <= l.max_number)
+        db->vs.next_file = l.max_number + 1;
+    /* Records must follow on from the last LSN in tables; older ones are already in tables. */
+    db->last_assigned = db->vs.last_lsn;
     wal_replay_result res = {0};
+    res.next_lsn = db->vs.last_lsn + 1;
     replay_ctx ctx = {db};
-    for (size_t i = 0; i < l.n; i++) {
-        char *path = file_name(db->path, l.numbers[i], "wal");
+    size_t first = 0;
+    while (first < l.n && l.numbers[first] < db->vs.log_number)
+        first++; /* covered by tables; deleted below */
+    for (size_t i = first; i < l.n; i++) {
+        char *path = db_file_name(db->path, l.numbers[i], "wal");
         if (!path) {
             rc = PL_FAIL(PL_NOMEM, "out of memory");
             goto out;
         }
         int is_last = i + 1 == l.n;
-        rc = wal_replay(path, db->opt.wal_recovery, is_last, 0, replay_record, &ctx, &res);
+        rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, replay_record, &ctx, &res);
         if (!rc && db->opt.wal_recovery == PL_RECOVER_SALVAGE)
             db->wal_dropped_bytes += res.dropped_bytes;
         if (!rc && res.torn_tail && is_last) {
@@ -702,6 +895,36 @@ out:
     return rc;
 }
 
+/* Remove what a crash left behind: WALs covered by tables, tables no version names (an unfinished
+ * flush or compaction), manifests CURRENT does not name, a CURRENT.tmp. */
+static int remove_obsolete(void *ctx, const char *name)
+{
+    pl_db *db = ctx;
+    uint64_t n;
+    int stale = 0;
+    if (db_parse_file_name(name, "wal", &n))
+        stale = n < db->vs.log_number;
+    else if (db_parse_file_name(name, "sst", &n)) {
+        stale = 1;
+        for (int l = 0; l < NUM_LEVELS && stale; l++)
+            for (int i = 0; i < db->vs.current->n[l] && stale; i++)
+                stale = db->vs.current->files[l][i]->number != n;
+    } else if (strncmp(name, "MANIFEST-", 9) == 0) {
+        char cur[40];
+        snprintf(cur, sizeof cur, "MANIFEST-%06" PRIu64, db->vs.manifest_number);
+        stale = strcmp(name, cur) != 0;
+    } else if (strcmp(name, "CURRENT.tmp") == 0) {
+        stale = 1;
+    }
+    if (stale) {
+        char *p = join(db->path, name);
+        if (p)
+            env_unlink(p);
+        free(p);
+    }
+    return PL_OK;
+}
+
 static int dir_exists(const char *path)
 {
     struct stat st;
@@ -721,6 +944,11 @@ static void db_free(pl_db *db)
 {
     if (db->mem)
         memtable_unref(db->mem);
+    if (db->imm)
+        memtable_unref(db->imm);
+    versions_close(&db->vs);
+    cache_free(db->cache);
+    pthread_cond_destroy(&db->bg_cv);
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->sync_mu);
     pthread_cond_destroy(&db->sync_cv);
@@ -773,7 +1001,9 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     pthread_cond_init(&db->sync_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&db->close_cv, NULL);
+    pthread_cond_init(&db->bg_cv, NULL);
     atomic_init(&db->refs, 1);
+    db->vs.manifest_fd = -1;
 
     char *lock = join(path, "LOCK");
     rc = lock ? env_lock(lock, &db->lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
@@ -781,22 +1011,39 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     if (rc)
         goto fail;
     db->mem = memtable_new();
-    if (!db->mem) {
+    db->cache = cache_new(opt->block_cache_bytes);
+    if (!db->mem || !db->cache) {
         rc = PL_FAIL(PL_NOMEM, "out of memory");
         goto fail;
     }
-    rc = recover(db);
+    rc = versions_open(&db->vs, path, db->cache, 1);
     if (rc)
         goto fail;
-    if (!exists && (rc = env_sync_dir(path)))
+    rc = recover(db);
+    if (rc)
         goto fail;
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
     rc = new_wal(db, 0);
+    if (!rc && memtable_count(db->mem) > 0 &&
+        (db->wal_dropped_bytes > 0 || memtable_usage(db->mem) >= opt->memtable_bytes)) {
+        /* Salvaged or oversized: move what was recovered into a table so the damaged WALs go. */
+        db->imm = db->mem;
+        db->imm_log_number = db->log_number;
+        db->imm_last_lsn = db->last_assigned;
+        db->mem = memtable_new();
+        rc = db->mem ? flush_imm(db) : PL_FAIL(PL_NOMEM, "out of memory");
+    }
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->sync_mu);
     if (rc)
         goto fail;
+    env_list_dir(path, remove_obsolete, db);
+    if (pthread_create(&db->bg_thread, NULL, bg_main, db) != 0) {
+        rc = PL_FAIL(PL_NOMEM, "cannot start the background thread");
+        goto fail;
+    }
+    db->bg_started = 1;
     if (opt->sync_mode == PL_SYNC_TIME_BASED || opt->sync_mode == PL_SYNC_HYBRID) {
         if (pthread_create(&db->sync_thread, NULL, sync_thread_main, db) != 0) {
             rc = PL_FAIL(PL_NOMEM, "cannot start the sync thread");
@@ -807,6 +1054,13 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     *out = db;
     return PL_OK;
 fail:
+    if (db->bg_started) {
+        atomic_store(&db->closing, 1);
+        pthread_mutex_lock(&db->mu);
+        pthread_cond_broadcast(&db->bg_cv);
+        pthread_mutex_unlock(&db->mu);
+        pthread_join(db->bg_thread, NULL);
+    }
     if (db->log)
         wal_close(db->log, 0);
     if (db->lock_fd >= 0)
@@ -848,11 +1102,14 @@ int pl_db_close(pl_db *db)
     db->closed = 1;
     atomic_store(&db->closing, 1);
     pthread_cond_broadcast(&db->sync_cv);
+    pthread_cond_broadcast(&db->bg_cv);
     while (atomic_load(&db->active) > 0)
         pthread_cond_wait(&db->close_cv, &db->mu);
     pthread_mutex_unlock(&db->mu);
     if (db->sync_thread_started)
         pthread_join(db->sync_thread, NULL);
+    if (db->bg_started)
+        pthread_join(db->bg_thread, NULL);
 
     int rc = PL_OK;
     if (db->log) {
@@ -860,6 +1117,8 @@ int pl_db_close(pl_db *db)
         rc = wal_close(db->log, !db->bg_error);
         db->log = NULL;
     }
+    version_unref(db->vs.current); /* readers still holding tables keep their own references */
+    db->vs.current = NULL;
     if (db->lock_fd >= 0) {
         env_close(db->lock_fd);
         db->lock_fd = -1;
@@ -880,9 +1139,22 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     uint64_t wal_bytes = db->log ? wal_written(db->log) : 0;
     uint64_t dropped = db->wal_dropped_bytes;
     uint64_t unsynced = db->unsynced_records;
+    uint64_t flushes = db->flushes;
+    if (db->imm)
+        mem_bytes += memtable_usage(db->imm);
+    version *v = db->vs.current;
+    version_ref(v);
     pthread_mutex_unlock(&db->mu);
     uint64_t user = atomic_load(&db->st_user_bytes);
-    uint64_t disk = atomic_load(&db->st_wal_bytes);
+    uint64_t disk = atomic_load(&db->st_wal_bytes) + atomic_load(&db->st_table_bytes);
+    uint64_t tables = 0, table_bytes = 0;
+    for (int l = 0; l < NUM_LEVELS; l++) {
+        tables += (uint64_t)v->n[l];
+        table_bytes += version_level_bytes(v, l);
+        if (fn_level)
+            fn_level(ctx, l, (uint64_t)v->n[l], version_level_bytes(v, l));
+    }
+    version_unref(v);
     fn(ctx, "lsn", atomic_load(&db->visible));
     fn(ctx, "memtable_bytes", mem_bytes);
     fn(ctx, "wal_bytes", wal_bytes);
@@ -893,19 +1165,18 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "wal_dropped_bytes", dropped);
     fn(ctx, "user_bytes_written", user);
     fn(ctx, "disk_bytes_written", disk);
-    fn(ctx, "sstables", 0);
-    fn(ctx, "live_bytes", 0);
-    fn(ctx, "flushes", 0);
+    fn(ctx, "sstables", tables);
+    fn(ctx, "live_bytes", table_bytes + wal_bytes);
+    fn(ctx, "flushes", flushes);
+    fn(ctx, "write_amplification_x1000", user ? disk * 1000 / user : 0);
     fn(ctx, "compactions", 0);
     fn(ctx, "puts", atomic_load(&db->st_puts));
     fn(ctx, "deletes", atomic_load(&db->st_deletes));
     fn(ctx, "gets", atomic_load(&db->st_gets));
     fn(ctx, "recovered_records", db->recovered_records);
-    (void)fn_level;
     return PL_OK;
 }
 
-int pl_db_flush(pl_db *db) { return check_usable(db); }
 
 int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
                   size_t elen, int has_stop)
@@ -937,8 +1208,8 @@ static int is_our_file(const char *name)
 {
     uint64_t n;
     return strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0 ||
-           strcmp(name, "CURRENT.tmp") == 0 || parse_file_name(name, "wal", &n) ||
-           parse_file_name(name, "sst", &n) || parse_file_name(name, "tmp", &n);
+           strcmp(name, "CURRENT.tmp") == 0 || db_parse_file_name(name, "wal", &n) ||
+           db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "tmp", &n);
 }
 
 static int destroy_entry(void *ctx, const char *name)
@@ -976,11 +1247,13 @@ int pl_verify(const char *path)
     if (!dir_exists(path))
         return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
     wal_list l = {0};
-    int rc = env_list_dir(path, collect_wal, &l);
+    int rc = versions_verify(path);
+    if (!rc)
+        rc = env_list_dir(path, collect_wal, &l);
     qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
     wal_replay_result res = {0};
     for (size_t i = 0; !rc && i < l.n; i++) {
-        char *p = file_name(path, l.numbers[i], "wal");
+        char *p = db_file_name(path, l.numbers[i], "wal");
         rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);

@@ -71,9 +71,7 @@ int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out)
     rc = env_map(w->fd, w->map_bytes, &w->map, path);
     if (rc)
         goto fail;
-    memcpy(w->map, WAL_MAGIC, 8);
-    put_u32(w->map + 8, w->flags);
-    put_u32(w->map + 12, crc_value(w->map, 12));
+    wal_encode_file_header(w->map, timestamps);
     *out = w;
     return PL_OK;
 fail:
@@ -84,6 +82,29 @@ fail:
     free(w->path);
     free(w);
     return rc;
+}
+
+size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const char *payload, size_t len)
+{
+    size_t hdr = rec_header(timestamps ? WAL_FLAG_TIMESTAMP : 0);
+    /* One buffer: the record is built in place with its CRC field left for last, and the CRC runs over
+     * the two ranges around it (the seed's item 2). */
+    put_u64(dst, lsn);
+    put_u32(dst + 12, (uint32_t)len);
+    if (hdr > WAL_REC_HEADER)
+        put_u64(dst + WAL_REC_HEADER, ts);
+    if (len)
+        memcpy(dst + hdr, payload, len);
+    env_kill_point("wal_append");
+    put_u32(dst + 8, crc_extend(crc_value(dst, 8), dst + 12, hdr - 12 + len));
+    return hdr + len;
+}
+
+void wal_encode_file_header(char *dst, int timestamps)
+{
+    memcpy(dst, WAL_MAGIC, 8);
+    put_u32(dst + 8, timestamps ? WAL_FLAG_TIMESTAMP : 0);
+    put_u32(dst + 12, crc_value(dst, 12));
 }
 
 int wal_append(wal *w, const wal_rec *recs, int n)
@@ -97,20 +118,9 @@ int wal_append(wal *w, const wal_rec *recs, int n)
     if (rc)
         return rc;
     uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
-    for (int i = 0; i < n; i++) {
-        char *p = w->map + off;
-        /* One buffer: the record is built in place with its CRC field left for last, and the CRC
-         * runs over the two ranges around it (the seed's item 2). */
-        put_u64(p, recs[i].lsn);
-        put_u32(p + 12, (uint32_t)recs[i].len);
-        if (hdr > WAL_REC_HEADER)
-            put_u64(p + WAL_REC_HEADER, ts);
-        memcpy(p + hdr, recs[i].payload, recs[i].len);
-        env_kill_point("wal_append");
-        uint32_t crc = crc_extend(crc_value(p, 8), p + 12, hdr - 12 + recs[i].len);
-        put_u32(p + 8, crc);
-        off += hdr + recs[i].len;
-    }
+    int timestamps = (w->flags & WAL_FLAG_TIMESTAMP) != 0;
+    for (int i = 0; i < n; i++)
+        off += wal_encode(w->map + off, timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
     atomic_store_explicit(&w->written, off, memory_order_release);
     return PL_OK;
 }

@@ -54,6 +54,11 @@ uint64_t wal_synced(const wal *w);
 int wal_close(wal *w, int sync);
 const char *wal_path(const wal *w);
 
+/* Encode one record at dst (room for wal_record_size) and return its size: the WAL framing, also used
+ * by the manifest.  And the 16-byte file header. */
+size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const char *payload, size_t len);
+void wal_encode_file_header(char *dst, int timestamps);
+
 /* ---- replay ---- */
 
 enum { WAL_TOLERATE_TAIL = 0, WAL_ABSOLUTE = 1, WAL_SALVAGE = 2 }; /* = enum pl_wal_recovery */

@@ -1,0 +1,592 @@
+"""One small adapter per backend, each configured fairly for the workload (BENCHMARKS.md, "Peers").
+
+Every adapter is opened with ``Adapter(path, sync=..., memtable_bytes=..., cache_bytes=...)`` and offers:
+
+  put(k, v), get(k) -> bytes | None, delete(k)   bound at open time to the backend's own fastest call, so
+                                                  the timed loops pay no adapter overhead where the backend
+                                                  has a direct call (pylsm, plyvel, rocksdict, dict)
+  write_batch(pairs)                              one atomic batch, the backend's own batch API
+  scan(start=None, reverse=False, limit=None)     iterator of (key, value) in key order
+  begin_reads()                                   before a read-only pass (untimed); LMDB and SQLite hold
+                                                  one read transaction for the pass, as their users do
+  flush(), compact(), close(), reopen()
+  thread_view()                                   a handle for another thread (own read txn / connection)
+  skip_reason(workload) (classmethod)             why this backend cannot run a workload fairly, or None
+
+Fairness, common to all: same keys and values, same sync level per workload (``"none"``: the write is handed
+to the OS before the call returns, so it survives kill -9 but not power loss; ``"every_write"``: fsynced
+before the call returns), same memtable/write-buffer size (64 MiB) and block cache (32 MiB, 4 MiB for
+readrandom_threads2) where the backend has that knob, bloom filters of 10 bits/key where it has them, and no
+compression (the values are random bytes, so compression would only cost the peers CPU).
+"""
+import functools
+import itertools
+import os
+import sqlite3
+import threading
+from bisect import bisect_left
+
+import bench_common as C
+
+__all__ = ["BACKENDS", "get_backend_class", "backend_skip_reason"]
+
+
+def _sum_sizes(path, want):
+    """Written bytes of the files of ``path`` that ``want``: trailing zeros (preallocation) not counted."""
+    return sum(C.data_extent(os.path.join(path, f)) for f in os.listdir(path) if want(f))
+
+
+class Backend:
+    """Base class; see the module docstring for the contract."""
+
+    name = "?"
+    module = None        # what must import for this backend to run
+    persistent = True
+
+    def __init__(self, path, *, sync=C.SYNC_NONE, memtable_bytes=C.MEMTABLE_BYTES,
+                 cache_bytes=C.CACHE_BYTES):
+        if sync not in (C.SYNC_NONE, C.SYNC_EVERY_WRITE):
+            raise ValueError(sync)
+        self.path = str(path)
+        self.sync = sync
+        self.memtable_bytes = memtable_bytes
+        self.cache_bytes = cache_bytes
+        self.is_open = False
+        self.open()
+
+    @classmethod
+    def skip_reason(cls, workload):
+        return None
+
+    def open(self):
+        raise NotImplementedError
+
+    def close(self):
+        raise NotImplementedError
+
+    def reopen(self):
+        self.close()
+        self.open()
+
+    def begin_reads(self):
+        pass
+
+    def flush(self):
+        """Write the memtable to an SSTable where the backend has one (untimed, before a close)."""
+
+    def compact(self):
+        """Compact everything where the backend can (space workload)."""
+
+    def thread_view(self, write=False):
+        """A handle another thread uses for get (``write=False``) or put (``write=True``)."""
+        return self
+
+    def close_view(self, view):
+        pass
+
+    @classmethod
+    def wal_bytes(cls, path):
+        """Bytes of write-ahead log at ``path`` without a preallocated zero tail (recovery workload;
+        measured before the reopen)."""
+        return 0
+
+    def __repr__(self):
+        return f"<{self.name} {self.path} sync={self.sync}>"
+
+
+# --------------------------------------------------------------------------------------------- pylsm
+class PylsmBackend(Backend):
+    """pylsm: ``pylsm.open(path, sync=..., memtable_bytes=64 MiB, block_cache_bytes=32 MiB (4 MiB for
+    readrandom_threads2), bloom_bits_per_key=10)``; sync ``"none"`` or ``"every_write"`` (group commit).
+    put/get/delete are the C methods themselves; batches are ``db.update(pairs)``; scans ``db.items()``;
+    ``flush()``/``compact()`` are pylsm's own."""
+
+    name = "pylsm"
+    module = "pylsm"
+
+    def open(self):
+        import pylsm
+        self.db = db = pylsm.open(self.path, sync=self.sync, memtable_bytes=self.memtable_bytes,
+                                  block_cache_bytes=self.cache_bytes, bloom_bits_per_key=C.BLOOM_BITS)
+        self.put, self.get, self.delete = db.put, db.get, db.delete
+        self.write_batch = db.update
+        self.is_open = True
+
+    def scan(self, start=None, reverse=False, limit=None):
+        it = self.db.items(start=start, reverse=reverse)
+        return it if limit is None else itertools.islice(it, limit)
+
+    def flush(self):
+        self.db.flush()
+
+    def compact(self):
+        self.db.compact()
+
+    def close(self):
+        if self.is_open:
+            self.db.close()
+            self.db = None
+            self.is_open = False
+
+    @classmethod
+    def wal_bytes(cls, path):
+        return _sum_sizes(path, lambda f: f.endswith(".wal"))
+
+
+# --------------------------------------------------------------------------------------------- plyvel
+class PlyvelBackend(Backend):
+    """LevelDB via plyvel: ``plyvel.DB(path, write_buffer_size=64 MiB, lru_cache_size=32 MiB (4 MiB for
+    readrandom_threads2), bloom_filter_bits=10, compression=None, block_size=4096)``.
+    Sync ``"none"``: ``db.put(k, v)`` (sync=False: LevelDB writes the log record to the OS on every put);
+    ``"every_write"``: ``db.put(k, v, sync=True)`` (LevelDB group-commits concurrent writers).
+    Batches: ``db.write_batch(sync=...)``. LevelDB has no flush call: its reopen turns the log into a
+    level-0 table, which the read workloads' close + reopen does. ``compact()`` is ``compact_range()``."""
+
+    name = "plyvel"
+    module = "plyvel"
+
+    def open(self):
+        import plyvel
+        self.db = db = plyvel.DB(self.path, create_if_missing=True,
+                                 write_buffer_size=self.memtable_bytes, lru_cache_size=self.cache_bytes,
+                                 bloom_filter_bits=C.BLOOM_BITS, compression=None, block_size=4096)
+        self._sync = self.sync == C.SYNC_EVERY_WRITE
+        self.put = functools.partial(db.put, sync=True) if self._sync else db.put
+        self.delete = functools.partial(db.delete, sync=True) if self._sync else db.delete
+        self.get = db.get
+        self.is_open = True
+
+    def write_batch(self, pairs):
+        with self.db.write_batch(sync=self._sync) as wb:
+            put = wb.put
+            for k, v in pairs:
+                put(k, v)
+
+    def scan(self, start=None, reverse=False, limit=None):
+        it = self.db.iterator(start=start, reverse=reverse)
+        return it if limit is None else itertools.islice(it, limit)
+
+    def compact(self):
+        self.db.compact_range()
+
+    def close(self):
+        if self.is_open:
+            self.db.close()
+            self.db = None
+            self.is_open = False
+
+    @classmethod
+    def wal_bytes(cls, path):
+        return _sum_sizes(path, lambda f: f.endswith(".log"))
+
+
+# ------------------------------------------------------------------------------------------ rocksdict
+class RocksdictBackend(Backend):
+    """RocksDB via rocksdict: ``Rdict(path, Options(raw_mode=True))`` (raw bytes, no pickling) with
+    ``set_write_buffer_size(64 MiB)``, compression none, a block-based table with ``Cache(32 MiB)`` (4 MiB for
+    readrandom_threads2), ``set_bloom_filter(10, False)`` and 4 KiB blocks; other options RocksDB's defaults
+    (2 background jobs). ``WriteOptions.sync`` is False for ``"none"`` (the WAL record is written to the OS
+    on every write: manual_wal_flush is off) and True for ``"every_write"`` (RocksDB group-commits concurrent
+    writers). Batches: ``WriteBatch(raw_mode=True)`` + ``db.write``. ``flush()``/``compact_range()``."""
+
+    name = "rocksdict"
+    module = "rocksdict"
+
+    def open(self):
+        import rocksdict as r
+        opts = r.Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_write_buffer_size(self.memtable_bytes)
+        opts.set_compression_type(r.DBCompressionType.none())
+        table = r.BlockBasedOptions()
+        self._cache = r.Cache(self.cache_bytes)
+        table.set_block_cache(self._cache)
+        table.set_bloom_filter(C.BLOOM_BITS, False)
+        table.set_block_size(4096)
+        opts.set_block_based_table_factory(table)
+        self.db = db = r.Rdict(self.path, opts)
+        wo = r.WriteOptions()
+        wo.sync = self.sync == C.SYNC_EVERY_WRITE
+        db.set_write_options(wo)
+        self._WriteBatch = r.WriteBatch
+        self.put, self.get, self.delete = db.put, db.get, db.delete
+        self.is_open = True
+
+    def write_batch(self, pairs):
+        wb = self._WriteBatch(raw_mode=True)
+        put = wb.put
+        for k, v in pairs:
+            put(k, v)
+        self.db.write(wb)
+
+    def scan(self, start=None, reverse=False, limit=None):
+        it = self.db.items(backwards=reverse, from_key=start)
+        return it if limit is None else itertools.islice(it, limit)
+
+    def flush(self):
+        self.db.flush()
+
+    def compact(self):
+        self.db.compact_range(None, None)
+
+    def close(self):
+        if self.is_open:
+            self.db.close()
+            self.db = self.put = self.get = self.delete = None
+            self.is_open = False
+
+    @classmethod
+    def wal_bytes(cls, path):
+        return _sum_sizes(path, lambda f: f.endswith(".log"))
+
+
+# ----------------------------------------------------------------------------------------------- lmdb
+class LmdbBackend(Backend):
+    """LMDB via py-lmdb: ``lmdb.open(path, map_size=64 GiB)`` (virtual; never the limit).
+    Sync ``"none"``: ``sync=False, metasync=False, writemap=True`` (a commit lands in the shared map, i.e. in
+    the OS page cache: survives kill -9, not power loss); ``"every_write"``: LMDB's durable defaults
+    ``sync=True, metasync=True, writemap=False`` (every commit fsyncs). A put is one write transaction (the
+    same promise as one pylsm put); a batch is one write transaction with ``cursor.putmulti``. Reads run in
+    one read transaction per pass (``begin_reads``), as LMDB is meant to be used, ended by the next write.
+    LMDB has no memtable and no in-place compaction (``copy(compact=True)`` makes a new file), so
+    ``flush()``/``compact()`` do nothing. It has no block cache: it reads through the OS page cache."""
+
+    name = "lmdb"
+    module = "lmdb"
+    MAP_SIZE = 64 << 30
+
+    def open(self):
+        import lmdb
+        durable = self.sync == C.SYNC_EVERY_WRITE
+        self.env = env = lmdb.open(self.path, map_size=self.MAP_SIZE, sync=durable, metasync=durable,
+                                   writemap=not durable, max_readers=256, max_spare_txns=16)
+        self._rtxn = None
+        self._write_lock = threading.Lock()
+        begin = env.begin
+
+        def put(k, v):
+            if self._rtxn is not None:
+                self._end_reads()
+            with begin(write=True) as txn:
+                txn.put(k, v)
+
+        def delete(k):
+            if self._rtxn is not None:
+                self._end_reads()
+            with begin(write=True) as txn:
+                txn.delete(k)
+
+        self.put, self.delete = put, delete
+        self.get = self._lazy_get
+        self.is_open = True
+
+    def _lazy_get(self, k):
+        self.begin_reads()
+        return self.get(k)
+
+    def begin_reads(self):
+        if self._rtxn is None:
+            self._rtxn = self.env.begin(buffers=False)
+            self.get = self._rtxn.get
+
+    def _end_reads(self):
+        if self._rtxn is not None:
+            self._rtxn.abort()
+            self._rtxn = None
+            self.get = self._lazy_get
+
+    def write_batch(self, pairs):
+        self._end_reads()
+        with self.env.begin(write=True) as txn:
+            txn.cursor().putmulti(pairs)
+
+    def scan(self, start=None, reverse=False, limit=None):
+        txn = self._rtxn if self._rtxn is not None else self.env.begin()
+        cur = txn.cursor()
+        if reverse:
+            if start is None:
+                cur.last()
+            elif not cur.set_range(start):
+                cur.last()
+            elif cur.key() != start:
+                cur.prev()
+            it = cur.iterprev()
+        else:
+            if start is None:
+                cur.first()
+            else:
+                cur.set_range(start)
+            it = cur.iternext()
+        return it if limit is None else itertools.islice(it, limit)
+
+    def thread_view(self, write=False):
+        return _LmdbView(self.env, self._write_lock)
+
+    def close_view(self, view):
+        view.close()
+
+    def close(self):
+        if self.is_open:
+            self._end_reads()
+            self.env.close()
+            self.env = None
+            self.is_open = False
+
+
+class _LmdbView:
+    """Another thread's LMDB handle: its own read transaction; each put its own write transaction, taken
+    under a Python lock (LMDB admits one writer at a time anyway; the lock lets a waiting thread release
+    the GIL instead of blocking inside mdb_txn_begin while holding it)."""
+
+    def __init__(self, env, write_lock):
+        self.env = env
+        self.txn = None
+        self.write_lock = write_lock
+
+    def begin_reads(self):
+        if self.txn is None:
+            self.txn = self.env.begin()
+            self.get = self.txn.get
+
+    def get(self, k):
+        self.begin_reads()
+        return self.txn.get(k)
+
+    def put(self, k, v):
+        with self.write_lock:
+            with self.env.begin(write=True) as txn:
+                txn.put(k, v)
+
+    def close(self):
+        if self.txn is not None:
+            self.txn.abort()
+            self.txn = None
+
+
+# -------------------------------------------------------------------------------------------- sqlite3
+class SqliteBackend(Backend):
+    """SQLite via the stdlib sqlite3: one file, ``journal_mode=WAL``, one table
+    ``kv(k blob primary key, v blob) without rowid``, ``cache_size`` = the block cache (32 MiB; 4 MiB for
+    readrandom_threads2), autocommit connections (``isolation_level=None``) with ``busy_timeout`` 60 s.
+    Sync ``"none"``: ``synchronous=OFF`` (each commit is written to the WAL file, not fsynced: survives kill -9,
+    not power loss); ``"every_write"``: ``synchronous=FULL`` (in WAL mode NORMAL does not fsync commits, so
+    FULL is the level that matches). A put is one ``INSERT OR REPLACE`` in its own transaction; a batch is
+    ``executemany`` inside BEGIN/COMMIT; a scan is ``SELECT k, v ... ORDER BY k [DESC] [LIMIT n]``. Reads run in
+    one read transaction per pass (``begin_reads``). ``compact()`` is checkpoint + VACUUM + checkpoint(TRUNCATE).
+    Each thread gets its own connection."""
+
+    name = "sqlite3"
+    module = "sqlite3"
+    FILE = "kv.sqlite"
+    INSERT = "INSERT OR REPLACE INTO kv(k, v) VALUES (?, ?)"
+    SELECT = "SELECT v FROM kv WHERE k = ?"
+
+    def _connect(self):
+        os.makedirs(self.path, exist_ok=True)
+        conn = sqlite3.connect(os.path.join(self.path, self.FILE), isolation_level=None,
+                               check_same_thread=False, timeout=60.0, cached_statements=16)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self.sync == C.SYNC_EVERY_WRITE else "OFF"))
+        conn.execute("PRAGMA cache_size=%d" % -(self.cache_bytes // 1024))
+        conn.execute("CREATE TABLE IF NOT EXISTS kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+        return conn
+
+    def open(self):
+        self.conn = conn = self._connect()
+        self._reading = False
+        self._write_lock = threading.Lock()
+        ex, INSERT, SELECT = conn.execute, self.INSERT, self.SELECT
+
+        def put(k, v):
+            if self._reading:
+                self._end_reads()
+            ex(INSERT, (k, v))
+
+        def get(k):
+            row = ex(SELECT, (k,)).fetchone()
+            return None if row is None else row[0]
+
+        def delete(k):
+            if self._reading:
+                self._end_reads()
+            ex("DELETE FROM kv WHERE k = ?", (k,))
+
+        self.put, self.get, self.delete = put, get, delete
+        self.is_open = True
+
+    def begin_reads(self):
+        if not self._reading:
+            self.conn.execute("BEGIN")
+            self._reading = True
+
+    def _end_reads(self):
+        if self._reading:
+            self.conn.execute("COMMIT")
+            self._reading = False
+
+    def write_batch(self, pairs):
+        self._end_reads()
+        conn = self.conn
+        conn.execute("BEGIN")
+        conn.executemany(self.INSERT, pairs)
+        conn.execute("COMMIT")
+
+    def scan(self, start=None, reverse=False, limit=None):
+        order = "DESC" if reverse else "ASC"
+        where, args = "", []
+        if start is not None:
+            where = "WHERE k <= ?" if reverse else "WHERE k >= ?"
+            args.append(start)
+        lim = ""
+        if limit is not None:
+            lim = "LIMIT ?"
+            args.append(limit)
+        return self.conn.execute(f"SELECT k, v FROM kv {where} ORDER BY k {order} {lim}", args)
+
+    def compact(self):
+        self._end_reads()
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def thread_view(self, write=False):
+        return _SqliteView(self, write)
+
+    def close_view(self, view):
+        view.close()
+
+    def close(self):
+        if self.is_open:
+            self._end_reads()
+            self.conn.close()
+            self.conn = None
+            self.is_open = False
+
+    @classmethod
+    def wal_bytes(cls, path):
+        return _sum_sizes(path, lambda f: f == cls.FILE + "-wal")
+
+
+class _SqliteView:
+    """Another thread's SQLite handle. Readers get their own connection (same pragmas), so reads run in
+    parallel. Writers share the owner's connection under a lock: SQLite has one writer at a time, and
+    separate writer connections would wait in SQLite's sleeping busy handler, which is far slower."""
+
+    def __init__(self, owner, write):
+        self.owned = not write
+        self.conn = owner._connect() if self.owned else owner.conn
+        ex, INSERT, SELECT = self.conn.execute, owner.INSERT, owner.SELECT
+        lock = owner._write_lock
+
+        def get(k):
+            row = ex(SELECT, (k,)).fetchone()
+            return None if row is None else row[0]
+
+        def put(k, v):
+            with lock:
+                ex(INSERT, (k, v))
+
+        self.get, self.put = get, put
+
+    def begin_reads(self):
+        if self.owned:
+            self.conn.execute("BEGIN")
+
+    def close(self):
+        if self.owned:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+            self.conn.close()
+
+
+# ----------------------------------------------------------------------------------------------- dict
+_DICT_STORES = {}
+_DICT_LOCK = threading.Lock()
+
+
+class DictBackend(Backend):
+    """The in-memory ceiling: a Python ``dict`` (put = ``d.__setitem__``, get = ``d.get``, batch =
+    ``d.update``). "Close + reopen" keeps the dict (it stands for a store that is already in memory). Ordered
+    reads use a sorted key list built in ``begin_reads`` (untimed) plus ``bisect``. No durability and no
+    disk: the sync, recovery, space and memory workloads are skipped."""
+
+    name = "dict"
+    module = None
+    persistent = False
+
+    @classmethod
+    def skip_reason(cls, workload):
+        if workload in ("fillsync", "fillsync_threads8"):
+            return "dict has no durability: there is no fair sync level"
+        if workload == "recovery":
+            return "dict keeps nothing across a process kill"
+        if workload in ("space", "memory"):
+            return "dict has no disk footprint / on-disk format to compare"
+        return None
+
+    def open(self):
+        with _DICT_LOCK:
+            self.d = d = _DICT_STORES.setdefault(self.path, {})
+        self._sorted = None
+        self.put, self.get, self.write_batch = d.__setitem__, d.get, d.update
+        self.delete = lambda k: d.pop(k, None)
+        self.is_open = True
+
+    def begin_reads(self):
+        self._sorted = sorted(self.d)
+
+    def scan(self, start=None, reverse=False, limit=None):
+        keys = self._sorted if self._sorted is not None else sorted(self.d)
+        n = len(keys)
+        if reverse:
+            hi = n if start is None else bisect_left(keys, start)
+            if start is not None and hi < n and keys[hi] == start:
+                hi += 1
+            lo = 0 if limit is None else max(0, hi - limit)
+            ks = keys[lo:hi][::-1] if limit is not None else reversed(keys[:hi])
+        else:
+            lo = 0 if start is None else bisect_left(keys, start)
+            ks = keys[lo:lo + limit] if limit is not None else (keys if lo == 0 else keys[lo:])
+        ks = list(ks) if not isinstance(ks, list) else ks
+        return zip(ks, map(self.d.__getitem__, ks))
+
+    def close(self):
+        self.is_open = False
+
+    @classmethod
+    def destroy(cls, path):
+        with _DICT_LOCK:
+            _DICT_STORES.pop(str(path), None)
+
+
+BACKENDS = {
+    "pylsm": PylsmBackend,
+    "plyvel": PlyvelBackend,
+    "rocksdict": RocksdictBackend,
+    "lmdb": LmdbBackend,
+    "sqlite3": SqliteBackend,
+    "dict": DictBackend,
+}
+PEERS = [n for n in BACKENDS if n not in ("pylsm", "dict")]
+
+
+def import_error(name):
+    """Why backend ``name`` cannot run here (its module does not import), or None."""
+    cls = BACKENDS[name]
+    if cls.module is None:
+        return None
+    try:
+        mod = __import__(cls.module)
+    except ImportError as e:
+        return f"could not import {cls.module!r}: {e}"
+    if name == "pylsm" and not hasattr(mod, "open"):
+        return "pylsm imports but has no open() (the C binding is not built yet?)"
+    return None
+
+
+def get_backend_class(name):
+    return BACKENDS[name]
+
+
+def backend_skip_reason(name, workload):
+    return import_error(name) or BACKENDS[name].skip_reason(workload)

@@ -1,0 +1,381 @@
+/* dbiter.c -- the database iterator; see dbiter.h.  Follows LevelDB's DBIter (db/db_iter.cc). */
+#include "dbiter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ikey.h"
+#include "pylsm.h"
+#include "status.h"
+
+enum { FORWARD, REVERSE };
+
+/*
+ * Position invariants while valid:
+ *   FORWARD: `in` is at the newest visible version (a put) of the current user key; key/value come
+ *            from `in`.
+ *   REVERSE: `in` is at the last entry before every entry of the current user key (or invalid when
+ *            there is none); the current key/value are copies in `saved_key` / `saved_val`.
+ */
+typedef struct {
+    iter base;
+    iter *in;
+    uint64_t snap;
+    int dir;
+    int valid;
+    int rc;          /* our own sticky error (PL_CORRUPT, PL_NOMEM), PL_OK otherwise */
+    pl_buf saved_key; /* REVERSE: current user key; FORWARD: the key being skipped */
+    pl_buf saved_val; /* REVERSE: current value */
+    pl_buf seek_key;  /* scratch for internal seek keys */
+    pl_buf lo, hi;
+    int has_lo, has_hi;
+} db_iter;
+
+/* Copy n bytes into b (data is never left NULL, even for n == 0). */
+static int keep(db_iter *d, pl_buf *b, const char *p, size_t n, size_t extra)
+{
+    size_t need = n + extra ? n + extra : 1;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < need)
+            cap = cap * 2 > cap ? cap * 2 : need;
+        char *nd = realloc(b->data, cap);
+        if (!nd) {
+            d->rc = PL_FAIL(PL_NOMEM, "out of memory in the database iterator (%zu bytes)", need);
+            d->valid = 0;
+            return 0;
+        }
+        b->data = nd;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->data, p, n);
+    b->len = n;
+    return 1;
+}
+
+static void clear_saved(db_iter *d)
+{
+    d->saved_key.len = 0;
+    d->saved_val.len = 0;
+}
+
+/* Decode the internal iterator's current key; on a malformed key record PL_CORRUPT and return 0. */
+static int parse(db_iter *d, const char **uk, size_t *ul, uint64_t *lsn, int *kind)
+{
+    const char *k;
+    size_t n;
+    iter_key(d->in, &k, &n);
+    if (n < IKEY_TRAILER) {
+        d->rc = PL_FAIL(PL_CORRUPT, "internal key of %zu bytes in the database iterator", n);
+        d->valid = 0;
+        return 0;
+    }
+    uint64_t t = ikey_trailer(k, n);
+    *kind = (int)(t & 0xff);
+    if (*kind != KIND_PUT && *kind != KIND_DELETE) {
+        d->rc = PL_FAIL(PL_CORRUPT, "internal key of unknown kind %d in the database iterator", *kind);
+        d->valid = 0;
+        return 0;
+    }
+    *uk = k;
+    *ul = n - IKEY_TRAILER;
+    *lsn = t >> 8;
+    return 1;
+}
+
+static inline int below_lo(const db_iter *d, const char *uk, size_t ul)
+{
+    return d->has_lo && ukey_cmp(uk, ul, d->lo.data, d->lo.len) < 0;
+}
+
+static inline int at_or_above_hi(const db_iter *d, const char *uk, size_t ul)
+{
+    return d->has_hi && ukey_cmp(uk, ul, d->hi.data, d->hi.len) >= 0;
+}
+
+/* FORWARD: from the current entry of `in` on, stop at the first visible put whose user key is not
+ * hidden (by a newer delete, or by being <= saved_key when skipping). */
+static void find_next_user_entry(db_iter *d, int skipping)
+{
+    const char *uk;
+    size_t ul;
+    uint64_t lsn;
+    int kind;
+    while (iter_valid(d->in)) {
+        if (!parse(d, &uk, &ul, &lsn, &kind))
+            return;
+        if (at_or_above_hi(d, uk, ul))
+            break;
+        if (lsn <= d->snap) {
+            if (kind == KIND_DELETE) {
+                /* Hide every older version of this key. */
+                if (!keep(d, &d->saved_key, uk, ul, 0))
+                    return;
+                skipping = 1;
+            } else if (!skipping || ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) > 0) {
+                d->valid = 1;
+                d->saved_key.len = 0;
+                return;
+            }
+        }
+        iter_next(d->in);
+    }
+    d->valid = 0;
+    d->saved_key.len = 0;
+}
+
+/* REVERSE: from the current entry of `in` backward, find the previous user key whose newest visible
+ * version is a put; leave `in` just before that key's entries and copy key and value. */
+static void find_prev_user_entry(db_iter *d)
+{
+    const char *uk;
+    size_t ul;
+    uint64_t lsn;
+    int kind;
+    int found = KIND_DELETE; /* kind of the newest visible version of the candidate in saved_key */
+    while (iter_valid(d->in)) {
+        if (!parse(d, &uk, &ul, &lsn, &kind))
+            return;
+        if (below_lo(d, uk, ul))
+            break;
+        if (lsn <= d->snap) {
+            if (found != KIND_DELETE && ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) < 0)
+                break; /* an older key: the candidate is final */
+            found = kind;
+            if (kind == KIND_DELETE) {
+                clear_saved(d);
+            } else {
+                const char *v;
+                size_t vn;
+                iter_value(d->in, &v, &vn);
+                if (!keep(d, &d->saved_key, uk, ul, 0) || !keep(d, &d->saved_val, v, vn, 0))
+                    return;
+            }
+        }
+        iter_prev(d->in);
+    }
+    /* An error below would hide newer versions of the candidate: don't show it. */
+    if (found == KIND_DELETE || (!iter_valid(d->in) && iter_status(d->in) != PL_OK)) {
+        d->valid = 0;
+        clear_saved(d);
+        d->dir = FORWARD;
+    } else {
+        d->valid = 1;
+    }
+}
+
+/* Seek `in` to the first entry of user key k (the newest version visible at snap or newer). */
+static int seek_internal(db_iter *d, const char *k, size_t n, uint64_t lsn)
+{
+    if (!keep(d, &d->seek_key, k, n, IKEY_TRAILER))
+        return 0;
+    put_u64(d->seek_key.data + n, ikey_pack(lsn, KIND_SEEK));
+    iter_seek(d->in, d->seek_key.data, n + IKEY_TRAILER);
+    return 1;
+}
+
+static void di_seek(iter *it, const char *k, size_t n)
+{
+    db_iter *d = (db_iter *)it;
+    d->valid = 0;
+    if (d->rc)
+        return;
+    if (d->has_lo && ukey_cmp(k, n, d->lo.data, d->lo.len) < 0) {
+        k = d->lo.data;
+        n = d->lo.len;
+    }
+    if (at_or_above_hi(d, k, n))
+        return;
+    /* k may point at our own key (saved_key): copy it before anything else changes. */
+    if (!seek_internal(d, k, n, d->snap))
+        return;
+    d->dir = FORWARD;
+    clear_saved(d);
+    find_next_user_entry(d, 0);
+}
+
+static void di_seek_first(iter *it)
+{
+    db_iter *d = (db_iter *)it;
+    if (d->has_lo) {
+        di_seek(it, d->lo.data, d->lo.len);
+        return;
+    }
+    d->valid = 0;
+    if (d->rc)
+        return;
+    d->dir = FORWARD;
+    clear_saved(d);
+    iter_seek_first(d->in);
+    find_next_user_entry(d, 0);
+}
+
+static void di_seek_last(iter *it)
+{
+    db_iter *d = (db_iter *)it;
+    d->valid = 0;
+    if (d->rc)
+        return;
+    d->dir = REVERSE;
+    clear_saved(d);
+    if (d->has_hi) {
+        /* The first entry with user key >= hi, then one back. */
+        if (!seek_internal(d, d->hi.data, d->hi.len, LSN_MAX))
+            return;
+        if (iter_valid(d->in))
+            iter_prev(d->in);
+        else if (iter_status(d->in) == PL_OK)
+            iter_seek_last(d->in);
+        else
+            return;
+    } else {
+        iter_seek_last(d->in);
+    }
+    find_prev_user_entry(d);
+}
+
+static void di_next(iter *it)
+{
+    db_iter *d = (db_iter *)it;
+    if (d->dir == REVERSE) {
+        /* `in` is before the current key's entries; step onto the first of them.  saved_key holds the
+         * current key, so the skip below moves past all its versions. */
+        d->dir = FORWARD;
+        if (iter_valid(d->in)) {
+            iter_next(d->in);
+        } else {
+            if (iter_status(d->in) != PL_OK) {
+                d->valid = 0;
+                return;
+            }
+            iter_seek_first(d->in);
+        }
+    } else {
+        const char *k;
+        size_t n;
+        iter_key(d->in, &k, &n);
+        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+            return;
+        iter_next(d->in);
+    }
+    d->saved_val.len = 0;
+    find_next_user_entry(d, 1);
+}
+
+static void di_prev(iter *it)
+{
+    db_iter *d = (db_iter *)it;
+    if (d->dir == FORWARD) {
+        /* `in` is at the current key's entry; move before all its entries. */
+        const char *k;
+        size_t n;
+        iter_key(d->in, &k, &n);
+        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+            return;
+        for (;;) {
+            iter_prev(d->in);
+            if (!iter_valid(d->in)) {
+                d->valid = 0;
+                clear_saved(d);
+                return;
+            }
+            const char *uk;
+            size_t ul;
+            uint64_t lsn;
+            int kind;
+            if (!parse(d, &uk, &ul, &lsn, &kind))
+                return;
+            if (ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) < 0)
+                break;
+        }
+        d->dir = REVERSE;
+    }
+    find_prev_user_entry(d);
+}
+
+static int di_valid(const iter *it)
+{
+    const db_iter *d = (const db_iter *)it;
+    return d->valid && d->rc == PL_OK;
+}
+
+static void di_key(const iter *it, const char **k, size_t *n)
+{
+    const db_iter *d = (const db_iter *)it;
+    if (d->dir == FORWARD) {
+        iter_key(d->in, k, n);
+        *n -= IKEY_TRAILER;
+    } else {
+        *k = d->saved_key.data;
+        *n = d->saved_key.len;
+    }
+}
+
+static void di_value(const iter *it, const char **v, size_t *n)
+{
+    const db_iter *d = (const db_iter *)it;
+    if (d->dir == FORWARD) {
+        iter_value(d->in, v, n);
+    } else {
+        *v = d->saved_val.data;
+        *n = d->saved_val.len;
+    }
+}
+
+static int di_status(const iter *it)
+{
+    const db_iter *d = (const db_iter *)it;
+    return d->rc != PL_OK ? d->rc : iter_status(d->in);
+}
+
+static void di_destroy(iter *it)
+{
+    db_iter *d = (db_iter *)it;
+    iter_destroy(d->in);
+    free(d->saved_key.data);
+    free(d->saved_val.data);
+    free(d->seek_key.data);
+    free(d->lo.data);
+    free(d->hi.data);
+    free(d);
+}
+
+static const struct iter_ops db_iter_ops = {di_seek, di_seek_first, di_seek_last, di_next, di_prev,
+                                            di_valid, di_key, di_value, di_status, di_destroy};
+
+iter *db_iter_new(iter *internal, uint64_t snap_lsn)
+{
+    if (!internal) {
+        PL_FAIL(PL_NOMEM, "out of memory creating a database iterator");
+        return NULL;
+    }
+    db_iter *d = calloc(1, sizeof *d);
+    if (!d) {
+        iter_destroy(internal);
+        PL_FAIL(PL_NOMEM, "out of memory creating a database iterator");
+        return NULL;
+    }
+    d->base.ops = &db_iter_ops;
+    d->in = internal;
+    d->snap = snap_lsn;
+    d->dir = FORWARD;
+    return &d->base;
+}
+
+void db_iter_set_bounds(iter *it, const char *lo, size_t lolen, int has_lo, const char *hi, size_t hilen,
+                        int has_hi)
+{
+    db_iter *d = (db_iter *)it;
+    d->has_lo = d->has_hi = 0;
+    if (has_lo) {
+        if (!keep(d, &d->lo, lo, lolen, 0))
+            return;
+        d->has_lo = 1;
+    }
+    if (has_hi) {
+        if (!keep(d, &d->hi, hi, hilen, 0))
+            return;
+        d->has_hi = 1;
+    }
+}

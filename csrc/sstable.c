@@ -1,0 +1,955 @@
+/* sstable.c -- the table writer and reader; see sstable.h and docs/format_sstable.md. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "sstable.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "bloom.h"
+#include "coding.h"
+#include "crc.h"
+#include "env.h"
+#include "ikey.h"
+#include "memtable.h" /* buf_reserve, buf_set */
+#include "status.h"
+
+#define CACHE_ENTRY_OVERHEAD 96 /* charge for a cached block beyond its bytes */
+
+typedef unsigned long long ull;
+
+/* ---- shared helpers ---- */
+
+/* The trailer of `block` (n bytes) of the given type. */
+static void block_trailer(char t[TABLE_BLOCK_TRAILER], const char *block, size_t n, int type)
+{
+    t[0] = (char)type;
+    uint32_t crc = crc_extend(crc_value(block, n), t, 1);
+    put_u32(t + 1, crc_mask(crc));
+}
+
+/* Decode an index entry's value into a block handle. NULL-safe bounds: PL_OK or PL_CORRUPT (no message). */
+static int decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size)
+{
+    const char *end = v + n;
+    const char *p = get_varint64(v, end, off);
+    if (!p || !(p = get_varint64(p, end, size)) || p != end)
+        return PL_CORRUPT;
+    return PL_OK;
+}
+
+/* Remove path (best effort) without letting a failure replace the thread's error message. */
+static void unlink_keep_error(const char *path)
+{
+    char msg[512];
+    int err = pl_errno();
+    snprintf(msg, sizeof msg, "%s", pl_errmsg());
+    if (env_unlink(path) == PL_OK)
+        return;
+    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled */
+        const char *s = strerror(err);
+        size_t ls = strlen(s), lm = strlen(msg);
+        if (lm >= ls + 2 && strcmp(msg + lm - ls, s) == 0 && msg[lm - ls - 2] == ':')
+            msg[lm - ls - 2] = 0;
+        else
+            err = 0;
+    }
+    pl_fail(PL_IOERR, err, "%s", msg);
+}
+
+void table_meta_free(table_meta *m)
+{
+    if (!m)
+        return;
+    free(m->smallest);
+    free(m->largest);
+    memset(m, 0, sizeof *m);
+}
+
+static char *dup_bytes(const char *p, size_t n)
+{
+    char *d = malloc(n ? n : 1);
+    if (d && n)
+        memcpy(d, p, n);
+    return d;
+}
+
+int table_meta_copy(table_meta *dst, const table_meta *src)
+{
+    *dst = *src;
+    dst->smallest = dst->largest = NULL;
+    if ((src->smallest && !(dst->smallest = dup_bytes(src->smallest, src->smallest_len))) ||
+        (src->largest && !(dst->largest = dup_bytes(src->largest, src->largest_len)))) {
+        table_meta_free(dst);
+        return PL_FAIL(PL_NOMEM, "out of memory (table meta)");
+    }
+    return PL_OK;
+}
+
+/* ---- writing ---- */
+
+struct table_builder {
+    char *path;
+    int fd;
+    size_t block_bytes;
+    int bits_per_key;
+    block_builder data;
+    block_builder index;
+    pl_buf wbuf;        /* bytes not yet handed to write(2) */
+    uint64_t offset;    /* file bytes so far, buffered ones included */
+    pl_buf last;        /* the last key added */
+    pl_buf smallest;    /* the first key added */
+    pl_buf sep;         /* scratch: index keys */
+    uint32_t *hashes;   /* bloom hashes of the distinct user keys */
+    size_t nhash, caphash;
+    int pending;        /* the last data block's index entry waits for the next key */
+    uint64_t pending_off, pending_size;
+    uint64_t entries, deletes, min_lsn, max_lsn;
+    int rc;             /* sticky failure */
+};
+
+int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_key, table_builder **out)
+{
+    if (block_bytes < 1 || block_bytes > BLOCK_MAX_BYTES / 2)
+        return PL_FAIL(PL_INVALID, "%s: block size %zu out of range", path, block_bytes);
+    if (bloom_bits_per_key < 0 || bloom_bits_per_key > 1000)
+        return PL_FAIL(PL_INVALID, "%s: bloom bits per key %d out of range", path, bloom_bits_per_key);
+    int rc = PL_OK;
+    table_builder *tb = calloc(1, sizeof *tb);
+    if (!tb)
+        return PL_FAIL(PL_NOMEM, "out of memory (table builder)");
+    tb->fd = -1;
+    tb->block_bytes = block_bytes;
+    tb->bits_per_key = bloom_bits_per_key;
+    block_builder_init(&tb->data, BLOCK_RESTART_INTERVAL);
+    block_builder_init(&tb->index, TABLE_INDEX_RESTART_INTERVAL);
+    tb->path = strdup(path);
+    if (!tb->path) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory (table builder)");
+        goto out;
+    }
+    if ((rc = buf_reserve(&tb->wbuf, TABLE_WRITE_BUFFER)))
+        goto out;
+    rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &tb->fd);
+out:
+    if (rc) {
+        block_builder_free(&tb->data);
+        block_builder_free(&tb->index);
+        pl_buf_free(&tb->wbuf);
+        free(tb->path);
+        free(tb);
+        return rc;
+    }
+    *out = tb;
+    return PL_OK;
+}
+
+static int flush_wbuf(table_builder *tb)
+{
+    if (!tb->wbuf.len)
+        return PL_OK;
+    int rc = env_write(tb->fd, tb->wbuf.data, tb->wbuf.len, tb->path);
+    tb->wbuf.len = 0;
+    return rc;
+}
+
+static int append(table_builder *tb, const char *p, size_t n)
+{
+    int rc = PL_OK;
+    if (tb->wbuf.len + n > TABLE_WRITE_BUFFER && (rc = flush_wbuf(tb)))
+        return rc;
+    if (n >= TABLE_WRITE_BUFFER) {
+        rc = env_write(tb->fd, p, n, tb->path);
+    } else if (n) {
+        memcpy(tb->wbuf.data + tb->wbuf.len, p, n);
+        tb->wbuf.len += n;
+    }
+    if (!rc)
+        tb->offset += n;
+    return rc;
+}
+
+/* Write a block and its trailer; *off and *size make its handle. */
+static int write_block(table_builder *tb, const char *block, size_t n, uint64_t *off, uint64_t *size)
+{
+    char t[TABLE_BLOCK_TRAILER];
+    block_trailer(t, block, n, TABLE_BLOCK_RAW);
+    *off = tb->offset;
+    *size = n;
+    int rc = append(tb, block, n);
+    if (!rc)
+        rc = append(tb, t, sizeof t);
+    return rc;
+}
+
+static int flush_data_block(table_builder *tb)
+{
+    const char *d;
+    size_t n;
+    int rc = block_builder_finish(&tb->data, &d, &n);
+    if (!rc)
+        rc = write_block(tb, d, n, &tb->pending_off, &tb->pending_size);
+    if (rc)
+        return rc;
+    block_builder_reset(&tb->data);
+    tb->pending = 1;
+    return PL_OK;
+}
+
+/* Into tb->sep: an internal key >= a and < b, as short as is easy (b == NULL: a itself).  When a's user
+ * key can be cut right after the first byte where it differs from b's, with that byte plus one, the
+ * result is that user key with the largest trailer (it sorts before every version of that user key). */
+static int make_separator(table_builder *tb, const char *a, size_t an, const char *b, size_t bn)
+{
+    if (b) {
+        size_t ua = an - IKEY_TRAILER, ub = bn - IKEY_TRAILER, m = ua < ub ? ua : ub, i = 0;
+        while (i < m && a[i] == b[i])
+            i++;
+        if (i < m && i + 1 < ua) {
+            unsigned char ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+            if (ca < 0xff && ca + 1 < cb) {
+                int rc = buf_reserve(&tb->sep, i + 1 + IKEY_TRAILER);
+                if (rc)
+                    return rc;
+                memcpy(tb->sep.data, a, i);
+                tb->sep.data[i] = (char)(ca + 1);
+                put_u64(tb->sep.data + i + 1, ikey_pack(LSN_MAX, KIND_SEEK));
+                tb->sep.len = i + 1 + IKEY_TRAILER;
+                return PL_OK;
+            }
+        }
+    }
+    return buf_set(&tb->sep, a, an);
+}
+
+/* Add the index entry of the pending data block, separating it from `next` (NULL: the last block). */
+static int add_pending_index(table_builder *tb, const char *next, size_t nn)
+{
+    int rc = make_separator(tb, tb->last.data, tb->last.len, next, nn);
+    if (rc)
+        return rc;
+    char h[2 * VARINT64_MAX];
+    char *p = put_varint64(h, tb->pending_off);
+    p = put_varint64(p, tb->pending_size);
+    rc = block_builder_add(&tb->index, tb->sep.data, tb->sep.len, h, (size_t)(p - h));
+    if (!rc)
+        tb->pending = 0;
+    return rc;
+}
+
+int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen)
+{
+    if (tb->rc)
+        return tb->rc;
+    if (klen < IKEY_TRAILER)
+        return PL_FAIL(PL_INVALID, "%s: internal key of %zu bytes (< 8)", tb->path, klen);
+    if (tb->entries && ikey_cmp(ikey, klen, tb->last.data, tb->last.len) <= 0)
+        return PL_FAIL(PL_INVALID, "%s: key added out of order (entry %llu)", tb->path,
+                       (ull)tb->entries);
+    int rc = PL_OK;
+    if (tb->pending && (rc = add_pending_index(tb, ikey, klen)))
+        goto out;
+
+    size_t ulen = klen - IKEY_TRAILER;
+    if (tb->bits_per_key > 0 &&
+        (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0)) {
+        if (tb->nhash == tb->caphash) {
+            size_t cap = tb->caphash ? tb->caphash * 2 : 1024;
+            uint32_t *h = realloc(tb->hashes, cap * sizeof *h);
+            if (!h) {
+                rc = PL_FAIL(PL_NOMEM, "out of memory (bloom hashes)");
+                goto out;
+            }
+            tb->hashes = h;
+            tb->caphash = cap;
+        }
+        tb->hashes[tb->nhash++] = bloom_hash(ikey, ulen);
+    }
+
+    /* A block must stay addressable by u32 offsets: cut it early for huge entries. */
+    if (!block_builder_empty(&tb->data) &&
+        block_builder_size_estimate(&tb->data) + klen + vlen + 64 > BLOCK_MAX_BYTES &&
+        (rc = flush_data_block(tb)))
+        goto out;
+    if ((rc = block_builder_add(&tb->data, ikey, klen, val, vlen)))
+        goto out;
+    if (!tb->entries && (rc = buf_set(&tb->smallest, ikey, klen)))
+        goto out;
+    if ((rc = buf_set(&tb->last, ikey, klen)))
+        goto out;
+
+    uint64_t lsn = ikey_lsn(ikey, klen);
+    if (!tb->entries || lsn < tb->min_lsn)
+        tb->min_lsn = lsn;
+    if (lsn > tb->max_lsn)
+        tb->max_lsn = lsn;
+    if (ikey_kind(ikey, klen) == KIND_DELETE)
+        tb->deletes++;
+    tb->entries++;
+
+    if (block_builder_size_estimate(&tb->data) >= tb->block_bytes)
+        rc = flush_data_block(tb);
+out:
+    if (rc)
+        tb->rc = rc;
+    return rc;
+}
+
+uint64_t table_builder_file_size(const table_builder *tb) { return tb->offset; }
+uint64_t table_builder_entries(const table_builder *tb) { return tb->entries; }
+
+static void builder_free(table_builder *tb)
+{
+    env_close(tb->fd);
+    block_builder_free(&tb->data);
+    block_builder_free(&tb->index);
+    pl_buf_free(&tb->wbuf);
+    pl_buf_free(&tb->last);
+    pl_buf_free(&tb->smallest);
+    pl_buf_free(&tb->sep);
+    free(tb->hashes);
+    free(tb->path);
+    free(tb);
+}
+
+void table_builder_abandon(table_builder *tb)
+{
+    if (!tb)
+        return;
+    env_close(tb->fd);
+    tb->fd = -1;
+    unlink_keep_error(tb->path);
+    builder_free(tb);
+}
+
+int table_builder_finish(table_builder *tb, table_meta *meta)
+{
+    pl_buf filter = {0};
+    uint64_t filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
+    int rc = tb->rc;
+    if (!rc && !block_builder_empty(&tb->data))
+        rc = flush_data_block(tb);
+    if (!rc && tb->pending)
+        rc = add_pending_index(tb, NULL, 0);
+    if (!rc && tb->bits_per_key > 0)
+        rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &filter);
+    if (!rc)
+        rc = write_block(tb, filter.data ? filter.data : "", filter.len, &filter_off, &filter_size);
+    if (!rc) {
+        const char *d;
+        size_t n;
+        rc = block_builder_finish(&tb->index, &d, &n);
+        if (!rc)
+            rc = write_block(tb, d, n, &index_off, &index_size);
+    }
+    if (!rc) {
+        env_kill_point("sstable_write");
+        char f[TABLE_FOOTER_SIZE];
+        put_u64(f, filter_off);
+        put_u64(f + 8, filter_size);
+        put_u64(f + 16, index_off);
+        put_u64(f + 24, index_size);
+        put_u32(f + 32, TABLE_VERSION);
+        put_u32(f + 36, crc_value(f, 36));
+        put_u64(f + 40, TABLE_MAGIC);
+        rc = append(tb, f, sizeof f);
+    }
+    if (!rc)
+        rc = flush_wbuf(tb);
+    if (!rc) {
+        env_kill_point("sstable_sync");
+        rc = env_sync(tb->fd, tb->offset, tb->path);
+    }
+    if (rc)
+        goto out;
+
+    memset(meta, 0, sizeof *meta);
+    meta->file_size = tb->offset;
+    meta->entries = tb->entries;
+    meta->deletes = tb->deletes;
+    meta->min_lsn = tb->min_lsn;
+    meta->max_lsn = tb->max_lsn;
+    if (tb->entries) { /* hand the key buffers over */
+        meta->smallest = tb->smallest.data;
+        meta->smallest_len = tb->smallest.len;
+        meta->largest = tb->last.data;
+        meta->largest_len = tb->last.len;
+        tb->smallest.data = tb->last.data = NULL;
+        tb->smallest.len = tb->smallest.cap = tb->last.len = tb->last.cap = 0;
+    }
+out:
+    pl_buf_free(&filter);
+    if (rc) {
+        env_close(tb->fd);
+        tb->fd = -1;
+        unlink_keep_error(tb->path);
+    }
+    builder_free(tb);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+struct table {
+    char *path;
+    int fd;
+    uint64_t size;
+    cache *c;          /* NULL or disabled: every data block is read from the file */
+    uint64_t cache_id;
+    uint64_t filter_off, index_off; /* data blocks live in [0, filter_off) */
+    char *filter;      /* the filter block's bytes (trailer after them), filter_len may be 0 */
+    size_t filter_len;
+    char *index;
+    size_t index_len;
+};
+
+/* A data block being read: held in the cache, or owned. */
+typedef struct {
+    const char *data;
+    size_t len;
+    cache_handle *h;
+    char *owned;
+} block_ref;
+
+static void block_ref_release(block_ref *r)
+{
+    cache_release(r->h);
+    free(r->owned);
+    r->h = NULL;
+    r->owned = NULL;
+    r->data = NULL;
+    r->len = 0;
+}
+
+/* Re-raise a block-level corruption (message from block.c) naming the file and the block offset. */
+static int block_error(const char *path, uint64_t off, int rc)
+{
+    if (rc != PL_CORRUPT)
+        return rc;
+    char why[320];
+    snprintf(why, sizeof why, "%s", pl_errmsg());
+    return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: %s", path, (ull)off, why);
+}
+
+/* Read the block at [off, off + size) and its trailer into a malloc'd buffer and check it. */
+static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size, char **out)
+{
+    if (size > SIZE_MAX - TABLE_BLOCK_TRAILER)
+        return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: size %llu too large", path, (ull)off,
+                       (ull)size);
+    size_t n = (size_t)size;
+    char *buf = malloc(n + TABLE_BLOCK_TRAILER);
+    if (!buf)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu-byte block of %s)", n, path);
+    int rc = env_pread(fd, buf, n + TABLE_BLOCK_TRAILER, off, path);
+    if (rc)
+        goto out;
+    unsigned type = (unsigned char)buf[n];
+    if (type != TABLE_BLOCK_RAW) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", path, (ull)off,
+                     type);
+        goto out;
+    }
+    uint32_t want = crc_unmask(get_u32(buf + n + 1));
+    uint32_t got = crc_extend(crc_value(buf, n), buf + n, 1);
+    if (want != got) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: block at offset %llu (%zu bytes): checksum mismatch", path,
+                     (ull)off, n);
+        goto out;
+    }
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    return rc;
+}
+
+/* Get the data block at off through the cache. PL_WOULDBLOCK (no message) for a miss under
+ * PL_READ_NO_IO. */
+static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, block_ref *ref)
+{
+    int cached = t->c && cache_capacity(t->c) > 0;
+    ref->h = NULL;
+    ref->owned = NULL;
+    if (cached && (ref->h = cache_lookup(t->c, t->cache_id, off))) {
+        ref->data = cache_value(ref->h, &ref->len);
+        return PL_OK;
+    }
+    if (flags & PL_READ_NO_IO)
+        return PL_WOULDBLOCK;
+    if (size > t->filter_off || off > t->filter_off - size ||
+        t->filter_off - size - off < TABLE_BLOCK_TRAILER)
+        return PL_FAIL(PL_CORRUPT, "%s: index block at offset %llu: data block handle %llu+%llu "
+                       "outside the data region", t->path, (ull)t->index_off, (ull)off, (ull)size);
+    char *buf;
+    int rc = read_block_raw(t->path, t->fd, off, size, &buf);
+    if (rc)
+        return rc;
+    if (cached)
+        ref->h = cache_insert(t->c, t->cache_id, off, buf, (size_t)size,
+                              (size_t)size + TABLE_BLOCK_TRAILER + CACHE_ENTRY_OVERHEAD);
+    if (ref->h) {
+        ref->data = cache_value(ref->h, &ref->len);
+    } else {
+        ref->owned = buf;
+        ref->data = buf;
+        ref->len = (size_t)size;
+    }
+    return PL_OK;
+}
+
+/* Walk the index: every entry well formed, keys ascending, data blocks back to back from 0 to the
+ * filter block. */
+static int check_index(table *t)
+{
+    block_cursor c;
+    int rc = block_cursor_init(&c, t->index, t->index_len);
+    uint64_t expect = 0, n = 0;
+    pl_buf prev = {0};
+    if (rc)
+        goto out;
+    for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c), n++) {
+        uint64_t off, size;
+        const char *k = block_cursor_key(&c);
+        size_t kn = block_cursor_klen(&c);
+        if (decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) ||
+            off != expect || size > t->filter_off || t->filter_off - size < off + TABLE_BLOCK_TRAILER) {
+            rc = PL_FAIL(PL_CORRUPT, "bad block handle in entry %llu", (ull)n);
+            goto out;
+        }
+        if (n && ikey_cmp(prev.data, prev.len, k, kn) >= 0) {
+            rc = PL_FAIL(PL_CORRUPT, "keys out of order at entry %llu", (ull)n);
+            goto out;
+        }
+        if ((rc = buf_set(&prev, k, kn)))
+            goto out;
+        expect = off + size + TABLE_BLOCK_TRAILER;
+    }
+    rc = block_cursor_status(&c);
+    if (!rc && expect != t->filter_off)
+        rc = PL_FAIL(PL_CORRUPT, "data blocks end at %llu, the filter block starts at %llu",
+                     (ull)expect, (ull)t->filter_off);
+out:
+    block_cursor_free(&c);
+    pl_buf_free(&prev);
+    return block_error(t->path, t->index_off, rc);
+}
+
+int table_open(const char *path, uint64_t file_size, cache *c, table **out)
+{
+    if (file_size < TABLE_FOOTER_SIZE)
+        return PL_FAIL(PL_CORRUPT, "%s: file of %llu bytes is too short for a table (footer of %d "
+                       "bytes expected at offset 0)", path, (ull)file_size, TABLE_FOOTER_SIZE);
+    int rc = PL_OK;
+    table *t = calloc(1, sizeof *t);
+    if (!t)
+        return PL_FAIL(PL_NOMEM, "out of memory (table)");
+    t->fd = -1;
+    t->size = file_size;
+    t->c = c;
+    if (!(t->path = strdup(path))) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory (table)");
+        goto out;
+    }
+    if ((rc = env_open(path, O_RDONLY, &t->fd)))
+        goto out;
+
+    uint64_t foot = file_size - TABLE_FOOTER_SIZE;
+    char f[TABLE_FOOTER_SIZE];
+    if ((rc = env_pread(t->fd, f, sizeof f, foot, path)))
+        goto out;
+    if (get_u64(f + 40) != TABLE_MAGIC) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: bad magic number (not a table, or "
+                     "truncated)", path, (ull)foot);
+        goto out;
+    }
+    if (get_u32(f + 36) != crc_value(f, 36)) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: checksum mismatch", path, (ull)foot);
+        goto out;
+    }
+    uint32_t version = get_u32(f + 32);
+    if (version != TABLE_VERSION) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: unsupported format version %u", path,
+                     (ull)foot, version);
+        goto out;
+    }
+    uint64_t filter_off = get_u64(f), filter_size = get_u64(f + 8);
+    uint64_t index_off = get_u64(f + 16), index_size = get_u64(f + 24);
+    /* filter block, then index block, then the footer, each block with its trailer, no gaps */
+    if (index_size > foot || foot - index_size - index_off != TABLE_BLOCK_TRAILER || index_off > foot ||
+        filter_size > index_off || index_off - filter_size - filter_off != TABLE_BLOCK_TRAILER ||
+        filter_off > index_off) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: block handles (filter %llu+%llu, index "
+                     "%llu+%llu) do not fit the file of %llu bytes", path, (ull)foot, (ull)filter_off,
+                     (ull)filter_size, (ull)index_off, (ull)index_size, (ull)file_size);
+        goto out;
+    }
+    t->filter_off = filter_off;
+    t->index_off = index_off;
+    if ((rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
+        goto out;
+    t->filter_len = (size_t)filter_size;
+    if ((rc = read_block_raw(path, t->fd, index_off, index_size, &t->index)))
+        goto out;
+    t->index_len = (size_t)index_size;
+    if ((rc = check_index(t)))
+        goto out;
+    if (c)
+        t->cache_id = cache_new_id(c);
+out:
+    if (rc) {
+        table_close(t);
+        return rc;
+    }
+    *out = t;
+    return PL_OK;
+}
+
+void table_close(table *t)
+{
+    if (!t)
+        return;
+    env_close(t->fd);
+    free(t->filter);
+    free(t->index);
+    free(t->path);
+    free(t);
+}
+
+uint64_t table_file_size(const table *t) { return t->size; }
+const char *table_path(const table *t) { return t->path; }
+int table_has_filter(const table *t) { return t->filter_len > 0; }
+
+int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
+              int *result)
+{
+    *result = LOOKUP_ABSENT;
+    if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen)))
+        return PL_OK;
+    uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    block_ref ref = {0};
+    block_cursor ic, dc;
+    uint64_t off = 0, size;
+    int rc = block_cursor_init(&ic, t->index, t->index_len);
+    block_cursor_init_empty(&dc);
+    if (rc)
+        goto out_index;
+    block_cursor_seek(&ic, ukey, klen, target);
+    if (!block_cursor_valid(&ic)) { /* past the last key, or a bad index */
+        rc = block_cursor_status(&ic);
+        goto out_index;
+    }
+    if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
+        rc = PL_FAIL(PL_CORRUPT, "bad block handle");
+        goto out_index;
+    }
+    if ((rc = read_data_block(t, off, size, flags, &ref)))
+        goto out;
+    if ((rc = block_cursor_reset(&dc, ref.data, ref.len)))
+        goto out_data;
+    block_cursor_seek(&dc, ukey, klen, target);
+    if (!block_cursor_valid(&dc)) {
+        rc = block_cursor_status(&dc);
+        goto out_data;
+    }
+    const char *k = block_cursor_key(&dc);
+    size_t kn = block_cursor_klen(&dc);
+    if (ukey_cmp(k, kn - IKEY_TRAILER, ukey, klen) != 0)
+        goto out; /* absent */
+    switch (ikey_kind(k, kn)) {
+    case KIND_PUT:
+        if (!(rc = buf_set(out, block_cursor_value(&dc), block_cursor_vlen(&dc))))
+            *result = LOOKUP_FOUND;
+        break;
+    case KIND_DELETE:
+        *result = LOOKUP_DELETED;
+        break;
+    default:
+        rc = PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn));
+        goto out_data;
+    }
+    goto out;
+out_index:
+    rc = block_error(t->path, t->index_off, rc);
+    goto out;
+out_data:
+    rc = block_error(t->path, off, rc);
+out:
+    block_ref_release(&ref);
+    block_cursor_free(&ic);
+    block_cursor_free(&dc);
+    return rc;
+}
+
+/* ---- the two-level iterator ---- */
+
+typedef struct {
+    iter base;
+    table *t;
+    block_cursor index;  /* over t->index; its entry names the loaded block */
+    block_cursor data;   /* over ref; not valid while nothing is loaded */
+    block_ref ref;
+    uint64_t data_off;
+    int loaded;
+    int status;          /* sticky */
+} table_iter_t;
+
+static void ti_unload(table_iter_t *ti)
+{
+    block_cursor_invalidate(&ti->data);
+    block_ref_release(&ti->ref);
+    ti->loaded = 0;
+}
+
+static void ti_fail(table_iter_t *ti, int rc)
+{
+    ti->status = rc;
+    ti_unload(ti);
+}
+
+/* Load the data block the index cursor is on. Returns non-zero (and fails the iterator) on error. */
+static int ti_load(table_iter_t *ti)
+{
+    uint64_t off, size;
+    if (decode_handle(block_cursor_value(&ti->index), block_cursor_vlen(&ti->index), &off, &size)) {
+        ti_fail(ti, block_error(ti->t->path, ti->t->index_off,
+                                PL_FAIL(PL_CORRUPT, "bad block handle")));
+        return ti->status;
+    }
+    if (ti->loaded && off == ti->data_off)
+        return PL_OK;
+    ti_unload(ti);
+    int rc = read_data_block(ti->t, off, size, 0, &ti->ref);
+    if (!rc && (rc = block_cursor_reset(&ti->data, ti->ref.data, ti->ref.len)))
+        rc = block_error(ti->t->path, off, rc);
+    if (rc) {
+        ti_fail(ti, rc);
+        return rc;
+    }
+    ti->data_off = off;
+    ti->loaded = 1;
+    return PL_OK;
+}
+
+/* After a data cursor move: report its error, or step to the neighbouring block while it is invalid. */
+static void ti_settle(table_iter_t *ti, int forward)
+{
+    while (!ti->status && !block_cursor_valid(&ti->data)) {
+        if (block_cursor_status(&ti->data)) {
+            ti_fail(ti, block_error(ti->t->path, ti->data_off, block_cursor_status(&ti->data)));
+            return;
+        }
+        if (!ti->loaded || !block_cursor_valid(&ti->index)) {
+            ti_unload(ti);
+            return;
+        }
+        if (forward)
+            block_cursor_next(&ti->index);
+        else
+            block_cursor_prev(&ti->index);
+        if (!block_cursor_valid(&ti->index)) {
+            if (block_cursor_status(&ti->index))
+                ti_fail(ti, block_error(ti->t->path, ti->t->index_off, block_cursor_status(&ti->index)));
+            else
+                ti_unload(ti);
+            return;
+        }
+        if (ti_load(ti))
+            return;
+        if (forward)
+            block_cursor_seek_first(&ti->data);
+        else
+            block_cursor_seek_last(&ti->data);
+    }
+}
+
+/* The index cursor was just positioned: load its block (or end) and position the data cursor. */
+static int ti_enter(table_iter_t *ti)
+{
+    if (!block_cursor_valid(&ti->index)) {
+        if (block_cursor_status(&ti->index))
+            ti_fail(ti, block_error(ti->t->path, ti->t->index_off, block_cursor_status(&ti->index)));
+        else
+            ti_unload(ti);
+        return 0;
+    }
+    return ti_load(ti) == PL_OK;
+}
+
+static void ti_seek(iter *it, const char *k, size_t n)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    if (ti->status)
+        return;
+    const char *u = k;
+    size_t ul = n;
+    uint64_t tr = UINT64_MAX; /* a bare user key: before all its versions */
+    if (n >= IKEY_TRAILER) {
+        ul = n - IKEY_TRAILER;
+        tr = get_u64(k + ul);
+    }
+    block_cursor_seek(&ti->index, u, ul, tr);
+    if (!ti_enter(ti))
+        return;
+    block_cursor_seek(&ti->data, u, ul, tr);
+    ti_settle(ti, 1);
+}
+
+static void ti_seek_first(iter *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    if (ti->status)
+        return;
+    block_cursor_seek_first(&ti->index);
+    if (!ti_enter(ti))
+        return;
+    block_cursor_seek_first(&ti->data);
+    ti_settle(ti, 1);
+}
+
+static void ti_seek_last(iter *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    if (ti->status)
+        return;
+    block_cursor_seek_last(&ti->index);
+    if (!ti_enter(ti))
+        return;
+    block_cursor_seek_last(&ti->data);
+    ti_settle(ti, 0);
+}
+
+static void ti_next(iter *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    if (ti->status)
+        return;
+    block_cursor_next(&ti->data);
+    ti_settle(ti, 1);
+}
+
+static void ti_prev(iter *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    if (ti->status)
+        return;
+    block_cursor_prev(&ti->data);
+    ti_settle(ti, 0);
+}
+
+static int ti_valid(const iter *it)
+{
+    const table_iter_t *ti = (const table_iter_t *)it;
+    return !ti->status && ti->loaded && block_cursor_valid(&ti->data);
+}
+
+static void ti_key(const iter *it, const char **k, size_t *n)
+{
+    const table_iter_t *ti = (const table_iter_t *)it;
+    *k = block_cursor_key(&ti->data);
+    *n = block_cursor_klen(&ti->data);
+}
+
+static void ti_value(const iter *it, const char **v, size_t *n)
+{
+    const table_iter_t *ti = (const table_iter_t *)it;
+    *v = block_cursor_value(&ti->data);
+    *n = block_cursor_vlen(&ti->data);
+}
+
+static int ti_status(const iter *it) { return ((const table_iter_t *)it)->status; }
+
+static void ti_destroy(iter *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    ti_unload(ti);
+    block_cursor_free(&ti->index);
+    block_cursor_free(&ti->data);
+    free(ti);
+}
+
+static const struct iter_ops table_iter_ops = {ti_seek, ti_seek_first, ti_seek_last, ti_next, ti_prev,
+                                               ti_valid, ti_key, ti_value, ti_status, ti_destroy};
+
+iter *table_iter(table *t)
+{
+    table_iter_t *ti = calloc(1, sizeof *ti);
+    if (!ti)
+        return NULL;
+    ti->base.ops = &table_iter_ops;
+    ti->t = t;
+    /* The index was checked by table_open; the data cursor waits, invalid, for its first block. */
+    ti->status = block_error(t->path, t->index_off, block_cursor_init(&ti->index, t->index, t->index_len));
+    block_cursor_init_empty(&ti->data);
+    return &ti->base;
+}
+
+/* ---- verification ---- */
+
+int table_verify(const char *path, uint64_t file_size)
+{
+    table *t = NULL;
+    int rc = table_open(path, file_size, NULL, &t);
+    if (rc)
+        return rc;
+    block_cursor ic, dc;
+    pl_buf prev = {0};
+    char *blk = NULL;
+    uint64_t off = 0, size, entries = 0;
+    block_cursor_init(&ic, t->index, t->index_len);
+    block_cursor_init_empty(&dc);
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic)) {
+        if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
+            rc = block_error(path, t->index_off, PL_FAIL(PL_CORRUPT, "bad block handle"));
+            goto out;
+        }
+        free(blk);
+        blk = NULL;
+        if ((rc = read_block_raw(path, t->fd, off, size, &blk)))
+            goto out;
+        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)))
+            goto out_data;
+        block_cursor_seek_first(&dc);
+        if (!block_cursor_valid(&dc) && !block_cursor_status(&dc)) {
+            rc = PL_FAIL(PL_CORRUPT, "empty data block");
+            goto out_data;
+        }
+        for (; block_cursor_valid(&dc); block_cursor_next(&dc)) {
+            const char *k = block_cursor_key(&dc);
+            size_t kn = block_cursor_klen(&dc);
+            if (prev.len && ikey_cmp(prev.data, prev.len, k, kn) >= 0) {
+                rc = PL_FAIL(PL_CORRUPT, "keys out of order at entry %llu of the table", (ull)entries);
+                goto out_data;
+            }
+            int kind = ikey_kind(k, kn);
+            if (kind != KIND_PUT && kind != KIND_DELETE) {
+                rc = PL_FAIL(PL_CORRUPT, "unknown entry kind %d", kind);
+                goto out_data;
+            }
+            if ((rc = buf_set(&prev, k, kn)))
+                goto out;
+            entries++;
+        }
+        if ((rc = block_cursor_status(&dc)))
+            goto out_data;
+        if (ikey_cmp(prev.data, prev.len, block_cursor_key(&ic), block_cursor_klen(&ic)) > 0) {
+            rc = PL_FAIL(PL_CORRUPT, "last key is past its index entry");
+            goto out_data;
+        }
+    }
+    rc = block_error(path, t->index_off, block_cursor_status(&ic));
+    goto out;
+out_data:
+    rc = block_error(path, off, rc);
+out:
+    free(blk);
+    pl_buf_free(&prev);
+    block_cursor_free(&ic);
+    block_cursor_free(&dc);
+    table_close(t);
+    return rc;
+}

@@ -1,0 +1,127 @@
+/*
+ * sstable.h -- immutable sorted tables of internal keys: the writer and the reader.
+ * The byte grammar is in docs/format_sstable.md (to be merged into docs/format.md, "SSTable"):
+ *
+ *   table  := data_block* filter_block index_block footer
+ *   each block is followed by a 5-byte trailer: u8 type (0 = raw), u32 crc_mask(CRC32C(block ++ type))
+ *   data blocks   : block.h format, entries (internal key, value), about block_bytes each
+ *   filter block  : one bloom filter (bloom.h) over the table's distinct user keys; empty = no filter
+ *   index block   : block.h format, one entry per data block: key >= the block's last key and < the
+ *                   next block's first key, value varint offset ++ varint size (size without trailer)
+ *   footer (48 B) : u64 filter_off, u64 filter_size, u64 index_off, u64 index_size, u32 version (1),
+ *                   u32 CRC32C of the preceding 36 bytes, u64 magic 0x504c534d54424c31
+ *
+ * Every block read from the file has its trailer checked; blocks in the cache were checked when read.
+ * Corruption is PL_CORRUPT with a message naming the file and the offset of the bad block or footer;
+ * a bad table never yields a wrong value.
+ *
+ * Thread safety: a table_builder is used by one thread at a time.  A table keeps no file position and
+ * takes no lock to read: it is read with pread only, its index and filter are immutable after
+ * table_open, and the block cache is thread safe, so any number of threads may call table_get and use
+ * (their own) iterators on one table at once.  table_close REQUIRES that no other thread uses the
+ * table and that its iterators are destroyed.
+ */
+#ifndef PL_SSTABLE_H
+#define PL_SSTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "iter.h"
+#include "pylsm.h"
+
+#define TABLE_MAGIC UINT64_C(0x504c534d54424c31)
+#define TABLE_VERSION 1
+#define TABLE_FOOTER_SIZE 48
+#define TABLE_BLOCK_TRAILER 5
+#define TABLE_BLOCK_RAW 0
+#define TABLE_INDEX_RESTART_INTERVAL 1 /* index blocks: every key whole, the binary search is exact */
+#define TABLE_WRITE_BUFFER (64u * 1024u)
+
+/* What a finished table holds; the key copies belong to the meta (table_meta_free). */
+typedef struct table_meta {
+    uint64_t file_size;
+    uint64_t entries;   /* puts and deletes */
+    uint64_t deletes;
+    char *smallest;     /* first internal key; NULL when the table is empty */
+    size_t smallest_len;
+    char *largest;      /* last internal key; NULL when the table is empty */
+    size_t largest_len;
+    uint64_t min_lsn;   /* 0 when empty */
+    uint64_t max_lsn;
+} table_meta;
+
+/* Free the key copies and zero *m.  NULL is ignored. */
+void table_meta_free(table_meta *m);
+/* Deep copy of src into *dst (which is overwritten, not freed).  PL_OK or PL_NOMEM (*dst zeroed). */
+int table_meta_copy(table_meta *dst, const table_meta *src);
+
+/* ---- writing ---- */
+
+typedef struct table_builder table_builder;
+
+/* Create (or truncate) the table file `path` and a builder writing to it.  block_bytes: target size of
+ * data blocks (1 .. BLOCK_MAX_BYTES/2); bloom_bits_per_key: 0 for no filter, else >= 1.
+ * Returns PL_OK, PL_INVALID, PL_IOERR or PL_NOMEM; on failure nothing is created. */
+int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_key, table_builder **out);
+
+/* Append an entry (an internal key, ikey.h, and its value; a delete's value is normally empty).
+ * REQUIRES: ikey greater (ikey_cmp) than every key added before, klen >= 8; both are checked: such a
+ * call is PL_INVALID and changes nothing.  Other errors (PL_IOERR, PL_NOMEM, PL_INVALID for an entry
+ * too large for a block) are sticky: every later add and finish returns them; then call
+ * table_builder_abandon (or finish, which cleans up the same way). */
+int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen);
+
+/* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
+uint64_t table_builder_file_size(const table_builder *tb);
+uint64_t table_builder_entries(const table_builder *tb);
+
+/* Write the last data block, the filter, the index and the footer, fdatasync the file (not its
+ * directory: the caller syncs that before relying on the name) and close it.  On PL_OK *meta is
+ * filled (the caller frees it with table_meta_free).  tb is freed in every case; on failure the
+ * partial file is removed and pl_errmsg() still describes the failure. */
+int table_builder_finish(table_builder *tb, table_meta *meta);
+
+/* Give up: close and remove the file, free tb.  NULL is ignored.  pl_errmsg() is left as it was. */
+void table_builder_abandon(table_builder *tb);
+
+/* ---- reading ---- */
+
+typedef struct table table;
+
+/* Open the table `path` of file_size bytes (as recorded when it was written): read and check the
+ * footer, then load the filter and index blocks into memory and check their CRCs and structure.
+ * c: the block cache to read data blocks through (NULL: none, every data block read is file I/O).
+ * Returns PL_OK, PL_CORRUPT (a file too short for a footer -- a zero-length one included --, bad magic,
+ * version, checksum or layout; the message names the file and offset), PL_IOERR or PL_NOMEM.
+ * The file stays open (read-only) until table_close. */
+int table_open(const char *path, uint64_t file_size, cache *c, table **out);
+
+/* Close the file and free the table.  NULL is ignored.  REQUIRES: see Thread safety. */
+void table_close(table *t);
+
+/* Point lookup of the newest version of user key ukey with lsn <= snap_lsn.
+ * On PL_OK *result is LOOKUP_FOUND (the value replaces the contents of *out), LOOKUP_DELETED or
+ * LOOKUP_ABSENT (the bloom filter answers most absent keys without reading a data block).
+ * flags: PL_READ_NO_IO -> PL_WOULDBLOCK (with no message) when the data block needed is not in the cache.
+ * Errors: PL_CORRUPT (file and offset in the message), PL_IOERR, PL_NOMEM; *out is then unspecified. */
+int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
+              int *result);
+
+/* A two-level iterator (iter.h) over every entry of the table, in internal key order, reading data
+ * blocks through the cache.  A read or checksum error makes it invalid for good, with iter_status
+ * the code.  NULL when out of memory.  REQUIRES: the table outlives the iterator. */
+iter *table_iter(table *t);
+
+/* Check a whole table file without a cache: the footer, every block's trailer and structure, and
+ * that the keys ascend across the table and agree with the index.  PL_OK, PL_CORRUPT (file and
+ * offset in the message), PL_IOERR or PL_NOMEM. */
+int table_verify(const char *path, uint64_t file_size);
+
+uint64_t table_file_size(const table *t);
+const char *table_path(const table *t);
+/* Whether the table has a bloom filter. */
+int table_has_filter(const table *t);
+
+#endif

@@ -1,0 +1,899 @@
+/* version.c -- versions, version edits and the manifest; see version.h and docs/format.md. */
+#include "version.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "coding.h"
+#include "env.h"
+#include "ikey.h"
+#include "memtable.h"
+#include "status.h"
+#include "wal.h"
+
+/* Edit field tags (docs/format.md, "Manifest"). */
+enum { TAG_LOG_NUMBER = 1, TAG_NEXT_FILE = 2, TAG_LAST_LSN = 3, TAG_ADD = 4, TAG_DELETE = 5 };
+
+#define MANIFEST_ROLL_BYTES (64u << 20)
+
+/* ---- file names ---- */
+
+char *db_file_name(const char *dir, uint64_t number, const char *ext)
+{
+    size_t n = strlen(dir) + 40;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%06" PRIu64 ".%s", dir, number, ext);
+    return p;
+}
+
+static char *manifest_name(const char *dir, uint64_t number)
+{
+    size_t n = strlen(dir) + 40;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/MANIFEST-%06" PRIu64, dir, number);
+    return p;
+}
+
+static char *dir_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int db_parse_file_name(const char *name, const char *ext, uint64_t *number)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name || strcmp(dot + 1, ext) != 0)
+        return 0;
+    uint64_t n = 0;
+    for (const char *p = name; p < dot; p++) {
+        if (*p < '0' || *p > '9' || n > UINT64_MAX / 10 - 9)
+            return 0;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    *number = n;
+    return 1;
+}
+
+/* ---- files and versions ---- */
+
+void file_ref(file_meta *f) { atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed); }
+
+void file_unref(file_meta *f)
+{
+    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    table_close(f->t);
+    if (atomic_load(&f->obsolete)) {
+        env_kill_point("file_delete");
+        env_unlink(f->path); /* a failure leaves a stray file that the next open removes */
+    }
+    table_meta_free(&f->m);
+    free(f->path);
+    free(f);
+}
+
+int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out)
+{
+    file_meta *f = calloc(1, sizeof *f);
+    if (!f)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    f->number = number;
+    f->m = *m;
+    atomic_init(&f->refs, 1);
+    f->path = db_file_name(dir, number, "sst");
+    int rc = f->path ? table_open(f->path, m->file_size, c, &f->t) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc) {
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return PL_OK;
+}
+
+void version_ref(version *v) { atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed); }
+
+void version_unref(version *v)
+{
+    if (!v || atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int l = 0; l < NUM_LEVELS; l++) {
+        for (int i = 0; i < v->n[l]; i++)
+            file_unref(v->files[l][i]);
+        free(v->files[l]);
+    }
+    free(v);
+}
+
+static version *version_new(void)
+{
+    version *v = calloc(1, sizeof *v);
+    if (v)
+        atomic_init(&v->refs, 1);
+    return v;
+}
+
+uint64_t version_level_bytes(const version *v, int level)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < v->n[level]; i++)
+        b += v->files[level][i]->m.file_size;
+    return b;
+}
+
+static int ukey_in_file(const file_meta *f, const char *ukey, size_t klen)
+{
+    return ukey_cmp(ukey, klen, f->m.smallest, ikey_ulen(f->m.smallest_len)) >= 0 &&
+           ukey_cmp(ukey, klen, f->m.largest, ikey_ulen(f->m.largest_len)) <= 0;
+}
+
+/* The first file of a sorted level whose largest user key is >= ukey, or n. */
+static int find_file(file_meta **files, int n, const char *ukey, size_t klen)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        file_meta *f = files[mid];
+        if (ukey_cmp(f->m.largest, ikey_ulen(f->m.largest_len), ukey, klen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf *out, int flags,
+                int *result)
+{
+    *result = LOOKUP_ABSENT;
+    /* L0 newest first: a newer table's version of the key shadows an older one's. */
+    for (int i = v->n[0] - 1; i >= 0; i--) {
+        file_meta *f = v->files[0][i];
+        if (f->m.min_lsn > snap || !ukey_in_file(f, ukey, klen))
+            continue;
+        int rc = table_get(f->t, ukey, klen, snap, out, flags, result);
+        if (rc || *result != LOOKUP_ABSENT)
+            return rc;
+    }
+    for (int l = 1; l < NUM_LEVELS; l++) {
+        int i = find_file(v->files[l], v->n[l], ukey, klen);
+        if (i >= v->n[l] || !ukey_in_file(v->files[l][i], ukey, klen))
+            continue;
+        int rc = table_get(v->files[l][i]->t, ukey, klen, snap, out, flags, result);
+        if (rc || *result != LOOKUP_ABSENT)
+            return rc;
+    }
+    return PL_OK;
+}
+
+/* ---- level iterator: the tables of one sorted level, concatenated ---- */
+
+typedef struct {
+    iter base;
+    file_meta **files; /* referenced */
+    int n;
+    int idx;   /* file under cur, or -1 */
+    iter *cur; /* table iterator of files[idx] */
+    int status;
+} level_iter;
+
+static void li_open(level_iter *li, int idx)
+{
+    if (li->cur && li->idx == idx)
+        return;
+    if (li->cur) {
+        int st = iter_status(li->cur);
+        if (st && !li->status)
+            li->status = st;
+    }
+    iter_destroy(li->cur);
+    li->cur = NULL;
+    li->idx = -1;
+    if (idx < 0 || idx >= li->n)
+        return;
+    li->cur = table_iter(li->files[idx]->t);
+    if (!li->cur) {
+        li->status = PL_FAIL(PL_NOMEM, "out of memory");
+        return;
+    }
+    li->idx = idx;
+}
+
+static void li_skip_forward(level_iter *li)
+{
+    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx + 1 < li->n) {
+        li_open(li, li->idx + 1);
+        if (li->cur)
+            iter_seek_first(li->cur);
+    }
+}
+
+static void li_skip_backward(level_iter *li)
+{
+    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx > 0) {
+        li_open(li, li->idx - 1);
+        if (li->cur)
+            iter_seek_last(li->cur);
+    }
+}
+
+static void li_seek(iter *it, const char *k, size_t n)
+{
+    level_iter *li = (level_iter *)it;
+    int idx = find_file(li->files, li->n, k, ikey_ulen(n));
+    if (idx >= li->n) {
+        li_open(li, -1);
+        return;
+    }
+    li_open(li, idx);
+    if (li->cur)
+        iter_seek(li->cur, k, n);
+    li_skip_forward(li);
+}
+static void li_seek_first(iter *it)
+{
+    level_iter *li = (level_iter *)it;
+    li_open(li, 0);
+    if (li->cur)
+        iter_seek_first(li->cur);
+    li_skip_forward(li);
+}
+static void li_seek_last(iter *it)
+{
+    level_iter *li = (level_iter *)it;
+    li_open(li, li->n - 1);
+    if (li->cur)
+        iter_seek_last(li->cur);
+    li_skip_backward(li);
+}
+static void li_next(iter *it)
+{
+    level_iter *li = (level_iter *)it;
+    iter_next(li->cur);
+    li_skip_forward(li);
+}
+static void li_prev(iter *it)
+{
+    level_iter *li = (level_iter *)it;
+    iter_prev(li->cur);
+    li_skip_backward(li);
+}
+static int li_valid(const iter *it)
+{
+    const level_iter *li = (const level_iter *)it;
+    return li->cur && iter_valid(li->cur);
+}
+static void li_key(const iter *it, const char **k, size_t *n) { iter_key(((const level_iter *)it)->cur, k, n); }
+static void li_value(const iter *it, const char **v, size_t *n)
+{
+    iter_value(((const level_iter *)it)->cur, v, n);
+}
+static int li_status(const iter *it)
+{
+    const level_iter *li = (const level_iter *)it;
+    if (li->status)
+        return li->status;
+    return li->cur ? iter_status(li->cur) : PL_OK;
+}
+static void li_destroy(iter *it)
+{
+    level_iter *li = (level_iter *)it;
+    iter_destroy(li->cur);
+    for (int i = 0; i < li->n; i++)
+        file_unref(li->files[i]);
+    free(li->files);
+    free(li);
+}
+
+static const struct iter_ops level_iter_ops = {li_seek, li_seek_first, li_seek_last, li_next, li_prev,
+                                               li_valid, li_key, li_value, li_status, li_destroy};
+
+static iter *level_iter_new(file_meta **files, int n)
+{
+    level_iter *li = calloc(1, sizeof *li);
+    if (!li || !(li->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
+        free(li);
+        return NULL;
+    }
+    li->base.ops = &level_iter_ops;
+    li->n = n;
+    li->idx = -1;
+    for (int i = 0; i < n; i++) {
+        li->files[i] = files[i];
+        file_ref(files[i]);
+    }
+    return &li->base;
+}
+
+int version_iters(version *v, iter **its)
+{
+    int k = 0;
+    for (int i = v->n[0] - 1; i >= 0; i--) {
+        iter *it = level_iter_new(&v->files[0][i], 1);
+        if (!it)
+            goto nomem;
+        its[k++] = it;
+    }
+    for (int l = 1; l < NUM_LEVELS; l++) {
+        if (!v->n[l])
+            continue;
+        iter *it = level_iter_new(v->files[l], v->n[l]);
+        if (!it)
+            goto nomem;
+        its[k++] = it;
+    }
+    return k;
+nomem:
+    while (k > 0)
+        iter_destroy(its[--k]);
+    return -PL_FAIL(PL_NOMEM, "out of memory");
+}
+
+/* ---- edits ---- */
+
+void edit_init(version_edit *e) { memset(e, 0, sizeof *e); }
+
+void edit_free(version_edit *e)
+{
+    for (int i = 0; i < e->nadded; i++)
+        file_unref(e->added[i].f);
+    free(e->added);
+    free(e->deleted);
+    edit_init(e);
+}
+
+static int grow_files(edit_file **arr, int *cap, int n)
+{
+    if (n < *cap)
+        return PL_OK;
+    int c = *cap ? *cap * 2 : 8;
+    edit_file *p = realloc(*arr, sizeof *p * (size_t)c);
+    if (!p)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    *arr = p;
+    *cap = c;
+    return PL_OK;
+}
+
+int edit_add_file(version_edit *e, int level, file_meta *f)
+{
+    int rc = grow_files(&e->added, &e->cap_added, e->nadded);
+    if (rc)
+        return rc;
+    file_ref(f);
+    e->added[e->nadded++] = (edit_file){level, f, f->number};
+    return PL_OK;
+}
+
+int edit_delete_file(version_edit *e, int level, uint64_t number)
+{
+    int rc = grow_files(&e->deleted, &e->cap_deleted, e->ndeleted);
+    if (rc)
+        return rc;
+    e->deleted[e->ndeleted++] = (edit_file){level, NULL, number};
+    return PL_OK;
+}
+
+/* Encode e as a manifest record payload: u32 1 (the batch-style count) then tagged fields. */
+static int edit_encode(const version_edit *e, pl_buf *out)
+{
+    size_t cap = 64;
+    for (int i = 0; i < e->nadded; i++)
+        cap += 80 + e->added[i].f->m.smallest_len + e->added[i].f->m.largest_len;
+    cap += (size_t)e->ndeleted * 24;
+    int rc = buf_reserve(out, cap);
+    if (rc)
+        return rc;
+    char *p = out->data;
+    put_u32(p, 1);
+    p += 4;
+    if (e->has_log_number) {
+        *p++ = TAG_LOG_NUMBER;
+        p = put_varint64(p, e->log_number);
+    }
+    if (e->has_next_file) {
+        *p++ = TAG_NEXT_FILE;
+        p = put_varint64(p, e->next_file);
+    }
+    if (e->has_last_lsn) {
+        *p++ = TAG_LAST_LSN;
+        p = put_varint64(p, e->last_lsn);
+    }
+    for (int i = 0; i < e->ndeleted; i++) {
+        *p++ = TAG_DELETE;
+        p = put_varint64(p, (uint64_t)e->deleted[i].level);
+        p = put_varint64(p, e->deleted[i].number);
+    }
+    for (int i = 0; i < e->nadded; i++) {
+        const file_meta *f = e->added[i].f;
+        *p++ = TAG_ADD;
+        p = put_varint64(p, (uint64_t)e->added[i].level);
+        p = put_varint64(p, f->number);
+        p = put_varint64(p, f->m.file_size);
+        p = put_varint64(p, f->m.entries);
+        p = put_varint64(p, f->m.deletes);
+        p = put_varint64(p, f->m.min_lsn);
+        p = put_varint64(p, f->m.max_lsn);
+        p = put_varint64(p, f->m.smallest_len);
+        memcpy(p, f->m.smallest, f->m.smallest_len);
+        p += f->m.smallest_len;
+        p = put_varint64(p, f->m.largest_len);
+        memcpy(p, f->m.largest, f->m.largest_len);
+        p += f->m.largest_len;
+    }
+    out->len = (size_t)(p - out->data);
+    return PL_OK;
+}
+
+/* A table named by a manifest, before it is opened. */
+typedef struct {
+    int level;
+    uint64_t number;
+    table_meta m;
+} manifest_file;
+
+typedef struct {
+    const char *path;
+    manifest_file *files;
+    int n, cap;
+    int has_log_number, has_next_file, has_last_lsn;
+    uint64_t log_number, next_file, last_lsn;
+} manifest_state;
+
+static const char *get_key(const char *p, const char *end, char **key, size_t *len)
+{
+    uint64_t n;
+    p = get_varint64(p, end, &n);
+    if (!p || n < IKEY_TRAILER || n > (uint64_t)(end - p))
+        return NULL;
+    *key = malloc(n);
+    if (!*key)
+        return NULL;
+    memcpy(*key, p, n);
+    *len = n;
+    return p + n;
+}
+
+static void state_remove(manifest_state *s, int level, uint64_t number)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->files[i].number == number && s->files[i].level == level) {
+            table_meta_free(&s->files[i].m);
+            s->files[i] = s->files[--s->n];
+            return;
+        }
+}
+
+static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, size_t len)
+{
+    manifest_state *s = ctx;
+    const char *p = payload + 4, *end = payload + len;
+    while (p < end) {
+        int tag = (unsigned char)*p++;
+        uint64_t a, b;
+        switch (tag) {
+        case TAG_LOG_NUMBER:
+            if (!(p = get_varint64(p, end, &s->log_number)))
+                goto bad;
+            s->has_log_number = 1;
+            break;
+        case TAG_NEXT_FILE:
+            if (!(p = get_varint64(p, end, &s->next_file)))
+                goto bad;
+            s->has_next_file = 1;
+            break;
+        case TAG_LAST_LSN:
+            if (!(p = get_varint64(p, end, &s->last_lsn)))
+                goto bad;
+            s->has_last_lsn = 1;
+            break;
+        case TAG_DELETE:
+            if (!(p = get_varint64(p, end, &a)) || !(p = get_varint64(p, end, &b)) || a >= NUM_LEVELS)
+                goto bad;
+            state_remove(s, (int)a, b);
+            break;
+        case TAG_ADD: {
+            if (s->n == s->cap) {
+                int c = s->cap ? s->cap * 2 : 16;
+                manifest_file *f = realloc(s->files, sizeof *f * (size_t)c);
+                if (!f)
+                    return PL_FAIL(PL_NOMEM, "out of memory");
+                s->files = f;
+                s->cap = c;
+            }
+            manifest_file *f = &s->files[s->n];
+            memset(f, 0, sizeof *f);
+            if (!(p = get_varint64(p, end, &a)) || a >= NUM_LEVELS)
+                goto bad;
+            f->level = (int)a;
+            if (!(p = get_varint64(p, end, &f->number)) || !(p = get_varint64(p, end, &f->m.file_size)) ||
+                !(p = get_varint64(p, end, &f->m.entries)) || !(p = get_varint64(p, end, &f->m.deletes)) ||
+                !(p = get_varint64(p, end, &f->m.min_lsn)) || !(p = get_varint64(p, end, &f->m.max_lsn)))
+                goto bad;
+            if (!(p = get_key(p, end, &f->m.smallest, &f->m.smallest_len)))
+                goto bad;
+            if (!(p = get_key(p, end, &f->m.largest, &f->m.largest_len))) {
+                table_meta_free(&f->m);
+                goto bad;
+            }
+            s->n++;
+            break;
+        }
+        default:
+            goto bad;
+        }
+    }
+    return PL_OK;
+bad:
+    return PL_FAIL(PL_CORRUPT, "%s: malformed version edit %" PRIu64, s->path, seq);
+}
+
+static int read_current(const char *dir, uint64_t *number)
+{
+    char *cur = dir_join(dir, "CURRENT");
+    char *data = NULL;
+    size_t len = 0;
+    int rc = cur ? env_read_file(cur, &data, &len) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc)
+        goto out;
+    if (len < 10 || len > 64 || strncmp(data, "MANIFEST-", 9) != 0 || data[len - 1] != '\n') {
+        rc = PL_FAIL(PL_CORRUPT, "%s: not a manifest name at offset 0", cur);
+        goto out;
+    }
+    uint64_t n = 0;
+    for (size_t i = 9; i < len - 1; i++) {
+        if (data[i] < '0' || data[i] > '9') {
+            rc = PL_FAIL(PL_CORRUPT, "%s: bad manifest number at offset %zu", cur, i);
+            goto out;
+        }
+        n = n * 10 + (uint64_t)(data[i] - '0');
+    }
+    *number = n;
+out:
+    free(cur);
+    free(data);
+    return rc;
+}
+
+/* Read CURRENT and the manifest it names into s.  PL_NOTFOUND when there is no CURRENT. */
+static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_number)
+{
+    char *cur = dir_join(dir, "CURRENT");
+    if (!cur)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int fd, rc = env_open(cur, O_RDONLY, &fd);
+    free(cur);
+    if (rc)
+        return PL_NOTFOUND;
+    env_close(fd);
+    rc = read_current(dir, manifest_number);
+    if (rc)
+        return rc;
+    char *path = manifest_name(dir, *manifest_number);
+    if (!path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    s->path = path;
+    wal_replay_result res = {0};
+    /* The manifest's tail may be an edit torn by a crash before it was acknowledged (fsynced). */
+    rc = wal_replay(path, WAL_TOLERATE_TAIL, 1, 0, apply_manifest_record, s, &res);
+    if (!rc && (!s->has_next_file || !s->has_log_number || !s->has_last_lsn))
+        rc = PL_FAIL(PL_CORRUPT, "%s: incomplete manifest at offset %" PRIu64, path, res.valid_end);
+    free(path);
+    s->path = NULL;
+    return rc;
+}
+
+static void state_free(manifest_state *s)
+{
+    for (int i = 0; i < s->n; i++)
+        table_meta_free(&s->files[i].m);
+    free(s->files);
+}
+
+/* ---- building versions ---- */
+
+static int cmp_file_smallest(const void *a, const void *b)
+{
+    const file_meta *x = *(file_meta *const *)a, *y = *(file_meta *const *)b;
+    return ikey_cmp(x->m.smallest, x->m.smallest_len, y->m.smallest, y->m.smallest_len);
+}
+
+static int cmp_file_number(const void *a, const void *b)
+{
+    const file_meta *x = *(file_meta *const *)a, *y = *(file_meta *const *)b;
+    return x->number < y->number ? -1 : x->number > y->number;
+}
+
+/* base + edit -> a new version (files referenced). */
+static int build_version(const version *base, const version_edit *e, version **out)
+{
+    version *v = version_new();
+    if (!v)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    for (int l = 0; l < NUM_LEVELS; l++) {
+        int cap = (base ? base->n[l] : 0);
+        for (int i = 0; i < e->nadded; i++)
+            cap += e->added[i].level == l;
+        v->files[l] = malloc(sizeof(file_meta *) * (size_t)(cap ? cap : 1));
+        if (!v->files[l]) {
+            version_unref(v);
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        }
+        for (int i = 0; base && i < base->n[l]; i++) {
+            file_meta *f = base->files[l][i];
+            int deleted = 0;
+            for (int d = 0; d < e->ndeleted && !deleted; d++)
+                deleted = e->deleted[d].level == l && e->deleted[d].number == f->number;
+            if (!deleted) {
+                file_ref(f);
+                v->files[l][v->n[l]++] = f;
+            }
+        }
+        int sorted_before = v->n[l];
+        for (int i = 0; i < e->nadded; i++)
+            if (e->added[i].level == l) {
+                file_ref(e->added[i].f);
+                v->files[l][v->n[l]++] = e->added[i].f;
+            }
+        if (v->n[l] > sorted_before) /* L0 by age (file number), others by key */
+            qsort(v->files[l], (size_t)v->n[l], sizeof(file_meta *), l == 0 ? cmp_file_number : cmp_file_smallest);
+    }
+    *out = v;
+    return PL_OK;
+}
+
+/* Files removed by e: mark them so the last reader deletes them. */
+static void mark_obsolete(const version *base, const version_edit *e)
+{
+    for (int d = 0; d < e->ndeleted; d++) {
+        int l = e->deleted[d].level;
+        for (int i = 0; base && i < base->n[l]; i++)
+            if (base->files[l][i]->number == e->deleted[d].number)
+                atomic_store(&base->files[l][i]->obsolete, 1);
+    }
+}
+
+/* ---- the manifest ---- */
+
+static int manifest_append(versions *vs, const version_edit *e)
+{
+    pl_buf payload = {0}, rec = {0};
+    int rc = edit_encode(e, &payload);
+    if (!rc)
+        rc = buf_reserve(&rec, WAL_REC_HEADER + payload.len);
+    if (!rc) {
+        rec.len = wal_encode(rec.data, 0, ++vs->edit_seq, 0, payload.data, payload.len);
+        char *path = manifest_name(vs->dir, vs->manifest_number);
+        rc = path ? env_write(vs->manifest_fd, rec.data, rec.len, path) : PL_FAIL(PL_NOMEM, "out of memory");
+        if (!rc) {
+            env_kill_point("manifest_append");
+            rc = env_sync(vs->manifest_fd, vs->manifest_bytes + rec.len, path);
+        }
+        if (!rc)
+            vs->manifest_bytes += rec.len;
+        free(path);
+    }
+    pl_buf_free(&payload);
+    pl_buf_free(&rec);
+    return rc;
+}
+
+static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
+{
+    e->has_log_number = e->has_next_file = e->has_last_lsn = 1;
+    e->log_number = vs->log_number;
+    e->next_file = vs->next_file;
+    e->last_lsn = vs->last_lsn;
+    for (int l = 0; v && l < NUM_LEVELS; l++)
+        for (int i = 0; i < v->n[l]; i++)
+            edit_add_file(e, l, v->files[l][i]);
+}
+
+/* Point CURRENT at MANIFEST-number: temp -> fsync -> rename -> fsync(dir). */
+static int set_current(const char *dir, uint64_t number)
+{
+    char *tmp = dir_join(dir, "CURRENT.tmp"), *cur = dir_join(dir, "CURRENT");
+    char body[48];
+    int n = snprintf(body, sizeof body, "MANIFEST-%06" PRIu64 "\n", number);
+    int rc = tmp && cur ? env_write_file(tmp, body, (size_t)n) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!rc) {
+        env_kill_point("current_rename");
+        rc = env_rename(tmp, cur);
+    }
+    if (!rc)
+        rc = env_sync_dir(dir);
+    if (rc && tmp)
+        env_unlink(tmp);
+    free(tmp);
+    free(cur);
+    return rc;
+}
+
+/* Start a new manifest holding the whole current state and make CURRENT name it. */
+static int new_manifest(versions *vs)
+{
+    uint64_t number = vs->next_file++;
+    char *path = manifest_name(vs->dir, number);
+    if (!path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int fd, rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    char hdr[WAL_FILE_HEADER];
+    wal_encode_file_header(hdr, 0);
+    rc = env_write(fd, hdr, sizeof hdr, path);
+    int old_fd = vs->manifest_fd;
+    uint64_t old_number = vs->manifest_number, old_bytes = vs->manifest_bytes;
+    vs->manifest_fd = fd;
+    vs->manifest_number = number;
+    vs->manifest_bytes = sizeof hdr;
+    version_edit e;
+    edit_init(&e);
+    if (!rc) {
+        snapshot_edit(vs, vs->current, &e);
+        rc = manifest_append(vs, &e);
+    }
+    edit_free(&e);
+    if (!rc)
+        rc = set_current(vs->dir, number);
+    if (rc) {
+        env_close(fd);
+        env_unlink(path);
+        vs->manifest_fd = old_fd;
+        vs->manifest_number = old_number;
+        vs->manifest_bytes = old_bytes;
+    } else if (old_fd >= 0) {
+        env_close(old_fd);
+        char *old = manifest_name(vs->dir, old_number);
+        if (old)
+            env_unlink(old);
+        free(old);
+    }
+    free(path);
+    return rc;
+}
+
+int versions_open(versions *vs, const char *dir, cache *c, int create)
+{
+    memset(vs, 0, sizeof *vs);
+    vs->manifest_fd = -1;
+    vs->cache = c;
+    vs->dir = strdup(dir);
+    if (!vs->dir)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    manifest_state s = {0};
+    uint64_t old_manifest = 0;
+    int rc = load_manifest(dir, &s, &old_manifest);
+    version_edit e;
+    edit_init(&e);
+    if (rc == PL_NOTFOUND) {
+        if (!create) {
+            rc = PL_FAIL(PL_CORRUPT, "%s/CURRENT is missing", dir);
+            goto out;
+        }
+        vs->next_file = 1;
+        vs->log_number = 0;
+        vs->last_lsn = 0;
+        rc = PL_OK;
+    } else if (rc) {
+        goto out;
+    } else {
+        vs->next_file = s.next_file;
+        vs->log_number = s.log_number;
+        vs->last_lsn = s.last_lsn;
+        vs->manifest_number = old_manifest;
+        if (vs->next_file <= old_manifest)
+            vs->next_file = old_manifest + 1;
+        for (int i = 0; i < s.n; i++) {
+            file_meta *f;
+            rc = file_meta_open(dir, s.files[i].number, &s.files[i].m, c, &f);
+            if (rc)
+                goto out;
+            memset(&s.files[i].m, 0, sizeof s.files[i].m); /* now owned by f */
+            rc = edit_add_file(&e, s.files[i].level, f);
+            file_unref(f);
+            if (rc)
+                goto out;
+            if (f->number >= vs->next_file)
+                vs->next_file = f->number + 1;
+        }
+    }
+    rc = build_version(NULL, &e, &vs->current);
+    if (rc)
+        goto out;
+    rc = new_manifest(vs);
+    if (!rc && old_manifest && old_manifest != vs->manifest_number) {
+        char *old = manifest_name(dir, old_manifest);
+        if (old)
+            env_unlink(old);
+        free(old);
+    }
+out:
+    edit_free(&e);
+    state_free(&s);
+    if (rc)
+        versions_close(vs);
+    return rc;
+}
+
+void versions_close(versions *vs)
+{
+    version_unref(vs->current);
+    vs->current = NULL;
+    if (vs->manifest_fd >= 0)
+        env_close(vs->manifest_fd);
+    vs->manifest_fd = -1;
+    free(vs->dir);
+    vs->dir = NULL;
+}
+
+uint64_t versions_new_file(versions *vs) { return vs->next_file++; }
+
+int versions_apply(versions *vs, version_edit *e, version **out)
+{
+    if (e->has_log_number && e->log_number < vs->log_number)
+        e->log_number = vs->log_number;
+    if (!e->has_log_number) {
+        e->has_log_number = 1;
+        e->log_number = vs->log_number;
+    }
+    if (!e->has_last_lsn || e->last_lsn < vs->last_lsn) {
+        e->has_last_lsn = 1;
+        e->last_lsn = vs->last_lsn;
+    }
+    if (!e->has_next_file) {
+        e->has_next_file = 1;
+        e->next_file = vs->next_file;
+    }
+    version *v;
+    int rc = build_version(vs->current, e, &v);
+    if (rc)
+        return rc;
+    rc = manifest_append(vs, e);
+    if (rc) {
+        version_unref(v);
+        return rc;
+    }
+    vs->log_number = e->log_number;
+    vs->last_lsn = e->last_lsn;
+    mark_obsolete(vs->current, e);
+    *out = v;
+    return PL_OK;
+}
+
+void versions_install(versions *vs, version *v)
+{
+    version *old = vs->current;
+    vs->current = v;
+    version_unref(old);
+    if (vs->manifest_bytes > MANIFEST_ROLL_BYTES)
+        new_manifest(vs); /* a failure keeps the old, still valid manifest */
+}
+
+int versions_verify(const char *dir)
+{
+    manifest_state s = {0};
+    uint64_t number;
+    int rc = load_manifest(dir, &s, &number);
+    if (rc == PL_NOTFOUND)
+        rc = PL_OK; /* nothing was ever flushed */
+    for (int i = 0; !rc && i < s.n; i++) {
+        char *p = db_file_name(dir, s.files[i].number, "sst");
+        rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
+        free(p);
+    }
+    state_free(&s);
+    return rc;
+}

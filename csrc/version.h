@@ -1,0 +1,115 @@
+/*
+ * version.h -- the version set: which tables are live, per level, and the manifest that records it
+ * (docs/format.md, "Manifest").
+ *
+ * A version is an immutable, reference-counted set of live tables: L0 holds flushed tables, which may
+ * overlap, oldest first (a flush appends in O(1) amortised, reads walk it newest first); L1..L6 hold
+ * non-overlapping tables sorted by key.  Readers take a reference on the current version and read
+ * without any lock.  A table file is deleted when the last version naming it is released after an
+ * edit removed it.
+ *
+ * The manifest is a log in the WAL framing whose records are version edits.  CURRENT names the live
+ * manifest; it is replaced by write temp -> fsync -> rename -> fsync(dir).
+ *
+ * Thread safety: version_ref/unref/get/iterators from any thread.  versions_* calls that change the
+ * set are made by one thread at a time (the opener, then the background thread); the caller installs
+ * the result under its own lock.
+ */
+#ifndef PL_VERSION_H
+#define PL_VERSION_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "iter.h"
+#include "pylsm.h"
+#include "sstable.h"
+
+#define NUM_LEVELS 7
+
+typedef struct file_meta {
+    uint64_t number;
+    table_meta m; /* size, entries, smallest/largest internal keys, LSNs */
+    table *t;     /* the open reader */
+    atomic_int refs;
+    atomic_int obsolete; /* removed from the current version: delete the file at the last unref */
+    char *path;
+    int being_compacted;
+} file_meta;
+
+typedef struct version {
+    atomic_int refs;
+    int n[NUM_LEVELS];
+    file_meta **files[NUM_LEVELS];
+} version;
+
+void version_ref(version *v);
+void version_unref(version *v);
+void file_ref(file_meta *f);
+void file_unref(file_meta *f);
+
+/* The newest version of ukey with lsn <= snap in the version's tables: *result = LOOKUP_*. */
+int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf *out, int flags,
+                int *result);
+/* Append one iterator per L0 table and one per non-empty level to its[] (room for n[0] + NUM_LEVELS).
+ * Returns the count or -PL_NOMEM. */
+int version_iters(version *v, iter **its);
+uint64_t version_level_bytes(const version *v, int level);
+
+/* A change to the set of live tables, with the log and sequence bookkeeping. */
+typedef struct edit_file {
+    int level;
+    file_meta *f;      /* added: owned by the edit until applied */
+    uint64_t number;   /* deleted */
+} edit_file;
+
+typedef struct version_edit {
+    int has_log_number, has_next_file, has_last_lsn;
+    uint64_t log_number, next_file, last_lsn;
+    edit_file *added;
+    int nadded, cap_added;
+    edit_file *deleted;
+    int ndeleted, cap_deleted;
+} version_edit;
+
+void edit_init(version_edit *e);
+void edit_free(version_edit *e);
+int edit_add_file(version_edit *e, int level, file_meta *f); /* takes a reference on f */
+int edit_delete_file(version_edit *e, int level, uint64_t number);
+
+typedef struct versions {
+    char *dir;
+    cache *cache;
+    version *current;
+    int manifest_fd;
+    uint64_t manifest_number;
+    uint64_t manifest_bytes;
+    uint64_t edit_seq;
+    uint64_t log_number; /* WALs below this number are in tables */
+    uint64_t next_file;
+    uint64_t last_lsn;   /* every LSN up to this is in tables */
+} versions;
+
+/* Load the state named by CURRENT (or start an empty one when there is none and create is set),
+ * open every table, and start a fresh manifest holding the whole state. */
+int versions_open(versions *vs, const char *dir, cache *c, int create);
+void versions_close(versions *vs);
+/* A new file number. */
+uint64_t versions_new_file(versions *vs);
+/* Write edit to the manifest (fsynced) and build the version it makes; the caller installs it with
+ * versions_install.  On failure nothing changes. */
+int versions_apply(versions *vs, version_edit *e, version **out);
+/* Make v current (takes over the caller's reference); REQUIRES: the caller's lock. */
+void versions_install(versions *vs, version *v);
+/* Open a table file as a file_meta with one reference. */
+int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out);
+
+/* Read-only check of the manifest chain and every table of a closed database (pl_verify). */
+int versions_verify(const char *dir);
+
+char *db_file_name(const char *dir, uint64_t number, const char *ext);
+int db_parse_file_name(const char *name, const char *ext, uint64_t *number);
+
+#endif

@@ -1,0 +1,129 @@
+/* test_bloom.c -- bloom filters: no false negatives, false-positive rate, malformed filters. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bloom.h"
+#include "testutil.h"
+
+#define PINNED_HASH17 0x1b397b6fu
+#define PINNED_FILTER 0x48588426u
+
+static size_t key_of(char *buf, const char *prefix, int i)
+{
+    return (size_t)sprintf(buf, "%s%08d", prefix, i);
+}
+
+/* Build a filter of n keys and return its false-positive rate over 10,000 absent keys. */
+static double fp_rate(int n, int bits_per_key, size_t *filter_len)
+{
+    uint32_t *h = malloc(sizeof *h * (size_t)(n ? n : 1));
+    char k[64];
+    for (int i = 0; i < n; i++)
+        h[i] = bloom_hash(k, key_of(k, "present-", i));
+    pl_buf f = {0};
+    CHECK_RC(bloom_build(h, (size_t)n, bits_per_key, &f), PL_OK);
+    *filter_len = f.len;
+    int missing = 0;
+    for (int i = 0; i < n; i++)
+        if (!bloom_may_contain(f.data, f.len, h[i]))
+            missing++;
+    CHECK_EQ(missing, 0); /* no false negatives, ever */
+    int fp = 0;
+    for (int i = 0; i < 10000; i++)
+        fp += bloom_may_contain(f.data, f.len, bloom_hash(k, key_of(k, "absent-", i)));
+    pl_buf_free(&f);
+    free(h);
+    return fp / 10000.0;
+}
+
+int main(void)
+{
+    /* The hash is part of the file format: pin it. */
+    CHECK(bloom_hash("", 0) == bloom_hash("", 0));
+    CHECK(bloom_hash("a", 1) != bloom_hash("b", 1));
+    CHECK(bloom_hash("abcd", 4) != bloom_hash("abce", 4));
+    CHECK(bloom_hash("abcde", 5) != bloom_hash("abcdf", 5));
+    CHECK(bloom_hash("a\0", 2) != bloom_hash("a", 1));
+    /* Pinned values: a change here changes the file format. */
+    CHECK_EQ(bloom_hash("", 0), 0x3f177186u);
+    CHECK_EQ(bloom_hash("hello", 5), 0x2d20a3bdu);
+    CHECK_EQ(bloom_hash("0123456789abcdefg", 17), PINNED_HASH17);
+    {
+        uint32_t hs[3] = {bloom_hash("a", 1), bloom_hash("b", 1), bloom_hash("c", 1)};
+        pl_buf f = {0};
+        CHECK_RC(bloom_build(hs, 3, 10, &f), PL_OK);
+        unsigned sum = 0;
+        for (size_t i = 0; i < f.len; i++)
+            sum = sum * 31 + (unsigned char)f.data[i];
+        CHECK_EQ(sum, PINNED_FILTER);
+        pl_buf_free(&f);
+    }
+    {
+        /* Distinct keys rarely collide. */
+        uint32_t *h = malloc(sizeof *h * 100000);
+        char k[32];
+        for (int i = 0; i < 100000; i++)
+            h[i] = bloom_hash(k, key_of(k, "k", i));
+        int same = 0;
+        for (int i = 1; i < 100000; i++)
+            same += h[i] == h[i - 1];
+        CHECK(same < 3);
+        free(h);
+    }
+
+    size_t len;
+    double r = fp_rate(10000, 10, &len);
+    printf("bloom false-positive rate at 10 bits/key, 10000 keys: %.3f%% (%zu filter bytes)\n",
+           r * 100, len);
+    CHECK(r < 0.02);
+    CHECK_EQ(len, 10000 * 10 / 8 + 1);
+
+    for (int n = 0; n <= 100000; n = n ? n * 10 : 1) {
+        r = fp_rate(n, 10, &len);
+        printf("  n=%-6d 10 bits/key: fp %.3f%%, %zu bytes\n", n, r * 100, len);
+        CHECK(r < 0.03);
+        CHECK(len >= BLOOM_MIN_BITS / 8 + 1);
+    }
+    r = fp_rate(5000, 20, &len);
+    printf("  n=5000   20 bits/key: fp %.3f%%\n", r * 100);
+    CHECK(r < 0.002);
+    r = fp_rate(5000, 1, &len);
+    CHECK(r < 0.8);
+    r = fp_rate(5000, 100, &len); /* k clamped to 30 */
+    CHECK(r < 0.001);
+
+    /* Probe count byte. */
+    {
+        uint32_t h = 42;
+        pl_buf f = {0};
+        CHECK_RC(bloom_build(&h, 1, 10, &f), PL_OK);
+        CHECK_EQ((unsigned char)f.data[f.len - 1], 6);
+        CHECK_EQ(f.len, 9); /* 64 bits minimum + k */
+        f.len = 0;
+        CHECK_RC(bloom_build(&h, 1, 100, &f), PL_OK);
+        CHECK_EQ((unsigned char)f.data[f.len - 1], 30);
+        /* bloom_build appends */
+        size_t before = f.len;
+        CHECK_RC(bloom_build(&h, 1, 1, &f), PL_OK);
+        CHECK_EQ((unsigned char)f.data[f.len - 1], 1);
+        CHECK(f.len > before);
+        CHECK_RC(bloom_build(&h, 1, 0, &f), PL_INVALID);
+        pl_buf_free(&f);
+    }
+
+    /* Empty or malformed filters answer "maybe". */
+    CHECK_EQ(bloom_may_contain(NULL, 0, 1), 1);
+    CHECK_EQ(bloom_may_contain("\x06", 1, 1), 1);
+    {
+        char z[9] = {0};
+        z[8] = 0; /* k = 0: reserved */
+        CHECK_EQ(bloom_may_contain(z, 9, 12345), 1);
+        z[8] = 31;
+        CHECK_EQ(bloom_may_contain(z, 9, 12345), 1);
+        z[8] = 6; /* a valid, empty filter: nothing is in it */
+        CHECK_EQ(bloom_may_contain(z, 9, 12345), 0);
+    }
+    return test_report();
+}

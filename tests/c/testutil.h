@@ -1,0 +1,67 @@
+/*
+ * testutil.h -- the C tests' assertions: CHECK* count passes and failures and print each failure with
+ * its line; test_report() prints "N passed, M failed" and gives main()'s exit status.
+ */
+#ifndef PL_TESTUTIL_H
+#define PL_TESTUTIL_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include "pylsm.h"
+
+static int tu_passed, tu_failed;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (cond) {                                                                      \
+            tu_passed++;                                                                 \
+        } else {                                                                         \
+            tu_failed++;                                                                 \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                   \
+    do {                                                                                 \
+        long long a_ = (long long)(a), b_ = (long long)(b);                              \
+        if (a_ == b_) {                                                                  \
+            tu_passed++;                                                                 \
+        } else {                                                                         \
+            tu_failed++;                                                                 \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n", __FILE__, \
+                    __LINE__, #a, a_, #b, b_);                                           \
+        }                                                                                \
+    } while (0)
+
+/* A PL_* return code. */
+#define CHECK_RC(expr, want)                                                             \
+    do {                                                                                 \
+        int r_ = (expr), w_ = (want);                                                    \
+        if (r_ == w_) {                                                                  \
+            tu_passed++;                                                                 \
+        } else {                                                                         \
+            tu_failed++;                                                                 \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, \
+                    #expr, pl_code_name(r_), pl_code_name(w_), pl_errmsg());             \
+        }                                                                                \
+    } while (0)
+
+static inline int test_report(void)
+{
+    printf("%d passed, %d failed\n", tu_passed, tu_failed);
+    return tu_failed != 0;
+}
+
+/* A small deterministic PRNG (xorshift64*) so every run is reproducible. */
+static inline unsigned long long tu_rand(unsigned long long *s)
+{
+    unsigned long long x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif

@@ -29,6 +29,9 @@
 #include "env.h"
 #include "ikey.h"
 #include "cache.h"
+#include "compaction.h"
+#include "dbiter.h"
+#include "merge.h"
 #include "memtable.h"
 #include "sstable.h"
 #include "status.h"
@@ -83,6 +86,10 @@ struct pl_db {
     int bg_started;
     pthread_cond_t bg_cv;     /* work for the thread, or work done (flush waiters, stalled writers) */
     uint64_t flushes;
+    uint64_t compactions;
+    uint64_t stalls;
+    pthread_mutex_t compact_mu; /* one compaction at a time (background or manual) */
+    pthread_mutex_t apply_mu;   /* one version edit at a time; order: compact_mu, apply_mu, sync_mu, mu */
     uint64_t last_assigned;   /* highest LSN handed to a writer (leader only, under mu) */
     _Atomic uint64_t visible; /* highest LSN readers may see */
 
@@ -257,6 +264,8 @@ static int write_is_quick(pl_db *db, size_t len)
         return 0;
     if (memtable_usage(db->mem) >= db->opt.memtable_bytes)
         return 0;
+    if (db->opt.background_compaction && db->vs.current->n[0] >= L0_SLOWDOWN)
+        return 0;
     return wal_record_size(db->log, len) <= wal_room(db->log);
 }
 
@@ -271,11 +280,27 @@ static void wake_head(pl_db *db)
  * while the previous memtable is still being flushed.  REQUIRES: mu held, the caller leads the queue. */
 static int make_room(pl_db *db, int force)
 {
+    int slowed = 0;
     for (;;) {
         if (db->bg_error)
             return readonly_error(db);
         if (atomic_load(&db->closing))
             return PL_FAIL(PL_CLOSED, "the database is closed");
+        /* Backpressure: L0 tables make every read slower; let compaction catch up. */
+        int l0 = db->vs.current->n[0];
+        if (db->opt.background_compaction && l0 >= L0_STOP) {
+            db->stalls++;
+            pthread_cond_wait(&db->bg_cv, &db->mu);
+            continue;
+        }
+        if (db->opt.background_compaction && l0 >= L0_SLOWDOWN && !slowed) {
+            slowed = 1;
+            pthread_mutex_unlock(&db->mu);
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&db->mu);
+            continue;
+        }
         int full = memtable_usage(db->mem) >= db->opt.memtable_bytes;
         if (!full && !(force && memtable_count(db->mem) > 0))
             return PL_OK;
@@ -665,47 +690,6 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
 
 /* ---- flush and the background thread ---- */
 
-/* Write the entries of `it` (internal keys in order) to table `number`, make it and its name durable,
- * and open it.  Takes over it. */
-static int write_table(pl_db *db, iter *it, uint64_t number, file_meta **out)
-{
-    char *path = db_file_name(db->path, number, "sst");
-    table_builder *tb = NULL;
-    int rc = path ? table_builder_new(path, db->opt.block_bytes, db->opt.bloom_bits_per_key, &tb)
-                  : PL_FAIL(PL_NOMEM, "out of memory");
-    for (iter_seek_first(it); !rc && iter_valid(it); iter_next(it)) {
-        const char *k, *v;
-        size_t kn, vn;
-        iter_key(it, &k, &kn);
-        iter_value(it, &v, &vn);
-        rc = table_builder_add(tb, k, kn, v, vn);
-    }
-    if (!rc)
-        rc = iter_status(it);
-    iter_destroy(it);
-    env_kill_point("sstable_write");
-    table_meta m;
-    memset(&m, 0, sizeof m);
-    if (rc) {
-        table_builder_abandon(tb);
-    } else {
-        rc = table_builder_finish(tb, &m);
-        if (!rc)
-            rc = env_sync_dir(db->path);
-        if (!rc) {
-            rc = file_meta_open(db->path, number, &m, db->cache, out);
-            if (!rc)
-                atomic_fetch_add(&db->st_table_bytes, m.file_size);
-        }
-        if (rc) {
-            table_meta_free(&m);
-            env_unlink(path);
-        }
-    }
-    free(path);
-    return rc;
-}
-
 static int delete_old_wal(void *ctx, const char *name)
 {
     pl_db *db = ctx;
@@ -721,35 +705,87 @@ static int delete_old_wal(void *ctx, const char *name)
     return PL_OK;
 }
 
+static uint64_t new_file_number(void *ctx)
+{
+    pl_db *db = ctx;
+    pthread_mutex_lock(&db->mu);
+    uint64_t n = versions_new_file(&db->vs);
+    pthread_mutex_unlock(&db->mu);
+    return n;
+}
+
+/* The oldest LSN a reader may still read at.  REQUIRES: mu held. */
+static uint64_t oldest_snapshot(pl_db *db)
+{
+    uint64_t oldest = atomic_load(&db->visible);
+    for (pl_snapshot *s = db->snaps; s; s = s->next)
+        if (s->lsn < oldest)
+            oldest = s->lsn;
+    return oldest;
+}
+
+static void compact_env_init(pl_db *db, compact_env *env)
+{
+    memset(env, 0, sizeof *env);
+    env->dir = db->path;
+    env->cache = db->cache;
+    env->block_bytes = db->opt.block_bytes;
+    env->bloom_bits_per_key = db->opt.bloom_bits_per_key;
+    uint64_t target = db->opt.memtable_bytes;
+    env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
+    env->level_base_bytes = 4 * env->target_file_bytes;
+    env->new_file = new_file_number;
+    env->ctx = db;
+}
+
+/* Write edit e, install the version it makes, wake waiters.  REQUIRES: apply_mu held, mu not held. */
+static int apply_edit(pl_db *db, version_edit *e)
+{
+    pthread_mutex_lock(&db->mu);
+    if (!e->has_next_file) {
+        e->has_next_file = 1;
+        e->next_file = db->vs.next_file;
+    }
+    pthread_mutex_unlock(&db->mu);
+    version *v = NULL;
+    int rc = versions_apply(&db->vs, e, &v);
+    pthread_mutex_lock(&db->mu);
+    if (rc)
+        set_bg_error(db);
+    else
+        versions_install(&db->vs, v);
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
 /* Flush db->imm to an L0 table.  REQUIRES: mu held (released while writing). */
 static int flush_imm(pl_db *db)
 {
     memtable *imm = db->imm;
-    uint64_t number = versions_new_file(&db->vs);
     version_edit e;
     edit_init(&e);
-    e.has_log_number = e.has_last_lsn = e.has_next_file = 1;
+    e.has_log_number = e.has_last_lsn = 1;
     e.log_number = db->imm_log_number;
     e.last_lsn = db->imm_last_lsn;
-    e.next_file = db->vs.next_file;
+    compact_env env;
+    compact_env_init(db, &env);
+    env.target_file_bytes = UINT64_MAX;
+    env.oldest_snapshot = oldest_snapshot(db);
     pthread_mutex_unlock(&db->mu);
 
-    file_meta *f = NULL;
-    version *v = NULL;
-    iter *it = memtable_iter(imm);
-    int rc = it ? write_table(db, it, number, &f) : PL_FAIL(PL_NOMEM, "out of memory");
+    pthread_mutex_lock(&db->apply_mu);
+    int rc = compaction_write(memtable_iter(imm), NULL, 0, &env, &e);
     if (!rc)
-        rc = edit_add_file(&e, 0, f);
-    if (!rc)
-        rc = versions_apply(&db->vs, &e, &v);
+        rc = apply_edit(db, &e);
+    pthread_mutex_unlock(&db->apply_mu);
     edit_free(&e);
-    file_unref(f);
+    atomic_fetch_add(&db->st_table_bytes, env.bytes_written);
 
     pthread_mutex_lock(&db->mu);
     if (rc) {
         set_bg_error(db);
     } else {
-        versions_install(&db->vs, v);
         db->imm = NULL;
         memtable_unref(imm);
         db->flushes++;
@@ -763,6 +799,62 @@ static int flush_imm(pl_db *db)
     return rc;
 }
 
+/* Run compaction c (picked from v).  REQUIRES: compact_mu held, mu not held. */
+static int run_compaction(pl_db *db, compaction *c, version *v)
+{
+    compact_env env;
+    compact_env_init(db, &env);
+    pthread_mutex_lock(&db->mu);
+    env.oldest_snapshot = oldest_snapshot(db);
+    pthread_mutex_unlock(&db->mu);
+    version_edit e;
+    edit_init(&e);
+    int rc = compaction_run(c, v, &env, &e);
+    if (!rc) {
+        pthread_mutex_lock(&db->apply_mu);
+        rc = apply_edit(db, &e);
+        pthread_mutex_unlock(&db->apply_mu);
+    }
+    edit_free(&e);
+    atomic_fetch_add(&db->st_table_bytes, env.bytes_written);
+    pthread_mutex_lock(&db->mu);
+    if (rc)
+        set_bg_error(db);
+    else
+        db->compactions++;
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+/* One background compaction if one is due.  REQUIRES: mu held (released while working).
+ * Returns 1 if it did work. */
+static int maybe_compact(pl_db *db)
+{
+    if (!db->opt.background_compaction || db->bg_error)
+        return 0;
+    pthread_mutex_unlock(&db->mu);
+    compact_env env;
+    compact_env_init(db, &env);
+    compaction c;
+    int did = 0;
+    /* Pick under compact_mu, from the version current then: a manual compaction may run meanwhile, and
+     * no old version is held while waiting for it (it would pin obsolete files on disk). */
+    pthread_mutex_lock(&db->compact_mu);
+    pthread_mutex_lock(&db->mu);
+    version *v = db->vs.current;
+    version_ref(v);
+    pthread_mutex_unlock(&db->mu);
+    if (compaction_pick(v, &env, &c)) {
+        run_compaction(db, &c, v);
+        compaction_free(&c);
+        did = 1;
+    }
+    pthread_mutex_unlock(&db->compact_mu);
+    version_unref(v);
+    pthread_mutex_lock(&db->mu);
+    return did;
+}
+
 static void *bg_main(void *arg)
 {
     pl_db *db = arg;
@@ -772,10 +864,42 @@ static void *bg_main(void *arg)
             flush_imm(db);
             continue;
         }
+        if (maybe_compact(db))
+            continue;
         pthread_cond_wait(&db->bg_cv, &db->mu);
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;
+}
+
+int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
+                  size_t elen, int has_stop)
+{
+    int rc = pl_db_flush(db);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&db->compact_mu);
+    for (int level = 0; !rc && level < NUM_LEVELS - 1; level++) {
+        pthread_mutex_lock(&db->mu);
+        version *v = db->vs.current;
+        version_ref(v);
+        int deeper = 0;
+        for (int l = level + 1; l < NUM_LEVELS; l++)
+            deeper |= v->n[l] > 0;
+        pthread_mutex_unlock(&db->mu);
+        compaction c;
+        /* Move the range down level by level, to the deepest level that holds anything. */
+        if ((deeper || level == 0) &&
+            compaction_pick_range(v, level, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c)) {
+            rc = run_compaction(db, &c, v);
+            compaction_free(&c);
+        }
+        version_unref(v);
+        if (!rc && atomic_load(&db->closing))
+            rc = PL_FAIL(PL_CLOSED, "the database is closed");
+    }
+    pthread_mutex_unlock(&db->compact_mu);
+    return rc;
 }
 
 int pl_db_flush(pl_db *db)
@@ -951,6 +1075,8 @@ static void db_free(pl_db *db)
     pthread_cond_destroy(&db->bg_cv);
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->sync_mu);
+    pthread_mutex_destroy(&db->compact_mu);
+    pthread_mutex_destroy(&db->apply_mu);
     pthread_cond_destroy(&db->sync_cv);
     pthread_cond_destroy(&db->close_cv);
     free(db->path);
@@ -995,6 +1121,8 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     db->fork_gen = atomic_load(&fork_generation);
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->sync_mu, NULL);
+    pthread_mutex_init(&db->compact_mu, NULL);
+    pthread_mutex_init(&db->apply_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1139,7 +1267,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     uint64_t wal_bytes = db->log ? wal_written(db->log) : 0;
     uint64_t dropped = db->wal_dropped_bytes;
     uint64_t unsynced = db->unsynced_records;
-    uint64_t flushes = db->flushes;
+    uint64_t flushes = db->flushes, compactions = db->compactions, stalls = db->stalls;
     if (db->imm)
         mem_bytes += memtable_usage(db->imm);
     version *v = db->vs.current;
@@ -1169,7 +1297,8 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "live_bytes", table_bytes + wal_bytes);
     fn(ctx, "flushes", flushes);
     fn(ctx, "write_amplification_x1000", user ? disk * 1000 / user : 0);
-    fn(ctx, "compactions", 0);
+    fn(ctx, "compactions", compactions);
+    fn(ctx, "write_stalls", stalls);
     fn(ctx, "puts", atomic_load(&db->st_puts));
     fn(ctx, "deletes", atomic_load(&db->st_deletes));
     fn(ctx, "gets", atomic_load(&db->st_gets));
@@ -1178,11 +1307,6 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
 }
 
 
-int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
-                  size_t elen, int has_stop)
-{
-    return check_usable(db);
-}
 
 int pl_test_fault(const char *op, long nth, int err, int persistent)
 {

@@ -11,7 +11,7 @@
 #include "env.h"
 #include "status.h"
 
-#define GROW_CHUNK ((uint64_t)4 << 20)
+#define GROW_CHUNK ((uint64_t)1 << 20)
 
 struct wal {
     char *path;

@@ -1,0 +1,280 @@
+/* compaction.c -- leveled compaction; see compaction.h. */
+#include "compaction.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.h"
+#include "ikey.h"
+#include "memtable.h"
+#include "merge.h"
+#include "sstable.h"
+#include "status.h"
+
+uint64_t compaction_level_target(const compact_env *env, int level)
+{
+    uint64_t t = env->level_base_bytes;
+    for (int l = 1; l < level; l++)
+        t *= LEVEL_MULTIPLIER;
+    return t;
+}
+
+void compaction_free(compaction *c)
+{
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < c->n[i]; j++)
+            file_unref(c->inputs[i][j]);
+        free(c->inputs[i]);
+        c->inputs[i] = NULL;
+        c->n[i] = 0;
+    }
+}
+
+static int add_input(compaction *c, int which, file_meta *f, int cap)
+{
+    if (!c->inputs[which] && !(c->inputs[which] = malloc(sizeof(file_meta *) * (size_t)(cap ? cap : 1))))
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    file_ref(f);
+    c->inputs[which][c->n[which]++] = f;
+    return PL_OK;
+}
+
+/* Does f hold user keys in [lo, hi]? (NULL bounds: unbounded) */
+static int overlaps(const file_meta *f, const char *lo, size_t lolen, const char *hi, size_t hilen)
+{
+    if (hi && ukey_cmp(f->m.smallest, ikey_ulen(f->m.smallest_len), hi, hilen) > 0)
+        return 0;
+    if (lo && ukey_cmp(f->m.largest, ikey_ulen(f->m.largest_len), lo, lolen) < 0)
+        return 0;
+    return 1;
+}
+
+/* The user-key range of c's level inputs. */
+static void input_range(const compaction *c, const char **lo, size_t *lolen, const char **hi, size_t *hilen)
+{
+    *lo = *hi = NULL;
+    *lolen = *hilen = 0;
+    for (int j = 0; j < c->n[0]; j++) {
+        const file_meta *f = c->inputs[0][j];
+        if (!*lo || ukey_cmp(f->m.smallest, ikey_ulen(f->m.smallest_len), *lo, *lolen) < 0) {
+            *lo = f->m.smallest;
+            *lolen = ikey_ulen(f->m.smallest_len);
+        }
+        if (!*hi || ukey_cmp(f->m.largest, ikey_ulen(f->m.largest_len), *hi, *hilen) > 0) {
+            *hi = f->m.largest;
+            *hilen = ikey_ulen(f->m.largest_len);
+        }
+    }
+}
+
+/* Add the files of level + 1 overlapping the level inputs. */
+static int add_next_level(version *v, compaction *c)
+{
+    int next = c->level + 1;
+    if (next >= NUM_LEVELS)
+        return PL_OK;
+    const char *lo, *hi;
+    size_t lolen, hilen;
+    input_range(c, &lo, &lolen, &hi, &hilen);
+    for (int i = 0; i < v->n[next]; i++)
+        if (overlaps(v->files[next][i], lo, lolen, hi, hilen)) {
+            int rc = add_input(c, 1, v->files[next][i], v->n[next]);
+            if (rc)
+                return rc;
+        }
+    return PL_OK;
+}
+
+int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, const char *hi,
+                          size_t hilen, compaction *c)
+{
+    memset(c, 0, sizeof *c);
+    c->level = level;
+    if (level + 1 >= NUM_LEVELS)
+        return 0;
+    for (int i = 0; i < v->n[level]; i++)
+        if (overlaps(v->files[level][i], lo, lolen, hi, hilen) && add_input(c, 0, v->files[level][i], v->n[level])) {
+            compaction_free(c);
+            return 0;
+        }
+    if (level == 0 && c->n[0] > 0) {
+        /* L0 tables overlap one another: take every L0 table overlapping the widened range, so an
+         * older version of a key never stays behind in L0 while a newer one moves down. */
+        compaction_free(c);
+        c->level = 0;
+        for (int i = 0; i < v->n[0]; i++)
+            if (add_input(c, 0, v->files[0][i], v->n[0])) {
+                compaction_free(c);
+                return 0;
+            }
+    }
+    if (!c->n[0] || add_next_level(v, c)) {
+        compaction_free(c);
+        return 0;
+    }
+    return 1;
+}
+
+int compaction_pick(version *v, const compact_env *env, compaction *c)
+{
+    double best = 0;
+    int level = -1;
+    for (int l = 0; l < NUM_LEVELS - 1; l++) {
+        double score = l == 0 ? (double)v->n[0] / L0_COMPACT_TRIGGER
+                              : (double)version_level_bytes(v, l) / (double)compaction_level_target(env, l);
+        if (score > best) {
+            best = score;
+            level = l;
+        }
+    }
+    if (level < 0 || best < 1.0)
+        return 0;
+    if (level == 0)
+        return compaction_pick_range(v, 0, NULL, 0, NULL, 0, c);
+    /* One table of the level: the largest, which frees the most room for the least merge work. */
+    memset(c, 0, sizeof *c);
+    c->level = level;
+    file_meta *pick = NULL;
+    for (int i = 0; i < v->n[level]; i++)
+        if (!pick || v->files[level][i]->m.file_size > pick->m.file_size)
+            pick = v->files[level][i];
+    if (add_input(c, 0, pick, 1) || add_next_level(v, c)) {
+        compaction_free(c);
+        return 0;
+    }
+    return 1;
+}
+
+/* May a tombstone for ukey go, output going to `level`?  Only if no deeper level can hold the key. */
+static int is_base_level(version *v, int level, const char *ukey, size_t ulen)
+{
+    if (!v)
+        return 0;
+    for (int l = level + 1; l < NUM_LEVELS; l++)
+        for (int i = 0; i < v->n[l]; i++)
+            if (overlaps(v->files[l][i], ukey, ulen, ukey, ulen))
+                return 0;
+    return 1;
+}
+
+typedef struct {
+    table_builder *tb;
+    uint64_t number;
+    char *path;
+} output;
+
+static int finish_output(output *o, compact_env *env, int level, version_edit *e)
+{
+    table_meta m;
+    memset(&m, 0, sizeof m);
+    env_kill_point("sstable_write");
+    int rc = table_builder_finish(o->tb, &m);
+    o->tb = NULL;
+    if (!rc)
+        rc = env_sync_dir(env->dir);
+    file_meta *f = NULL;
+    if (!rc)
+        rc = file_meta_open(env->dir, o->number, &m, env->cache, &f);
+    if (!rc) {
+        env->bytes_written += m.file_size;
+        rc = edit_add_file(e, level, f);
+        file_unref(f);
+    } else {
+        table_meta_free(&m);
+        env_unlink(o->path);
+    }
+    free(o->path);
+    o->path = NULL;
+    return rc;
+}
+
+int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e)
+{
+    if (!input)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    output o = {0};
+    pl_buf cur = {0}; /* the current user key */
+    int have_cur = 0;
+    uint64_t last_lsn_for_key = 0; /* LSN of the previous (newer) entry of cur, or UINT64_MAX */
+    int rc = PL_OK;
+    for (iter_seek_first(input); !rc && iter_valid(input); iter_next(input)) {
+        const char *k, *val;
+        size_t kn, vn;
+        iter_key(input, &k, &kn);
+        iter_value(input, &val, &vn);
+        if (kn < IKEY_TRAILER) {
+            rc = PL_FAIL(PL_CORRUPT, "compaction input: internal key shorter than its trailer");
+            break;
+        }
+        size_t ulen = ikey_ulen(kn);
+        uint64_t lsn = ikey_lsn(k, kn);
+        int new_key = !have_cur || ukey_cmp(k, ulen, cur.data, cur.len) != 0;
+        if (new_key) {
+            if ((rc = buf_set(&cur, k, ulen)))
+                break;
+            have_cur = 1;
+            last_lsn_for_key = UINT64_MAX;
+            /* A table may be cut only between user keys. */
+            if (o.tb && table_builder_file_size(o.tb) >= env->target_file_bytes) {
+                if ((rc = finish_output(&o, env, level, e)))
+                    break;
+            }
+        }
+        int drop = 0;
+        if (last_lsn_for_key <= env->oldest_snapshot) {
+            drop = 1; /* a newer version of this key is visible to every reader */
+        } else if (ikey_kind(k, kn) == KIND_DELETE && lsn <= env->oldest_snapshot &&
+                   is_base_level(v, level, k, ulen)) {
+            drop = 1; /* nothing older below to hide, and every reader sees the delete */
+        }
+        last_lsn_for_key = lsn;
+        if (drop) {
+            env->entries_dropped++;
+            continue;
+        }
+        if (!o.tb) {
+            o.number = env->new_file(env->ctx);
+            o.path = db_file_name(env->dir, o.number, "sst");
+            rc = o.path ? table_builder_new(o.path, env->block_bytes, env->bloom_bits_per_key, &o.tb)
+                        : PL_FAIL(PL_NOMEM, "out of memory");
+            if (rc)
+                break;
+        }
+        rc = table_builder_add(o.tb, k, kn, val, vn);
+    }
+    if (!rc)
+        rc = iter_status(input);
+    if (!rc && o.tb)
+        rc = finish_output(&o, env, level, e);
+    if (o.tb)
+        table_builder_abandon(o.tb);
+    free(o.path);
+    pl_buf_free(&cur);
+    iter_destroy(input);
+    return rc;
+}
+
+int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
+{
+    int total = c->n[0] + c->n[1];
+    iter **its = calloc((size_t)(total ? total : 1), sizeof(iter *));
+    if (!its)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int k = 0;
+    for (int w = 0; w < 2; w++)
+        for (int j = 0; j < c->n[w]; j++)
+            its[k++] = table_iter(c->inputs[w][j]->t);
+    iter *merged = merge_iter_new(its, k);
+    free(its);
+    if (!merged)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    for (int w = 0; w < 2; w++)
+        for (int j = 0; j < c->n[w]; j++) {
+            int rc = edit_delete_file(e, c->level + w, c->inputs[w][j]->number);
+            if (rc) {
+                iter_destroy(merged);
+                return rc;
+            }
+        }
+    return compaction_write(merged, v, c->level + 1, env, e);
+}

@@ -1,0 +1,70 @@
+/*
+ * compaction.h -- leveled compaction: choosing work by score, and merging tables into a level.
+ *
+ * Levels: L0 holds flushed tables, which may overlap; L1..L6 hold non-overlapping tables, each level
+ * about LEVEL_MULTIPLIER times the previous (L1's target is level_base_bytes).  Like LevelDB, each level
+ * has a score: L0 its table count over L0_COMPACT_TRIGGER, the others their bytes over their target;
+ * the highest score >= 1 is compacted next.
+ *
+ * Writing (compaction_write) merges an input iterator of internal keys into new tables of one level,
+ * cut at target_file_bytes on user-key boundaries (all versions of a user key stay in one table, which
+ * point lookups rely on).  It drops a version when a newer version of the same key is visible to every
+ * reader (its LSN <= the oldest snapshot), and a tombstone that every reader sees when no deeper level
+ * can hold an older version of its key.  Flush is the same writer with no size cut.
+ *
+ * Thread safety: everything here runs on the background thread (or a manual compaction holding the
+ * database's compaction turn); inputs are immutable tables held by references.
+ */
+#ifndef PL_COMPACTION_H
+#define PL_COMPACTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iter.h"
+#include "version.h"
+
+#define L0_COMPACT_TRIGGER 4
+#define L0_SLOWDOWN 8
+#define L0_STOP 12
+#define LEVEL_MULTIPLIER 10
+
+typedef struct compaction {
+    int level;                 /* inputs come from level and level + 1 */
+    file_meta **inputs[2];
+    int n[2];
+} compaction;
+
+typedef struct compact_env {
+    const char *dir;
+    cache *cache;
+    size_t block_bytes;
+    int bloom_bits_per_key;
+    uint64_t target_file_bytes;  /* UINT64_MAX: one table */
+    uint64_t oldest_snapshot;    /* versions older than the newest one at or below this are dropped */
+    uint64_t level_base_bytes;
+    uint64_t (*new_file)(void *ctx); /* a fresh file number */
+    void *ctx;
+    uint64_t bytes_written;      /* out: table bytes written */
+    uint64_t entries_dropped;    /* out */
+} compact_env;
+
+/* Pick the most urgent compaction of v (files referenced into c).  Returns 1 with c filled, 0 if none. */
+int compaction_pick(version *v, const compact_env *env, compaction *c);
+/* Pick the tables of `level` overlapping [lo, hi] (user keys; NULL = unbounded) and what they overlap
+ * in level + 1.  Returns 1 with c filled, 0 if level holds none. */
+int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, const char *hi,
+                          size_t hilen, compaction *c);
+void compaction_free(compaction *c);
+
+/* Merge the inputs of c into level + 1 and describe the result in e (deleted inputs, added outputs). */
+int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e);
+
+/* Write the entries of `input` (takes it over) as tables of `level`, adding them to e.  v: the version
+ * the output joins (to decide whether tombstones may go); NULL keeps every tombstone. */
+int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e);
+
+/* Bytes a level should hold at most. */
+uint64_t compaction_level_target(const compact_env *env, int level);
+
+#endif

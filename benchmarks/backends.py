@@ -28,7 +28,7 @@ from bisect import bisect_left
 
 import bench_common as C
 
-__all__ = ["BACKENDS", "get_backend_class", "backend_skip_reason"]
+__all__ = ["BACKENDS", "PEERS", "get_backend_class"]
 
 
 def _sum_sizes(path, want):
@@ -570,23 +570,5 @@ BACKENDS = {
 PEERS = [n for n in BACKENDS if n not in ("pylsm", "dict")]
 
 
-def import_error(name):
-    """Why backend ``name`` cannot run here (its module does not import), or None."""
-    cls = BACKENDS[name]
-    if cls.module is None:
-        return None
-    try:
-        mod = __import__(cls.module)
-    except ImportError as e:
-        return f"could not import {cls.module!r}: {e}"
-    if name == "pylsm" and not hasattr(mod, "open"):
-        return "pylsm imports but has no open() (the C binding is not built yet?)"
-    return None
-
-
 def get_backend_class(name):
     return BACKENDS[name]
-
-
-def backend_skip_reason(name, workload):
-    return import_error(name) or BACKENDS[name].skip_reason(workload)

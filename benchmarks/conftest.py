@@ -216,21 +216,43 @@ def measure(benchmark, request, backend_name):
 
 
 def pytest_runtest_logreport(report):
-    if report.when != "call" or not report.passed:
+    if not _REPORT["on"] or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        return
+    _REPORT["done"] += 1
+    pos = f"[{_REPORT['done']:>3}/{_REPORT['total']}]"
+    if not report.passed:
+        what = ("skipped: " + str(report.longrepr[2])[:70]) if report.skipped else f"FAILED ({report.when})"
+        _REPORT["tr"].write_line(f"  {pos} {report.nodeid.split('::')[-1]:<40} {what}")
         return
     infos = [v for k, v in report.user_properties if k == "bench"]
-    if not infos or not _REPORT["on"]:
+    if not infos:
         return
     i = infos[-1]
     extra = ""
     for k in ("space_amp", "wal_mb_per_sec", "thread_speedup", "peak_rss_delta_mib"):
         if i.get(k) is not None:
             extra += f"  {k}={i[k]:.2f}"
-    _REPORT["tr"].write_line(f"  {i['workload']:<20} {i['backend']:<10} n={i['n']:<9,} "
+    _REPORT["tr"].write_line(f"  {pos} {i['workload']:<20} {i['backend']:<10} n={i['n']:<9,} "
                              f"{i['ops_per_sec']:>14,.0f} ops/s{extra}")
 
 
-_REPORT = {"on": False, "tr": None}
+_REPORT = {"on": False, "tr": None, "done": 0, "total": 0}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A benchmark whose test fails after the timing (e.g. its data did not read back) is left out of the
+    JSON, so run.py's table never shows a number for a run that was wrong."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        bench = getattr(item, "funcargs", {}).get("benchmark")
+        if bench is not None:
+            bench.has_error = True
+
+
+def pytest_collection_finish(session):
+    _REPORT["total"] = len(session.items)
 
 
 @pytest.hookimpl(trylast=True)

@@ -37,13 +37,13 @@ static void *new_block(arena *a, size_t size)
         return NULL;
     b->next = a->blocks;
     a->blocks = b;
-    atomic_fetch_add_explicit(&a->usage, sizeof(arena_block) + size, memory_order_relaxed);
     return b->data;
 }
 
 void *arena_alloc(arena *a, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
+    atomic_fetch_add_explicit(&a->usage, n, memory_order_relaxed);
     if (n <= a->left) {
         void *p = a->ptr;
         a->ptr += n;

@@ -16,7 +16,7 @@ typedef struct arena {
     char *ptr;           /* next free byte of the current block */
     size_t left;         /* bytes left in it */
     arena_block *blocks; /* every block, newest first */
-    atomic_size_t usage; /* bytes taken from malloc */
+    atomic_size_t usage; /* bytes handed out (what the memtable holds, not the blocks' slack) */
 } arena;
 
 void arena_init(arena *a);

@@ -301,7 +301,7 @@ void block_cursor_seek_last(block_cursor *c)
 
 void block_cursor_next(block_cursor *c)
 {
-    if (c->status)
+    if (!block_cursor_valid(c))
         return;
     uint32_t off = c->next;
     if (off >= c->data_end) {
@@ -315,7 +315,7 @@ void block_cursor_next(block_cursor *c)
 
 void block_cursor_prev(block_cursor *c)
 {
-    if (c->status)
+    if (!block_cursor_valid(c))
         return;
     uint32_t orig = c->cur, i = c->restart;
     while (restart_at(c, i) >= orig) {

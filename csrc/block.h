@@ -99,7 +99,7 @@ void block_cursor_free(block_cursor *c);
 void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer);
 void block_cursor_seek_first(block_cursor *c);
 void block_cursor_seek_last(block_cursor *c);
-/* REQUIRES: valid.  Move to the following / preceding entry (invalid past either end). */
+/* Move to the following / preceding entry (invalid past either end).  No-ops when not valid. */
 void block_cursor_next(block_cursor *c);
 void block_cursor_prev(block_cursor *c);
 

@@ -194,6 +194,29 @@ static int remove_locked(shard *s, cache_handle **slot)
     return unref_locked(s, e);
 }
 
+/* Evict least recently used entries nobody holds until the shard fits its capacity; they are pushed on
+ * `victims` (linked by hnext) to be freed after the mutex is dropped. REQUIRES: s->mu. */
+static cache_handle *evict_locked(shard *s, cache_handle *victims)
+{
+    while (s->usage > s->capacity && s->lru.next != &s->lru) {
+        cache_handle *v = s->lru.next;
+        if (remove_locked(s, find_slot(s, v->id, v->off, v->hash))) {
+            v->hnext = victims;
+            victims = v;
+        }
+    }
+    return victims;
+}
+
+static void free_list(cache_handle *victims)
+{
+    while (victims) {
+        cache_handle *v = victims;
+        victims = v->hnext;
+        entry_free(v);
+    }
+}
+
 cache_handle *cache_lookup(cache *c, uint64_t id, uint64_t off)
 {
     if (!c || c->capacity == 0)
@@ -247,19 +270,9 @@ cache_handle *cache_insert(cache *c, uint64_t id, uint64_t off, char *value, siz
     *slot = e;
     s->count++;
     maybe_grow(s);
-    while (s->usage > s->capacity && s->lru.next != &s->lru) {
-        cache_handle *v = s->lru.next;
-        if (remove_locked(s, find_slot(s, v->id, v->off, v->hash))) {
-            v->hnext = victims;
-            victims = v;
-        }
-    }
+    victims = evict_locked(s, victims);
     pthread_mutex_unlock(&s->mu);
-    while (victims) {
-        cache_handle *v = victims;
-        victims = v->hnext;
-        entry_free(v);
-    }
+    free_list(victims);
     return e;
 }
 
@@ -274,10 +287,15 @@ void cache_release(cache_handle *h)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    int dead = unref_locked(s, h);
+    cache_handle *victims = NULL;
+    if (unref_locked(s, h)) {
+        h->hnext = NULL;
+        victims = h;
+    } else if (s->usage > s->capacity) { /* an entry that was held while the shard filled up */
+        victims = evict_locked(s, NULL);
+    }
     pthread_mutex_unlock(&s->mu);
-    if (dead)
-        entry_free(h);
+    free_list(victims);
 }
 
 const char *cache_value(const cache_handle *h, size_t *len)

@@ -301,7 +301,7 @@ static int make_room(pl_db *db, int force)
             pthread_mutex_lock(&db->mu);
             continue;
         }
-        int full = memtable_usage(db->mem) >= db->opt.memtable_bytes;
+        int full = memtable_usage(db->mem) >= db->opt.memtable_bytes && memtable_count(db->mem) > 0;
         if (!full && !(force && memtable_count(db->mem) > 0))
             return PL_OK;
         if (db->imm) {
@@ -866,6 +866,8 @@ static void *bg_main(void *arg)
         }
         if (maybe_compact(db))
             continue;
+        if (db->imm && !db->bg_error)
+            continue; /* a memtable filled while we looked for compaction work (mu was released) */
         pthread_cond_wait(&db->bg_cv, &db->mu);
     }
     pthread_mutex_unlock(&db->mu);
@@ -1397,4 +1399,142 @@ int pl_repair(const char *path)
     if (!rc)
         rc = pl_db_close(db);
     return rc;
+}
+
+/* ---- iterators ---- */
+
+struct pl_iter {
+    pl_db *db;
+    pl_snapshot *snap; /* registered, so compaction keeps every version this iterator can see */
+    iter *it;          /* a db_iter over memtables and tables */
+};
+
+int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    pl_iter *pi = calloc(1, sizeof *pi);
+    if (!pi)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    rc = pl_snapshot_new(db, &pi->snap);
+    if (rc) {
+        free(pi);
+        return rc;
+    }
+    if (snap)
+        pi->snap->lsn = snap->lsn; /* an older view: still registered, so still protected */
+    pthread_mutex_lock(&db->mu);
+    version *v = db->vs.current;
+    int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
+    iter **its = malloc(sizeof(iter *) * (size_t)cap);
+    if (its) {
+        its[n++] = memtable_iter(db->mem);
+        if (db->imm)
+            its[n++] = memtable_iter(db->imm);
+        int k = version_iters(v, its + n);
+        if (k < 0) {
+            while (n > 0)
+                iter_destroy(its[--n]);
+            free(its);
+            its = NULL;
+        } else {
+            n += k;
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    if (its) {
+        pi->it = db_iter_new(merge_iter_new(its, n), pi->snap->lsn);
+        free(its);
+    }
+    if (!pi->it) {
+        pl_snapshot_release(pi->snap);
+        free(pi);
+        return PL_FAIL(PL_NOMEM, "out of memory for an iterator");
+    }
+    pi->db = db;
+    db_ref(db);
+    *out = pi;
+    return PL_OK;
+}
+
+void pl_iter_free(pl_iter *pi)
+{
+    if (!pi)
+        return;
+    iter_destroy(pi->it);
+    pl_snapshot_release(pi->snap);
+    db_unref(pi->db);
+    free(pi);
+}
+
+void pl_iter_set_bounds(pl_iter *pi, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
+                        int has_hi)
+{
+    db_iter_set_bounds(pi->it, lo, lolen, has_lo, hi, hilen, has_hi);
+}
+
+int pl_iter_seek(pl_iter *pi, const void *key, size_t klen)
+{
+    iter_seek(pi->it, key, klen);
+    return iter_status(pi->it);
+}
+int pl_iter_seek_first(pl_iter *pi)
+{
+    iter_seek_first(pi->it);
+    return iter_status(pi->it);
+}
+int pl_iter_seek_last(pl_iter *pi)
+{
+    iter_seek_last(pi->it);
+    return iter_status(pi->it);
+}
+int pl_iter_next(pl_iter *pi)
+{
+    if (iter_valid(pi->it))
+        iter_next(pi->it);
+    return iter_status(pi->it);
+}
+int pl_iter_prev(pl_iter *pi)
+{
+    if (iter_valid(pi->it))
+        iter_prev(pi->it);
+    return iter_status(pi->it);
+}
+int pl_iter_valid(const pl_iter *pi) { return iter_valid(pi->it); }
+void pl_iter_key(const pl_iter *pi, const char **k, size_t *klen) { iter_key(pi->it, k, klen); }
+void pl_iter_value(const pl_iter *pi, const char **v, size_t *vlen) { iter_value(pi->it, v, vlen); }
+int pl_iter_status(const pl_iter *pi) { return iter_status(pi->it); }
+
+int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
+                 size_t *n)
+{
+    *n = 0;
+    out->len = 0;
+    while (*n < max_entries && out->len < max_bytes && iter_valid(pi->it)) {
+        const char *k = NULL, *v = NULL;
+        size_t kn = 0, vn = 0;
+        if (want & 1)
+            iter_key(pi->it, &k, &kn);
+        if (want & 2)
+            iter_value(pi->it, &v, &vn);
+        size_t need = out->len + 16 + kn + vn;
+        int rc = buf_reserve(out, need);
+        if (rc)
+            return rc;
+        char *p = out->data + out->len;
+        put_u64(p, kn);
+        put_u64(p + 8, vn);
+        if (kn)
+            memcpy(p + 16, k, kn);
+        if (vn)
+            memcpy(p + 16 + kn, v, vn);
+        out->len = need;
+        (*n)++;
+        if (reverse)
+            iter_prev(pi->it);
+        else
+            iter_next(pi->it);
+    }
+    return iter_status(pi->it);
 }

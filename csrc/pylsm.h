@@ -147,7 +147,6 @@ void pl_snapshot_release(pl_snapshot *s);
 int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out);
 void pl_iter_free(pl_iter *it);
 int pl_iter_seek(pl_iter *it, const void *key, size_t klen);  /* first key >= key */
-int pl_iter_seek_for_prev(pl_iter *it, const void *key, size_t klen); /* last key <= key */
 int pl_iter_seek_first(pl_iter *it);
 int pl_iter_seek_last(pl_iter *it);
 int pl_iter_next(pl_iter *it);
@@ -157,6 +156,15 @@ int pl_iter_valid(const pl_iter *it);
 void pl_iter_key(const pl_iter *it, const char **k, size_t *klen);
 void pl_iter_value(const pl_iter *it, const char **v, size_t *vlen);
 int pl_iter_status(const pl_iter *it);
+/* Restrict the iterator to user keys in [lo, hi) (has_* 0: open side); takes effect at the next seek. */
+void pl_iter_set_bounds(pl_iter *it, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
+                        int has_hi);
+/* Copy up to max_entries entries (stopping once max_bytes are used) from the current position into
+ * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: 1 keys, 2 values,
+ * 3 both.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
+ * Returns the iterator's status. */
+int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
+                 size_t *n);
 
 /* Whole-database tools on a closed database. */
 int pl_verify(const char *path);   /* PL_CORRUPT with file and offset in pl_errmsg() */

@@ -200,25 +200,31 @@ static int flush_data_block(table_builder *tb)
     return PL_OK;
 }
 
-/* Into tb->sep: an internal key >= a and < b, as short as is easy (b == NULL: a itself).  When a's user
- * key can be cut right after the first byte where it differs from b's, with that byte plus one, the
- * result is that user key with the largest trailer (it sorts before every version of that user key). */
+/* Into tb->sep: an internal key >= a and < b, as short as is easy (b == NULL: a itself).  Where the
+ * user keys first differ (a[i] < b[i]), cut a right after the first byte j >= i that can be raised by
+ * one and stay below b: j = i when a[i] + 1 < b[i], else the first byte after i below 0xff (raising it
+ * keeps the prefix a[0..i] < b[0..i]).  The result is that user key with the largest trailer, so it
+ * sorts after a and before every version of any user key >= b. */
 static int make_separator(table_builder *tb, const char *a, size_t an, const char *b, size_t bn)
 {
     if (b) {
-        size_t ua = an - IKEY_TRAILER, ub = bn - IKEY_TRAILER, m = ua < ub ? ua : ub, i = 0;
-        while (i < m && a[i] == b[i])
+        const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
+        size_t al = an - IKEY_TRAILER, bl = bn - IKEY_TRAILER, m = al < bl ? al : bl, i = 0;
+        while (i < m && ua[i] == ub[i])
             i++;
-        if (i < m && i + 1 < ua) {
-            unsigned char ca = (unsigned char)a[i], cb = (unsigned char)b[i];
-            if (ca < 0xff && ca + 1 < cb) {
-                int rc = buf_reserve(&tb->sep, i + 1 + IKEY_TRAILER);
+        if (i < m && ua[i] < ub[i]) {
+            size_t j = i;
+            if (ua[i] + 1 >= ub[i])
+                for (j = i + 1; j < al && ua[j] == 0xff; j++)
+                    ;
+            if (j + 1 < al) { /* shorter than a */
+                int rc = buf_reserve(&tb->sep, j + 1 + IKEY_TRAILER);
                 if (rc)
                     return rc;
-                memcpy(tb->sep.data, a, i);
-                tb->sep.data[i] = (char)(ca + 1);
-                put_u64(tb->sep.data + i + 1, ikey_pack(LSN_MAX, KIND_SEEK));
-                tb->sep.len = i + 1 + IKEY_TRAILER;
+                memcpy(tb->sep.data, a, j);
+                tb->sep.data[j] = (char)(ua[j] + 1);
+                put_u64(tb->sep.data + j + 1, ikey_pack(LSN_MAX, KIND_SEEK));
+                tb->sep.len = j + 1 + IKEY_TRAILER;
                 return PL_OK;
             }
         }
@@ -823,10 +829,12 @@ static void ti_seek_last(iter *it)
     ti_settle(ti, 0);
 }
 
+static int ti_valid(const iter *it);
+
 static void ti_next(iter *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
-    if (ti->status)
+    if (!ti_valid(it)) /* REQUIRES valid; never touch a released block */
         return;
     block_cursor_next(&ti->data);
     ti_settle(ti, 1);
@@ -835,7 +843,7 @@ static void ti_next(iter *it)
 static void ti_prev(iter *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
-    if (ti->status)
+    if (!ti_valid(it))
         return;
     block_cursor_prev(&ti->data);
     ti_settle(ti, 0);

@@ -79,8 +79,9 @@ uint64_t table_builder_entries(const table_builder *tb);
 
 /* Write the last data block, the filter, the index and the footer, fdatasync the file (not its
  * directory: the caller syncs that before relying on the name) and close it.  On PL_OK *meta is
- * filled (the caller frees it with table_meta_free).  tb is freed in every case; on failure the
- * partial file is removed and pl_errmsg() still describes the failure. */
+ * filled (the caller frees it with table_meta_free); on failure *meta is not touched.  tb is freed in
+ * every case; on failure the partial file is removed and pl_errmsg() still describes the failure.
+ * Errors: PL_IOERR, PL_NOMEM, or the sticky error of an earlier add. */
 int table_builder_finish(table_builder *tb, table_meta *meta);
 
 /* Give up: close and remove the file, free tb.  NULL is ignored.  pl_errmsg() is left as it was. */

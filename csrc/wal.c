@@ -218,7 +218,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
 
     /* The file header. A missing or torn one can only be a WAL that crashed as it was created. */
     if (size < WAL_FILE_HEADER || all_zero(data, WAL_FILE_HEADER)) {
-        if (!all_zero(data, size < WAL_FILE_HEADER ? size : WAL_FILE_HEADER) && mode == WAL_ABSOLUTE) {
+        if (!all_zero(data, size) && mode == WAL_ABSOLUTE) {
             rc = PL_FAIL(PL_CORRUPT, "%s: torn WAL header at offset 0", path);
             goto out;
         }
@@ -241,8 +241,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
         const char *p = data + off;
         uint32_t len = 0, count = 0;
         uint64_t expect = res->next_lsn;
-        if (size - off >= v.hdr && get_u64(p) == 0 && get_u32(p + 8) == 0 && get_u32(p + 12) == 0 &&
-            all_zero(p, size - off))
+        if (p[0] == 0 && all_zero(p, size - off))
             break; /* the zero-filled tail: the clean end of the log */
         if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &count)) {
             uint64_t lsn = get_u64(p);

@@ -146,6 +146,62 @@ def _bytes_or_none(name: str, value: Any) -> Optional[bytes]:
         raise TypeError(f"{name} must be a bytes-like object or None, not {type(value).__name__}") from None
 
 
+def _prefix_end(prefix: bytes) -> Optional[bytes]:
+    """The smallest key greater than every key that starts with prefix (None: no such key)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)
+
+
+def _range(start: Any, stop: Any, prefix: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """[start, stop) intersected with the keys that begin with prefix."""
+    lo = _bytes_or_none("start", start)
+    hi = _bytes_or_none("stop", stop)
+    pre = _bytes_or_none("prefix", prefix)
+    if pre is not None and pre != b"":
+        if lo is None or lo < pre:
+            lo = pre
+        end = _prefix_end(pre)
+        if end is not None and (hi is None or hi > end):
+            hi = end
+    return lo, hi
+
+
+class _Ranges:
+    """items/keys/values/iter over a database or a snapshot."""
+
+    __slots__ = ()
+
+    def _raw_iter(self, start: Any, stop: Any, prefix: Any, reverse: bool, want: int) -> Iterator[Any]:
+        lo, hi = _range(start, stop, prefix)
+        if lo is not None and hi is not None and lo >= hi:
+            return iter(())
+        return self._db_for_iter()._iter(lo, hi, bool(reverse), want, self._snapshot_for_iter())
+
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
+              reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
+        """(key, value) pairs with start <= key < stop (and key starting with prefix), ascending
+        unless reverse; one consistent view as of this call."""
+        return self._raw_iter(start, stop, prefix, reverse, 3)
+
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
+             reverse: bool = False) -> Iterator[bytes]:
+        """Keys of the same range as items()."""
+        return self._raw_iter(start, stop, prefix, reverse, 1)
+
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
+               reverse: bool = False) -> Iterator[bytes]:
+        """Values of the same range as items()."""
+        return self._raw_iter(start, stop, prefix, reverse, 2)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+
 # ---------------------------------------------------------------------------------------------
 # The database
 
@@ -175,7 +231,7 @@ class WriteBatch(_pylsm.WriteBatch):
         return f"<pylsm.WriteBatch of {len(self)} operations>"
 
 
-class DB(_pylsm.DB):
+class DB(_Ranges, _pylsm.DB):
     """An open pylsm database.  ``pylsm.open(path, **options)`` is the same as ``pylsm.DB(path, **options)``.
 
     Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
@@ -222,6 +278,12 @@ class DB(_pylsm.DB):
         super().__init__(path, **opts)
 
     # -- the dict protocol and friends ------------------------------------------------------------
+
+    def _db_for_iter(self) -> "DB":
+        return self
+
+    def _snapshot_for_iter(self) -> Any:
+        return None
 
     @property
     def path(self) -> str:
@@ -289,13 +351,19 @@ class DB(_pylsm.DB):
                    if levels else ""))
 
 
-class Snapshot:
-    """A consistent read view: ``get``, ``[]``, ``in`` and ``get_many`` see the database as it was."""
+class Snapshot(_Ranges):
+    """A consistent read view: get, [], in, get_many, items, keys and values see the database as it was."""
 
     __slots__ = ("_s", "__weakref__")
 
     def __init__(self, raw: Any) -> None:
         self._s = raw
+
+    def _db_for_iter(self) -> "DB":
+        return self._s._db
+
+    def _snapshot_for_iter(self) -> Any:
+        return self._s
 
     def get(self, key: Any, default: Any = None) -> Any:
         return self._s.get(key, default)

@@ -811,6 +811,263 @@ static int Snapshot_clear(SnapshotObject *self)
     return 0;
 }
 
+
+/* ---- Iterator ---- */
+
+typedef struct {
+    PyObject_HEAD
+    DBObject *db;
+    pl_iter *it;
+    int reverse;
+    int want;          /* 1 keys, 2 values, 3 items */
+    int positioned;
+    int exhausted;
+    int busy;          /* a thread is reading a chunk with the GIL released */
+    int closed;
+    size_t chunk;
+    PyObject *items;   /* the current chunk, a list */
+    Py_ssize_t pos;
+    pl_buf buf;
+} IterObject;
+
+static void iter_release(IterObject *self)
+{
+    if (self->it) {
+        pl_iter_free(self->it);
+        self->it = NULL;
+    }
+    pl_buf_free(&self->buf);
+}
+
+static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"start", "stop", "reverse", "want", "snapshot", NULL};
+    PyObject *start = Py_None, *stop = Py_None, *snap_obj = Py_None;
+    int reverse = 0, want = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpiO:_iter", kwlist, &start, &stop, &reverse, &want, &snap_obj))
+        return NULL;
+    CHECK_OPEN(self);
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    pl_snapshot *snap = NULL;
+    if (snap_obj != Py_None) {
+        if (!PyObject_TypeCheck(snap_obj, st->SnapshotType) || !((SnapshotObject *)snap_obj)->snap) {
+            PyErr_SetString(st->ClosedError, "the snapshot is closed");
+            return NULL;
+        }
+        snap = ((SnapshotObject *)snap_obj)->snap;
+    }
+    bytes_arg lo = {0}, hi = {0};
+    if (start != Py_None && get_bytes(start, &lo, "start") < 0)
+        return NULL;
+    if (stop != Py_None && get_bytes(stop, &hi, "stop") < 0) {
+        release_bytes(&lo);
+        return NULL;
+    }
+    IterObject *it = (IterObject *)st->IterType->tp_alloc(st->IterType, 0);
+    int rc = it ? pl_iter_new(self->db, snap, &it->it) : PL_OK;
+    if (it && !rc) {
+        pl_iter_set_bounds(it->it, lo.ptr, (size_t)lo.len, start != Py_None, hi.ptr, (size_t)hi.len,
+                           stop != Py_None);
+        it->db = (DBObject *)Py_NewRef(self);
+        it->reverse = reverse;
+        it->want = want & 3;
+        it->chunk = 64;
+    }
+    release_bytes(&lo);
+    release_bytes(&hi);
+    if (!it)
+        return NULL;
+    if (rc) {
+        Py_DECREF(it);
+        return set_error(Py_TYPE(self), rc);
+    }
+    return (PyObject *)it;
+}
+
+static uint64_t le64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+static int iter_refill(IterObject *self)
+{
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return -1;
+    if (self->closed || !self->it) {
+        PyErr_SetString(st->ClosedError, "the iterator is closed");
+        return -1;
+    }
+    if (self->db->closed) {
+        PyErr_SetString(st->ClosedError, "the database is closed");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(st->Error, "the iterator is in use by another thread");
+        return -1;
+    }
+    pl_db *db = self->db->db;
+    int rc = pl_db_enter(db);
+    if (rc) {
+        set_error(Py_TYPE(self->db), rc);
+        return -1;
+    }
+    self->busy = 1;
+    pl_iter *pit = self->it;
+    size_t n = 0, chunk = self->chunk;
+    int positioned = self->positioned, reverse = self->reverse, want = self->want;
+    pl_buf *buf = &self->buf;
+    Py_BEGIN_ALLOW_THREADS
+    rc = PL_OK;
+    if (!positioned)
+        rc = reverse ? pl_iter_seek_last(pit) : pl_iter_seek_first(pit);
+    if (!rc)
+        rc = pl_iter_read(pit, reverse, want, chunk, 1u << 20, buf, &n);
+    Py_END_ALLOW_THREADS
+    pl_db_leave(db);
+    self->busy = 0;
+    self->positioned = 1;
+    if (self->closed) { /* closed by another thread meanwhile */
+        iter_release(self);
+        PyErr_SetString(st->ClosedError, "the iterator is closed");
+        return -1;
+    }
+    if (rc) {
+        set_error(Py_TYPE(self->db), rc);
+        return -1;
+    }
+    if (n < chunk)
+        self->exhausted = 1;
+    if (self->chunk < 1024)
+        self->chunk *= 2;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list)
+        return -1;
+    const char *p = self->buf.data;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t kn = le64(p), vn = le64(p + 8);
+        const char *k = p + 16, *v = p + 16 + kn;
+        PyObject *item;
+        if (self->want == 1) {
+            item = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
+        } else if (self->want == 2) {
+            item = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
+        } else {
+            PyObject *ko = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
+            PyObject *vo = ko ? PyBytes_FromStringAndSize(v, (Py_ssize_t)vn) : NULL;
+            item = vo ? PyTuple_Pack(2, ko, vo) : NULL;
+            Py_XDECREF(ko);
+            Py_XDECREF(vo);
+        }
+        if (!item) {
+            Py_DECREF(list);
+            return -1;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+        p = v + vn;
+    }
+    Py_XSETREF(self->items, list);
+    self->pos = 0;
+    if (self->buf.cap > (4u << 20))
+        pl_buf_free(&self->buf);
+    return 0;
+}
+
+static PyObject *Iter_next(IterObject *self)
+{
+    for (;;) {
+        if (self->items && self->pos < PyList_GET_SIZE(self->items)) {
+            if (self->db && self->db->closed) {
+                module_state *st = state_of_type(Py_TYPE(self));
+                if (st)
+                    PyErr_SetString(st->ClosedError, "the database is closed");
+                return NULL;
+            }
+            return Py_NewRef(PyList_GET_ITEM(self->items, self->pos++));
+        }
+        if (self->exhausted && !self->closed)
+            return NULL; /* StopIteration */
+        if (iter_refill(self) < 0)
+            return NULL;
+    }
+}
+
+static PyObject *Iter_close(IterObject *self, PyObject *unused)
+{
+    self->closed = 1;
+    Py_CLEAR(self->items);
+    if (!self->busy)
+        iter_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Iter_self(PyObject *self) { return Py_NewRef(self); }
+
+static void Iter_dealloc(IterObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    iter_release(self); /* never busy here: a thread reading holds a reference */
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->db);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Iter_traverse(IterObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->db);
+    Py_VISIT(self->items);
+    return 0;
+}
+
+static int Iter_clear(IterObject *self)
+{
+    Py_CLEAR(self->items);
+    return 0;
+}
+
+/* Count the entries from the first on.  Runs without the GIL. */
+static int count_entries(pl_iter *it, Py_ssize_t *n)
+{
+    int rc = pl_iter_seek_first(it);
+    while (!rc && pl_iter_valid(it)) {
+        (*n)++;
+        rc = pl_iter_next(it);
+    }
+    return rc;
+}
+
+static Py_ssize_t DB_len(DBObject *self)
+{
+    if (self->closed) {
+        module_state *st = state_of_type(Py_TYPE(self));
+        if (st)
+            PyErr_SetString(st->ClosedError, "the database is closed");
+        return -1;
+    }
+    pl_iter *it;
+    int rc = pl_iter_new(self->db, NULL, &it);
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        return -1;
+    }
+    Py_ssize_t n = 0;
+    BLOCKING_CALL(self, count_entries(it, &n));
+    pl_iter_free(it);
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        return -1;
+    }
+    return n;
+}
+
 /* ---- module functions ---- */
 
 static PyObject *path_call(PyObject *module, PyObject *arg, int (*fn)(const char *))
@@ -876,6 +1133,7 @@ static PyMethodDef DB_methods[] = {
     {"stats", (PyCFunction)DB_stats, METH_NOARGS, "stats()\n--\n\nA dict of engine statistics."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
     {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
+    {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -901,6 +1159,7 @@ static PyType_Slot DB_slots[] = {
     {Py_mp_subscript, DB_subscript},
     {Py_mp_ass_subscript, DB_ass_subscript},
     {Py_sq_contains, DB_contains},
+    {Py_mp_length, DB_len},
     {Py_tp_doc, "The engine handle; use pylsm.open() or pylsm.DB()."},
     {0, NULL},
 };
@@ -966,6 +1225,26 @@ static PyType_Spec Snapshot_spec = {"pylsm._pylsm.Snapshot", sizeof(SnapshotObje
                                         Py_TPFLAGS_DISALLOW_INSTANTIATION,
                                     Snapshot_slots};
 
+static PyMethodDef Iter_methods[] = {
+    {"close", (PyCFunction)Iter_close, METH_NOARGS, "close()\n--\n\nRelease the iterator now."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Iter_slots[] = {
+    {Py_tp_dealloc, Iter_dealloc},
+    {Py_tp_traverse, Iter_traverse},
+    {Py_tp_clear, Iter_clear},
+    {Py_tp_iter, Iter_self},
+    {Py_tp_iternext, Iter_next},
+    {Py_tp_methods, Iter_methods},
+    {Py_tp_doc, "An iterator over one consistent view of the database."},
+    {0, NULL},
+};
+
+static PyType_Spec Iter_spec = {"pylsm._pylsm.Iterator", sizeof(IterObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                                Iter_slots};
+
 static PyMethodDef module_methods[] = {
     {"verify", mod_verify, METH_O, "verify(path)\n--\n\nCheck every checksum of a closed database."},
     {"repair", mod_repair, METH_O, "repair(path)\n--\n\nSalvage a damaged database."},
@@ -1016,7 +1295,7 @@ static int module_exec(PyObject *m)
     if (r < 0)
         return -1;
     if (add_type(m, &st->DBType, &DB_spec) < 0 || add_type(m, &st->BatchType, &Batch_spec) < 0 ||
-        add_type(m, &st->SnapshotType, &Snapshot_spec) < 0)
+        add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0)
         return -1;
     if (PyModule_AddIntConstant(m, "MAX_KEY", PL_MAX_KEY) < 0 ||
         PyModule_AddIntConstant(m, "MAX_VALUE", PL_MAX_VALUE) < 0)

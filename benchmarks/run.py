@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""The full benchmark run (``make bench``): pylsm and its peers side by side, one table, JSON and a plot.
+
+    .venv/bin/python benchmarks/run.py --n 1000000
+    .venv/bin/python benchmarks/run.py --n 20000 --backends pylsm,plyvel -k "fill"
+    .venv/bin/python benchmarks/run.py --from-json results/bench-YYYYmmdd-HHMMSS.json   # table + plot again
+
+Steps: (1) compile benchmarks/c/bench_disk.c with ``gcc -O2`` into results/ and measure the disk's raw
+``write + fdatasync`` rate for a 128-byte record in the temp directory the databases use; (2) run the pytest
+suite (``--benchmark-only``, a progress line per benchmark) saving ``--benchmark-json``; (3) print one table
+of ops/s per workload x backend with pylsm's ratio to the best peer (dict, the in-memory ceiling, is not a
+peer) and the BENCHMARKS.md target; (4) save results/bench-<stamp>.{json,txt,png}. Exit status: pytest's.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BACKENDS = ["pylsm", "plyvel", "rocksdict", "lmdb", "sqlite3", "dict"]
+PEERS = ["plyvel", "rocksdict", "lmdb", "sqlite3"]
+
+# (row label, workload, extra_info metric, higher is better, unit)
+ROWS = [
+    ("fillseq", "fillseq", "ops_per_sec", True, "ops"),
+    ("fillrandom", "fillrandom", "ops_per_sec", True, "ops"),
+    ("fillbatch", "fillbatch", "ops_per_sec", True, "ops"),
+    ("overwrite", "overwrite", "ops_per_sec", True, "ops"),
+    ("fillsync", "fillsync", "ops_per_sec", True, "ops"),
+    ("fillsync_threads8", "fillsync_threads8", "ops_per_sec", True, "ops"),
+    ("readrandom", "readrandom", "ops_per_sec", True, "ops"),
+    ("readhot", "readhot", "ops_per_sec", True, "ops"),
+    ("readmissing", "readmissing", "ops_per_sec", True, "ops"),
+    ("readseq", "readseq", "ops_per_sec", True, "ops"),
+    ("readreverse", "readreverse", "ops_per_sec", True, "ops"),
+    ("seekrandom", "seekrandom", "ops_per_sec", True, "ops"),
+    ("readrandom_threads2", "readrandom_threads2", "ops_per_sec", True, "ops"),
+    ("  1-thread, same data", "readrandom_threads2", "single_thread_ops_per_sec", True, "ops"),
+    ("recovery (records/s)", "recovery", "ops_per_sec", True, "ops"),
+    ("  WAL replay MB/s", "recovery", "wal_mb_per_sec", True, "mbs"),
+    ("space (disk/live)", "space", "space_amp", False, "x"),
+    ("memory (peak RSS MiB)", "memory", "peak_rss_delta_mib", False, "mib"),
+]
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "x":
+        return f"{v:.2f}x"
+    if unit == "mib":
+        return f"{v:.0f}"
+    if unit == "mbs":
+        return f"{v:,.0f}"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:,.0f}"
+
+
+def build_disk_bench(outdir):
+    src = os.path.join(HERE, "c", "bench_disk.c")
+    exe = os.path.join(outdir, "bench_disk")
+    cc = os.environ.get("CC", "gcc")
+    subprocess.run([cc, "-O2", "-Wall", "-o", exe, src], check=True)
+    return exe
+
+
+def run_disk_bench(exe, seconds=3.0):
+    """Raw write+fdatasync rate of a 128-byte record in the temp directory (where pytest's tmp_path is)."""
+    with tempfile.TemporaryDirectory(prefix="bench_disk.") as d:
+        out = subprocess.run([exe, d, str(seconds), "128"], check=True, capture_output=True, text=True).stdout
+    m = re.search(r"RESULT record_bytes=(\d+) append=([\d.]+) prealloc=([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"bench_disk printed no RESULT line:\n{out}")
+    return {"record_bytes": int(m.group(1)), "append": float(m.group(2)), "prealloc": float(m.group(3)),
+            "dir": tempfile.gettempdir(), "seconds": seconds}
+
+
+def disk_limit(disk):
+    """The physical limit fillsync is held to: the faster of appending and writing into a preallocated file
+    (a WAL may do either; preallocation spares the size update each fdatasync would otherwise commit)."""
+    return max(disk["append"], disk["prealloc"])
+
+
+def load(json_path):
+    with open(json_path) as f:
+        doc = json.load(f)
+    results = {}
+    for b in doc.get("benchmarks", []):
+        info = b.get("extra_info") or {}
+        if "workload" in info and "backend" in info:
+            results[(info["workload"], info["backend"])] = info
+    return doc, results
+
+
+def targets(results, disk):
+    """pylsm's BENCHMARKS.md targets: {row label: (target text, achieved text, met or None)}."""
+    out = {}
+
+    def get(w, m, b="pylsm"):
+        return (results.get((w, b)) or {}).get(m)
+
+    def best_peer(w, m, higher=True):
+        vals = [(get(w, m, p), p) for p in PEERS if get(w, m, p) is not None]
+        if not vals:
+            return None, None
+        return (max if higher else min)(vals)
+
+    for w, need in [("fillseq", 2.0), ("fillrandom", 2.0), ("fillbatch", 1.5), ("overwrite", 1.5),
+                    ("readrandom", 1.5), ("readmissing", 1.5), ("readseq", 1.0), ("readreverse", 1.0),
+                    ("seekrandom", 1.0)]:
+        mine, (best, _) = get(w, "ops_per_sec"), best_peer(w, "ops_per_sec")
+        if mine is not None and best:
+            r = mine / best
+            out[w] = (f">= {need:g}x best peer", f"{r:.2f}x", r >= need)
+        else:
+            out[w] = (f">= {need:g}x best peer", "-", None)
+    mine = get("fillsync", "ops_per_sec")
+    if disk and mine:
+        r = mine / disk_limit(disk)
+        out["fillsync"] = (f">= 0.9x disk ({disk_limit(disk):,.0f}/s)", f"{r:.2f}x disk", r >= 0.9)
+    else:
+        out["fillsync"] = (">= 0.9x disk", "-", None)
+    one, eight = get("fillsync", "ops_per_sec"), get("fillsync_threads8", "ops_per_sec")
+    out["fillsync_threads8"] = (">= 4x own fillsync", f"{eight / one:.2f}x" if one and eight else "-",
+                                (eight / one >= 4) if one and eight else None)
+    sp = get("readrandom_threads2", "thread_speedup")
+    out["readrandom_threads2"] = (">= 1.6x own 1 thread", f"{sp:.2f}x" if sp else "-",
+                                  (sp >= 1.6) if sp else None)
+    mbs = get("recovery", "wal_mb_per_sec")
+    out["  WAL replay MB/s"] = (">= 200 MB/s", f"{mbs:,.0f} MB/s" if mbs else "-", (mbs >= 200) if mbs else None)
+    amp = get("space", "space_amp")
+    out["space (disk/live)"] = ("<= 1.3", f"{amp:.2f}" if amp else "-", (amp <= 1.3) if amp else None)
+    mem, budget = get("memory", "peak_rss_delta_mib"), get("memory", "budget_mib")
+    out["memory (peak RSS MiB)"] = (f"<= {budget:.0f} MiB" if budget else "<= memtable+cache+64 MiB",
+                                    f"{mem:.0f} MiB" if mem is not None else "-",
+                                    (mem <= budget) if mem is not None and budget else None)
+    return out
+
+
+def table(results, disk, n_requested):
+    backends = [b for b in BACKENDS if any(k[1] == b for k in results)] or BACKENDS
+    tg = targets(results, disk)
+    head = ["workload", "n"] + backends + ["best peer", "pylsm/best", "pylsm target", "pylsm", "met"]
+    rows = []
+    for label, w, metric, higher, unit in ROWS:
+        vals = {b: (results.get((w, b)) or {}).get(metric) for b in backends}
+        ns = [(results.get((w, b)) or {}).get("n") for b in backends]
+        n = next((x for x in ns if x), None)
+        if all(v is None for v in vals.values()) and not any(ns):
+            continue
+        peers = [(vals[p], p) for p in PEERS if vals.get(p) is not None]
+        best = (max if higher else min)(peers) if peers else None
+        mine = vals.get("pylsm")
+        ratio = f"{mine / best[0]:.2f}x" if (best and mine is not None and best[0]) else "-"
+        t = tg.get(label, ("", "", None))
+        met = {True: "yes", False: "NO", None: ""}[t[2]]
+        rows.append([label, f"{n:,}" if n and not label.startswith("  ") else ""]
+                    + [fmt(vals[b], unit) for b in backends]
+                    + [f"{best[1]}" if best else "-", ratio, t[0], t[1], met])
+        if w == "fillsync" and label == "fillsync" and disk:
+            rows.append(["  disk write+fdatasync", "", f"{disk_limit(disk):,.0f}/s"]
+                        + [""] * (len(backends) - 1) + ["(bench_disk.c, 128 B)", "", "", "", ""])
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = []
+    line = lambda r: "  ".join(str(c).rjust(w) if 1 <= i < len(r) - 3 else str(c).ljust(w)
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    lines.append(line(head))
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append(line(r).rstrip())
+    notes = [f"ops/s unless stated (n = operations timed; --n {n_requested:,}); best peer excludes dict "
+             "(the in-memory ceiling); space and memory: lower is better."]
+    if disk:
+        notes.append(f"disk: raw write+fdatasync of a {disk['record_bytes']}-byte record in {disk['dir']}: "
+                     f"{disk['append']:,.0f}/s appending, {disk['prealloc']:,.0f}/s into a preallocated file; "
+                     f"fillsync is held to the faster ({disk_limit(disk):,.0f}/s).")
+    return "\n".join(lines + [""] + notes)
+
+
+def plot(results, disk, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = [b for b in BACKENDS if any(k[1] == b for k in results)]
+    workloads = [r[1] for r in ROWS if r[2] == "ops_per_sec" and r[1] not in ("memory",)]
+    workloads = [w for w in dict.fromkeys(workloads) if any((w, b) in results for b in backends)]
+    colors = {"pylsm": "#d62728", "plyvel": "#1f77b4", "rocksdict": "#ff7f0e", "lmdb": "#2ca02c",
+              "sqlite3": "#9467bd", "dict": "#7f7f7f"}
+    fig = plt.figure(figsize=(max(12, 1.1 * len(workloads)), 9))
+    gs = fig.add_gridspec(2, 2, height_ratios=[3, 1.3])
+    ax = fig.add_subplot(gs[0, :])
+    width = 0.8 / max(1, len(backends))
+    for j, b in enumerate(backends):
+        xs, ys = [], []
+        for i, w in enumerate(workloads):
+            v = (results.get((w, b)) or {}).get("ops_per_sec")
+            if v:
+                xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                ys.append(v)
+        ax.bar(xs, ys, width, label=b, color=colors.get(b))
+    if disk and "fillsync" in workloads:
+        i = workloads.index("fillsync")
+        ax.hlines(disk_limit(disk), i - 0.45, i + 0.45, colors="k", linestyles="--", label="disk fdatasync")
+    ax.set_yscale("log")
+    ax.set_ylabel("ops/s (log)")
+    ax.set_xticks(range(len(workloads)))
+    ax.set_xticklabels(workloads, rotation=30, ha="right")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(ncol=len(backends) + 1, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              frameon=False)
+    ax.set_title("pylsm vs peers: ops/s, higher is better", pad=22)
+    for k, (w, metric, title) in enumerate([("space", "space_amp", "space: disk / live bytes (lower is better)"),
+                                            ("memory", "peak_rss_delta_mib", "peak RSS MiB, fillrandom (lower)")]):
+        a = fig.add_subplot(gs[1, k])
+        bs = [b for b in backends if (results.get((w, b)) or {}).get(metric) is not None]
+        a.bar(bs, [results[(w, b)][metric] for b in bs], color=[colors.get(b) for b in bs])
+        a.set_title(title, fontsize=9)
+        if w == "space":
+            a.axhline(1.3, color="k", linestyle="--", linewidth=0.8)
+        a.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="keys per workload (default 1,000,000)")
+    ap.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset")
+    ap.add_argument("--rounds", type=int, default=1, help="measured rounds per benchmark (default 1)")
+    ap.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    ap.add_argument("--out", default=os.path.join(ROOT, "results"), help="output directory (results/)")
+    ap.add_argument("--from-json", default=None, help="only print the table and plot from a saved JSON")
+    ap.add_argument("--no-disk", action="store_true", help="skip the C disk benchmark")
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+
+    os.makedirs(args.out, exist_ok=True)
+    t_start = time.time()
+    rc = 0
+    if args.from_json:
+        json_path = args.from_json
+        stamp = os.path.splitext(os.path.basename(json_path))[0]
+        doc, results = load(json_path)
+        disk = (doc.get("machine_info") or {}).get("pylsm_disk")
+        n_req = max((i.get("n", 0) for i in results.values()), default=0)
+    else:
+        stamp = "bench-" + time.strftime("%Y%m%d-%H%M%S")
+        json_path = os.path.join(args.out, stamp + ".json")
+        disk = None
+        if not args.no_disk:
+            if shutil.which(os.environ.get("CC", "gcc")):
+                exe = build_disk_bench(args.out)
+                print(f"== disk: write+fdatasync of 128-byte records ({exe}) ...", flush=True)
+                disk = run_disk_bench(exe)
+                print(f"   {disk['append']:,.0f} records/s appending, {disk['prealloc']:,.0f} records/s "
+                      f"preallocated", flush=True)
+            else:
+                print("== disk benchmark skipped: no C compiler", flush=True)
+        cmd = [sys.executable, "-m", "pytest", HERE, "-p", "no:cacheprovider", "-o", "addopts=",
+               "-q", "-rfE", "--benchmark-only", "--benchmark-quiet", f"--benchmark-json={json_path}",
+               f"--bench-n={args.n}", f"--bench-backends={args.backends}", f"--bench-rounds={args.rounds}",
+               "--bench-report"]
+        if args.keyword:
+            cmd += ["-k", args.keyword]
+        print(f"== suite: N = {args.n:,} (fillsync, seekrandom and recovery use fewer; see the n column)",
+              flush=True)
+        print("   " + " ".join(cmd), flush=True)
+        rc = subprocess.run(cmd, cwd=ROOT).returncode
+        if not os.path.exists(json_path):
+            print(f"no JSON written ({json_path}); pytest exit status {rc}", file=sys.stderr)
+            return rc or 1
+        if disk:
+            with open(json_path) as f:
+                doc = json.load(f)
+            doc.setdefault("machine_info", {})["pylsm_disk"] = disk
+            with open(json_path, "w") as f:
+                json.dump(doc, f, indent=2)
+        doc, results = load(json_path)
+        n_req = args.n
+
+    text = table(results, disk, n_req)
+    print()
+    print(text)
+    txt_path = os.path.join(args.out, stamp + ".txt")
+    with open(txt_path, "w") as f:
+        f.write(text + "\n")
+    print()
+    print(f"json:  {json_path}")
+    print(f"table: {txt_path}")
+    if not args.no_plot:
+        png = os.path.join(args.out, stamp + ".png")
+        try:
+            plot(results, disk, png)
+            print(f"plot:  {png}")
+        except ImportError as e:
+            print(f"plot skipped: {e} (pip install matplotlib)")
+    print(f"wall time: {time.time() - t_start:,.0f} s")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,496 @@
+/* test_merge.c -- the merging iterator against a sorted model: order in both directions, direction
+ * switches, seeks, duplicates across children, empty/one/NULL children, error propagation. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ikey.h"
+#include "iter.h"
+#include "memtable.h"
+#include "merge.h"
+#include "status.h"
+#include "testutil.h"
+
+/* ---- a child that fails after a number of calls (or returns malformed keys) ---- */
+
+typedef struct {
+    iter base;
+    iter *in;
+    int left; /* positioning/step calls until it fails; < 0 never */
+    int code; /* the error it fails with */
+    int rc;
+} fail_iter;
+
+static int fi_step(fail_iter *f)
+{
+    if (f->rc)
+        return 0;
+    if (f->left == 0) {
+        f->rc = PL_FAIL(f->code, "injected failure");
+        return 0;
+    }
+    if (f->left > 0)
+        f->left--;
+    return 1;
+}
+static void fi_seek(iter *it, const char *k, size_t n)
+{
+    fail_iter *f = (fail_iter *)it;
+    if (fi_step(f))
+        iter_seek(f->in, k, n);
+}
+static void fi_seek_first(iter *it)
+{
+    fail_iter *f = (fail_iter *)it;
+    if (fi_step(f))
+        iter_seek_first(f->in);
+}
+static void fi_seek_last(iter *it)
+{
+    fail_iter *f = (fail_iter *)it;
+    if (fi_step(f))
+        iter_seek_last(f->in);
+}
+static void fi_next(iter *it)
+{
+    fail_iter *f = (fail_iter *)it;
+    if (fi_step(f))
+        iter_next(f->in);
+}
+static void fi_prev(iter *it)
+{
+    fail_iter *f = (fail_iter *)it;
+    if (fi_step(f))
+        iter_prev(f->in);
+}
+static int fi_valid(const iter *it)
+{
+    const fail_iter *f = (const fail_iter *)it;
+    return !f->rc && iter_valid(f->in);
+}
+static void fi_key(const iter *it, const char **k, size_t *n) { iter_key(((const fail_iter *)it)->in, k, n); }
+static void fi_value(const iter *it, const char **v, size_t *n)
+{
+    iter_value(((const fail_iter *)it)->in, v, n);
+}
+static int fi_status(const iter *it) { return ((const fail_iter *)it)->rc; }
+static void fi_destroy(iter *it)
+{
+    iter_destroy(((fail_iter *)it)->in);
+    free(it);
+}
+static const struct iter_ops fail_ops = {fi_seek, fi_seek_first, fi_seek_last, fi_next, fi_prev,
+                                         fi_valid, fi_key, fi_value, fi_status, fi_destroy};
+
+static iter *fail_iter_new(iter *in, int left, int code)
+{
+    fail_iter *f = calloc(1, sizeof *f);
+    f->base.ops = &fail_ops;
+    f->in = in;
+    f->left = left;
+    f->code = code;
+    return &f->base;
+}
+
+/* ---- the model ---- */
+
+typedef struct {
+    char ik[16];
+    size_t kn;
+    char val[24];
+    size_t vn;
+    int child;
+} ent;
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const ent *x = a, *y = b;
+    int r = ikey_cmp(x->ik, x->kn, y->ik, y->kn);
+    return r ? r : (x->child > y->child) - (x->child < y->child);
+}
+
+static const char ALPHA[] = {'\0', 'a', 'b', '\xff'};
+
+static size_t rand_ukey(unsigned long long *s, char *out, int maxlen)
+{
+    size_t n = (size_t)(tu_rand(s) % (unsigned)(maxlen + 1));
+    for (size_t i = 0; i < n; i++)
+        out[i] = ALPHA[tu_rand(s) % 4];
+    return n;
+}
+
+#define MAXC 6
+#define MAXE 600
+
+typedef struct {
+    ent e[MAXE];
+    int n;
+    memtable *mt[MAXC];
+    int nc;
+} world;
+
+static void world_build(world *w, unsigned long long *s, int nc, int nent)
+{
+    memset(w, 0, sizeof *w);
+    w->nc = nc;
+    for (int c = 0; c < nc; c++)
+        w->mt[c] = memtable_new();
+    uint64_t lsn = 1;
+    while (w->n < nent) {
+        char uk[8];
+        size_t un = rand_ukey(s, uk, 3);
+        int kind = tu_rand(s) % 4 == 0 ? KIND_DELETE : KIND_PUT;
+        int c = (int)(tu_rand(s) % (unsigned)nc);
+        int copies = (nc > 1 && tu_rand(s) % 8 == 0) ? 2 : 1; /* same internal key in two children */
+        for (int j = 0; j < copies && w->n < nent; j++) {
+            ent *e = &w->e[w->n++];
+            ikey_build(e->ik, uk, un, lsn, kind);
+            e->kn = un + IKEY_TRAILER;
+            e->child = (c + j) % nc;
+            e->vn = (size_t)snprintf(e->val, sizeof e->val, "v%llu.%d", (unsigned long long)lsn, e->child);
+            CHECK_RC(memtable_add(w->mt[e->child], lsn, kind, uk, un, e->val, e->vn), PL_OK);
+        }
+        lsn += 1 + tu_rand(s) % 3;
+    }
+    qsort(w->e, (size_t)w->n, sizeof(ent), ent_cmp);
+}
+
+static void world_free(world *w)
+{
+    for (int c = 0; c < w->nc; c++)
+        memtable_unref(w->mt[c]);
+}
+
+static iter *world_merge(world *w)
+{
+    iter *ch[MAXC];
+    for (int c = 0; c < w->nc; c++)
+        ch[c] = memtable_iter(w->mt[c]);
+    return merge_iter_new(ch, w->nc);
+}
+
+/* Does it sit on model entry pos (-1: invalid)?  Returns 1 when it matches. */
+static int at(iter *it, const world *w, int pos)
+{
+    if (pos < 0 || pos >= w->n)
+        return !iter_valid(it) && iter_status(it) == PL_OK;
+    if (!iter_valid(it))
+        return 0;
+    const char *k, *v;
+    size_t kn, vn;
+    iter_key(it, &k, &kn);
+    iter_value(it, &v, &vn);
+    const ent *e = &w->e[pos];
+    return kn == e->kn && memcmp(k, e->ik, kn) == 0 && vn == e->vn && memcmp(v, e->val, vn) == 0;
+}
+
+/* First model entry >= key (ties: the whole group starts there). */
+static int model_seek(const world *w, const char *k, size_t kn)
+{
+    for (int i = 0; i < w->n; i++)
+        if (ikey_cmp(w->e[i].ik, w->e[i].kn, k, kn) >= 0)
+            return i;
+    return -1;
+}
+
+static void test_scans(unsigned long long *s)
+{
+    world w;
+    world_build(&w, s, 4, 300);
+    iter *it = world_merge(&w);
+    CHECK(it != NULL);
+    CHECK(!iter_valid(it));
+    /* Forward and backward full scans. */
+    int ok = 1, i = 0;
+    for (iter_seek_first(it); iter_valid(it) && i < w.n + 5; iter_next(it), i++)
+        ok &= at(it, &w, i);
+    CHECK(ok);
+    CHECK_EQ(i, w.n);
+    CHECK_RC(iter_status(it), PL_OK);
+    ok = 1;
+    i = w.n - 1;
+    for (iter_seek_last(it); iter_valid(it) && i > -5; iter_prev(it), i--)
+        ok &= at(it, &w, i);
+    CHECK(ok);
+    CHECK_EQ(i, -1);
+    /* Switch direction at every position, both ways (stop at the first divergence: stepping an
+     * invalid iterator is not allowed). */
+    ok = 1;
+    iter_seek_first(it);
+    for (i = 0; i < w.n && ok; i++) {
+        if (!(ok = at(it, &w, i)))
+            break;
+        iter_prev(it);
+        if (!(ok = at(it, &w, i - 1)))
+            break;
+        if (i == 0)
+            iter_seek_first(it);
+        else
+            iter_next(it);
+        if (!(ok = at(it, &w, i)))
+            break;
+        iter_next(it);
+    }
+    CHECK(ok);
+    ok = 1;
+    iter_seek_last(it);
+    for (i = w.n - 1; i >= 0 && ok; i--) {
+        if (!(ok = at(it, &w, i)))
+            break;
+        iter_next(it);
+        if (!(ok = at(it, &w, i + 1 < w.n ? i + 1 : -1)))
+            break;
+        if (i == w.n - 1)
+            iter_seek_last(it);
+        else
+            iter_prev(it);
+        if (!(ok = at(it, &w, i)))
+            break;
+        iter_prev(it);
+    }
+    CHECK(ok);
+    iter_destroy(it);
+    world_free(&w);
+}
+
+static void test_random(unsigned long long *s, int nc, int nent, int ops)
+{
+    world w;
+    world_build(&w, s, nc, nent);
+    iter *it = world_merge(&w);
+    CHECK(it != NULL);
+    int pos = -1, bad = 0;
+    for (int op = 0; op < ops && !bad; op++) {
+        int r = (int)(tu_rand(s) % 10);
+        if (pos >= 0 && r < 4) {
+            iter_next(it);
+            pos = pos + 1 < w.n ? pos + 1 : -1;
+        } else if (pos >= 0 && r < 8) {
+            iter_prev(it);
+            pos--;
+        } else if (r == 8) {
+            char uk[8], k[16];
+            size_t un = rand_ukey(s, uk, 4);
+            uint64_t lsn = tu_rand(s) % 8 == 0 ? LSN_MAX : tu_rand(s) % (uint64_t)(nent * 3 + 2);
+            ikey_build(k, uk, un, lsn, (int)(tu_rand(s) % 2));
+            iter_seek(it, k, un + IKEY_TRAILER);
+            pos = model_seek(&w, k, un + IKEY_TRAILER);
+        } else if (tu_rand(s) % 2) {
+            iter_seek_first(it);
+            pos = w.n ? 0 : -1;
+        } else {
+            iter_seek_last(it);
+            pos = w.n - 1;
+        }
+        if (!at(it, &w, pos)) {
+            fprintf(stderr, "random merge (nc=%d) diverged at op %d, model pos %d\n", nc, op, pos);
+            bad = 1;
+        }
+    }
+    CHECK(!bad);
+    iter_destroy(it);
+    world_free(&w);
+}
+
+/* First byte of the current value; '?' when invalid, '-' when empty. */
+static char val0(iter *it)
+{
+    if (!iter_valid(it))
+        return '?';
+    const char *v;
+    size_t vn;
+    iter_value(it, &v, &vn);
+    return vn ? v[0] : '-';
+}
+
+/* Step forward (d > 0) or backward when valid, then val0. */
+static char mv(iter *it, int d)
+{
+    if (!iter_valid(it))
+        return '?';
+    if (d > 0)
+        iter_next(it);
+    else
+        iter_prev(it);
+    return val0(it);
+}
+
+static void test_degenerate(void)
+{
+    /* No children: never valid. */
+    iter *it = merge_iter_new(NULL, 0);
+    CHECK(it != NULL);
+    iter_seek_first(it);
+    CHECK(!iter_valid(it));
+    iter_seek_last(it);
+    CHECK(!iter_valid(it));
+    iter_seek(it, "k\0\0\0\0\0\0\0\0", 9);
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_OK);
+    iter_destroy(it);
+
+    /* Empty children. */
+    memtable *a = memtable_new(), *b = memtable_new();
+    iter *ch[3] = {memtable_iter(a), memtable_iter(b), NULL};
+    it = merge_iter_new(ch, 2);
+    iter_seek_first(it);
+    CHECK(!iter_valid(it));
+    iter_seek_last(it);
+    CHECK(!iter_valid(it));
+    iter_destroy(it);
+
+    /* One child is handed back as is. */
+    ch[0] = memtable_iter(a);
+    it = merge_iter_new(ch, 1);
+    CHECK(it == ch[0]);
+    iter_destroy(it);
+
+    /* A NULL child: NULL, the others destroyed (leak check). */
+    ch[0] = memtable_iter(a);
+    ch[1] = NULL;
+    ch[2] = memtable_iter(b);
+    CHECK(merge_iter_new(ch, 3) == NULL);
+    ch[0] = NULL;
+    CHECK(merge_iter_new(ch, 1) == NULL);
+
+    /* Same internal key in three children: yielded three times, by child index going forward and by
+     * reverse child index going backward; the direction switches land on the neighbours. */
+    memtable *c = memtable_new();
+    CHECK_RC(memtable_add(a, 5, KIND_PUT, "k", 1, "A", 1), PL_OK);
+    CHECK_RC(memtable_add(b, 5, KIND_PUT, "k", 1, "B", 1), PL_OK);
+    CHECK_RC(memtable_add(c, 5, KIND_PUT, "k", 1, "C", 1), PL_OK);
+    CHECK_RC(memtable_add(b, 9, KIND_PUT, "", 0, "e", 1), PL_OK);
+    CHECK_RC(memtable_add(c, 1, KIND_DELETE, "z", 1, "", 0), PL_OK);
+    iter *ch3[3] = {memtable_iter(a), memtable_iter(b), memtable_iter(c)};
+    it = merge_iter_new(ch3, 3);
+    char got[16];
+    int n = 0;
+    for (iter_seek_first(it); iter_valid(it) && n < 15; iter_next(it))
+        got[n++] = val0(it);
+    got[n] = 0;
+    CHECK(strcmp(got, "eABC-") == 0);
+    n = 0;
+    for (iter_seek_last(it); iter_valid(it) && n < 15; iter_prev(it))
+        got[n++] = val0(it);
+    got[n] = 0;
+    CHECK(strcmp(got, "-CBAe") == 0);
+    iter_seek_first(it);
+    CHECK(mv(it, 1) == 'A');
+    CHECK(mv(it, 1) == 'B');
+    CHECK(mv(it, -1) == 'A');
+    CHECK(mv(it, 1) == 'B');
+    CHECK(mv(it, 1) == 'C');
+    CHECK(mv(it, -1) == 'B');
+    CHECK(mv(it, -1) == 'A');
+    CHECK(mv(it, -1) == 'e');
+    CHECK(mv(it, 1) == 'A');
+    CHECK(mv(it, 1) == 'B');
+    CHECK(mv(it, 1) == 'C');
+    CHECK(mv(it, 1) == '-');
+    CHECK(mv(it, -1) == 'C');
+    iter_destroy(it);
+    memtable_unref(a);
+    memtable_unref(b);
+    memtable_unref(c);
+}
+
+typedef struct {
+    char k[16];
+    size_t n;
+} rec;
+
+/* Walk: seek_last, `back` prevs, then (if valid) forward to the end; record every entry seen. */
+static int walk(iter *it, int back, rec *out, int max)
+{
+    int n = 0;
+    iter_seek_last(it);
+    for (int i = 0; i <= back && iter_valid(it) && n < max; i++) {
+        const char *k;
+        iter_key(it, &k, &out[n].n);
+        memcpy(out[n].k, k, out[n].n);
+        n++;
+        if (i < back)
+            iter_prev(it);
+    }
+    if (iter_valid(it))
+        iter_next(it);
+    while (iter_valid(it) && n < max) {
+        const char *k;
+        iter_key(it, &k, &out[n].n);
+        memcpy(out[n].k, k, out[n].n);
+        n++;
+        iter_next(it);
+    }
+    return n;
+}
+
+static void test_errors(void)
+{
+    memtable *a = memtable_new(), *b = memtable_new();
+    char k[4];
+    for (int i = 0; i < 50; i++) {
+        k[0] = (char)('a' + i % 26);
+        k[1] = (char)('0' + i / 26);
+        CHECK_RC(memtable_add(i % 2 ? a : b, (uint64_t)i + 1, KIND_PUT, k, 2, "v", 1), PL_OK);
+    }
+    /* A child failing mid-scan makes the merge invalid: what was yielded is a prefix of the clean
+     * sequence (no silent skipping of the failed child), and status says why. */
+    rec clean[200], got[200];
+    for (int back = 0; back < 80; back += 7) {
+        iter *cc[3] = {memtable_iter(a), memtable_iter(b), memtable_iter(b)};
+        iter *it = merge_iter_new(cc, 3);
+        int nclean = walk(it, back, clean, 200);
+        CHECK_RC(iter_status(it), PL_OK);
+        iter_destroy(it);
+        int failures = 0;
+        for (int left = 0; left < 60; left++) {
+            iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), left, left % 2 ? PL_IOERR : PL_CORRUPT),
+                           memtable_iter(b)};
+            it = merge_iter_new(ch, 3);
+            int n = walk(it, back, got, 200);
+            int rc = iter_status(it);
+            int prefix = n <= nclean;
+            for (int i = 0; prefix && i < n; i++)
+                prefix = got[i].n == clean[i].n && memcmp(got[i].k, clean[i].k, got[i].n) == 0;
+            CHECK(prefix);
+            if (rc == PL_OK) {
+                CHECK_EQ(n, nclean);
+            } else {
+                failures++;
+                CHECK_EQ(rc, left % 2 ? PL_IOERR : PL_CORRUPT);
+                CHECK(!iter_valid(it));
+                iter_seek_first(it);
+                CHECK(!iter_valid(it)); /* the failure is sticky in the child */
+            }
+            iter_destroy(it);
+        }
+        CHECK(failures >= 2); /* left 0 and 1 fail on the first call */
+    }
+    /* The first non-OK child status in child order. */
+    {
+        iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), 0, PL_IOERR),
+                       fail_iter_new(memtable_iter(a), 0, PL_CORRUPT)};
+        iter *it = merge_iter_new(ch, 3);
+        iter_seek_first(it);
+        CHECK(!iter_valid(it));
+        CHECK_RC(iter_status(it), PL_IOERR);
+        iter_destroy(it);
+    }
+    memtable_unref(a);
+    memtable_unref(b);
+}
+
+int main(void)
+{
+    unsigned long long seed = 0x5eed1234abcdull;
+    test_degenerate();
+    test_errors();
+    for (int i = 0; i < 5; i++)
+        test_scans(&seed);
+    for (int nc = 1; nc <= MAXC; nc++)
+        for (int rep = 0; rep < 4; rep++)
+            test_random(&seed, nc, 40 + (int)(tu_rand(&seed) % 500), 20000);
+    test_random(&seed, 3, 0, 100);
+    return test_report();
+}

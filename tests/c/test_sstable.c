@@ -1,0 +1,995 @@
+/* test_sstable.c -- SSTable writer and reader: a 100,000-key round trip with versions and deletes,
+ * gets at snapshots, iteration both ways, seeks, the bloom filter's effect, PL_READ_NO_IO, damaged
+ * files (every byte of a small table flipped: PL_CORRUPT, never a wrong value), I/O faults, and
+ * concurrent readers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "coding.h"
+#include "env.h"
+#include "ikey.h"
+#include "sstable.h"
+#include "testutil.h"
+
+static char dir[256];
+
+static void path_of(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+
+static uint64_t file_size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : UINT64_MAX;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ---- the model: NKEYS user keys "key%09u" (even numbers; odd ones are absent), 1..4 versions each ---- */
+
+#define NKEYS 100000
+
+typedef struct {
+    uint32_t n;   /* user key number */
+    uint8_t kind;
+    uint64_t lsn;
+} mentry;
+
+static mentry *model;
+static size_t nmodel;
+static uint32_t *first; /* first[k]: index in model of key number 2k's newest version; first[NKEYS] = nmodel */
+
+static size_t key_str(char *buf, uint32_t n) { return (size_t)sprintf(buf, "key%09u", n); }
+
+static size_t ikey_of(char *buf, uint32_t n, uint64_t lsn, int kind)
+{
+    size_t ul = key_str(buf, n);
+    put_u64(buf + ul, ikey_pack(lsn, kind));
+    return ul + 8;
+}
+
+/* The value of (n, lsn): usually short, sometimes empty, rarely larger than a block and the write
+ * buffer. */
+static size_t value_len(uint32_t n, uint64_t lsn)
+{
+    uint64_t h = (n * 0x9e3779b97f4a7c15ull) ^ (lsn * 0xc2b2ae3d27d4eb4full);
+    h ^= h >> 29;
+    return h % 1999 == 0 ? 70000 + h % 30000 : h % 50 == 0 ? 0 : h % 40;
+}
+
+static size_t value_of(uint32_t n, uint64_t lsn, char *buf)
+{
+    size_t len = value_len(n, lsn);
+    for (size_t j = 0; j < len; j++)
+        buf[j] = (char)((n * 31 + lsn * 7 + j) & 0xff);
+    return len;
+}
+
+/* Whether [v, v + vn) is the value of (n, lsn), without a buffer (threads call it). */
+static int value_is(uint32_t n, uint64_t lsn, const char *v, size_t vn)
+{
+    if (vn != value_len(n, lsn))
+        return 0;
+    for (size_t j = 0; j < vn; j++)
+        if (v[j] != (char)((n * 31 + lsn * 7 + j) & 0xff))
+            return 0;
+    return 1;
+}
+
+static void make_model(void)
+{
+    unsigned long long rs = 2024;
+    model = malloc(sizeof *model * NKEYS * 4);
+    first = malloc(sizeof *first * (NKEYS + 1));
+    nmodel = 0;
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        first[k] = (uint32_t)nmodel;
+        int nv = 1 + (int)(tu_rand(&rs) % 4);
+        uint64_t lsns[4];
+        for (int v = 0; v < nv; v++) {
+        again:
+            lsns[v] = 1 + tu_rand(&rs) % 1000000;
+            for (int w = 0; w < v; w++)
+                if (lsns[w] == lsns[v])
+                    goto again;
+        }
+        for (int a = 0; a < nv; a++) /* newest first */
+            for (int b = a + 1; b < nv; b++)
+                if (lsns[b] > lsns[a]) {
+                    uint64_t t = lsns[a];
+                    lsns[a] = lsns[b];
+                    lsns[b] = t;
+                }
+        for (int v = 0; v < nv; v++) {
+            mentry *e = &model[nmodel++];
+            e->n = 2 * k;
+            e->lsn = lsns[v];
+            e->kind = tu_rand(&rs) % 5 == 0 ? KIND_DELETE : KIND_PUT;
+        }
+    }
+    first[NKEYS] = (uint32_t)nmodel;
+}
+
+/* Expected lookup of key number n at snapshot s: LOOKUP_*, and the entry when found. */
+static int expect_get(uint32_t n, uint64_t s, const mentry **hit)
+{
+    if (n % 2 || n / 2 >= NKEYS)
+        return LOOKUP_ABSENT;
+    for (uint32_t i = first[n / 2]; i < first[n / 2 + 1]; i++)
+        if (model[i].lsn <= s) {
+            *hit = &model[i];
+            return model[i].kind == KIND_PUT ? LOOKUP_FOUND : LOOKUP_DELETED;
+        }
+    return LOOKUP_ABSENT;
+}
+
+/* Index of the first model entry >= the internal key (n, trailer). */
+static size_t model_lower_bound(uint32_t n, uint64_t trailer)
+{
+    size_t lo = 0, hi = nmodel;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const mentry *e = &model[mid];
+        uint64_t t = ikey_pack(e->lsn, e->kind);
+        int less = e->n < n || (e->n == n && t > trailer);
+        if (less)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static char *vbuf, *kbuf; /* scratch, 128 KiB each */
+
+/* Does the iterator sit on model entry i (or is it invalid when i == nmodel)? */
+static int iter_at(iter *it, size_t i)
+{
+    if (i >= nmodel)
+        return !iter_valid(it);
+    if (!iter_valid(it))
+        return 0;
+    const mentry *e = &model[i];
+    const char *k, *v;
+    size_t kn, vn;
+    iter_key(it, &k, &kn);
+    iter_value(it, &v, &vn);
+    size_t wk = ikey_of(kbuf, e->n, e->lsn, e->kind);
+    size_t wv = e->kind == KIND_PUT ? value_of(e->n, e->lsn, vbuf) : 0;
+    return kn == wk && memcmp(k, kbuf, kn) == 0 && vn == wv && (vn == 0 || memcmp(v, vbuf, vn) == 0);
+}
+
+/* One get checked against the model: 0 if right. */
+static int check_get(table *t, uint32_t n, uint64_t s, pl_buf *out, int flags)
+{
+    char k[32];
+    size_t kl = key_str(k, n);
+    int result = -1;
+    int rc = table_get(t, k, kl, s, out, flags, &result);
+    if (rc != PL_OK) {
+        fprintf(stderr, "get key%09u @%llu: %s %s\n", n, (unsigned long long)s, pl_code_name(rc),
+                pl_errmsg());
+        return 1;
+    }
+    const mentry *hit = NULL;
+    int want = expect_get(n, s, &hit);
+    if (result != want) {
+        fprintf(stderr, "get key%09u @%llu: result %d, expected %d\n", n, (unsigned long long)s,
+                result, want);
+        return 1;
+    }
+    if (want == LOOKUP_FOUND) {
+        if (!value_is(n, hit->lsn, out->data, out->len)) {
+            fprintf(stderr, "get key%09u @%llu: wrong value\n", n, (unsigned long long)s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int build_model_table(const char *path, size_t block_bytes, int bits, table_meta *meta)
+{
+    table_builder *tb;
+    int rc = table_builder_new(path, block_bytes, bits, &tb);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < nmodel && !rc; i++) {
+        const mentry *e = &model[i];
+        size_t kn = ikey_of(kbuf, e->n, e->lsn, e->kind);
+        size_t vn = e->kind == KIND_PUT ? value_of(e->n, e->lsn, vbuf) : 0;
+        rc = table_builder_add(tb, kbuf, kn, vbuf, vn);
+    }
+    if (rc) {
+        table_builder_abandon(tb);
+        return rc;
+    }
+    return table_builder_finish(tb, meta);
+}
+
+/* ---- the big round trip ---- */
+
+static table *big;
+static table_meta big_meta;
+static char big_path[512];
+
+static void test_round_trip(cache *c)
+{
+    path_of(big_path, "000001.sst");
+    CHECK_RC(build_model_table(big_path, 4096, 10, &big_meta), PL_OK);
+    printf("table: %zu entries, %llu bytes\n", nmodel, (unsigned long long)big_meta.file_size);
+    CHECK_EQ(big_meta.entries, nmodel);
+    CHECK_EQ(big_meta.file_size, file_size_of(big_path));
+    size_t deletes = 0;
+    uint64_t maxl = 0, minl = UINT64_MAX;
+    for (size_t i = 0; i < nmodel; i++) {
+        deletes += model[i].kind == KIND_DELETE;
+        if (model[i].lsn > maxl)
+            maxl = model[i].lsn;
+        if (model[i].lsn < minl)
+            minl = model[i].lsn;
+    }
+    CHECK_EQ(big_meta.deletes, deletes);
+    CHECK_EQ(big_meta.max_lsn, maxl);
+    CHECK_EQ(big_meta.min_lsn, minl);
+    size_t kn = ikey_of(kbuf, model[0].n, model[0].lsn, model[0].kind);
+    CHECK(big_meta.smallest_len == kn && memcmp(big_meta.smallest, kbuf, kn) == 0);
+    const mentry *l = &model[nmodel - 1];
+    kn = ikey_of(kbuf, l->n, l->lsn, l->kind);
+    CHECK(big_meta.largest_len == kn && memcmp(big_meta.largest, kbuf, kn) == 0);
+    table_meta copy;
+    CHECK_RC(table_meta_copy(&copy, &big_meta), PL_OK);
+    CHECK(copy.largest != big_meta.largest && copy.largest_len == big_meta.largest_len &&
+          memcmp(copy.largest, big_meta.largest, copy.largest_len) == 0);
+    table_meta_free(&copy);
+    CHECK(copy.largest == NULL);
+
+    CHECK_RC(table_open(big_path, big_meta.file_size, c, &big), PL_OK);
+    CHECK_EQ(table_file_size(big), big_meta.file_size);
+    CHECK(table_has_filter(big));
+    CHECK(strcmp(table_path(big), big_path) == 0);
+    CHECK_RC(table_verify(big_path, big_meta.file_size), PL_OK);
+
+    /* gets at snapshots */
+    pl_buf out = {0};
+    static const uint64_t snaps[] = {0, 1, 1000, 250000, 500000, 999999, 1000000, LSN_MAX, UINT64_MAX};
+    for (size_t s = 0; s < sizeof snaps / sizeof *snaps; s++) {
+        int bad = 0, step = (snaps[s] == LSN_MAX || snaps[s] == 500000) ? 1 : 7;
+        for (uint32_t k = 0; k < NKEYS; k += (uint32_t)step)
+            bad += check_get(big, 2 * k, snaps[s], &out, 0);
+        CHECK_EQ(bad, 0);
+    }
+    /* the exact LSN of each version, and one below it */
+    int bad = 0;
+    for (size_t i = 0; i < nmodel; i += 3) {
+        bad += check_get(big, model[i].n, model[i].lsn, &out, 0);
+        bad += check_get(big, model[i].n, model[i].lsn - 1, &out, 0);
+    }
+    CHECK_EQ(bad, 0);
+
+    /* absent keys: between present keys, before and after all of them */
+    bad = 0;
+    for (uint32_t k = 0; k < 10000; k++)
+        bad += check_get(big, 2 * (k * 10) + 1, LSN_MAX, &out, 0);
+    bad += check_get(big, 2 * NKEYS + 10, LSN_MAX, &out, 0);
+    CHECK_EQ(bad, 0);
+    {
+        int result = -1;
+        CHECK_RC(table_get(big, "", 0, LSN_MAX, &out, 0, &result), PL_OK);
+        CHECK_EQ(result, LOOKUP_ABSENT);
+        CHECK_RC(table_get(big, "zzz", 3, LSN_MAX, &out, 0, &result), PL_OK);
+        CHECK_EQ(result, LOOKUP_ABSENT);
+    }
+    pl_buf_free(&out);
+}
+
+/* The bloom filter keeps absent keys away from data blocks: with no cache, PL_READ_NO_IO answers
+ * without I/O exactly when the filter rules the key out. */
+static void test_filter_effect(void)
+{
+    table *t;
+    CHECK_RC(table_open(big_path, big_meta.file_size, NULL, &t), PL_OK);
+    pl_buf out = {0};
+    int would_block = 0, wrong = 0;
+    char k[32];
+    for (uint32_t i = 0; i < 10000; i++) {
+        size_t kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
+        int result = -1, rc = table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result);
+        if (rc == PL_WOULDBLOCK)
+            would_block++;
+        else
+            wrong += rc != PL_OK || result != LOOKUP_ABSENT;
+    }
+    printf("absent keys that needed a data block (bloom false positives): %d of 10000 (%.2f%%)\n",
+           would_block, would_block / 100.0);
+    CHECK(would_block < 200);
+    CHECK_EQ(wrong, 0);
+    /* a present key needs its block */
+    int result;
+    size_t kl = key_str(k, 0);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
+    table_close(t);
+
+    /* with a cache: the first read does I/O, then the block is served without */
+    cache *c = cache_new(1 << 20);
+    CHECK_RC(table_open(big_path, big_meta.file_size, c, &t), PL_OK);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
+    CHECK_EQ(check_get(t, 0, LSN_MAX, &out, 0), 0);
+    CHECK_EQ(check_get(t, 0, LSN_MAX, &out, PL_READ_NO_IO), 0);
+    CHECK_EQ(check_get(t, 2, LSN_MAX, &out, PL_READ_NO_IO), 0); /* same block */
+    table_close(t);
+    cache_free(c);
+    pl_buf_free(&out);
+}
+
+static void test_iteration(table *t)
+{
+    iter *it = table_iter(t);
+    CHECK(it != NULL);
+    CHECK(!iter_valid(it));
+    size_t i = 0, bad = 0;
+    for (iter_seek_first(it); iter_valid(it); iter_next(it), i++)
+        bad += !iter_at(it, i);
+    CHECK_EQ(i, nmodel);
+    CHECK_EQ(bad, 0);
+    CHECK_RC(iter_status(it), PL_OK);
+
+    i = nmodel;
+    bad = 0;
+    for (iter_seek_last(it); iter_valid(it); iter_prev(it))
+        bad += !iter_at(it, --i);
+    CHECK_EQ(i, 0);
+    CHECK_EQ(bad, 0);
+    CHECK_RC(iter_status(it), PL_OK);
+
+    /* seeks: present and absent user keys at random snapshots, then a few steps each way */
+    unsigned long long rs = 99;
+    bad = 0;
+    for (int n = 0; n < 20000; n++) {
+        uint32_t kn = (uint32_t)(tu_rand(&rs) % (2 * NKEYS + 2));
+        uint64_t lsn = n % 3 ? tu_rand(&rs) % 1000001 : LSN_MAX;
+        int kind = (int)(tu_rand(&rs) % 2);
+        size_t len = ikey_of(kbuf, kn, lsn, kind);
+        char target[32];
+        memcpy(target, kbuf, len);
+        iter_seek(it, target, len);
+        size_t want = model_lower_bound(kn, ikey_pack(lsn, kind));
+        bad += !iter_at(it, want);
+        int steps = (int)(tu_rand(&rs) % 6);
+        size_t pos = want;
+        for (int s = 0; s < steps && pos < nmodel && iter_valid(it); s++) {
+            if (tu_rand(&rs) % 2) {
+                iter_next(it);
+                pos++;
+            } else {
+                iter_prev(it);
+                if (pos == 0) {
+                    bad += iter_valid(it);
+                    break;
+                }
+                pos--;
+            }
+            bad += !iter_at(it, pos);
+        }
+    }
+    CHECK_EQ(bad, 0);
+    /* the seek key (ukey, LSN_MAX, KIND_SEEK) lands before all versions of ukey */
+    char k[32];
+    size_t kl = ikey_of(k, 10, LSN_MAX, KIND_SEEK);
+    iter_seek(it, k, kl);
+    CHECK(iter_at(it, first[5]));
+    kl = ikey_of(k, 11, LSN_MAX, KIND_SEEK); /* absent: the next key's newest version */
+    iter_seek(it, k, kl);
+    CHECK(iter_at(it, first[6]));
+    /* past the end, before the start */
+    iter_seek(it, "zzzzzzzzzzzz", 12);
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_OK);
+    iter_seek_first(it);
+    iter_prev(it);
+    CHECK(!iter_valid(it));
+    iter_seek_last(it);
+    iter_next(it);
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_OK);
+    iter_destroy(it);
+}
+
+/* ---- concurrency ---- */
+
+typedef struct {
+    table *t;
+    int id;
+    int bad;
+} worker_arg;
+
+static void *worker(void *p)
+{
+    worker_arg *a = p;
+    unsigned long long rs = 1000 + (unsigned long long)a->id;
+    pl_buf out = {0};
+    for (int i = 0; i < 30000; i++) {
+        uint32_t n = (uint32_t)(tu_rand(&rs) % (2 * NKEYS));
+        uint64_t s = i % 4 ? tu_rand(&rs) % 1000001 : LSN_MAX;
+        a->bad += check_get(a->t, n, s, &out, 0);
+    }
+    /* and an iterator of its own over part of the table */
+    iter *it = table_iter(a->t);
+    size_t start = (size_t)a->id * 20000, i = start;
+    const mentry *e = &model[start];
+    char target[32]; /* kbuf is shared: build the target locally */
+    size_t len = (size_t)sprintf(target, "key%09u", e->n);
+    put_u64(target + len, ikey_pack(e->lsn, e->kind));
+    iter_seek(it, target, len + 8);
+    for (int s = 0; s < 5000 && iter_valid(it); s++, i++) {
+        const char *k;
+        size_t kn;
+        iter_key(it, &k, &kn);
+        char want[32];
+        size_t wl = (size_t)sprintf(want, "key%09u", model[i].n);
+        put_u64(want + wl, ikey_pack(model[i].lsn, model[i].kind));
+        a->bad += kn != wl + 8 || memcmp(k, want, kn) != 0;
+        iter_next(it);
+    }
+    a->bad += i != start + 5000;
+    iter_destroy(it);
+    pl_buf_free(&out);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    cache *c = cache_new(256 * 1024); /* small: blocks come and go while the threads read */
+    table *t;
+    CHECK_RC(table_open(big_path, big_meta.file_size, c, &t), PL_OK);
+    pthread_t th[4];
+    worker_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (worker_arg){t, i, 0};
+        pthread_create(&th[i], NULL, worker, &args[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    CHECK_EQ(bad, 0);
+    table_close(t);
+    cache_free(c);
+}
+
+/* ---- small tables: edge cases and damage ---- */
+
+static void copy_file(const char *from, const char *to)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(from, &d, &n), PL_OK);
+    CHECK_RC(env_write_file(to, d, n), PL_OK);
+    free(d);
+}
+
+static void flip(const char *path, uint64_t off, unsigned char x)
+{
+    int fd = open(path, O_RDWR);
+    unsigned char b;
+    CHECK(pread(fd, &b, 1, (off_t)off) == 1);
+    b ^= x;
+    CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
+    close(fd);
+}
+
+/* Whether any version of key n has a value too big for the small tables. */
+static int key_has_big(uint32_t n)
+{
+    for (uint32_t i = first[n / 2]; i < first[n / 2 + 1]; i++)
+        if (model[i].kind == KIND_PUT && value_of(n, model[i].lsn, vbuf) > 100)
+            return 1;
+    return 0;
+}
+
+/* A small table of model entries [0, n) with small blocks (keys with a big value left out). */
+static size_t small_n;
+static void build_small(const char *path, size_t n, size_t block_bytes, table_meta *meta)
+{
+    table_builder *tb;
+    CHECK_RC(table_builder_new(path, block_bytes, 10, &tb), PL_OK);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mentry *e = &model[i];
+        if (key_has_big(e->n))
+            continue; /* keep it small */
+        size_t kn = ikey_of(kbuf, e->n, e->lsn, e->kind);
+        size_t vn = e->kind == KIND_PUT ? value_of(e->n, e->lsn, vbuf) : 0;
+        bad += table_builder_add(tb, kbuf, kn, vbuf, vn) != PL_OK;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_RC(table_builder_finish(tb, meta), PL_OK);
+    small_n = n;
+}
+
+/* Every get on a damaged table (one at each version's LSN, so every entry is read) is right or
+ * PL_CORRUPT; returns how many were PL_CORRUPT, counts wrong answers in *wrong. */
+static int gets_on_damaged(table *t, int *wrong)
+{
+    pl_buf out = {0};
+    int corrupt = 0;
+    for (size_t i = 0; i < small_n; i++) {
+        if (key_has_big(model[i].n))
+            continue; /* left out when building */
+        const mentry *hit = NULL;
+        int want = expect_get(model[i].n, model[i].lsn, &hit);
+        char k[32];
+        size_t kl = key_str(k, model[i].n);
+        int result = -1, rc = table_get(t, k, kl, model[i].lsn, &out, 0, &result);
+        if (rc == PL_CORRUPT) {
+            corrupt++;
+            continue;
+        }
+        if (rc != PL_OK || result != want) {
+            (*wrong)++;
+            continue;
+        }
+        if (want == LOOKUP_FOUND) {
+            size_t wl = value_of(hit->n, hit->lsn, vbuf);
+            *wrong += out.len != wl || (wl && memcmp(out.data, vbuf, wl) != 0);
+        }
+    }
+    pl_buf_free(&out);
+    return corrupt;
+}
+
+/* Iterate a damaged table: entries seen must be model entries in order; ends valid-less with status
+ * PL_OK or PL_CORRUPT.  Returns the status. */
+static int iterate_damaged(table *t, int *wrong)
+{
+    iter *it = table_iter(t);
+    size_t steps = 0;
+    const char *prev = NULL;
+    char last[32];
+    size_t lastn = 0;
+    for (iter_seek_first(it); iter_valid(it) && steps < 100000; iter_next(it), steps++) {
+        const char *k;
+        size_t kn;
+        iter_key(it, &k, &kn);
+        if (prev && ikey_cmp(last, lastn, k, kn) >= 0)
+            (*wrong)++;
+        if (kn > sizeof last) {
+            (*wrong)++;
+            break;
+        }
+        memcpy(last, k, kn);
+        lastn = kn;
+        prev = last;
+    }
+    int st = iter_status(it);
+    *wrong += st != PL_OK && st != PL_CORRUPT;
+    iter_destroy(it);
+    return st;
+}
+
+static void read_footer(const char *path, uint64_t size, uint64_t v[4])
+{
+    int fd = open(path, O_RDONLY);
+    char f[48];
+    CHECK(pread(fd, f, 48, (off_t)(size - 48)) == 48);
+    close(fd);
+    for (int i = 0; i < 4; i++)
+        v[i] = get_u64(f + 8 * i);
+}
+
+static void test_damage(void)
+{
+    char path[512], bad_path[512];
+    path_of(path, "small.sst");
+    path_of(bad_path, "damaged.sst");
+    table_meta meta;
+    build_small(path, 3000, 512, &meta);
+    uint64_t fo[4]; /* filter off, size, index off, size */
+    read_footer(path, meta.file_size, fo);
+    printf("small table: %llu bytes, filter at %llu (%llu), index at %llu (%llu)\n",
+           (unsigned long long)meta.file_size, (unsigned long long)fo[0], (unsigned long long)fo[1],
+           (unsigned long long)fo[2], (unsigned long long)fo[3]);
+    CHECK_EQ(fo[0] + fo[1] + 5, fo[2]);
+    CHECK_EQ(fo[2] + fo[3] + 5 + 48, meta.file_size);
+    {
+        /* footer pin: version 1 and the magic */
+        int fd = open(path, O_RDONLY);
+        char f[48];
+        CHECK(pread(fd, f, 48, (off_t)(meta.file_size - 48)) == 48);
+        close(fd);
+        CHECK_EQ(get_u32(f + 32), 1);
+        CHECK(get_u64(f + 40) == 0x504c534d54424c31ull);
+    }
+    table *t;
+    int wrong = 0;
+
+    /* a data block in the middle */
+    struct {
+        const char *what;
+        uint64_t off;
+        int open_ok;
+    } cases[] = {
+        {"data block", fo[0] / 2, 1},
+        {"first data block", 3, 1},
+        {"data block trailer", fo[0] - 1, 1},
+        {"filter", fo[0] + fo[1] / 2, 0},
+        {"filter trailer", fo[0] + fo[1], 0},
+        {"index", fo[2] + fo[3] / 2, 0},
+        {"index trailer", fo[2] + fo[3] + 2, 0},
+        {"footer handles", meta.file_size - 48 + 3, 0},
+        {"footer version", meta.file_size - 48 + 32, 0},
+        {"footer crc", meta.file_size - 48 + 37, 0},
+        {"footer magic", meta.file_size - 1, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        copy_file(path, bad_path);
+        flip(bad_path, cases[c].off, 0x10);
+        int rc = table_open(bad_path, meta.file_size, NULL, &t);
+        if (cases[c].open_ok) {
+            CHECK_RC(rc, PL_OK);
+            if (rc)
+                continue;
+            int corrupt = gets_on_damaged(t, &wrong);
+            CHECK(corrupt > 0);
+            CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+            CHECK(strstr(pl_errmsg(), "offset") != NULL);
+            CHECK_RC(iterate_damaged(t, &wrong), PL_CORRUPT);
+            /* backward too */
+            iter *it = table_iter(t);
+            for (iter_seek_last(it); iter_valid(it); iter_prev(it))
+                ;
+            CHECK_RC(iter_status(it), PL_CORRUPT);
+            iter_destroy(it);
+            table_close(t);
+            printf("  %-20s at %6llu: open ok, %d gets PL_CORRUPT: %s\n", cases[c].what,
+                   (unsigned long long)cases[c].off, corrupt, pl_errmsg());
+        } else {
+            CHECK_RC(rc, PL_CORRUPT);
+            CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+            CHECK(strstr(pl_errmsg(), "offset") != NULL);
+            printf("  %-20s at %6llu: %s\n", cases[c].what, (unsigned long long)cases[c].off,
+                   pl_errmsg());
+            if (!rc)
+                table_close(t);
+        }
+        CHECK_RC(table_verify(bad_path, meta.file_size), PL_CORRUPT);
+        CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+    }
+    CHECK_EQ(wrong, 0);
+    table_meta_free(&meta);
+
+    /* every byte of a tiny table, flipped in turn: verify always says PL_CORRUPT, gets and iteration
+     * never give a wrong answer */
+    build_small(path, 120, 256, &meta);
+    CHECK_RC(table_verify(path, meta.file_size), PL_OK);
+    int undetected = 0, opened = 0, get_corrupt = 0, iter_corrupt = 0;
+    wrong = 0;
+    char *orig;
+    size_t olen;
+    CHECK_RC(env_read_file(path, &orig, &olen), PL_OK);
+    for (uint64_t off = 0; off < meta.file_size; off++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            orig[off] ^= (char)(1 << bit);
+            int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            CHECK(write(fd, orig, olen) == (ssize_t)olen);
+            close(fd);
+            orig[off] ^= (char)(1 << bit);
+            undetected += table_verify(bad_path, meta.file_size) != PL_CORRUPT;
+            if (table_open(bad_path, meta.file_size, NULL, &t) == PL_OK) {
+                opened++;
+                get_corrupt += gets_on_damaged(t, &wrong) > 0;
+                iter_corrupt += iterate_damaged(t, &wrong) == PL_CORRUPT;
+                table_close(t);
+            }
+        }
+    }
+    printf("bit flips in a %llu-byte table: %d opened (data blocks), %d of them PL_CORRUPT on get, "
+           "%d on iteration; %d not found by verify; %d wrong answers\n",
+           (unsigned long long)meta.file_size, opened, get_corrupt, iter_corrupt, undetected, wrong);
+    CHECK_EQ(undetected, 0);
+    CHECK_EQ(wrong, 0);
+    CHECK_EQ(iter_corrupt, opened); /* a full scan reads every data block */
+    CHECK(get_corrupt == opened);
+    free(orig);
+    table_meta_free(&meta);
+
+    /* zero-length, too short, truncated, not a table */
+    int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    close(fd);
+    CHECK_RC(table_open(bad_path, 0, NULL, &t), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+    CHECK_RC(table_verify(bad_path, 0), PL_CORRUPT);
+    CHECK_RC(table_open(bad_path, 100, NULL, &t), PL_CORRUPT); /* the file is shorter than said */
+    CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+    fd = open(bad_path, O_WRONLY | O_TRUNC);
+    static const char text[72] = "not a table, just some text that is long enough to hold a footer...";
+    CHECK(write(fd, text, 72) == 72);
+    close(fd);
+    CHECK_RC(table_open(bad_path, 72, NULL, &t), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "magic") != NULL);
+    CHECK_RC(table_open(bad_path, 47, NULL, &t), PL_CORRUPT);
+    build_small(path, 500, 512, &meta);
+    copy_file(path, bad_path);
+    CHECK_RC(truncate(bad_path, (off_t)(meta.file_size - 10)), 0);
+    CHECK_RC(table_open(bad_path, meta.file_size, NULL, &t), PL_CORRUPT);
+    CHECK_RC(table_open(bad_path, meta.file_size - 10, NULL, &t), PL_CORRUPT);
+    CHECK_RC(table_open(path, meta.file_size - 1, NULL, &t), PL_CORRUPT); /* wrong size recorded */
+    CHECK_RC(table_open(dir, 100, NULL, &t), PL_IOERR);                   /* a directory */
+    char missing[512];
+    path_of(missing, "missing.sst");
+    CHECK_RC(table_open(missing, 100, NULL, &t), PL_IOERR);
+    table_meta_free(&meta);
+    unlink(bad_path);
+    unlink(path);
+}
+
+static void test_edge_tables(void)
+{
+    char path[512];
+    table_meta meta;
+    table *t;
+    pl_buf out = {0};
+    int result;
+
+    /* empty table */
+    path_of(path, "empty.sst");
+    table_builder *tb;
+    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(table_builder_finish(tb, &meta), PL_OK);
+    CHECK_EQ(meta.entries, 0);
+    CHECK(meta.smallest == NULL && meta.largest == NULL);
+    CHECK_RC(table_open(path, meta.file_size, NULL, &t), PL_OK);
+    CHECK_RC(table_get(t, "a", 1, LSN_MAX, &out, 0, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    iter *it = table_iter(t);
+    iter_seek_first(it);
+    CHECK(!iter_valid(it));
+    iter_seek_last(it);
+    CHECK(!iter_valid(it));
+    iter_seek(it, "a\0\0\0\0\0\0\0\0", 9);
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_OK);
+    iter_destroy(it);
+    table_close(t);
+    CHECK_RC(table_verify(path, meta.file_size), PL_OK);
+    table_meta_free(&meta);
+
+    /* no filter; empty user key; one block per entry; shortened separators with long keys */
+    path_of(path, "nofilter.sst");
+    CHECK_RC(table_builder_new(path, 1, 0, &tb), PL_OK);
+    char k[256], v[16];
+    ikey_build(k, "", 0, 7, KIND_PUT);
+    CHECK_RC(table_builder_add(tb, k, 8, "empty", 5), PL_OK);
+    ikey_build(k, "", 0, 3, KIND_DELETE);
+    CHECK_RC(table_builder_add(tb, k, 8, "", 0), PL_OK);
+    for (int i = 0; i < 300; i++) {
+        memset(k, 'p', 200);
+        size_t n = (size_t)sprintf(k, "k-%05d-", i * 3); /* gaps: separators can be short */
+        k[n] = 'p';
+        put_u64(k + 200, ikey_pack(100 + (uint64_t)i, KIND_PUT));
+        sprintf(v, "%05d", i);
+        CHECK_RC(table_builder_add(tb, k, 208, v, 5), PL_OK);
+    }
+    /* out of order and short keys are refused and change nothing */
+    CHECK_RC(table_builder_add(tb, k, 208, "x", 1), PL_INVALID);
+    ikey_build(k, "a", 1, 1, KIND_PUT);
+    CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_INVALID);
+    CHECK_RC(table_builder_add(tb, k, 7, "x", 1), PL_INVALID);
+    CHECK_EQ(table_builder_entries(tb), 302);
+    CHECK(table_builder_file_size(tb) > 300 * 200);
+    CHECK_RC(table_builder_finish(tb, &meta), PL_OK);
+    uint64_t fo[4];
+    read_footer(path, meta.file_size, fo);
+    printf("302 one-entry blocks with 208-byte keys: index block of %llu bytes\n",
+           (unsigned long long)fo[3]);
+    CHECK(fo[3] < 302 * 40); /* separators like "k-00004" instead of 208-byte keys */
+    CHECK_EQ(fo[1], 0);       /* no filter */
+    CHECK_RC(table_open(path, meta.file_size, NULL, &t), PL_OK);
+    CHECK(!table_has_filter(t));
+    CHECK_RC(table_get(t, "", 0, LSN_MAX, &out, 0, &result), PL_OK);
+    CHECK(result == LOOKUP_FOUND && out.len == 5 && memcmp(out.data, "empty", 5) == 0);
+    CHECK_RC(table_get(t, "", 0, 5, &out, 0, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_DELETED);
+    CHECK_RC(table_get(t, "", 0, 2, &out, 0, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    int bad = 0;
+    for (int i = 0; i < 900; i++) {
+        memset(k, 'p', 200);
+        size_t n = (size_t)sprintf(k, "k-%05d-", i);
+        k[n] = 'p';
+        CHECK_RC(table_get(t, k, 200, LSN_MAX, &out, 0, &result), PL_OK);
+        if (i % 3) {
+            bad += result != LOOKUP_ABSENT;
+        } else {
+            sprintf(v, "%05d", i / 3);
+            bad += result != LOOKUP_FOUND || out.len != 5 || memcmp(out.data, v, 5) != 0;
+            /* too old a snapshot */
+            CHECK_RC(table_get(t, k, 200, 99 + (uint64_t)i / 3, &out, 0, &result), PL_OK);
+            bad += result != LOOKUP_ABSENT;
+        }
+        /* a key between two blocks (the separator region) seeks to the next entry */
+        n = (size_t)sprintf(k, "k-%05d", i);
+        it = table_iter(t);
+        iter_seek(it, k, n);
+        if (i <= 897) {
+            const char *kk;
+            size_t kn;
+            CHECK(iter_valid(it));
+            iter_key(it, &kk, &kn);
+            char want[16];
+            sprintf(want, "k-%05d-", (i + 2) / 3 * 3);
+            bad += kn != 208 || memcmp(kk, want, 8) != 0;
+        } else {
+            bad += iter_valid(it);
+        }
+        iter_destroy(it);
+    }
+    CHECK_EQ(bad, 0);
+    table_close(t);
+    CHECK_RC(table_verify(path, meta.file_size), PL_OK);
+    table_meta_free(&meta);
+
+    /* bad arguments */
+    CHECK_RC(table_builder_new(path, 0, 10, &tb), PL_INVALID);
+    CHECK_RC(table_builder_new(path, 4096, -1, &tb), PL_INVALID);
+    char nodir[600];
+    snprintf(nodir, sizeof nodir, "%s/no/such/dir.sst", dir);
+    CHECK_RC(table_builder_new(nodir, 4096, 10, &tb), PL_IOERR);
+
+    /* abandon removes the file */
+    path_of(path, "abandoned.sst");
+    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK(exists(path));
+    ikey_build(k, "a", 1, 1, KIND_PUT);
+    CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
+    table_builder_abandon(tb);
+    CHECK(!exists(path));
+    table_builder_abandon(NULL);
+    pl_buf_free(&out);
+}
+
+static void test_faults(cache *c)
+{
+    char path[512];
+    table_meta meta;
+    table_builder *tb;
+    char k[32];
+
+    /* a failed write: sticky error, finish removes the file and keeps the message */
+    path_of(path, "fault_write.sst");
+    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 0);
+    int rc = PL_OK;
+    for (size_t i = 0; i < 20000 && !rc; i++) {
+        size_t kn = ikey_of(k, model[i].n, model[i].lsn, model[i].kind);
+        rc = table_builder_add(tb, k, kn, "value", 5);
+    }
+    env_fault_clear();
+    CHECK_RC(rc, PL_IOERR);
+    CHECK_EQ(pl_errno(), ENOSPC);
+    CHECK_RC(table_builder_add(tb, "zzzzzzzzzzzzzzzzzzz", 19, "", 0), PL_IOERR);
+    CHECK_RC(table_builder_finish(tb, &meta), PL_IOERR);
+    CHECK_EQ(pl_errno(), ENOSPC);
+    CHECK(strstr(pl_errmsg(), path) != NULL);
+    CHECK(!exists(path));
+
+    /* a failed fdatasync */
+    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    ikey_build(k, "a", 1, 1, KIND_PUT);
+    CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
+    env_fault_set(ENV_OP_SYNC, 1, EIO, 0);
+    CHECK_RC(table_builder_finish(tb, &meta), PL_IOERR);
+    env_fault_clear();
+    CHECK(strstr(pl_errmsg(), "fdatasync") != NULL);
+    CHECK_EQ(pl_errno(), EIO);
+    CHECK(!exists(path));
+
+    /* a failed unlink during cleanup does not hide the first error */
+    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
+    env_fault_set(ENV_OP_SYNC | ENV_OP_UNLINK, 1, EIO, 1);
+    CHECK_RC(table_builder_finish(tb, &meta), PL_IOERR);
+    env_fault_clear();
+    CHECK(strstr(pl_errmsg(), "fdatasync") != NULL);
+    CHECK_EQ(pl_errno(), EIO);
+    unlink(path);
+
+    /* a failed read: get and iterator report PL_IOERR */
+    table *t;
+    CHECK_RC(table_open(big_path, big_meta.file_size, c, &t), PL_OK);
+    pl_buf out = {0};
+    int result;
+    size_t kl = key_str(k, 2 * 77777);
+    env_fault_set(ENV_OP_READ, 1, EIO, 0);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, 0, &result), PL_IOERR);
+    env_fault_clear();
+    CHECK_EQ(check_get(t, 2 * 77777, LSN_MAX, &out, 0), 0);
+    iter *it = table_iter(t);
+    iter_seek_first(it);
+    CHECK(iter_valid(it));
+    env_fault_set(ENV_OP_READ, 1, EIO, 1);
+    size_t n = 0;
+    while (iter_valid(it) && n < 1000000) {
+        iter_next(it);
+        n++;
+    }
+    env_fault_clear();
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_IOERR);
+    iter_seek_first(it); /* errors are sticky */
+    CHECK(!iter_valid(it));
+    iter_destroy(it);
+    env_fault_set(ENV_OP_READ, 1, EIO, 0);
+    table *t2 = NULL;
+    CHECK_RC(table_open(big_path, big_meta.file_size, c, &t2), PL_IOERR);
+    CHECK(t2 == NULL);
+    env_fault_clear();
+    pl_buf_free(&out);
+    table_close(t);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/pylsm_sst_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    vbuf = malloc(128 * 1024);
+    kbuf = malloc(128 * 1024);
+    make_model();
+
+    cache *c = cache_new(8 << 20);
+    test_round_trip(c);
+    test_filter_effect();
+    test_iteration(big);
+    {
+        /* the same through no cache, and a disabled cache */
+        table *t;
+        CHECK_RC(table_open(big_path, big_meta.file_size, NULL, &t), PL_OK);
+        test_iteration(t);
+        table_close(t);
+        cache *off = cache_new(0);
+        CHECK_RC(table_open(big_path, big_meta.file_size, off, &t), PL_OK);
+        pl_buf out = {0};
+        int bad = 0;
+        for (uint32_t k = 0; k < NKEYS; k += 13)
+            bad += check_get(t, 2 * k, 500000, &out, 0);
+        CHECK_EQ(bad, 0);
+        pl_buf_free(&out);
+        table_close(t);
+        cache_free(off);
+    }
+    test_threads();
+    test_damage();
+    test_edge_tables();
+    test_faults(c);
+
+    table_close(big);
+    cache_free(c);
+    table_meta_free(&big_meta);
+    unlink(big_path);
+    char p[512];
+    static const char *names[] = {"empty.sst", "nofilter.sst", "damaged.sst", "small.sst",
+                                  "fault_write.sst"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        path_of(p, names[i]);
+        unlink(p);
+    }
+    CHECK_RC(rmdir(dir), 0);
+    free(model);
+    free(first);
+    free(vbuf);
+    free(kbuf);
+    return test_report();
+}

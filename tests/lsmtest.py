@@ -1,0 +1,503 @@
+"""Shared helpers of the pylsm test suite (imported by the tests and conftest.py, and run as a script by
+child processes: ``python tests/lsmtest.py <command> ...``).
+
+Contents:
+  * an independent model of the on-disk WAL format (csrc/wal.h, csrc/batch.h): CRC32C, varints, batch
+    payloads, record sizes and bytes, so tests count records from the layout instead of trusting the engine;
+  * child process entry points for the crash tests (``puts``, ``batches``, ``threads``, ``hold``,
+    ``fill_window``) which report every acknowledged write on stdout, one line per write, written with a
+    single os.write() *after* the call returned;
+  * the WAL "sweep" worker: reopen a database once per mutated copy of its WAL (every cut, every bit flip)
+    and report what each reopen saw; the parent test spreads the variants over a few worker processes.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------------------------------------
+# The WAL format, modelled independently of the engine.
+
+WAL_MAGIC = b"PLSMWAL1"
+WAL_FILE_HEADER = 16
+WAL_REC_HEADER = 16  # u64 lsn | u32 crc | u32 len
+KIND_DELETE, KIND_PUT = 0, 1
+
+
+def _crc32c_table() -> List[int]:
+    poly = 0x82F63B78
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """The standard CRC32C (Castagnoli); crc32c(b + c) == crc32c(c, crc32c(b))."""
+    c = crc ^ 0xFFFFFFFF
+    t = _CRC_TABLE
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_batch(ops: Sequence[tuple]) -> bytes:
+    """ops: ("put", key, value) or ("delete", key).  The WAL payload of one write."""
+    out = bytearray(struct.pack("<I", len(ops)))
+    for op in ops:
+        if op[0] == "put":
+            out.append(KIND_PUT)
+            out += varint(len(op[1])) + bytes(op[1]) + varint(len(op[2])) + bytes(op[2])
+        else:
+            out.append(KIND_DELETE)
+            out += varint(len(op[1])) + bytes(op[1])
+    return bytes(out)
+
+
+def file_header(timestamps: bool = False) -> bytes:
+    h = WAL_MAGIC + struct.pack("<I", 1 if timestamps else 0)
+    return h + struct.pack("<I", crc32c(h))
+
+
+def rec_header_size(timestamps: bool = False) -> int:
+    return WAL_REC_HEADER + (8 if timestamps else 0)
+
+
+def record_size(payload_len: int, timestamps: bool = False) -> int:
+    return rec_header_size(timestamps) + payload_len
+
+
+def encode_record(lsn: int, payload: bytes, timestamp: Optional[int] = None) -> bytes:
+    """One WAL record; the CRC covers every record byte except itself."""
+    head = struct.pack("<Q", lsn)
+    rest = struct.pack("<I", len(payload)) + (struct.pack("<Q", timestamp) if timestamp is not None else b"") + payload
+    return head + struct.pack("<I", crc32c(rest, crc32c(head))) + rest
+
+
+def encode_wal(writes: Sequence[Sequence[tuple]], first_lsn: int = 1) -> Tuple[bytes, List[int]]:
+    """A whole WAL file for these writes (each a list of ops); returns (bytes, record start offsets)."""
+    out = bytearray(file_header())
+    offsets = []
+    lsn = first_lsn
+    for ops in writes:
+        offsets.append(len(out))
+        out += encode_record(lsn, encode_batch(ops))
+        lsn += len(ops)
+    return bytes(out), offsets
+
+
+def parse_wal(data: bytes) -> List[dict]:
+    """Parse a well-formed WAL (for tests that look at the engine's output); stops at a zero header."""
+    assert data[:8] == WAL_MAGIC, data[:16]
+    flags = struct.unpack_from("<I", data, 8)[0]
+    ts = bool(flags & 1)
+    hdr = rec_header_size(ts)
+    off = WAL_FILE_HEADER
+    recs = []
+    while off + hdr <= len(data):
+        lsn, crc, ln = struct.unpack_from("<QII", data, off)
+        if lsn == 0 and crc == 0 and ln == 0:
+            break
+        rec = {"offset": off, "lsn": lsn, "crc": crc, "len": ln, "size": hdr + ln,
+               "timestamp": struct.unpack_from("<Q", data, off + 16)[0] if ts else None,
+               "payload": data[off + hdr: off + hdr + ln]}
+        rec["crc_ok"] = crc == crc32c(data[off + 12: off + hdr + ln], crc32c(data[off: off + 8]))
+        recs.append(rec)
+        off += hdr + ln
+    return recs
+
+
+def apply_ops(state: dict, ops: Iterable[tuple]) -> None:
+    for op in ops:
+        if op[0] == "put":
+            state[bytes(op[1])] = bytes(op[2])
+        else:
+            state.pop(bytes(op[1]), None)
+
+
+def find_wal(path: str) -> str:
+    """The WAL holding the records: the largest non-empty NNNNNN.wal of a database directory."""
+    wals = [f for f in os.listdir(path) if f.endswith(".wal") and f[:-4].isdigit()]
+    wals = [f for f in wals if os.path.getsize(os.path.join(path, f)) > 0]
+    assert wals, f"no non-empty WAL in {path}: {os.listdir(path)}"
+    return os.path.join(path, max(wals, key=lambda f: (os.path.getsize(os.path.join(path, f)), f)))
+
+
+def wal_names(path: str) -> List[str]:
+    return sorted(f for f in os.listdir(path) if f.endswith(".wal") and f[:-4].isdigit())
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes.
+
+def pylsm_pythonpath() -> str:
+    import pylsm
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(pylsm.__file__)))
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment of a child: it imports the very pylsm build the tests import."""
+    env = dict(os.environ)
+    env.pop("PYLSM_KILL_POINT", None)
+    parts = [pylsm_pythonpath(), TESTS_DIR]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def child_argv(command: str, *args) -> List[str]:
+    return [sys.executable, os.path.join(TESTS_DIR, "lsmtest.py"), command, *map(str, args)]
+
+
+class AckReader(threading.Thread):
+    """Reads a child's stdout line by line (so the child never blocks on a full pipe)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.lines: List[str] = []
+        self.cv = threading.Condition()
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace")
+            if not line.endswith("\n"):
+                break  # a torn last line cannot happen (one write per line), but never count one
+            with self.cv:
+                self.lines.append(line[:-1])
+                self.cv.notify_all()
+        with self.cv:
+            self.cv.notify_all()
+
+    def wait_for(self, pred, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while not pred(self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self.is_alive() and not pred(self.lines)):
+                    return pred(self.lines)
+                self.cv.wait(min(left, 0.1))
+            return True
+
+    def acks(self) -> List[str]:
+        with self.cv:
+            return [l for l in self.lines if l not in ("ready", "done")]
+
+
+def parse_sync(spec: str):
+    import pylsm
+
+    parts = spec.split(":")
+    if parts[0] in ("none", "every_write"):
+        return parts[0]
+    if parts[0] == "n":
+        return pylsm.EveryNEntries(int(parts[1]))
+    if parts[0] == "t":
+        return pylsm.TimeBasedBackground(int(parts[1]))
+    if parts[0] == "h":
+        return pylsm.Hybrid(int(parts[1]), int(parts[2]))
+    raise ValueError(spec)
+
+
+def put_key(i: int) -> bytes:
+    return b"key%08d" % i
+
+
+def put_value(i: int) -> bytes:
+    return (b"val%d." % i) * (1 + i % 7)
+
+
+def _say(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+def child_puts(path: str, sync: str, n: str, options: str = "") -> None:
+    """put key i for i in range(n), acknowledging each after put() returned."""
+    import pylsm
+
+    opts = eval(options) if options else {}  # a literal dict from the test
+    db = pylsm.open(path, sync=parse_sync(sync), **opts)
+    _say("ready")
+    for i in range(int(n)):
+        db.put(put_key(i), put_value(i))
+        _say(str(i))
+    db.close()
+    _say("done")
+
+
+def batch_value(b: int, j: int) -> bytes:
+    return b"%d:%d" % (b, j)
+
+
+def child_batches(path: str, sync: str, nops: str, nbatches: str = "1000000") -> None:
+    """Batch b writes keys b000000.. b{nops-1} = "b:j" and a marker; acknowledged after write() returned."""
+    import pylsm
+
+    nops_i = int(nops)
+    db = pylsm.open(path, sync=parse_sync(sync))
+    _say("ready")
+    for b in range(int(nbatches)):
+        wb = pylsm.WriteBatch()
+        for j in range(nops_i):
+            wb.put(b"b%06d" % j, batch_value(b, j))
+        wb.put(b"marker%06d" % b, b"done")
+        db.write(wb)
+        _say(str(b))
+    db.close()
+    _say("done")
+
+
+def thread_key(t: int, i: int) -> bytes:
+    return b"t%d-%08d" % (t, i)
+
+
+def child_threads(path: str, sync: str, nthreads: str, per_thread: str) -> None:
+    """nthreads threads each put their own keys in order; each acknowledged as "t i"."""
+    import pylsm
+
+    db = pylsm.open(path, sync=parse_sync(sync))
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        for i in range(int(per_thread)):
+            db.put(thread_key(t, i), b"v%d" % i)
+            with lock:
+                _say("%d %d" % (t, i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(int(nthreads))]
+    _say("ready")
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    db.close()
+    _say("done")
+
+
+def child_hold(path: str) -> None:
+    """Open the database, say ready, and wait to be killed."""
+    import pylsm
+
+    db = pylsm.open(path)
+    db[b"held"] = b"1"
+    _say("ready")
+    time.sleep(120)
+    db.close()
+
+
+def child_open(path: str) -> None:
+    """Try to open; print the exception class name or "opened"."""
+    import pylsm
+
+    try:
+        db = pylsm.open(path)
+    except pylsm.Error as e:
+        _say(type(e).__name__)
+        return
+    _say("opened")
+    db.close()
+
+
+def child_open_limited(path: str, limit: str) -> None:
+    """Open with the address space capped at `limit` bytes; print "ok <lsn>" or the pylsm error class.
+    A MemoryError (or any other exception) ends the child with a traceback and a non-zero status."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    import pylsm
+
+    try:
+        db = pylsm.open(path, memtable_bytes=4096)
+    except pylsm.Error as e:
+        _say(type(e).__name__)
+        return
+    _say("ok %d" % db.stats()["lsn"])
+    db.close()
+
+
+def child_reopen(path: str) -> None:
+    """Open (recover), report the LSN, close."""
+    import pylsm
+
+    _say("ready")
+    db = pylsm.open(path)
+    _say("opened %d" % db.stats()["lsn"])
+    db.close()
+    _say("done")
+
+
+def child_fill_window(path: str, room_left: str) -> None:
+    """Fill the first WAL's append window (4 MiB with memtable_bytes=4096) until exactly `room_left` bytes
+    are left, then kill -9 this process, so the WAL ends with a zero tail of `room_left` bytes."""
+    import signal
+
+    import pylsm
+
+    window = 4 << 20
+    left = int(room_left)
+    db = pylsm.open(path, memtable_bytes=4096)
+    target = window - WAL_FILE_HEADER - left
+    big_v = 60000
+    big = record_size(len(encode_batch([("put", b"x" * 8, b"v" * big_v)])))
+    written = 0
+    i = 0
+    while target - written > 2 * big:
+        db.put(b"big%05d" % i, bytes([i % 251]) * big_v)
+        written += big
+        i += 1
+    # the last one or two records land exactly on the target
+    rest = target - written
+    first = rest // 2
+    for size in (first, rest - first):
+        for vlen in range(size, -1, -1):
+            if record_size(len(encode_batch([("put", b"last%04d" % i, b"w" * vlen)]))) == size:
+                db.put(b"last%04d" % i, b"w" * vlen)
+                written += size
+                i += 1
+                break
+        else:
+            raise SystemExit("cannot hit the size %d" % size)
+    assert written == target
+    st = db.stats()
+    _say("%d %d %d" % (i, st["lsn"], st["wal_bytes"]))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------
+# The WAL sweep: one reopen per mutated WAL.
+
+def _mutate(data: bytes, variant: tuple) -> bytes:
+    kind = variant[0]
+    if kind == "cut":
+        return data[: variant[1]]
+    if kind == "flip":
+        b = bytearray(data)
+        b[variant[1]] ^= 1 << variant[2]
+        return bytes(b)
+    if kind == "data":
+        return variant[1]
+    raise ValueError(variant)
+
+
+def sweep(job: dict) -> List[tuple]:
+    """job: files (name -> bytes, the database directory), wal (the name of the WAL to mutate), variants,
+    keys, options, expected (lsn -> tuple of values), workdir.  For each variant: the reopen's outcome,
+    ("ok", lsn, matches expected[lsn], values if not, wal_dropped_bytes) or ("exc", class name, message)."""
+    import pylsm
+
+    work = job["workdir"]
+    out = []
+    expected = job["expected"]
+    for variant in job["variants"]:
+        if os.path.exists(work):
+            shutil.rmtree(work)
+        os.mkdir(work)
+        for name, content in job["files"].items():
+            if name == job["wal"]:
+                content = _mutate(content, variant)
+            with open(os.path.join(work, name), "wb") as f:
+                f.write(content)
+        try:
+            db = pylsm.open(work, **job["options"])
+        except Exception as e:  # noqa: BLE001 -- the parent judges the class
+            out.append(("exc", type(e).__name__, str(e)))
+            continue
+        try:
+            st = db.stats()
+            values = tuple(db.get_many(job["keys"]))
+            good = expected.get(st["lsn"]) == values
+            out.append(("ok", st["lsn"], good, None if good else values, st["wal_dropped_bytes"]))
+        finally:
+            db.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def run_sweep(job: dict, workers: int = 2) -> List[tuple]:
+    """Run sweep() over job["variants"] in `workers` child processes; results in variant order."""
+    variants = job["variants"]
+    workers = max(1, min(workers, len(variants)))
+    procs = []
+    for w in range(workers):
+        sub = dict(job)
+        sub["variants"] = variants[w::workers]
+        sub["workdir"] = job["workdir"] + ".%d" % w
+        p = subprocess.Popen(child_argv("sweep"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env())
+        procs.append((p, pickle.dumps(sub)))
+    results: List[Optional[tuple]] = [None] * len(variants)
+    outs = []
+    # feed and drain each child in its own thread (big pickles both ways)
+    def drive(p, data, slot):
+        o, e = p.communicate(data, timeout=300)
+        slot.append((o, e))
+
+    threads = []
+    for p, data in procs:
+        slot: list = []
+        th = threading.Thread(target=drive, args=(p, data, slot))
+        th.start()
+        threads.append(th)
+        outs.append(slot)
+    for th in threads:
+        th.join()
+    for w, ((p, _), slot) in enumerate(zip(procs, outs)):
+        o, e = slot[0]
+        if p.returncode != 0:
+            raise AssertionError(f"sweep worker {w} died with {p.returncode}: {e.decode(errors='replace')[-3000:]}")
+        for k, r in enumerate(pickle.loads(o)):
+            results[w + k * workers] = r
+    return results  # type: ignore[return-value]
+
+
+def main(argv: List[str]) -> None:
+    cmd, args = argv[0], argv[1:]
+    if cmd == "sweep":
+        job = pickle.loads(sys.stdin.buffer.read())
+        res = sweep(job)
+        sys.stdout.buffer.write(pickle.dumps(res))
+        return
+    fn = {"puts": child_puts, "batches": child_batches, "threads": child_threads, "hold": child_hold,
+          "open": child_open, "open_limited": child_open_limited, "reopen": child_reopen,
+          "fill_window": child_fill_window}[cmd]
+    fn(*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,341 @@
+"""Injected I/O failures (pylsm._pylsm._test_fault; csrc/env.h): a failed write or fsync raises
+StorageError, turns the database read-only (reads go on, every write raises until it is reopened, fsync
+is never retried), and a reopen with the faults off gives a prefix holding every acknowledged write.
+
+The `faults` fixture clears the process-wide fault state before and after each test.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+import pylsm
+from pylsm import _pylsm
+
+
+def key(i: int) -> bytes:
+    return b"k%06d" % i
+
+
+def val(i: int) -> bytes:
+    return b"v%d" % i
+
+
+def check_prefix(path, acked: int, total: int):
+    """Keys 0..m-1 present with their values and nothing after, m >= acked."""
+    with pylsm.open(path) as db:
+        vals = db.get_many([key(i) for i in range(total + 10)])
+        m = 0
+        while m < len(vals) and vals[m] is not None:
+            m += 1
+        assert vals[:m] == [val(i) for i in range(m)]
+        assert vals[m:] == [None] * (total + 10 - m), "a hole: a later write without an earlier one"
+        assert m >= acked, f"{acked} acknowledged, {m} recovered"
+        db.put(b"after-reopen", b"1", sync=True)  # writable again
+        assert db[b"after-reopen"] == b"1"
+    return m
+
+
+def assert_readonly(db):
+    calls = [
+        lambda: db.put(b"x", b"1"),
+        lambda: db.put(b"x", b"1", sync=True),
+        lambda: db.delete(key(0)),
+        lambda: db.__setitem__(b"x", b"1"),
+        lambda: db.update({b"x": b"1"}),
+        lambda: db.sync(),
+    ]
+    b = pylsm.WriteBatch()
+    b.put(b"x", b"1")
+    calls.append(lambda: db.write(b))
+    for call in calls:
+        with pytest.raises(pylsm.StorageError) as ei:
+            call()
+        assert ei.value.errno is not None
+
+
+def test_fsync_eio_during_put_sync(db_path, faults):
+    db = pylsm.open(db_path)
+    for i in range(10):
+        db.put(key(i), val(i))
+    db.put(key(10), val(10), sync=True)
+    faults("sync", 1)
+    with pytest.raises(pylsm.StorageError) as ei:
+        db.put(key(11), val(11), sync=True)
+    e = ei.value
+    assert e.errno == errno.EIO
+    assert isinstance(e, OSError) and isinstance(e, pylsm.Error)
+    _pylsm._test_fault_clear()
+    # sticky: every later write fails although the device "works" again; fsync is not retried
+    assert_readonly(db)
+    assert_readonly(db)
+    # reads go on, and see exactly what was acknowledged
+    assert db.get_many([key(i) for i in range(11)]) == [val(i) for i in range(11)]
+    assert db.get(key(11)) is None
+    assert key(5) in db and db[key(10)] == val(10)
+    with db.snapshot() as s:
+        assert s[key(3)] == val(3)
+    assert db.stats()["lsn"] == 11
+    db.close()
+    m = check_prefix(db_path, acked=11, total=12)
+    assert m in (11, 12)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_fault_errno_is_reported(db_path, faults, err):
+    with pylsm.open(db_path) as db:
+        db.put(key(0), val(0))
+        faults("sync", 1, err)
+        with pytest.raises(pylsm.StorageError) as ei:
+            db.sync()
+        assert ei.value.errno == err
+        assert os.strerror(err) in str(ei.value) or "injected" in str(ei.value)
+        with pytest.raises(pylsm.StorageError):
+            db.put(key(1), val(1))
+        assert db[key(0)] == val(0)
+    _pylsm._test_fault_clear()
+    check_prefix(db_path, acked=1, total=2)
+
+
+def test_fsync_failure_every_write(db_path, faults):
+    db = pylsm.open(db_path, sync="every_write")
+    db.put(key(0), val(0))
+    faults("sync", 3)  # the third fsync from now
+    acked = 1
+    with pytest.raises(pylsm.StorageError):
+        for i in range(1, 10):
+            db.put(key(i), val(i))
+            acked += 1
+    assert acked == 3
+    assert_readonly(db)
+    assert db.get_many([key(i) for i in range(acked)]) == [val(i) for i in range(acked)]
+    db.close()
+    _pylsm._test_fault_clear()
+    check_prefix(db_path, acked=acked, total=10)
+
+
+def test_fsync_failure_every_n_entries(db_path, faults):
+    db = pylsm.open(db_path, sync=pylsm.EveryNEntries(5))
+    faults("sync", 2)
+    acked = 0
+    with pytest.raises(pylsm.StorageError):
+        for i in range(100):
+            db.put(key(i), val(i))
+            acked += 1
+    assert 4 <= acked < 10  # the second fsync (at about 10 entries) failed
+    assert_readonly(db)
+    db.close()
+    _pylsm._test_fault_clear()
+    check_prefix(db_path, acked=acked, total=100)
+
+
+def test_background_fsync_failure_turns_readonly(db_path, faults):
+    db = pylsm.open(db_path, sync=pylsm.TimeBasedBackground(5))
+    faults("sync", 1)
+    acked = 0
+    deadline = time.monotonic() + 10
+    failed = None
+    while time.monotonic() < deadline:
+        try:
+            db.put(key(acked), val(acked))
+        except pylsm.StorageError as e:
+            failed = e
+            break
+        acked += 1
+        time.sleep(0.001)
+    assert failed is not None, "the background thread's failed fsync never reached the writers"
+    _pylsm._test_fault_clear()
+    assert_readonly(db)
+    assert db.get(key(0)) == val(0)
+    assert db.get(key(acked - 1)) == val(acked - 1)
+    db.close()
+    check_prefix(db_path, acked=acked, total=acked + 1)
+
+
+def test_db_sync_failure(db_path, faults):
+    db = pylsm.open(db_path)
+    for i in range(5):
+        db.put(key(i), val(i))
+    faults("sync", 1)
+    with pytest.raises(pylsm.StorageError):
+        db.sync()
+    _pylsm._test_fault_clear()
+    assert_readonly(db)
+    assert db.get_many([key(i) for i in range(5)]) == [val(i) for i in range(5)]
+    db.close()
+    check_prefix(db_path, acked=5, total=5)
+
+
+def test_group_commit_fsync_failure(db_path, faults):
+    db = pylsm.open(db_path, sync="every_write")
+    nthreads = 4
+    acked = {t: 0 for t in range(nthreads)}
+    errors = {t: None for t in range(nthreads)}
+    go = threading.Barrier(nthreads + 1)
+
+    def work(t):
+        go.wait()
+        try:
+            for i in range(10_000):
+                db.put(b"t%d-%06d" % (t, i), b"v")
+                acked[t] += 1
+        except pylsm.StorageError as e:
+            errors[t] = e
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
+    for th in threads:
+        th.start()
+    faults("sync", 20)
+    go.wait()
+    for th in threads:
+        th.join(timeout=60)
+    assert all(isinstance(e, pylsm.StorageError) for e in errors.values()), errors
+    assert sum(acked.values()) < nthreads * 10_000
+    db.close()
+    _pylsm._test_fault_clear()
+    with pylsm.open(db_path) as db:
+        total = 0
+        for t in range(nthreads):
+            vals = db.get_many([b"t%d-%06d" % (t, i) for i in range(acked[t] + 5)])
+            m = 0
+            while m < len(vals) and vals[m] is not None:
+                m += 1
+            assert acked[t] <= m <= acked[t] + 1
+            assert vals[m:] == [None] * (len(vals) - m)
+            total += m
+        assert db.stats()["lsn"] == total
+
+
+def test_write_failure_while_growing_the_wal(db_path, faults):
+    db = pylsm.open(db_path)
+    faults("write", 1)  # the first file extension (the WAL grows in chunks of a few MiB)
+    big = b"x" * 100_000
+    acked = 0
+    with pytest.raises(pylsm.StorageError) as ei:
+        for i in range(200):  # 20 MB
+            db.put(key(i), big + val(i))
+            acked += 1
+    assert ei.value.errno == errno.EIO
+    assert 0 < acked < 200
+    _pylsm._test_fault_clear()
+    assert_readonly(db)
+    assert db.get(key(acked - 1)) == big + val(acked - 1)
+    assert db.get(key(acked)) is None
+    db.close()
+    with pylsm.open(db_path) as db:
+        vals = db.get_many([key(i) for i in range(acked + 2)])
+        assert vals[:acked] == [big + val(i) for i in range(acked)]
+        assert vals[acked:] == [None, None]  # nothing of a write whose append failed
+        assert db.stats()["lsn"] == acked
+
+
+@pytest.mark.parametrize("op", ["open", "read", "sync"])
+def test_failed_open_raises_storage_error_and_releases_everything(db_path, faults, op):
+    with pylsm.open(db_path) as db:
+        for i in range(5):
+            db.put(key(i), val(i))
+    faults(op, 1)
+    with pytest.raises(pylsm.StorageError) as ei:
+        pylsm.open(db_path)
+    assert ei.value.errno == errno.EIO
+    _pylsm._test_fault_clear()
+    check_prefix(db_path, acked=5, total=5)  # the lock was released, nothing was damaged
+
+
+def test_unknown_fault_class_is_rejected(faults):
+    with pytest.raises(ValueError):
+        faults("bogus", 1)
+
+
+def _scripted_workload(path, n_writes):
+    """Writes key(i) in order through every write path; returns how many were acknowledged."""
+    acked = 0
+    try:
+        db = pylsm.open(path, sync="every_write" if n_writes % 2 else "none")
+    except pylsm.StorageError:
+        return 0
+    try:
+        i = 0
+        while i < n_writes:
+            kind = i % 4
+            if kind == 0:
+                db.put(key(i), val(i), sync=True)
+                i += 1
+            elif kind == 1:
+                b = pylsm.WriteBatch()
+                b.put(key(i), val(i))
+                b.put(key(i + 1), val(i + 1))
+                db.write(b)
+                i += 2
+            else:
+                db.put(key(i), val(i))
+                db.sync()
+                i += 1
+            acked = i
+    except pylsm.StorageError:
+        pass
+    finally:
+        try:
+            db.close()
+        except pylsm.StorageError:
+            pass
+    return acked
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_fail_nth_io_call(tmp_path, faults, persistent):
+    base = str(tmp_path / "base")
+    with pylsm.open(base) as db:
+        db.put(b"base", b"1")
+    hit = 0
+    for nth in range(1, 31):
+        path = str(tmp_path / f"n{nth}")
+        shutil.copytree(base, path)
+        faults("all", nth, errno.EIO, persistent)
+        n_writes = 12
+        acked = _scripted_workload(path, n_writes)
+        _pylsm._test_fault_clear()
+        if acked < n_writes:
+            hit += 1
+        m = check_prefix(path, acked=acked, total=n_writes)
+        with pylsm.open(path) as db:
+            assert db[b"base"] == b"1"
+    assert hit >= 10  # the fault really landed inside the workload for many N
+
+
+@pytest.mark.parametrize("op", ["open", "sync", "write"])
+def test_fault_while_switching_to_a_new_wal(db_path, faults, op):
+    # memtable_bytes=4096 gives a 4 MiB append window: ~40 puts of 100 kB switch to a new WAL file,
+    # which closes (cut + fsync) the old one and creates, allocates and maps the new one
+    db = pylsm.open(db_path, memtable_bytes=4096)
+    big = b"y" * 100_000
+    faults(op, 1)
+    acked = 0
+    with pytest.raises(pylsm.StorageError):
+        for i in range(100):
+            db.put(key(i), big + val(i))
+            acked += 1
+    _pylsm._test_fault_clear()
+    assert 30 < acked < 50
+    assert_readonly(db)
+    st = db.stats()  # must not touch the WAL that failed to open
+    assert st["lsn"] == acked
+    assert db.get(key(acked - 1)) == big + val(acked - 1)
+    db.close()
+    with pylsm.open(db_path, memtable_bytes=4096) as db:
+        vals = db.get_many([key(i) for i in range(acked + 3)])
+        m = 0
+        while m < len(vals) and vals[m] is not None:
+            m += 1
+        assert vals[:m] == [big + val(i) for i in range(m)]
+        assert acked <= m <= acked + 1
+        assert vals[m:] == [None] * (len(vals) - m)
+        for i in range(acked + 3, acked + 60):  # the WAL switch works again
+            db.put(key(i), big + val(i))
+    with pylsm.open(db_path) as db:
+        assert db.get(key(acked + 59)) == big + val(acked + 59)

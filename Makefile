@@ -15,7 +15,7 @@ BENCH_N ?= 1000000
 
 .PHONY: test deps venv build ctest pytest bench-smoke bench stress fuzz dist-check asan-test clean
 
-test: deps venv build ctest pytest bench-smoke dist-check
+test: deps venv build ctest pytest asan-test bench-smoke dist-check
 
 # ISA-L from Debian when missing (CI runs as root on a fresh machine).
 deps:
@@ -56,6 +56,19 @@ bench: build
 
 stress: build
 	$(VPY) -m pytest -q -m slow tests
+
+# The lifetime and API tests against an ASan/UBSan build of the extension (built in a copy of the tree,
+# so the normal build is untouched).
+ASAN_TESTS ?= tests/test_lifetime.py tests/test_api.py
+asan-test: venv
+	rm -rf build/asan && mkdir -p build/asan
+	cp -r csrc pylsm setup.py pyproject.toml README.md MANIFEST.in build/asan/
+	rm -f build/asan/pylsm/*.so
+	cd build/asan && PYLSM_SANITIZE=1 ../../$(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v "^$$" | grep -iv warning || true
+	cd build/asan && LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  PYTHONPATH=. PYLSM_EXPECT_ASAN=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --rootdir=../.. \
+	  $(addprefix ../../,$(wildcard $(ASAN_TESTS)))
 
 # A wheel built from the sdist installs and imports in a fresh venv.
 dist-check: venv

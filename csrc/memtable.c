@@ -1,39 +1,87 @@
-/* memtable.c -- a lock-free-read skiplist in an arena; see memtable.h. */
+/*
+ * memtable.c -- the in-memory table: a hash index for point lookups, an append-only log of entries, and
+ * sorted runs built on demand for ordered reads; see memtable.h and docs/decisions.md ("memtable").
+ *
+ * Entries live in an arena: user key, 8-byte trailer (so key + trailer is the internal key), value,
+ * and a link to the previous (older) entry of the same user key.
+ *
+ * Point lookups: an open-addressing hash table maps a user key to its newest entry; older versions
+ * hang off it.  The writer publishes a new entry with a release store into its slot; readers probe
+ * with acquire loads and never wait.  When the table passes half full the writer builds a larger one
+ * and publishes it; old tables stay allocated until the memtable dies, so a reader that loaded one
+ * still reads valid memory (and, having loaded it before the entries it may miss were published, it
+ * cannot need them: an entry is visible only once the database publishes its LSN, after the insert).
+ *
+ * Ordered reads: the log of entries (in insertion order) is covered by sorted runs, each an array of
+ * entry pointers in internal-key order.  An iterator (or a flush) first sorts the entries not yet in a
+ * run into a new run, merging runs so that each is at least twice the size of the next (a binary
+ * counter: every entry is merged O(log n) times), then reads a merge of the runs.  Runs are immutable
+ * and reference counted; building them is serialised by sort_mu and never blocks the writer.
+ */
 #include "memtable.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
+#include "bloom.h"
 #include "ikey.h"
+#include "merge.h"
 #include "status.h"
 
-#define MAX_HEIGHT 12
+#define LOG_CHUNK 4096
+#define MAX_RUNS 48
 
-typedef struct node node;
-struct node {
-    uint32_t klen; /* internal key length */
+typedef struct mentry mentry;
+struct mentry {
+    mentry *older;
+    uint32_t klen; /* user key */
     uint32_t vlen;
-    _Atomic(node *) next[]; /* height links, then klen key bytes, then vlen value bytes */
+    char data[];   /* key, trailer (8), value */
 };
+
+static inline const char *ekey(const mentry *e) { return e->data; }
+static inline uint64_t etrailer(const mentry *e) { return get_u64(e->data + e->klen); }
+static inline const char *evalue(const mentry *e) { return e->data + e->klen + IKEY_TRAILER; }
+
+typedef struct htable htable;
+struct htable {
+    size_t mask;
+    htable *prev; /* the table this one replaced (freed with the memtable) */
+    _Atomic(mentry *) slots[];
+};
+
+typedef struct run {
+    atomic_int refs;
+    size_t n;
+    mentry *e[];
+} run;
+
+typedef struct runset {
+    atomic_int refs;
+    int n;
+    run *runs[MAX_RUNS];
+} runset;
 
 struct memtable {
     arena arena;
-    node *head;
-    atomic_int height;
     atomic_int refs;
-    atomic_uint_fast64_t count;
-    uint64_t rnd;
+    _Atomic(htable *) table;
+    size_t keys;            /* distinct user keys (writer only) */
+    /* the log: chunks of entry pointers; chunk pointers never move */
+    mentry ***chunks;
+    size_t nchunks_cap;
+    _Atomic size_t count;   /* entries published */
+    atomic_size_t index_bytes;
+    /* sorted runs */
+    pthread_mutex_t sort_mu;
+    size_t sorted;          /* log entries covered by runs (under sort_mu) */
+    runset *runs;           /* current run set (under sort_mu), referenced */
 };
 
-/* Nodes don't store their height, so the key's address (just past the links) sits in a small header
- * right before the node. */
-typedef struct {
-    char *key;
-} node_extra;
-
-static inline const char *nkey(const node *n) { return ((const node_extra *)n)[-1].key; }
+/* ---- pl_buf helpers (shared by the core) ---- */
 
 int buf_reserve(pl_buf *b, size_t n)
 {
@@ -61,19 +109,123 @@ int buf_set(pl_buf *b, const void *data, size_t n)
     return PL_OK;
 }
 
-static node *node_new(memtable *m, int height, size_t klen, size_t vlen)
+/* ---- runs ---- */
+
+static run *run_new(size_t n)
 {
-    size_t sz = sizeof(node_extra) + sizeof(node) + sizeof(_Atomic(node *)) * (size_t)height + klen + vlen;
-    char *mem = arena_alloc(&m->arena, sz);
-    if (!mem)
+    run *r = malloc(sizeof(run) + sizeof(mentry *) * (n ? n : 1));
+    if (!r)
         return NULL;
-    node *n = (node *)(mem + sizeof(node_extra));
-    ((node_extra *)n)[-1].key = (char *)&n->next[height];
-    n->klen = (uint32_t)klen;
-    n->vlen = (uint32_t)vlen;
-    for (int i = 0; i < height; i++)
-        atomic_init(&n->next[i], NULL);
-    return n;
+    atomic_init(&r->refs, 1);
+    r->n = n;
+    return r;
+}
+
+static void run_unref(run *r)
+{
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+        free(r);
+}
+
+static void runset_unref(runset *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int i = 0; i < s->n; i++)
+        run_unref(s->runs[i]);
+    free(s);
+}
+
+static inline int entry_cmp(const mentry *a, const mentry *b)
+{
+    int r = ukey_cmp(ekey(a), a->klen, ekey(b), b->klen);
+    if (r)
+        return r;
+    uint64_t ta = etrailer(a), tb = etrailer(b);
+    return ta > tb ? -1 : ta < tb;
+}
+
+static int entry_qcmp(const void *a, const void *b)
+{
+    return entry_cmp(*(mentry *const *)a, *(mentry *const *)b);
+}
+
+static run *run_merge(const run *a, const run *b)
+{
+    run *r = run_new(a->n + b->n);
+    if (!r)
+        return NULL;
+    size_t i = 0, j = 0, k = 0;
+    while (i < a->n && j < b->n)
+        r->e[k++] = entry_cmp(a->e[i], b->e[j]) <= 0 ? a->e[i++] : b->e[j++];
+    while (i < a->n)
+        r->e[k++] = a->e[i++];
+    while (j < b->n)
+        r->e[k++] = b->e[j++];
+    return r;
+}
+
+/* Bring the runs up to date with the log and return them referenced (NULL: out of memory). */
+static runset *current_runs(memtable *m)
+{
+    pthread_mutex_lock(&m->sort_mu);
+    size_t n = atomic_load_explicit(&m->count, memory_order_acquire);
+    runset *cur = m->runs;
+    if (m->sorted < n) {
+        runset *s = calloc(1, sizeof *s);
+        run *r = run_new(n - m->sorted);
+        if (!s || !r) {
+            free(s);
+            free(r);
+            pthread_mutex_unlock(&m->sort_mu);
+            return NULL;
+        }
+        atomic_init(&s->refs, 1);
+        for (size_t i = m->sorted; i < n; i++)
+            r->e[i - m->sorted] = m->chunks[i / LOG_CHUNK][i % LOG_CHUNK];
+        qsort(r->e, r->n, sizeof(mentry *), entry_qcmp);
+        for (int i = 0; cur && i < cur->n; i++) {
+            s->runs[s->n++] = cur->runs[i];
+            atomic_fetch_add(&cur->runs[i]->refs, 1);
+        }
+        s->runs[s->n++] = r;
+        /* Merge while the newest run is at least half the size of the one before it. */
+        while (s->n >= 2 && (s->runs[s->n - 1]->n * 2 >= s->runs[s->n - 2]->n || s->n == MAX_RUNS)) {
+            run *merged = run_merge(s->runs[s->n - 2], s->runs[s->n - 1]);
+            if (!merged)
+                break;
+            run_unref(s->runs[s->n - 2]);
+            run_unref(s->runs[s->n - 1]);
+            s->n--;
+            s->runs[s->n - 1] = merged;
+        }
+        if (s->n == MAX_RUNS) { /* out of memory while merging: keep the old state */
+            runset_unref(s);
+            s = NULL;
+        } else {
+            size_t bytes = 0;
+            for (int i = 0; i < s->n; i++)
+                bytes += s->runs[i]->n * sizeof(mentry *);
+            atomic_store(&m->index_bytes, bytes);
+            runset_unref(cur);
+            m->runs = cur = s;
+            m->sorted = n;
+        }
+    }
+    if (cur)
+        atomic_fetch_add(&cur->refs, 1);
+    pthread_mutex_unlock(&m->sort_mu);
+    return cur;
+}
+
+/* ---- the memtable ---- */
+
+static htable *htable_new(size_t nslots)
+{
+    htable *t = calloc(1, sizeof(htable) + sizeof(_Atomic(mentry *)) * nslots);
+    if (t)
+        t->mask = nslots - 1;
+    return t;
 }
 
 memtable *memtable_new(void)
@@ -82,16 +234,20 @@ memtable *memtable_new(void)
     if (!m)
         return NULL;
     arena_init(&m->arena);
-    m->head = node_new(m, MAX_HEIGHT, IKEY_TRAILER, 0);
-    if (!m->head) {
-        arena_destroy(&m->arena);
+    atomic_init(&m->refs, 1);
+    htable *t = htable_new(1024);
+    m->nchunks_cap = 64;
+    m->chunks = calloc(m->nchunks_cap, sizeof(mentry **));
+    if (!t || !m->chunks) {
+        free(t);
+        free(m->chunks);
         free(m);
         return NULL;
     }
-    atomic_init(&m->height, 1);
-    atomic_init(&m->refs, 1);
+    atomic_init(&m->table, t);
     atomic_init(&m->count, 0);
-    m->rnd = 0x9E3779B97F4A7C15ull;
+    atomic_init(&m->index_bytes, 0);
+    pthread_mutex_init(&m->sort_mu, NULL);
     return m;
 }
 
@@ -99,202 +255,228 @@ void memtable_ref(memtable *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_o
 
 void memtable_unref(memtable *m)
 {
-    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
-        arena_destroy(&m->arena);
-        free(m);
+    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    htable *t = atomic_load(&m->table);
+    while (t) {
+        htable *p = t->prev;
+        free(t);
+        t = p;
     }
+    for (size_t i = 0; i < m->nchunks_cap; i++)
+        free(m->chunks[i]);
+    free(m->chunks);
+    runset_unref(m->runs);
+    pthread_mutex_destroy(&m->sort_mu);
+    arena_destroy(&m->arena);
+    free(m);
 }
 
-size_t memtable_usage(memtable *m) { return arena_usage(&m->arena); }
+size_t memtable_usage(memtable *m)
+{
+    htable *t = atomic_load_explicit(&m->table, memory_order_relaxed);
+    return arena_usage(&m->arena) + atomic_load_explicit(&m->count, memory_order_relaxed) * sizeof(mentry *) +
+           (t->mask + 1) * sizeof(mentry *) + atomic_load_explicit(&m->index_bytes, memory_order_relaxed);
+}
+
 uint64_t memtable_count(memtable *m) { return atomic_load_explicit(&m->count, memory_order_relaxed); }
 
-static int random_height(memtable *m)
+static inline size_t slot_of(const char *key, size_t klen, size_t mask)
 {
-    int h = 1;
-    while (h < MAX_HEIGHT) {
-        m->rnd ^= m->rnd << 13;
-        m->rnd ^= m->rnd >> 7;
-        m->rnd ^= m->rnd << 17;
-        if ((m->rnd & 3) != 0)
-            break;
-        h++;
-    }
-    return h;
+    return (size_t)bloom_hash(key, klen) & mask;
 }
 
-static inline node *next_of(node *n, int level)
+/* The slot holding key's newest entry, or the empty slot where it would go. */
+static _Atomic(mentry *) *probe(htable *t, const char *key, size_t klen, mentry **found)
 {
-    return atomic_load_explicit(&n->next[level], memory_order_acquire);
-}
-
-/* Compare node's internal key with (ukey, trailer). */
-static inline int node_cmp(const node *n, const char *ukey, size_t ulen, uint64_t trailer)
-{
-    const char *k = nkey(n);
-    size_t nu = n->klen - IKEY_TRAILER;
-    int r = ukey_cmp(k, nu, ukey, ulen);
-    if (r)
-        return r;
-    uint64_t t = get_u64(k + nu);
-    return t > trailer ? -1 : t < trailer;
-}
-
-/* First node >= (ukey, trailer); fills prev[] when given. */
-static node *find_ge(memtable *m, const char *ukey, size_t ulen, uint64_t trailer, node **prev)
-{
-    node *x = m->head;
-    int level = atomic_load_explicit(&m->height, memory_order_relaxed) - 1;
+    size_t i = slot_of(key, klen, t->mask);
     for (;;) {
-        node *nx = next_of(x, level);
-        if (nx && node_cmp(nx, ukey, ulen, trailer) < 0) {
-            x = nx;
-        } else {
-            if (prev)
-                prev[level] = x;
-            if (level == 0)
-                return nx;
-            level--;
+        mentry *e = atomic_load_explicit(&t->slots[i], memory_order_acquire);
+        if (!e || (e->klen == klen && (klen == 0 || memcmp(ekey(e), key, klen) == 0))) {
+            *found = e;
+            return &t->slots[i];
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* Double the hash table.  REQUIRES: the writer. */
+static int grow_table(memtable *m)
+{
+    htable *old = atomic_load_explicit(&m->table, memory_order_relaxed);
+    htable *t = htable_new((old->mask + 1) * 2);
+    if (!t)
+        return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
+    for (size_t i = 0; i <= old->mask; i++) {
+        mentry *e = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
+        if (e) {
+            mentry *f;
+            _Atomic(mentry *) *s = probe(t, ekey(e), e->klen, &f);
+            atomic_store_explicit(s, e, memory_order_relaxed);
         }
     }
-}
-
-/* Last node < (ukey, trailer), or head. */
-static node *find_lt(memtable *m, const char *ukey, size_t ulen, uint64_t trailer)
-{
-    node *x = m->head;
-    int level = atomic_load_explicit(&m->height, memory_order_relaxed) - 1;
-    for (;;) {
-        node *nx = next_of(x, level);
-        if (nx && node_cmp(nx, ukey, ulen, trailer) < 0) {
-            x = nx;
-        } else {
-            if (level == 0)
-                return x;
-            level--;
-        }
-    }
-}
-
-static node *find_last(memtable *m)
-{
-    node *x = m->head;
-    int level = atomic_load_explicit(&m->height, memory_order_relaxed) - 1;
-    for (;;) {
-        node *nx = next_of(x, level);
-        if (nx) {
-            x = nx;
-        } else {
-            if (level == 0)
-                return x;
-            level--;
-        }
-    }
+    t->prev = old;
+    atomic_store_explicit(&m->table, t, memory_order_release);
+    return PL_OK;
 }
 
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
                  size_t vlen)
 {
-    node *prev[MAX_HEIGHT];
-    uint64_t trailer = ikey_pack(lsn, kind);
-    find_ge(m, key, klen, trailer, prev);
-    int h = random_height(m);
-    int cur = atomic_load_explicit(&m->height, memory_order_relaxed);
-    if (h > cur) {
-        for (int i = cur; i < h; i++)
-            prev[i] = m->head;
-        /* Readers seeing the new height before the links find NULL there and drop a level. */
-        atomic_store_explicit(&m->height, h, memory_order_relaxed);
+    size_t n = atomic_load_explicit(&m->count, memory_order_relaxed);
+    size_t chunk = n / LOG_CHUNK;
+    if (chunk >= m->nchunks_cap) {
+        /* The chunk table grows under sort_mu, the only other place that reads it. */
+        size_t cap = m->nchunks_cap * 2;
+        mentry ***c = calloc(cap, sizeof(mentry **));
+        if (!c)
+            return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
+        memcpy(c, m->chunks, m->nchunks_cap * sizeof(mentry **));
+        pthread_mutex_lock(&m->sort_mu);
+        mentry ***old = m->chunks;
+        m->chunks = c;
+        m->nchunks_cap = cap;
+        pthread_mutex_unlock(&m->sort_mu);
+        free(old);
     }
-    node *n = node_new(m, h, klen + IKEY_TRAILER, vlen);
-    if (!n)
+    if (!m->chunks[chunk] && !(m->chunks[chunk] = malloc(sizeof(mentry *) * LOG_CHUNK)))
         return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
-    char *k = (char *)nkey(n);
-    ikey_build(k, key, klen, lsn, kind);
-    if (vlen)
-        memcpy(k + klen + IKEY_TRAILER, val, vlen);
-    for (int i = 0; i < h; i++) {
-        atomic_store_explicit(&n->next[i], atomic_load_explicit(&prev[i]->next[i], memory_order_relaxed),
-                              memory_order_relaxed);
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+    htable *t = atomic_load_explicit(&m->table, memory_order_relaxed);
+    if ((m->keys + 1) * 2 > t->mask + 1) {
+        int rc = grow_table(m);
+        if (rc)
+            return rc;
+        t = atomic_load_explicit(&m->table, memory_order_relaxed);
     }
-    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+    mentry *e = arena_alloc(&m->arena, sizeof(mentry) + klen + IKEY_TRAILER + vlen);
+    if (!e)
+        return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
+    e->klen = (uint32_t)klen;
+    e->vlen = (uint32_t)vlen;
+    ikey_build(e->data, key, klen, lsn, kind);
+    if (vlen)
+        memcpy(e->data + klen + IKEY_TRAILER, val, vlen);
+    mentry *newest;
+    _Atomic(mentry *) *slot = probe(t, key, klen, &newest);
+    e->older = newest;
+    if (!newest)
+        m->keys++;
+    m->chunks[chunk][n % LOG_CHUNK] = e;
+    atomic_store_explicit(slot, e, memory_order_release);
+    atomic_store_explicit(&m->count, n + 1, memory_order_release);
     return PL_OK;
 }
 
 int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out)
 {
-    node *n = find_ge(m, key, klen, ikey_pack(snap, KIND_SEEK), NULL);
-    if (!n)
+    htable *t = atomic_load_explicit(&m->table, memory_order_acquire);
+    mentry *e;
+    probe(t, key, klen, &e);
+    uint64_t limit = ikey_pack(snap, KIND_SEEK);
+    while (e && etrailer(e) > limit)
+        e = e->older;
+    if (!e)
         return LOOKUP_ABSENT;
-    const char *k = nkey(n);
-    size_t ulen = n->klen - IKEY_TRAILER;
-    if (ukey_cmp(k, ulen, key, klen) != 0)
-        return LOOKUP_ABSENT;
-    if ((get_u64(k + ulen) & 0xff) == KIND_DELETE)
+    if ((etrailer(e) & 0xff) == KIND_DELETE)
         return LOOKUP_DELETED;
-    if (out && buf_set(out, k + n->klen, n->vlen))
+    if (out && buf_set(out, evalue(e), e->vlen))
         return -PL_NOMEM;
     return LOOKUP_FOUND;
 }
 
-/* ---- iterator ---- */
+/* ---- iterators: one per run, merged ---- */
 
 typedef struct {
     iter base;
-    memtable *m;
-    node *n;
-} mt_iter;
+    run *r;
+    size_t i; /* == r->n: invalid */
+} run_iter;
 
-static void mi_seek(iter *it, const char *k, size_t n)
+static void ri_seek(iter *it, const char *k, size_t n)
 {
-    mt_iter *mi = (mt_iter *)it;
-    mi->n = find_ge(mi->m, k, n - IKEY_TRAILER, get_u64(k + n - IKEY_TRAILER), NULL);
+    run_iter *ri = (run_iter *)it;
+    size_t lo = 0, hi = ri->r->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const mentry *e = ri->r->e[mid];
+        if (ikey_cmp(ekey(e), e->klen + IKEY_TRAILER, k, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    ri->i = lo;
 }
-static void mi_seek_first(iter *it)
+static void ri_seek_first(iter *it) { ((run_iter *)it)->i = 0; }
+static void ri_seek_last(iter *it)
 {
-    mt_iter *mi = (mt_iter *)it;
-    mi->n = next_of(mi->m->head, 0);
+    run_iter *ri = (run_iter *)it;
+    ri->i = ri->r->n ? ri->r->n - 1 : 0;
 }
-static void mi_seek_last(iter *it)
+static void ri_next(iter *it) { ((run_iter *)it)->i++; }
+static void ri_prev(iter *it)
 {
-    mt_iter *mi = (mt_iter *)it;
-    node *n = find_last(mi->m);
-    mi->n = n == mi->m->head ? NULL : n;
+    run_iter *ri = (run_iter *)it;
+    ri->i = ri->i == 0 ? ri->r->n : ri->i - 1;
 }
-static void mi_next(iter *it)
+static int ri_valid(const iter *it)
 {
-    mt_iter *mi = (mt_iter *)it;
-    mi->n = next_of(mi->n, 0);
+    const run_iter *ri = (const run_iter *)it;
+    return ri->i < ri->r->n;
 }
-static void mi_prev(iter *it)
+static void ri_key(const iter *it, const char **k, size_t *n)
 {
-    mt_iter *mi = (mt_iter *)it;
-    const char *k = nkey(mi->n);
-    size_t ul = mi->n->klen - IKEY_TRAILER;
-    node *p = find_lt(mi->m, k, ul, get_u64(k + ul));
-    mi->n = p == mi->m->head ? NULL : p;
+    const run_iter *ri = (const run_iter *)it;
+    const mentry *e = ri->r->e[ri->i];
+    *k = ekey(e);
+    *n = e->klen + IKEY_TRAILER;
 }
-static int mi_valid(const iter *it) { return ((const mt_iter *)it)->n != NULL; }
-static void mi_key(const iter *it, const char **k, size_t *n)
+static void ri_value(const iter *it, const char **v, size_t *n)
 {
-    const node *x = ((const mt_iter *)it)->n;
-    *k = nkey(x);
-    *n = x->klen;
+    const run_iter *ri = (const run_iter *)it;
+    const mentry *e = ri->r->e[ri->i];
+    *v = evalue(e);
+    *n = e->vlen;
 }
-static void mi_value(const iter *it, const char **v, size_t *n)
-{
-    const node *x = ((const mt_iter *)it)->n;
-    *v = nkey(x) + x->klen;
-    *n = x->vlen;
-}
-static int mi_status(const iter *it)
+static int ri_status(const iter *it)
 {
     (void)it;
     return PL_OK;
 }
+
+typedef struct {
+    iter base;
+    iter *merged;
+    memtable *m;
+    runset *s;
+} mt_iter;
+
+static void ri_destroy(iter *it)
+{
+    run_iter *ri = (run_iter *)it;
+    run_unref(ri->r);
+    free(ri);
+}
+
+static const struct iter_ops run_iter_ops = {ri_seek, ri_seek_first, ri_seek_last, ri_next, ri_prev,
+                                             ri_valid, ri_key, ri_value, ri_status, ri_destroy};
+
+static void mi_seek(iter *it, const char *k, size_t n) { iter_seek(((mt_iter *)it)->merged, k, n); }
+static void mi_seek_first(iter *it) { iter_seek_first(((mt_iter *)it)->merged); }
+static void mi_seek_last(iter *it) { iter_seek_last(((mt_iter *)it)->merged); }
+static void mi_next(iter *it) { iter_next(((mt_iter *)it)->merged); }
+static void mi_prev(iter *it) { iter_prev(((mt_iter *)it)->merged); }
+static int mi_valid(const iter *it) { return iter_valid(((const mt_iter *)it)->merged); }
+static void mi_key(const iter *it, const char **k, size_t *n) { iter_key(((const mt_iter *)it)->merged, k, n); }
+static void mi_value(const iter *it, const char **v, size_t *n)
+{
+    iter_value(((const mt_iter *)it)->merged, v, n);
+}
+static int mi_status(const iter *it) { return iter_status(((const mt_iter *)it)->merged); }
 static void mi_destroy(iter *it)
 {
     mt_iter *mi = (mt_iter *)it;
+    iter_destroy(mi->merged);
+    runset_unref(mi->s);
     memtable_unref(mi->m);
     free(mi);
 }
@@ -307,7 +489,42 @@ iter *memtable_iter(memtable *m)
     mt_iter *mi = calloc(1, sizeof *mi);
     if (!mi)
         return NULL;
+    runset *s = current_runs(m);
+    static run empty_run = {1, 0, {0}};
+    iter *its[MAX_RUNS];
+    int n = s ? s->n : 0;
+    if (!s && atomic_load(&m->count) > 0) {
+        free(mi);
+        return NULL;
+    }
+    for (int i = 0; i < n || (i == 0 && n == 0); i++) {
+        run_iter *ri = calloc(1, sizeof *ri);
+        if (!ri) {
+            while (i > 0)
+                iter_destroy(its[--i]);
+            runset_unref(s);
+            free(mi);
+            return NULL;
+        }
+        ri->base.ops = &run_iter_ops;
+        if (n) {
+            ri->r = s->runs[i];
+            atomic_fetch_add(&ri->r->refs, 1);
+        } else {
+            ri->r = &empty_run;
+            atomic_fetch_add(&empty_run.refs, 1);
+        }
+        ri->i = ri->r->n;
+        its[i] = &ri->base;
+    }
+    mi->merged = merge_iter_new(its, n ? n : 1);
+    if (!mi->merged) {
+        runset_unref(s);
+        free(mi);
+        return NULL;
+    }
     mi->base.ops = &mt_iter_ops;
+    mi->s = s;
     memtable_ref(m);
     mi->m = m;
     return &mi->base;

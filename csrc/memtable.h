@@ -1,10 +1,13 @@
 /*
- * memtable.h -- the in-memory table of recent writes: a skiplist of internal keys in an arena.
+ * memtable.h -- the in-memory table of recent writes: a hash index for point lookups and sorted runs,
+ * built when an iterator asks, for ordered reads (see memtable.c).
  *
  * Thread safety: one writer at a time (the db's write leader) calls memtable_add; any number of readers
- * (memtable_get, iterators) run at the same time without locks: a node is fully built before it is
- * published with a release store, and readers follow links with acquire loads.  Nodes are never
- * removed or changed.  The memtable is reference counted; the last memtable_unref frees it.
+ * (memtable_get, iterators) run at the same time: an entry is fully built before it is published with
+ * a release store, readers load with acquire, and entries are never removed or changed.  Building the
+ * sorted runs for an iterator takes a memtable-internal mutex that the writer never waits for (except
+ * for a moment each 4096 * 2^k entries).  The memtable is reference counted; the last memtable_unref
+ * frees it.
  */
 #ifndef PL_MEMTABLE_H
 #define PL_MEMTABLE_H
@@ -21,8 +24,8 @@ memtable *memtable_new(void);
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);
 
-/* Insert (key, lsn, kind) -> value.  REQUIRES: the caller is the only writer; (key, lsn) is new.
- * PL_OK or PL_NOMEM. */
+/* Insert (key, lsn, kind) -> value.  REQUIRES: the caller is the only writer; lsn is greater than
+ * every LSN added before.  PL_OK or PL_NOMEM. */
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
                  size_t vlen);
 
@@ -30,11 +33,12 @@ int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t kl
  * or LOOKUP_ABSENT; -PL_NOMEM if *out could not grow. */
 int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out);
 
-/* Bytes of memory it holds, entries, and the smallest/largest LSN added (0 if empty). */
+/* Bytes of memory it holds (entries and indexes), and the number of entries. */
 size_t memtable_usage(memtable *m);
 uint64_t memtable_count(memtable *m);
 
-/* An iterator over internal keys; holds a reference on m. NULL when out of memory. */
+/* An iterator over internal keys: every entry added before the call (entries added later are not
+ * shown).  Holds a reference on m.  NULL when out of memory. */
 iter *memtable_iter(memtable *m);
 
 /* Grow a pl_buf to hold n bytes; PL_OK or PL_NOMEM. */

@@ -137,10 +137,11 @@ typedef struct {
 
 #define CHECK_OPEN(self)                                                              \
     do {                                                                              \
-        if ((self)->closed) {                                                         \
+        if ((self)->closed || !(self)->db) {                                          \
             module_state *st_ = state_of_type(Py_TYPE(self));                         \
             if (st_)                                                                  \
-                PyErr_SetString(st_->ClosedError, "the database is closed");          \
+                PyErr_SetString(st_->ClosedError, (self)->db ? "the database is closed"    \
+                                                             : "the database is not open"); \
             return NULL;                                                              \
         }                                                                             \
     } while (0)
@@ -425,7 +426,7 @@ static int DB_ass_subscript(DBObject *self, PyObject *key, PyObject *val)
 
 static int DB_contains(DBObject *self, PyObject *key)
 {
-    if (self->closed) {
+    if (self->closed || !self->db) {
         module_state *st = state_of_type(Py_TYPE(self));
         if (st)
             PyErr_SetString(st->ClosedError, "the database is closed");
@@ -581,7 +582,7 @@ fail:
     return NULL;
 }
 
-static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(self->closed); }
+static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(self->closed || !self->db); }
 
 /* ---- WriteBatch ---- */
 
@@ -732,7 +733,7 @@ static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
 
 static PyObject *snapshot_check(SnapshotObject *self)
 {
-    if (!self->snap || !self->db || self->db->closed) {
+    if (!self->snap || !self->db || self->db->closed || !self->db->db) {
         module_state *st = state_of_type(Py_TYPE(self));
         if (st)
             PyErr_SetString(st->ClosedError, self->snap ? "the database is closed" : "the snapshot is closed");
@@ -1046,7 +1047,7 @@ static int count_entries(pl_iter *it, Py_ssize_t *n)
 
 static Py_ssize_t DB_len(DBObject *self)
 {
-    if (self->closed) {
+    if (self->closed || !self->db) {
         module_state *st = state_of_type(Py_TYPE(self));
         if (st)
             PyErr_SetString(st->ClosedError, "the database is closed");

@@ -866,8 +866,11 @@ static void *bg_main(void *arg)
         }
         if (maybe_compact(db))
             continue;
+        /* mu was released while looking for compaction work: recheck what may have happened. */
+        if (atomic_load(&db->closing))
+            break;
         if (db->imm && !db->bg_error)
-            continue; /* a memtable filled while we looked for compaction work (mu was released) */
+            continue;
         pthread_cond_wait(&db->bg_cv, &db->mu);
     }
     pthread_mutex_unlock(&db->mu);

@@ -699,9 +699,11 @@ static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
             edit_add_file(e, l, v->files[l][i]);
 }
 
-/* Point CURRENT at MANIFEST-number: temp -> fsync -> rename -> fsync(dir). */
-static int set_current(const char *dir, uint64_t number)
+/* Point CURRENT at MANIFEST-number: temp -> fsync -> rename -> fsync(dir).  *renamed tells whether
+ * CURRENT may already name the new manifest (then neither manifest may be deleted on failure). */
+static int set_current(const char *dir, uint64_t number, int *renamed)
 {
+    *renamed = 0;
     char *tmp = dir_join(dir, "CURRENT.tmp"), *cur = dir_join(dir, "CURRENT");
     char body[48];
     int n = snprintf(body, sizeof body, "MANIFEST-%06" PRIu64 "\n", number);
@@ -709,6 +711,7 @@ static int set_current(const char *dir, uint64_t number)
     if (!rc) {
         env_kill_point("current_rename");
         rc = env_rename(tmp, cur);
+        *renamed = rc == PL_OK;
     }
     if (!rc)
         rc = env_sync_dir(dir);
@@ -716,6 +719,41 @@ static int set_current(const char *dir, uint64_t number)
         env_unlink(tmp);
     free(tmp);
     free(cur);
+    return rc;
+}
+
+/* For repair (a closed database): MANIFEST-number holding e alone, fsynced with its directory, then
+ * CURRENT pointed at it.  On failure before CURRENT is replaced the new manifest is removed. */
+int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e)
+{
+    if (!e->has_log_number || !e->has_next_file || !e->has_last_lsn || e->next_file <= number)
+        return PL_FAIL(PL_INVALID, "a whole-state edit needs log number, next file and last LSN");
+    char *path = manifest_name(dir, number);
+    pl_buf payload = {0}, rec = {0};
+    int fd = -1, rc = path ? edit_encode(e, &payload) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!rc)
+        rc = buf_reserve(&rec, WAL_FILE_HEADER + WAL_REC_HEADER + payload.len);
+    if (!rc) {
+        wal_encode_file_header(rec.data, 0);
+        rec.len = WAL_FILE_HEADER + wal_encode(rec.data + WAL_FILE_HEADER, 0, 1, 0, payload.data, payload.len);
+        rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    }
+    if (!rc)
+        rc = env_write(fd, rec.data, rec.len, path);
+    if (!rc)
+        rc = env_sync(fd, rec.len, path);
+    if (fd >= 0)
+        env_close(fd);
+    if (!rc)
+        rc = env_sync_dir(dir);
+    if (rc && fd >= 0)
+        env_unlink(path);
+    int renamed;
+    if (!rc)
+        rc = set_current(dir, number, &renamed);
+    pl_buf_free(&payload);
+    pl_buf_free(&rec);
+    free(path);
     return rc;
 }
 
@@ -746,9 +784,15 @@ static int new_manifest(versions *vs)
         rc = manifest_append(vs, &e);
     }
     edit_free(&e);
+    int renamed = 0;
     if (!rc)
-        rc = set_current(vs->dir, number);
-    if (rc) {
+        rc = set_current(vs->dir, number, &renamed);
+    if (rc && renamed) {
+        /* CURRENT names the new manifest but its directory entry may not be durable: keep both
+         * manifests (either may be the one named after a crash) and go on with the new one. */
+        if (old_fd >= 0)
+            env_close(old_fd);
+    } else if (rc) {
         env_close(fd);
         env_unlink(path);
         vs->manifest_fd = old_fd;

@@ -95,7 +95,6 @@ size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const ch
         put_u64(dst + WAL_REC_HEADER, ts);
     if (len)
         memcpy(dst + hdr, payload, len);
-    env_kill_point("wal_append");
     put_u32(dst + 8, crc_extend(crc_value(dst, 8), dst + 12, hdr - 12 + len));
     return hdr + len;
 }
@@ -119,8 +118,10 @@ int wal_append(wal *w, const wal_rec *recs, int n)
         return rc;
     uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
     int timestamps = (w->flags & WAL_FLAG_TIMESTAMP) != 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        env_kill_point("wal_append"); /* dies with this record not yet written (or half written) */
         off += wal_encode(w->map + off, timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
+    }
     atomic_store_explicit(&w->written, off, memory_order_release);
     return PL_OK;
 }

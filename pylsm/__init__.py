@@ -41,11 +41,15 @@ MiB = 1 << 20
 _SYNC_NONE, _SYNC_EVERY_WRITE, _SYNC_EVERY_N, _SYNC_TIME_BASED, _SYNC_HYBRID = range(5)
 
 
-def _positive_int(name: str, value: Any, cls: str) -> int:
+_MAX_COUNT = (1 << 63) - 1
+_MAX_INTERVAL_MS = 86_400_000  # one day
+
+
+def _positive_int(name: str, value: Any, cls: str, hi: int = _MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{cls}: {name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{cls}: {name} must be at least 1, got {value}")
+    if not 1 <= value <= hi:
+        raise ValueError(f"{cls}: {name} must be between 1 and {hi}, got {value}")
     return value
 
 
@@ -85,7 +89,7 @@ class TimeBasedBackground:
     interval_ms: int
 
     def __post_init__(self) -> None:
-        _positive_int("interval_ms", self.interval_ms, "TimeBasedBackground")
+        _positive_int("interval_ms", self.interval_ms, "TimeBasedBackground", _MAX_INTERVAL_MS)
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_TIME_BASED, "sync_interval_ms": self.interval_ms}
@@ -100,7 +104,7 @@ class Hybrid:
 
     def __post_init__(self) -> None:
         _positive_int("count", self.count, "Hybrid")
-        _positive_int("max_delay_ms", self.max_delay_ms, "Hybrid")
+        _positive_int("max_delay_ms", self.max_delay_ms, "Hybrid", _MAX_INTERVAL_MS)
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_HYBRID, "sync_count": self.count, "sync_interval_ms": self.max_delay_ms}

@@ -296,15 +296,12 @@ class DB(_Ranges, _pylsm.DB):
 
     def update(self, mapping_or_pairs: Union[Mapping[Any, Any], Iterable[Tuple[Any, Any]]] = (), *,
                sync: Optional[bool] = None) -> None:
-        """Write every pair as one atomic batch."""
+        """Write every pair as one atomic batch: all of them or, on any bad pair, none."""
         b = WriteBatch()
-        items = mapping_or_pairs.items() if isinstance(mapping_or_pairs, Mapping) else mapping_or_pairs
-        for pair in items:
-            try:
-                k, v = pair
-            except (TypeError, ValueError):
-                raise TypeError("update() takes a mapping or an iterable of (key, value) pairs") from None
-            b.put(k, v)
+        try:
+            b.put_many(mapping_or_pairs)
+        except TypeError as e:
+            raise TypeError(f"update(): {e}") from None
         self.write(b, sync=sync)
 
     def batch(self, *, sync: Optional[bool] = None) -> WriteBatch:

@@ -5,8 +5,13 @@ Options:
   --bench-backends L    comma-separated subset of pylsm,plyvel,rocksdict,lmdb,sqlite3,dict (default: all)
   --bench-rounds R      measured rounds per benchmark (default 1); each round gets fresh state
   --bench-report        print one line per finished benchmark (workload, backend, n, ops/s); run.py uses it
+  --bench-jsonl PATH    append each passed benchmark's extra_info to PATH as it finishes (run.py's fallback)
+  --bench-timeout S     stop the run (with tracebacks) if one benchmark takes longer: a hang; default
+                        max(120, N/1000) seconds
 """
+import faulthandler
 import gc
+import json
 import os
 import shutil
 import statistics
@@ -28,6 +33,12 @@ def pytest_addoption(parser):
                 help="comma-separated backends to run (default: all)")
     g.addoption("--bench-rounds", type=int, default=1, help="measured rounds per benchmark (default 1)")
     g.addoption("--bench-report", action="store_true", help="print a line per finished benchmark")
+    g.addoption("--bench-jsonl", default=None,
+                help="also append each passed benchmark's extra_info to this file as one JSON line, as it "
+                     "finishes (run.py's fallback if the run dies before pytest-benchmark writes its JSON)")
+    g.addoption("--bench-timeout", type=float, default=None,
+                help="seconds one benchmark may take before the run is stopped with every thread's "
+                     "traceback (a hang, not a slow run); default max(120, N/1000); 0 disables")
 
 
 def pytest_configure(config):
@@ -203,6 +214,7 @@ class Measure:
 
     def record(self, workload, n, secs, **extra):
         info = dict(backend=self.backend_name, workload=workload, n=n, seconds=secs,
+                    bench_n=self.request.config.getoption("--bench-n"),
                     ops_per_sec=(n / secs if secs > 0 else float("inf")),
                     config=(B.get_backend_class(self.backend_name).__doc__ or "").split("\n")[0])
         info.update(extra)
@@ -216,6 +228,11 @@ def measure(benchmark, request, backend_name):
 
 
 def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed and _REPORT["jsonl"]:
+        infos = [v for k, v in report.user_properties if k == "bench"]
+        if infos:
+            with open(_REPORT["jsonl"], "a") as f:
+                f.write(json.dumps(infos[-1]) + "\n")
     if not _REPORT["on"] or not (report.when == "call" or (report.when == "setup" and not report.passed)):
         return
     _REPORT["done"] += 1
@@ -236,7 +253,41 @@ def pytest_runtest_logreport(report):
                              f"{i['ops_per_sec']:>14,.0f} ops/s{extra}")
 
 
-_REPORT = {"on": False, "tr": None, "done": 0, "total": 0}
+_REPORT = {"on": False, "tr": None, "done": 0, "total": 0, "jsonl": None}
+
+
+_WATCHDOG = {}
+
+
+def _watchdog_file(cfg):
+    """The real stderr (pytest captures fd 2 while a test runs, and a capture is lost on _exit)."""
+    if "file" not in _WATCHDOG:
+        f = sys.__stderr__
+        try:
+            capman = cfg.pluginmanager.getplugin("capturemanager")
+            fd = capman._global_capturing.err.targetfd_save  # pytest internals; stderr if they change
+            f = os.fdopen(os.dup(fd), "w")
+        except Exception:
+            pass
+        _WATCHDOG["file"] = f
+    return _WATCHDOG["file"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A watchdog: a benchmark that hangs (e.g. a deadlock in a backend) stops the run with every thread's
+    Python traceback instead of hanging ``make test`` forever."""
+    cfg = item.config
+    limit = cfg.getoption("--bench-timeout")
+    if limit is None:
+        limit = max(120.0, cfg.getoption("--bench-n") / 1000.0)
+    if limit > 0:
+        faulthandler.dump_traceback_later(limit, exit=True, file=_watchdog_file(cfg))
+    try:
+        yield
+    finally:
+        if limit > 0:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -258,6 +309,7 @@ def pytest_collection_finish(session):
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
     cfg = session.config
+    _REPORT["jsonl"] = cfg.getoption("--bench-jsonl")
     if cfg.getoption("--bench-report"):
         _REPORT["on"] = True
         _REPORT["tr"] = cfg.pluginmanager.get_plugin("terminalreporter")

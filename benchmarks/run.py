@@ -101,6 +101,17 @@ def load(json_path):
     return doc, results
 
 
+def load_jsonl(path):
+    """The per-benchmark lines conftest appends as each benchmark passes (--bench-jsonl)."""
+    results = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                info = json.loads(line)
+                results[(info["workload"], info["backend"])] = info
+    return results
+
+
 def targets(results, disk):
     """pylsm's BENCHMARKS.md targets: {row label: (target text, achieved text, met or None)}."""
     out = {}
@@ -168,7 +179,7 @@ def table(results, disk, n_requested):
                     + [f"{best[1]}" if best else "-", ratio, t[0], t[1], met])
         if w == "fillsync" and label == "fillsync" and disk:
             rows.append(["  disk write+fdatasync", "", f"{disk_limit(disk):,.0f}/s"]
-                        + [""] * (len(backends) - 1) + ["(bench_disk.c, 128 B)", "", "", "", ""])
+                        + [""] * (len(backends) - 1) + ["(bench_disk.c)", "", "", "", ""])
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     lines = []
     line = lambda r: "  ".join(str(c).rjust(w) if 1 <= i < len(r) - 3 else str(c).ljust(w)
@@ -253,10 +264,11 @@ def main(argv=None):
         stamp = os.path.splitext(os.path.basename(json_path))[0]
         doc, results = load(json_path)
         disk = (doc.get("machine_info") or {}).get("pylsm_disk")
-        n_req = max((i.get("n", 0) for i in results.values()), default=0)
+        n_req = max((i.get("bench_n", i.get("n", 0)) for i in results.values()), default=0)
     else:
         stamp = "bench-" + time.strftime("%Y%m%d-%H%M%S")
         json_path = os.path.join(args.out, stamp + ".json")
+        jsonl_path = os.path.join(args.out, stamp + ".partial.jsonl")
         disk = None
         if not args.no_disk:
             if shutil.which(os.environ.get("CC", "gcc")):
@@ -270,23 +282,31 @@ def main(argv=None):
         cmd = [sys.executable, "-m", "pytest", HERE, "-p", "no:cacheprovider", "-o", "addopts=",
                "-q", "-rfE", "--benchmark-only", "--benchmark-quiet", f"--benchmark-json={json_path}",
                f"--bench-n={args.n}", f"--bench-backends={args.backends}", f"--bench-rounds={args.rounds}",
-               "--bench-report"]
+               "--bench-report", f"--bench-jsonl={jsonl_path}"]
         if args.keyword:
             cmd += ["-k", args.keyword]
         print(f"== suite: N = {args.n:,} (fillsync, seekrandom and recovery use fewer; see the n column)",
               flush=True)
         print("   " + " ".join(cmd), flush=True)
         rc = subprocess.run(cmd, cwd=ROOT).returncode
-        if not os.path.exists(json_path):
-            print(f"no JSON written ({json_path}); pytest exit status {rc}", file=sys.stderr)
+        if os.path.exists(json_path):
+            if disk:
+                with open(json_path) as f:
+                    doc = json.load(f)
+                doc.setdefault("machine_info", {})["pylsm_disk"] = disk
+                with open(json_path, "w") as f:
+                    json.dump(doc, f, indent=2)
+            doc, results = load(json_path)
+            if os.path.exists(jsonl_path):
+                os.remove(jsonl_path)
+        elif os.path.exists(jsonl_path):
+            print(f"\npytest stopped (exit status {rc}) before writing {json_path}; the table below is "
+                  f"from the benchmarks that finished ({jsonl_path})", file=sys.stderr)
+            results = load_jsonl(jsonl_path)
+            json_path = jsonl_path
+        else:
+            print(f"no results written ({json_path}); pytest exit status {rc}", file=sys.stderr)
             return rc or 1
-        if disk:
-            with open(json_path) as f:
-                doc = json.load(f)
-            doc.setdefault("machine_info", {})["pylsm_disk"] = disk
-            with open(json_path, "w") as f:
-                json.dump(doc, f, indent=2)
-        doc, results = load(json_path)
         n_req = args.n
 
     text = table(results, disk, n_req)

@@ -102,6 +102,9 @@ static int batch_add(pl_batch *b, int kind, const void *key, size_t klen, const 
         return rc;
     if (pl_batch_count(b) == UINT32_MAX)
         return PL_FAIL(PL_INVALID, "batch holds too many operations");
+    /* A batch is one WAL record, whose length field is 32 bits. */
+    if (b->rep.len + batch_op_size(klen, vlen, kind == KIND_PUT) > BATCH_MAX_BYTES)
+        return PL_FAIL(PL_INVALID, "batch would exceed %u bytes (one WAL record); split it", BATCH_MAX_BYTES);
     rc = buf_reserve(&b->rep, b->rep.len + batch_op_size(klen, vlen, kind == KIND_PUT));
     if (rc)
         return rc;

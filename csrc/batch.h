@@ -13,6 +13,7 @@
 #include "pylsm.h"
 
 #define BATCH_HEADER 4
+#define BATCH_MAX_BYTES (UINT32_C(1) << 31) /* 2 GiB: a batch is one WAL record */
 
 struct pl_batch {
     pl_buf rep;        /* the encoding; rep.len >= BATCH_HEADER once initialised */

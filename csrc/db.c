@@ -34,6 +34,7 @@
 #include "merge.h"
 #include "memtable.h"
 #include "sstable.h"
+#include "repair.h"
 #include "status.h"
 #include "version.h"
 #include "wal.h"
@@ -41,6 +42,7 @@
 #define GROUP_MAX_WRITERS 128
 #define GROUP_MAX_BYTES (1u << 20)
 #define SMALL_REP 512
+#define RECOVERED_WALS_MAX 4 /* more live WALs than this at open: flush them into a table */
 
 /* ---- fork detection: a handle is valid only in the process that opened it ---- */
 
@@ -118,6 +120,7 @@ struct pl_db {
     _Atomic uint64_t st_puts, st_deletes, st_gets, st_table_bytes;
     uint64_t wal_dropped_bytes;
     uint64_t recovered_records;
+    int recovered_wals;         /* WAL files that held records at open */
 };
 
 /* ---- small helpers ---- */
@@ -392,6 +395,8 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     size_t bytes = 0;
     int need_sync = db->opt.sync_mode == PL_SYNC_EVERY_WRITE;
     for (writer *x = db->queue_head; x && n < GROUP_MAX_WRITERS; x = x->next) {
+        if (!x->rep)
+            break; /* a flush request leads its own turn */
         if (n > 0 && bytes + x->len > GROUP_MAX_BYTES)
             break;
         group[n] = x;
@@ -982,7 +987,8 @@ static int recover(pl_db *db)
     int rc = env_list_dir(db->path, collect_wal, &l);
     if (rc)
         goto out;
-    qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+    if (l.n)
+        qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
     if (db->vs.next_file <= l.max_number)
         db->vs.next_file = l.max_number + 1;
     /* Records must follow on from the last LSN in tables; older ones are already in tables. */
@@ -1001,6 +1007,8 @@ static int recover(pl_db *db)
         }
         int is_last = i + 1 == l.n;
         rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, replay_record, &ctx, &res);
+        if (!rc && res.records > 0)
+            db->recovered_wals++;
         if (!rc && db->opt.wal_recovery == PL_RECOVER_SALVAGE)
             db->wal_dropped_bytes += res.dropped_bytes;
         if (!rc && res.torn_tail && is_last) {
@@ -1159,8 +1167,10 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     pthread_mutex_lock(&db->mu);
     rc = new_wal(db, 0);
     if (!rc && memtable_count(db->mem) > 0 &&
-        (db->wal_dropped_bytes > 0 || memtable_usage(db->mem) >= opt->memtable_bytes)) {
-        /* Salvaged or oversized: move what was recovered into a table so the damaged WALs go. */
+        (db->wal_dropped_bytes > 0 || memtable_usage(db->mem) >= opt->memtable_bytes ||
+         db->recovered_wals > RECOVERED_WALS_MAX)) {
+        /* Salvaged, oversized, or spread over many WALs (open after open with a few writes each):
+         * move what was recovered into a table so the old WALs go. */
         db->imm = db->mem;
         db->imm_log_number = db->log_number;
         db->imm_last_lsn = db->last_assigned;
@@ -1246,9 +1256,15 @@ int pl_db_close(pl_db *db)
 
     int rc = PL_OK;
     if (db->log) {
-        /* A clean close leaves every acknowledged write durable, whatever the strategy. */
+        /* A clean close leaves every acknowledged write durable, whatever the strategy; a WAL that
+         * never got a record goes, so reopening does not pile up empty logs. */
+        int empty = wal_written(db->log) <= WAL_FILE_HEADER;
+        char *path = empty ? strdup(wal_path(db->log)) : NULL;
         rc = wal_close(db->log, !db->bg_error);
         db->log = NULL;
+        if (!rc && path)
+            env_unlink(path);
+        free(path);
     }
     version_unref(db->vs.current); /* readers still holding tables keep their own references */
     db->vs.current = NULL;
@@ -1336,6 +1352,13 @@ void pl_test_fault_clear(void) { env_fault_clear(); }
 static int is_our_file(const char *name)
 {
     uint64_t n;
+    size_t len = strlen(name);
+    if (len > 4 && len < 64 && strcmp(name + len - 4, ".bad") == 0) { /* set aside by pl_repair */
+        char b[64];
+        memcpy(b, name, len - 4);
+        b[len - 4] = 0;
+        return db_parse_file_name(b, "sst", &n) || db_parse_file_name(b, "wal", &n);
+    }
     return strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0 ||
            strcmp(name, "CURRENT.tmp") == 0 || db_parse_file_name(name, "wal", &n) ||
            db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "tmp", &n);
@@ -1376,12 +1399,18 @@ int pl_verify(const char *path)
     if (!dir_exists(path))
         return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
     wal_list l = {0};
-    int rc = versions_verify(path);
+    uint64_t log_number = 0, last_lsn = 0;
+    int rc = versions_verify(path, &log_number, &last_lsn);
     if (!rc)
         rc = env_list_dir(path, collect_wal, &l);
-    qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+    if (l.n)
+        qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+    /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
     wal_replay_result res = {0};
+    res.next_lsn = last_lsn + 1;
     for (size_t i = 0; !rc && i < l.n; i++) {
+        if (l.numbers[i] < log_number)
+            continue;
         char *p = db_file_name(path, l.numbers[i], "wal");
         rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
@@ -1391,18 +1420,7 @@ int pl_verify(const char *path)
     return rc;
 }
 
-int pl_repair(const char *path)
-{
-    pl_options o;
-    pl_options_init(&o);
-    o.create_if_missing = 0;
-    o.wal_recovery = PL_RECOVER_SALVAGE;
-    pl_db *db;
-    int rc = pl_db_open(path, &o, &db);
-    if (!rc)
-        rc = pl_db_close(db);
-    return rc;
-}
+int pl_repair(const char *path) { return repair_run(path); }
 
 /* ---- iterators ---- */
 

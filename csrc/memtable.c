@@ -235,7 +235,7 @@ memtable *memtable_new(void)
         return NULL;
     arena_init(&m->arena);
     atomic_init(&m->refs, 1);
-    htable *t = htable_new(1024);
+    htable *t = htable_new(64); /* doubles as keys arrive: a tiny memtable stays tiny */
     m->nchunks_cap = 64;
     m->chunks = calloc(m->nchunks_cap, sizeof(mentry **));
     if (!t || !m->chunks) {

@@ -1,6 +1,7 @@
 /* version.c -- versions, version edits and the manifest; see version.h and docs/format.md. */
 #include "version.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -574,7 +575,7 @@ static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_
     int fd, rc = env_open(cur, O_RDONLY, &fd);
     free(cur);
     if (rc)
-        return PL_NOTFOUND;
+        return pl_errno() == ENOENT ? PL_NOTFOUND : rc; /* only a missing CURRENT means "no manifest" */
     env_close(fd);
     rc = read_current(dir, manifest_number);
     if (rc)
@@ -809,6 +810,14 @@ static int new_manifest(versions *vs)
     return rc;
 }
 
+static int count_data_files(void *ctx, const char *name)
+{
+    uint64_t n;
+    if (db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "wal", &n))
+        (*(int *)ctx)++;
+    return PL_OK;
+}
+
 int versions_open(versions *vs, const char *dir, cache *c, int create)
 {
     memset(vs, 0, sizeof *vs);
@@ -823,8 +832,11 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     version_edit e;
     edit_init(&e);
     if (rc == PL_NOTFOUND) {
-        if (!create) {
-            rc = PL_FAIL(PL_CORRUPT, "%s/CURRENT is missing", dir);
+        int data_files = 0;
+        env_list_dir(dir, count_data_files, &data_files);
+        if (!create || data_files) {
+            rc = PL_FAIL(PL_CORRUPT, "%s/CURRENT is missing but the database has data files; "
+                         "pylsm.repair() can rebuild it", dir);
             goto out;
         }
         vs->next_file = 1;
@@ -926,11 +938,13 @@ void versions_install(versions *vs, version *v)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */
 }
 
-int versions_verify(const char *dir)
+int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
 {
     manifest_state s = {0};
     uint64_t number;
     int rc = load_manifest(dir, &s, &number);
+    *log_number = s.log_number;
+    *last_lsn = s.last_lsn;
     if (rc == PL_NOTFOUND)
         rc = PL_OK; /* nothing was ever flushed */
     for (int i = 0; !rc && i < s.n; i++) {

@@ -106,8 +106,13 @@ void versions_install(versions *vs, version *v);
 /* Open a table file as a file_meta with one reference. */
 int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out);
 
-/* Read-only check of the manifest chain and every table of a closed database (pl_verify). */
-int versions_verify(const char *dir);
+/* Repair: write MANIFEST-number holding e (which sets log number, next file > number and last LSN)
+ * as its only edit, fsync it and its directory, and point CURRENT at it (temp -> fsync -> rename ->
+ * fsync(dir)).  REQUIRES: the database is closed and locked. */
+int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e);
+/* Read-only check of the manifest chain and every table of a closed database (pl_verify); reports
+ * the manifest's log number and last LSN (0 when there is no manifest). */
+int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn);
 
 char *db_file_name(const char *dir, uint64_t number, const char *ext);
 int db_parse_file_name(const char *name, const char *ext, uint64_t *number);

@@ -182,8 +182,6 @@ class _Ranges:
 
     def _raw_iter(self, start: Any, stop: Any, prefix: Any, reverse: bool, want: int) -> Iterator[Any]:
         lo, hi = _range(start, stop, prefix)
-        if lo is not None and hi is not None and lo >= hi:
-            return iter(())
         return self._db_for_iter()._iter(lo, hi, bool(reverse), want, self._snapshot_for_iter())
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
@@ -312,6 +310,14 @@ class DB(_Ranges, _pylsm.DB):
         b._db = self
         b._sync = sync
         return b
+
+    def stats(self) -> dict:
+        """Engine statistics (API.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
+        user_bytes_written, disk_bytes_written, write_amplification, flushes, compactions,
+        wal_dropped_bytes, and more."""
+        s = super().stats()
+        s["write_amplification"] = s.pop("write_amplification_x1000") / 1000.0
+        return s
 
     def snapshot(self) -> "Snapshot":
         """A read view of the database as it is now; release it with close() or a with block."""

@@ -309,6 +309,9 @@ static PyObject *DB_put(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
     return put_impl(self, args[0], args[1], flags);
 }
 
+static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **out, pl_buf *buf);
+static _Thread_local pl_buf scratch;
+
 static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_exist)
 {
     CHECK_OPEN(self);
@@ -317,13 +320,12 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
         return NULL;
     int rc = PL_OK;
     if (must_exist) {
-        pl_buf buf = {0};
-        Py_BEGIN_ALLOW_THREADS
-        rc = pl_db_get(self->db, NULL, k.ptr, (size_t)k.len, &buf, 0);
-        Py_END_ALLOW_THREADS
-        pl_buf_free(&buf);
-        if (rc == PL_NOTFOUND) {
-            PyErr_SetObject(PyExc_KeyError, key);
+        PyObject *v = NULL;
+        int r = get_one(self, NULL, key, &v, &scratch);
+        Py_XDECREF(v);
+        if (r <= 0) {
+            if (r == 0)
+                PyErr_SetObject(PyExc_KeyError, key);
             release_bytes(&k);
             return NULL;
         }
@@ -378,8 +380,7 @@ static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **
     return *out ? 1 : -1;
 }
 
-/* A per-thread scratch buffer for values on their way to a bytes object. */
-static _Thread_local pl_buf scratch;
+/* scratch: a per-thread buffer for values on their way to a bytes object (declared above). */
 
 static PyObject *get_impl(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject *dflt, int raise)
 {
@@ -937,7 +938,9 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     IterObject *it = (IterObject *)st->IterType->tp_alloc(st->IterType, 0);
-    int rc = it ? pl_iter_new(self->db, snap, &it->it) : PL_OK;
+    int rc = PL_OK;
+    if (it) /* may sort the memtable's newest entries: without the GIL */
+        BLOCKING_CALL(self, pl_iter_new(db_, snap, &it->it));
     if (it && !rc) {
         pl_iter_set_bounds(it->it, lo.ptr, (size_t)lo.len, start != Py_None, hi.ptr, (size_t)hi.len,
                            stop != Py_None);
@@ -1123,8 +1126,9 @@ static Py_ssize_t DB_len(DBObject *self)
             PyErr_SetString(st->ClosedError, "the database is closed");
         return -1;
     }
-    pl_iter *it;
-    int rc = pl_iter_new(self->db, NULL, &it);
+    pl_iter *it = NULL;
+    int rc;
+    BLOCKING_CALL(self, pl_iter_new(db_, NULL, &it));
     if (rc) {
         set_error(Py_TYPE(self), rc);
         return -1;

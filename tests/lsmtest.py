@@ -4,9 +4,10 @@ child processes: ``python tests/lsmtest.py <command> ...``).
 Contents:
   * an independent model of the on-disk WAL format (csrc/wal.h, csrc/batch.h): CRC32C, varints, batch
     payloads, record sizes and bytes, so tests count records from the layout instead of trusting the engine;
-  * child process entry points for the crash tests (``puts``, ``batches``, ``threads``, ``hold``,
-    ``fill_window``) which report every acknowledged write on stdout, one line per write, written with a
-    single os.write() *after* the call returned;
+  * child process entry points (``puts``, ``batches``, ``threads``, ``hold``, ``open``, ``reopen``,
+    ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``); the writers report every
+    acknowledged write on stdout, one line per write, written with a single os.write() *after* the
+    call returned;
   * the WAL "sweep" worker: reopen a database once per mutated copy of its WAL (every cut, every bit flip)
     and report what each reopen saw; the parent test spreads the variants over a few worker processes.
 """
@@ -362,19 +363,37 @@ def child_reopen(path: str) -> None:
     _say("done")
 
 
+def child_verify(path: str) -> None:
+    """pylsm.verify(path); print "ok" or the pylsm error class."""
+    import pylsm
+
+    try:
+        pylsm.verify(path)
+    except pylsm.Error as e:
+        _say(type(e).__name__)
+        return
+    _say("ok")
+
+
+def newest_wal(path: str) -> str:
+    return os.path.join(path, wal_names(path)[-1])
+
+
 def child_fill_window(path: str, room_left: str) -> None:
-    """Fill the first WAL's append window (4 MiB with memtable_bytes=4096) until exactly `room_left` bytes
-    are left, then kill -9 this process, so the WAL ends with a zero tail of `room_left` bytes."""
+    """Fill the space the engine preallocated for the current WAL (it extends the file ahead of the
+    writer in zero-filled chunks) until exactly `room_left` bytes are left, then kill -9 this process,
+    so the WAL ends with a zero tail of `room_left` bytes.  Prints: puts, lsn, wal file, its size."""
     import signal
 
     import pylsm
 
-    window = 4 << 20
     left = int(room_left)
-    db = pylsm.open(path, memtable_bytes=4096)
-    target = window - WAL_FILE_HEADER - left
+    db = pylsm.open(path)
+    wal = newest_wal(path)
+    alloc = os.path.getsize(wal)
+    target = alloc - WAL_FILE_HEADER - left
     big_v = 60000
-    big = record_size(len(encode_batch([("put", b"x" * 8, b"v" * big_v)])))
+    big = record_size(len(encode_batch([("put", b"big%05d" % 0, b"v" * big_v)])))
     written = 0
     i = 0
     while target - written > 2 * big:
@@ -395,7 +414,20 @@ def child_fill_window(path: str, room_left: str) -> None:
             raise SystemExit("cannot hit the size %d" % size)
     assert written == target
     st = db.stats()
-    _say("%d %d %d" % (i, st["lsn"], st["wal_bytes"]))
+    _say("%d %d %s %d" % (i, st["lsn"], os.path.basename(wal), alloc))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def child_put_big_then_die(path: str, pattern_hex: str, size: str) -> None:
+    """One put of `size` bytes of a repeated pattern (numeric data) as the first record, then kill -9."""
+    import signal
+
+    import pylsm
+
+    db = pylsm.open(path)
+    pattern = bytes.fromhex(pattern_hex)
+    db.put(b"big", pattern * (int(size) // len(pattern)))
+    _say(os.path.basename(newest_wal(path)))
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -495,6 +527,7 @@ def main(argv: List[str]) -> None:
         return
     fn = {"puts": child_puts, "batches": child_batches, "threads": child_threads, "hold": child_hold,
           "open": child_open, "open_limited": child_open_limited, "reopen": child_reopen,
+          "put_big_then_die": child_put_big_then_die, "verify": child_verify,
           "fill_window": child_fill_window}[cmd]
     fn(*args)
 

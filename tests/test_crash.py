@@ -62,13 +62,13 @@ def run_put_kill(path, spawn, sync, seed, options=""):
     return acked, m
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_kill9_every_write_loses_no_acknowledged_put(tmp_path, spawn, seed):
     acked, m = run_put_kill(str(tmp_path / "db"), spawn, "every_write", seed)
     assert acked > 0
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
 def test_kill9_no_sync_loses_no_acknowledged_put(tmp_path, spawn, seed):
     acked, m = run_put_kill(str(tmp_path / "db"), spawn, "none", seed)
     assert acked > 0
@@ -122,7 +122,7 @@ def check_batches(path, acked, nops):
     return B
 
 
-@pytest.mark.parametrize("sync,seed", [("none", 21), ("none", 22), ("every_write", 23)])
+@pytest.mark.parametrize("sync,seed", [("none", 21), ("none", 22), ("every_write", 23), ("n:3", 24)])
 def test_kill9_mid_batch_is_all_or_nothing(tmp_path, spawn, sync, seed):
     path = str(tmp_path / "db")
     nops = 2000
@@ -301,7 +301,7 @@ def test_kill9_during_recovery_several_times(tmp_path, spawn):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(1000, 1040))
+@pytest.mark.parametrize("seed", range(1000, 1200))
 def test_stress_random_kills(tmp_path, spawn, seed):
     rng = random.Random(seed)
     kind = rng.choice(["puts", "puts", "batches"])

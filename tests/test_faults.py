@@ -310,22 +310,29 @@ def test_fail_nth_io_call(tmp_path, faults, persistent):
 
 @pytest.mark.parametrize("op", ["open", "sync", "write"])
 def test_fault_while_switching_to_a_new_wal(db_path, faults, op):
-    # memtable_bytes=4096 gives a 4 MiB append window: ~40 puts of 100 kB switch to a new WAL file,
-    # which closes (cut + fsync) the old one and creates, allocates and maps the new one
+    """A tiny memtable makes the engine switch WAL files (and write tables) every few puts; the first
+    failing open/fsync/write on that path, in a writer or in a background thread, turns the database
+    read-only and a reopen keeps every acknowledged put."""
     db = pylsm.open(db_path, memtable_bytes=4096)
-    big = b"y" * 100_000
+    big = b"y" * 3000
     faults(op, 1)
     acked = 0
-    with pytest.raises(pylsm.StorageError):
-        for i in range(100):
-            db.put(key(i), big + val(i))
-            acked += 1
+    failed = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and acked < 5000:
+        try:
+            db.put(key(acked), big + val(acked))
+        except pylsm.StorageError:
+            failed = True
+            break
+        acked += 1
+    assert failed, "the injected failure never surfaced as a StorageError"
     _pylsm._test_fault_clear()
-    assert 30 < acked < 50
     assert_readonly(db)
-    st = db.stats()  # must not touch the WAL that failed to open
-    assert st["lsn"] == acked
-    assert db.get(key(acked - 1)) == big + val(acked - 1)
+    assert db.stats()["lsn"] >= acked  # stats still work
+    if acked:
+        assert db.get(key(acked - 1)) == big + val(acked - 1)
+        assert db.get(key(0)) == big + val(0)
     db.close()
     with pylsm.open(db_path, memtable_bytes=4096) as db:
         vals = db.get_many([key(i) for i in range(acked + 3)])
@@ -335,7 +342,43 @@ def test_fault_while_switching_to_a_new_wal(db_path, faults, op):
         assert vals[:m] == [big + val(i) for i in range(m)]
         assert acked <= m <= acked + 1
         assert vals[m:] == [None] * (len(vals) - m)
-        for i in range(acked + 3, acked + 60):  # the WAL switch works again
+        for i in range(acked + 3, acked + 60):  # switching works again
             db.put(key(i), big + val(i))
     with pylsm.open(db_path) as db:
         assert db.get(key(acked + 59)) == big + val(acked + 59)
+
+
+@pytest.fixture
+def table_db(tmp_path):
+    """A closed database whose data went through the engine's whole write path: with a tiny memtable,
+    most of it has left the WAL for other files."""
+    path = str(tmp_path / "tables")
+    with pylsm.open(path, memtable_bytes=4096) as db:
+        for i in range(300):
+            db.put(key(i), val(i) * 20)
+    return path
+
+
+@pytest.mark.parametrize("op", ["open", "read"])
+def test_transient_failure_during_open_never_loses_data(table_db, tmp_path, faults, op):
+    want = [val(i) * 20 for i in range(300)]
+    outcomes = set()
+    for nth in range(1, 9):
+        p = str(tmp_path / f"{op}{nth}")
+        shutil.copytree(table_db, p)
+        faults(op, nth)
+        try:
+            db = pylsm.open(p)
+        except pylsm.StorageError:
+            outcomes.add("StorageError")  # the right answer to an I/O error
+        else:
+            outcomes.add("opened")  # the fault hit something optional; then everything must be there
+            try:
+                assert db.get_many([key(i) for i in range(300)]) == want, f"{op}:{nth}: data lost"
+            finally:
+                db.close()
+        finally:
+            _pylsm._test_fault_clear()
+        with pylsm.open(p) as db:  # and with the device healthy again, nothing is lost
+            assert db.get_many([key(i) for i in range(300)]) == want, f"after {op}:{nth}: data lost"
+    assert "StorageError" in outcomes

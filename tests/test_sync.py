@@ -4,7 +4,6 @@ Counts, not timings: background syncs are polled for with a generous bound.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -23,10 +22,6 @@ def poll(pred, timeout=5.0):
             return True
         time.sleep(0.01)
     return pred()
-
-
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
 
 
 def test_no_sync_never_fsyncs_on_its_own(db_path):
@@ -142,35 +137,49 @@ def test_hybrid_delay_trigger(db_path):
         assert poll(lambda: syncs(db) > s1 and db.stats()["wal_unsynced_records"] == 0)
 
 
-def test_background_thread_exists_only_while_open(db_path):
-    base = os_threads()
-    db = pylsm.open(db_path, sync=pylsm.TimeBasedBackground(1))
-    assert os_threads() == base + 1
+_THREADS_CHILD = r"""
+import os, sys, time, pylsm
+path = sys.argv[1]
+def n():
+    return len(os.listdir("/proc/self/task"))
+out = [n()]
+db = pylsm.open(path, sync="every_write"); out.append(n()); db.close(); out.append(n())
+db = pylsm.open(path, sync=pylsm.TimeBasedBackground(1)); out.append(n()); db.close(); out.append(n())
+db = pylsm.open(path, sync=pylsm.Hybrid(5, 1)); out.append(n()); db.close(); out.append(n())
+t0 = time.monotonic()
+for i in range(50):
+    db = pylsm.open(path, sync=pylsm.TimeBasedBackground(1))
+    db.put(b"k%d" % i, b"v")
+    if i % 2:
+        time.sleep(0.002)  # sometimes while the thread is syncing
     db.close()
-    assert os_threads() == base
-    db = pylsm.open(db_path, sync=pylsm.Hybrid(5, 1))
-    assert os_threads() == base + 1
+for i in range(20):
+    db = pylsm.open(path, sync=pylsm.Hybrid(2, 1))
+    db.put(b"h%d" % i, b"v")
     db.close()
-    assert os_threads() == base
-    with pylsm.open(db_path, sync="every_write"):
-        assert os_threads() == base  # no thread for strategies that need none
+out.append(n())
+print(" ".join(map(str, out)), round(time.monotonic() - t0, 3))
+"""
 
 
-def test_close_stops_background_thread_quickly(db_path):
-    base = os_threads()
-    t0 = time.monotonic()
-    for i in range(50):
-        db = pylsm.open(db_path, sync=pylsm.TimeBasedBackground(1))
-        db.put(b"k%d" % i, b"v")
-        if i % 2:
-            time.sleep(0.002)  # sometimes while the thread is syncing
-        db.close()
-    for i in range(20):
-        db = pylsm.open(db_path, sync=pylsm.Hybrid(2, 1))
-        db.put(b"h%d" % i, b"v")
-        db.close()
-    assert time.monotonic() - t0 < 60
-    assert os_threads() == base
+def test_close_stops_the_background_thread(db_path):
+    # in a fresh process, so that no other thread of the test run comes or goes while counting
+    import subprocess
+    import sys
+
+    import lsmtest
+
+    p = subprocess.run([sys.executable, "-c", _THREADS_CHILD, db_path], capture_output=True,
+                       env=lsmtest.child_env(), timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    *counts, secs = p.stdout.decode().split()
+    base, ew_open, ew_closed, tb_open, tb_closed, hy_open, hy_closed, after_loop = map(int, counts)
+    # every_write needs no sync thread; whatever threads the engine always runs are the baseline
+    assert ew_closed == base
+    assert (tb_open, tb_closed) == (ew_open + 1, base)  # one sync thread while open, gone after close
+    assert (hy_open, hy_closed) == (ew_open + 1, base)
+    assert after_loop == base  # 70 quick open/close cycles: no hang, no leaked thread
+    assert float(secs) < 60
     with pylsm.open(db_path) as db:
         assert db.get_many([b"k0", b"k49", b"h19"]) == [b"v", b"v", b"v"]
 

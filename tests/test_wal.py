@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import struct
+import subprocess
 import time
 
 import pytest
@@ -184,18 +185,20 @@ def test_zero_filled_tail_is_the_end_of_the_log(small_db, tmp_path, mode, zeros)
 
 
 @pytest.mark.parametrize("room_left", [1, 9, 15])
-def test_wal_window_filled_to_within_a_header_then_killed(tmp_path, spawn, room_left):
-    """The engine itself leaves a zero tail shorter than a record header when its append window
-    (preallocated, cut only on a clean close) fills up to within a few bytes and the process dies."""
+def test_preallocated_wal_filled_to_within_a_header_then_killed(tmp_path, spawn, room_left):
+    """The engine itself leaves a zero tail shorter than a record header: it preallocates the WAL ahead
+    of the writer in zero-filled chunks (cut only on a clean close), so a process that dies after
+    filling a chunk to within a few bytes leaves those bytes as zeros."""
     path = str(tmp_path / "db")
     p = spawn("fill_window", path, room_left)
     out, err = p.communicate(timeout=120)
     assert p.returncode == -9, err.decode()[-2000:]
-    n, child_lsn, wal_bytes = map(int, out.split())
-    wal = find_wal(path)
-    size = os.path.getsize(wal)
-    assert size == 4 << 20 and wal_bytes == size - room_left  # the situation is as intended
-    assert open(wal, "rb").read()[-room_left:] == bytes(room_left)
+    n, child_lsn, name, alloc = out.split()
+    n, child_lsn, alloc = int(n), int(child_lsn), int(alloc)
+    wal = os.path.join(path, name.decode())
+    assert os.path.getsize(wal) == alloc  # the situation is as intended: the chunk was not extended
+    data = open(wal, "rb").read()
+    assert data[-room_left:] == bytes(room_left) and data[-room_left - 1] != 0
     for mode in ("absolute", "tolerate_tail", "salvage"):
         cp = str(tmp_path / mode)
         shutil.copytree(path, cp)
@@ -319,11 +322,13 @@ def test_huge_length_field_is_corruption_or_end_no_huge_allocation(small_db, tmp
 
 
 def _write_wal(tmp_path, name, records):
+    """An empty database made by the engine (whatever metadata files it keeps), its WAL replaced by
+    a hand-made one."""
     path = str(tmp_path / name)
-    os.mkdir(path)
-    with open(os.path.join(path, "LOCK"), "wb"):
-        pass
-    with open(os.path.join(path, "000001.wal"), "wb") as f:
+    pylsm.open(path).close()
+    assert not lsmtest.wal_names(path)  # a WAL that got no record is not kept at close
+    wal = os.path.join(path, "000099.wal")
+    with open(wal, "wb") as f:
         f.write(lsmtest.file_header() + b"".join(records))
     return path
 
@@ -410,8 +415,8 @@ def test_old_wal_copied_back_is_rejected(tmp_path):
     # in place of the second WAL (not the last one after a reopen adds a third): corruption
     middle = str(tmp_path / "middle")
     shutil.copytree(path, middle)
-    with pylsm.open(middle):
-        pass
+    with pylsm.open(middle) as db:
+        db[b"third"] = b"wal"  # a WAL that got no record would not be kept
     names = lsmtest.wal_names(middle)
     assert len(names) == 3
     shutil.copy(os.path.join(middle, names[0]), os.path.join(middle, names[1]))
@@ -505,3 +510,33 @@ def test_repair_makes_a_damaged_db_consistent(small_db, tmp_path):
     with pylsm.open(p) as db:
         assert state_of(db, s["keys"]) == tuple(want.get(key) for key in s["keys"])
     pylsm.verify(p)
+
+
+def test_torn_large_first_record_is_scanned_promptly(tmp_path, spawn):
+    """A process dies after copying a 4 MiB first record (numeric data) into the WAL but before storing
+    its CRC (the last store of an append; the preallocated file reads zero there).  Recovery must find
+    the end of the log in time linear in the WAL, not CRC up to `len` bytes at every payload offset."""
+    path = str(tmp_path / "db")
+    p = spawn("put_big_then_die", path, "00001000", 4 << 20)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == -9, err.decode()[-2000:]
+    wal = os.path.join(path, out.decode().split()[0])
+    with open(wal, "r+b") as f:
+        head = f.read(16 + 16)
+        lsn_, crc, ln = struct.unpack_from("<QII", head, 16)
+        assert lsn_ == 1 and crc != 0 and ln > 4 << 20
+        f.seek(16 + 8)
+        f.write(bytes(4))  # the CRC field as it was before the append's last store
+    # pylsm.verify reads the same log (a torn tail of the last WAL is no corruption), then recovery
+    for command, want in (("verify", "ok"), ("reopen", "opened 0")):
+        r = spawn(command, path)
+        try:
+            out, err = r.communicate(timeout=5)  # a healthy scan of this WAL takes milliseconds
+        except subprocess.TimeoutExpired:
+            r.kill()
+            r.communicate()
+            pytest.fail(f"{command} of a WAL with a torn 4 MiB first record took over 5 s")
+        assert r.returncode == 0, err.decode()[-2000:]
+        assert want in out.decode().splitlines()
+    with pylsm.open(path) as db:
+        assert db.get(b"big") is None and db.stats()["lsn"] == 0

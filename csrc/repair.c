@@ -1,0 +1,1258 @@
+/* repair.c -- rebuild a damaged database from what is intact; see repair.h. */
+#include "repair.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "batch.h"
+#include "block.h"
+#include "coding.h"
+#include "compaction.h"
+#include "crc.h"
+#include "env.h"
+#include "ikey.h"
+#include "memtable.h"
+#include "merge.h"
+#include "sstable.h"
+#include "status.h"
+#include "version.h"
+#include "wal.h"
+
+#define REPAIR_TARGET_FILE_BYTES (64u << 20) /* merged runs are cut into tables of about this size */
+#define REPAIR_BLOCK_BYTES 4096
+#define REPAIR_BLOOM_BITS 10
+
+typedef unsigned long long ull;
+
+/* ---- small vectors ---- */
+
+typedef struct {
+    uint64_t *v;
+    size_t n, cap;
+} u64vec;
+
+static int u64_push(u64vec *a, uint64_t x)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        uint64_t *p = realloc(a->v, cap * sizeof *p);
+        if (!p)
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        a->v = p;
+        a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return PL_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A sorted run of L0 tables: key-disjoint, in key order (one table unless it came from a merge). */
+typedef struct {
+    file_meta **f;
+    int n;
+    uint64_t min_lsn, max_lsn;
+} item;
+
+typedef struct {
+    char *from, *to;
+} move;
+
+typedef struct {
+    const char *dir;
+    uint64_t first_fresh; /* numbers from here on were handed out by this repair */
+    uint64_t next;        /* the next fresh number */
+    u64vec ssts, wals;
+    int have_db_files;
+    int have_wal;
+    uint64_t max_wal;
+    uint64_t max_number;
+    item *items;
+    size_t nitems, capitems;
+    u64vec dropped;       /* original tables whose entries are all elsewhere: deleted at the end */
+    u64vec clean_wals;    /* replayed WALs: deleted at the end */
+    u64vec bad_tables;    /* renamed NNNNNN.sst.bad before the manifest is written */
+    u64vec bad_wals;      /* renamed NNNNNN.wal.bad likewise */
+    u64vec created;       /* tables this repair wrote (by current number): removed on failure */
+    move *moves;          /* renames made, undone on failure */
+    size_t nmoves, capmoves;
+    repair_report rep;
+} repairer;
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *numbered(const char *dir, uint64_t number, const char *ext)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%06" PRIu64 ".%s", number, ext);
+    return join(dir, name);
+}
+
+static uint64_t fresh_number(void *ctx)
+{
+    repairer *r = ctx;
+    return r->next++;
+}
+
+static void item_free(item *it)
+{
+    for (int i = 0; i < it->n; i++)
+        file_unref(it->f[i]);
+    free(it->f);
+    it->f = NULL;
+    it->n = 0;
+}
+
+static int push_item(repairer *r, item *it)
+{
+    if (r->nitems == r->capitems) {
+        size_t cap = r->capitems ? r->capitems * 2 : 16;
+        item *p = realloc(r->items, cap * sizeof *p);
+        if (!p)
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        r->items = p;
+        r->capitems = cap;
+    }
+    r->items[r->nitems++] = *it;
+    return PL_OK;
+}
+
+/* Rename from -> to and remember it so a failed repair can undo it. */
+static int move_file(repairer *r, const char *from, const char *to)
+{
+    if (r->nmoves == r->capmoves) {
+        size_t cap = r->capmoves ? r->capmoves * 2 : 16;
+        move *p = realloc(r->moves, cap * sizeof *p);
+        if (!p)
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        r->moves = p;
+        r->capmoves = cap;
+    }
+    char *f = strdup(from), *t = strdup(to);
+    int rc = f && t ? env_rename(from, to) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc) {
+        free(f);
+        free(t);
+        return rc;
+    }
+    r->moves[r->nmoves++] = (move){f, t};
+    return PL_OK;
+}
+
+static void remove_created(repairer *r, uint64_t number)
+{
+    for (size_t i = 0; i < r->created.n; i++)
+        if (r->created.v[i] == number) {
+            r->created.v[i] = r->created.v[--r->created.n];
+            return;
+        }
+}
+
+static int is_created(const repairer *r, uint64_t number) { return number >= r->first_fresh; }
+
+/* ---- the directory ---- */
+
+/* A leading file number: "NNNNNN.<anything>" or "MANIFEST-NNNNNN<anything>". */
+static int leading_number(const char *name, uint64_t *out)
+{
+    const char *p = name;
+    if (strncmp(p, "MANIFEST-", 9) == 0)
+        p += 9;
+    uint64_t n = 0;
+    const char *d = p;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > UINT64_MAX / 10 - 9)
+            return 0;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == d || (d == name && *p != '.'))
+        return 0;
+    *out = n;
+    return 1;
+}
+
+static int scan_entry(void *ctx, const char *name)
+{
+    repairer *r = ctx;
+    uint64_t n;
+    int rc = PL_OK;
+    if (db_parse_file_name(name, "sst", &n)) {
+        r->have_db_files = 1;
+        rc = u64_push(&r->ssts, n);
+    } else if (db_parse_file_name(name, "wal", &n)) {
+        r->have_db_files = 1;
+        rc = u64_push(&r->wals, n);
+    } else if (strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0) {
+        r->have_db_files = 1;
+    }
+    if (leading_number(name, &n) && n > r->max_number)
+        r->max_number = n;
+    return rc;
+}
+
+/* ---- tables ---- */
+
+/* The meta of an intact table, by reading all of it. */
+static int scan_meta(const char *path, uint64_t size, table_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    m->file_size = size;
+    table *t;
+    int rc = table_open(path, size, NULL, &t);
+    if (rc)
+        return rc;
+    iter *it = table_iter(t);
+    if (!it) {
+        table_close(t);
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    const char *k;
+    size_t kn;
+    for (iter_seek_first(it); iter_valid(it); iter_next(it)) {
+        iter_key(it, &k, &kn);
+        uint64_t lsn = ikey_lsn(k, kn);
+        if (!m->entries) {
+            if (!(m->smallest = malloc(kn))) {
+                rc = PL_FAIL(PL_NOMEM, "out of memory");
+                goto out;
+            }
+            memcpy(m->smallest, k, kn);
+            m->smallest_len = kn;
+            m->min_lsn = m->max_lsn = lsn;
+        }
+        if (lsn < m->min_lsn)
+            m->min_lsn = lsn;
+        if (lsn > m->max_lsn)
+            m->max_lsn = lsn;
+        m->entries++;
+        m->deletes += ikey_kind(k, kn) == KIND_DELETE;
+    }
+    if ((rc = iter_status(it)))
+        goto out;
+    if (m->entries) {
+        iter_seek_last(it);
+        if (!iter_valid(it)) {
+            rc = iter_status(it) ? iter_status(it) : PL_FAIL(PL_CORRUPT, "%s: no last entry", path);
+            goto out;
+        }
+        iter_key(it, &k, &kn);
+        if (!(m->largest = malloc(kn))) {
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(m->largest, k, kn);
+        m->largest_len = kn;
+    }
+out:
+    iter_destroy(it);
+    table_close(t);
+    if (rc)
+        table_meta_free(m);
+    return rc;
+}
+
+/* The data blocks salvaged from a damaged table, in file order, their keys ascending across them. */
+typedef struct {
+    char **blocks;
+    size_t *lens;
+    size_t n, cap;
+    pl_buf last; /* the last key of the last block taken */
+    uint64_t entries;
+} salvage_set;
+
+static void salvage_free(salvage_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->blocks[i]);
+    free(s->blocks);
+    free(s->lens);
+    pl_buf_free(&s->last);
+    memset(s, 0, sizeof *s);
+}
+
+/* Take the block [data, data + len) if it is a well-formed, non-empty data block of known kinds whose
+ * keys ascend from the last block taken.  1 taken, 0 rejected, -PL_NOMEM. */
+static int take_block(salvage_set *s, const char *data, size_t len)
+{
+    block_cursor c;
+    pl_buf prev = {0};
+    int ok = 1, rc = PL_OK;
+    uint64_t n = 0;
+    if (block_cursor_init(&c, data, len) != PL_OK) {
+        ok = 0; /* a malformed restart array */
+        goto out;
+    }
+    if (s->last.len && (rc = buf_set(&prev, s->last.data, s->last.len)))
+        goto out;
+    for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c), n++) {
+        const char *k = block_cursor_key(&c);
+        size_t kn = block_cursor_klen(&c);
+        int kind = ikey_kind(k, kn);
+        if ((kind != KIND_PUT && kind != KIND_DELETE) || ikey_lsn(k, kn) == 0 ||
+            (prev.len && ikey_cmp(prev.data, prev.len, k, kn) >= 0)) {
+            ok = 0;
+            goto out;
+        }
+        if ((rc = buf_set(&prev, k, kn)))
+            goto out;
+    }
+    if (block_cursor_status(&c) == PL_NOMEM)
+        rc = PL_NOMEM;
+    if (rc || block_cursor_status(&c) || n == 0) {
+        ok = 0;
+        goto out;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **b = realloc(s->blocks, cap * sizeof *b);
+        if (b)
+            s->blocks = b;
+        size_t *l = b ? realloc(s->lens, cap * sizeof *l) : NULL;
+        if (!l) {
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            goto out;
+        }
+        s->lens = l;
+        s->cap = cap;
+    }
+    char *copy = malloc(len);
+    if (!copy) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(copy, data, len);
+    s->blocks[s->n] = copy;
+    s->lens[s->n++] = len;
+    pl_buf t = s->last;
+    s->last = prev;
+    prev = t;
+    s->entries += n;
+out:
+    block_cursor_free(&c);
+    pl_buf_free(&prev);
+    return rc ? -rc : ok;
+}
+
+/* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes)? */
+static int trailer_ok(const char *blk, size_t n)
+{
+    return (unsigned char)blk[n] == TABLE_BLOCK_RAW &&
+           crc_unmask(get_u32(blk + n + 1)) == crc_extend(crc_value(blk, n), blk + n, 1);
+}
+
+/* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
+ * itself is unusable: nothing was taken), PL_NOMEM. */
+static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_off, uint64_t index_size,
+                            salvage_set *s, repair_report *rep)
+{
+    if (!trailer_ok(d + index_off, (size_t)index_size))
+        return PL_CORRUPT;
+    block_cursor ic;
+    int rc = block_cursor_init(&ic, d + index_off, (size_t)index_size);
+    uint64_t lost = 0, taken = 0;
+    for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic)) {
+        const char *v = block_cursor_value(&ic), *end = v + block_cursor_vlen(&ic);
+        uint64_t off, bsize;
+        const char *p = get_varint64(v, end, &off);
+        if (!p || !(p = get_varint64(p, end, &bsize)) || p != end || off > filter_off ||
+            bsize > filter_off - off || filter_off - off - bsize < TABLE_BLOCK_TRAILER) {
+            lost++;
+            continue;
+        }
+        if (!trailer_ok(d + off, (size_t)bsize)) {
+            lost++;
+            continue;
+        }
+        int t = take_block(s, d + off, (size_t)bsize);
+        if (t < 0)
+            rc = -t;
+        else if (t)
+            taken++;
+        else
+            lost++;
+    }
+    if (!rc)
+        rc = block_cursor_status(&ic);
+    block_cursor_free(&ic);
+    if (rc == PL_OK) {
+        rep->blocks_salvaged += taken;
+        rep->blocks_lost += lost;
+    }
+    return rc;
+}
+
+/* Without an index: data blocks lie back to back from offset 0, each followed by its trailer, so a
+ * block ends at the first offset whose 5 bytes are a trailer matching the CRC of the bytes since the
+ * block's start (and the block parses and continues the key order).  Stops at the first block that
+ * cannot be found; *stop is where. */
+static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64_t *stop, repair_report *rep)
+{
+    uint64_t start = 0;
+    while (start < limit && limit - start >= 8 + TABLE_BLOCK_TRAILER) {
+        uint32_t c = crc_value(d + start, 8);
+        uint64_t e = start + 8;
+        int found = 0;
+        for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
+            if (d[e] == TABLE_BLOCK_RAW && crc_unmask(get_u32(d + e + 1)) == crc_extend(c, d + e, 1)) {
+                int t = take_block(s, d + start, (size_t)(e - start));
+                if (t < 0)
+                    return -t;
+                if (t) {
+                    found = 1;
+                    break;
+                }
+            }
+            c = crc_extend(c, d + e, 1);
+        }
+        if (!found)
+            break;
+        rep->blocks_salvaged++;
+        start = e + TABLE_BLOCK_TRAILER;
+    }
+    *stop = start;
+    return PL_OK;
+}
+
+/* Every readable data block of the damaged table at path. */
+static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
+{
+    char *d = NULL;
+    size_t size = 0;
+    int rc = env_read_file(path, &d, &size);
+    if (rc)
+        return rc;
+    uint64_t limit = size, filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
+    int footer_ok = 0;
+    if (size >= TABLE_FOOTER_SIZE) {
+        const char *f = d + size - TABLE_FOOTER_SIZE;
+        uint64_t foot = size - TABLE_FOOTER_SIZE;
+        filter_off = get_u64(f);
+        filter_size = get_u64(f + 8);
+        index_off = get_u64(f + 16);
+        index_size = get_u64(f + 24);
+        footer_ok = get_u64(f + 40) == TABLE_MAGIC && get_u32(f + 36) == crc_value(f, 36) &&
+                    get_u32(f + 32) == TABLE_VERSION && index_off <= foot && index_size <= foot &&
+                    foot - index_size - index_off == TABLE_BLOCK_TRAILER && filter_off <= index_off &&
+                    filter_size <= index_off && index_off - filter_size - filter_off == TABLE_BLOCK_TRAILER;
+    }
+    if (footer_ok) {
+        limit = filter_off;
+        rc = salvage_by_index(d, filter_off, index_off, index_size, s, rep);
+        if (rc != PL_CORRUPT)
+            goto out;
+        salvage_free(s); /* the index is unusable: scan the data area */
+    }
+    uint64_t stop = 0;
+    rc = salvage_by_scan(d, limit, s, &stop, rep);
+    if (!rc && stop < limit) {
+        rep->bytes_lost += limit - stop;
+        if (footer_ok)
+            rep->blocks_lost++; /* at least one; the scan cannot tell how many */
+    }
+out:
+    free(d);
+    return rc;
+}
+
+/* A forward iterator over a salvage set's entries (for compaction_write). */
+typedef struct {
+    iter base;
+    salvage_set *s;
+    size_t bi;
+    block_cursor c;
+} salvage_iter;
+
+static void sv_settle(salvage_iter *v)
+{
+    while (!block_cursor_valid(&v->c) && !block_cursor_status(&v->c) && v->bi + 1 < v->s->n) {
+        v->bi++;
+        if (block_cursor_reset(&v->c, v->s->blocks[v->bi], v->s->lens[v->bi]) == PL_OK)
+            block_cursor_seek_first(&v->c);
+    }
+}
+static void sv_seek_first(iter *it)
+{
+    salvage_iter *v = (salvage_iter *)it;
+    if (!v->s->n)
+        return;
+    v->bi = 0;
+    if (block_cursor_reset(&v->c, v->s->blocks[0], v->s->lens[0]) == PL_OK)
+        block_cursor_seek_first(&v->c);
+    sv_settle(v);
+}
+static void sv_seek(iter *it, const char *k, size_t n) { sv_seek_first(it); } /* unused */
+static void sv_seek_last(iter *it) { block_cursor_invalidate(&((salvage_iter *)it)->c); } /* unused */
+static void sv_next(iter *it)
+{
+    salvage_iter *v = (salvage_iter *)it;
+    block_cursor_next(&v->c);
+    sv_settle(v);
+}
+static void sv_prev(iter *it) { block_cursor_invalidate(&((salvage_iter *)it)->c); } /* unused */
+static int sv_valid(const iter *it) { return block_cursor_valid(&((const salvage_iter *)it)->c); }
+static void sv_key(const iter *it, const char **k, size_t *n)
+{
+    const salvage_iter *v = (const salvage_iter *)it;
+    *k = block_cursor_key(&v->c);
+    *n = block_cursor_klen(&v->c);
+}
+static void sv_value(const iter *it, const char **val, size_t *n)
+{
+    const salvage_iter *v = (const salvage_iter *)it;
+    *val = block_cursor_value(&v->c);
+    *n = block_cursor_vlen(&v->c);
+}
+static int sv_status(const iter *it) { return block_cursor_status(&((const salvage_iter *)it)->c); }
+static void sv_destroy(iter *it)
+{
+    block_cursor_free(&((salvage_iter *)it)->c);
+    free(it);
+}
+static const struct iter_ops salvage_iter_ops = {sv_seek, sv_seek_first, sv_seek_last, sv_next, sv_prev,
+                                                 sv_valid, sv_key, sv_value, sv_status, sv_destroy};
+
+static iter *salvage_iter_new(salvage_set *s)
+{
+    salvage_iter *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->base.ops = &salvage_iter_ops;
+    v->s = s;
+    block_cursor_init_empty(&v->c);
+    return &v->base;
+}
+
+/* A forward iterator dropping repeats of the same internal key (adjacent in a merge). */
+typedef struct {
+    iter base;
+    iter *in;
+    pl_buf prev;
+    int status;
+} dedup_iter;
+
+static void dd_seek_first(iter *it) { iter_seek_first(((dedup_iter *)it)->in); }
+static void dd_seek(iter *it, const char *k, size_t n) { iter_seek(((dedup_iter *)it)->in, k, n); }
+static void dd_seek_last(iter *it) { iter_seek_last(((dedup_iter *)it)->in); }
+static void dd_prev(iter *it) { iter_prev(((dedup_iter *)it)->in); } /* unused: no dedup backwards */
+static void dd_next(iter *it)
+{
+    dedup_iter *d = (dedup_iter *)it;
+    const char *k;
+    size_t kn;
+    iter_key(d->in, &k, &kn);
+    int rc = buf_set(&d->prev, k, kn);
+    if (rc) {
+        d->status = rc;
+        return;
+    }
+    do {
+        iter_next(d->in);
+        if (!iter_valid(d->in))
+            return;
+        iter_key(d->in, &k, &kn);
+    } while (kn == d->prev.len && memcmp(k, d->prev.data, kn) == 0);
+}
+static int dd_valid(const iter *it)
+{
+    const dedup_iter *d = (const dedup_iter *)it;
+    return !d->status && iter_valid(d->in);
+}
+static void dd_key(const iter *it, const char **k, size_t *n) { iter_key(((const dedup_iter *)it)->in, k, n); }
+static void dd_value(const iter *it, const char **v, size_t *n) { iter_value(((const dedup_iter *)it)->in, v, n); }
+static int dd_status(const iter *it)
+{
+    const dedup_iter *d = (const dedup_iter *)it;
+    return d->status ? d->status : iter_status(d->in);
+}
+static void dd_destroy(iter *it)
+{
+    dedup_iter *d = (dedup_iter *)it;
+    iter_destroy(d->in);
+    pl_buf_free(&d->prev);
+    free(d);
+}
+static const struct iter_ops dedup_iter_ops = {dd_seek, dd_seek_first, dd_seek_last, dd_next, dd_prev,
+                                               dd_valid, dd_key, dd_value, dd_status, dd_destroy};
+
+/* Takes over in (destroyed on failure). */
+static iter *dedup_iter_new(iter *in)
+{
+    if (!in)
+        return NULL;
+    dedup_iter *d = calloc(1, sizeof *d);
+    if (!d) {
+        iter_destroy(in);
+        return NULL;
+    }
+    d->base.ops = &dedup_iter_ops;
+    d->in = in;
+    return &d->base;
+}
+
+/* Write `input` (taken over) as L0 tables and make them one item. */
+static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
+{
+    compact_env env;
+    memset(&env, 0, sizeof env);
+    env.dir = r->dir;
+    env.block_bytes = REPAIR_BLOCK_BYTES;
+    env.bloom_bits_per_key = REPAIR_BLOOM_BITS;
+    env.target_file_bytes = target;
+    env.oldest_snapshot = 0; /* keep every version and every tombstone */
+    env.level_base_bytes = 4 * (uint64_t)REPAIR_TARGET_FILE_BYTES;
+    env.new_file = fresh_number;
+    env.ctx = r;
+    version_edit e;
+    edit_init(&e);
+    int rc = compaction_write(input, NULL, 0, &env, &e);
+    item it = {0};
+    if (!rc && e.nadded) {
+        it.f = malloc(sizeof(file_meta *) * (size_t)e.nadded);
+        if (!it.f)
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    for (int i = 0; !rc && i < e.nadded; i++)
+        rc = u64_push(&r->created, e.added[i].f->number);
+    if (rc) {
+        for (int i = 0; i < e.nadded; i++) {
+            env_unlink(e.added[i].f->path);
+            remove_created(r, e.added[i].f->number);
+        }
+        free(it.f);
+        edit_free(&e);
+        return rc;
+    }
+    for (int i = 0; i < e.nadded; i++) {
+        file_meta *f = e.added[i].f;
+        file_ref(f);
+        if (!it.n || f->m.min_lsn < it.min_lsn)
+            it.min_lsn = f->m.min_lsn;
+        if (f->m.max_lsn > it.max_lsn)
+            it.max_lsn = f->m.max_lsn;
+        it.f[it.n++] = f;
+    }
+    edit_free(&e);
+    *wrote = it.n > 0;
+    if (it.n && (rc = push_item(r, &it)))
+        item_free(&it);
+    return rc;
+}
+
+static int add_table(repairer *r, uint64_t number)
+{
+    char *path = numbered(r->dir, number, "sst");
+    if (!path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int fd, rc = env_open(path, O_RDONLY, &fd);
+    uint64_t size = 0;
+    if (!rc) {
+        rc = env_file_size(fd, &size, path);
+        env_close(fd);
+    }
+    table_meta m;
+    memset(&m, 0, sizeof m);
+    if (!rc && (rc = table_verify(path, size)) == PL_OK)
+        rc = scan_meta(path, size, &m);
+    if (rc == PL_OK) {
+        if (!m.entries) {
+            r->rep.tables_dropped++;
+            rc = u64_push(&r->dropped, number);
+            goto out;
+        }
+        file_meta *f;
+        item it = {0};
+        if ((rc = file_meta_open(r->dir, number, &m, NULL, &f)))
+            goto out;
+        memset(&m, 0, sizeof m); /* now f's */
+        it.min_lsn = f->m.min_lsn;
+        it.max_lsn = f->m.max_lsn;
+        if (!(it.f = malloc(sizeof *it.f))) {
+            file_unref(f);
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            goto out;
+        }
+        it.f[it.n++] = f;
+        if ((rc = push_item(r, &it)))
+            item_free(&it);
+        else
+            r->rep.tables_kept++;
+        goto out;
+    }
+    if (rc != PL_CORRUPT)
+        goto out;
+    /* Damaged: copy what is readable into a new table; the file goes aside as NNNNNN.sst.bad. */
+    r->rep.tables_damaged++;
+    if ((rc = u64_push(&r->bad_tables, number)))
+        goto out;
+    salvage_set s;
+    memset(&s, 0, sizeof s);
+    rc = salvage_blocks(path, &s, &r->rep);
+    if (!rc && s.n) {
+        int wrote;
+        r->rep.entries_salvaged += s.entries;
+        rc = write_item(r, salvage_iter_new(&s), UINT64_MAX, &wrote);
+    }
+    salvage_free(&s);
+out:
+    table_meta_free(&m);
+    free(path);
+    return rc;
+}
+
+/* ---- WALs ---- */
+
+typedef struct {
+    memtable *m;
+    uint64_t next;    /* the least LSN the next record may carry: LSNs only grow */
+    uint64_t base;
+    uint64_t applied, skipped;
+} wal_ctx;
+
+static int check_op(void *ctx, uint32_t i, int kind, const char *k, size_t kl, const char *v, size_t vl)
+{
+    return batch_check_sizes(kl, vl) ? PL_CORRUPT : PL_OK;
+}
+
+static int add_op(void *ctx, uint32_t i, int kind, const char *k, size_t kl, const char *v, size_t vl)
+{
+    wal_ctx *w = ctx;
+    return memtable_add(w->m, w->base + i, kind, k, kl, v, vl);
+}
+
+static int wal_apply(void *ctx, uint64_t lsn, const char *payload, size_t len)
+{
+    wal_ctx *w = ctx;
+    uint32_t count = batch_rep_count(payload);
+    if (lsn < w->next || count == 0 || lsn - 1 > LSN_MAX - count ||
+        batch_iterate(payload, len, check_op, NULL) != PL_OK) {
+        w->skipped++; /* stale (a recycled or copied-back region) or a malformed batch */
+        return PL_OK;
+    }
+    w->base = lsn;
+    int rc = batch_iterate(payload, len, add_op, w);
+    if (rc)
+        return rc;
+    w->next = lsn + count;
+    w->applied++;
+    return PL_OK;
+}
+
+static int all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+static int header_ok(const char *d, size_t size)
+{
+    return size >= WAL_FILE_HEADER && memcmp(d, WAL_MAGIC, 8) == 0 && crc_value(d, 12) == get_u32(d + 12) &&
+           (get_u32(d + 8) & ~WAL_FLAG_TIMESTAMP) == 0;
+}
+
+static int add_wal(repairer *r, uint64_t number)
+{
+    char *path = numbered(r->dir, number, "wal"), *tmp = NULL;
+    char *d = NULL;
+    size_t size = 0;
+    wal_ctx w = {0};
+    int damaged = 0;
+    wal_replay_result res = {0};
+    int rc = path ? env_read_file(path, &d, &size) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc)
+        goto out;
+    if (header_ok(d, size)) {
+        if (!(w.m = memtable_new())) {
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            goto out;
+        }
+        rc = wal_replay(path, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+        /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
+        damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
+        r->rep.wal_dropped_bytes += res.dropped_bytes;
+    } else if (size > WAL_FILE_HEADER && !all_zero(d + WAL_FILE_HEADER, size - WAL_FILE_HEADER)) {
+        /* A damaged header with records after it: replay a copy under a rebuilt header, trying
+         * both record layouts (with and without timestamps; the record CRCs tell which). */
+        damaged = 1;
+        for (int ts = 0; !rc && ts < 2; ts++) {
+            if (w.m)
+                memtable_unref(w.m);
+            memset(&w, 0, sizeof w);
+            if (!(w.m = memtable_new())) {
+                rc = PL_FAIL(PL_NOMEM, "out of memory");
+                break;
+            }
+            free(tmp);
+            if (!(tmp = numbered(r->dir, r->next++, "tmp"))) {
+                rc = PL_FAIL(PL_NOMEM, "out of memory");
+                break;
+            }
+            wal_encode_file_header(d, ts);
+            rc = env_write_file(tmp, d, size);
+            memset(&res, 0, sizeof res);
+            if (!rc)
+                rc = wal_replay(tmp, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+            env_unlink(tmp);
+            if (!rc && w.applied)
+                break;
+        }
+        r->rep.wal_dropped_bytes += res.dropped_bytes + WAL_FILE_HEADER;
+    }
+    if (rc)
+        goto out;
+    r->rep.wals_replayed++;
+    r->rep.wal_records += w.applied;
+    r->rep.wal_records_skipped += w.skipped;
+    if (!r->have_wal || number > r->max_wal)
+        r->max_wal = number;
+    r->have_wal = 1;
+    if (w.m && memtable_count(w.m) > 0) {
+        int wrote;
+        rc = write_item(r, memtable_iter(w.m), UINT64_MAX, &wrote);
+        if (rc)
+            goto out;
+    }
+    if (damaged) {
+        r->rep.wals_damaged++;
+        rc = u64_push(&r->bad_wals, number);
+    } else {
+        rc = u64_push(&r->clean_wals, number);
+    }
+out:
+    if (w.m)
+        memtable_unref(w.m);
+    free(tmp);
+    free(d);
+    free(path);
+    return rc;
+}
+
+/* ---- making L0 consistent ---- */
+
+static const char *item_lo(const item *it, size_t *n)
+{
+    *n = ikey_ulen(it->f[0]->m.smallest_len);
+    return it->f[0]->m.smallest;
+}
+
+static const char *item_hi(const item *it, size_t *n)
+{
+    *n = ikey_ulen(it->f[it->n - 1]->m.largest_len);
+    return it->f[it->n - 1]->m.largest;
+}
+
+/* Must a and b become one run?  When they share user keys and their LSN ranges overlap, no order of
+ * the two in L0 makes every key's newest version come first (and equal internal keys may be in both). */
+static int conflict(const item *a, const item *b)
+{
+    if (a->max_lsn < b->min_lsn || b->max_lsn < a->min_lsn)
+        return 0;
+    size_t alen, blen;
+    const char *alo = item_lo(a, &alen), *bhi = item_hi(b, &blen);
+    if (ukey_cmp(bhi, blen, alo, alen) < 0)
+        return 0;
+    const char *ahi = item_hi(a, &alen), *blo = item_lo(b, &blen);
+    return ukey_cmp(ahi, alen, blo, blen) >= 0;
+}
+
+static size_t uf_find(size_t *parent, size_t x)
+{
+    while (parent[x] != x)
+        x = parent[x] = parent[parent[x]];
+    return x;
+}
+
+/* Merge the items whose root is `root` into one new item; the old ones are released. */
+static int merge_group(repairer *r, const size_t *parent, size_t root, item *out_items, size_t *nout)
+{
+    int total = 0;
+    for (size_t i = 0; i < r->nitems; i++)
+        if (parent[i] == root)
+            total += r->items[i].n;
+    iter **its = calloc((size_t)total, sizeof *its);
+    if (!its)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int k = 0;
+    for (size_t i = 0; i < r->nitems; i++)
+        if (parent[i] == root)
+            for (int j = 0; j < r->items[i].n; j++)
+                its[k++] = table_iter(r->items[i].f[j]->t);
+    iter *in = dedup_iter_new(merge_iter_new(its, k));
+    free(its);
+    if (!in)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int wrote = 0;
+    int rc = write_item(r, in, REPAIR_TARGET_FILE_BYTES, &wrote);
+    if (rc)
+        return rc;
+    if (wrote) /* write_item appended the new item at the end of r->items */
+        out_items[(*nout)++] = r->items[--r->nitems];
+    for (size_t i = 0; i < r->nitems; i++) {
+        if (parent[i] != root)
+            continue;
+        item *it = &r->items[i];
+        for (int j = 0; j < it->n; j++) {
+            file_meta *f = it->f[j];
+            if (is_created(r, f->number)) { /* an earlier output of this repair: not needed now */
+                env_unlink(f->path);
+                remove_created(r, f->number);
+            } else {
+                r->rep.tables_merged++;
+                r->rep.tables_kept--;
+                if ((rc = u64_push(&r->dropped, f->number)))
+                    return rc;
+            }
+        }
+        item_free(it);
+    }
+    return PL_OK;
+}
+
+static int resolve_conflicts(repairer *r)
+{
+    for (;;) {
+        size_t n = r->nitems;
+        if (n < 2)
+            return PL_OK;
+        size_t *parent = malloc(n * sizeof *parent);
+        item *next = malloc(n * sizeof *next);
+        if (!parent || !next) {
+            free(parent);
+            free(next);
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++)
+            parent[i] = i;
+        int any = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++)
+                if (conflict(&r->items[i], &r->items[j])) {
+                    size_t a = uf_find(parent, i), b = uf_find(parent, j);
+                    if (a != b)
+                        parent[a < b ? b : a] = a < b ? a : b;
+                    any = 1;
+                }
+        if (!any) {
+            free(parent);
+            free(next);
+            return PL_OK;
+        }
+        for (size_t i = 0; i < n; i++)
+            parent[i] = uf_find(parent, i);
+        size_t nnext = 0;
+        int rc = PL_OK;
+        size_t *members = calloc(n, sizeof *members);
+        if (!members)
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < n; i++)
+            members[parent[i]]++;
+        for (size_t i = 0; i < n && !rc; i++)
+            if (members[i] >= 2)
+                rc = merge_group(r, parent, i, next, &nnext);
+        free(members);
+        /* Keep the items that were not merged (merged ones were emptied by merge_group). */
+        for (size_t i = 0; i < n; i++) {
+            if (r->items[i].n && !rc)
+                next[nnext++] = r->items[i];
+            else if (r->items[i].n)
+                item_free(&r->items[i]);
+        }
+        free(parent);
+        if (rc) {
+            for (size_t i = 0; i < nnext; i++)
+                item_free(&next[i]);
+            free(next);
+            r->nitems = 0;
+            return rc;
+        }
+        memcpy(r->items, next, nnext * sizeof *next);
+        r->nitems = nnext;
+        free(next);
+    }
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    if (x->min_lsn != y->min_lsn)
+        return x->min_lsn < y->min_lsn ? -1 : 1;
+    if (x->max_lsn != y->max_lsn)
+        return x->max_lsn < y->max_lsn ? -1 : 1;
+    return x->f[0]->number < y->f[0]->number ? -1 : x->f[0]->number > y->f[0]->number;
+}
+
+/* Rename the table of *fp to a fresh number and reopen it there. */
+static int renumber(repairer *r, file_meta **fp)
+{
+    file_meta *f = *fp, *nf;
+    uint64_t number = r->next++;
+    char *to = numbered(r->dir, number, "sst");
+    table_meta m;
+    int rc = to ? table_meta_copy(&m, &f->m) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc) {
+        free(to);
+        return rc;
+    }
+    if (is_created(r, f->number)) {
+        rc = env_rename(f->path, to);
+        if (!rc) {
+            remove_created(r, f->number);
+            rc = u64_push(&r->created, number);
+            if (rc)
+                env_unlink(to);
+        }
+    } else {
+        rc = move_file(r, f->path, to);
+    }
+    if (!rc) {
+        rc = file_meta_open(r->dir, number, &m, NULL, &nf);
+        if (!rc) {
+            memset(&m, 0, sizeof m);
+            *fp = nf;
+            file_unref(f);
+            r->rep.tables_renamed++;
+        }
+    }
+    table_meta_free(&m);
+    free(to);
+    return rc;
+}
+
+/* Order the runs by LSN and make the file numbers follow that order. */
+static int order_items(repairer *r)
+{
+    if (r->nitems)
+        qsort(r->items, r->nitems, sizeof *r->items, cmp_item);
+    uint64_t last = 0;
+    for (size_t i = 0; i < r->nitems; i++)
+        for (int j = 0; j < r->items[i].n; j++) {
+            if (r->items[i].f[j]->number <= last) {
+                int rc = renumber(r, &r->items[i].f[j]);
+                if (rc)
+                    return rc;
+            }
+            last = r->items[i].f[j]->number;
+        }
+    return PL_OK;
+}
+
+/* ---- the whole repair ---- */
+
+static int move_aside(repairer *r, uint64_t number, const char *ext)
+{
+    char bad[16];
+    snprintf(bad, sizeof bad, "%s.bad", ext);
+    char *from = numbered(r->dir, number, ext), *to = numbered(r->dir, number, bad);
+    struct stat st;
+    int rc = from && to ? PL_OK : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!rc && stat(to, &st) == 0) { /* never overwrite an earlier repair's leftovers */
+        free(to);
+        to = numbered(r->dir, r->next++, bad);
+        if (!to)
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    if (!rc)
+        rc = move_file(r, from, to);
+    free(from);
+    free(to);
+    return rc;
+}
+
+static void unlink_numbered(const char *dir, uint64_t number, const char *ext)
+{
+    char *p = numbered(dir, number, ext);
+    if (p)
+        env_unlink(p);
+    free(p);
+}
+
+static void unlink_manifest(const char *dir, uint64_t number)
+{
+    char name[48];
+    snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
+    char *p = join(dir, name);
+    if (p)
+        env_unlink(p);
+    free(p);
+}
+
+/* Does CURRENT name MANIFEST-number? */
+static int current_names(const char *dir, uint64_t number)
+{
+    char *cur = join(dir, "CURRENT"), *data = NULL, want[48];
+    size_t len = 0;
+    int n = snprintf(want, sizeof want, "MANIFEST-%06" PRIu64 "\n", number);
+    int yes = cur && env_read_file(cur, &data, &len) == PL_OK && len == (size_t)n && memcmp(data, want, len) == 0;
+    free(cur);
+    free(data);
+    return yes;
+}
+
+/* Write the new manifest and CURRENT.  *installed: CURRENT names it (even if rc reports that a
+ * directory fsync after the rename failed). */
+static int write_state(repairer *r, int *installed)
+{
+    version_edit e;
+    edit_init(&e);
+    uint64_t last_lsn = 0;
+    int rc = PL_OK;
+    for (size_t i = 0; !rc && i < r->nitems; i++) {
+        for (int j = 0; !rc && j < r->items[i].n; j++)
+            rc = edit_add_file(&e, 0, r->items[i].f[j]);
+        if (r->items[i].max_lsn > last_lsn)
+            last_lsn = r->items[i].max_lsn;
+        r->rep.tables += (uint64_t)r->items[i].n;
+    }
+    uint64_t number = r->next++;
+    e.has_log_number = e.has_next_file = e.has_last_lsn = 1;
+    e.log_number = r->have_wal ? r->max_wal + 1 : 0;
+    e.next_file = r->next;
+    e.last_lsn = last_lsn;
+    r->rep.last_lsn = last_lsn;
+    if (!rc)
+        rc = versions_write_manifest(r->dir, number, &e);
+    *installed = !rc || current_names(r->dir, number);
+    if (rc && !*installed)
+        unlink_manifest(r->dir, number);
+    edit_free(&e);
+    return rc;
+}
+
+/* Undo a failed repair: release the tables, rename back what was moved, remove what was written.
+ * The thread's error (message and errno) is left as the failure set it. */
+static void undo(repairer *r)
+{
+    char msg[512];
+    int err = pl_errno();
+    snprintf(msg, sizeof msg, "%s", pl_errmsg());
+    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled below */
+        const char *e = strerror(err);
+        size_t le = strlen(e), lm = strlen(msg);
+        if (lm >= le + 2 && strcmp(msg + lm - le, e) == 0 && msg[lm - le - 2] == ':')
+            msg[lm - le - 2] = 0;
+        else
+            err = 0;
+    }
+    for (size_t i = r->nitems; i-- > 0;)
+        item_free(&r->items[i]);
+    r->nitems = 0;
+    for (size_t i = r->nmoves; i-- > 0;)
+        env_rename(r->moves[i].to, r->moves[i].from);
+    for (size_t i = 0; i < r->created.n; i++)
+        unlink_numbered(r->dir, r->created.v[i], "sst");
+    env_sync_dir(r->dir);
+    pl_fail(PL_OK, err, "%s", msg);
+}
+
+static void repairer_free(repairer *r)
+{
+    for (size_t i = 0; i < r->nitems; i++)
+        item_free(&r->items[i]);
+    free(r->items);
+    for (size_t i = 0; i < r->nmoves; i++) {
+        free(r->moves[i].from);
+        free(r->moves[i].to);
+    }
+    free(r->moves);
+    free(r->ssts.v);
+    free(r->wals.v);
+    free(r->dropped.v);
+    free(r->clean_wals.v);
+    free(r->bad_tables.v);
+    free(r->bad_wals.v);
+    free(r->created.v);
+}
+
+int repair_run_report(const char *path, repair_report *rep)
+{
+    struct stat st;
+    if (!path || !*path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return PL_FAIL(PL_NOTFOUND, "no database at %s", path ? path : "(null)");
+    repairer r;
+    memset(&r, 0, sizeof r);
+    r.dir = path;
+    int rc = env_list_dir(path, scan_entry, &r);
+    if (!rc && !r.have_db_files)
+        rc = PL_FAIL(PL_NOTFOUND, "no database at %s", path);
+    if (rc) {
+        repairer_free(&r);
+        return rc;
+    }
+    int lock_fd = -1;
+    char *lock = join(path, "LOCK");
+    rc = lock ? env_lock(lock, &lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
+    free(lock);
+    if (rc) {
+        repairer_free(&r);
+        return rc;
+    }
+    /* List again under the lock: the database may have changed before we held it. */
+    r.ssts.n = r.wals.n = 0;
+    r.max_number = 0;
+    if ((rc = env_list_dir(path, scan_entry, &r)))
+        goto out;
+    if (r.max_number >= LSN_MAX) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: file number %llu is too large", path, (ull)r.max_number);
+        goto out;
+    }
+    r.first_fresh = r.next = r.max_number + 1;
+    if (r.ssts.n)
+        qsort(r.ssts.v, r.ssts.n, sizeof *r.ssts.v, cmp_u64);
+    if (r.wals.n)
+        qsort(r.wals.v, r.wals.n, sizeof *r.wals.v, cmp_u64);
+
+    for (size_t i = 0; !rc && i < r.ssts.n; i++)
+        rc = add_table(&r, r.ssts.v[i]);
+    for (size_t i = 0; !rc && i < r.wals.n; i++)
+        rc = add_wal(&r, r.wals.v[i]);
+    if (!rc)
+        rc = resolve_conflicts(&r);
+    if (!rc)
+        rc = order_items(&r);
+    for (size_t i = 0; !rc && i < r.bad_tables.n; i++)
+        rc = move_aside(&r, r.bad_tables.v[i], "sst");
+    for (size_t i = 0; !rc && i < r.bad_wals.n; i++)
+        rc = move_aside(&r, r.bad_wals.v[i], "wal");
+    int installed = 0;
+    if (!rc)
+        rc = write_state(&r, &installed);
+    if (rc) {
+        /* Once CURRENT names the new manifest the new state stands (a directory fsync after the
+         * rename failed): nothing is undone, and nothing deleted, which the next open or repair
+         * does. */
+        if (!installed)
+            undo(&r);
+        goto out;
+    }
+    /* The new state is durable: what it replaced can go. */
+    for (size_t i = 0; i < r.clean_wals.n; i++)
+        unlink_numbered(path, r.clean_wals.v[i], "wal");
+    for (size_t i = 0; i < r.dropped.n; i++)
+        unlink_numbered(path, r.dropped.v[i], "sst");
+    env_sync_dir(path);
+    pl_clear_error();
+out:
+    if (rep)
+        *rep = r.rep;
+    repairer_free(&r);
+    env_close(lock_fd);
+    return rc;
+}
+
+int repair_run(const char *path) { return repair_run_report(path, NULL); }

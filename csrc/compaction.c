@@ -98,8 +98,9 @@ int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, c
             return 0;
         }
     if (level == 0 && c->n[0] > 0) {
-        /* L0 tables overlap one another: take every L0 table overlapping the widened range, so an
-         * older version of a key never stays behind in L0 while a newer one moves down. */
+        /* L0 tables overlap one another: take all of L0 once any table overlaps the range, so an
+         * older version of a key never stays behind in L0 while a newer one moves down (simple and
+         * safe; it may rewrite more than the range asked for). */
         compaction_free(c);
         c->level = 0;
         for (int i = 0; i < v->n[0]; i++)

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "buf.h"
 #include "env.h"
 #include "ikey.h"
 #include "cache.h"
@@ -941,14 +942,9 @@ static int collect_wal(void *ctx, const char *name)
     wal_list *l = ctx;
     uint64_t number;
     if (db_parse_file_name(name, "wal", &number)) {
-        if (l->n == l->cap) {
-            size_t cap = l->cap ? l->cap * 2 : 16;
-            uint64_t *p = realloc(l->numbers, cap * sizeof *p);
-            if (!p)
-                return PL_FAIL(PL_NOMEM, "out of memory");
-            l->numbers = p;
-            l->cap = cap;
-        }
+        int rc = array_reserve(&l->numbers, &l->cap, l->n + 1, sizeof *l->numbers);
+        if (rc)
+            return rc;
         l->numbers[l->n++] = number;
     }
     if (db_parse_file_name(name, "wal", &number) || db_parse_file_name(name, "sst", &number))

@@ -1,6 +1,8 @@
 /* dbiter.c -- the database iterator; see dbiter.h.  Follows LevelDB's DBIter (db/db_iter.cc). */
 #include "dbiter.h"
 
+#include "buf.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,18 +37,10 @@ typedef struct {
 static int keep(db_iter *d, pl_buf *b, const char *p, size_t n, size_t extra)
 {
     size_t need = n + extra ? n + extra : 1;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < need)
-            cap = cap * 2 > cap ? cap * 2 : need;
-        char *nd = realloc(b->data, cap);
-        if (!nd) {
-            d->rc = PL_FAIL(PL_NOMEM, "out of memory in the database iterator (%zu bytes)", need);
-            d->valid = 0;
-            return 0;
-        }
-        b->data = nd;
-        b->cap = cap;
+    if (buf_reserve(b, need)) {
+        d->rc = PL_NOMEM;
+        d->valid = 0;
+        return 0;
     }
     if (n)
         memcpy(b->data, p, n);

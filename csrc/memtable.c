@@ -81,34 +81,6 @@ struct memtable {
     runset *runs;           /* current run set (under sort_mu), referenced */
 };
 
-/* ---- pl_buf helpers (shared by the core) ---- */
-
-int buf_reserve(pl_buf *b, size_t n)
-{
-    if (n <= b->cap)
-        return PL_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < n)
-        cap = cap * 2 > cap ? cap * 2 : n;
-    char *d = realloc(b->data, cap);
-    if (!d)
-        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", n);
-    b->data = d;
-    b->cap = cap;
-    return PL_OK;
-}
-
-int buf_set(pl_buf *b, const void *data, size_t n)
-{
-    int rc = buf_reserve(b, n ? n : 1);
-    if (rc)
-        return rc;
-    if (n)
-        memcpy(b->data, data, n);
-    b->len = n;
-    return PL_OK;
-}
-
 /* ---- runs ---- */
 
 static run *run_new(size_t n)

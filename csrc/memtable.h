@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "iter.h"
 #include "pylsm.h"
 
@@ -41,8 +42,5 @@ uint64_t memtable_count(memtable *m);
  * shown).  Holds a reference on m.  NULL when out of memory. */
 iter *memtable_iter(memtable *m);
 
-/* Grow a pl_buf to hold n bytes; PL_OK or PL_NOMEM. */
-int buf_reserve(pl_buf *b, size_t n);
-int buf_set(pl_buf *b, const void *data, size_t n);
 
 #endif

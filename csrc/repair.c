@@ -10,6 +10,7 @@
 
 #include "batch.h"
 #include "block.h"
+#include "buf.h"
 #include "coding.h"
 #include "compaction.h"
 #include "crc.h"
@@ -37,14 +38,9 @@ typedef struct {
 
 static int u64_push(u64vec *a, uint64_t x)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 16;
-        uint64_t *p = realloc(a->v, cap * sizeof *p);
-        if (!p)
-            return PL_FAIL(PL_NOMEM, "out of memory");
-        a->v = p;
-        a->cap = cap;
-    }
+    int rc = array_reserve(&a->v, &a->cap, a->n + 1, sizeof *a->v);
+    if (rc)
+        return rc;
     a->v[a->n++] = x;
     return PL_OK;
 }
@@ -120,14 +116,9 @@ static void item_free(item *it)
 
 static int push_item(repairer *r, item *it)
 {
-    if (r->nitems == r->capitems) {
-        size_t cap = r->capitems ? r->capitems * 2 : 16;
-        item *p = realloc(r->items, cap * sizeof *p);
-        if (!p)
-            return PL_FAIL(PL_NOMEM, "out of memory");
-        r->items = p;
-        r->capitems = cap;
-    }
+    int rc = array_reserve(&r->items, &r->capitems, r->nitems + 1, sizeof *r->items);
+    if (rc)
+        return rc;
     r->items[r->nitems++] = *it;
     return PL_OK;
 }
@@ -135,14 +126,9 @@ static int push_item(repairer *r, item *it)
 /* Rename from -> to and remember it so a failed repair can undo it. */
 static int move_file(repairer *r, const char *from, const char *to)
 {
-    if (r->nmoves == r->capmoves) {
-        size_t cap = r->capmoves ? r->capmoves * 2 : 16;
-        move *p = realloc(r->moves, cap * sizeof *p);
-        if (!p)
-            return PL_FAIL(PL_NOMEM, "out of memory");
-        r->moves = p;
-        r->capmoves = cap;
-    }
+    int rc0 = array_reserve(&r->moves, &r->capmoves, r->nmoves + 1, sizeof *r->moves);
+    if (rc0)
+        return rc0;
     char *f = strdup(from), *t = strdup(to);
     int rc = f && t ? env_rename(from, to) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc) {
@@ -318,17 +304,13 @@ static int take_block(salvage_set *s, const char *data, size_t len)
         goto out;
     }
     if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        char **b = realloc(s->blocks, cap * sizeof *b);
-        if (b)
-            s->blocks = b;
-        size_t *l = b ? realloc(s->lens, cap * sizeof *l) : NULL;
-        if (!l) {
-            rc = PL_FAIL(PL_NOMEM, "out of memory");
+        size_t bcap = s->cap, lcap = s->cap;
+        rc = array_reserve(&s->blocks, &bcap, s->n + 1, sizeof *s->blocks);
+        if (!rc)
+            rc = array_reserve(&s->lens, &lcap, s->n + 1, sizeof *s->lens);
+        if (rc)
             goto out;
-        }
-        s->lens = l;
-        s->cap = cap;
+        s->cap = bcap < lcap ? bcap : lcap;
     }
     char *copy = malloc(len);
     if (!copy) {

@@ -11,6 +11,7 @@
 
 #include "block.h"
 #include "bloom.h"
+#include "buf.h"
 #include "coding.h"
 #include "crc.h"
 #include "env.h"
@@ -263,16 +264,8 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
     size_t ulen = klen - IKEY_TRAILER;
     if (tb->bits_per_key > 0 &&
         (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0)) {
-        if (tb->nhash == tb->caphash) {
-            size_t cap = tb->caphash ? tb->caphash * 2 : 1024;
-            uint32_t *h = realloc(tb->hashes, cap * sizeof *h);
-            if (!h) {
-                rc = PL_FAIL(PL_NOMEM, "out of memory (bloom hashes)");
-                goto out;
-            }
-            tb->hashes = h;
-            tb->caphash = cap;
-        }
+        if ((rc = array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
+            goto out;
         tb->hashes[tb->nhash++] = bloom_hash(ikey, ulen);
     }
 

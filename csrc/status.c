@@ -3,7 +3,6 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static _Thread_local char errmsg[512];
@@ -47,11 +46,4 @@ const char *pl_code_name(int rc)
     case PL_READONLY: return "PL_READONLY";
     default: return "PL_UNKNOWN";
     }
-}
-
-void pl_buf_free(pl_buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
 }

@@ -12,6 +12,7 @@
 #include "coding.h"
 #include "env.h"
 #include "ikey.h"
+#include "buf.h"
 #include "memtable.h"
 #include "status.h"
 #include "wal.h"
@@ -353,22 +354,9 @@ void edit_free(version_edit *e)
     edit_init(e);
 }
 
-static int grow_files(edit_file **arr, int *cap, int n)
-{
-    if (n < *cap)
-        return PL_OK;
-    int c = *cap ? *cap * 2 : 8;
-    edit_file *p = realloc(*arr, sizeof *p * (size_t)c);
-    if (!p)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    *arr = p;
-    *cap = c;
-    return PL_OK;
-}
-
 int edit_add_file(version_edit *e, int level, file_meta *f)
 {
-    int rc = grow_files(&e->added, &e->cap_added, e->nadded);
+    int rc = array_reserve(&e->added, &e->cap_added, (size_t)e->nadded + 1, sizeof *e->added);
     if (rc)
         return rc;
     file_ref(f);
@@ -378,7 +366,7 @@ int edit_add_file(version_edit *e, int level, file_meta *f)
 
 int edit_delete_file(version_edit *e, int level, uint64_t number)
 {
-    int rc = grow_files(&e->deleted, &e->cap_deleted, e->ndeleted);
+    int rc = array_reserve(&e->deleted, &e->cap_deleted, (size_t)e->ndeleted + 1, sizeof *e->deleted);
     if (rc)
         return rc;
     e->deleted[e->ndeleted++] = (edit_file){level, NULL, number};
@@ -446,7 +434,8 @@ typedef struct {
 typedef struct {
     const char *path;
     manifest_file *files;
-    int n, cap;
+    int n;
+    size_t cap;
     int has_log_number, has_next_file, has_last_lsn;
     uint64_t log_number, next_file, last_lsn;
 } manifest_state;
@@ -504,14 +493,9 @@ static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, s
             state_remove(s, (int)a, b);
             break;
         case TAG_ADD: {
-            if (s->n == s->cap) {
-                int c = s->cap ? s->cap * 2 : 16;
-                manifest_file *f = realloc(s->files, sizeof *f * (size_t)c);
-                if (!f)
-                    return PL_FAIL(PL_NOMEM, "out of memory");
-                s->files = f;
-                s->cap = c;
-            }
+            int rc = array_reserve(&s->files, &s->cap, (size_t)s->n + 1, sizeof *s->files);
+            if (rc)
+                return rc;
             manifest_file *f = &s->files[s->n];
             memset(f, 0, sizeof *f);
             if (!(p = get_varint64(p, end, &a)) || a >= NUM_LEVELS)

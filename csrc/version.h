@@ -69,9 +69,11 @@ typedef struct version_edit {
     int has_log_number, has_next_file, has_last_lsn;
     uint64_t log_number, next_file, last_lsn;
     edit_file *added;
-    int nadded, cap_added;
+    int nadded;
+    size_t cap_added;
     edit_file *deleted;
-    int ndeleted, cap_deleted;
+    int ndeleted;
+    size_t cap_deleted;
 } version_edit;
 
 void edit_init(version_edit *e);

@@ -1,0 +1,49 @@
+/* buf.c -- growable memory; see buf.h. */
+#include "buf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return PL_OK;
+    size_t c = *cap ? *cap : 16;
+    while (c < need)
+        c = c <= SIZE_MAX / 2 ? c * 2 : need;
+    if (c > SIZE_MAX / size)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu elements of %zu bytes)", need, size);
+    void **p = arr;
+    void *q = realloc(*p, c * size);
+    if (!q)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", c * size);
+    *p = q;
+    *cap = c;
+    return PL_OK;
+}
+
+int buf_reserve(pl_buf *b, size_t n)
+{
+    return array_reserve(&b->data, &b->cap, n, 1);
+}
+
+int buf_set(pl_buf *b, const void *data, size_t n)
+{
+    int rc = buf_reserve(b, n ? n : 1);
+    if (rc)
+        return rc;
+    if (n)
+        memcpy(b->data, data, n);
+    b->len = n;
+    return PL_OK;
+}
+
+void pl_buf_free(pl_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

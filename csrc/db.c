@@ -81,6 +81,8 @@ struct pl_db {
     uint64_t imm_last_lsn;    /* the last LSN in imm */
     wal *log;
     uint64_t log_number;      /* file number of the current WAL */
+    uint64_t *wals;           /* numbers of the WAL files on disk, ascending (under mu) */
+    size_t nwals, capwals;
     versions vs;              /* live tables and the manifest; file numbers */
     cache *cache;
 
@@ -171,7 +173,7 @@ void pl_options_init(pl_options *o)
     o->memtable_bytes = 64u << 20;
     o->block_bytes = 4096;
     o->bloom_bits_per_key = 10;
-    o->block_cache_bytes = 8u << 20;
+    o->block_cache_bytes = 32u << 20;
     o->wal_recovery = PL_RECOVER_TOLERATE_TAIL;
     o->background_compaction = 1;
 }
@@ -232,6 +234,8 @@ static int new_wal(pl_db *db, size_t need)
     if (rc)
         return rc;
     db->log_number = number;
+    if (!array_reserve(&db->wals, &db->capwals, db->nwals + 1, sizeof *db->wals))
+        db->wals[db->nwals++] = number; /* (if this fails, the next open removes the file) */
     db->unsynced_records = 0;
     return PL_OK;
 }
@@ -696,19 +700,28 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
 
 /* ---- flush and the background thread ---- */
 
-static int delete_old_wal(void *ctx, const char *name)
+/* Delete the WAL files that tables now cover (numbers below the manifest's log number), without
+ * listing the directory: flush cost must not grow with the number of tables (the seed's item 4). */
+static void delete_old_wals(pl_db *db)
 {
-    pl_db *db = ctx;
-    uint64_t n;
-    if (db_parse_file_name(name, "wal", &n) && n < db->vs.log_number) {
-        char *p = db_file_name(db->path, n, "wal");
+    pthread_mutex_lock(&db->mu);
+    size_t k = 0;
+    while (k < db->nwals && db->wals[k] < db->vs.log_number)
+        k++;
+    uint64_t old[64];
+    size_t n = k < 64 ? k : 64;
+    memcpy(old, db->wals, n * sizeof *old);
+    memmove(db->wals, db->wals + n, (db->nwals - n) * sizeof *db->wals);
+    db->nwals -= n;
+    pthread_mutex_unlock(&db->mu);
+    for (size_t i = 0; i < n; i++) {
+        char *p = db_file_name(db->path, old[i], "wal");
         if (p) {
             env_kill_point("file_delete");
             env_unlink(p);
         }
         free(p);
     }
-    return PL_OK;
 }
 
 static uint64_t new_file_number(void *ctx)
@@ -799,7 +812,7 @@ static int flush_imm(pl_db *db)
     pthread_cond_broadcast(&db->bg_cv);
     if (!rc) {
         pthread_mutex_unlock(&db->mu);
-        env_list_dir(db->path, delete_old_wal, db);
+        delete_old_wals(db);
         pthread_mutex_lock(&db->mu);
     }
     return rc;
@@ -1005,6 +1018,8 @@ static int recover(pl_db *db)
         rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, replay_record, &ctx, &res);
         if (!rc && res.records > 0)
             db->recovered_wals++;
+        if (!rc && !array_reserve(&db->wals, &db->capwals, db->nwals + 1, sizeof *db->wals))
+            db->wals[db->nwals++] = l.numbers[i];
         if (!rc && db->opt.wal_recovery == PL_RECOVER_SALVAGE)
             db->wal_dropped_bytes += res.dropped_bytes;
         if (!rc && res.torn_tail && is_last) {
@@ -1081,6 +1096,7 @@ static void db_free(pl_db *db)
         memtable_unref(db->imm);
     versions_close(&db->vs);
     cache_free(db->cache);
+    free(db->wals);
     pthread_cond_destroy(&db->bg_cv);
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->sync_mu);

@@ -60,7 +60,7 @@ typedef struct pl_options {
     size_t memtable_bytes;      /* default 64 MiB */
     size_t block_bytes;         /* default 4 KiB */
     int bloom_bits_per_key;     /* default 10; 0 disables filters */
-    size_t block_cache_bytes;   /* default 8 MiB; 0 disables */
+    size_t block_cache_bytes;   /* default 32 MiB; 0 disables (docs/decisions.md) */
     int wal_recovery;           /* enum pl_wal_recovery */
     int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */

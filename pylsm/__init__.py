@@ -237,7 +237,7 @@ class DB(_Ranges, _pylsm.DB):
     """An open pylsm database.  ``pylsm.open(path, **options)`` is the same as ``pylsm.DB(path, **options)``.
 
     Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
-    memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=8 MiB,
+    memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
     wal_recovery="tolerate_tail", wal_timestamp=False, background_compaction=True.
     """
 
@@ -251,7 +251,7 @@ class DB(_Ranges, _pylsm.DB):
         memtable_bytes: int = 64 * MiB,
         block_bytes: int = 4096,
         bloom_bits_per_key: int = 10,
-        block_cache_bytes: int = 8 * MiB,
+        block_cache_bytes: int = 32 * MiB,
         wal_recovery: str = "tolerate_tail",
         wal_timestamp: bool = False,
         background_compaction: bool = True,

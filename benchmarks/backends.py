@@ -19,6 +19,7 @@ before the call returns), same memtable/write-buffer size (64 MiB) and block cac
 readrandom_threads2) where the backend has that knob, bloom filters of 10 bits/key where it has them, and no
 compression (the values are random bytes, so compression would only cost the peers CPU).
 """
+import abc
 import functools
 import itertools
 import os
@@ -36,7 +37,7 @@ def _sum_sizes(path, want):
     return sum(C.data_extent(os.path.join(path, f)) for f in os.listdir(path) if want(f))
 
 
-class Backend:
+class Backend(abc.ABC):
     """Base class; see the module docstring for the contract."""
 
     name = "?"
@@ -58,11 +59,13 @@ class Backend:
     def skip_reason(cls, workload):
         return None
 
+    @abc.abstractmethod
     def open(self):
-        raise NotImplementedError
+        """Open (or create) the store at self.path with this adapter's configuration."""
 
+    @abc.abstractmethod
     def close(self):
-        raise NotImplementedError
+        """Close the store; safe to call twice."""
 
     def reopen(self):
         self.close()

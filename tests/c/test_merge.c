@@ -10,88 +10,9 @@
 #include "memtable.h"
 #include "merge.h"
 #include "status.h"
+#include "fail_iter.h"
 #include "testutil.h"
 
-/* ---- a child that fails after a number of calls (or returns malformed keys) ---- */
-
-typedef struct {
-    iter base;
-    iter *in;
-    int left; /* positioning/step calls until it fails; < 0 never */
-    int code; /* the error it fails with */
-    int rc;
-} fail_iter;
-
-static int fi_step(fail_iter *f)
-{
-    if (f->rc)
-        return 0;
-    if (f->left == 0) {
-        f->rc = PL_FAIL(f->code, "injected failure");
-        return 0;
-    }
-    if (f->left > 0)
-        f->left--;
-    return 1;
-}
-static void fi_seek(iter *it, const char *k, size_t n)
-{
-    fail_iter *f = (fail_iter *)it;
-    if (fi_step(f))
-        iter_seek(f->in, k, n);
-}
-static void fi_seek_first(iter *it)
-{
-    fail_iter *f = (fail_iter *)it;
-    if (fi_step(f))
-        iter_seek_first(f->in);
-}
-static void fi_seek_last(iter *it)
-{
-    fail_iter *f = (fail_iter *)it;
-    if (fi_step(f))
-        iter_seek_last(f->in);
-}
-static void fi_next(iter *it)
-{
-    fail_iter *f = (fail_iter *)it;
-    if (fi_step(f))
-        iter_next(f->in);
-}
-static void fi_prev(iter *it)
-{
-    fail_iter *f = (fail_iter *)it;
-    if (fi_step(f))
-        iter_prev(f->in);
-}
-static int fi_valid(const iter *it)
-{
-    const fail_iter *f = (const fail_iter *)it;
-    return !f->rc && iter_valid(f->in);
-}
-static void fi_key(const iter *it, const char **k, size_t *n) { iter_key(((const fail_iter *)it)->in, k, n); }
-static void fi_value(const iter *it, const char **v, size_t *n)
-{
-    iter_value(((const fail_iter *)it)->in, v, n);
-}
-static int fi_status(const iter *it) { return ((const fail_iter *)it)->rc; }
-static void fi_destroy(iter *it)
-{
-    iter_destroy(((fail_iter *)it)->in);
-    free(it);
-}
-static const struct iter_ops fail_ops = {fi_seek, fi_seek_first, fi_seek_last, fi_next, fi_prev,
-                                         fi_valid, fi_key, fi_value, fi_status, fi_destroy};
-
-static iter *fail_iter_new(iter *in, int left, int code)
-{
-    fail_iter *f = calloc(1, sizeof *f);
-    f->base.ops = &fail_ops;
-    f->in = in;
-    f->left = left;
-    f->code = code;
-    return &f->base;
-}
 
 /* ---- the model ---- */
 
@@ -445,7 +366,7 @@ static void test_errors(void)
         iter_destroy(it);
         int failures = 0;
         for (int left = 0; left < 60; left++) {
-            iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), left, left % 2 ? PL_IOERR : PL_CORRUPT),
+            iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0),
                            memtable_iter(b)};
             it = merge_iter_new(ch, 3);
             int n = walk(it, back, got, 200);
@@ -469,8 +390,8 @@ static void test_errors(void)
     }
     /* The first non-OK child status in child order. */
     {
-        iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), 0, PL_IOERR),
-                       fail_iter_new(memtable_iter(a), 0, PL_CORRUPT)};
+        iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), 0, PL_IOERR, 0),
+                       fail_iter_new(memtable_iter(a), 0, PL_CORRUPT, 0)};
         iter *it = merge_iter_new(ch, 3);
         iter_seek_first(it);
         CHECK(!iter_valid(it));

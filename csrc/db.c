@@ -1008,6 +1008,18 @@ static int recover(pl_db *db)
     size_t first = 0;
     while (first < l.n && l.numbers[first] < db->vs.log_number)
         first++; /* covered by tables; deleted below */
+    /* Size the memtable's index for what the WALs hold, at one key per 128 bytes (a put of a
+     * 16-byte key and a 100-byte value takes 139; smaller records just grow the index as usual). */
+    uint64_t wal_bytes = 0;
+    for (size_t i = first; i < l.n; i++) {
+        char *p = db_file_name(db->path, l.numbers[i], "wal");
+        struct stat st;
+        if (p && stat(p, &st) == 0)
+            wal_bytes += (uint64_t)st.st_size;
+        free(p);
+    }
+    if (wal_bytes / 128 < db->opt.memtable_bytes / 16)
+        memtable_reserve(db->mem, (size_t)(wal_bytes / 128));
     for (size_t i = first; i < l.n; i++) {
         char *path = db_file_name(db->path, l.numbers[i], "wal");
         if (!path) {

@@ -292,6 +292,16 @@ static int grow_table(memtable *m)
     return PL_OK;
 }
 
+int memtable_reserve(memtable *m, size_t keys)
+{
+    while ((keys + 1) * 2 > atomic_load_explicit(&m->table, memory_order_relaxed)->mask + 1) {
+        int rc = grow_table(m);
+        if (rc)
+            return rc;
+    }
+    return PL_OK;
+}
+
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
                  size_t vlen)
 {

@@ -128,15 +128,6 @@ struct pl_db {
 
 /* ---- small helpers ---- */
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static int check_usable(pl_db *db)
 {
     if (db->fork_gen != atomic_load(&fork_generation))
@@ -1077,7 +1068,7 @@ static int remove_obsolete(void *ctx, const char *name)
         stale = 1;
     }
     if (stale) {
-        char *p = join(db->path, name);
+        char *p = db_path_join(db->path, name);
         if (p)
             env_unlink(p);
         free(p);
@@ -1093,7 +1084,7 @@ static int dir_exists(const char *path)
 
 static int has_database(const char *path)
 {
-    char *cur = join(path, "LOCK");
+    char *cur = db_path_join(path, "LOCK");
     struct stat st;
     int r = cur && stat(cur, &st) == 0;
     free(cur);
@@ -1170,7 +1161,7 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     atomic_init(&db->refs, 1);
     db->vs.manifest_fd = -1;
 
-    char *lock = join(path, "LOCK");
+    char *lock = db_path_join(path, "LOCK");
     rc = lock ? env_lock(lock, &db->lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc)
@@ -1392,7 +1383,7 @@ static int destroy_entry(void *ctx, const char *name)
 {
     if (!is_our_file(name))
         return PL_OK;
-    char *p = join(ctx, name);
+    char *p = db_path_join(ctx, name);
     if (!p)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int rc = env_unlink(p);
@@ -1404,7 +1395,7 @@ int pl_destroy(const char *path)
 {
     if (!dir_exists(path))
         return PL_OK;
-    char *lock = join(path, "LOCK");
+    char *lock = db_path_join(path, "LOCK");
     int fd = -1, rc = lock ? env_lock(lock, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc)

@@ -83,22 +83,6 @@ typedef struct {
     repair_report rep;
 } repairer;
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static char *numbered(const char *dir, uint64_t number, const char *ext)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%06" PRIu64 ".%s", number, ext);
-    return join(dir, name);
-}
-
 static uint64_t fresh_number(void *ctx)
 {
     repairer *r = ctx;
@@ -637,7 +621,7 @@ static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 
 static int add_table(repairer *r, uint64_t number)
 {
-    char *path = numbered(r->dir, number, "sst");
+    char *path = db_file_name(r->dir, number, "sst");
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(path, O_RDONLY, &fd);
@@ -750,7 +734,7 @@ static int header_ok(const char *d, size_t size)
 
 static int add_wal(repairer *r, uint64_t number)
 {
-    char *path = numbered(r->dir, number, "wal"), *tmp = NULL;
+    char *path = db_file_name(r->dir, number, "wal"), *tmp = NULL;
     char *d = NULL;
     size_t size = 0;
     wal_ctx w = {0};
@@ -781,7 +765,7 @@ static int add_wal(repairer *r, uint64_t number)
                 break;
             }
             free(tmp);
-            if (!(tmp = numbered(r->dir, r->next++, "tmp"))) {
+            if (!(tmp = db_file_name(r->dir, r->next++, "tmp"))) {
                 rc = PL_FAIL(PL_NOMEM, "out of memory");
                 break;
             }
@@ -984,7 +968,7 @@ static int renumber(repairer *r, file_meta **fp)
 {
     file_meta *f = *fp, *nf;
     uint64_t number = r->next++;
-    char *to = numbered(r->dir, number, "sst");
+    char *to = db_file_name(r->dir, number, "sst");
     table_meta m;
     int rc = to ? table_meta_copy(&m, &f->m) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc) {
@@ -1040,12 +1024,12 @@ static int move_aside(repairer *r, uint64_t number, const char *ext)
 {
     char bad[16];
     snprintf(bad, sizeof bad, "%s.bad", ext);
-    char *from = numbered(r->dir, number, ext), *to = numbered(r->dir, number, bad);
+    char *from = db_file_name(r->dir, number, ext), *to = db_file_name(r->dir, number, bad);
     struct stat st;
     int rc = from && to ? PL_OK : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc && stat(to, &st) == 0) { /* never overwrite an earlier repair's leftovers */
         free(to);
-        to = numbered(r->dir, r->next++, bad);
+        to = db_file_name(r->dir, r->next++, bad);
         if (!to)
             rc = PL_FAIL(PL_NOMEM, "out of memory");
     }
@@ -1058,7 +1042,7 @@ static int move_aside(repairer *r, uint64_t number, const char *ext)
 
 static void unlink_numbered(const char *dir, uint64_t number, const char *ext)
 {
-    char *p = numbered(dir, number, ext);
+    char *p = db_file_name(dir, number, ext);
     if (p)
         env_unlink(p);
     free(p);
@@ -1068,7 +1052,7 @@ static void unlink_manifest(const char *dir, uint64_t number)
 {
     char name[48];
     snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
-    char *p = join(dir, name);
+    char *p = db_path_join(dir, name);
     if (p)
         env_unlink(p);
     free(p);
@@ -1077,7 +1061,7 @@ static void unlink_manifest(const char *dir, uint64_t number)
 /* Does CURRENT name MANIFEST-number? */
 static int current_names(const char *dir, uint64_t number)
 {
-    char *cur = join(dir, "CURRENT"), *data = NULL, want[48];
+    char *cur = db_path_join(dir, "CURRENT"), *data = NULL, want[48];
     size_t len = 0;
     int n = snprintf(want, sizeof want, "MANIFEST-%06" PRIu64 "\n", number);
     int yes = cur && env_read_file(cur, &data, &len) == PL_OK && len == (size_t)n && memcmp(data, want, len) == 0;
@@ -1177,7 +1161,7 @@ int repair_run_report(const char *path, repair_report *rep)
         return rc;
     }
     int lock_fd = -1;
-    char *lock = join(path, "LOCK");
+    char *lock = db_path_join(path, "LOCK");
     rc = lock ? env_lock(lock, &lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc) {

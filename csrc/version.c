@@ -42,7 +42,7 @@ static char *manifest_name(const char *dir, uint64_t number)
     return p;
 }
 
-static char *dir_join(const char *dir, const char *name)
+char *db_path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
@@ -525,7 +525,7 @@ bad:
 
 static int read_current(const char *dir, uint64_t *number)
 {
-    char *cur = dir_join(dir, "CURRENT");
+    char *cur = db_path_join(dir, "CURRENT");
     char *data = NULL;
     size_t len = 0;
     int rc = cur ? env_read_file(cur, &data, &len) : PL_FAIL(PL_NOMEM, "out of memory");
@@ -553,7 +553,7 @@ out:
 /* Read CURRENT and the manifest it names into s.  PL_NOTFOUND when there is no CURRENT. */
 static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_number)
 {
-    char *cur = dir_join(dir, "CURRENT");
+    char *cur = db_path_join(dir, "CURRENT");
     if (!cur)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(cur, O_RDONLY, &fd);
@@ -695,7 +695,7 @@ static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
 static int set_current(const char *dir, uint64_t number, int *renamed)
 {
     *renamed = 0;
-    char *tmp = dir_join(dir, "CURRENT.tmp"), *cur = dir_join(dir, "CURRENT");
+    char *tmp = db_path_join(dir, "CURRENT.tmp"), *cur = db_path_join(dir, "CURRENT");
     char body[48];
     int n = snprintf(body, sizeof body, "MANIFEST-%06" PRIu64 "\n", number);
     int rc = tmp && cur ? env_write_file(tmp, body, (size_t)n) : PL_FAIL(PL_NOMEM, "out of memory");

@@ -162,7 +162,9 @@ void pl_iter_set_bounds(pl_iter *it, const void *lo, size_t lolen, int has_lo, c
 /* Copy up to max_entries entries (stopping once max_bytes are used) from the current position into
  * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: 1 keys, 2 values,
  * 3 both.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
- * Returns the iterator's status. */
+ * At least one entry is copied while the iterator is valid, however large it is.  A chunk with fewer
+ * than max_entries is not the end of the range (max_bytes may have cut it): the end is
+ * pl_iter_valid() == 0 afterwards.  Returns the iterator's status. */
 int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
                  size_t *n);
 

@@ -996,12 +996,14 @@ static int iter_refill(IterObject *self)
     size_t n = 0, chunk = self->chunk;
     int positioned = self->positioned, reverse = self->reverse, want = self->want;
     pl_buf *buf = &self->buf;
+    int more = 0;
     Py_BEGIN_ALLOW_THREADS
     rc = PL_OK;
     if (!positioned)
         rc = reverse ? pl_iter_seek_last(pit) : pl_iter_seek_first(pit);
     if (!rc)
         rc = pl_iter_read(pit, reverse, want, chunk, 1u << 20, buf, &n);
+    more = !rc && pl_iter_valid(pit); /* a chunk cut short by the byte limit is not the end */
     Py_END_ALLOW_THREADS
     pl_db_leave(db);
     self->busy = 0;
@@ -1015,7 +1017,7 @@ static int iter_refill(IterObject *self)
         set_error(Py_TYPE(self->db), rc);
         return -1;
     }
-    if (n < chunk)
+    if (!more)
         self->exhausted = 1;
     if (self->chunk < 1024)
         self->chunk *= 2;

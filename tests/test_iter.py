@@ -310,7 +310,13 @@ def test_snapshot_isolated_from_batch(db_path):
 
 KEY_BYTES = [0x00, 0x01, 0x61, 0x62, 0x7F, 0xFE, 0xFF]
 keys_st = st.lists(st.sampled_from(KEY_BYTES), max_size=4).map(bytes)
-values_st = st.one_of(st.binary(max_size=40), st.binary(min_size=300, max_size=1500))
+# Mostly small values, some of a block or more, and two in nine large (up to 450 KB): a few large ones fill
+# the binding's 1 MiB scan chunks, which must not end a scan early.
+_large_values = st.builds(lambda n, b, tail: bytes([b]) * n + tail, st.integers(150_000, 450_000),
+                          st.integers(0, 255), st.binary(max_size=8))
+values_st = st.sampled_from("sssssmmll").flatmap(
+    lambda c: st.binary(max_size=40) if c == "s" else
+    st.binary(min_size=300, max_size=1500) if c == "m" else _large_values)
 bounds_st = st.one_of(st.none(), keys_st)
 ops_st = st.lists(st.one_of(st.tuples(st.just("put"), keys_st, values_st), st.tuples(st.just("del"), keys_st)),
                   min_size=1, max_size=8)
@@ -345,6 +351,12 @@ class DBMachine(RuleBasedStateMachine):
     def put(self, k, v):
         self.db.put(k, v)
         self.model[k] = v
+
+    @rule(ks=st.lists(keys_st, min_size=3, max_size=6), v=_large_values)
+    def put_large_run(self, ks, v):
+        for i, k in enumerate(ks):
+            self.db.put(k, v + bytes([i]))
+            self.model[k] = v + bytes([i])
 
     @rule(k=keys_st)
     def delete(self, k):

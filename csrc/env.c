@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -99,6 +100,7 @@ struct tracked {
     char *path;
     uint64_t durable_len;
     int name_durable;
+    int is_dir;
     struct tracked *next;
 };
 static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -140,7 +142,7 @@ static struct tracked *track_find(const char *path, int create)
     return t;
 }
 
-static void track_created(const char *path)
+static void track_created(const char *path, int is_dir)
 {
     pthread_mutex_lock(&track_mu);
     if (track_on) {
@@ -148,6 +150,7 @@ static void track_created(const char *path)
         if (t) {
             t->durable_len = 0;
             t->name_durable = 0;
+            t->is_dir = is_dir;
         }
     }
     pthread_mutex_unlock(&track_mu);
@@ -167,10 +170,12 @@ static void track_synced(const char *path, uint64_t len)
 static void track_dir_synced(const char *dir)
 {
     size_t n = strlen(dir);
+    int cwd = strcmp(dir, ".") == 0; /* entries named without a directory */
     pthread_mutex_lock(&track_mu);
     if (track_on)
         for (struct tracked *t = track_list; t; t = t->next)
-            if (strncmp(t->path, dir, n) == 0 && t->path[n] == '/' && !strchr(t->path + n + 1, '/'))
+            if (cwd ? !strchr(t->path, '/')
+                    : strncmp(t->path, dir, n) == 0 && t->path[n] == '/' && !strchr(t->path + n + 1, '/'))
                 t->name_durable = 1;
     pthread_mutex_unlock(&track_mu);
 }
@@ -190,10 +195,14 @@ static void track_forget(const char *path)
     pthread_mutex_unlock(&track_mu);
 }
 
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *f) { return remove(p); }
+
 int env_drop_unsynced(void)
 {
     pthread_mutex_lock(&track_mu);
     for (struct tracked *t = track_list; t; t = t->next) {
+        if (t->is_dir)
+            continue;
         if (!t->name_durable)
             unlink(t->path);
         else if (truncate(t->path, (off_t)t->durable_len) != 0 && errno != ENOENT) {
@@ -201,6 +210,10 @@ int env_drop_unsynced(void)
             return PL_IOFAIL(errno, "truncate %s", t->path);
         }
     }
+    /* A directory whose name never became durable is gone, with all it held. */
+    for (struct tracked *t = track_list; t; t = t->next)
+        if (t->is_dir && !t->name_durable)
+            nftw(t->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     pthread_mutex_unlock(&track_mu);
     env_track_sync(0);
     return PL_OK;
@@ -223,7 +236,7 @@ int env_open(const char *path, int flags, int *fd)
     if (f < 0)
         return PL_IOFAIL(errno, "open %s", path);
     if (created)
-        track_created(path);
+        track_created(path, 0);
     *fd = f;
     return PL_OK;
 }
@@ -375,12 +388,57 @@ int env_file_size(int fd, uint64_t *size, const char *path)
     return PL_OK;
 }
 
+/* The directory holding path ("." for a bare name), written into buf. */
+static void parent_of(const char *path, char *buf, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, cap, ".");
+    else if (slash == path)
+        snprintf(buf, cap, "/");
+    else
+        snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
 int env_mkdir(const char *path)
 {
     FAULT(ENV_OP_OPEN, "mkdir", path);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return PL_IOFAIL(errno, "mkdir %s", path);
-    return PL_OK;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    char *p = malloc(n + 1), *parent = malloc(n + 2);
+    if (!p || !parent) {
+        free(p);
+        free(parent);
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    }
+    memcpy(p, path, n);
+    p[n] = 0;
+    /* Each missing component in turn, from the outermost: mkdir, then fsync of the directory that
+     * holds it, so that the new name is durable before anything inside it is written. */
+    int rc = PL_OK;
+    for (size_t i = 1; i <= n && !rc; i++) {
+        if (i < n && p[i] != '/')
+            continue;
+        char c = p[i];
+        p[i] = 0;
+        struct stat st;
+        if (stat(p, &st) != 0) {
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                rc = PL_IOFAIL(errno, "mkdir %s", p);
+            } else {
+                track_created(p, 1);
+                parent_of(p, parent, n + 2);
+                rc = env_sync_dir(parent);
+            }
+        } else if (!S_ISDIR(st.st_mode)) {
+            rc = PL_IOFAIL(ENOTDIR, "mkdir %s", p);
+        }
+        p[i] = c;
+    }
+    free(p);
+    free(parent);
+    return rc;
 }
 
 int env_read_file(const char *path, char **data, size_t *len)

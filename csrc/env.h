@@ -13,7 +13,7 @@
  *  - Power loss: when tracking is on (env_track_sync(1)), env_sync records the length each file had
  *    when it was last made durable, and env_sync_dir the files whose names are durable;
  *    env_drop_unsynced() then truncates every tracked file to its durable length and removes files
- *    whose directory entry was never synced.
+ *    and directories (env_mkdir's) whose directory entry was never synced.
  *
  * Thread safety: all functions may be called from any thread.
  */
@@ -48,6 +48,8 @@ int env_unlink(const char *path);
 int env_truncate(int fd, uint64_t len, const char *path);
 int env_allocate(int fd, uint64_t off, uint64_t len, const char *path); /* reserve space, ENOSPC now */
 int env_file_size(int fd, uint64_t *size, const char *path);
+/* Create path and every missing directory above it (mkdir -p); each new name is made durable (fsync of
+ * the directory holding it) before the next is created.  An existing directory is not an error. */
 int env_mkdir(const char *path);
 /* Read a whole (small) file into a malloc'd buffer. */
 int env_read_file(const char *path, char **data, size_t *len);

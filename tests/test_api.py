@@ -952,3 +952,19 @@ def test_db_whose_open_failed_raises_instead_of_crashing(db_path):
     failed = out.split("never_opened")[0]
     for l in [l.strip() for l in failed.splitlines() if l.startswith("  ")]:
         assert l.startswith("returned") or l.startswith("raised pylsm"), out
+
+
+def test_open_creates_missing_parent_directories(tmp_path, monkeypatch):
+    """The README's example in an empty directory: pylsm.open("data/mydb") makes data/ and data/mydb/
+    (each name made durable before the first write; tests/c/test_db.c checks that under a power cut)."""
+    monkeypatch.chdir(tmp_path)
+    with pylsm.open("data/mydb") as db:
+        db[b"k"] = b"v"
+    with pylsm.open(tmp_path / "data" / "mydb", create_if_missing=False) as db:
+        assert db[b"k"] == b"v"
+    with pylsm.open(str(tmp_path / "x" / "y" / "z") + "/") as db:
+        db[b"k"] = b"v"
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(pylsm.StorageError):
+        pylsm.open(tmp_path / "afile" / "db")
+    assert not (tmp_path / "afile").is_dir()

@@ -265,7 +265,7 @@ static int write_is_quick(pl_db *db, size_t len)
         return 0;
     if (db->opt.background_compaction && db->vs.current->n[0] >= L0_SLOWDOWN)
         return 0;
-    return wal_record_size(db->log, len) <= wal_room(db->log);
+    return wal_record_size(db->log, len) + wal_append_overhead(db->log) <= wal_room(db->log);
 }
 
 /* Wake the next leader. REQUIRES: mu held. */
@@ -406,7 +406,7 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     }
     memtable *mem = db->mem;
     wal *log = db->log;
-    size_t need = 0;
+    size_t need = wal_append_overhead(log);
     for (int i = 0; i < n; i++)
         need += wal_record_size(log, recs[i].len);
     if (!rc && need > wal_room(log)) {
@@ -1301,6 +1301,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     pthread_mutex_lock(&db->mu);
     uint64_t mem_bytes = memtable_usage(db->mem);
     uint64_t wal_bytes = db->log ? wal_written(db->log) : 0;
+    uint64_t wal_synced_bytes = db->log ? wal_synced(db->log) : 0;
     uint64_t dropped = db->wal_dropped_bytes;
     uint64_t unsynced = db->unsynced_records;
     uint64_t flushes = db->flushes, compactions = db->compactions, stalls = db->stalls;
@@ -1322,6 +1323,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "lsn", atomic_load(&db->visible));
     fn(ctx, "memtable_bytes", mem_bytes);
     fn(ctx, "wal_bytes", wal_bytes);
+    fn(ctx, "wal_synced_bytes", wal_synced_bytes);
     fn(ctx, "wal_writes", atomic_load(&db->st_wal_writes));
     fn(ctx, "wal_syncs", atomic_load(&db->st_wal_syncs));
     fn(ctx, "wal_records", atomic_load(&db->st_wal_records));

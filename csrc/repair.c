@@ -726,12 +726,6 @@ static int all_zero(const char *p, size_t n)
     return 1;
 }
 
-static int header_ok(const char *d, size_t size)
-{
-    return size >= WAL_FILE_HEADER && memcmp(d, WAL_MAGIC, 8) == 0 && crc_value(d, 12) == get_u32(d + 12) &&
-           (get_u32(d + 8) & ~WAL_FLAG_TIMESTAMP) == 0;
-}
-
 static int add_wal(repairer *r, uint64_t number)
 {
     char *path = db_file_name(r->dir, number, "wal"), *tmp = NULL;
@@ -743,7 +737,7 @@ static int add_wal(repairer *r, uint64_t number)
     int rc = path ? env_read_file(path, &d, &size) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc)
         goto out;
-    if (header_ok(d, size)) {
+    if (wal_header_ok(d, size, NULL)) {
         if (!(w.m = memtable_new())) {
             rc = PL_FAIL(PL_NOMEM, "out of memory");
             goto out;
@@ -769,7 +763,7 @@ static int add_wal(repairer *r, uint64_t number)
                 rc = PL_FAIL(PL_NOMEM, "out of memory");
                 break;
             }
-            wal_encode_file_header(d, ts);
+            wal_encode_file_header(d, ts ? WAL_FLAG_TIMESTAMP : 0);
             rc = env_write_file(tmp, d, size);
             memset(&res, 0, sizeof res);
             if (!rc)

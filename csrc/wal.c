@@ -20,6 +20,8 @@ struct wal {
     char *map;
     size_t map_bytes;
     uint64_t alloc_end; /* bytes of the file allocated so far */
+    uint64_t marked;    /* the durable end the last sync mark recorded (appender only) */
+    uint64_t next_lsn;  /* the LSN after the last record appended (appender only) */
     _Atomic uint64_t written;
     _Atomic uint64_t synced;
 };
@@ -27,7 +29,15 @@ struct wal {
 static size_t rec_header(unsigned flags) { return WAL_REC_HEADER + ((flags & WAL_FLAG_TIMESTAMP) ? 8 : 0); }
 
 size_t wal_record_size(const wal *w, size_t payload_len) { return rec_header(w->flags) + payload_len; }
-size_t wal_room(const wal *w) { return w->map_bytes - (size_t)atomic_load(&w->written); }
+size_t wal_append_overhead(const wal *w)
+{
+    return (w->flags & WAL_FLAG_MARKS) ? wal_record_size(w, WAL_MARK_LEN) : 0;
+}
+/* Room is kept for the mark that a closing sync appends. */
+size_t wal_room(const wal *w)
+{
+    return w->map_bytes - wal_append_overhead(w) - (size_t)atomic_load(&w->written);
+}
 uint64_t wal_written(const wal *w) { return atomic_load(&w->written); }
 uint64_t wal_synced(const wal *w) { return atomic_load(&w->synced); }
 const char *wal_path(const wal *w) { return w->path; }
@@ -58,7 +68,7 @@ int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out)
         return PL_FAIL(PL_NOMEM, "out of memory");
     }
     w->fd = -1;
-    w->flags = timestamps ? WAL_FLAG_TIMESTAMP : 0;
+    w->flags = WAL_FLAG_MARKS | (timestamps ? WAL_FLAG_TIMESTAMP : 0);
     w->map_bytes = map_bytes < (1u << 20) ? (1u << 20) : map_bytes;
     atomic_init(&w->written, WAL_FILE_HEADER);
     atomic_init(&w->synced, 0);
@@ -71,10 +81,19 @@ int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out)
     rc = env_map(w->fd, w->map_bytes, &w->map, path);
     if (rc)
         goto fail;
-    wal_encode_file_header(w->map, timestamps);
+    wal_encode_file_header(w->map, w->flags);
+    /* The header is durable before any record is appended: a damaged header with an intact record
+     * after it is then corruption, and one with none a file torn as it was created. */
+    rc = env_sync(w->fd, WAL_FILE_HEADER, path);
+    if (rc)
+        goto fail;
+    atomic_store(&w->synced, WAL_FILE_HEADER);
+    w->marked = WAL_FILE_HEADER;
     *out = w;
     return PL_OK;
 fail:
+    if (w->map)
+        env_unmap(w->map, w->map_bytes);
     if (w->fd >= 0) {
         env_close(w->fd);
         env_unlink(path);
@@ -99,11 +118,31 @@ size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const ch
     return hdr + len;
 }
 
-void wal_encode_file_header(char *dst, int timestamps)
+void wal_encode_file_header(char *dst, unsigned flags)
 {
     memcpy(dst, WAL_MAGIC, 8);
-    put_u32(dst + 8, timestamps ? WAL_FLAG_TIMESTAMP : 0);
+    put_u32(dst + 8, flags);
     put_u32(dst + 12, crc_value(dst, 12));
+}
+
+int wal_header_ok(const char *d, size_t size, unsigned *flags)
+{
+    if (size < WAL_FILE_HEADER || memcmp(d, WAL_MAGIC, 8) != 0 || crc_value(d, 12) != get_u32(d + 12) ||
+        (get_u32(d + 8) & ~(WAL_FLAG_TIMESTAMP | WAL_FLAG_MARKS)) != 0)
+        return 0;
+    if (flags)
+        *flags = get_u32(d + 8);
+    return 1;
+}
+
+/* Write a sync mark at off declaring `durable` bytes durable; returns its size. */
+static size_t encode_mark(wal *w, uint64_t off, uint64_t lsn, uint64_t ts, uint64_t durable)
+{
+    char m[WAL_MARK_LEN];
+    put_u32(m, 0);
+    put_u64(m + 4, durable);
+    w->marked = durable;
+    return wal_encode(w->map + off, (w->flags & WAL_FLAG_TIMESTAMP) != 0, lsn, ts, m, WAL_MARK_LEN);
 }
 
 int wal_append(wal *w, const wal_rec *recs, int n)
@@ -113,25 +152,36 @@ int wal_append(wal *w, const wal_rec *recs, int n)
     uint64_t end = off;
     for (int i = 0; i < n; i++)
         end += hdr + recs[i].len;
+    /* The first append after a sync records how far the file is durable (read once: a sync running
+     * meanwhile is recorded by the next append). */
+    uint64_t synced = atomic_load(&w->synced);
+    int mark = (w->flags & WAL_FLAG_MARKS) && n > 0 && synced > w->marked;
+    if (mark)
+        end += wal_append_overhead(w);
     int rc = grow(w, end);
     if (rc)
         return rc;
     uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
     int timestamps = (w->flags & WAL_FLAG_TIMESTAMP) != 0;
+    if (mark)
+        off += encode_mark(w, off, recs[0].lsn, ts, synced);
     for (int i = 0; i < n; i++) {
         env_kill_point("wal_append"); /* dies with this record not yet written (or half written) */
         off += wal_encode(w->map + off, timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
     }
+    if (n > 0)
+        w->next_lsn = recs[n - 1].lsn + batch_rep_count(recs[n - 1].payload);
     atomic_store_explicit(&w->written, off, memory_order_release);
     return PL_OK;
 }
 
-int wal_sync(wal *w)
+static int sync_written(wal *w, int kill_point)
 {
     uint64_t upto = atomic_load(&w->written);
     if (atomic_load(&w->synced) >= upto)
         return PL_OK;
-    env_kill_point("wal_sync");
+    if (kill_point)
+        env_kill_point("wal_sync");
     int rc = env_sync(w->fd, upto, w->path);
     if (rc)
         return rc;
@@ -141,14 +191,28 @@ int wal_sync(wal *w)
     return PL_OK;
 }
 
+int wal_sync(wal *w) { return sync_written(w, 1); }
+
 int wal_close(wal *w, int sync)
 {
     if (!w)
         return PL_OK;
     int rc = PL_OK;
     uint64_t written = atomic_load(&w->written);
+    if (sync && (w->flags & WAL_FLAG_MARKS) && written > WAL_FILE_HEADER) {
+        /* Make the records durable, then say so in a last mark (made durable below): damage
+         * anywhere in a closed WAL is then corruption, never a torn tail. */
+        rc = sync_written(w, 0);
+        if (!rc && w->marked < written)
+            rc = grow(w, written + wal_append_overhead(w));
+        if (!rc && w->marked < written) {
+            uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
+            written += encode_mark(w, written, w->next_lsn, ts, written);
+            atomic_store(&w->written, written);
+        }
+    }
     env_unmap(w->map, w->map_bytes);
-    if (w->alloc_end > written)
+    if (!rc && w->alloc_end > written)
         rc = env_truncate(w->fd, written, w->path);
     if (!rc && sync && (atomic_load(&w->synced) < written || w->alloc_end > written))
         rc = env_sync(w->fd, written, w->path);
@@ -166,7 +230,8 @@ typedef struct {
     size_t hdr;
 } logview;
 
-/* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and count. */
+/* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and count
+ * (count 0: a sync mark, whose durable end lies at or before the mark itself). */
 static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, uint32_t *len,
                      uint32_t *count)
 {
@@ -182,7 +247,9 @@ static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, u
         return 0;
     *len = l;
     *count = get_u32(p + v->hdr);
-    return *count > 0;
+    if (*count == 0)
+        return l == WAL_MARK_LEN && get_u64(p + v->hdr + 4) <= off;
+    return 1;
 }
 
 static int all_zero(const char *p, uint64_t n)
@@ -193,16 +260,45 @@ static int all_zero(const char *p, uint64_t n)
     return 1;
 }
 
-/* The offset of the next intact record after off (LSN at least lo), or v->size. */
-static uint64_t next_good(const logview *v, uint64_t off, uint64_t lo)
+/* The offset of the next intact record after off (LSN at least lo), or v->size; its length and count. */
+static uint64_t next_good_rec(const logview *v, uint64_t off, uint64_t lo, uint32_t *len, uint32_t *count)
 {
-    uint32_t len, count;
     for (uint64_t o = off + 1; o + v->hdr <= v->size; o++)
         /* A plausible LSN first (cheap), then the CRC: random bytes almost never get that far, so
          * the scan stays linear in practice. */
-        if (record_ok(v, o, lo ? lo : 1, lo ? lo + (UINT64_C(1) << 40) : (UINT64_C(1) << 48), &len, &count))
+        if (record_ok(v, o, lo ? lo : 1, lo ? lo + (UINT64_C(1) << 40) : (UINT64_C(1) << 48), len, count))
             return o;
     return v->size;
+}
+
+static uint64_t next_good(const logview *v, uint64_t off, uint64_t lo)
+{
+    uint32_t len, count;
+    return next_good_rec(v, off, lo, &len, &count);
+}
+
+/* The highest durable end that an intact sync mark after off declares (0: none). */
+static uint64_t later_durable_end(const logview *v, uint64_t off, uint64_t lo)
+{
+    uint64_t best = 0;
+    uint32_t len, count;
+    for (uint64_t o = next_good_rec(v, off, lo, &len, &count); o < v->size;) {
+        if (count == 0 && get_u64(v->buf + o + v->hdr + 4) > best)
+            best = get_u64(v->buf + o + v->hdr + 4);
+        o = next_good_rec(v, o + v->hdr + len - 1, lo, &len, &count);
+    }
+    return best;
+}
+
+/* Does any intact record follow the file header, under either record layout? */
+static int any_intact_record(const char *data, uint64_t size)
+{
+    for (int ts = 0; ts < 2; ts++) {
+        logview v = {data, size, rec_header(ts ? WAL_FLAG_TIMESTAMP : 0)};
+        if (next_good(&v, WAL_FILE_HEADER - 1, 0) < size)
+            return 1;
+    }
+    return 0;
 }
 
 int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
@@ -216,28 +312,35 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
     res->valid_end = 0;
     res->dropped_bytes = 0;
     res->records = 0;
+    res->durable_end = 0;
     res->torn_tail = 0;
     logview v = {data, size, WAL_REC_HEADER};
 
-    /* The file header. A missing or torn one can only be a WAL that crashed as it was created. */
-    if (size < WAL_FILE_HEADER || all_zero(data, WAL_FILE_HEADER)) {
-        if (!all_zero(data, size) && mode == WAL_ABSOLUTE) {
-            rc = PL_FAIL(PL_CORRUPT, "%s: torn WAL header at offset 0", path);
+    /* The file header: durable before any record was appended, so a damaged one with nothing intact
+     * after it is a WAL that a crash tore as it was created. */
+    unsigned flags = 0;
+    if (!wal_header_ok(data, size, &flags)) {
+        if (all_zero(data, size)) {
+            if (!is_last && mode != WAL_SALVAGE && size > 0) {
+                rc = PL_FAIL(PL_CORRUPT, "%s: WAL header missing at offset 0", path);
+                goto out;
+            }
+            res->torn_tail = size > 0;
             goto out;
         }
-        if (!is_last && mode != WAL_SALVAGE && size > 0) {
-            rc = PL_FAIL(PL_CORRUPT, "%s: WAL header missing at offset 0", path);
+        int intact = size > WAL_FILE_HEADER && any_intact_record(data, size);
+        if (!intact && (mode == WAL_SALVAGE || (mode == WAL_TOLERATE_TAIL && is_last))) {
+            res->torn_tail = 1;
+            res->dropped_bytes = size;
             goto out;
         }
-        res->torn_tail = size > 0;
+        rc = PL_FAIL(PL_CORRUPT, "%s: %s WAL header at offset 0%s", path,
+                     all_zero(data, size < WAL_FILE_HEADER ? size : WAL_FILE_HEADER) ? "torn" : "bad",
+                     intact ? " with intact records after it" : "");
         goto out;
     }
-    if (memcmp(data, WAL_MAGIC, 8) != 0 || crc_value(data, 12) != get_u32(data + 12) ||
-        (get_u32(data + 8) & ~WAL_FLAG_TIMESTAMP) != 0) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: bad WAL header at offset 0", path);
-        goto out;
-    }
-    v.hdr = rec_header(get_u32(data + 8));
+    v.hdr = rec_header(flags);
+    int marks = (flags & WAL_FLAG_MARKS) != 0;
 
     uint64_t off = WAL_FILE_HEADER;
     while (off < size) {
@@ -248,13 +351,20 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
             break; /* the zero-filled tail: the clean end of the log */
         if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &count)) {
             uint64_t lsn = get_u64(p);
-            if (lsn >= skip_below) {
-                rc = fn(ctx, lsn, p + v.hdr, len);
-                if (rc)
-                    goto out;
+            if (count == 0) { /* a sync mark: it carries the next record's LSN */
+                uint64_t end = get_u64(p + v.hdr + 4);
+                if (end > res->durable_end)
+                    res->durable_end = end;
+                res->next_lsn = lsn;
+            } else {
+                if (lsn >= skip_below) {
+                    rc = fn(ctx, lsn, p + v.hdr, len);
+                    if (rc)
+                        goto out;
+                }
+                res->records++;
+                res->next_lsn = lsn + count;
             }
-            res->records++;
-            res->next_lsn = lsn + count;
             off += v.hdr + len;
             res->valid_end = off;
             continue;
@@ -268,10 +378,22 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
             off = next;
             continue;
         }
-        if (mode == WAL_TOLERATE_TAIL && is_last && next >= size) {
-            res->torn_tail = 1;
-            res->dropped_bytes += size - off;
-            break;
+        if (mode == WAL_TOLERATE_TAIL && is_last) {
+            /* With sync marks: torn unless an intact later mark declares this offset durable.
+             * Without: torn only if nothing intact follows. */
+            uint64_t durable = marks ? later_durable_end(&v, off, expect) : 0;
+            if (marks ? durable <= off : next >= size) {
+                res->torn_tail = 1;
+                res->dropped_bytes += size - off;
+                break;
+            }
+            if (marks) {
+                rc = PL_FAIL(PL_CORRUPT,
+                             "%s: damaged WAL record at offset %llu, which a later sync mark declares durable "
+                             "(to offset %llu)",
+                             path, (unsigned long long)off, (unsigned long long)durable);
+                goto out;
+            }
         }
         rc = PL_FAIL(PL_CORRUPT, "%s: damaged WAL record at offset %llu%s", path, (unsigned long long)off,
                      next < size ? " with intact records after it" : "");
@@ -280,8 +402,6 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
     if (!res->valid_end)
         res->valid_end = WAL_FILE_HEADER;
 out:
-    if (!res->valid_end && rc == PL_OK)
-        res->valid_end = 0;
     free(data);
     return rc;
 }

@@ -11,6 +11,12 @@
  * (and so survives kill -9 of the process) as soon as wal_append returns, with no system call per
  * record.  wal_sync makes everything appended so far durable (fdatasync).
  *
+ * Sync marks (files whose header has WAL_FLAG_MARKS): the first append after a wal_sync starts with a
+ * mark, a record of count 0 whose payload is the offset the sync made durable.  At replay, damage that
+ * an intact later mark declares durable is corruption; damage beyond every mark is the torn, unsynced
+ * tail of a power cut, and the log ends there (docs/format.md, "WAL").  The file header itself is made
+ * durable by wal_create, before any record can be appended.
+ *
  * Thread safety: wal_append is called by one thread at a time (the write leader).  wal_sync may run
  * in another thread at the same time (the background sync thread); wal_close needs both stopped.
  */
@@ -24,6 +30,8 @@
 #define WAL_FILE_HEADER 16
 #define WAL_MAGIC "PLSMWAL1"
 #define WAL_FLAG_TIMESTAMP 1u
+#define WAL_FLAG_MARKS 2u   /* the writer records sync marks (see above) */
+#define WAL_MARK_LEN 12     /* a mark's payload: u32 count = 0, u64 durable end offset */
 #define WAL_REC_HEADER 16 /* lsn + crc + len */
 
 typedef struct wal wal;
@@ -40,6 +48,8 @@ typedef struct wal_rec {
 int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out);
 /* Bytes one record of this payload length takes. */
 size_t wal_record_size(const wal *w, size_t payload_len);
+/* Bytes an append may add beyond its records' wal_record_size (a sync mark). */
+size_t wal_append_overhead(const wal *w);
 /* Room left in the window, in bytes. */
 size_t wal_room(const wal *w);
 /* Append records in order.  REQUIRES: their total wal_record_size <= wal_room.  PL_OK or PL_IOERR
@@ -57,7 +67,9 @@ const char *wal_path(const wal *w);
 /* Encode one record at dst (room for wal_record_size) and return its size: the WAL framing, also used
  * by the manifest.  And the 16-byte file header. */
 size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const char *payload, size_t len);
-void wal_encode_file_header(char *dst, int timestamps);
+void wal_encode_file_header(char *dst, unsigned flags);
+/* Is this a valid file header (magic, CRC, known flags)?  Stores its flags. */
+int wal_header_ok(const char *d, size_t size, unsigned *flags);
 
 /* ---- replay ---- */
 
@@ -67,7 +79,8 @@ typedef struct wal_replay_result {
     uint64_t next_lsn;      /* LSN the next record must carry */
     uint64_t valid_end;     /* offset just past the last good record */
     uint64_t dropped_bytes; /* salvage: bytes skipped; tolerate: torn tail bytes (non-zero) */
-    uint64_t records;       /* records applied */
+    uint64_t records;       /* records applied (sync marks are not records) */
+    uint64_t durable_end;   /* the highest durable offset a sync mark declared */
     int torn_tail;          /* the log ended in a damaged record */
 } wal_replay_result;
 
@@ -77,6 +90,10 @@ typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, const char *payload, size_t
 /* Replay one WAL file.  *res->next_lsn on entry is the LSN the first record must carry
  * (0: whatever the first record has).  Records whose LSNs lie below skip_below are checked but not
  * applied (they are already in tables).  is_last: this is the newest WAL (only its tail may be torn).
+ * WAL_TOLERATE_TAIL, in the newest file: damage past its last durable point is a torn tail (the log
+ * ends there, res->torn_tail); in a file with sync marks that is damage no intact later mark covers,
+ * in one without (the manifest, older WALs) damage with no intact record after it.  A damaged header
+ * with no intact record after it is a file torn as it was created.
  * Returns PL_OK, PL_CORRUPT (file and offset in the message), PL_IOERR, or fn's code. */
 int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
                void *ctx, wal_replay_result *res);

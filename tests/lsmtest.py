@@ -85,9 +85,18 @@ def encode_batch(ops: Sequence[tuple]) -> bytes:
     return bytes(out)
 
 
-def file_header(timestamps: bool = False) -> bytes:
-    h = WAL_MAGIC + struct.pack("<I", 1 if timestamps else 0)
+WAL_FLAG_TIMESTAMP, WAL_FLAG_MARKS = 1, 2
+WAL_MARK_LEN = 12  # a sync mark's payload: u32 count = 0, u64 durable end offset
+
+
+def file_header(timestamps: bool = False, marks: bool = True) -> bytes:
+    h = WAL_MAGIC + struct.pack("<I", (WAL_FLAG_TIMESTAMP if timestamps else 0) | (WAL_FLAG_MARKS if marks else 0))
     return h + struct.pack("<I", crc32c(h))
+
+
+def encode_mark(lsn: int, durable_end: int, timestamp: Optional[int] = None) -> bytes:
+    """A sync mark: a record of count 0 declaring the first durable_end bytes of the file durable."""
+    return encode_record(lsn, struct.pack("<IQ", 0, durable_end), timestamp)
 
 
 def rec_header_size(timestamps: bool = False) -> int:
@@ -105,8 +114,9 @@ def encode_record(lsn: int, payload: bytes, timestamp: Optional[int] = None) -> 
     return head + struct.pack("<I", crc32c(rest, crc32c(head))) + rest
 
 
-def encode_wal(writes: Sequence[Sequence[tuple]], first_lsn: int = 1) -> Tuple[bytes, List[int]]:
-    """A whole WAL file for these writes (each a list of ops); returns (bytes, record start offsets)."""
+def encode_wal(writes: Sequence[Sequence[tuple]], first_lsn: int = 1, closed: bool = True) -> Tuple[bytes, List[int]]:
+    """A whole WAL file for these writes (each a list of ops); returns (bytes, record start offsets).
+    closed: as a clean close leaves it, ending in a sync mark that declares every record durable."""
     out = bytearray(file_header())
     offsets = []
     lsn = first_lsn
@@ -114,6 +124,8 @@ def encode_wal(writes: Sequence[Sequence[tuple]], first_lsn: int = 1) -> Tuple[b
         offsets.append(len(out))
         out += encode_record(lsn, encode_batch(ops))
         lsn += len(ops)
+    if closed and writes:
+        out += encode_mark(lsn, len(out))
     return bytes(out), offsets
 
 
@@ -133,6 +145,8 @@ def parse_wal(data: bytes) -> List[dict]:
                "timestamp": struct.unpack_from("<Q", data, off + 16)[0] if ts else None,
                "payload": data[off + hdr: off + hdr + ln]}
         rec["crc_ok"] = crc == crc32c(data[off + 12: off + hdr + ln], crc32c(data[off: off + 8]))
+        count = struct.unpack_from("<I", rec["payload"])[0] if ln >= 4 else None
+        rec["mark"] = struct.unpack_from("<Q", rec["payload"], 4)[0] if count == 0 and ln == WAL_MARK_LEN else None
         recs.append(rec)
         off += hdr + ln
     return recs

@@ -118,7 +118,8 @@ def test_wal_bytes_are_exactly_the_documented_format(db_path):
     want, _ = lsmtest.encode_wal(writes)
     assert data == want  # header, LSNs (one per op), CRCs, lengths, payloads; cut to length on close
     recs = lsmtest.parse_wal(data)
-    assert [r["lsn"] for r in recs] == [1, 2, 3, 4, 5]
+    assert [r["lsn"] for r in recs] == [1, 2, 3, 4, 5, 8]  # five records, then the closing sync mark
+    assert [r["mark"] for r in recs] == [None] * 5 + [recs[-1]["offset"]]
     assert all(r["crc_ok"] for r in recs)
 
 
@@ -135,7 +136,8 @@ def test_truncate_at_every_offset_gives_exactly_the_whole_records_before_the_cut
     wal = find_wal(path)
     data = open(wal, "rb").read()
     sizes = [record_size(len(encode_batch(ops))) for ops in writes]
-    assert len(data) == 16 + sum(sizes)
+    assert len(data) == 16 + sum(sizes) + record_size(lsmtest.WAL_MARK_LEN)
+    data = data[: 16 + sum(sizes)]  # the image a crash leaves: no closing sync mark
     ends = [16 + sum(sizes[: i + 1]) for i in range(len(sizes))]
 
     variants = [("cut", c) for c in range(len(data) + 1)]
@@ -301,6 +303,8 @@ def test_huge_length_field_is_corruption_or_end_no_huge_allocation(small_db, tmp
     s = small_db
     k = 10 if where == "middle" else len(s["writes"]) - 1
     data = bytearray(s["data"])
+    if where == "last":  # the image a crash leaves: no closing sync mark after the last record
+        data = data[: s["offsets"][-1] + s["sizes"][-1]]
     if length == "past_end_by_1":
         length = len(data) - s["offsets"][k] - 16 + 1
     struct.pack_into("<I", data, s["offsets"][k] + 12, length)
@@ -376,9 +380,16 @@ def test_stale_record_in_the_middle_is_corruption(tmp_path, mode):
     for name, recs in {"duplicate": [r1, r2, r2, r3], "replayed_old": [r1, r2, r1, r3],
                        "gap": [r1, r2, rec(5, encode_batch([("put", b"k", b"5")])),
                                rec(6, encode_batch([("put", b"k", b"6")]))]}.items():
-        p = _write_wal(tmp_path, f"{mode}-{name}", recs)
+        # as a clean close leaves the file: a last sync mark declares every record durable
+        end = 16 + sum(map(len, recs))
+        p = _write_wal(tmp_path, f"{mode}-{name}", recs + [lsmtest.encode_mark(10, end)])
         with pytest.raises(pylsm.CorruptionError):
             pylsm.open(p, wal_recovery=mode)
+        if mode == "tolerate_tail":
+            # never synced (a crash image with no mark): the log ends where it stops following on
+            p = _write_wal(tmp_path, f"{mode}-{name}-unsynced", recs)
+            with pylsm.open(p) as db:
+                assert db[b"k"] == b"2" and lsn(db) == 2, name
 
 
 def test_old_wal_copied_back_is_rejected(tmp_path):
@@ -436,8 +447,10 @@ def test_wal_timestamp_round_trip(db_path):
     data = open(find_wal(db_path), "rb").read()
     assert data[:16] == lsmtest.file_header(timestamps=True)
     recs = lsmtest.parse_wal(data)
-    assert len(recs) == 21
-    assert len(data) == 16 + sum(record_size(len(encode_batch(w)), timestamps=True) for w in writes)
+    assert len(recs) == 22 and recs[-1]["mark"] == recs[-1]["offset"]  # 21 records, the closing mark
+    recs = recs[:21]
+    assert len(data) == 16 + sum(record_size(len(encode_batch(w)), timestamps=True) for w in writes) + \
+        record_size(lsmtest.WAL_MARK_LEN, timestamps=True)
     for i, (r, w) in enumerate(zip(recs, writes)):
         assert r["crc_ok"] and r["lsn"] == i + 1
         assert r["payload"] == encode_batch(w)

@@ -656,7 +656,7 @@ static void test_wal_header_timestamps(void)
     char *w = numbered_path(wals[0], "wal");
     size_t n;
     char *d = read_all(w, &n);
-    CHECK_EQ(get_u32(d + 8), WAL_FLAG_TIMESTAMP);
+    CHECK_EQ(get_u32(d + 8), WAL_FLAG_TIMESTAMP | WAL_FLAG_MARKS);
     free(d);
     flip_byte(w, 8); /* the flags */
     repair_report rep;

@@ -159,10 +159,12 @@ static void build_log(const char *path, int ts, size_t n, unsigned long long see
         CHECK_EQ(wal_synced(w), wal_written(w));
     }
     uint64_t written = wal_written(w);
+    /* a synced close ends the file with a sync mark declaring it all durable */
+    size_t mark = sync_it && n ? wal_record_size(w, WAL_MARK_LEN) : 0;
     CHECK_RC(wal_close(w, sync_it), PL_OK);
     struct stat st;
-    CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == written);
-    l->file_size = (size_t)written;
+    CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == written + mark);
+    l->file_size = (size_t)(written + mark);
 }
 
 /* ---- replay into a sink ---- */
@@ -275,7 +277,7 @@ static void test_roundtrip(int ts)
     size_t n;
     char *d = read_bytes(p, &n);
     CHECK(memcmp(d, WAL_MAGIC, 8) == 0);
-    CHECK_EQ(get_u32(d + 8), ts ? WAL_FLAG_TIMESTAMP : 0);
+    CHECK_EQ(get_u32(d + 8), WAL_FLAG_MARKS | (ts ? WAL_FLAG_TIMESTAMP : 0));
     CHECK_EQ(get_u32(d + 12), crc_value(d, 12));
     size_t hdr = hdr_of(ts);
     const char *r0 = d + WAL_FILE_HEADER;
@@ -305,7 +307,7 @@ static void test_roundtrip(int ts)
     CHECK_RC(wal_create(e, ts, 0, &w), PL_OK);
     CHECK(strcmp(wal_path(w), e) == 0);
     CHECK_EQ(wal_record_size(w, 100), hdr + 100);
-    CHECK(wal_room(w) >= (1u << 20) - WAL_FILE_HEADER);
+    CHECK(wal_room(w) >= (1u << 20) - WAL_FILE_HEADER - wal_append_overhead(w));
     CHECK_RC(wal_close(w, 1), PL_OK);
     CHECK(stat(e, &st) == 0 && st.st_size == WAL_FILE_HEADER);
     for (int mode = 0; mode < 3; mode++) {
@@ -531,11 +533,16 @@ static void dmg_zero_hdr(char *d, const log_t *l, size_t i) { memset(d + rec_sta
 /* With timestamps a timestamp byte, without the second byte of the batch count. */
 static void dmg_ts(char *d, const log_t *l, size_t i) { d[rec_start(l, i) + 17] ^= 1; }
 
-static void test_damage(int ts)
+/* synced 0: a WAL whose writer never synced (no sync mark): damage anywhere in the newest WAL is the
+ * torn tail of a power cut.  synced 1: closed with a sync, so ending in a mark that declares every
+ * record durable: damage anywhere is corruption. */
+static void test_damage(int ts, int synced)
 {
     const char *p = path_in("dmg_src.wal"), *c = path_in("dmg.wal");
     log_t l;
+    sync_it = synced;
     build_log(p, ts, 10, 31 + (unsigned)ts, 1, 150, &l);
+    sync_it = 0;
     size_t n;
     char *d = read_bytes(p, &n);
     char *m = malloc(n);
@@ -562,11 +569,11 @@ static void test_damage(int ts)
             size_t before = victim;
             int bad = 0;
 
-            /* tolerate, newest WAL: only a damaged last record is a torn tail */
+            /* tolerate, newest WAL: a torn tail unless a later mark declares the record durable */
             int rc = replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res);
-            if (last_rec) {
+            if (!synced) {
                 if (rc != PL_OK || !sink_prefix(&s, &l, before) || !res.torn_tail ||
-                    res.valid_end != rec_start(&l, victim) || res.next_lsn != l.r[victim].lsn)
+                    res.valid_end != rec_start(&l, victim) || res.next_lsn != (victim ? l.r[victim].lsn : 0))
                     bad |= 1;
             } else if (rc != PL_CORRUPT || !sink_prefix(&s, &l, before)) {
                 bad |= 2;
@@ -581,7 +588,7 @@ static void test_damage(int ts)
             rc = replay(c, WAL_SALVAGE, 1, 0, 0, &s, &res);
             if (rc != PL_OK || !sink_is(&s, &l, keep) || res.records != l.n - 1 ||
                 res.dropped_bytes != l.r[victim].end - rec_start(&l, victim) ||
-                res.next_lsn != (last_rec ? l.r[victim].lsn : l.next_lsn))
+                res.next_lsn != (last_rec && !synced ? l.r[victim].lsn : l.next_lsn))
                 bad |= 16;
             if (bad)
                 fprintf(stderr, "damage %s to record %zu (ts %d): failures 0x%x (%s, %zu records, dropped %llu)\n",
@@ -607,7 +614,7 @@ static void test_damage(int ts)
     CHECK_EQ(hdr_bad, 0);
     /* An unknown flag with a valid header CRC. */
     memcpy(m, d, n);
-    put_u32(m + 8, get_u32(m + 8) | 2);
+    put_u32(m + 8, get_u32(m + 8) | 4);
     put_u32(m + 12, crc_value(m, 12));
     write_bytes(c, m, n);
     CHECK_RC(replay(c, WAL_SALVAGE, 1, 0, 0, &s, &res), PL_CORRUPT);
@@ -696,9 +703,9 @@ static void test_lsn_order(int ts)
         CHECK_RC(wal_close(w, 0), PL_OK);
         int bad_at = cases[ci].bad_at;
         int bad = 0;
-        /* tolerate, newest: corrupt (intact records follow), or a torn tail when it is the last */
+        /* tolerate, newest: never synced (no sync mark), so the log ends at the stray record */
         int rc = replay(p, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res);
-        if (cases[ci].at_end ? rc != PL_OK || s.n != (size_t)bad_at : rc != PL_CORRUPT)
+        if (rc != PL_OK || s.n != (size_t)bad_at || !res.torn_tail)
             bad |= 1;
         if (s.n != (size_t)bad_at)
             bad |= 2; /* nothing from the bad record on was applied */
@@ -884,6 +891,104 @@ static void test_faults(void)
     pl_batch_free(b);
 }
 
+/* Sync marks: groups A (synced), B, C (not synced) in a WAL left open as a crash leaves it.  B begins
+ * with a mark declaring A durable.  Damage inside A is corruption; damage in B, C or the mark itself is
+ * the torn tail of a power cut and the log ends there, with all of A.  A header garbled with no intact
+ * record after it is a WAL torn as it was created; with intact records after it, corruption. */
+static void test_sync_marks(int ts)
+{
+    const char *p = path_in("marks.wal"), *c = path_in("marks_dmg.wal");
+    unlink(p);
+    wal *w = NULL;
+    CHECK_RC(wal_create(p, ts, 0, &w), PL_OK);
+    if (!w)
+        return;
+    unsigned long long seed = 5;
+    char *pay[9];
+    size_t plen[9];
+    uint64_t end[9];
+    for (int i = 0; i < 9; i++) {
+        pay[i] = make_payload(&seed, 1, 300, &plen[i]);
+        wal_rec wr = {(uint64_t)i + 1, pay[i], plen[i]};
+        CHECK_RC(wal_append(w, &wr, 1), PL_OK);
+        end[i] = wal_written(w);
+        if (i == 2)
+            CHECK_RC(wal_sync(w), PL_OK); /* A = records 0..2 durable */
+    }
+    uint64_t mark_at = end[2], durable = end[2];
+    uint64_t written = wal_written(w);
+    size_t n;
+    char *d = read_bytes(p, &n);
+    CHECK(n >= written);
+    n = (size_t)written; /* the image a crash leaves (the zero tail adds nothing) */
+    CHECK_EQ(get_u32(d + mark_at + hdr_of(ts)), 0); /* the mark: count 0 */
+    CHECK_EQ(get_u64(d + mark_at + hdr_of(ts) + 4), durable);
+    sink s = {0};
+    wal_replay_result res;
+    write_bytes(c, d, n);
+    CHECK_RC(replay(c, WAL_ABSOLUTE, 1, 0, 0, &s, &res), PL_OK);
+    CHECK_EQ(res.records, 9);
+    CHECK_EQ(res.durable_end, durable);
+    char *m = malloc(n);
+    int bad = 0;
+    for (uint64_t off = WAL_FILE_HEADER; off < n; off += 7) {
+        memcpy(m, d, n);
+        m[off] ^= 0x5a;
+        write_bytes(c, m, n);
+        int rc = replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res);
+        size_t whole = 0;
+        while (whole < 9 && end[whole] <= off)
+            whole++;
+        if (off < durable) {
+            bad += rc != PL_CORRUPT;
+        } else {
+            /* torn: everything before the damaged record (the mark is no record) */
+            size_t keep = off < mark_at + wal_record_size(w, WAL_MARK_LEN) ? 3 : whole;
+            bad += rc != PL_OK || !res.torn_tail || s.n != keep;
+        }
+        /* an older WAL: always corrupt */
+        bad += replay(c, WAL_TOLERATE_TAIL, 0, 0, 0, &s, &res) != PL_CORRUPT;
+    }
+    CHECK_EQ(bad, 0);
+    /* Pieces of the unsynced part dropped (zeros), in any order: the log ends at the first. */
+    memcpy(m, d, n);
+    memset(m + end[5], 0, (size_t)(end[6] - end[5]));
+    write_bytes(c, m, n);
+    CHECK_RC(replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res), PL_OK);
+    CHECK_EQ(s.n, 6);
+    /* A garbled header with nothing intact after it: torn as it was created (opens empty)... */
+    memset(m, 0, n);
+    memcpy(m, d, WAL_FILE_HEADER);
+    m[3] ^= 0x40;
+    write_bytes(c, m, n);
+    CHECK_RC(replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res), PL_OK);
+    CHECK(res.torn_tail && s.n == 0 && res.valid_end == 0);
+    CHECK_RC(replay(c, WAL_TOLERATE_TAIL, 0, 0, 0, &s, &res), PL_CORRUPT);
+    CHECK_RC(replay(c, WAL_ABSOLUTE, 1, 0, 0, &s, &res), PL_CORRUPT);
+    /* ... but with the records after it, corruption (the header was durable before any record). */
+    memcpy(m, d, n);
+    m[3] ^= 0x40;
+    write_bytes(c, m, n);
+    CHECK_RC(replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res), PL_CORRUPT);
+    /* A closing sync appends a last mark: the whole closed file is then durable. */
+    CHECK_RC(wal_close(w, 1), PL_OK);
+    free(d);
+    d = read_bytes(p, &n);
+    CHECK_EQ(n, written + hdr_of(ts) + WAL_MARK_LEN);
+    free(m);
+    m = malloc(n);
+    memcpy(m, d, n);
+    m[end[7] - 1] ^= 1;
+    write_bytes(c, m, n);
+    CHECK_RC(replay(c, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res), PL_CORRUPT);
+    CHECK_EQ(s.n, 7);
+    free(m);
+    free(d);
+    for (int i = 0; i < 9; i++)
+        free(pay[i]);
+    sink_free(&s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pylsm_test_wal_XXXXXX");
@@ -895,7 +1000,9 @@ int main(void)
         test_roundtrip(ts);
         test_cut_everywhere(ts);
         test_zero_tail(ts);
-        test_damage(ts);
+        test_damage(ts, 0);
+        test_damage(ts, 1);
+        test_sync_marks(ts);
         test_lsn_order(ts);
         test_skip_below(ts);
     }

@@ -99,6 +99,7 @@ struct pl_db {
     _Atomic uint64_t visible; /* highest LSN readers may see */
 
     int bg_error;               /* sticky: a write or fsync failed (PL_IOERR) */
+    int bg_errno;               /* its errno (ENOSPC, EIO, ...) */
     char bg_msg[256];
 
     /* time-based / hybrid sync */
@@ -142,14 +143,18 @@ static void set_bg_error(pl_db *db)
 {
     if (!db->bg_error) {
         db->bg_error = PL_IOERR;
+        db->bg_errno = pl_errno();
         snprintf(db->bg_msg, sizeof db->bg_msg, "%s", pl_errmsg());
     }
 }
 
+/* Every call refused after the failure reports the failure's own errno (ENOSPC stays ENOSPC). */
 static int readonly_error(pl_db *db)
 {
-    return PL_FAIL(PL_READONLY, "the database is read-only after an earlier failure (%s); reopen it",
-                   db->bg_msg);
+    int rc = PL_FAIL(PL_READONLY, "the database is read-only after an earlier failure (%s); reopen it",
+                     db->bg_msg);
+    pl_set_errno(db->bg_errno);
+    return rc;
 }
 
 /* ---- options ---- */
@@ -617,7 +622,8 @@ struct pl_snapshot {
     pl_snapshot *prev, *next;
 };
 
-int pl_snapshot_new(pl_db *db, pl_snapshot **out)
+/* A snapshot registered at the visible LSN, or at `at` (an older snapshot's) when non-zero. */
+static int snapshot_new_at(pl_db *db, uint64_t at, pl_snapshot **out)
 {
     int rc = check_usable(db);
     if (rc)
@@ -628,7 +634,7 @@ int pl_snapshot_new(pl_db *db, pl_snapshot **out)
     s->db = db;
     db_ref(db);
     pthread_mutex_lock(&db->mu);
-    s->lsn = atomic_load(&db->visible);
+    s->lsn = at ? at : atomic_load(&db->visible);
     s->next = db->snaps;
     if (db->snaps)
         db->snaps->prev = s;
@@ -638,11 +644,17 @@ int pl_snapshot_new(pl_db *db, pl_snapshot **out)
     return PL_OK;
 }
 
+int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, 0, out); }
+
 void pl_snapshot_release(pl_snapshot *s)
 {
     if (!s)
         return;
     pl_db *db = s->db;
+    if (db->fork_gen != atomic_load(&fork_generation)) {
+        free(s); /* in a forked child: db->mu may have been held by a parent thread at the fork */
+        return;
+    }
     pthread_mutex_lock(&db->mu);
     if (s->prev)
         s->prev->next = s->next;
@@ -662,8 +674,11 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     int rc = check_usable(db);
     if (rc)
         return rc;
-    uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
+    env_test_hook("get_start");
     pthread_mutex_lock(&db->mu);
+    /* The LSN is read with the references, under mu: a flush or compaction between the two could
+     * drop the version this read needs (only snapshots and the visible LSN are kept). */
+    uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
     memtable *mem = db->mem, *imm = db->imm;
     version *v = db->vs.current;
     memtable_ref(mem);
@@ -752,6 +767,13 @@ static void compact_env_init(pl_db *db, compact_env *env)
 static int apply_edit(pl_db *db, version_edit *e)
 {
     pthread_mutex_lock(&db->mu);
+    if (db->bg_error) {
+        /* An earlier write failed (perhaps part-way through a manifest record): nothing more may
+         * be appended after it. */
+        int rc = readonly_error(db);
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
     if (!e->has_next_file) {
         e->has_next_file = 1;
         e->next_file = db->vs.next_file;
@@ -1114,9 +1136,19 @@ static void db_free(pl_db *db)
 void db_ref(pl_db *db) { atomic_fetch_add(&db->refs, 1); }
 void db_unref(pl_db *db)
 {
+    if (db->fork_gen != atomic_load(&fork_generation))
+        return; /* a forked child's copy: its locks may be held by parent threads that do not exist here */
     if (atomic_fetch_sub(&db->refs, 1) == 1)
         db_free(db);
 }
+
+void pl_db_retain(pl_db *db) { db_ref(db); }
+void pl_db_release(pl_db *db)
+{
+    if (db)
+        db_unref(db);
+}
+int pl_db_check(pl_db *db) { return check_usable(db); }
 
 int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
 {
@@ -1283,6 +1315,11 @@ int pl_db_close(pl_db *db)
     }
     version_unref(db->vs.current); /* readers still holding tables keep their own references */
     db->vs.current = NULL;
+    memtable_unref(db->mem);         /* (iterators hold their own references too) */
+    db->mem = NULL;
+    if (db->imm)
+        memtable_unref(db->imm);
+    db->imm = NULL;
     if (db->lock_fd >= 0) {
         env_close(db->lock_fd);
         db->lock_fd = -1;
@@ -1455,32 +1492,44 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
     pl_iter *pi = calloc(1, sizeof *pi);
     if (!pi)
         return PL_FAIL(PL_NOMEM, "out of memory");
-    rc = pl_snapshot_new(db, &pi->snap);
+    /* Registered (an older snapshot's view at its LSN), so compaction keeps what it can see. */
+    rc = snapshot_new_at(db, snap ? snap->lsn : 0, &pi->snap);
     if (rc) {
         free(pi);
         return rc;
     }
-    if (snap)
-        pi->snap->lsn = snap->lsn; /* an older view: still registered, so still protected */
+    /* Take references under mu; build the memtable iterators (which sort the newest entries) after
+     * it, so that readers and writers waiting for mu are not held up by the sort. */
     pthread_mutex_lock(&db->mu);
     version *v = db->vs.current;
+    memtable *mem = db->mem, *imm = db->imm;
+    memtable_ref(mem);
+    if (imm)
+        memtable_ref(imm);
+    version_ref(v);
+    pthread_mutex_unlock(&db->mu);
+    env_test_hook("iter_refs_taken");
     int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
     iter **its = malloc(sizeof(iter *) * (size_t)cap);
     if (its) {
-        its[n++] = memtable_iter(db->mem);
-        if (db->imm)
-            its[n++] = memtable_iter(db->imm);
+        its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
+        if (imm)
+            its[n++] = memtable_iter(imm);
         int k = version_iters(v, its + n);
         if (k < 0) {
             while (n > 0)
-                iter_destroy(its[--n]);
+                if (its[--n])
+                    iter_destroy(its[n]);
             free(its);
             its = NULL;
         } else {
             n += k;
         }
     }
-    pthread_mutex_unlock(&db->mu);
+    memtable_unref(mem);
+    if (imm)
+        memtable_unref(imm);
+    version_unref(v);
     if (its) {
         pi->it = db_iter_new(merge_iter_new(its, n), pi->snap->lsn);
         free(its);

@@ -94,6 +94,24 @@ void env_kill_point(const char *name)
         _exit(KILL_EXIT_CODE);
 }
 
+/* ---- test hooks ---- */
+
+static _Atomic(env_hook_fn) hook_fn;
+static void *_Atomic hook_ctx;
+
+void env_set_test_hook(env_hook_fn fn, void *ctx)
+{
+    atomic_store(&hook_ctx, ctx);
+    atomic_store(&hook_fn, fn);
+}
+
+void env_test_hook(const char *name)
+{
+    env_hook_fn fn = atomic_load_explicit(&hook_fn, memory_order_acquire);
+    if (fn)
+        fn(atomic_load(&hook_ctx), name);
+}
+
 /* ---- power-loss tracking ---- */
 
 struct tracked {

@@ -10,6 +10,7 @@
  *    later call too.  The op classes are ENV_OP_*.
  *  - Kill points: with PYLSM_KILL_POINT=name[:n] in the environment, env_kill_point("name") ends the
  *    process with _exit(KILL_EXIT_CODE) at its nth hit (default 1), simulating kill -9 at that point.
+ *  - Hooks: env_test_hook("name") runs a test's function at that point (see below).
  *  - Power loss: when tracking is on (env_track_sync(1)), env_sync records the length each file had
  *    when it was last made durable, and env_sync_dir the files whose names are durable;
  *    env_drop_unsynced() then truncates every tracked file to its durable length and removes files
@@ -67,6 +68,11 @@ uint64_t env_now_ns(void);
 uint64_t env_wall_us(void);
 
 void env_kill_point(const char *name);
+/* Test hooks: env_test_hook(name) calls the function set with env_set_test_hook (tests only; off
+ * otherwise, a load and a branch), so a test can run code at a named point of a concurrent path. */
+typedef void (*env_hook_fn)(void *ctx, const char *name);
+void env_set_test_hook(env_hook_fn fn, void *ctx);
+void env_test_hook(const char *name);
 
 void env_fault_set(int ops, long nth, int err, int persistent);
 void env_fault_clear(void);

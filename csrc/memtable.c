@@ -27,6 +27,7 @@
 
 #include "arena.h"
 #include "bloom.h"
+#include "env.h"
 #include "ikey.h"
 #include "merge.h"
 #include "status.h"
@@ -156,6 +157,7 @@ static runset *current_runs(memtable *m)
         for (size_t i = m->sorted; i < n; i++)
             r->e[i - m->sorted] = m->chunks[i / LOG_CHUNK][i % LOG_CHUNK];
         qsort(r->e, r->n, sizeof(mentry *), entry_qcmp);
+        env_test_hook("memtable_sorted");
         for (int i = 0; cur && i < cur->n; i++) {
             s->runs[s->n++] = cur->runs[i];
             atomic_fetch_add(&cur->runs[i]->refs, 1);
@@ -246,7 +248,8 @@ void memtable_unref(memtable *m)
 
 size_t memtable_usage(memtable *m)
 {
-    htable *t = atomic_load_explicit(&m->table, memory_order_relaxed);
+    /* acquire: pairs with grow_table's release store, so t->mask is the new table's */
+    htable *t = atomic_load_explicit(&m->table, memory_order_acquire);
     return arena_usage(&m->arena) + atomic_load_explicit(&m->count, memory_order_relaxed) * sizeof(mentry *) +
            (t->mask + 1) * sizeof(mentry *) + atomic_load_explicit(&m->index_bytes, memory_order_relaxed);
 }

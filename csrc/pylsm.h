@@ -102,6 +102,15 @@ int pl_db_close(pl_db *db);
 int pl_db_enter(pl_db *db);
 void pl_db_leave(pl_db *db);
 
+/* Keep the handle's memory valid after pl_db_close(), so that a caller holding a pointer to a closed
+ * database gets PL_CLOSED from every call instead of reading freed memory (the binding holds one for
+ * as long as its Python object lives).  In a process forked from the one that opened the database,
+ * release (like close) frees nothing: the parent's threads and locks are not the child's. */
+void pl_db_retain(pl_db *db);
+void pl_db_release(pl_db *db);
+/* PL_OK while the handle is usable: PL_CLOSED once closing, PL_MISUSE in a forked child. */
+int pl_db_check(pl_db *db);
+
 /* Writes.  flags: PL_WRITE_SYNC makes this write durable (fdatasync) before returning, whatever the
  * mode; PL_WRITE_NO_WAIT returns PL_WOULDBLOCK (nothing written) rather than wait for another writer,
  * an fsync or a file switch, so a caller may first try with its own lock held and retry without. */

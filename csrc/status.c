@@ -28,6 +28,7 @@ void pl_clear_error(void)
 
 const char *pl_errmsg(void) { return errmsg; }
 int pl_errno(void) { return errnum; }
+void pl_set_errno(int err) { errnum = err; }
 
 const char *pl_code_name(int rc)
 {

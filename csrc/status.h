@@ -20,6 +20,8 @@
 int pl_fail(int rc, int err, const char *fmt, ...) PL_PRINTF(3, 4);
 /* Forget the calling thread's last failure. */
 void pl_clear_error(void);
+/* Set the errno of the last failure (PL_READONLY reports the errno of the failure that caused it). */
+void pl_set_errno(int err);
 
 #define PL_FAIL(rc, ...) pl_fail((rc), 0, __VA_ARGS__)
 #define PL_IOFAIL(err, ...) pl_fail(PL_IOERR, (err), __VA_ARGS__)

@@ -3,6 +3,8 @@
  * regression tests of the read path and of open. */
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +156,122 @@ static void test_new_directory_survives_power_cut(void)
     rm_rf(sub("deep"));
 }
 
+/* ---- a read racing a flush (issue 9, bug 4) ----
+ * At "get_start" (where the read used to load its LSN before taking its references) the hook
+ * overwrites the key and flushes, so the table written holds only the new version.  A read at the
+ * old LSN through the new references would find nothing; the read must see one of the versions. */
+static pl_db *hook_db;
+static int hook_armed;
+
+static void overwrite_and_flush(void *ctx, const char *name)
+{
+    if (strcmp(name, "get_start") != 0 || !hook_armed)
+        return;
+    hook_armed = 0;
+    CHECK_RC(pl_db_put(hook_db, "k", 1, "v2", 2, 0), PL_OK);
+    CHECK_RC(pl_db_flush(hook_db), PL_OK);
+}
+
+static void test_get_racing_a_flush(void)
+{
+    const char *path = sub("getrace");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
+    if (!hook_db)
+        return;
+    for (int round = 0; round < 3; round++) {
+        CHECK_RC(pl_db_put(hook_db, "k", 1, "v1", 2, 0), PL_OK);
+        if (round == 1)
+            CHECK_RC(pl_db_flush(hook_db), PL_OK); /* the old version in a table, not the memtable */
+        hook_armed = 1;
+        env_set_test_hook(overwrite_and_flush, NULL);
+        pl_buf v = {0};
+        CHECK_RC(pl_db_get(hook_db, NULL, "k", 1, &v, 0), PL_OK);
+        CHECK(v.len == 2 && v.data[0] == 'v');
+        env_set_test_hook(NULL, NULL);
+        pl_buf_free(&v);
+    }
+    CHECK_RC(pl_db_close(hook_db), PL_OK);
+    rm_rf(path);
+}
+
+/* ---- an iterator's memtable sort does not hold the database lock (issue 9, bug 6) ----
+ * While pl_iter_new sorts a memtable's entries ("memtable_sorted", inside the sort's critical
+ * section), a get and a put from another thread must complete: they wait for nothing the sort
+ * holds.  The hook waits for them with a generous deadline (a liveness check, not a timing one). */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
+static int live_done, live_ok;
+
+static void *get_and_put(void *arg)
+{
+    pl_buf v = {0};
+    int ok = pl_db_get(hook_db, NULL, "key5", 4, &v, 0) == PL_OK &&
+             pl_db_put(hook_db, "other", 5, "x", 1, 0) == PL_OK;
+    pl_buf_free(&v);
+    pthread_mutex_lock(&live_mu);
+    live_done = 1;
+    live_ok = ok;
+    pthread_cond_broadcast(&live_cv);
+    pthread_mutex_unlock(&live_mu);
+    return NULL;
+}
+
+static void wait_for_reader(void *ctx, const char *name)
+{
+    if (strcmp(name, "memtable_sorted") != 0 || !hook_armed)
+        return;
+    hook_armed = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, get_and_put, NULL);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&live_mu);
+    while (!live_done && pthread_cond_timedwait(&live_cv, &live_mu, &dl) == 0)
+        ;
+    int done = live_done;
+    pthread_mutex_unlock(&live_mu);
+    CHECK(done); /* else the get waited for the sort: it holds the lock readers need */
+    if (done)
+        pthread_join(t, NULL);
+    else
+        pthread_detach(t);
+}
+
+static void test_iterator_sort_does_not_block_reads(void)
+{
+    const char *path = sub("sortlock");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
+    if (!hook_db)
+        return;
+    for (int i = 0; i < 1000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "key%d", i);
+        CHECK_RC(pl_db_put(hook_db, k, (size_t)kl, "v", 1, 0), PL_OK);
+    }
+    live_done = 0;
+    hook_armed = 1;
+    env_set_test_hook(wait_for_reader, NULL);
+    pl_iter *it = NULL;
+    CHECK_RC(pl_iter_new(hook_db, NULL, &it), PL_OK);
+    env_set_test_hook(NULL, NULL);
+    CHECK(live_done && live_ok);
+    size_t n = 0;
+    CHECK_RC(pl_iter_seek_first(it), PL_OK);
+    for (; pl_iter_valid(it); pl_iter_next(it))
+        n++;
+    CHECK_EQ(n, 1000); /* the put made during the sort came after the iterator's view */
+    pl_iter_free(it);
+    CHECK_RC(pl_db_close(hook_db), PL_OK);
+    rm_rf(path);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -161,6 +279,8 @@ int main(void)
     mkdir(base, 0755);
     test_read_large_entries();
     test_new_directory_survives_power_cut();
+    test_get_racing_a_flush();
+    test_iterator_sort_does_not_block_reads();
     rm_rf(base);
     return test_report();
 }

@@ -622,8 +622,8 @@ struct pl_snapshot {
     pl_snapshot *prev, *next;
 };
 
-/* A snapshot registered at the visible LSN, or at `at` (an older snapshot's) when non-zero. */
-static int snapshot_new_at(pl_db *db, uint64_t at, pl_snapshot **out)
+/* A snapshot registered at the visible LSN, or at the LSN of `of` (an older snapshot) when given. */
+static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
 {
     int rc = check_usable(db);
     if (rc)
@@ -634,7 +634,7 @@ static int snapshot_new_at(pl_db *db, uint64_t at, pl_snapshot **out)
     s->db = db;
     db_ref(db);
     pthread_mutex_lock(&db->mu);
-    s->lsn = at ? at : atomic_load(&db->visible);
+    s->lsn = of ? of->lsn : atomic_load(&db->visible);
     s->next = db->snaps;
     if (db->snaps)
         db->snaps->prev = s;
@@ -644,7 +644,7 @@ static int snapshot_new_at(pl_db *db, uint64_t at, pl_snapshot **out)
     return PL_OK;
 }
 
-int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, 0, out); }
+int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, NULL, out); }
 
 void pl_snapshot_release(pl_snapshot *s)
 {
@@ -1261,6 +1261,8 @@ fail:
 
 int pl_db_enter(pl_db *db)
 {
+    if (db->fork_gen != atomic_load(&fork_generation))
+        return check_usable(db);
     atomic_fetch_add(&db->active, 1);
     if (atomic_load(&db->closing)) {
         pl_db_leave(db);
@@ -1313,8 +1315,7 @@ int pl_db_close(pl_db *db)
             env_unlink(path);
         free(path);
     }
-    version_unref(db->vs.current); /* readers still holding tables keep their own references */
-    db->vs.current = NULL;
+    versions_close(&db->vs); /* the manifest's fd; readers still holding tables keep their own refs */
     memtable_unref(db->mem);         /* (iterators hold their own references too) */
     db->mem = NULL;
     if (db->imm)
@@ -1493,7 +1494,7 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
     if (!pi)
         return PL_FAIL(PL_NOMEM, "out of memory");
     /* Registered (an older snapshot's view at its LSN), so compaction keeps what it can see. */
-    rc = snapshot_new_at(db, snap ? snap->lsn : 0, &pi->snap);
+    rc = snapshot_new_at(db, snap, &pi->snap);
     if (rc) {
         free(pi);
         return rc;
@@ -1549,6 +1550,8 @@ void pl_iter_free(pl_iter *pi)
 {
     if (!pi)
         return;
+    if (pi->db->fork_gen != atomic_load(&fork_generation))
+        return; /* in a forked child: its tables and cache locks may be held by parent threads */
     iter_destroy(pi->it);
     pl_snapshot_release(pi->snap);
     db_unref(pi->db);

@@ -11,13 +11,22 @@
  * hand-off, and nothing that waits holds the GIL.  docs/decisions.md has the measurements.
  *
  * Lifetime: a call that releases the GIL first enters the database (pl_db_enter); close() marks the
- * object closed under the GIL, then pl_db_close() waits for entered calls to leave.
+ * object closed under the GIL, then pl_db_close() waits for entered calls to leave.  The DB object
+ * keeps the handle's memory alive until it is deallocated (pl_db_retain), so a closed handle answers
+ * PL_CLOSED, never freed memory.
+ *
+ * Python code can run wherever the binding converts an argument or allocates (a generator, __bool__,
+ * __index__, __buffer__, a finalizer run by the GC), and it may close the database, a snapshot or
+ * an iterator, or change a batch.  So every call into the core re-checks, under the GIL and with no
+ * Python code in between, that what it uses is still open; a snapshot or batch in use by a call that
+ * releases the GIL is marked busy, and closing a busy snapshot defers its release to the last user.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "pylsm.h"
@@ -50,7 +59,7 @@ static PyObject *set_error(PyTypeObject *tp, int rc)
         break;
     case PL_IOERR:
     case PL_READONLY: {
-        int e = rc == PL_IOERR && pl_errno() ? pl_errno() : EIO;
+        int e = pl_errno() ? pl_errno() : EIO; /* PL_READONLY: the errno of the failure behind it */
         PyObject *exc = PyObject_CallFunction(st->StorageError, "is", e, msg);
         if (exc) {
             PyErr_SetObject(st->StorageError, exc);
@@ -146,6 +155,49 @@ typedef struct {
         }                                                                             \
     } while (0)
 
+/* 0 if open, else -1 with ClosedError set.  Runs no Python code. */
+static int db_closed_error(DBObject *self)
+{
+    if (!self->closed && self->db)
+        return 0;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (st)
+        PyErr_SetString(st->ClosedError, self->db ? "the database is closed" : "the database is not open");
+    return -1;
+}
+
+/* ---- snapshots and batches (defined further down; busy while a call uses them) ---- */
+
+typedef struct {
+    PyObject_HEAD
+    DBObject *db;
+    pl_snapshot *snap;
+    int busy;      /* calls using snap (GIL-protected); close defers the release to the last one */
+    int closed;
+    PyObject *dict;
+} SnapshotObject;
+
+static void snapshot_enter(SnapshotObject *so)
+{
+    if (so)
+        so->busy++;
+}
+
+static void snapshot_leave(SnapshotObject *so)
+{
+    if (so && --so->busy == 0 && so->closed && so->snap) {
+        pl_snapshot_release(so->snap);
+        so->snap = NULL;
+    }
+}
+
+typedef struct {
+    PyObject_HEAD
+    pl_batch *b;
+    int busy;      /* being written by DB.write with the GIL released */
+    PyObject *dict;
+} BatchObject;
+
 static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "create_if_missing", "error_if_exists", "sync_mode", "sync_count",
@@ -190,6 +242,7 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
         set_error(Py_TYPE(self), rc);
         return -1;
     }
+    pl_db_retain(db); /* released by DB_dealloc: the memory outlives close() */
     self->db = db;
     self->closed = 0;
     return 0;
@@ -222,6 +275,8 @@ static void DB_dealloc(DBObject *self)
         pl_db_close(self->db);
         Py_END_ALLOW_THREADS
     }
+    pl_db_release(self->db);
+    self->db = NULL;
     Py_CLEAR(self->dict);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -278,6 +333,11 @@ static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flag
         release_bytes(&k);
         return NULL;
     }
+    if (db_closed_error(self) < 0) { /* a buffer export may have run Python code */
+        release_bytes(&k);
+        release_bytes(&v);
+        return NULL;
+    }
     int rc = do_write(self, 1, &k, &v, NULL, flags);
     release_bytes(&k);
     release_bytes(&v);
@@ -309,8 +369,38 @@ static PyObject *DB_put(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
     return put_impl(self, args[0], args[1], flags);
 }
 
-static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **out, pl_buf *buf);
-static _Thread_local pl_buf scratch;
+static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out);
+
+/* A per-thread buffer for values on their way to a bytes object, freed when its thread ends (a
+ * thread-local variable would leak one per short-lived thread). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    pl_buf_free(p);
+    free(p);
+}
+
+static void scratch_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
+
+static pl_buf *scratch_buf(void)
+{
+    pthread_once(&scratch_once, scratch_init);
+    pl_buf *b = pthread_getspecific(scratch_key);
+    if (!b && (b = calloc(1, sizeof *b)) != NULL && pthread_setspecific(scratch_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* A buffer grown past 1 MiB by a large value is given back. */
+static void scratch_trim(pl_buf *b)
+{
+    if (b && b->cap > (1u << 20))
+        pl_buf_free(b);
+}
 
 static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_exist)
 {
@@ -321,7 +411,7 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
     int rc = PL_OK;
     if (must_exist) {
         PyObject *v = NULL;
-        int r = get_one(self, NULL, key, &v, &scratch);
+        int r = get_one(self, NULL, NULL, key, &v);
         Py_XDECREF(v);
         if (r <= 0) {
             if (r == 0)
@@ -329,6 +419,10 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
             release_bytes(&k);
             return NULL;
         }
+    }
+    if (db_closed_error(self) < 0) {
+        release_bytes(&k);
+        return NULL;
     }
     if (!rc)
         rc = do_write(self, 0, &k, NULL, NULL, flags);
@@ -352,12 +446,32 @@ static PyObject *DB_delete(DBObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw);
 
-/* Look up one key. Returns 1 found (*out set), 0 absent, -1 error set. */
-static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **out, pl_buf *buf)
+/* 0 if so (NULL: none) is open, else -1 with ClosedError set.  Runs no Python code. */
+static int snapshot_closed_error(SnapshotObject *so)
+{
+    if (!so || (so->snap && !so->closed))
+        return 0;
+    module_state *st = state_of_type(Py_TYPE(so));
+    if (st)
+        PyErr_SetString(st->ClosedError, "the snapshot is closed");
+    return -1;
+}
+
+/* Look up one key: in snapshot object so, else in the caller's own snapshot `own`, else in the latest
+ * state.  Returns 1 found (*out set), 0 absent, -1 error set.  REQUIRES: so, if any, is busy
+ * (snapshot_enter). */
+static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out)
 {
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return -1;
+    /* After the conversion (which may run Python code), right before the core call. */
+    pl_buf *buf = scratch_buf();
+    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!buf && !PyErr_NoMemory())) {
+        release_bytes(&k);
+        return -1;
+    }
+    pl_snapshot *snap = so ? so->snap : own;
     int rc = pl_db_get(self->db, snap, k.ptr, (size_t)k.len, buf, PL_READ_NO_IO);
     if (rc == PL_WOULDBLOCK) {
         pl_db *db = self->db;
@@ -377,17 +491,16 @@ static int get_one(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject **
         return -1;
     }
     *out = PyBytes_FromStringAndSize(buf->data, (Py_ssize_t)buf->len);
+    scratch_trim(buf);
     return *out ? 1 : -1;
 }
 
-/* scratch: a per-thread buffer for values on their way to a bytes object (declared above). */
-
-static PyObject *get_impl(DBObject *self, pl_snapshot *snap, PyObject *key, PyObject *dflt, int raise)
+static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyObject *dflt, int raise)
 {
     PyObject *v = NULL;
-    int r = get_one(self, snap, key, &v, &scratch);
-    if (scratch.cap > (1u << 20))
-        pl_buf_free(&scratch);
+    snapshot_enter(so);
+    int r = get_one(self, so, NULL, key, &v);
+    snapshot_leave(so);
     if (r < 0)
         return NULL;
     if (r == 0) {
@@ -434,37 +547,41 @@ static int DB_contains(DBObject *self, PyObject *key)
         return -1;
     }
     PyObject *v = NULL;
-    int r = get_one(self, NULL, key, &v, &scratch);
+    int r = get_one(self, NULL, NULL, key, &v);
     Py_XDECREF(v);
     return r;
 }
 
-static PyObject *get_many_impl(DBObject *self, pl_snapshot *snap, PyObject *keys)
+/* Values (or None) for keys, all from one view: snapshot so's, or a snapshot of its own. */
+static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *keys)
 {
+    /* Iterating keys runs Python code (a generator may close the database or the snapshot): every
+     * key is collected first, and get_one checks both again before each lookup. */
     PyObject *seq = PySequence_Fast(keys, "get_many() takes an iterable of keys");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *res = PyList_New(n);
-    pl_snapshot *own = NULL;
-    int rc = PL_OK;
-    if (res && !snap) {
-        rc = pl_snapshot_new(self->db, &own);
-        snap = own;
+    pl_snapshot *own = NULL; /* a snapshot of its own: nobody else can close it */
+    if (res && !so) {
+        int rc = db_closed_error(self) < 0 ? -1 : pl_snapshot_new(self->db, &own);
+        if (rc) {
+            if (rc > 0)
+                set_error(Py_TYPE(self), rc);
+            Py_CLEAR(res);
+        }
     }
-    if (rc) {
-        Py_CLEAR(res);
-        set_error(Py_TYPE(self), rc);
-    }
+    snapshot_enter(so);
     for (Py_ssize_t i = 0; res && i < n; i++) {
         PyObject *v = NULL;
-        int r = get_one(self, snap, PySequence_Fast_GET_ITEM(seq, i), &v, &scratch);
+        int r = get_one(self, so, own, PySequence_Fast_GET_ITEM(seq, i), &v);
         if (r < 0) {
             Py_CLEAR(res);
             break;
         }
         PyList_SET_ITEM(res, i, r ? v : Py_NewRef(Py_None));
     }
+    snapshot_leave(so);
     pl_snapshot_release(own);
     Py_DECREF(seq);
     return res;
@@ -521,6 +638,11 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
         return NULL;
     if (stop != Py_None && get_bytes(stop, &e, "stop") < 0) {
         release_bytes(&s);
+        return NULL;
+    }
+    if (db_closed_error(self) < 0) {
+        release_bytes(&s);
+        release_bytes(&e);
         return NULL;
     }
     int rc;
@@ -587,11 +709,16 @@ static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_Fro
 
 /* ---- WriteBatch ---- */
 
-typedef struct {
-    PyObject_HEAD
-    pl_batch *b;
-    PyObject *dict;
-} BatchObject;
+/* 0, or -1 with an error when a DB.write of this batch is running in another thread. */
+static int batch_busy_error(BatchObject *self)
+{
+    if (!self->busy)
+        return 0;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (st)
+        PyErr_SetString(st->Error, "the batch is being written by DB.write() in another thread");
+    return -1;
+}
 
 static int Batch_init(BatchObject *self, PyObject *args, PyObject *kw)
 {
@@ -603,6 +730,8 @@ static int Batch_init(BatchObject *self, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         return -1;
     }
+    if (batch_busy_error(self) < 0)
+        return -1;
     pl_batch_clear(self->b);
     return 0;
 }
@@ -653,11 +782,13 @@ static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t 
         release_bytes(&k);
         return NULL;
     }
-    int rc = pl_batch_put(self->b, k.ptr, (size_t)k.len, v.ptr, (size_t)v.len);
+    int rc = batch_busy_error(self) < 0 ? -1 : pl_batch_put(self->b, k.ptr, (size_t)k.len, v.ptr, (size_t)v.len);
     release_bytes(&k);
     release_bytes(&v);
-    if (rc)
+    if (rc > 0)
         return set_error(Py_TYPE(self), rc);
+    if (rc)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -671,14 +802,12 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
         release_bytes(&ka);
         return -1;
     }
-    int rc = pl_batch_put(self->b, ka.ptr, (size_t)ka.len, va.ptr, (size_t)va.len);
+    int rc = batch_busy_error(self) < 0 ? -1 : pl_batch_put(self->b, ka.ptr, (size_t)ka.len, va.ptr, (size_t)va.len);
     release_bytes(&ka);
     release_bytes(&va);
-    if (rc) {
+    if (rc > 0)
         set_error(Py_TYPE(self), rc);
-        return -1;
-    }
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
@@ -736,15 +865,19 @@ static PyObject *Batch_delete(BatchObject *self, PyObject *key)
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
-    int rc = pl_batch_delete(self->b, k.ptr, (size_t)k.len);
+    int rc = batch_busy_error(self) < 0 ? -1 : pl_batch_delete(self->b, k.ptr, (size_t)k.len);
     release_bytes(&k);
-    if (rc)
+    if (rc > 0)
         return set_error(Py_TYPE(self), rc);
+    if (rc)
+        return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *Batch_clear(BatchObject *self, PyObject *unused)
 {
+    if (batch_busy_error(self) < 0)
+        return NULL;
     pl_batch_clear(self->b);
     Py_RETURN_NONE;
 }
@@ -765,24 +898,21 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_TypeError, "write() takes a WriteBatch, not %.100s", Py_TYPE(batch)->tp_name);
         return NULL;
     }
-    int flags = sync_flag(sync);
-    if (flags < 0)
+    int flags = sync_flag(sync); /* may run Python code (__bool__): check again after it */
+    if (flags < 0 || db_closed_error(self) < 0)
         return NULL;
-    /* The batch object stays referenced by our caller's frame for the whole call. */
-    int rc = do_write(self, 2, NULL, NULL, ((BatchObject *)batch)->b, flags);
+    /* The batch object stays referenced by our caller's frame for the whole call; busy keeps other
+     * threads from changing it while the write runs without the GIL. */
+    BatchObject *bo = (BatchObject *)batch;
+    bo->busy++;
+    int rc = do_write(self, 2, NULL, NULL, bo->b, flags);
+    bo->busy--;
     if (rc)
         return set_error(Py_TYPE(self), rc);
     Py_RETURN_NONE;
 }
 
 /* ---- Snapshot ---- */
-
-typedef struct {
-    PyObject_HEAD
-    DBObject *db;
-    pl_snapshot *snap;
-    PyObject *dict;
-} SnapshotObject;
 
 static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
 {
@@ -793,6 +923,10 @@ static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
     SnapshotObject *s = (SnapshotObject *)st->SnapshotType->tp_alloc(st->SnapshotType, 0);
     if (!s)
         return NULL;
+    if (db_closed_error(self) < 0) { /* the allocation may have run a finalizer */
+        Py_DECREF(s);
+        return NULL;
+    }
     int rc = pl_snapshot_new(self->db, &s->snap);
     if (rc) {
         Py_DECREF(s);
@@ -804,10 +938,11 @@ static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
 
 static PyObject *snapshot_check(SnapshotObject *self)
 {
-    if (!self->snap || !self->db || self->db->closed || !self->db->db) {
+    if (!self->snap || self->closed || !self->db || self->db->closed || !self->db->db) {
         module_state *st = state_of_type(Py_TYPE(self));
         if (st)
-            PyErr_SetString(st->ClosedError, self->snap ? "the database is closed" : "the snapshot is closed");
+            PyErr_SetString(st->ClosedError, self->snap && !self->closed ? "the database is closed"
+                                                                          : "the snapshot is closed");
         return NULL;
     }
     return Py_None;
@@ -821,14 +956,14 @@ static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ss
         PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    return get_impl(self->db, self->snap, args[0], nargs == 2 ? args[1] : Py_None, 0);
+    return get_impl(self->db, self, args[0], nargs == 2 ? args[1] : Py_None, 0);
 }
 
 static PyObject *Snapshot_subscript(SnapshotObject *self, PyObject *key)
 {
     if (!snapshot_check(self))
         return NULL;
-    return get_impl(self->db, self->snap, key, NULL, 1);
+    return get_impl(self->db, self, key, NULL, 1);
 }
 
 static int Snapshot_contains(SnapshotObject *self, PyObject *key)
@@ -836,7 +971,9 @@ static int Snapshot_contains(SnapshotObject *self, PyObject *key)
     if (!snapshot_check(self))
         return -1;
     PyObject *v = NULL;
-    int r = get_one(self->db, self->snap, key, &v, &scratch);
+    snapshot_enter(self);
+    int r = get_one(self->db, self, NULL, key, &v);
+    snapshot_leave(self);
     Py_XDECREF(v);
     return r;
 }
@@ -845,12 +982,13 @@ static PyObject *Snapshot_get_many(SnapshotObject *self, PyObject *keys)
 {
     if (!snapshot_check(self))
         return NULL;
-    return get_many_impl(self->db, self->snap, keys);
+    return get_many_impl(self->db, self, keys);
 }
 
 static PyObject *Snapshot_close(SnapshotObject *self, PyObject *unused)
 {
-    if (self->snap) {
+    self->closed = 1;
+    if (self->snap && !self->busy) { /* else the last call using it releases it */
         pl_snapshot_release(self->snap);
         self->snap = NULL;
     }
@@ -922,13 +1060,13 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     module_state *st = state_of_type(Py_TYPE(self));
     if (!st)
         return NULL;
-    pl_snapshot *snap = NULL;
+    SnapshotObject *so = NULL;
     if (snap_obj != Py_None) {
-        if (!PyObject_TypeCheck(snap_obj, st->SnapshotType) || !((SnapshotObject *)snap_obj)->snap) {
-            PyErr_SetString(st->ClosedError, "the snapshot is closed");
+        if (!PyObject_TypeCheck(snap_obj, st->SnapshotType)) {
+            PyErr_SetString(PyExc_TypeError, "snapshot must be a Snapshot");
             return NULL;
         }
-        snap = ((SnapshotObject *)snap_obj)->snap;
+        so = (SnapshotObject *)snap_obj;
     }
     bytes_arg lo = {0}, hi = {0};
     if (start != Py_None && get_bytes(start, &lo, "start") < 0)
@@ -939,8 +1077,18 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     }
     IterObject *it = (IterObject *)st->IterType->tp_alloc(st->IterType, 0);
     int rc = PL_OK;
-    if (it) /* may sort the memtable's newest entries: without the GIL */
+    /* The conversions and the allocation may have run Python code: check again, then keep the
+     * snapshot busy while the GIL is released (another thread may close it meanwhile). */
+    if (it && (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0)) {
+        Py_DECREF(it);
+        it = NULL;
+    }
+    if (it) { /* may sort the memtable's newest entries: without the GIL */
+        snapshot_enter(so);
+        pl_snapshot *snap = so ? so->snap : NULL;
         BLOCKING_CALL(self, pl_iter_new(db_, snap, &it->it));
+        snapshot_leave(so);
+    }
     if (it && !rc) {
         pl_iter_set_bounds(it->it, lo.ptr, (size_t)lo.len, start != Py_None, hi.ptr, (size_t)hi.len,
                            stop != Py_None);
@@ -1064,6 +1212,9 @@ static PyObject *Iter_next(IterObject *self)
                     PyErr_SetString(st->ClosedError, "the database is closed");
                 return NULL;
             }
+            int rc = self->db ? pl_db_check(self->db->db) : PL_OK; /* e.g. in a forked child */
+            if (rc)
+                return set_error(Py_TYPE(self->db), rc);
             return Py_NewRef(PyList_GET_ITEM(self->items, self->pos++));
         }
         if (self->exhausted && !self->closed)

@@ -1002,8 +1002,10 @@ static int replay_record(void *ctx, uint64_t lsn, const char *payload, size_t le
     return rc;
 }
 
-/* Replay every WAL into the memtable. */
-static int recover(pl_db *db)
+/* Replay every WAL into the memtable.  Writes nothing: a torn tail of the newest WAL is reported in
+ * *torn_path (malloc'd) and *torn_end for the caller to cut once the open can no longer fail on
+ * what it read. */
+static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
 {
     wal_list l = {0};
     int rc = env_list_dir(db->path, collect_wal, &l);
@@ -1048,15 +1050,9 @@ static int recover(pl_db *db)
         if (!rc && db->opt.wal_recovery == PL_RECOVER_SALVAGE)
             db->wal_dropped_bytes += res.dropped_bytes;
         if (!rc && res.torn_tail && is_last) {
-            /* Cut the torn tail so that this WAL, no longer the last, reads clean next time. */
-            int fd;
-            rc = env_open(path, O_RDWR, &fd);
-            if (!rc) {
-                rc = env_truncate(fd, res.valid_end, path);
-                if (!rc)
-                    rc = env_sync(fd, res.valid_end, path);
-                env_close(fd);
-            }
+            *torn_path = path; /* cut by the caller: this WAL, no longer the last, must read clean */
+            *torn_end = res.valid_end;
+            path = NULL;
         }
         free(path);
         if (rc)
@@ -1204,10 +1200,27 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         rc = PL_FAIL(PL_NOMEM, "out of memory");
         goto fail;
     }
+    /* Read everything first (manifest, tables, WALs): an open that fails on what it reads leaves
+     * the directory as it found it.  Then the new manifest, numbered past every file recovery saw. */
     rc = versions_open(&db->vs, path, db->cache, 1);
     if (rc)
         goto fail;
-    rc = recover(db);
+    char *torn_path = NULL;
+    uint64_t torn_end = 0;
+    rc = recover(db, &torn_path, &torn_end);
+    if (!rc)
+        rc = versions_start(&db->vs);
+    if (!rc && torn_path) {
+        int fd;
+        rc = env_open(torn_path, O_RDWR, &fd);
+        if (!rc) {
+            rc = env_truncate(fd, torn_end, torn_path);
+            if (!rc)
+                rc = env_sync(fd, torn_end, torn_path);
+            env_close(fd);
+        }
+    }
+    free(torn_path);
     if (rc)
         goto fail;
     pthread_mutex_lock(&db->sync_mu);
@@ -1391,6 +1404,7 @@ int pl_test_fault(const char *op, long nth, int err, int persistent)
         int ops;
     } names[] = {{"open", ENV_OP_OPEN}, {"read", ENV_OP_READ}, {"write", ENV_OP_WRITE},
                  {"sync", ENV_OP_SYNC}, {"rename", ENV_OP_RENAME}, {"unlink", ENV_OP_UNLINK},
+                 {"short_write", ENV_OP_WRITE | ENV_OP_SHORT},
                  {"all", ENV_OP_ALL}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(op, names[i].name) == 0) {

@@ -198,6 +198,15 @@ static void track_dir_synced(const char *dir)
     pthread_mutex_unlock(&track_mu);
 }
 
+int env_name_durable(const char *path)
+{
+    pthread_mutex_lock(&track_mu);
+    struct tracked *t = track_on ? track_find(path, 0) : NULL;
+    int r = t ? t->name_durable : 1;
+    pthread_mutex_unlock(&track_mu);
+    return r;
+}
+
 static void track_forget(const char *path)
 {
     pthread_mutex_lock(&track_mu);
@@ -265,9 +274,25 @@ void env_close(int fd)
         close(fd);
 }
 
+/* An injected write failure (PL_IOERR), or 0.  With ENV_OP_SHORT in the mask, half the bytes are
+ * written first (at off, or at the file position when off < 0): a write cut short by ENOSPC. */
+static int write_fault(int fd, const void *buf, size_t n, int64_t off, const char *path)
+{
+    int e = fault_check(ENV_OP_WRITE);
+    if (!e)
+        return 0;
+    if ((atomic_load(&fault_ops) & ENV_OP_SHORT) && n > 1) {
+        ssize_t w = off < 0 ? write(fd, buf, n / 2) : pwrite(fd, buf, n / 2, (off_t)off);
+        (void)w;
+    }
+    return PL_IOFAIL(e, "write %s (injected)", path ? path : "");
+}
+
 int env_write(int fd, const void *buf, size_t n, const char *path)
 {
-    FAULT(ENV_OP_WRITE, "write", path);
+    int rc = write_fault(fd, buf, n, -1, path);
+    if (rc)
+        return rc;
     const char *p = buf;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -284,7 +309,9 @@ int env_write(int fd, const void *buf, size_t n, const char *path)
 
 int env_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path)
 {
-    FAULT(ENV_OP_WRITE, "write", path);
+    int rc = write_fault(fd, buf, n, (int64_t)off, path);
+    if (rc)
+        return rc;
     const char *p = buf;
     while (n > 0) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);

@@ -32,6 +32,7 @@
 #define ENV_OP_RENAME 0x10
 #define ENV_OP_UNLINK 0x20
 #define ENV_OP_ALL    0x3f
+#define ENV_OP_SHORT  0x40 /* with ENV_OP_WRITE: a failing write writes half its bytes first */
 
 #define KILL_EXIT_CODE 137
 
@@ -78,5 +79,7 @@ void env_fault_set(int ops, long nth, int err, int persistent);
 void env_fault_clear(void);
 void env_track_sync(int on);
 int env_drop_unsynced(void);
+/* Tracking on: is path's directory entry durable (1 for a file created before tracking began)? */
+int env_name_durable(const char *path);
 
 #endif

@@ -658,6 +658,8 @@ static void mark_obsolete(const version *base, const version_edit *e)
 
 static int manifest_append(versions *vs, const version_edit *e)
 {
+    if (vs->manifest_failed)
+        return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
     pl_buf payload = {0}, rec = {0};
     int rc = edit_encode(e, &payload);
     if (!rc)
@@ -672,6 +674,8 @@ static int manifest_append(versions *vs, const version_edit *e)
         }
         if (!rc)
             vs->manifest_bytes += rec.len;
+        else
+            vs->manifest_failed = 1; /* the record may be on disk in part: append nothing after it */
         free(path);
     }
     pl_buf_free(&payload);
@@ -701,6 +705,7 @@ static int set_current(const char *dir, uint64_t number, int *renamed)
     int rc = tmp && cur ? env_write_file(tmp, body, (size_t)n) : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc) {
         env_kill_point("current_rename");
+        env_test_hook("current_rename");
         rc = env_rename(tmp, cur);
         *renamed = rc == PL_OK;
     }
@@ -751,6 +756,8 @@ int versions_write_manifest(const char *dir, uint64_t number, const version_edit
 /* Start a new manifest holding the whole current state and make CURRENT name it. */
 static int new_manifest(versions *vs)
 {
+    if (vs->manifest_failed)
+        return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
     uint64_t number = vs->next_file++;
     char *path = manifest_name(vs->dir, number);
     if (!path)
@@ -775,6 +782,9 @@ static int new_manifest(versions *vs)
         rc = manifest_append(vs, &e);
     }
     edit_free(&e);
+    /* The new manifest's name is durable before CURRENT may name it. */
+    if (!rc)
+        rc = env_sync_dir(vs->dir);
     int renamed = 0;
     if (!rc)
         rc = set_current(vs->dir, number, &renamed);
@@ -789,12 +799,16 @@ static int new_manifest(versions *vs)
         vs->manifest_fd = old_fd;
         vs->manifest_number = old_number;
         vs->manifest_bytes = old_bytes;
-    } else if (old_fd >= 0) {
-        env_close(old_fd);
-        char *old = manifest_name(vs->dir, old_number);
-        if (old)
-            env_unlink(old);
-        free(old);
+        vs->manifest_failed = 0; /* the old manifest is intact */
+    } else {
+        if (old_fd >= 0)
+            env_close(old_fd);
+        if (old_number) {
+            char *old = manifest_name(vs->dir, old_number);
+            if (old)
+                env_unlink(old);
+            free(old);
+        }
     }
     free(path);
     return rc;
@@ -857,15 +871,6 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
         }
     }
     rc = build_version(NULL, &e, &vs->current);
-    if (rc)
-        goto out;
-    rc = new_manifest(vs);
-    if (!rc && old_manifest && old_manifest != vs->manifest_number) {
-        char *old = manifest_name(dir, old_manifest);
-        if (old)
-            env_unlink(old);
-        free(old);
-    }
 out:
     edit_free(&e);
     state_free(&s);
@@ -873,6 +878,8 @@ out:
         versions_close(vs);
     return rc;
 }
+
+int versions_start(versions *vs) { return new_manifest(vs); }
 
 void versions_close(versions *vs)
 {

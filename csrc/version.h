@@ -92,16 +92,21 @@ typedef struct versions {
     uint64_t log_number; /* WALs below this number are in tables */
     uint64_t next_file;
     uint64_t last_lsn;   /* every LSN up to this is in tables */
+    int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it */
 } versions;
 
-/* Load the state named by CURRENT (or start an empty one when there is none and create is set),
- * open every table, and start a fresh manifest holding the whole state. */
+/* Load the state named by CURRENT (or start an empty one when there is none and create is set) and
+ * open every table.  Writes nothing: an open that fails later leaves the directory as it was. */
 int versions_open(versions *vs, const char *dir, cache *c, int create);
+/* Start a fresh manifest holding the whole state (numbered from next_file, which the caller first
+ * raises past every file on disk) and make CURRENT name it; the old manifest goes. */
+int versions_start(versions *vs);
 void versions_close(versions *vs);
 /* A new file number. */
 uint64_t versions_new_file(versions *vs);
 /* Write edit to the manifest (fsynced) and build the version it makes; the caller installs it with
- * versions_install.  On failure nothing changes. */
+ * versions_install.  On failure nothing changes, except that a failed append (which may have left
+ * part of a record) makes every later one fail too (manifest_failed). */
 int versions_apply(versions *vs, version_edit *e, version **out);
 /* Make v current (takes over the caller's reference); REQUIRES: the caller's lock. */
 void versions_install(versions *vs, version *v);

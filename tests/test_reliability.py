@@ -308,3 +308,54 @@ def test_enospc_in_a_background_flush_reaches_flush_as_enospc(db_path, faults):
         assert ei.value.errno == errno.ENOSPC
         faults("write", 0)
         assert db[b"k0001"] == b"v" * 100  # reads go on
+
+
+def _numbers(path):
+    """File number -> the names that use it (NNNNNN.wal/.sst, MANIFEST-NNNNNN)."""
+    out = {}
+    for name in os.listdir(path):
+        if name.startswith("MANIFEST-"):
+            n = int(name[9:])
+        elif name[:6].isdigit() and name.endswith((".wal", ".sst")):
+            n = int(name[:6])
+        else:
+            continue
+        out.setdefault(n, []).append(name)
+    return out
+
+
+def test_file_numbers_are_never_reused_after_a_crash(db_path):
+    """Issue 9, bug 8: the manifest written at open takes its number after recovery has seen every WAL,
+    not from the old manifest's stale next-file counter."""
+    for round in range(4):
+        run_child(f"""
+import os, pylsm
+db = pylsm.open({db_path!r}, memtable_bytes=64 << 10)
+for i in range(300):
+    db[b"r{round}-%04d" % i] = b"v" * 100
+os._exit(0)  # as kill -9 would: no close
+""")
+        with pylsm.open(db_path, memtable_bytes=64 << 10) as db:
+            for r in range(round + 1):
+                assert db[b"r%d-0299" % r] == b"v" * 100
+            reused = {n: names for n, names in _numbers(db_path).items() if len(names) > 1}
+            assert not reused, f"one number, two files: {reused}"
+
+
+def test_an_open_that_fails_leaves_the_directory_as_it_found_it(db_path):
+    with pylsm.open(db_path, sync=pylsm.EveryNEntries(4)) as db:
+        for i in range(200):
+            db[b"k%04d" % i] = b"v" * 100
+    wal = lsmtest.find_wal(db_path)
+    data = bytearray(open(wal, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # damage a closed (so durable) WAL: corruption, not a torn tail
+    open(wal, "wb").write(bytes(data))
+
+    def snapshot():
+        return {n: open(os.path.join(db_path, n), "rb").read() for n in sorted(os.listdir(db_path))}
+
+    before = snapshot()
+    for _ in range(3):
+        with pytest.raises(pylsm.CorruptionError):
+            pylsm.open(db_path)
+    assert snapshot() == before  # no new MANIFEST, CURRENT unchanged, no WAL cut or created

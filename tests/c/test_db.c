@@ -13,9 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+
+#include "cache.h"
 #include "env.h"
 #include "pylsm.h"
 #include "testutil.h"
+#include "version.h"
 
 static char base[64];
 
@@ -272,6 +277,104 @@ static void test_iterator_sort_does_not_block_reads(void)
     rm_rf(path);
 }
 
+/* ---- the manifest ---- */
+
+/* Issue 9, bug 7: when CURRENT is renamed to name a new manifest, that manifest's directory entry is
+ * already durable (else a power cut right after the rename leaves CURRENT naming nothing). */
+static const char *manifest_dir;
+static int current_renames, manifest_name_durable;
+
+static void check_manifest_durable(void *ctx, const char *name)
+{
+    if (strcmp(name, "current_rename") != 0)
+        return;
+    DIR *d = opendir(manifest_dir);
+    unsigned long best = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "MANIFEST-", 9) == 0 && strtoul(e->d_name + 9, NULL, 10) > best)
+            best = strtoul(e->d_name + 9, NULL, 10);
+    if (d)
+        closedir(d);
+    char p[300];
+    snprintf(p, sizeof p, "%s/MANIFEST-%06lu", manifest_dir, best);
+    current_renames++;
+    manifest_name_durable += env_name_durable(p);
+}
+
+static void test_manifest_durable_before_current_names_it(void)
+{
+    const char *path = sub("manifest7");
+    rm_rf(path);
+    manifest_dir = path;
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 64 << 10;
+    current_renames = manifest_name_durable = 0;
+    env_track_sync(1);
+    env_set_test_hook(check_manifest_durable, NULL);
+    pl_db *db = NULL;
+    for (int round = 0; round < 3; round++) { /* creation, then reopens */
+        CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+        if (db)
+            CHECK_RC(pl_db_close(db), PL_OK);
+    }
+    env_set_test_hook(NULL, NULL);
+    env_track_sync(0);
+    CHECK_EQ(current_renames, 3);
+    CHECK_EQ(manifest_name_durable, current_renames);
+    rm_rf(path);
+}
+
+/* Issue 9, bug 2: an append to the manifest cut short (ENOSPC part-way through the record) is never
+ * followed by another, so the torn record stays the manifest's tail and the database reopens. */
+static void test_manifest_append_after_a_short_write(void)
+{
+    const char *path = sub("manifest2");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    pl_db *db = NULL;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK); /* a database with a manifest */
+    if (!db)
+        return;
+    CHECK_RC(pl_db_put(db, "a", 1, "1", 1, 0), PL_OK);
+    CHECK_RC(pl_db_close(db), PL_OK);
+    cache *c = cache_new(0);
+    versions vs;
+    CHECK_RC(versions_open(&vs, path, c, 0), PL_OK);
+    CHECK_RC(versions_start(&vs), PL_OK);
+    uint64_t lsn0 = vs.last_lsn;
+    version_edit e;
+    edit_init(&e);
+    e.has_last_lsn = 1;
+    e.last_lsn = lsn0 + 5;
+    version *v = NULL;
+    env_fault_set(ENV_OP_WRITE | ENV_OP_SHORT, 1, ENOSPC, 0);
+    CHECK_RC(versions_apply(&vs, &e, &v), PL_IOERR);
+    env_fault_clear();
+    edit_free(&e);
+    edit_init(&e);
+    e.has_last_lsn = 1;
+    e.last_lsn = lsn0 + 7;
+    CHECK(versions_apply(&vs, &e, &v) != PL_OK); /* sticky: nothing after the torn record */
+    edit_free(&e);
+    versions_close(&vs);
+    CHECK_RC(versions_open(&vs, path, c, 0), PL_OK); /* the torn tail is tolerated */
+    CHECK_EQ(vs.last_lsn, lsn0);
+    versions_close(&vs);
+    cache_free(c);
+    db = NULL;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (db) {
+        pl_buf b = {0};
+        CHECK_RC(pl_db_get(db, NULL, "a", 1, &b, 0), PL_OK);
+        pl_buf_free(&b);
+        CHECK_RC(pl_db_close(db), PL_OK);
+    }
+    rm_rf(path);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -281,6 +384,8 @@ int main(void)
     test_new_directory_survives_power_cut();
     test_get_racing_a_flush();
     test_iterator_sort_does_not_block_reads();
+    test_manifest_durable_before_current_names_it();
+    test_manifest_append_after_a_short_write();
     rm_rf(base);
     return test_report();
 }

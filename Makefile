@@ -10,12 +10,13 @@ CTEST_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-
 CSRC   := $(wildcard csrc/*.c)
 CHDR   := $(wildcard csrc/*.h) $(wildcard tests/c/*.h)
 CTESTS := $(patsubst tests/c/%.c,tests/c/bin/%,$(wildcard tests/c/test_*.c))
+RACETESTS := $(patsubst tests/c/%.c,tests/c/bin/tsan_%,$(wildcard tests/c/race_*.c))
 PYTEST_ARGS ?=
 BENCH_N ?= 1000000
 
-.PHONY: test deps venv build ctest pytest bench-smoke bench stress fuzz dist-check asan-test clean
+.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean
 
-test: deps venv build ctest pytest asan-test bench-smoke dist-check
+test: deps venv build ctest tsan pytest asan-test bench-smoke dist-check
 
 # ISA-L from Debian when missing (CI runs as root on a fresh machine).
 deps:
@@ -41,6 +42,14 @@ tests/c/bin/%: tests/c/%.c $(CSRC) $(CHDR)
 
 ctest: deps $(CTESTS)
 	@for t in $(CTESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
+
+# The concurrency tests under ThreadSanitizer: any race it reports fails the run.
+tests/c/bin/tsan_%: tests/c/%.c $(CSRC) $(CHDR)
+	@mkdir -p tests/c/bin
+	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CSRC) $(ISAL_LIBS) -lpthread
+
+tsan: deps $(RACETESTS)
+	@for t in $(RACETESTS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1:exitcode=66 $$t || exit 1; done
 
 pytest: build
 	$(VPY) -m pytest -q $(PYTEST_ARGS) tests

@@ -359,3 +359,52 @@ def test_an_open_that_fails_leaves_the_directory_as_it_found_it(db_path):
         with pytest.raises(pylsm.CorruptionError):
             pylsm.open(db_path)
     assert snapshot() == before  # no new MANIFEST, CURRENT unchanged, no WAL cut or created
+
+
+def test_short_writes_during_flush_and_compaction_never_leave_it_unopenable(tmp_path, faults):
+    """Issue 9, bug 2: ENOSPC part-way through any write of a flush (tables, manifest) while compactions
+    run: the database turns read-only, and reopens with every acknowledged write."""
+    outcomes = set()
+    for nth in range(1, 40, 3):
+        path = str(tmp_path / f"db{nth}")
+        model = {}
+        with pylsm.open(path, memtable_bytes=32 << 10, block_bytes=1024) as db:
+            for i in range(2500):  # L0 tables up to the compaction trigger
+                k = b"k%05d" % (i % 1500)
+                model[k] = b"%d" % i + b"v" * 60
+                db[k] = model[k]
+            faults("short_write", nth, errno.ENOSPC)
+            try:
+                for i in range(2500, 5000):
+                    k = b"k%05d" % (i % 1500)
+                    db[k] = b"%d" % i + b"v" * 60
+                    model[k] = b"%d" % i + b"v" * 60
+                db.flush()
+                outcomes.add("no fault hit")
+            except pylsm.StorageError as e:
+                assert e.errno == errno.ENOSPC, e
+                outcomes.add("enospc")
+            faults("write", 0)
+            pylsm._pylsm._test_fault_clear()
+        with pylsm.open(path) as db:  # reopens: the torn record (if any) is the manifest's tail
+            assert dict(db.items()) == model
+    assert "enospc" in outcomes
+
+
+def test_snapshot_closed_by_another_thread_while_an_iterator_is_made():
+    out = run_child(PRELUDE + """
+db = fresh(3000, flush=True)
+outcomes = set()
+for round in range(60):
+    snap = db.snapshot()
+    def make():
+        try:
+            it = snap.items(b"k0", b"k9")
+            outcomes.add("ok" if len(list(it)) == 2900 else "bad")  # k900..k999 are past k9
+        except pylsm.ClosedError:
+            outcomes.add("closed")
+    a = threading.Thread(target=make); b = threading.Thread(target=snap.close)
+    a.start(); b.start(); a.join(); b.join()
+print(" ".join(sorted(outcomes)))
+""")
+    assert set(out.split()) <= {"ok", "closed"}

@@ -1,0 +1,133 @@
+/* race_db.c -- run under ThreadSanitizer (make tsan): the memtable with its writer and readers at
+ * once (memtable_usage while the hash index grows: issue 9, bug 9), and the database with writers,
+ * readers, snapshots, iterators, flushes and compactions at once.  Any data race TSan sees fails the
+ * run (halt_on_error). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memtable.h"
+#include "pylsm.h"
+#include "testutil.h"
+
+static memtable *mt;
+static atomic_int stop;
+
+static void *mem_reader(void *arg)
+{
+    pl_buf out = {0};
+    size_t seen = 0;
+    while (!atomic_load(&stop)) {
+        seen += memtable_usage(mt) > 0;
+        seen += memtable_count(mt);
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%zu", seen % 5000);
+        memtable_get(mt, k, (size_t)kl, UINT64_MAX, &out);
+    }
+    pl_buf_free(&out);
+    return NULL;
+}
+
+static void test_memtable_writer_and_readers(void)
+{
+    mt = memtable_new();
+    atomic_store(&stop, 0);
+    pthread_t r[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&r[i], NULL, mem_reader, NULL);
+    /* 200,000 distinct keys: the hash index doubles many times while the readers look */
+    for (uint64_t i = 1; i <= 200000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%llu", (unsigned long long)i);
+        CHECK_RC(memtable_add(mt, i, 1, k, (size_t)kl, "v", 1), PL_OK);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    CHECK_EQ(memtable_count(mt), 200000);
+    memtable_unref(mt);
+}
+
+static pl_db *db;
+
+static void *db_writer(void *arg)
+{
+    long t = (long)arg;
+    char v[200];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 20000 && !atomic_load(&stop); i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "w%ld-%d", t, i % 3000);
+        if (pl_db_put(db, k, (size_t)kl, v, sizeof v, 0) != PL_OK)
+            break;
+        if (i % 5000 == 4999)
+            pl_db_flush(db);
+    }
+    return NULL;
+}
+
+static void *db_reader(void *arg)
+{
+    pl_buf out = {0};
+    int i = 0;
+    while (!atomic_load(&stop)) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "w%d-%d", i % 2, i % 3000);
+        pl_db_get(db, NULL, k, (size_t)kl, &out, 0);
+        if (i % 500 == 0) {
+            pl_snapshot *s = NULL;
+            if (pl_snapshot_new(db, &s) == PL_OK) {
+                pl_iter *it = NULL;
+                if (pl_iter_new(db, s, &it) == PL_OK) {
+                    pl_iter_seek_first(it);
+                    for (int n = 0; n < 100 && pl_iter_valid(it); n++)
+                        pl_iter_next(it);
+                    pl_iter_free(it);
+                }
+                pl_snapshot_release(s);
+            }
+        }
+        i++;
+    }
+    pl_buf_free(&out);
+    return NULL;
+}
+
+static void test_db_all_at_once(const char *path)
+{
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 256 << 10;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (!db)
+        return;
+    atomic_store(&stop, 0);
+    pthread_t w[2], r[2];
+    for (long i = 0; i < 2; i++) {
+        pthread_create(&w[i], NULL, db_writer, (void *)i);
+        pthread_create(&r[i], NULL, db_reader, NULL);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    pl_buf out = {0};
+    CHECK_RC(pl_db_get(db, NULL, "w1-2999", 7, &out, 0), PL_OK);
+    pl_buf_free(&out);
+    CHECK_RC(pl_db_close(db), PL_OK);
+}
+
+int main(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pylsm-race-%d", (int)getpid());
+    test_memtable_writer_and_readers();
+    test_db_all_at_once(path);
+    pl_destroy(path);
+    return test_report();
+}

@@ -36,17 +36,29 @@ $(VENV)/.installed: pyproject.toml
 build: venv
 	$(VPY) setup.py -q build_ext --inplace
 
-tests/c/bin/%: tests/c/%.c $(CSRC) $(CHDR)
+# The core is compiled once per sanitizer into objects that every C test links.
+ASAN_OBJS := $(patsubst csrc/%.c,tests/c/bin/asan/%.o,$(CSRC))
+TSAN_OBJS := $(patsubst csrc/%.c,tests/c/bin/tsan/%.o,$(CSRC))
+
+tests/c/bin/asan/%.o: csrc/%.c $(CHDR)
+	@mkdir -p tests/c/bin/asan
+	$(CC) $(CTEST_CFLAGS) $(SAN) -c -o $@ $<
+
+tests/c/bin/tsan/%.o: csrc/%.c $(CHDR)
+	@mkdir -p tests/c/bin/tsan
+	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -c -o $@ $<
+
+tests/c/bin/%: tests/c/%.c $(ASAN_OBJS) $(CHDR)
 	@mkdir -p tests/c/bin
-	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(CSRC) $(ISAL_LIBS) -lpthread
+	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(ASAN_OBJS) $(ISAL_LIBS) -lpthread
 
 ctest: deps $(CTESTS)
 	@for t in $(CTESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
 
 # The concurrency tests under ThreadSanitizer: any race it reports fails the run.
-tests/c/bin/tsan_%: tests/c/%.c $(CSRC) $(CHDR)
+tests/c/bin/tsan_%: tests/c/%.c $(TSAN_OBJS) $(CHDR)
 	@mkdir -p tests/c/bin
-	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CSRC) $(ISAL_LIBS) -lpthread
+	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(TSAN_OBJS) $(ISAL_LIBS) -lpthread
 
 tsan: deps $(RACETESTS)
 	@for t in $(RACETESTS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1:exitcode=66 $$t || exit 1; done

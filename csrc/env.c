@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -574,6 +575,73 @@ void env_unmap(char *addr, size_t len)
     if (addr)
         munmap(addr, len);
 }
+
+/* ---- read-only mappings and the SIGBUS guard ---- */
+
+static __thread env_guard *guard_top __attribute__((tls_model("initial-exec")));
+static struct sigaction bus_prev;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    env_guard *g = guard_top;
+    if (g) {
+        guard_top = g->prev;
+        siglongjmp(g->jb, 1); /* SA_NODEFER: SIGBUS is not left blocked */
+    }
+    if (bus_prev.sa_flags & SA_SIGINFO) {
+        if (bus_prev.sa_sigaction) {
+            bus_prev.sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (bus_prev.sa_handler != SIG_DFL && bus_prev.sa_handler != SIG_IGN) {
+        bus_prev.sa_handler(sig);
+        return;
+    }
+    /* Not ours and nobody else's: the default action, when the faulting access runs again. */
+    signal(SIGBUS, SIG_DFL);
+}
+
+static void bus_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &bus_prev);
+}
+
+int env_map_readonly(int fd, size_t len, const char **addr, const char *path)
+{
+    FAULT(ENV_OP_OPEN, "mmap", path);
+    pthread_once(&bus_once, bus_install);
+    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return PL_IOFAIL(errno, "mmap %s", path);
+    *addr = p;
+    return PL_OK;
+}
+
+void env_unmap_readonly(const char *addr, size_t len)
+{
+    if (addr)
+        munmap((void *)addr, len);
+}
+
+int env_read_check(const char *path)
+{
+    FAULT(ENV_OP_READ, "read", path);
+    return PL_OK;
+}
+
+void env_guard_enter(env_guard *g)
+{
+    g->prev = guard_top;
+    guard_top = g;
+}
+
+void env_guard_leave(env_guard *g) { guard_top = g->prev; }
 
 uint64_t env_now_ns(void)
 {

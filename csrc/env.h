@@ -21,6 +21,7 @@
 #ifndef PL_ENV_H
 #define PL_ENV_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -64,6 +65,33 @@ int env_list_dir(const char *dir, int (*fn)(void *ctx, const char *name), void *
 /* Map the first len bytes of fd shared and writable (the WAL's append window), and unmap. */
 int env_map(int fd, size_t len, char **addr, const char *path);
 void env_unmap(char *addr, size_t len);
+
+/* Map a whole file read-only (tables, read in place).  Reading a mapped page that the disk cannot
+ * deliver (an I/O error, or a file cut shorter behind our back) raises SIGBUS: every read of such a
+ * mapping runs under a guard, which turns that SIGBUS into an error return instead of a crash:
+ *
+ *     env_guard g;
+ *     if (sigsetjmp(g.jb, 0) == 0) {
+ *         env_guard_enter(&g);
+ *         ... read the mapping (no locks taken, no memory allocated that the fault path must free) ...
+ *         env_guard_leave(&g);
+ *     } else {
+ *         ... the read faulted: g is already left; report an error ...
+ *     }
+ *
+ * The process-wide SIGBUS handler is installed by the first env_map_readonly; a SIGBUS outside any
+ * guard goes to the handler that was there before (or the default action). */
+int env_map_readonly(int fd, size_t len, const char **addr, const char *path);
+void env_unmap_readonly(const char *addr, size_t len);
+typedef struct env_guard {
+    sigjmp_buf jb;
+    struct env_guard *prev;
+} env_guard;
+void env_guard_enter(env_guard *g);
+/* The fault-injection point of a read that makes no system call (a mapped table): PL_OK, or the
+ * injected PL_IOERR of an ENV_OP_READ fault. */
+int env_read_check(const char *path);
+void env_guard_leave(env_guard *g);
 /* Monotonic clock in nanoseconds, and wall clock in microseconds. */
 uint64_t env_now_ns(void);
 uint64_t env_wall_us(void);

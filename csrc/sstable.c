@@ -4,7 +4,9 @@
 #endif
 #include "sstable.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +399,9 @@ struct table {
     char *path;
     int fd;
     uint64_t size;
+    const char *map;   /* the whole file mapped read-only (NULL: read with pread through the cache) */
+    _Atomic unsigned char *verified; /* per 256-byte granule: the block starting there passed its CRC */
+    int granules_unique; /* no two data blocks start in one granule (else verify on every read) */
     cache *c;          /* NULL or disabled: every data block is read from the file */
     uint64_t cache_id;
     uint64_t filter_off, index_off; /* data blocks live in [0, filter_off) */
@@ -405,6 +410,8 @@ struct table {
     char *index;
     size_t index_len;
 };
+
+#define GRANULE_SHIFT 8 /* data blocks are at least 256 bytes (block_bytes >= 256) */
 
 /* A data block being read: held in the cache, or owned. */
 typedef struct {
@@ -467,25 +474,102 @@ out:
     return rc;
 }
 
-/* Get the data block at off through the cache. PL_WOULDBLOCK (no message) for a miss under
- * PL_READ_NO_IO. */
+static int check_data_handle(const table *t, uint64_t off, uint64_t size)
+{
+    if (size > t->filter_off || off > t->filter_off - size ||
+        t->filter_off - size - off < TABLE_BLOCK_TRAILER)
+        return PL_FAIL(PL_CORRUPT, "%s: index block at offset %llu: data block handle %llu+%llu "
+                       "outside the data region", t->path, (ull)t->index_off, (ull)off, (ull)size);
+    return PL_OK;
+}
+
+/* The mapped data block at off, its trailer checked the first time it is read in this open (a block
+ * not yet checked is PL_WOULDBLOCK under PL_READ_NO_IO: its pages may not be in memory either, so the
+ * caller retries without its lock).  REQUIRES: a SIGBUS guard (env.h). */
+static int mapped_block(table *t, uint64_t off, uint64_t size, int flags, const char **data)
+{
+    int rc = check_data_handle(t, off, size);
+    if (!rc)
+        rc = env_read_check(t->path);
+    if (rc)
+        return rc;
+    const char *p = t->map + off;
+    size_t g = (size_t)(off >> GRANULE_SHIFT);
+    unsigned char bit = (unsigned char)(1u << (g & 7));
+    if (!t->granules_unique || !(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit)) {
+        if (flags & PL_READ_NO_IO)
+            return PL_WOULDBLOCK;
+        size_t n = (size_t)size;
+        if ((unsigned char)p[n] != TABLE_BLOCK_RAW)
+            return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", t->path, (ull)off,
+                           (unsigned char)p[n]);
+        if (crc_unmask(get_u32(p + n + 1)) != crc_extend(crc_value(p, n), p + n, 1))
+            return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu (%zu bytes): checksum mismatch", t->path,
+                           (ull)off, n);
+        atomic_fetch_or_explicit(&t->verified[g >> 3], bit, memory_order_relaxed);
+    }
+    *data = p;
+    return PL_OK;
+}
+
+/* A read of the mapping raised SIGBUS. */
+static int mapped_fault(const table *t, uint64_t off)
+{
+    return PL_IOFAIL(EIO, "%s: reading the block at offset %llu of the mapped table failed (the disk "
+                     "returned an error, or the file was cut short while open)", t->path, (ull)off);
+}
+
+/* A copy of the mapped data block at off, for an iterator.  Never faults: a SIGBUS is an error. */
+static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out)
+{
+    char *buf = malloc(size ? (size_t)size : 1);
+    if (!buf)
+        return PL_FAIL(PL_NOMEM, "out of memory (%llu-byte block of %s)", (ull)size, t->path);
+    env_guard g;
+    int rc;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        const char *p;
+        rc = mapped_block(t, off, size, 0, &p);
+        if (!rc)
+            memcpy(buf, p, (size_t)size);
+        env_guard_leave(&g);
+    } else {
+        rc = mapped_fault(t, off);
+    }
+    if (rc)
+        free(buf);
+    else
+        *out = buf;
+    return rc;
+}
+
+/* Get the data block at off through the cache (or, mapped, as a copy). PL_WOULDBLOCK (no message)
+ * for a miss under PL_READ_NO_IO. */
 static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, block_ref *ref)
 {
     int cached = t->c && cache_capacity(t->c) > 0;
     ref->h = NULL;
     ref->owned = NULL;
+    if (t->map) {
+        int rc = copy_mapped_block(t, off, size, &ref->owned);
+        if (!rc) {
+            ref->data = ref->owned;
+            ref->len = (size_t)size;
+        }
+        return rc;
+    }
     if (cached && (ref->h = cache_lookup(t->c, t->cache_id, off))) {
         ref->data = cache_value(ref->h, &ref->len);
         return PL_OK;
     }
     if (flags & PL_READ_NO_IO)
         return PL_WOULDBLOCK;
-    if (size > t->filter_off || off > t->filter_off - size ||
-        t->filter_off - size - off < TABLE_BLOCK_TRAILER)
-        return PL_FAIL(PL_CORRUPT, "%s: index block at offset %llu: data block handle %llu+%llu "
-                       "outside the data region", t->path, (ull)t->index_off, (ull)off, (ull)size);
+    int rc = check_data_handle(t, off, size);
+    if (rc)
+        return rc;
     char *buf;
-    int rc = read_block_raw(t->path, t->fd, off, size, &buf);
+    rc = read_block_raw(t->path, t->fd, off, size, &buf);
     if (rc)
         return rc;
     if (cached)
@@ -507,8 +591,9 @@ static int check_index(table *t)
 {
     block_cursor c;
     int rc = block_cursor_init(&c, t->index, t->index_len);
-    uint64_t expect = 0, n = 0;
+    uint64_t expect = 0, expect_prev = 0, n = 0;
     pl_buf prev = {0};
+    t->granules_unique = 1;
     if (rc)
         goto out;
     for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c), n++) {
@@ -526,6 +611,9 @@ static int check_index(table *t)
         }
         if ((rc = buf_set(&prev, k, kn)))
             goto out;
+        if (n && (off >> GRANULE_SHIFT) == ((expect_prev) >> GRANULE_SHIFT))
+            t->granules_unique = 0;
+        expect_prev = off;
         expect = off + size + TABLE_BLOCK_TRAILER;
     }
     rc = block_cursor_status(&c);
@@ -599,6 +687,14 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         goto out;
     if (c)
         t->cache_id = cache_new_id(c);
+    /* Read data blocks in place from a mapping of the file: no system call and no copy per read,
+     * the page cache as the block cache (docs/decisions.md, item 5).  Without a mapping (mmap
+     * refused), blocks are read with pread through the block cache. */
+    t->verified = calloc((size_t)(file_size >> GRANULE_SHIFT) / 8 + 1, 1);
+    if (t->verified && env_map_readonly(t->fd, (size_t)file_size, &t->map, path) != PL_OK) {
+        t->map = NULL;
+        pl_clear_error();
+    }
 out:
     if (rc) {
         table_close(t);
@@ -612,6 +708,8 @@ void table_close(table *t)
 {
     if (!t)
         return;
+    env_unmap_readonly(t->map, (size_t)t->size);
+    free((void *)t->verified);
     env_close(t->fd);
     free(t->filter);
     free(t->index);
@@ -623,6 +721,56 @@ uint64_t table_file_size(const table *t) { return t->size; }
 const char *table_path(const table *t) { return t->path; }
 int table_has_filter(const table *t) { return t->filter_len > 0; }
 
+/* Find ukey's newest version <= target in the data block at off (data, len); *result as table_get. */
+static int search_block(const table *t, block_cursor *dc, const char *data, size_t len, uint64_t off,
+                        const char *ukey, size_t klen, uint64_t target, pl_buf *out, int *result)
+{
+    int rc = block_cursor_reset(dc, data, len);
+    if (rc)
+        return block_error(t->path, off, rc);
+    block_cursor_seek(dc, ukey, klen, target);
+    if (!block_cursor_valid(dc))
+        return block_error(t->path, off, block_cursor_status(dc));
+    const char *k = block_cursor_key(dc);
+    size_t kn = block_cursor_klen(dc);
+    if (ukey_cmp(k, kn - IKEY_TRAILER, ukey, klen) != 0)
+        return PL_OK; /* absent */
+    switch (ikey_kind(k, kn)) {
+    case KIND_PUT:
+        if (!(rc = buf_set(out, block_cursor_value(dc), block_cursor_vlen(dc))))
+            *result = LOOKUP_FOUND;
+        return rc;
+    case KIND_DELETE:
+        *result = LOOKUP_DELETED;
+        return PL_OK;
+    default:
+        return block_error(t->path, off, PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn)));
+    }
+}
+
+/* search_block on the mapped block, under a SIGBUS guard. */
+static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey, size_t klen,
+                         uint64_t target, pl_buf *out, int flags, int *result)
+{
+    block_cursor dc;
+    block_cursor_init_empty(&dc); /* freed after the guard, whichever way it ends */
+    env_guard g;
+    int rc;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        const char *data;
+        rc = mapped_block(t, off, size, flags, &data);
+        if (!rc)
+            rc = search_block(t, &dc, data, (size_t)size, off, ukey, klen, target, out, result);
+        env_guard_leave(&g);
+    } else {
+        *result = LOOKUP_ABSENT;
+        rc = mapped_fault(t, off);
+    }
+    block_cursor_free(&dc);
+    return rc;
+}
+
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result)
 {
@@ -630,56 +778,30 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen)))
         return PL_OK;
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
-    block_ref ref = {0};
-    block_cursor ic, dc;
+    block_cursor ic;
     uint64_t off = 0, size;
     int rc = block_cursor_init(&ic, t->index, t->index_len);
-    block_cursor_init_empty(&dc);
-    if (rc)
-        goto out_index;
-    block_cursor_seek(&ic, ukey, klen, target);
-    if (!block_cursor_valid(&ic)) { /* past the last key, or a bad index */
-        rc = block_cursor_status(&ic);
-        goto out_index;
+    if (!rc) {
+        block_cursor_seek(&ic, ukey, klen, target);
+        if (!block_cursor_valid(&ic)) /* past the last key, or a bad index */
+            rc = block_cursor_status(&ic);
+        else if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+            rc = PL_FAIL(PL_CORRUPT, "bad block handle");
+        else
+            rc = -1; /* a block to search */
     }
-    if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
-        rc = PL_FAIL(PL_CORRUPT, "bad block handle");
-        goto out_index;
-    }
-    if ((rc = read_data_block(t, off, size, flags, &ref)))
-        goto out;
-    if ((rc = block_cursor_reset(&dc, ref.data, ref.len)))
-        goto out_data;
-    block_cursor_seek(&dc, ukey, klen, target);
-    if (!block_cursor_valid(&dc)) {
-        rc = block_cursor_status(&dc);
-        goto out_data;
-    }
-    const char *k = block_cursor_key(&dc);
-    size_t kn = block_cursor_klen(&dc);
-    if (ukey_cmp(k, kn - IKEY_TRAILER, ukey, klen) != 0)
-        goto out; /* absent */
-    switch (ikey_kind(k, kn)) {
-    case KIND_PUT:
-        if (!(rc = buf_set(out, block_cursor_value(&dc), block_cursor_vlen(&dc))))
-            *result = LOOKUP_FOUND;
-        break;
-    case KIND_DELETE:
-        *result = LOOKUP_DELETED;
-        break;
-    default:
-        rc = PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn));
-        goto out_data;
-    }
-    goto out;
-out_index:
-    rc = block_error(t->path, t->index_off, rc);
-    goto out;
-out_data:
-    rc = block_error(t->path, off, rc);
-out:
-    block_ref_release(&ref);
     block_cursor_free(&ic);
+    if (rc >= 0)
+        return block_error(t->path, t->index_off, rc);
+    if (t->map)
+        return search_mapped(t, off, size, ukey, klen, target, out, flags, result);
+    block_ref ref = {0};
+    block_cursor dc;
+    block_cursor_init_empty(&dc);
+    rc = read_data_block(t, off, size, flags, &ref);
+    if (!rc)
+        rc = search_block(t, &dc, ref.data, ref.len, off, ukey, klen, target, out, result);
+    block_ref_release(&ref);
     block_cursor_free(&dc);
     return rc;
 }

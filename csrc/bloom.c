@@ -59,38 +59,52 @@ static inline uint32_t probe_delta(uint32_t h)
     return h | 1;
 }
 
+static int probes_for(int bits_per_key)
+{
+    int k = (int)(bits_per_key * 0.69);
+    return k < 1 ? 1 : k > BLOOM_MAX_PROBES ? BLOOM_MAX_PROBES : k;
+}
+
+/* The line of a key: h scaled onto [0, nlines) by a multiply and a shift (no division). */
+static inline size_t line_of(uint32_t h, size_t nlines) { return (size_t)(((uint64_t)h * nlines) >> 32); }
+
+/* The k bit positions inside a line: the top 9 bits of a remix of h, remultiplied for each probe. */
+#define LINE_PROBES(h, k, body)                                                          \
+    do {                                                                                 \
+        uint32_t x_ = probe_delta(h);                                                    \
+        for (int j_ = 0; j_ < (k); j_++) {                                               \
+            unsigned bit = x_ >> (32 - 9);                                               \
+            body;                                                                        \
+            x_ *= 0x9e3779b9u;                                                           \
+        }                                                                                \
+    } while (0)
+
 int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out)
 {
     if (bits_per_key < 1)
         return PL_FAIL(PL_INVALID, "bloom filter: bits per key %d < 1", bits_per_key);
-    int k = (int)(bits_per_key * 0.69);
-    if (k < 1)
-        k = 1;
-    if (k > BLOOM_MAX_PROBES)
-        k = BLOOM_MAX_PROBES;
+    int k = probes_for(bits_per_key);
     if (n > (SIZE_MAX / 8 - 1) / (size_t)bits_per_key)
         return PL_FAIL(PL_NOMEM, "bloom filter for %zu keys is too large", n);
-    size_t bits = n * (size_t)bits_per_key;
-    if (bits < BLOOM_MIN_BITS)
-        bits = BLOOM_MIN_BITS;
-    size_t bytes = (bits + 7) / 8;
-    bits = bytes * 8;
-    int rc = buf_reserve(out, out->len + bytes + 1);
+    size_t nlines = (n * (size_t)bits_per_key + BLOOM_LINE_BITS - 1) / BLOOM_LINE_BITS;
+    if (nlines < 1)
+        nlines = 1;
+    if (nlines > UINT32_MAX)
+        return PL_FAIL(PL_NOMEM, "bloom filter for %zu keys is too large", n);
+    size_t bytes = nlines * (BLOOM_LINE_BITS / 8);
+    int rc = buf_reserve(out, out->len + bytes + 2);
     if (rc)
         return rc;
     unsigned char *a = (unsigned char *)out->data + out->len;
     memset(a, 0, bytes);
     for (size_t i = 0; i < n; i++) {
         uint32_t h = hashes[i];
-        uint32_t delta = probe_delta(h);
-        for (int j = 0; j < k; j++) {
-            size_t pos = (size_t)h % bits;
-            a[pos / 8] |= (unsigned char)(1u << (pos % 8));
-            h += delta;
-        }
+        unsigned char *line = a + line_of(h, nlines) * (BLOOM_LINE_BITS / 8);
+        LINE_PROBES(h, k, line[bit / 8] |= (unsigned char)(1u << (bit % 8)));
     }
     a[bytes] = (unsigned char)k;
-    out->len += bytes + 1;
+    a[bytes + 1] = BLOOM_BLOCKED_TAG;
+    out->len += bytes + 2;
     return PL_OK;
 }
 
@@ -99,6 +113,16 @@ int bloom_may_contain(const char *filter, size_t len, uint32_t hash)
     if (len < 2)
         return 1;
     const unsigned char *a = (const unsigned char *)filter;
+    if (a[len - 1] == BLOOM_BLOCKED_TAG) {
+        int k = a[len - 2];
+        size_t bytes = len - 2;
+        if (k < 1 || k > BLOOM_MAX_PROBES || bytes == 0 || bytes % (BLOOM_LINE_BITS / 8))
+            return 1;
+        const unsigned char *line = a + line_of(hash, bytes / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8);
+        LINE_PROBES(hash, k, if (!(line[bit / 8] & (1u << (bit % 8)))) return 0);
+        return 1;
+    }
+    /* The first format (tables written before the blocked filter): k probes over the whole array. */
     int k = a[len - 1];
     if (k < 1 || k > BLOOM_MAX_PROBES)
         return 1;

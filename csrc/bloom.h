@@ -1,11 +1,15 @@
 /*
  * bloom.h -- bloom filters over user keys (docs/format_sstable.md, "Filter block").
  *
- * A filter is the bit array (a whole number of bytes, at least 64 bits) followed by one byte holding
- * the number of probes k.  Probe i of a key with hash h tests bit ((h + i * delta) mod 2^32) mod nbits,
- * bit b being bit b % 8 of byte b / 8, with delta a remix of h (double hashing as in LevelDB, with a
- * better stride; see bloom.c), so one 32-bit hash per key is all a filter needs.  A filter has no false
- * negatives; at 10 bits per key about 0.8% false positives.
+ * A filter is blocked: an array of 512-bit lines (one CPU cache line each), then a byte holding the
+ * number of probes k, then the tag byte BLOOM_BLOCKED_TAG.  A key with hash h lives in line
+ * (h * nlines) >> 32; its k probes test bits of that line only (bit positions: the top 9 bits of a
+ * remix of h, multiplied by 0x9e3779b9 between probes; see bloom.c), so a lookup touches one cache
+ * line where a classic filter touches k.  One 32-bit hash per key is all a filter needs; no false
+ * negatives; at 10 bits per key about 1% false positives (0.8% for the classic layout).
+ *
+ * The first format (the bit array, then k, no tag: k probes ((h + i * delta) mod 2^32) mod nbits over
+ * the whole array) is still read, for tables written before the blocked layout.
  *
  * Thread safety: all functions are pure; a built filter may be probed by any number of threads.
  */
@@ -18,7 +22,9 @@
 #include "pylsm.h"
 
 #define BLOOM_MAX_PROBES 30
-#define BLOOM_MIN_BITS 64
+#define BLOOM_MIN_BITS 64     /* the first format's minimum */
+#define BLOOM_LINE_BITS 512
+#define BLOOM_BLOCKED_TAG 0xB1 /* last byte of a blocked filter (never a valid first-format k) */
 
 /* The 32-bit hash a filter is built from and probed with (a murmur-style mix; stable across
  * platforms and versions because it is part of the file format). */
@@ -30,8 +36,8 @@ uint32_t bloom_hash(const char *key, size_t n);
 int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out);
 
 /* 0 if no key with this hash was added to the filter [filter, filter + len), else 1 ("maybe").
- * An empty or malformed filter (shorter than 2 bytes, or a probe count outside 1..30, which is
- * reserved for other encodings) answers 1. */
+ * An empty or malformed filter (shorter than 2 bytes, a probe count outside 1..30, a blocked filter
+ * that is not whole lines) answers 1. */
 int bloom_may_contain(const char *filter, size_t len, uint32_t hash);
 
 #endif

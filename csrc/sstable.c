@@ -680,6 +680,14 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     if ((rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
         goto out;
     t->filter_len = (size_t)filter_size;
+    {   /* on a cache-line boundary, so that a blocked filter's line is one cache line */
+        void *aligned = NULL;
+        if (posix_memalign(&aligned, 64, t->filter_len ? t->filter_len : 1) == 0) {
+            memcpy(aligned, t->filter, t->filter_len);
+            free(t->filter);
+            t->filter = aligned;
+        }
+    }
     if ((rc = read_block_raw(path, t->fd, index_off, index_size, &t->index)))
         goto out;
     t->index_len = (size_t)index_size;

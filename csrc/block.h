@@ -83,6 +83,9 @@ typedef struct block_cursor {
     char kinline[BLOCK_KEY_INLINE];
 } block_cursor;
 
+/* The index of the restart point the current entry belongs to (with interval 1: the entry's index). */
+static inline uint32_t block_cursor_restart(const block_cursor *c) { return c->restart; }
+
 /* Start reading the block [data, data + len): the cursor is not valid until positioned.  If the
  * restart array is malformed the cursor's status becomes PL_CORRUPT and it never becomes valid.
  * Returns the status. */

@@ -409,7 +409,25 @@ struct table {
     size_t filter_len;
     char *index;
     size_t index_len;
+    /* Fences: the index entries unpacked for the point-read search (NULL: search the index block).
+     * Entry i separates block i from block i + 1; every separator's user key starts with the table's
+     * common prefix (prefix_len bytes of `prefix`), and fence[i] holds the 8 bytes after it, big-endian,
+     * zero padded, so that fence[i] < fence[j] implies separator i < separator j. */
+    uint64_t nfences;
+    uint64_t *fence;
+    uint64_t *block_off;   /* block i's handle */
+    uint32_t *block_size;
+    char *prefix;
+    size_t prefix_len;
 };
+
+static uint64_t fence_window(const char *ukey, size_t ulen, size_t from)
+{
+    uint64_t w = 0;
+    for (size_t i = 0; i < 8; i++)
+        w = (w << 8) | (from + i < ulen ? (unsigned char)ukey[from + i] : 0);
+    return w;
+}
 
 #define GRANULE_SHIFT 8 /* data blocks are at least 256 bytes (block_bytes >= 256) */
 
@@ -626,6 +644,112 @@ out:
     return block_error(t->path, t->index_off, rc);
 }
 
+static void free_fences(table *t)
+{
+    free(t->fence);
+    free(t->block_off);
+    free(t->block_size);
+    free(t->prefix);
+    t->fence = t->block_off = NULL;
+    t->block_size = NULL;
+    t->prefix = NULL;
+    t->nfences = 0;
+}
+
+/* Unpack the (checked) index into fences.  Leaves none when out of memory or the index is empty. */
+static void build_fences(table *t)
+{
+    block_cursor c;
+    if (block_cursor_init(&c, t->index, t->index_len))
+        return;
+    uint64_t n = 0;
+    for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c))
+        n++;
+    if (n == 0 || block_cursor_status(&c)) {
+        block_cursor_free(&c);
+        return;
+    }
+    /* the common prefix of every separator's user key: that of the first and the last */
+    block_cursor_seek_first(&c);
+    size_t l0 = block_cursor_klen(&c) - IKEY_TRAILER;
+    t->prefix = malloc(l0 ? l0 : 1);
+    t->fence = malloc(sizeof *t->fence * n);
+    t->block_off = malloc(sizeof *t->block_off * n);
+    t->block_size = malloc(sizeof *t->block_size * n);
+    if (!t->prefix || !t->fence || !t->block_off || !t->block_size) {
+        free_fences(t);
+        block_cursor_free(&c);
+        return;
+    }
+    memcpy(t->prefix, block_cursor_key(&c), l0);
+    block_cursor_seek_last(&c);
+    size_t ln = block_cursor_klen(&c) - IKEY_TRAILER, l = 0;
+    while (l < l0 && l < ln && block_cursor_key(&c)[l] == t->prefix[l])
+        l++;
+    t->prefix_len = l;
+    uint64_t i = 0;
+    int ok = 1;
+    for (block_cursor_seek_first(&c); ok && block_cursor_valid(&c); block_cursor_next(&c), i++) {
+        uint64_t off, size;
+        ok = !decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) && size <= UINT32_MAX &&
+             block_cursor_restart(&c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
+        t->fence[i] = fence_window(block_cursor_key(&c), block_cursor_klen(&c) - IKEY_TRAILER, l);
+        t->block_off[i] = off;
+        t->block_size[i] = (uint32_t)size;
+    }
+    block_cursor_free(&c);
+    if (!ok || i != n) {
+        free_fences(t);
+        return;
+    }
+    t->nfences = n;
+}
+
+/* The first index entry whose separator is >= (ukey, target trailer), found in the fences; n when
+ * none is (the key is past the table).  Only entries whose fence equals the key's are compared whole. */
+static uint64_t fence_seek(const table *t, const char *ukey, size_t klen, uint64_t target, int *err)
+{
+    uint64_t n = t->nfences;
+    size_t pl = t->prefix_len;
+    *err = 0;
+    int c = memcmp(ukey, t->prefix, klen < pl ? klen : pl);
+    if (c < 0 || (c == 0 && klen < pl))
+        return 0; /* before every separator */
+    if (c > 0)
+        return n; /* after every separator */
+    uint64_t w = fence_window(ukey, klen, pl);
+    uint64_t lo = 0, hi = n; /* first fence >= w */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (t->fence[mid] < w)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint64_t end = lo; /* first fence > w */
+    while (end < n && t->fence[end] == w)
+        end++;
+    if (end == lo)
+        return lo;
+    /* Separators lo..end-1 share the key's window: compare them whole, in the index block (interval
+     * 1: entry i is restart point i). */
+    block_cursor ic;
+    if (block_cursor_init(&ic, t->index, t->index_len)) {
+        *err = PL_CORRUPT;
+        return n;
+    }
+    uint64_t r = end;
+    block_cursor_seek(&ic, ukey, klen, target);
+    if (block_cursor_status(&ic))
+        *err = block_cursor_status(&ic);
+    else if (block_cursor_valid(&ic))
+        r = block_cursor_restart(&ic);
+    else
+        r = n;
+    block_cursor_free(&ic);
+    return r;
+}
+
 int table_open(const char *path, uint64_t file_size, cache *c, table **out)
 {
     if (file_size < TABLE_FOOTER_SIZE)
@@ -693,6 +817,7 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     t->index_len = (size_t)index_size;
     if ((rc = check_index(t)))
         goto out;
+    build_fences(t); /* best effort: without them the index block is searched */
     if (c)
         t->cache_id = cache_new_id(c);
     /* Read data blocks in place from a mapping of the file: no system call and no copy per read,
@@ -718,6 +843,7 @@ void table_close(table *t)
         return;
     env_unmap_readonly(t->map, (size_t)t->size);
     free((void *)t->verified);
+    free_fences(t);
     env_close(t->fd);
     free(t->filter);
     free(t->index);
@@ -786,6 +912,15 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen)))
         return PL_OK;
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (t->nfences && t->map) {
+        int err;
+        uint64_t i = fence_seek(t, ukey, klen, target, &err);
+        if (err)
+            return block_error(t->path, t->index_off, err);
+        if (i >= t->nfences)
+            return PL_OK; /* past the last key */
+        return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, target, out, flags, result);
+    }
     block_cursor ic;
     uint64_t off = 0, size;
     int rc = block_cursor_init(&ic, t->index, t->index_len);

@@ -15,6 +15,11 @@ import bench_common as C
 from test_write import check_sample
 
 
+# Reads do not change the database, so every read workload times 3 rounds on the one database its
+# setup built (the first round also brings the data into memory) and reports the median.
+READ_ROUNDS = 3
+
+
 def read_order(data):
     """The keys in a second random order (not the order they were written in)."""
     def build():
@@ -23,11 +28,15 @@ def read_order(data):
     return data.cached("read_order", build)
 
 
-def build_db(dirs, chunks, cache_bytes=C.CACHE_BYTES):
+def build_db(dirs, chunks, cache_bytes=C.CACHE_BYTES, settle=False):
+    """Filled, flushed, closed and reopened; settle: also fully compacted before the close (the state
+    of data that has been in the store a while: no L0, the fewest tables)."""
     db = dirs.open(cache_bytes=cache_bytes)
     for chunk in chunks:
         db.write_batch(chunk)
     db.flush()
+    if settle:
+        db.compact()
     db.reopen()
     db.begin_reads()
     return db
@@ -55,8 +64,43 @@ def test_readrandom(backend, dirs, data, measure):
         for k in keys:
             get(k)
 
-    measure.run("readrandom", data.n, setup, body)
+    measure.run("readrandom", data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
     check_sample(setup.state[0], keys, vals)
+
+
+@pytest.mark.workload("readrandom_settled")
+def test_readrandom_settled(backend, dirs, data, measure):
+    """readrandom on settled data: filled, flushed, fully compacted, closed and reopened."""
+    keys, vals = read_order(data)
+    setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))
+
+    def body(db):
+        get = db.get
+        for k in keys:
+            get(k)
+
+    measure.run("readrandom_settled", data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
+    check_sample(setup.state[0], keys, vals)
+
+
+@pytest.mark.workload("get_many")
+def test_get_many(backend, dirs, data, measure):
+    """Batch reads of 1,000 random keys on settled data, through each store's own batch read (pylsm
+    get_many, rocksdict get(list), lmdb getmulti; a loop of gets for the others). ops = keys."""
+    keys, vals = read_order(data)
+    batches = [keys[i:i + 1000] for i in range(0, len(keys), 1000)]
+    setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))
+
+    def body(db):
+        get_many = db.get_many
+        for b in batches:
+            get_many(b)
+
+    measure.run("get_many", data.n, setup, body, batch=1000, rounds=max(READ_ROUNDS, measure.rounds))
+    db = setup.state[0]
+    got = db.get_many(batches[0])
+    assert got == [vals[i] for i in range(len(batches[0]))], "get_many returned wrong values"
+    check_sample(db, keys, vals)
 
 
 @pytest.mark.workload("readhot")
@@ -110,7 +154,7 @@ def test_readmissing(backend, dirs, data, measure):
         for k in queries:
             get(k)
 
-    measure.run("readmissing", n, setup, body)
+    measure.run("readmissing", n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
     db = setup.state[0]
     rnd = random.Random(5)
     for _ in range(300):
@@ -127,7 +171,7 @@ def _scan_workload(workload, reverse, data, dirs, measure):
         deque(zip(db.scan(reverse=reverse), counter), maxlen=0)
         counted.append(next(counter))
 
-    measure.run(workload, data.n, setup, body)
+    measure.run(workload, data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
     assert counted[-1] == data.n, f"{workload} saw {counted[-1]} entries, expected {data.n}"
     db = setup.state[0]
     first = list(itertools.islice(db.scan(reverse=reverse), 3))
@@ -161,7 +205,7 @@ def test_seekrandom(backend, dirs, data, measure):
         for k in starts:
             deque(scan(start=k, limit=span), maxlen=0)
 
-    measure.run("seekrandom", seeks, setup, body, entries_per_seek=span)
+    measure.run("seekrandom", seeks, setup, body, entries_per_seek=span, rounds=max(READ_ROUNDS, measure.rounds))
     db = setup.state[0]
     for i in starts_i[:20]:
         got = list(db.scan(start=data.keys[i], limit=span))

@@ -54,33 +54,28 @@ def once(build):
     return setup
 
 
-@pytest.mark.workload("readrandom")
-def test_readrandom(backend, dirs, data, measure):
+def _readrandom(workload, settle, data, dirs, measure):
     keys, vals = read_order(data)
-    setup = once(lambda: build_db(dirs, data.random_chunks()))
+    setup = once(lambda: build_db(dirs, data.random_chunks(), settle=settle))
 
     def body(db):
         get = db.get
         for k in keys:
             get(k)
 
-    measure.run("readrandom", data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
+    measure.run(workload, data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
     check_sample(setup.state[0], keys, vals)
+
+
+@pytest.mark.workload("readrandom")
+def test_readrandom(backend, dirs, data, measure):
+    _readrandom("readrandom", False, data, dirs, measure)
 
 
 @pytest.mark.workload("readrandom_settled")
 def test_readrandom_settled(backend, dirs, data, measure):
     """readrandom on settled data: filled, flushed, fully compacted, closed and reopened."""
-    keys, vals = read_order(data)
-    setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))
-
-    def body(db):
-        get = db.get
-        for k in keys:
-            get(k)
-
-    measure.run("readrandom_settled", data.n, setup, body, rounds=max(READ_ROUNDS, measure.rounds))
-    check_sample(setup.state[0], keys, vals)
+    _readrandom("readrandom_settled", True, data, dirs, measure)
 
 
 @pytest.mark.workload("get_many")

@@ -177,14 +177,21 @@ static void overwrite_and_flush(void *ctx, const char *name)
     CHECK_RC(pl_db_flush(hook_db), PL_OK);
 }
 
-static void test_get_racing_a_flush(void)
+/* A fresh database with default options at path into hook_db; 0 if it could not be opened. */
+static int open_hook_db(const char *path)
 {
-    const char *path = sub("getrace");
     rm_rf(path);
     pl_options o;
     pl_options_init(&o);
+    hook_db = NULL;
     CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
-    if (!hook_db)
+    return hook_db != NULL;
+}
+
+static void test_get_racing_a_flush(void)
+{
+    const char *path = sub("getrace");
+    if (!open_hook_db(path))
         return;
     for (int round = 0; round < 3; round++) {
         CHECK_RC(pl_db_put(hook_db, "k", 1, "v1", 2, 0), PL_OK);
@@ -249,11 +256,7 @@ static void wait_for_reader(void *ctx, const char *name)
 static void test_iterator_sort_does_not_block_reads(void)
 {
     const char *path = sub("sortlock");
-    rm_rf(path);
-    pl_options o;
-    pl_options_init(&o);
-    CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
-    if (!hook_db)
+    if (!open_hook_db(path))
         return;
     for (int i = 0; i < 1000; i++) {
         char k[16];

@@ -40,6 +40,8 @@ build: venv
 ASAN_OBJS := $(patsubst csrc/%.c,tests/c/bin/asan/%.o,$(CSRC))
 TSAN_OBJS := $(patsubst csrc/%.c,tests/c/bin/tsan/%.o,$(CSRC))
 
+.SECONDARY: $(ASAN_OBJS) $(TSAN_OBJS)
+
 tests/c/bin/asan/%.o: csrc/%.c $(CHDR)
 	@mkdir -p tests/c/bin/asan
 	$(CC) $(CTEST_CFLAGS) $(SAN) -c -o $@ $<

@@ -112,6 +112,7 @@ static int batch_add(pl_batch *b, int kind, const void *key, size_t klen, const 
     b->rep.len = (size_t)(end - b->rep.data);
     put_u32(b->rep.data, pl_batch_count(b) + 1);
     b->user_bytes += klen + vlen;
+    b->deletes += kind == KIND_DELETE;
     return PL_OK;
 }
 
@@ -130,6 +131,7 @@ void pl_batch_clear(pl_batch *b)
     memset(b->rep.data, 0, BATCH_HEADER);
     b->rep.len = BATCH_HEADER;
     b->user_bytes = 0;
+    b->deletes = 0;
 }
 
 uint32_t pl_batch_count(const pl_batch *b) { return get_u32(b->rep.data); }

@@ -18,6 +18,7 @@
 struct pl_batch {
     pl_buf rep;        /* the encoding; rep.len >= BATCH_HEADER once initialised */
     uint64_t user_bytes; /* key + value bytes, for statistics */
+    uint32_t deletes;    /* how many of the operations are deletes, for statistics */
 };
 
 /* Bytes an operation takes in the encoding. */

@@ -497,7 +497,12 @@ int pl_db_write(pl_db *db, const pl_batch *b, int flags)
         return rc;
     if (pl_batch_count(b) == 0)
         return (flags & PL_WRITE_SYNC) ? pl_db_sync(db) : PL_OK;
-    return write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
+    rc = write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
+    if (!rc) { /* stats()["puts"] and ["deletes"] count every operation, batched or not */
+        atomic_fetch_add_explicit(&db->st_puts, pl_batch_count(b) - b->deletes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->st_deletes, b->deletes, memory_order_relaxed);
+    }
+    return rc;
 }
 
 static int write_one(pl_db *db, int kind, const void *key, size_t klen, const void *val, size_t vlen,

@@ -296,8 +296,12 @@ class DB(_Ranges, _pylsm.DB):
                sync: Optional[bool] = None) -> None:
         """Write every pair as one atomic batch: all of them or, on any bad pair, none."""
         b = WriteBatch()
+        src = mapping_or_pairs
+        if not hasattr(src, "items") and hasattr(src, "keys"):
+            # what dict.update accepts: an object with keys() and __getitem__
+            src = [(k, src[k]) for k in src.keys()]
         try:
-            b.put_many(mapping_or_pairs)
+            b.put_many(src)
         except TypeError as e:
             raise TypeError(f"update(): {e}") from None
         self.write(b, sync=sync)

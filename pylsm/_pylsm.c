@@ -513,14 +513,26 @@ static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyO
     return v;
 }
 
-static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     CHECK_OPEN(self);
+    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) { /* get(key, default=...) as dict.get takes it */
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs != 1 || !PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "default") != 0) {
+            PyErr_Format(PyExc_TypeError, nargs == 1 ? "get() got an unexpected keyword argument '%S'"
+                                                     : "get() got multiple values for argument 'default'",
+                         name);
+            return NULL;
+        }
+        dflt = args[nargs + i];
+    }
     if (nargs < 1 || nargs > 2) {
         PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    return get_impl(self, NULL, args[0], nargs == 2 ? args[1] : Py_None, 0);
+    return get_impl(self, NULL, args[0], dflt, 0);
 }
 
 static PyObject *DB_subscript(DBObject *self, PyObject *key)
@@ -1346,7 +1358,7 @@ static PyObject *mod_test_fault_clear(PyObject *m, PyObject *unused)
 static PyMethodDef DB_methods[] = {
     {"put", (PyCFunction)(void (*)(void))DB_put, METH_FASTCALL | METH_KEYWORDS,
      "put(key, value, *, sync=None)\n--\n\nInsert or overwrite key."},
-    {"get", (PyCFunction)(void (*)(void))DB_get, METH_FASTCALL,
+    {"get", (PyCFunction)(void (*)(void))DB_get, METH_FASTCALL | METH_KEYWORDS,
      "get(key, default=None)\n--\n\nThe value of key, or default."},
     {"delete", (PyCFunction)(void (*)(void))DB_delete, METH_VARARGS | METH_KEYWORDS,
      "delete(key, *, sync=None)\n--\n\nRemove key; no error if absent."},

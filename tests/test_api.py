@@ -968,3 +968,39 @@ def test_open_creates_missing_parent_directories(tmp_path, monkeypatch):
     with pytest.raises(pylsm.StorageError):
         pylsm.open(tmp_path / "afile" / "db")
     assert not (tmp_path / "afile").is_dir()
+
+
+def test_get_takes_default_by_keyword_and_update_takes_keys_objects(db_path):
+    class KeysOnly:  # what dict.update accepts: keys() and __getitem__, no items()
+        def __init__(self, d):
+            self.d = d
+
+        def keys(self):
+            return list(self.d)
+
+        def __getitem__(self, k):
+            return self.d[k]
+
+    with pylsm.open(db_path) as db:
+        assert db.get(b"x", default=b"d") == b"d"
+        assert db.get(b"x", b"d") == b"d"
+        with pytest.raises(TypeError):
+            db.get(b"x", dflt=b"d")
+        with pytest.raises(TypeError):
+            db.get(b"x", b"d", default=b"e")
+        db.update(KeysOnly({b"a": b"1", b"b": b"2"}))
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+        assert db.get(b"a", default=None) == b"1"
+
+
+def test_stats_count_batched_puts_and_deletes(db_path):
+    with pylsm.open(db_path) as db:
+        db.update((b"k%05d" % i, b"v") for i in range(1000))
+        with db.batch() as b:
+            b.put(b"x", b"1")
+            b.delete(b"k00001")
+            b.delete(b"k00002")
+        db[b"y"] = b"2"
+        del db[b"y"]
+        s = db.stats()
+        assert s["puts"] == 1002 and s["deletes"] == 3, (s["puts"], s["deletes"])

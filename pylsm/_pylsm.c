@@ -31,6 +31,44 @@
 
 #include "pylsm.h"
 
+/* ---- what CPython 3.9 and 3.10 lack (the API used is 3.11's) ---- */
+#if PY_VERSION_HEX < 0x030A0000
+#define Py_TPFLAGS_DISALLOW_INSTANTIATION 0 /* 3.9: instances made from Python hold nothing: closed */
+static inline PyObject *pl_newref(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) pl_newref((PyObject *)(o)) /* (o) evaluated once, as 3.10's */
+static int PyModule_AddObjectRef(PyObject *m, const char *name, PyObject *value)
+{
+    Py_XINCREF(value);
+    int r = PyModule_AddObject(m, name, value);
+    if (r < 0)
+        Py_XDECREF(value);
+    return r;
+}
+#endif
+#if PY_VERSION_HEX < 0x030B0000
+/* The module of the first type in tp's MRO made from this module's specs (borrowed). */
+static PyObject *PyType_GetModuleByDef(PyTypeObject *tp, struct PyModuleDef *def)
+{
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE))
+            continue;
+        PyObject *m = PyType_GetModule(base);
+        if (m && PyModule_GetDef(m) == def)
+            return m;
+        PyErr_Clear();
+    }
+    PyErr_Format(PyExc_TypeError, "PyType_GetModuleByDef: no superclass of '%s' has the given module",
+                 tp->tp_name);
+    return NULL;
+}
+#endif
+
 typedef struct {
     PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError;
     PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType;

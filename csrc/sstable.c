@@ -609,7 +609,7 @@ static int check_index(table *t)
 {
     block_cursor c;
     int rc = block_cursor_init(&c, t->index, t->index_len);
-    uint64_t expect = 0, expect_prev = 0, n = 0;
+    uint64_t expect = 0, prev_off = 0, n = 0;
     pl_buf prev = {0};
     t->granules_unique = 1;
     if (rc)
@@ -629,9 +629,9 @@ static int check_index(table *t)
         }
         if ((rc = buf_set(&prev, k, kn)))
             goto out;
-        if (n && (off >> GRANULE_SHIFT) == ((expect_prev) >> GRANULE_SHIFT))
+        if (n && (off >> GRANULE_SHIFT) == (prev_off >> GRANULE_SHIFT))
             t->granules_unique = 0;
-        expect_prev = off;
+        prev_off = off;
         expect = off + size + TABLE_BLOCK_TRAILER;
     }
     rc = block_cursor_status(&c);

@@ -335,8 +335,15 @@ static int make_room(pl_db *db, int force)
 }
 
 /* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
+static int read_only_error(void)
+{
+    return PL_FAIL(PL_RDONLY_OPEN, "the database was opened with read_only=True: it takes no writes");
+}
+
 static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
 {
+    if (db->opt.read_only)
+        return read_only_error();
     int sync = flags & PL_WRITE_SYNC;
     writer w;
     w.rep = rep;
@@ -495,6 +502,8 @@ int pl_db_write(pl_db *db, const pl_batch *b, int flags)
     int rc = check_usable(db);
     if (rc)
         return rc;
+    if (db->opt.read_only)
+        return read_only_error();
     if (pl_batch_count(b) == 0)
         return (flags & PL_WRITE_SYNC) ? pl_db_sync(db) : PL_OK;
     rc = write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
@@ -544,6 +553,8 @@ int pl_db_sync(pl_db *db)
     int rc = check_usable(db);
     if (rc)
         return rc;
+    if (db->opt.read_only)
+        return read_only_error();
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
     wal *log = db->log;
@@ -625,6 +636,10 @@ struct pl_snapshot {
     pl_db *db;
     uint64_t lsn;
     pl_snapshot *prev, *next;
+    /* A read-only handle's snapshot pins the state it was taken in: pl_db_refresh replaces the
+     * state with one that a writer's compaction may have stripped of the versions lsn needs. */
+    memtable *mem;
+    version *v;
 };
 
 /* A snapshot registered at the visible LSN, or at the LSN of `of` (an older snapshot) when given. */
@@ -640,6 +655,12 @@ static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
     db_ref(db);
     pthread_mutex_lock(&db->mu);
     s->lsn = of ? of->lsn : atomic_load(&db->visible);
+    if (db->opt.read_only) {
+        s->mem = of ? of->mem : db->mem;
+        s->v = of ? of->v : db->vs.current;
+        memtable_ref(s->mem);
+        version_ref(s->v);
+    }
     s->next = db->snaps;
     if (db->snaps)
         db->snaps->prev = s;
@@ -668,6 +689,10 @@ void pl_snapshot_release(pl_snapshot *s)
     if (s->next)
         s->next->prev = s->prev;
     pthread_mutex_unlock(&db->mu);
+    if (s->v) {
+        memtable_unref(s->mem);
+        version_unref(s->v);
+    }
     free(s);
     db_unref(db);
 }
@@ -686,6 +711,11 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
     memtable *mem = db->mem, *imm = db->imm;
     version *v = db->vs.current;
+    if (snap && snap->v) {
+        mem = snap->mem;
+        imm = NULL;
+        v = snap->v;
+    }
     memtable_ref(mem);
     if (imm)
         memtable_ref(imm);
@@ -1151,31 +1181,13 @@ void pl_db_release(pl_db *db)
 }
 int pl_db_check(pl_db *db) { return check_usable(db); }
 
-int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
+/* A handle with its locks, an empty memtable and the block cache; NULL when out of memory. */
+static pl_db *db_alloc(const char *path, const pl_options *opt)
 {
-    pthread_once(&atfork_once, atfork_init);
-    pl_options defaults;
-    if (!opt) {
-        pl_options_init(&defaults);
-        opt = &defaults;
-    }
-    int rc = check_options(opt);
-    if (rc)
-        return rc;
-    if (!path || !*path)
-        return PL_FAIL(PL_INVALID, "empty database path");
-    int exists = dir_exists(path) && has_database(path);
-    if (exists && opt->error_if_exists)
-        return PL_FAIL(PL_EXISTS, "a database already exists at %s", path);
-    if (!exists && !opt->create_if_missing)
-        return PL_FAIL(PL_NOTFOUND, "no database at %s (create_if_missing is off)", path);
-    if (!dir_exists(path) && (rc = env_mkdir(path)))
-        return rc;
-
     pl_db *db = calloc(1, sizeof *db);
     if (!db || !(db->path = strdup(path))) {
         free(db);
-        return PL_FAIL(PL_NOMEM, "out of memory");
+        return NULL;
     }
     db->opt = *opt;
     db->lock_fd = -1;
@@ -1193,18 +1205,155 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     pthread_cond_init(&db->bg_cv, NULL);
     atomic_init(&db->refs, 1);
     db->vs.manifest_fd = -1;
+    db->mem = memtable_new();
+    db->cache = cache_new(opt->block_cache_bytes);
+    if (!db->mem || !db->cache) {
+        db_free(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* ---- read-only handles ---- */
+
+/* Load the directory's state into db->vs and db->mem (fresh) as a reader beside a live writer: the
+ * manifest's tables, then every WAL from its log number, then the manifest again.  A file that
+ * vanished meanwhile (a compaction's inputs, a flushed WAL, a replaced manifest) or a manifest
+ * that changed means the writer moved on part-way through: load again.  Writes nothing. */
+static int ro_load(pl_db *db)
+{
+    for (int attempt = 0;; attempt++) {
+        uint64_t num0, size0, num1, size1;
+        int rc = versions_probe(db->path, &num0, &size0);
+        if (!rc)
+            rc = versions_open(&db->vs, db->path, db->cache, 1);
+        if (!rc) {
+            char *torn = NULL;
+            uint64_t end = 0;
+            rc = recover(db, &torn, &end); /* a torn tail is where the writer is appending */
+            free(torn);
+        }
+        if (!rc)
+            rc = versions_probe(db->path, &num1, &size1);
+        int moved = !rc && (num0 != num1 || size0 != size1);
+        int vanished = rc == PL_IOERR && pl_errno() == ENOENT;
+        if (!rc && !moved)
+            return PL_OK;
+        if ((!moved && !vanished) || attempt >= 100)
+            return rc ? rc : PL_FAIL(PL_BUSY, "%s: the writer kept changing the manifest while it was read",
+                                     db->path);
+        versions_close(&db->vs);
+        memtable_unref(db->mem);
+        db->mem = memtable_new();
+        if (!db->mem)
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        db->nwals = 0;
+        db->recovered_wals = 0;
+        db->recovered_records = 0;
+        db->wal_dropped_bytes = 0;
+        db->last_assigned = 0;
+        struct timespec ts = {0, 1000000L * (attempt < 10 ? 1 : 10)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void ro_options(pl_options *o)
+{
+    /* The newest WAL is live: its tail may be a record the writer is copying in. */
+    if (o->wal_recovery == PL_RECOVER_ABSOLUTE)
+        o->wal_recovery = PL_RECOVER_TOLERATE_TAIL;
+    o->background_compaction = 0;
+}
+
+int pl_db_refresh(pl_db *db)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    if (!db->opt.read_only)
+        return PL_FAIL(PL_MISUSE, "refresh() is for a database opened with read_only=True");
+    /* The new state is loaded beside the old one (readers go on), then swapped in under mu. */
+    pl_db *tmp = calloc(1, sizeof *tmp);
+    if (!tmp)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    tmp->path = db->path;
+    tmp->opt = db->opt;
+    tmp->cache = db->cache;
+    tmp->vs.manifest_fd = -1;
+    tmp->mem = memtable_new();
+    rc = tmp->mem ? ro_load(tmp) : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!rc) {
+        pthread_mutex_lock(&db->mu);
+        versions old = db->vs;
+        db->vs = tmp->vs;
+        tmp->vs = old;
+        memtable *m = db->mem;
+        db->mem = tmp->mem;
+        tmp->mem = m;
+        db->last_assigned = tmp->last_assigned;
+        db->recovered_records = tmp->recovered_records;
+        db->wal_dropped_bytes = tmp->wal_dropped_bytes;
+        atomic_store(&db->visible, tmp->last_assigned);
+        pthread_mutex_unlock(&db->mu);
+    }
+    if (tmp->mem)
+        memtable_unref(tmp->mem);
+    versions_close(&tmp->vs);
+    free(tmp->wals);
+    free(tmp);
+    return rc;
+}
+
+static int open_read_only(const char *path, const pl_options *opt, pl_db **out)
+{
+    if (!dir_exists(path) || !has_database(path))
+        return PL_FAIL(PL_NOTFOUND, "no database at %s (a read-only open creates nothing)", path);
+    pl_db *db = db_alloc(path, opt);
+    if (!db)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    ro_options(&db->opt);
+    int rc = ro_load(db);
+    if (rc) {
+        db_free(db);
+        return rc;
+    }
+    atomic_store(&db->visible, db->last_assigned);
+    *out = db;
+    return PL_OK;
+}
+
+int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
+{
+    pthread_once(&atfork_once, atfork_init);
+    pl_options defaults;
+    if (!opt) {
+        pl_options_init(&defaults);
+        opt = &defaults;
+    }
+    int rc = check_options(opt);
+    if (rc)
+        return rc;
+    if (!path || !*path)
+        return PL_FAIL(PL_INVALID, "empty database path");
+    if (opt->read_only)
+        return open_read_only(path, opt, out);
+    int exists = dir_exists(path) && has_database(path);
+    if (exists && opt->error_if_exists)
+        return PL_FAIL(PL_EXISTS, "a database already exists at %s", path);
+    if (!exists && !opt->create_if_missing)
+        return PL_FAIL(PL_NOTFOUND, "no database at %s (create_if_missing is off)", path);
+    if (!dir_exists(path) && (rc = env_mkdir(path)))
+        return rc;
+
+    pl_db *db = db_alloc(path, opt);
+    if (!db)
+        return PL_FAIL(PL_NOMEM, "out of memory");
 
     char *lock = db_path_join(path, "LOCK");
     rc = lock ? env_lock(lock, &db->lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc)
         goto fail;
-    db->mem = memtable_new();
-    db->cache = cache_new(opt->block_cache_bytes);
-    if (!db->mem || !db->cache) {
-        rc = PL_FAIL(PL_NOMEM, "out of memory");
-        goto fail;
-    }
     /* Read everything first (manifest, tables, WALs): an open that fails on what it reads leaves
      * the directory as it found it.  Then the new manifest, numbered past every file recovery saw. */
     rc = versions_open(&db->vs, path, db->cache, 1);
@@ -1272,7 +1421,7 @@ fail:
     if (db->log)
         wal_close(db->log, 0);
     if (db->lock_fd >= 0)
-        env_close(db->lock_fd);
+        env_unlock(db->lock_fd);
     db_free(db);
     return rc;
 }
@@ -1340,7 +1489,7 @@ int pl_db_close(pl_db *db)
         memtable_unref(db->imm);
     db->imm = NULL;
     if (db->lock_fd >= 0) {
-        env_close(db->lock_fd);
+        env_unlock(db->lock_fd);
         db->lock_fd = -1;
     }
     db_unref(db);
@@ -1460,7 +1609,7 @@ int pl_destroy(const char *path)
     if (rc)
         return rc;
     rc = env_list_dir(path, destroy_entry, (void *)path);
-    env_close(fd);
+    env_unlock(fd);
     if (!rc && rmdir(path) != 0 && errno != ENOTEMPTY && errno != EEXIST)
         rc = PL_IOFAIL(errno, "remove directory %s", path);
     return rc;
@@ -1523,6 +1672,11 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
     pthread_mutex_lock(&db->mu);
     version *v = db->vs.current;
     memtable *mem = db->mem, *imm = db->imm;
+    if (pi->snap->v) {
+        mem = pi->snap->mem;
+        imm = NULL;
+        v = pi->snap->v;
+    }
     memtable_ref(mem);
     if (imm)
         memtable_ref(imm);

@@ -527,20 +527,78 @@ int env_write_file(const char *path, const void *data, size_t len)
     return rc;
 }
 
+/* The locks this process holds, by file identity: a second handle in the same process is told so
+ * (the common case is a notebook cell that opens the database run twice). */
+struct held_lock {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+    struct held_lock *next;
+};
+static struct held_lock *held_locks;
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int held_here(const struct stat *st)
+{
+    pthread_mutex_lock(&held_mu);
+    int found = 0;
+    for (struct held_lock *h = held_locks; h && !found; h = h->next)
+        found = h->dev == st->st_dev && h->ino == st->st_ino;
+    pthread_mutex_unlock(&held_mu);
+    return found;
+}
+
 int env_lock(const char *path, int *fd)
 {
     int f, rc = env_open(path, O_RDWR | O_CREAT, &f);
     if (rc)
         return rc;
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int e = errno;
+        close(f);
+        return PL_IOFAIL(e, "stat %s", path);
+    }
     if (flock(f, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(f);
+        if (e == EWOULDBLOCK && held_here(&st))
+            return PL_FAIL(PL_BUSY, "%s is locked by this process: another handle on this database is "
+                           "still open here (often from running a notebook cell twice); close it with "
+                           "db.close() or open it in a with block, or open this one with read_only=True",
+                           path);
         if (e == EWOULDBLOCK)
-            return PL_FAIL(PL_BUSY, "%s is locked: the database is open elsewhere", path);
+            return PL_FAIL(PL_BUSY, "%s is locked: the database is open in another process "
+                           "(open it with read_only=True to read beside it)", path);
         return PL_IOFAIL(e, "lock %s", path);
+    }
+    struct held_lock *h = malloc(sizeof *h);
+    if (h) { /* without the entry only the message is less precise */
+        h->dev = st.st_dev;
+        h->ino = st.st_ino;
+        h->fd = f;
+        pthread_mutex_lock(&held_mu);
+        h->next = held_locks;
+        held_locks = h;
+        pthread_mutex_unlock(&held_mu);
     }
     *fd = f;
     return PL_OK;
+}
+
+void env_unlock(int fd)
+{
+    pthread_mutex_lock(&held_mu);
+    for (struct held_lock **pp = &held_locks; *pp; pp = &(*pp)->next) {
+        if ((*pp)->fd == fd) {
+            struct held_lock *h = *pp;
+            *pp = h->next;
+            free(h);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&held_mu);
+    close(fd);
 }
 
 int env_list_dir(const char *dir, int (*fn)(void *ctx, const char *name), void *ctx)

@@ -58,8 +58,10 @@ int env_mkdir(const char *path);
 int env_read_file(const char *path, char **data, size_t *len);
 /* Create `path` with `data`, fsync it (not its directory). */
 int env_write_file(const char *path, const void *data, size_t len);
-/* Take an exclusive flock() on path (created if missing); PL_BUSY if held elsewhere. */
+/* Take an exclusive flock() on path (created if missing); PL_BUSY if held elsewhere, saying whether
+ * by this process.  env_unlock() releases it and closes fd. */
 int env_lock(const char *path, int *fd);
+void env_unlock(int fd);
 /* Call fn(ctx, name) for each entry of dir except . and ..; stops at the first non-zero return. */
 int env_list_dir(const char *dir, int (*fn)(void *ctx, const char *name), void *ctx);
 /* Map the first len bytes of fd shared and writable (the WAL's append window), and unmap. */

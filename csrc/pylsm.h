@@ -31,6 +31,7 @@ extern "C" {
 #define PL_WOULDBLOCK 9  /* a PL_READ_NO_IO read needed file I/O; retry without the flag */
 #define PL_EXISTS     10 /* error_if_exists and a database is there */
 #define PL_READONLY   11 /* an earlier write or fsync failed; writes refused until reopen */
+#define PL_RDONLY_OPEN 12 /* a write to a database opened with read_only */
 
 /* Limits. */
 #define PL_MAX_KEY   (64u * 1024u)          /* bytes */
@@ -64,6 +65,8 @@ typedef struct pl_options {
     int wal_recovery;           /* enum pl_wal_recovery */
     int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */
+    int read_only;              /* default 0; 1: open beside a writer, take no lock, write nothing
+                                 * (writes return PL_RDONLY_OPEN; pl_db_refresh catches up) */
 } pl_options;
 
 typedef struct pl_db pl_db;
@@ -92,6 +95,11 @@ void pl_options_init(pl_options *o);
  * Errors: PL_BUSY (locked elsewhere), PL_EXISTS, PL_NOTFOUND (missing and !create_if_missing),
  * PL_CORRUPT, PL_IOERR, PL_INVALID, PL_NOMEM. */
 int pl_db_open(const char *path, const pl_options *opt, pl_db **out);
+
+/* A read-only handle: load the state the directory holds now (the manifest's tables and the WALs),
+ * as a new open would, and make it what later reads and iterators see.  Snapshots and iterators
+ * taken before keep their view.  PL_MISUSE on a handle opened for writing. */
+int pl_db_refresh(pl_db *db);
 
 /* Shut down: stop background threads, wait for calls in flight (see pl_db_enter), release the lock.
  * The handle's memory lives on until the last iterator/snapshot on it is released. Idempotent. */

@@ -1211,7 +1211,7 @@ out:
     if (rep)
         *rep = r.rep;
     repairer_free(&r);
-    env_close(lock_fd);
+    env_unlock(lock_fd);
     return rc;
 }
 

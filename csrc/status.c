@@ -45,6 +45,7 @@ const char *pl_code_name(int rc)
     case PL_WOULDBLOCK: return "PL_WOULDBLOCK";
     case PL_EXISTS: return "PL_EXISTS";
     case PL_READONLY: return "PL_READONLY";
+    case PL_RDONLY_OPEN: return "PL_RDONLY_OPEN";
     default: return "PL_UNKNOWN";
     }
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "batch.h"
 #include "coding.h"
@@ -876,6 +877,27 @@ out:
     state_free(&s);
     if (rc)
         versions_close(vs);
+    return rc;
+}
+
+int versions_probe(const char *dir, uint64_t *number, uint64_t *size)
+{
+    *number = 0;
+    *size = 0;
+    int rc = read_current(dir, number);
+    if (rc == PL_IOERR && pl_errno() == ENOENT)
+        return PL_OK; /* no manifest yet */
+    if (rc)
+        return rc;
+    char *path = manifest_name(dir, *number);
+    if (!path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        rc = PL_IOFAIL(errno, "stat %s", path);
+    else
+        *size = (uint64_t)st.st_size;
+    free(path);
     return rc;
 }
 

@@ -101,6 +101,9 @@ int versions_open(versions *vs, const char *dir, cache *c, int create);
 /* Start a fresh manifest holding the whole state (numbered from next_file, which the caller first
  * raises past every file on disk) and make CURRENT name it; the old manifest goes. */
 int versions_start(versions *vs);
+/* The live manifest's number and size, without reading it (0, 0 when there is none): a reader
+ * beside a writer compares them before and after loading to know it read one state. */
+int versions_probe(const char *dir, uint64_t *number, uint64_t *size);
 void versions_close(versions *vs);
 /* A new file number. */
 uint64_t versions_new_file(versions *vs);

@@ -11,8 +11,12 @@ option parsing, the sync strategy objects, ranges, context managers and notebook
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple, Union
+from types import GenericAlias
+from typing import Any, Iterable, Optional, Tuple, Union
+
+from . import codecs as _codecs
 
 from . import _pylsm
 from ._pylsm import (  # noqa: F401  (re-exported)
@@ -20,6 +24,8 @@ from ._pylsm import (  # noqa: F401  (re-exported)
     CorruptionError,
     Error,
     LockError,
+    NotFoundError,
+    ReadOnlyError,
     StorageError,
     MAX_KEY,
     MAX_VALUE,
@@ -28,7 +34,8 @@ from ._pylsm import (  # noqa: F401  (re-exported)
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
     "NoSync", "EveryWrite", "EveryNEntries", "TimeBasedBackground", "Hybrid",
-    "Error", "CorruptionError", "LockError", "ClosedError", "StorageError",
+    "Iterator", "codecs",
+    "Error", "CorruptionError", "LockError", "ClosedError", "StorageError", "NotFoundError", "ReadOnlyError",
     "MAX_KEY", "MAX_VALUE",
 ]
 __version__ = "0.1.0"
@@ -161,11 +168,18 @@ def _prefix_end(prefix: bytes) -> Optional[bytes]:
     return bytes(p)
 
 
-def _range(start: Any, stop: Any, prefix: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
-    """[start, stop) intersected with the keys that begin with prefix."""
+def _range(start: Any, stop: Any, prefix: Any, include_start: bool = True,
+           include_stop: bool = False) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """The raw bounds [lo, hi) of start..stop (each end included or not) intersected with the keys
+    that begin with prefix.  The key just after k is k + b"\\0", so an excluded start and an
+    included stop both become half-open bounds."""
     lo = _bytes_or_none("start", start)
     hi = _bytes_or_none("stop", stop)
     pre = _bytes_or_none("prefix", prefix)
+    if lo is not None and not include_start:
+        lo += b"\0"
+    if hi is not None and include_stop:
+        hi += b"\0"
     if pre is not None and pre != b"":
         if lo is None or lo < pre:
             lo = pre
@@ -175,33 +189,176 @@ def _range(start: Any, stop: Any, prefix: Any) -> Tuple[Optional[bytes], Optiona
     return lo, hi
 
 
+_MISSING: Any = object()
+
+# Cursor operations of the C iterator (pylsm/_pylsm.c, Iter_cursor).
+_OP_NEXT, _OP_PREV, _OP_PEEK_NEXT, _OP_PEEK_PREV, _OP_SEEK, _OP_TO_FIRST, _OP_TO_LAST, _OP_TO_END = range(8)
+
+
+class Iterator:
+    """A cursor over one consistent view, returned by ``db.iterator()`` (plyvel's model).
+
+    The cursor sits between two entries, in key order.  ``next()`` returns the entry after it and
+    moves past it; ``prev()`` returns the entry before it and moves back (so ``next()`` then
+    ``prev()`` return the same entry); ``peek()`` returns what ``next()`` would, without moving, or
+    None at the end.  With ``reverse=True``, ``next()`` and ``prev()`` swap roles: iteration runs
+    from the last key down.  ``seek(key)`` puts the cursor just before the first entry >= key;
+    ``seek_to_first()`` / ``seek_to_last()`` just before the first / the last entry;
+    ``seek_to_start()`` / ``seek_to_stop()`` before the first / after the last.  Iterating yields
+    ``(key, value)`` pairs as ``next()`` does; ``with db.iterator() as it:`` closes it at the end.
+    """
+
+    __slots__ = ("_it", "_reverse", "_lo", "_hi", "_kenc", "_kdec", "_vdec", "__weakref__")
+
+    def __init__(self, raw: Any, reverse: bool, lo: Optional[bytes], hi: Optional[bytes],
+                 kenc: Any = None, kdec: Any = None, vdec: Any = None) -> None:
+        self._it = raw
+        self._reverse = reverse
+        self._lo = lo
+        self._hi = hi
+        self._kenc = kenc
+        self._kdec = kdec
+        self._vdec = vdec
+        if reverse:
+            raw._cursor(_OP_TO_END)
+
+    def _out(self, e: Any) -> Any:
+        if e is None or (self._kdec is None and self._vdec is None):
+            return e
+        k, v = e
+        return (k if self._kdec is None else self._kdec(k), v if self._vdec is None else self._vdec(v))
+
+    def __iter__(self) -> "Iterator":
+        return self
+
+    def __next__(self) -> Any:
+        e = self._it._cursor(_OP_PREV if self._reverse else _OP_NEXT)
+        if e is None:
+            raise StopIteration
+        return self._out(e)
+
+    def next(self) -> Any:
+        """The entry after the cursor (before it, when reverse), moving past it; StopIteration at the end."""
+        return self.__next__()
+
+    def prev(self) -> Any:
+        """The entry before the cursor (after it, when reverse), moving back; StopIteration at the start."""
+        e = self._it._cursor(_OP_NEXT if self._reverse else _OP_PREV)
+        if e is None:
+            raise StopIteration
+        return self._out(e)
+
+    def peek(self) -> Any:
+        """What next() would return, without moving; None at the end."""
+        return self._out(self._it._cursor(_OP_PEEK_PREV if self._reverse else _OP_PEEK_NEXT))
+
+    def seek(self, key: Any) -> None:
+        """Put the cursor just before the first entry >= key (within the iterator's range)."""
+        k = bytes(memoryview(key)) if self._kenc is None else self._kenc(key)
+        if self._lo is not None and k < self._lo:
+            k = self._lo
+        if self._hi is not None and k > self._hi:
+            k = self._hi
+        self._it._cursor(_OP_SEEK, k)
+
+    def seek_to_first(self) -> None:
+        """Put the cursor just before the first entry."""
+        self._it._cursor(_OP_TO_FIRST)
+
+    def seek_to_last(self) -> None:
+        """Put the cursor just before the last entry."""
+        self._it._cursor(_OP_TO_LAST)
+
+    def seek_to_start(self) -> None:
+        """Put the cursor before the first entry (plyvel's name; the same as seek_to_first)."""
+        self._it._cursor(_OP_TO_FIRST)
+
+    def seek_to_stop(self) -> None:
+        """Put the cursor after the last entry."""
+        self._it._cursor(_OP_TO_END)
+
+    def close(self) -> None:
+        """Release the iterator now (also done by garbage collection)."""
+        self._it.close()
+
+    def __enter__(self) -> "Iterator":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pylsm.Iterator{' reverse' if self._reverse else ''}>"
+
+
 class _Ranges:
-    """items/keys/values/iter over a database or a snapshot."""
+    """items/keys/values/iterator over a database or a snapshot; codec hooks are None for raw bytes."""
 
     __slots__ = ()
+    _kenc: Any = None
+    _kdec: Any = None
+    _venc: Any = None
+    _vdec: Any = None
 
-    def _raw_iter(self, start: Any, stop: Any, prefix: Any, reverse: bool, want: int) -> Iterator[Any]:
-        lo, hi = _range(start, stop, prefix)
+    def _bounds(self, start: Any, stop: Any, prefix: Any, include_start: bool,
+                include_stop: bool) -> Tuple[Optional[bytes], Optional[bytes]]:
+        enc = self._kenc
+        if enc is not None:
+            start = None if start is None else enc(start)
+            stop = None if stop is None else enc(stop)
+            prefix = None if prefix is None else enc(prefix)
+        return _range(start, stop, prefix, include_start, include_stop)
+
+    def _raw_iter(self, start: Any, stop: Any, prefix: Any, reverse: bool, want: int,
+                  include_start: bool, include_stop: bool) -> Any:
+        lo, hi = self._bounds(start, stop, prefix, include_start, include_stop)
         return self._db_for_iter()._iter(lo, hi, bool(reverse), want, self._snapshot_for_iter())
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
-              reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+              include_start: bool = True, include_stop: bool = False) -> Any:
         """(key, value) pairs with start <= key < stop (and key starting with prefix), ascending
-        unless reverse; one consistent view as of this call."""
-        return self._raw_iter(start, stop, prefix, reverse, 3)
+        unless reverse; include_start=False / include_stop=True change the ends; one consistent
+        view as of this call."""
+        it = self._raw_iter(start, stop, prefix, reverse, 3, include_start, include_stop)
+        kdec, vdec = self._kdec, self._vdec
+        if kdec is None and vdec is None:
+            return it
+        if kdec is None:
+            return ((k, vdec(v)) for k, v in it)
+        if vdec is None:
+            return ((kdec(k), v) for k, v in it)
+        return ((kdec(k), vdec(v)) for k, v in it)
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
-             reverse: bool = False) -> Iterator[bytes]:
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+             include_start: bool = True, include_stop: bool = False) -> Any:
         """Keys of the same range as items()."""
-        return self._raw_iter(start, stop, prefix, reverse, 1)
+        it = self._raw_iter(start, stop, prefix, reverse, 1, include_start, include_stop)
+        return it if self._kdec is None else map(self._kdec, it)
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None,
-               reverse: bool = False) -> Iterator[bytes]:
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+               include_start: bool = True, include_stop: bool = False) -> Any:
         """Values of the same range as items()."""
-        return self._raw_iter(start, stop, prefix, reverse, 2)
+        it = self._raw_iter(start, stop, prefix, reverse, 2, include_start, include_stop)
+        return it if self._vdec is None else map(self._vdec, it)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def iterator(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+                 include_start: bool = True, include_stop: bool = False) -> Iterator:
+        """A cursor (pylsm.Iterator) over the same range as items(): seek, prev, next, peek."""
+        lo, hi = self._bounds(start, stop, prefix, include_start, include_stop)
+        raw = self._db_for_iter()._iter(lo, hi, False, 3, self._snapshot_for_iter())
+        return Iterator(raw, bool(reverse), lo, hi, self._kenc, self._kdec, self._vdec)
+
+    def __iter__(self) -> Any:
         return self.keys()
+
+    def __reversed__(self) -> Any:
+        return self.keys(reverse=True)
+
+    def __len__(self) -> int:
+        n = 0
+        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+            n += 1
+        return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,17 +369,49 @@ class WriteBatch(_pylsm.WriteBatch):
     """Operations applied atomically by ``DB.write()``; later operations on the same key win.
 
     ``with db.batch() as b:`` applies the batch on a clean exit and discards it if the block raises.
+    A batch from ``db.batch()`` speaks the database's codecs; one made as ``pylsm.WriteBatch()``
+    takes raw bytes.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._db: Optional[DB] = None
         self._sync: Optional[bool] = None
+        self._kenc: Any = None
+        self._venc: Any = None
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set key to value when the batch is applied."""
+        if self._kenc is not None:
+            key = self._kenc(key)
+        if self._venc is not None:
+            value = self._venc(value)
+        super().put(key, value)
+
+    def delete(self, key: Any) -> None:
+        """Remove key when the batch is applied (no error if it is absent)."""
+        super().delete(key if self._kenc is None else self._kenc(key))
+
+    def put_many(self, mapping_or_pairs: Any) -> None:
+        """put() every pair of a mapping or an iterable of (key, value) pairs."""
+        if self._kenc is None and self._venc is None:
+            return super().put_many(mapping_or_pairs)
+        src = mapping_or_pairs
+        if hasattr(src, "items"):
+            src = src.items()
+        elif hasattr(src, "keys"):
+            src = [(k, src[k]) for k in src.keys()]
+        for pair in src:
+            try:
+                k, v = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
+            self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if exc_type is None and self._db is not None:
                 self._db.write(self, sync=self._sync)
@@ -233,13 +422,32 @@ class WriteBatch(_pylsm.WriteBatch):
         return f"<pylsm.WriteBatch of {len(self)} operations>"
 
 
-class DB(_Ranges, _pylsm.DB):
+_OPTION_NAMES = frozenset((
+    "create_if_missing", "error_if_exists", "sync", "memtable_bytes", "block_bytes",
+    "bloom_bits_per_key", "block_cache_bytes", "wal_recovery", "wal_timestamp",
+    "background_compaction", "read_only", "key_codec", "value_codec",
+))
+
+
+class DB(_Ranges, _pylsm.DB, MutableMapping):
     """An open pylsm database.  ``pylsm.open(path, **options)`` is the same as ``pylsm.DB(path, **options)``.
+
+    A ``collections.abc.MutableMapping``: ``db[k] = v``, ``db[k]``, ``del db[k]``, ``k in db``,
+    ``len(db)``, ``pop``, ``popitem``, ``setdefault``, ``update``, ``clear`` and ``==`` against any
+    mapping; ``keys()``, ``values()`` and ``items()`` are iterators over one view, with range arguments.
 
     Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
     memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
-    wal_recovery="tolerate_tail", wal_timestamp=False, background_compaction=True.
+    wal_recovery="tolerate_tail", wal_timestamp=False, background_compaction=True,
+    read_only=False, key_codec=None, value_codec=None (see docs/api.md).
     """
+
+    __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
+
+    def __new__(cls, path: Any = None, **options: Any) -> "DB":
+        if cls is DB and (options.get("key_codec") is not None or options.get("value_codec") is not None):
+            cls = _CodedDB
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -255,6 +463,9 @@ class DB(_Ranges, _pylsm.DB):
         wal_recovery: str = "tolerate_tail",
         wal_timestamp: bool = False,
         background_compaction: bool = True,
+        read_only: bool = False,
+        key_codec: Any = None,
+        value_codec: Any = None,
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
@@ -263,6 +474,10 @@ class DB(_Ranges, _pylsm.DB):
             raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
         if wal_recovery not in _RECOVERY:
             raise ValueError(f"wal_recovery must be one of {sorted(_RECOVERY)}, got {wal_recovery!r}")
+        kc = _codecs.lookup(key_codec, "key_codec")
+        vc = _codecs.lookup(value_codec, "value_codec")
+        if (kc is not None or vc is not None) and not isinstance(self, _CodedDB):
+            raise TypeError("a DB subclass with codecs must derive from the class pylsm.open() returns")
         opts = dict(
             create_if_missing=_bool_option("create_if_missing", create_if_missing),
             error_if_exists=_bool_option("error_if_exists", error_if_exists),
@@ -273,10 +488,17 @@ class DB(_Ranges, _pylsm.DB):
             wal_recovery=_RECOVERY[wal_recovery],
             wal_timestamp=_bool_option("wal_timestamp", wal_timestamp),
             background_compaction=_bool_option("background_compaction", background_compaction),
+            read_only=_bool_option("read_only", read_only),
         )
         opts.update(_sync_args(sync))
         self._path = path
         self._sync_strategy = sync
+        self._read_only = opts["read_only"]
+        if kc is not None:
+            self._kenc, self._kdec = kc.encode, kc.decode
+        if vc is not None:
+            self._venc, self._vdec = vc.encode, vc.decode
+        self._codecs = (kc, vc)
         super().__init__(path, **opts)
 
     # -- the dict protocol and friends ------------------------------------------------------------
@@ -292,28 +514,77 @@ class DB(_Ranges, _pylsm.DB):
         """The database directory."""
         return self._path
 
-    def update(self, mapping_or_pairs: Union[Mapping[Any, Any], Iterable[Tuple[Any, Any]]] = (), *,
-               sync: Optional[bool] = None) -> None:
-        """Write every pair as one atomic batch: all of them or, on any bad pair, none."""
-        b = WriteBatch()
+    @property
+    def read_only(self) -> bool:
+        """True when opened with read_only=True: reads only, beside a writer; refresh() catches up."""
+        return self._read_only
+
+    __len__ = _pylsm.DB.__len__
+
+    def update(self, mapping_or_pairs: Any = (), *, sync: Optional[bool] = None, **kwargs: Any) -> None:
+        """Write every pair as one atomic batch: all of them or, on any bad pair, none.  Takes what
+        dict.update takes: a mapping, an object with keys() and __getitem__, or (key, value) pairs."""
+        b = self._new_batch()
         src = mapping_or_pairs
         if not hasattr(src, "items") and hasattr(src, "keys"):
-            # what dict.update accepts: an object with keys() and __getitem__
             src = [(k, src[k]) for k in src.keys()]
         try:
             b.put_many(src)
+            if kwargs:
+                b.put_many(kwargs)
         except TypeError as e:
             raise TypeError(f"update(): {e}") from None
         self.write(b, sync=sync)
+
+    def _new_batch(self) -> WriteBatch:
+        b = WriteBatch()
+        b._kenc, b._venc = self._kenc, self._venc
+        return b
 
     def batch(self, *, sync: Optional[bool] = None) -> WriteBatch:
         """A WriteBatch bound to this database: ``with db.batch() as b: ...`` applies it atomically."""
         if self.closed:
             raise ClosedError("the database is closed")
-        b = WriteBatch()
+        b = self._new_batch()
         b._db = self
         b._sync = sync
         return b
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove key and return its value; default (or KeyError) if it is absent."""
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        self.delete(key)
+        return v
+
+    def popitem(self) -> Tuple[Any, Any]:
+        """Remove and return the (key, value) pair with the smallest key; KeyError when empty."""
+        for k, v in self.items():
+            self.delete(k)
+            return k, v
+        raise KeyError("popitem(): the database is empty")
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """The value of key; if absent, store default (it must be storable) and return it."""
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            self[key] = default
+            return default
+        return v
+
+    def clear(self, *, sync: Optional[bool] = None) -> None:
+        """Delete every key (in batches of 10,000; not atomic as a whole)."""
+        with self.snapshot() as snap:
+            b = WriteBatch()
+            for k in snap._raw_keys():
+                b.delete(k)
+                if len(b) >= 10_000:
+                    self.write(b, sync=sync)
+                    b.clear()
+            self.write(b, sync=sync)
 
     def stats(self) -> dict:
         """Engine statistics (API.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
@@ -325,22 +596,26 @@ class DB(_Ranges, _pylsm.DB):
 
     def snapshot(self) -> "Snapshot":
         """A read view of the database as it is now; release it with close() or a with block."""
-        return Snapshot(self._snapshot())
+        return Snapshot(self._snapshot(), self)
 
     def __enter__(self) -> "DB":
         if self.closed:
             raise ClosedError("the database is closed")
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
         if self.closed:
             return f"<pylsm.DB {self._path!r} closed>"
         s = self.stats()
+        extra = " read_only" if self._read_only else f" sync={self._sync_strategy!r}"
+        kc, vc = self._codecs
+        if kc is not None or vc is not None:
+            extra += f" key_codec={getattr(kc, 'name', kc)!r} value_codec={getattr(vc, 'name', vc)!r}"
         return (f"<pylsm.DB {self._path!r} lsn={s['lsn']} sstables={s['sstables']} "
-                f"memtable={s['memtable_bytes']}B sync={self._sync_strategy!r}>")
+                f"memtable={s['memtable_bytes']}B{extra}>")
 
     def _repr_html_(self) -> str:
         import html
@@ -361,14 +636,82 @@ class DB(_Ranges, _pylsm.DB):
                 + (f"<table><tr><th>level</th><th>files</th><th>bytes</th></tr>{levels}</table>"
                    if levels else ""))
 
+    __class_getitem__ = classmethod(GenericAlias)
 
-class Snapshot(_Ranges):
-    """A consistent read view: get, [], in, get_many, items, keys and values see the database as it was."""
 
-    __slots__ = ("_s", "__weakref__")
+class _CodedDB(DB):
+    """A DB whose keys and/or values go through codecs (pylsm.open(..., key_codec=, value_codec=))."""
 
-    def __init__(self, raw: Any) -> None:
+    def _k(self, key: Any) -> Any:
+        return key if self._kenc is None else self._kenc(key)
+
+    def _v(self, value: Any) -> Any:
+        return value if self._venc is None else self._venc(value)
+
+    def _out(self, raw: Any) -> Any:
+        return raw if self._vdec is None else self._vdec(raw)
+
+    def put(self, key: Any, value: Any, *, sync: Optional[bool] = None) -> None:
+        """Insert or overwrite key."""
+        _pylsm.DB.put(self, self._k(key), self._v(value), sync=sync)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _pylsm.DB.__setitem__(self, self._k(key), self._v(value))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of key, or default."""
+        v = _pylsm.DB.get(self, self._k(key), _MISSING)
+        return default if v is _MISSING else self._out(v)
+
+    def __getitem__(self, key: Any) -> Any:
+        v = _pylsm.DB.get(self, self._k(key), _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return self._out(v)
+
+    def __delitem__(self, key: Any) -> None:
+        try:
+            _pylsm.DB.__delitem__(self, self._k(key))
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: Any) -> bool:
+        try:
+            k = self._k(key)
+        except (TypeError, ValueError):
+            return False  # what the codec cannot encode is not in the database
+        return _pylsm.DB.__contains__(self, k)
+
+    def delete(self, key: Any, *, sync: Optional[bool] = None) -> None:
+        """Remove key; no error if absent."""
+        _pylsm.DB.delete(self, self._k(key), sync=sync)
+
+    def get_many(self, keys: Iterable[Any]) -> list:
+        """Values (or None) for keys, from one consistent view."""
+        raw = _pylsm.DB.get_many(self, [self._k(k) for k in keys])
+        dec = self._vdec
+        return raw if dec is None else [None if v is None else dec(v) for v in raw]
+
+    def compact(self, start: Any = None, stop: Any = None) -> None:
+        """Compact the tables holding keys in [start, stop) (all when both are None)."""
+        _pylsm.DB.compact(self, None if start is None else self._k(start),
+                          None if stop is None else self._k(stop))
+
+
+class Snapshot(_Ranges, Mapping):
+    """A consistent read view: get, [], in, get_many, items, keys, values, iterator and len see the
+    database as it was; a collections.abc.Mapping.  Release it with close() or a with block."""
+
+    __slots__ = ("_s", "_db", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, raw: Any, db: Any = None) -> None:
         self._s = raw
+        self._db = db
+        self._kenc = getattr(db, "_kenc", None)
+        self._kdec = getattr(db, "_kdec", None)
+        self._venc = getattr(db, "_venc", None)
+        self._vdec = getattr(db, "_vdec", None)
 
     def _db_for_iter(self) -> "DB":
         return self._s._db
@@ -376,26 +719,54 @@ class Snapshot(_Ranges):
     def _snapshot_for_iter(self) -> Any:
         return self._s
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._s.get(key, default)
+    def _raw_keys(self) -> Any:
+        return self._s._db._iter(None, None, False, 1, self._s)
 
-    def __getitem__(self, key: Any) -> bytes:
-        return self._s[key]
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of key in this view, or default."""
+        if self._kenc is None and self._vdec is None:
+            return self._s.get(key, default)
+        v = self._s.get(key if self._kenc is None else self._kenc(key), _MISSING)
+        return default if v is _MISSING else v if self._vdec is None else self._vdec(v)
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._kenc is None and self._vdec is None:
+            return self._s[key]
+        v = self._s.get(key if self._kenc is None else self._kenc(key), _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v if self._vdec is None else self._vdec(v)
 
     def __contains__(self, key: Any) -> bool:
+        if self._kenc is not None:
+            try:
+                key = self._kenc(key)
+            except (TypeError, ValueError):
+                return False
         return key in self._s
 
     def get_many(self, keys: Iterable[Any]) -> list:
-        return self._s.get_many(keys)
+        """Values (or None) for keys in this view."""
+        if self._kenc is not None:
+            keys = [self._kenc(k) for k in keys]
+        raw = self._s.get_many(keys)
+        dec = self._vdec
+        return raw if dec is None else [None if v is None else dec(v) for v in raw]
 
     def close(self) -> None:
+        """Release the snapshot (idempotent); later calls raise ClosedError."""
         self._s.close()
 
     def __enter__(self) -> "Snapshot":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return "<pylsm.Snapshot>"
+
+    __class_getitem__ = classmethod(GenericAlias)
 
 
 def open(path: Union[str, os.PathLike], **options: Any) -> DB:  # noqa: A001 (the API's name)

@@ -70,7 +70,8 @@ static PyObject *PyType_GetModuleByDef(PyTypeObject *tp, struct PyModuleDef *def
 #endif
 
 typedef struct {
-    PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError;
+    PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError, *NotFoundError,
+        *ReadOnlyError;
     PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType;
 } module_state;
 
@@ -96,15 +97,20 @@ static PyObject *set_error(PyTypeObject *tp, int rc)
         PyErr_SetString(st->CorruptionError, msg);
         break;
     case PL_IOERR:
-    case PL_READONLY: {
-        int e = pl_errno() ? pl_errno() : EIO; /* PL_READONLY: the errno of the failure behind it */
-        PyObject *exc = PyObject_CallFunction(st->StorageError, "is", e, msg);
+    case PL_READONLY:
+    case PL_NOTFOUND: { /* PL_NOTFOUND here: a database that is not there */
+        PyObject *cls = rc == PL_NOTFOUND ? st->NotFoundError : st->StorageError;
+        int e = rc == PL_NOTFOUND ? ENOENT : pl_errno() ? pl_errno() : EIO; /* PL_READONLY: the errno of the failure behind it */
+        PyObject *exc = PyObject_CallFunction(cls, "is", e, msg);
         if (exc) {
-            PyErr_SetObject(st->StorageError, exc);
+            PyErr_SetObject(cls, exc);
             Py_DECREF(exc);
         }
         break;
     }
+    case PL_RDONLY_OPEN:
+        PyErr_SetString(st->ReadOnlyError, msg);
+        break;
     case PL_NOMEM:
         PyErr_NoMemory();
         break;
@@ -241,18 +247,18 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"path", "create_if_missing", "error_if_exists", "sync_mode", "sync_count",
                              "sync_interval_ms", "memtable_bytes", "block_bytes", "bloom_bits_per_key",
                              "block_cache_bytes", "wal_recovery", "wal_timestamp",
-                             "background_compaction", NULL};
+                             "background_compaction", "read_only", NULL};
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
     unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms;
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninipp:DB", kwlist, PyUnicode_FSConverter,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippp:DB", kwlist, PyUnicode_FSConverter,
                                      &path_obj, &o.create_if_missing, &o.error_if_exists, &o.sync_mode,
                                      &sync_count, &interval, &memtable, &block, &o.bloom_bits_per_key,
                                      &cache, &o.wal_recovery, &o.wal_timestamp,
-                                     &o.background_compaction))
+                                     &o.background_compaction, &o.read_only))
         return -1;
     if (self->db) {
         Py_DECREF(path_obj);
@@ -676,6 +682,16 @@ static PyObject *DB_flush(DBObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *DB_refresh(DBObject *self, PyObject *unused)
+{
+    CHECK_OPEN(self);
+    int rc;
+    BLOCKING_CALL(self, pl_db_refresh(db_));
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", NULL};
@@ -1088,7 +1104,13 @@ typedef struct {
     PyObject *items;   /* the current chunk, a list */
     Py_ssize_t pos;
     pl_buf buf;
+    int cstate;        /* the cursor (Iter_cursor): CUR_BEFORE, CUR_AT or CUR_AFTER */
 } IterObject;
+
+/* The cursor model of DB.iterator(): the cursor sits between entries.  CUR_AT: pl_iter is on the
+ * entry just after the cursor; CUR_BEFORE: before the first entry; CUR_AFTER: after the last. */
+enum { CUR_BEFORE = 0, CUR_AT = 1, CUR_AFTER = 2 };
+enum { OP_NEXT, OP_PREV, OP_PEEK_NEXT, OP_PEEK_PREV, OP_SEEK, OP_TO_FIRST, OP_TO_LAST, OP_TO_END };
 
 static void iter_release(IterObject *self)
 {
@@ -1274,6 +1296,160 @@ static PyObject *Iter_next(IterObject *self)
     }
 }
 
+/* Copy the entry under pl_iter into buf as [u64 klen][u64 vlen][key][value]. */
+static int cursor_copy(pl_iter *it, pl_buf *buf)
+{
+    const char *k, *v;
+    size_t kn, vn;
+    pl_iter_key(it, &k, &kn);
+    pl_iter_value(it, &v, &vn);
+    size_t need = 16 + kn + vn;
+    if (buf->cap < need) {
+        char *p = realloc(buf->data, need);
+        if (!p)
+            return PL_NOMEM;
+        buf->data = p;
+        buf->cap = need;
+    }
+    for (int i = 0; i < 8; i++) {
+        buf->data[i] = (char)(kn >> (8 * i));
+        buf->data[8 + i] = (char)(vn >> (8 * i));
+    }
+    memcpy(buf->data + 16, k, kn);
+    memcpy(buf->data + 16 + kn, v, vn);
+    buf->len = need;
+    return PL_OK;
+}
+
+/* One cursor step, without the GIL.  *got: an entry was copied into buf. */
+static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *state, pl_buf *buf, int *got)
+{
+    int rc = PL_OK;
+    *got = 0;
+#define AT_OR(s) (pl_iter_valid(it) ? CUR_AT : (s))
+    switch (op) {
+    case OP_NEXT:
+    case OP_PEEK_NEXT:
+        if (*state == CUR_BEFORE) {
+            rc = pl_iter_seek_first(it);
+            *state = AT_OR(CUR_AFTER);
+        }
+        if (rc || *state != CUR_AT)
+            break;
+        rc = cursor_copy(it, buf);
+        *got = !rc;
+        if (!rc && op == OP_NEXT) {
+            rc = pl_iter_next(it);
+            *state = AT_OR(CUR_AFTER);
+        }
+        break;
+    case OP_PREV:
+    case OP_PEEK_PREV:
+        if (*state == CUR_BEFORE)
+            break;
+        rc = *state == CUR_AFTER ? pl_iter_seek_last(it) : pl_iter_prev(it);
+        if (rc)
+            break;
+        if (!pl_iter_valid(it)) {
+            if (op == OP_PREV)
+                *state = CUR_BEFORE;
+            else if (*state == CUR_AT)
+                rc = pl_iter_seek_first(it); /* back to where the cursor was */
+            break;
+        }
+        rc = cursor_copy(it, buf);
+        *got = !rc;
+        if (rc)
+            break;
+        if (op == OP_PREV)
+            *state = CUR_AT;
+        else if (*state == CUR_AT)
+            rc = pl_iter_next(it);
+        break;
+    case OP_SEEK:
+        rc = pl_iter_seek(it, key, klen);
+        *state = AT_OR(CUR_AFTER);
+        break;
+    case OP_TO_FIRST:
+        *state = CUR_BEFORE;
+        break;
+    case OP_TO_LAST:
+        rc = pl_iter_seek_last(it);
+        *state = AT_OR(CUR_AFTER);
+        break;
+    case OP_TO_END:
+        *state = CUR_AFTER;
+        break;
+    }
+#undef AT_OR
+    if (!rc)
+        rc = pl_iter_status(it);
+    return rc;
+}
+
+static PyObject *Iter_cursor(IterObject *self, PyObject *args)
+{
+    int op;
+    PyObject *key = Py_None;
+    if (!PyArg_ParseTuple(args, "i|O:_cursor", &op, &key))
+        return NULL;
+    if (op < OP_NEXT || op > OP_TO_END) {
+        PyErr_SetString(PyExc_ValueError, "bad cursor op");
+        return NULL;
+    }
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    bytes_arg k = {0};
+    if (op == OP_SEEK && get_bytes(key, &k, "key") < 0)
+        return NULL;
+    /* The conversion may have run Python code (a buffer's exporter): check the state after it. */
+    const char *why = self->closed || !self->it ? "the iterator is closed"
+                      : self->db->closed        ? "the database is closed"
+                                                : NULL;
+    if (why || self->busy) {
+        release_bytes(&k);
+        PyErr_SetString(why ? st->ClosedError : st->Error, why ? why : "the iterator is in use by another thread");
+        return NULL;
+    }
+    pl_db *db = self->db->db;
+    int rc = pl_db_enter(db);
+    if (rc) {
+        release_bytes(&k);
+        return set_error(Py_TYPE(self->db), rc);
+    }
+    self->busy = 1;
+    pl_iter *pit = self->it;
+    int state = self->cstate, got = 0;
+    pl_buf *buf = &self->buf;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cursor_step(pit, op, k.ptr, (size_t)k.len, &state, buf, &got);
+    Py_END_ALLOW_THREADS
+    pl_db_leave(db);
+    self->busy = 0;
+    self->cstate = state;
+    release_bytes(&k);
+    if (self->closed) {
+        iter_release(self);
+        PyErr_SetString(st->ClosedError, "the iterator is closed");
+        return NULL;
+    }
+    if (rc)
+        return set_error(Py_TYPE(self->db), rc);
+    if (!got)
+        Py_RETURN_NONE;
+    const char *p = self->buf.data;
+    uint64_t kn = le64(p), vn = le64(p + 8);
+    PyObject *ko = PyBytes_FromStringAndSize(p + 16, (Py_ssize_t)kn);
+    PyObject *vo = ko ? PyBytes_FromStringAndSize(p + 16 + kn, (Py_ssize_t)vn) : NULL;
+    PyObject *item = vo ? PyTuple_Pack(2, ko, vo) : NULL;
+    Py_XDECREF(ko);
+    Py_XDECREF(vo);
+    if (self->buf.cap > (4u << 20))
+        pl_buf_free(&self->buf);
+    return item;
+}
+
 static PyObject *Iter_close(IterObject *self, PyObject *unused)
 {
     self->closed = 1;
@@ -1409,6 +1585,8 @@ static PyMethodDef DB_methods[] = {
     {"compact", (PyCFunction)(void (*)(void))DB_compact, METH_VARARGS | METH_KEYWORDS,
      "compact(start=None, stop=None)\n--\n\nCompact that key range."},
     {"stats", (PyCFunction)DB_stats, METH_NOARGS, "stats()\n--\n\nA dict of engine statistics."},
+    {"refresh", (PyCFunction)DB_refresh, METH_NOARGS,
+     "refresh()\n--\n\nA read-only handle: catch up with what the writer has written since."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
     {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
     {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
@@ -1507,6 +1685,7 @@ static PyType_Spec Snapshot_spec = {"pylsm._pylsm.Snapshot", sizeof(SnapshotObje
 
 static PyMethodDef Iter_methods[] = {
     {"close", (PyCFunction)Iter_close, METH_NOARGS, "close()\n--\n\nRelease the iterator now."},
+    {"_cursor", (PyCFunction)Iter_cursor, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1534,11 +1713,11 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int add_exception(PyObject *m, PyObject **slot, const char *name, PyObject *bases)
+static int add_exception(PyObject *m, PyObject **slot, const char *name, PyObject *bases, const char *doc)
 {
     char full[64];
     snprintf(full, sizeof full, "pylsm.%s", name);
-    *slot = PyErr_NewException(full, bases, NULL);
+    *slot = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
     if (!*slot)
         return -1;
     return PyModule_AddObjectRef(m, name, *slot);
@@ -1556,24 +1735,38 @@ static int module_exec(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
     PyObject *b;
-    if (add_exception(m, &st->Error, "Error", PyExc_Exception) < 0)
+    if (add_exception(m, &st->Error, "Error", PyExc_Exception,
+                      "The base of every error pylsm raises (besides TypeError and ValueError for bad "
+                      "arguments).") < 0)
         return -1;
-    if (add_exception(m, &st->CorruptionError, "CorruptionError", st->Error) < 0)
+    if (add_exception(m, &st->CorruptionError, "CorruptionError", st->Error,
+                      "A checksum or format check failed: the message names the file and the offset. "
+                      "Damaged data is reported, never returned; pylsm.repair() salvages what is intact.") < 0)
         return -1;
-    if (add_exception(m, &st->LockError, "LockError", st->Error) < 0)
+    if (add_exception(m, &st->LockError, "LockError", st->Error,
+                      "The database is open for writing elsewhere: in another process, or in another DB "
+                      "object of this process (close that one first, or open with read_only=True).") < 0)
         return -1;
-    if (!(b = PyTuple_Pack(2, st->Error, PyExc_ValueError)))
+    if (add_exception(m, &st->ReadOnlyError, "ReadOnlyError", st->Error,
+                      "A write to a database opened with read_only=True.") < 0)
         return -1;
-    int r = add_exception(m, &st->ClosedError, "ClosedError", b);
-    Py_DECREF(b);
-    if (r < 0)
-        return -1;
-    if (!(b = PyTuple_Pack(2, st->Error, PyExc_OSError)))
-        return -1;
-    r = add_exception(m, &st->StorageError, "StorageError", b);
-    Py_DECREF(b);
-    if (r < 0)
-        return -1;
+    struct { PyObject **slot; const char *name; PyObject *base; const char *doc; } two[] = {
+        {&st->ClosedError, "ClosedError", PyExc_ValueError,
+         "The database (or the iterator or snapshot) was closed; also a ValueError, as for a closed file."},
+        {&st->StorageError, "StorageError", PyExc_OSError,
+         "A system call failed (errno says which: ENOSPC, EIO, ...); also an OSError.  After a failed "
+         "write or fsync the database refuses writes until it is reopened; reads go on."},
+        {&st->NotFoundError, "NotFoundError", PyExc_FileNotFoundError,
+         "No database at the path (create_if_missing=False, or read_only=True); also a FileNotFoundError."},
+    };
+    for (size_t i = 0; i < sizeof two / sizeof two[0]; i++) {
+        if (!(b = PyTuple_Pack(2, st->Error, two[i].base)))
+            return -1;
+        int r = add_exception(m, two[i].slot, two[i].name, b, two[i].doc);
+        Py_DECREF(b);
+        if (r < 0)
+            return -1;
+    }
     if (add_type(m, &st->DBType, &DB_spec) < 0 || add_type(m, &st->BatchType, &Batch_spec) < 0 ||
         add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0)
         return -1;
@@ -1591,6 +1784,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->LockError);
     Py_VISIT(st->ClosedError);
     Py_VISIT(st->StorageError);
+    Py_VISIT(st->NotFoundError);
+    Py_VISIT(st->ReadOnlyError);
     Py_VISIT(st->DBType);
     Py_VISIT(st->BatchType);
     Py_VISIT(st->SnapshotType);
@@ -1606,6 +1801,8 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->LockError);
     Py_CLEAR(st->ClosedError);
     Py_CLEAR(st->StorageError);
+    Py_CLEAR(st->NotFoundError);
+    Py_CLEAR(st->ReadOnlyError);
     Py_CLEAR(st->DBType);
     Py_CLEAR(st->BatchType);
     Py_CLEAR(st->SnapshotType);

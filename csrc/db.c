@@ -1233,15 +1233,27 @@ static int ro_load(pl_db *db)
             rc = recover(db, &torn, &end); /* a torn tail is where the writer is appending */
             free(torn);
         }
-        if (!rc)
-            rc = versions_probe(db->path, &num1, &size1);
-        int moved = !rc && (num0 != num1 || size0 != size1);
+        /* Even after an error: what was read may mix two states (a WAL whose first LSN does not
+         * follow on from an older manifest's reads as damage), and a changed manifest says so. */
         int vanished = rc == PL_IOERR && pl_errno() == ENOENT;
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", pl_errmsg());
+        int err = pl_errno();
+        int prc = versions_probe(db->path, &num1, &size1);
+        int moved = !prc && (num0 != num1 || size0 != size1);
+        if (!rc && prc)
+            rc = prc;
         if (!rc && !moved)
             return PL_OK;
-        if ((!moved && !vanished) || attempt >= 100)
-            return rc ? rc : PL_FAIL(PL_BUSY, "%s: the writer kept changing the manifest while it was read",
-                                     db->path);
+        /* A record the writer was copying in when it was read can look damaged with a complete
+         * one after it (the read is not atomic against the copy): read again a few times before
+         * calling it corruption. */
+        int torn_read = rc == PL_CORRUPT && attempt < 5;
+        if ((!moved && !vanished && !torn_read) || attempt >= 100) {
+            if (!rc)
+                return PL_FAIL(PL_BUSY, "%s: the writer kept changing the manifest while it was read", db->path);
+            return pl_fail(rc, err, "%s", msg);
+        }
         versions_close(&db->vs);
         memtable_unref(db->mem);
         db->mem = memtable_new();

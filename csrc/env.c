@@ -502,7 +502,23 @@ int env_read_file(const char *path, char **data, size_t *len)
         rc = PL_FAIL(PL_NOMEM, "out of memory reading %s", path);
         goto out;
     }
-    rc = env_pread(fd, buf, size, 0, path);
+    /* A file that shrinks while it is read (a live writer cutting its WAL's preallocated tail,
+     * seen by a read-only handle) holds what was read: end there. */
+    uint64_t got = 0;
+    int e = fault_check(ENV_OP_READ);
+    if (e)
+        rc = PL_IOFAIL(e, "read %s (injected)", path);
+    while (!rc && got < size) {
+        ssize_t r = pread(fd, buf + got, (size_t)(size - got), (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = PL_IOFAIL(errno, "read %s", path);
+        else if (r == 0)
+            size = got;
+        else
+            got += (uint64_t)r;
+    }
     if (rc)
         goto out;
     buf[size] = 0;

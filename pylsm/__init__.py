@@ -25,6 +25,7 @@ from ._pylsm import (  # noqa: F401  (re-exported)
     Error,
     LockError,
     NotFoundError,
+    PairError,
     ReadOnlyError,
     StorageError,
     MAX_KEY,
@@ -36,6 +37,7 @@ __all__ = [
     "NoSync", "EveryWrite", "EveryNEntries", "TimeBasedBackground", "Hybrid",
     "Iterator", "codecs",
     "Error", "CorruptionError", "LockError", "ClosedError", "StorageError", "NotFoundError", "ReadOnlyError",
+    "PairError",
     "MAX_KEY", "MAX_VALUE",
 ]
 __version__ = "0.1.0"
@@ -354,6 +356,11 @@ class _Ranges:
     def __reversed__(self) -> Any:
         return self.keys(reverse=True)
 
+    def __bool__(self) -> bool:
+        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+            return True
+        return False
+
     def __len__(self) -> int:
         n = 0
         for _ in self._raw_iter(None, None, None, False, 1, True, False):
@@ -404,8 +411,10 @@ class WriteBatch(_pylsm.WriteBatch):
         for pair in src:
             try:
                 k, v = pair
-            except (TypeError, ValueError):
+            except TypeError:
                 raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
+            except ValueError:
+                raise _pylsm.PairError(f"put_many(): a (key, value) pair has 2 items, not {len(pair)}") from None
             self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
@@ -528,12 +537,9 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         src = mapping_or_pairs
         if not hasattr(src, "items") and hasattr(src, "keys"):
             src = [(k, src[k]) for k in src.keys()]
-        try:
-            b.put_many(src)
-            if kwargs:
-                b.put_many(kwargs)
-        except TypeError as e:
-            raise TypeError(f"update(): {e}") from None
+        b.put_many(src)
+        if kwargs:
+            b.put_many(kwargs)
         self.write(b, sync=sync)
 
     def _new_batch(self) -> WriteBatch:

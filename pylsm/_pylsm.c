@@ -71,7 +71,7 @@ static PyObject *PyType_GetModuleByDef(PyTypeObject *tp, struct PyModuleDef *def
 
 typedef struct {
     PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError, *NotFoundError,
-        *ReadOnlyError;
+        *ReadOnlyError, *PairError;
     PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType;
 } module_state;
 
@@ -908,8 +908,10 @@ static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
             if (seq && PySequence_Fast_GET_SIZE(seq) == 2) {
                 r = batch_put_pair(self, PySequence_Fast_GET_ITEM(seq, 0), PySequence_Fast_GET_ITEM(seq, 1));
             } else {
-                if (seq)
-                    PyErr_SetString(PyExc_TypeError, "put_many() takes a mapping or an iterable of (key, value) pairs");
+                module_state *st = seq ? state_of_type(Py_TYPE(self)) : NULL;
+                if (st) /* dict.update raises ValueError here, pylsm always raised TypeError: both */
+                    PyErr_Format(st->PairError, "put_many(): a (key, value) pair has 2 items, not %zd",
+                                 PySequence_Fast_GET_SIZE(seq));
                 r = -1;
             }
             Py_XDECREF(seq);
@@ -1759,6 +1761,14 @@ static int module_exec(PyObject *m)
         {&st->NotFoundError, "NotFoundError", PyExc_FileNotFoundError,
          "No database at the path (create_if_missing=False, or read_only=True); also a FileNotFoundError."},
     };
+    if (!(b = PyTuple_Pack(2, PyExc_TypeError, PyExc_ValueError)))
+        return -1;
+    st->PairError = PyErr_NewExceptionWithDoc(
+        "pylsm.PairError", "A (key, value) pair of the wrong length: a TypeError and, as dict.update "
+        "raises, a ValueError.", b, NULL);
+    Py_DECREF(b);
+    if (!st->PairError || PyModule_AddObjectRef(m, "PairError", st->PairError) < 0)
+        return -1;
     for (size_t i = 0; i < sizeof two / sizeof two[0]; i++) {
         if (!(b = PyTuple_Pack(2, st->Error, two[i].base)))
             return -1;
@@ -1786,6 +1796,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->StorageError);
     Py_VISIT(st->NotFoundError);
     Py_VISIT(st->ReadOnlyError);
+    Py_VISIT(st->PairError);
     Py_VISIT(st->DBType);
     Py_VISIT(st->BatchType);
     Py_VISIT(st->SnapshotType);
@@ -1803,6 +1814,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->StorageError);
     Py_CLEAR(st->NotFoundError);
     Py_CLEAR(st->ReadOnlyError);
+    Py_CLEAR(st->PairError);
     Py_CLEAR(st->DBType);
     Py_CLEAR(st->BatchType);
     Py_CLEAR(st->SnapshotType);

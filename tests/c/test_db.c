@@ -378,6 +378,73 @@ static void test_manifest_append_after_a_short_write(void)
     rm_rf(path);
 }
 
+/* A read-only handle beside a writer in this process: no lock, no byte written, the state of the
+ * open until pl_db_refresh, writes refused, snapshots pinned across a refresh that follows a
+ * compaction which dropped the versions they read. */
+static void test_read_only_beside_a_writer(void)
+{
+    char *path = sub("ro");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 64 * 1024;
+    pl_db *w, *r;
+    CHECK_RC(pl_db_open(path, &o, &w), PL_OK);
+    char k[16], v[100];
+    for (unsigned i = 0; i < 3000; i++) {
+        snprintf(k, sizeof k, "k%06u", i);
+        fill(v, sizeof v, i);
+        CHECK_RC(pl_db_put(w, k, strlen(k), v, sizeof v, 0), PL_OK);
+    }
+    pl_options ro = o;
+    ro.read_only = 1;
+    CHECK_RC(pl_db_open(path, &ro, &r), PL_OK);
+    CHECK_RC(pl_db_put(r, "a", 1, "b", 1, 0), PL_RDONLY_OPEN);
+    CHECK_RC(pl_db_delete(r, "a", 1, 0), PL_RDONLY_OPEN);
+    CHECK_RC(pl_db_flush(r), PL_RDONLY_OPEN);
+    CHECK_RC(pl_db_sync(r), PL_RDONLY_OPEN);
+    CHECK_RC(pl_db_refresh(w), PL_MISUSE);
+    pl_snapshot *snap;
+    CHECK_RC(pl_snapshot_new(r, &snap), PL_OK);
+    for (unsigned i = 0; i < 3000; i++) { /* overwrite everything, then compact it away */
+        snprintf(k, sizeof k, "k%06u", i);
+        CHECK_RC(pl_db_put(w, k, strlen(k), "new", 3, 0), PL_OK);
+    }
+    CHECK_RC(pl_db_compact(w, NULL, 0, 0, NULL, 0, 0), PL_OK);
+    pl_buf b = {0};
+    CHECK_RC(pl_db_get(r, NULL, "k000007", 7, &b, 0), PL_OK);
+    CHECK(b.len == sizeof v); /* the state of the open */
+    CHECK_RC(pl_db_refresh(r), PL_OK);
+    CHECK_RC(pl_db_get(r, NULL, "k000007", 7, &b, 0), PL_OK);
+    CHECK(b.len == 3 && memcmp(b.data, "new", 3) == 0);
+    CHECK_RC(pl_db_get(r, snap, "k000007", 7, &b, 0), PL_OK);
+    fill(v, sizeof v, 7);
+    CHECK(b.len == sizeof v && memcmp(b.data, v, sizeof v) == 0); /* pinned */
+    pl_iter *it;
+    CHECK_RC(pl_iter_new(r, snap, &it), PL_OK);
+    CHECK_RC(pl_iter_seek_first(it), PL_OK);
+    size_t n = 0;
+    while (pl_iter_valid(it)) {
+        const char *val;
+        size_t vl;
+        pl_iter_value(it, &val, &vl);
+        CHECK(vl == sizeof v);
+        n++;
+        CHECK_RC(pl_iter_next(it), PL_OK);
+    }
+    CHECK(n == 3000);
+    pl_iter_free(it);
+    pl_snapshot_release(snap);
+    pl_buf_free(&b);
+    CHECK_RC(pl_db_close(r), PL_OK);
+    CHECK_RC(pl_db_close(w), PL_OK);
+    /* no database there: PL_NOTFOUND, nothing created */
+    CHECK_RC(pl_db_open(sub("ro-missing"), &ro, &r), PL_NOTFOUND);
+    struct stat st;
+    CHECK(stat(sub("ro-missing"), &st) != 0);
+    rm_rf(path);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -389,6 +456,7 @@ int main(void)
     test_iterator_sort_does_not_block_reads();
     test_manifest_durable_before_current_names_it();
     test_manifest_append_after_a_short_write();
+    test_read_only_beside_a_writer();
     rm_rf(base);
     return test_report();
 }

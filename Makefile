@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build
+	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build mypy
 	touch $@
 
 build: venv
@@ -82,7 +82,8 @@ stress: build
 
 # The lifetime and API tests against an ASan/UBSan build of the extension (built in a copy of the tree,
 # so the normal build is untouched).
-ASAN_TESTS ?= tests/test_lifetime.py tests/test_api.py tests/test_reliability.py tests/test_scan_values.py
+ASAN_TESTS ?= tests/test_lifetime.py tests/test_api.py tests/test_reliability.py tests/test_scan_values.py \
+  tests/test_cursor.py tests/test_readonly.py tests/test_mapping.py
 asan-test: venv
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r csrc pylsm setup.py pyproject.toml README.md MANIFEST.in build/asan/

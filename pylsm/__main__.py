@@ -66,7 +66,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     return 1
                 print(_show(v))
         elif a.cmd == "scan":
-            opt = lambda x: None if x is None else _arg_bytes(x)  # noqa: E731
+            def opt(x: Optional[str]) -> Optional[bytes]:
+                return None if x is None else _arg_bytes(x)
+
             with pylsm.open(a.path, create_if_missing=False) as db:
                 it = db.items(opt(a.start), opt(a.stop), prefix=opt(a.prefix), reverse=a.reverse)
                 for n, (k, v) in enumerate(it):

@@ -38,7 +38,7 @@ import json as _json
 import math
 import pickle as _pickle
 import struct
-from typing import Any, Protocol, Tuple, Union, runtime_checkable
+from typing import Any, List, Protocol, Tuple, Union, runtime_checkable
 
 __all__ = ["Codec", "StrCodec", "TupleCodec", "JsonCodec", "PickleCodec", "pack", "unpack", "lookup"]
 
@@ -125,7 +125,7 @@ def _length(n: int, out: bytearray, invert: bool) -> None:
         out += _U64.pack(~n & 0xFFFF_FFFF_FFFF_FFFF if invert else n)
 
 
-def _encode_into(t: tuple, out: bytearray, nested: bool) -> None:
+def _encode_into(t: Tuple[Any, ...], out: bytearray, nested: bool) -> None:
     for x in t:
         if x is None:
             out += _ESC if nested else b"\x00"
@@ -196,8 +196,8 @@ def _escaped_end(data: bytes, pos: int) -> Tuple[bytes, int]:
             return b"".join(parts), z + 1
 
 
-def _decode(data: bytes, pos: int, nested: bool) -> Tuple[tuple, int]:
-    items: list = []
+def _decode(data: bytes, pos: int, nested: bool) -> Tuple[Tuple[Any, ...], int]:
+    items: List[Any] = []
     n = len(data)
     while pos < n:
         code = data[pos]

@@ -1,4 +1,4 @@
-"""One small adapter per backend, each configured fairly for the workload (BENCHMARKS.md, "Peers").
+"""One small adapter per backend, each configured fairly for the workload.
 
 Every adapter is opened with ``Adapter(path, sync=..., memtable_bytes=..., cache_bytes=...)`` and offers:
 

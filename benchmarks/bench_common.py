@@ -1,4 +1,4 @@
-"""Shared constants and data for the benchmark suite (see /work/shared/BENCHMARKS.md).
+"""Shared constants and data for the benchmark suite (workloads and targets: benchmarks/README.md).
 
 Keys are 16 bytes, ``b"%016d" % i``; values are 100 random bytes from a deterministic seed, so every
 backend (and the child processes of the recovery and memory workloads) writes exactly the same data.

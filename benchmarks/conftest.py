@@ -43,7 +43,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: cannot run at a tiny --bench-n (deselected by make bench-smoke)")
-    config.addinivalue_line("markers", "workload(name): the BENCHMARKS.md workload a benchmark measures")
+    config.addinivalue_line("markers", "workload(name): the workload a benchmark measures")
     n = config.getoption("--bench-n", default=None)
     if n is not None and n < 200:
         raise pytest.UsageError("--bench-n must be at least 200")

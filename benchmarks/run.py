@@ -9,7 +9,7 @@ Steps: (1) compile benchmarks/c/bench_disk.c with ``gcc -O2`` into results/ and 
 ``write + fdatasync`` rate for a 128-byte record in the temp directory the databases use; (2) run the pytest
 suite (``--benchmark-only``, a progress line per benchmark) saving ``--benchmark-json``; (3) print one table
 of ops/s per workload x backend with pylsm's ratio to the best peer (dict, the in-memory ceiling, is not a
-peer) and the BENCHMARKS.md target; (4) save results/bench-<stamp>.{json,txt,png}. Exit status: pytest's.
+peer) and its target; (4) save results/bench-<stamp>.{json,txt,png}. Exit status: pytest's.
 """
 import argparse
 import json
@@ -115,7 +115,7 @@ def load_jsonl(path):
 
 
 def targets(results, disk):
-    """pylsm's BENCHMARKS.md targets: {row label: (target text, achieved text, met or None)}."""
+    """pylsm's targets: {row label: (target text, achieved text, met or None)}."""
     out = {}
 
     def get(w, m, b="pylsm"):

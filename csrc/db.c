@@ -1,7 +1,7 @@
 /*
  * db.c -- open and recovery, the write path, the read path, background threads.
  *
- * Write path (ARCHITECTURE.md, "Data flow"): every writer queues a writer record under db->mu.  The
+ * Write path: every writer queues a writer record under db->mu.  The
  * first one in the queue is the leader: it takes a group of queued writers, assigns consecutive LSNs,
  * appends their records to the WAL in one go (no system call: the WAL is a shared mapping), fsyncs
  * once if the group needs it, inserts the batches into the memtable, publishes the new LSN and wakes

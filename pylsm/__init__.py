@@ -5,7 +5,7 @@
         db[b"user:1"] = b"alice"
         assert db[b"user:1"] == b"alice"
 
-The contract is API.md; this module is the friendly layer over the C binding ``pylsm._pylsm``:
+The API is described in docs/api.md; this module is the friendly layer over the C binding ``pylsm._pylsm``:
 option parsing, the sync strategy objects, ranges, context managers and notebook display.
 """
 from __future__ import annotations
@@ -593,7 +593,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             self.write(b, sync=sync)
 
     def stats(self) -> dict:
-        """Engine statistics (API.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
+        """Engine statistics (docs/api.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
         user_bytes_written, disk_bytes_written, write_amplification, flushes, compactions,
         wal_dropped_bytes, and more."""
         s = super().stats()

@@ -1,4 +1,4 @@
-"""The Python API surface that exists today (API.md), checked call by call.
+"""The Python API surface that exists today (docs/api.md), checked call by call.
 
 Not covered here (being built elsewhere): items()/keys()/values()/len()/iter(), flush(), compact().
 """

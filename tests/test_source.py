@@ -1,4 +1,4 @@
-"""Lint the C sources for the rules of ARCHITECTURE.md and STYLE.md that a compiler does not check."""
+"""Lint the C sources for the project's structural rules that a compiler does not check (one concept per file pair, no Python.h in csrc/, ...)."""
 import pathlib
 import re
 

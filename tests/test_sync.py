@@ -1,4 +1,4 @@
-"""WAL sync strategies: stats()["wal_syncs"] counts the fsyncs (API.md, "Sync strategies").
+"""WAL sync strategies: stats()["wal_syncs"] counts the fsyncs (docs/api.md, "Sync strategies").
 
 Counts, not timings: background syncs are polled for with a generous bound.
 """

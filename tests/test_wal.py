@@ -1,4 +1,4 @@
-"""The WAL and its recovery (RELIABILITY.md, "WAL and recovery").
+"""The WAL and its recovery (docs/api.md, "Sync strategies"; docs/format.md).
 
 The expected outcome of every reopen is computed from an independent model of the WAL layout
 (tests/lsmtest.py): file header, then records u64 lsn | u32 crc32c | u32 len | [u64 timestamp] | payload.

@@ -2,7 +2,7 @@
 //   gcc -std=c11 -O2 -D_GNU_SOURCE -Icsrc -o /tmp/bench_wal benchmarks/c/bench_wal.c csrc/*.c -lisal -lpthread
 //   /tmp/bench_wal [DIR] [N]        (defaults: /tmp, 1000000)
 /* bench_wal.c -- micro-benchmarks for the seed's two WAL record decisions
- * (/work/shared/seed/000_8d852cf0c5d10c0e.txt, items 1 and 2).
+ * (docs/decisions.md, items 1 and 2).
  *
  * (a) CRC construction, CPU only: records are built into a malloc'd, pre-touched 256 MiB arena (written
  *     round-robin) so no I/O or page fault is measured.  Four ways of building one record

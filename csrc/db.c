@@ -1522,17 +1522,24 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     uint64_t dropped = db->wal_dropped_bytes;
     uint64_t unsynced = db->unsynced_records;
     uint64_t flushes = db->flushes, compactions = db->compactions, stalls = db->stalls;
-    if (db->imm)
+    uint64_t mem_entries = memtable_count(db->mem);
+    if (db->imm) {
         mem_bytes += memtable_usage(db->imm);
+        mem_entries += memtable_count(db->imm);
+    }
     version *v = db->vs.current;
     version_ref(v);
     pthread_mutex_unlock(&db->mu);
+    compact_env cenv;
+    compact_env_init(db, &cenv);
     uint64_t user = atomic_load(&db->st_user_bytes);
     uint64_t disk = atomic_load(&db->st_wal_bytes) + atomic_load(&db->st_table_bytes);
-    uint64_t tables = 0, table_bytes = 0;
+    uint64_t tables = 0, table_bytes = 0, table_entries = 0;
     for (int l = 0; l < NUM_LEVELS; l++) {
         tables += (uint64_t)v->n[l];
         table_bytes += version_level_bytes(v, l);
+        for (int i = 0; i < v->n[l]; i++)
+            table_entries += v->files[l][i]->m.entries;
         if (fn_level)
             fn_level(ctx, l, (uint64_t)v->n[l], version_level_bytes(v, l));
     }
@@ -1558,6 +1565,12 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "deletes", atomic_load(&db->st_deletes));
     fn(ctx, "gets", atomic_load(&db->st_gets));
     fn(ctx, "recovered_records", db->recovered_records);
+    /* Entries, not keys: overwritten and deleted keys count until compaction drops them. */
+    fn(ctx, "memtable_entries", mem_entries);
+    fn(ctx, "table_entries", table_entries);
+    fn(ctx, "level0_compaction_trigger", L0_COMPACT_TRIGGER);
+    fn(ctx, "level1_target_bytes", cenv.level_base_bytes);
+    fn(ctx, "level_multiplier", LEVEL_MULTIPLIER);
     return PL_OK;
 }
 
@@ -1656,6 +1669,27 @@ int pl_verify(const char *path)
 }
 
 int pl_repair(const char *path) { return repair_run(path); }
+
+int pl_repair_report(const char *path, pl_stat_fn fn, void *ctx)
+{
+    repair_report r;
+    memset(&r, 0, sizeof r);
+    int rc = repair_run_report(path, &r);
+    const struct { const char *name; uint64_t v; } figures[] = {
+        {"tables_kept", r.tables_kept},         {"tables_renamed", r.tables_renamed},
+        {"tables_merged", r.tables_merged},     {"tables_damaged", r.tables_damaged},
+        {"tables_dropped", r.tables_dropped},   {"blocks_salvaged", r.blocks_salvaged},
+        {"blocks_lost", r.blocks_lost},         {"bytes_lost", r.bytes_lost},
+        {"entries_salvaged", r.entries_salvaged}, {"wals_replayed", r.wals_replayed},
+        {"wals_damaged", r.wals_damaged},       {"wal_records", r.wal_records},
+        {"wal_records_skipped", r.wal_records_skipped}, {"wal_dropped_bytes", r.wal_dropped_bytes},
+        {"tables", r.tables},                   {"last_lsn", r.last_lsn},
+    };
+    if (fn)
+        for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+            fn(ctx, figures[i].name, figures[i].v);
+    return rc;
+}
 
 /* ---- iterators ---- */
 

@@ -188,6 +188,10 @@ int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t 
 /* Whole-database tools on a closed database. */
 int pl_verify(const char *path);   /* PL_CORRUPT with file and offset in pl_errmsg() */
 int pl_repair(const char *path);
+/* pl_repair, then fn(ctx, name, value) for each figure of what it kept and dropped (repair.h's
+ * repair_report: tables_kept, tables_damaged, blocks_lost, bytes_lost, entries_salvaged, ...),
+ * also when it failed part-way. */
+int pl_repair_report(const char *path, pl_stat_fn fn, void *ctx);
 int pl_destroy(const char *path);
 
 /* Test hooks (see env.h): fail the nth matching I/O operation, simulate power loss. */

@@ -785,9 +785,12 @@ def verify(path: Union[str, os.PathLike]) -> None:
     _pylsm.verify(os.fspath(path))
 
 
-def repair(path: Union[str, os.PathLike]) -> None:
-    """Salvage a damaged database into a consistent one, keeping every record whose checksum is intact."""
-    _pylsm.repair(os.fspath(path))
+def repair(path: Union[str, os.PathLike]) -> dict:
+    """Salvage a damaged database into a consistent one, keeping every record whose checksum is
+    intact.  Returns what it kept and dropped: tables_kept, tables_damaged (left as .sst.bad),
+    blocks_salvaged, blocks_lost, bytes_lost, entries_salvaged, wals_replayed, wals_damaged,
+    wal_records, wal_records_skipped, wal_dropped_bytes, tables (in the new manifest), last_lsn."""
+    return _pylsm.repair(os.fspath(path))
 
 
 def destroy(path: Union[str, os.PathLike]) -> None:

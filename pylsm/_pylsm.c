@@ -1545,7 +1545,48 @@ static PyObject *path_call(PyObject *module, PyObject *arg, int (*fn)(const char
 }
 
 static PyObject *mod_verify(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_verify); }
-static PyObject *mod_repair(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_repair); }
+/* Figures collected without the GIL, turned into a dict with it. */
+typedef struct {
+    const char *name[32];
+    uint64_t value[32];
+    int n;
+} figures;
+
+static void figure_cb(void *ctx, const char *name, uint64_t value)
+{
+    figures *f = ctx;
+    if (f->n < 32) {
+        f->name[f->n] = name;
+        f->value[f->n++] = value;
+    }
+}
+
+/* repair(path) -> dict of what it kept and dropped */
+static PyObject *mod_repair(PyObject *m, PyObject *arg)
+{
+    PyObject *p;
+    if (!PyUnicode_FSConverter(arg, &p))
+        return NULL;
+    figures f = {.n = 0};
+    int rc;
+    const char *path = PyBytes_AS_STRING(p);
+    Py_BEGIN_ALLOW_THREADS
+    rc = pl_repair_report(path, figure_cb, &f);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(p);
+    if (rc) {
+        module_state *st = PyModule_GetState(m);
+        return set_error(st->DBType, rc);
+    }
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < f.n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(f.value[i]);
+        if (!v || PyDict_SetItemString(d, f.name[i], v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
 static PyObject *mod_destroy(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_destroy); }
 
 static PyObject *mod_test_fault(PyObject *m, PyObject *args)

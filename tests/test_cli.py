@@ -1,32 +1,227 @@
-"""The command line (python -m pylsm): each command against a real database."""
+"""The command line (python -m pylsm) as a user runs it: real subprocesses, real databases, non-ASCII
+and binary keys, a writer holding the database while inspecting commands run (which must not change
+a byte), a closed pipe, repair's report, destroy's question."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
 import subprocess
 import sys
+import textwrap
+import time
+
+import pytest
 
 import pylsm
+from pylsm.__main__ import _parser
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "pylsm", *args], capture_output=True, text=True, timeout=60)
+def run(*args, input=None, env=None):
+    return subprocess.run([sys.executable, "-m", "pylsm", *args], capture_output=True, timeout=120,
+                          input=input, env=env)
 
 
-def test_cli_commands(db_path):
-    with pylsm.open(db_path) as db:
-        db.update({b"user:1": b"alice", b"user:2": b"b\x00b", b"other": b"x"})
+def out(r):
+    return r.stdout.decode("utf-8")
+
+
+def tree(path):
+    res = {}
+    for name in sorted(os.listdir(path)):
+        p = os.path.join(path, name)
+        st = os.stat(p)
+        with open(p, "rb") as f:
+            res[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+    return res
+
+
+@pytest.fixture
+def filled(tmp_path):
+    path = str(tmp_path / "db")
+    with pylsm.open(path) as db:
+        db.update({"café".encode(): "crème".encode(), "日本".encode(): b"\x00\xff", b"user:1": b"alice",
+                   b"user:2": b"bob", b"bad\\x": b"backslash"})
         db.flush()
-    r = run("get", db_path, "user:2")
-    assert r.returncode == 0 and r.stdout.strip() == "b\\x00b"
-    r = run("get", db_path, "nope")
-    assert r.returncode == 1
-    r = run("scan", db_path, "--prefix", "user:", "--reverse")
-    assert r.returncode == 0 and r.stdout.splitlines() == ["user:2\tb\\x00b", "user:1\talice"]
-    r = run("scan", db_path, "--limit", "1")
-    assert r.stdout.splitlines() == ["other\tx"]
-    r = run("stats", db_path)
-    assert r.returncode == 0 and '"sstables": 1' in r.stdout
-    assert run("verify", db_path).returncode == 0
-    assert run("repair", db_path).returncode == 0
-    with pylsm.open(db_path) as db:
-        assert db[b"user:1"] == b"alice"
-    assert run("destroy", db_path).returncode == 0
-    r = run("stats", db_path)
-    assert r.returncode == 2 and "pylsm:" in r.stderr
+        db[b"user:3"] = b"carol"  # in the log only
+    return path
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and out(r).strip() == f"pylsm {pylsm.__version__}"
+    r = run("--help")
+    assert r.returncode == 0 and "Exit status" in out(r)
+    assert run().returncode == 2  # no command: usage error
+    assert run("frobnicate", "x").returncode == 2
+
+
+def test_every_option_has_help_text():
+    parser = _parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == {"stats", "get", "put", "delete", "scan", "dump", "load", "verify",
+                                 "repair", "destroy"}
+    for name, sp in subs.choices.items():
+        assert sp.description, name
+        for action in sp._actions:
+            assert action.help, (name, action.dest)
+
+
+def test_get_put_delete_text_hex_base64(filled):
+    r = run("get", filled, "café")
+    assert r.returncode == 0 and out(r) == "crème\n"
+    r = run("get", filled, "日本", "--hex")
+    assert r.returncode == 2 and "not hexadecimal" in r.stderr.decode()  # bad input: a usage error
+    r = run("get", filled, "--hex", "日本".encode().hex())
+    assert r.returncode == 0 and out(r) == "00ff\n"
+    r = run("get", filled, "日本")
+    assert out(r) == "\\x00\\xff\n"  # not UTF-8: shown with escapes, no traceback
+    r = run("get", filled, "bad\\x")
+    assert r.returncode == 0 and out(r) == "backslash\n"
+    r = run("get", filled, "nope")
+    assert r.returncode == 1 and b"not found" in r.stderr
+    r = run("get", filled, "user:3", "--json")
+    assert json.loads(r.stdout) == {"key": "user:3", "value": "carol"}
+    r = run("get", filled, "日本", "--json")
+    assert json.loads(r.stdout) == {"key": "日本", "value_base64": "AP8="}
+    assert run("put", filled, "ключ", "значение").returncode == 0
+    assert out(run("get", filled, "ключ")) == "значение\n"
+    assert run("put", filled, "--base64", "AAE=", "/w==").returncode == 0
+    assert out(run("get", filled, "--base64", "AAE=")) == "/w==\n"
+    assert run("delete", filled, "ключ").returncode == 0
+    assert run("delete", filled, "ключ").returncode == 1
+    assert run("put", str(filled) + "-missing", "k", "v").returncode == 2  # no --create: not created
+    assert not os.path.exists(str(filled) + "-missing")
+    assert run("put", str(filled) + "-new", "k", "v", "--create").returncode == 0
+
+
+def test_scan(filled):
+    r = run("scan", filled, "--prefix", "user:", "--reverse")
+    assert r.returncode == 0 and out(r).splitlines() == ["user:3\tcarol", "user:2\tbob", "user:1\talice"]
+    r = run("scan", filled, "--limit", "2", "--keys-only")
+    assert out(r).splitlines() == ["bad\\x", "café"]
+    r = run("scan", filled, "--start", "user:2", "--stop", "user:3", "--json")
+    assert [json.loads(line) for line in out(r).splitlines()] == [{"key": "user:2", "value": "bob"}]
+
+
+def test_dump_load_round_trip_is_exact(filled, tmp_path):
+    with pylsm.open(filled) as db:
+        for i in range(256):
+            db[bytes([i]) * 3] = bytes(range(i))
+    r = run("dump", filled)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert json.loads(lines[0]).keys() <= {"key", "key_base64", "value", "value_base64"}
+    dst = str(tmp_path / "copy")
+    r = run("load", dst, "--create", input=r.stdout)
+    assert r.returncode == 0, r.stderr
+    with pylsm.open(filled) as a, pylsm.open(dst) as b:
+        assert dict(a.items()) == dict(b.items()) and len(b) == 262
+    assert run("dump", filled, "-o", str(tmp_path / "d.jsonl"), "--prefix", "user:").returncode == 0
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
+    r = run("load", dst, input=b'{"key": "a"}\n')
+    assert r.returncode == 2 and b"line 1" in r.stderr
+    r = run("load", dst, input=b"not json\n")
+    assert r.returncode == 2 and b"line 1" in r.stderr
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time, pylsm
+    db = pylsm.open(sys.argv[1])
+    db[b"held"] = b"by a writer"
+    print("ready", flush=True)
+    sys.stdin.read()
+    db.close()
+""")
+
+
+def test_inspecting_commands_change_nothing_while_a_writer_holds_it(filled):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, filled], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        before = tree(filled)
+        r = run("stats", filled)
+        assert r.returncode == 0, r.stderr
+        assert f"process {holder.pid} has it open" in out(r) and "keys" in out(r)
+        s = json.loads(run("stats", filled, "--json").stdout)
+        assert s["writer_pid"] == holder.pid and s["keys_estimate"] >= 7 and s["disk_bytes"] > 0
+        assert s["levels"][0]["files"] == 1 and "sst" in s["files"]
+        assert out(run("get", filled, "held")) == "by a writer\n"
+        assert run("scan", filled).returncode == 0
+        assert run("dump", filled).returncode == 0
+        r = run("verify", filled)
+        assert r.returncode == 0 and f"process {holder.pid} has it open" in out(r)
+        assert tree(filled) == before
+        r = run("put", filled, "k", "v")
+        assert r.returncode == 2 and b"LockError" not in r.stderr and b"locked" in r.stderr
+    finally:
+        holder.communicate("", timeout=30)
+    r = run("stats", filled)
+    assert "none (closed)" in out(r)
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    path = str(tmp_path / "db")
+    with pylsm.open(path) as db:
+        db.update((b"%08d" % i, b"v" * 100) for i in range(100_000))
+    p = subprocess.run(f"{sys.executable} -m pylsm scan {path} | head -1", shell=True, capture_output=True,
+                       text=True, timeout=120)
+    assert p.stdout == "00000000\t" + "v" * 100 + "\n"
+    assert p.stderr == ""
+
+
+def damage_a_block(path):
+    sst = sorted(n for n in os.listdir(path) if n.endswith(".sst"))[0]
+    p = os.path.join(path, sst)
+    data = bytearray(open(p, "rb").read())
+    data[5000] ^= 0xFF
+    open(p, "wb").write(bytes(data))
+
+
+def test_repair_reports_what_it_kept_and_dropped(tmp_path):
+    path = str(tmp_path / "db")
+    with pylsm.open(path) as db:
+        db.update((b"k%06d" % i, b"v" * 100) for i in range(20_000))
+        db.flush()
+    damage_a_block(path)
+    r = run("verify", path)
+    assert r.returncode == 2 and b"checksum" in r.stderr
+    before = tree(path)
+    r = run("repair", path, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "would keep" in out(r) and "dry run" in out(r) and "1 damaged" in out(r)
+    assert tree(path) == before
+    r = run("repair", path)
+    assert r.returncode == 0, r.stderr
+    text = out(r)
+    assert "kept" in text and "1 damaged" in text and "blocks and" in text
+    with pylsm.open(path) as db:
+        kept = len(db)
+    assert 19_000 < kept < 20_000
+    assert f"{kept:,} keys" in text
+    assert run("verify", path).returncode == 0
+
+
+def test_destroy_asks(tmp_path):
+    path = str(tmp_path / "db")
+    pylsm.open(path).close()
+    r = run("destroy", path, input=b"")
+    assert r.returncode == 2 and b"--yes" in r.stderr and os.path.isdir(path)
+    r = run("destroy", path, "--yes")
+    assert r.returncode == 0 and not os.path.exists(path)
+    r = run("stats", path)
+    assert r.returncode == 2 and b"pylsm:" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_installed_entry_point_is_the_same_main():
+    import importlib.metadata as md
+
+    try:
+        eps = md.entry_points(group="console_scripts")
+    except TypeError:  # Python 3.9
+        eps = md.entry_points().get("console_scripts", [])
+    mine = [ep for ep in eps if ep.name == "pylsm"]
+    for ep in mine:
+        assert ep.value == "pylsm.__main__:main"

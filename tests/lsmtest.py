@@ -548,3 +548,17 @@ def main(argv: List[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def dir_snapshot(path: str) -> Dict[str, Tuple[int, int, str]]:
+    """Every file's name, size, mtime and SHA-256: a directory byte for byte, to show that a command
+    changed nothing."""
+    import hashlib
+
+    out = {}
+    for name in sorted(os.listdir(path)):
+        p = os.path.join(path, name)
+        st = os.stat(p)
+        with open(p, "rb") as f:
+            out[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+    return out

@@ -4,7 +4,6 @@ a byte), a closed pipe, repair's report, destroy's question."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import time
 
 import pytest
 
+import lsmtest
 import pylsm
 from pylsm.__main__ import _parser
 
@@ -27,14 +27,7 @@ def out(r):
     return r.stdout.decode("utf-8")
 
 
-def tree(path):
-    res = {}
-    for name in sorted(os.listdir(path)):
-        p = os.path.join(path, name)
-        st = os.stat(p)
-        with open(p, "rb") as f:
-            res[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
-    return res
+tree = lsmtest.dir_snapshot
 
 
 @pytest.fixture

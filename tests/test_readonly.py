@@ -3,7 +3,6 @@ without writing a byte; a consistent state as of the open; refresh() catches up;
 ReadOnlyError; several readers at once."""
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -13,18 +12,11 @@ import time
 
 import pytest
 
+import lsmtest
 import pylsm
 
 
-def tree(path):
-    """Every file's name, size, mtime and content hash: the directory byte for byte."""
-    out = {}
-    for name in sorted(os.listdir(path)):
-        p = os.path.join(path, name)
-        st = os.stat(p)
-        with open(p, "rb") as f:
-            out[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
-    return out
+tree = lsmtest.dir_snapshot
 
 
 def fill(db, lo, hi, value=b"v"):

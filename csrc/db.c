@@ -672,6 +672,8 @@ static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
 
 int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, NULL, out); }
 
+uint64_t pl_snapshot_lsn(const pl_snapshot *s) { return s->lsn; }
+
 void pl_snapshot_release(pl_snapshot *s)
 {
     if (!s)

@@ -158,6 +158,7 @@ uint32_t pl_batch_count(const pl_batch *b);
 /* Snapshots: a consistent read view. Released with pl_snapshot_release (also after close). */
 int pl_snapshot_new(pl_db *db, pl_snapshot **out);
 void pl_snapshot_release(pl_snapshot *s);
+uint64_t pl_snapshot_lsn(const pl_snapshot *s); /* the LSN it reads at */
 
 /* Iterators over [start, stop) of the view `snap` (NULL: the state at creation).
  * Positioning calls return PL_OK; check pl_iter_valid(); pl_iter_status() reports a read error. */

@@ -290,7 +290,8 @@ class Iterator:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<pylsm.Iterator{' reverse' if self._reverse else ''}>"
+        rng = f"[{self._lo!r}, {self._hi!r})" if self._lo is not None or self._hi is not None else "all keys"
+        return f"<pylsm.Iterator over {rng}{', reverse' if self._reverse else ''}>"
 
 
 class _Ranges:
@@ -366,6 +367,108 @@ class _Ranges:
         for _ in self._raw_iter(None, None, None, False, 1, True, False):
             n += 1
         return n
+
+
+# ---------------------------------------------------------------------------------------------
+# How a database looks in a notebook
+
+def _sync_name(sync: Any) -> str:
+    return sync if isinstance(sync, str) else repr(sync)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _human_count(n: float) -> str:
+    for unit in ("", "k", "M", "G"):
+        if abs(n) < 1000 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}G"
+
+
+def _disk_bytes(path: str) -> int:
+    total = 0
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    total += e.stat().st_size
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return total
+
+
+def _card_html(db: "DB") -> str:
+    """The notebook view of a database: a compact card of what matters and the LSM tree."""
+    import html
+
+    esc = html.escape
+    head = (f'<div style="font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;'
+            f'border:1px solid #d0d7de;border-radius:8px;padding:10px 14px;max-width:560px;'
+            f'background:#fff;color:#1f2328">'
+            f'<div style="font-size:14px;margin-bottom:6px"><b>pylsm.DB</b> '
+            f'<code style="background:#f6f8fa;padding:1px 5px;border-radius:4px">{esc(db.path)}</code>')
+    if db.closed:
+        return head + ' <span style="color:#9a6700">closed</span></div></div>'
+    s = db.stats()
+    badge = ("read-only" if db.read_only else f"sync={_sync_name(db._sync_strategy)}")
+    head += f' <span style="color:#57606a">{esc(badge)}</span></div>'
+    keys = s["table_entries"] + s["memtable_entries"]
+    disk = _disk_bytes(db.path)
+    amp = s["write_amplification"]
+    figures = [("keys", f"≈{_human_count(keys)}"), ("on disk", _human_bytes(disk)),
+               ("memtable", f"{_human_bytes(s['memtable_bytes'])} / {_human_bytes(db._memtable_bytes)}"),
+               ("write amp", f"{amp:.2f}x" if s["user_bytes_written"] else "–"),
+               ("LSN", f"{s['lsn']:,}")]
+    cells = "".join(
+        f'<div style="margin-right:18px"><div style="color:#57606a;font-size:11px">{esc(k)}</div>'
+        f'<div style="font-size:16px;font-weight:600">{esc(v)}</div></div>' for k, v in figures)
+    body = f'<div style="display:flex;flex-wrap:wrap;margin:4px 0 8px">{cells}</div>'
+    bars = []
+    for lv in s["levels"]:
+        if not lv["files"]:
+            continue
+        if lv["level"] == 0:
+            frac = lv["files"] / s["level0_compaction_trigger"]
+            label = (f'{lv["files"]} of {s["level0_compaction_trigger"]} tables · '
+                     f'{_human_bytes(lv["bytes"])}')
+        else:
+            target = s["level1_target_bytes"] * s["level_multiplier"] ** (lv["level"] - 1)
+            frac = lv["bytes"] / target
+            label = (f'{_human_bytes(lv["bytes"])} of {_human_bytes(target)} · {lv["files"]} '
+                     f'{"file" if lv["files"] == 1 else "files"}')
+        width = max(2, min(100, round(frac * 100)))
+        color = "#1a7f37" if frac < 0.8 else "#bf8700" if frac <= 1.0 else "#cf222e"
+        bars.append(
+            f'<div style="display:flex;align-items:center;margin:2px 0">'
+            f'<div style="width:26px;color:#57606a">L{lv["level"]}</div>'
+            f'<div style="flex:1;background:#eaeef2;border-radius:3px;height:12px;margin-right:8px">'
+            f'<div style="width:{width}%;background:{color};height:12px;border-radius:3px"></div></div>'
+            f'<div style="width:200px;font-size:12px;white-space:nowrap">{esc(label)}</div></div>')
+    tree = ("".join(bars) if bars else
+            '<div style="color:#57606a">no tables yet: everything is in the memtable and its log</div>')
+    body += f'<div style="color:#57606a;font-size:11px;margin-bottom:2px">LSM tree (size against each level\'s target)</div>{tree}'
+    opts = (f'memtable {_human_bytes(db._memtable_bytes)} · block cache {_human_bytes(db._cache_bytes)} · '
+            f'{s["flushes"]} flushes · {s["compactions"]} compactions')
+    kc, vc = db._codecs
+    if kc is not None or vc is not None:
+        opts += f' · key_codec={getattr(kc, "name", type(kc).__name__) if kc else None} value_codec={getattr(vc, "name", type(vc).__name__) if vc else None}'
+    body += f'<div style="color:#57606a;font-size:11px;margin-top:8px">{esc(opts)}</div>'
+    rows = "".join(f'<tr><td style="padding:0 12px 0 0">{esc(k)}</td><td style="text-align:right">'
+                   f'{v:,}</td></tr>' if isinstance(v, int) else
+                   f'<tr><td style="padding:0 12px 0 0">{esc(k)}</td><td style="text-align:right">'
+                   f'{esc(str(v))}</td></tr>' for k, v in s.items() if k != "levels")
+    body += (f'<details style="margin-top:6px;font-size:11px;color:#57606a"><summary>all statistics'
+             f'</summary><table style="font-size:11px">{rows}</table></details>')
+    return head + body + "</div>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,6 +606,8 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         self._path = path
         self._sync_strategy = sync
         self._read_only = opts["read_only"]
+        self._memtable_bytes = opts["memtable_bytes"]
+        self._cache_bytes = opts["block_cache_bytes"]
         if kc is not None:
             self._kenc, self._kdec = kc.encode, kc.decode
         if vc is not None:
@@ -624,23 +729,8 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
                 f"memtable={s['memtable_bytes']}B{extra}>")
 
     def _repr_html_(self) -> str:
-        import html
-
-        if self.closed:
-            return f"<b>pylsm.DB</b> <code>{html.escape(self._path)}</code> (closed)"
-        s = self.stats()
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-            for k, v in s.items() if k != "levels"
-        )
-        levels = "".join(
-            f"<tr><td>L{lv['level']}</td><td>{lv['files']}</td><td>{lv['bytes']}</td></tr>"
-            for lv in s.get("levels", [])
-        )
-        return (f"<b>pylsm.DB</b> <code>{html.escape(self._path)}</code>"
-                f"<table><tr><th>stat</th><th>value</th></tr>{rows}</table>"
-                + (f"<table><tr><th>level</th><th>files</th><th>bytes</th></tr>{levels}</table>"
-                   if levels else ""))
+        """A compact card for notebooks: keys, disk bytes, write amplification, options, LSM tree."""
+        return _card_html(self)
 
     __class_getitem__ = classmethod(GenericAlias)
 
@@ -708,12 +798,13 @@ class Snapshot(_Ranges, Mapping):
     """A consistent read view: get, [], in, get_many, items, keys, values, iterator and len see the
     database as it was; a collections.abc.Mapping.  Release it with close() or a with block."""
 
-    __slots__ = ("_s", "_db", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
+    __slots__ = ("_s", "_db", "_lsn", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, raw: Any, db: Any = None) -> None:
         self._s = raw
         self._db = db
+        self._lsn = raw.lsn
         self._kenc = getattr(db, "_kenc", None)
         self._kdec = getattr(db, "_kdec", None)
         self._venc = getattr(db, "_venc", None)
@@ -770,7 +861,10 @@ class Snapshot(_Ranges, Mapping):
         self.close()
 
     def __repr__(self) -> str:
-        return "<pylsm.Snapshot>"
+        db = self._db
+        where = f" of {db.path!r}" if db is not None else ""
+        state = "closed" if self._s.closed else "open"
+        return f"<pylsm.Snapshot{where} at LSN {self._lsn} ({state})>"
 
     __class_getitem__ = classmethod(GenericAlias)
 

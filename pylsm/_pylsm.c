@@ -1709,7 +1709,26 @@ static PyMemberDef Snapshot_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyObject *Snapshot_closed_get(SnapshotObject *self, void *unused)
+{
+    return PyBool_FromLong(self->closed || !self->snap || (self->db && self->db->closed));
+}
+
+static PyObject *Snapshot_lsn_get(SnapshotObject *self, void *unused)
+{
+    if (!self->snap)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(pl_snapshot_lsn(self->snap));
+}
+
+static PyGetSetDef Snapshot_getset[] = {
+    {"closed", (getter)Snapshot_closed_get, NULL, "True once the snapshot or its database is closed", NULL},
+    {"lsn", (getter)Snapshot_lsn_get, NULL, "The LSN the snapshot reads at (None once released)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot Snapshot_slots[] = {
+    {Py_tp_getset, Snapshot_getset},
     {Py_tp_dealloc, Snapshot_dealloc},
     {Py_tp_traverse, Snapshot_traverse},
     {Py_tp_clear, Snapshot_clear},

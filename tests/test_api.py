@@ -829,7 +829,12 @@ def test_repr_and_repr_html(db_path):
     assert r.startswith("<pylsm.DB") and db_path in r and "lsn=1" in r
     assert "\n" not in r
     h = db._repr_html_()
-    assert "<table" in h and "lsn" in h and "wal_bytes" in h
+    assert "pylsm.DB" in h and "keys" in h and "on disk" in h and "sync=every_write" in h
+    assert "no tables yet" in h  # the LSM tree, before the first flush
+    assert "<details" in h and "wal_bytes" in h  # every statistic, folded away
+    db.flush()
+    h = db._repr_html_()
+    assert ">L0<" in h and "1 of 4 tables" in h
     db.close()
     r = repr(db)
     assert "closed" in r and db_path in r

@@ -1,0 +1,55 @@
+"""dist-check's proof that the wheel needs neither a compiler nor ISA-L (run by `make dist-check`).
+
+Usage: python tests/check_wheel.py WHEEL VENV_PYTHON
+
+Checks the wheel's contents (a manylinux tag, ISA-L carried in pylsm.libs/, no C sources, the
+LICENSE) and that the installed extension loads ISA-L from the wheel, not from the system: `ldd` must
+resolve it inside the venv, and the smoke test is run once more with the system's libisal hidden
+(bind-mounted over with /dev/null in a private mount namespace, where unshare is allowed).
+"""
+import os
+import subprocess
+import sys
+import zipfile
+
+SMOKE = ("import pylsm, tempfile, os; d = tempfile.mkdtemp(); db = pylsm.open(os.path.join(d, 'db')); "
+         "db[b'k'] = b'v'; db.flush(); assert db[b'k'] == b'v'; db.close(); pylsm.verify(os.path.join(d, 'db')); "
+         "print('wheel ok', pylsm.__version__)")
+
+
+def main() -> int:
+    wheel, py = sys.argv[1], sys.argv[2]
+    name = os.path.basename(wheel)
+    assert "manylinux" in name, f"not a manylinux wheel: {name}"
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("pylsm.libs/libisal") for n in names), f"ISA-L not carried: {names}"
+    assert not [n for n in names if n.endswith(".c")], "C sources in the wheel"
+    assert any(n.endswith("licenses/LICENSE") for n in names), "no LICENSE in the wheel"
+    so = subprocess.check_output([py, "-c", "import pylsm._pylsm as m; print(m.__file__)"], text=True).strip()
+    ldd = subprocess.check_output(["ldd", so], text=True)
+    isal = [line for line in ldd.splitlines() if "isal" in line]
+    site = os.path.dirname(os.path.dirname(so))
+    assert isal and all(site in line for line in isal), f"ISA-L not loaded from the wheel:\n{ldd}"
+    print("ldd:", isal[0].strip())
+    out = subprocess.check_output([py, "-c", SMOKE], text=True)
+    print(out.strip())
+    system = [p for p in ("/usr/lib/x86_64-linux-gnu/libisal.so.2", "/usr/lib64/libisal.so.2",
+                          "/usr/lib/libisal.so.2") if os.path.exists(p)]
+    if system:
+        real = os.path.realpath(system[0])
+        hide = f"mount --bind /dev/null {real} && {py} -c \"{SMOKE}\""
+        r = subprocess.run(["unshare", "-m", "sh", "-c", hide], capture_output=True, text=True)
+        if r.returncode == 0:
+            print(f"with {real} hidden: {r.stdout.strip()}")
+        elif "Operation not permitted" in r.stderr or "unshare failed" in r.stderr:
+            print(f"(could not hide {real} here: {r.stderr.strip()}; the ldd check above stands)")
+        else:
+            print(r.stdout, r.stderr)
+            return 1
+    cli = subprocess.check_output([os.path.join(os.path.dirname(py), "pylsm"), "--version"], text=True)
+    print("console script:", cli.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

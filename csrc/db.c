@@ -37,6 +37,7 @@
 #include "sstable.h"
 #include "repair.h"
 #include "status.h"
+#include "progress.h"
 #include "version.h"
 #include "wal.h"
 
@@ -953,6 +954,10 @@ int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, cons
     if (rc)
         return rc;
     pthread_mutex_lock(&db->compact_mu);
+    pthread_mutex_lock(&db->mu);
+    for (int l = 0; l < NUM_LEVELS; l++)
+        progress_expect(version_level_bytes(db->vs.current, l));
+    pthread_mutex_unlock(&db->mu);
     for (int level = 0; !rc && level < NUM_LEVELS - 1; level++) {
         pthread_mutex_lock(&db->mu);
         version *v = db->vs.current;
@@ -965,8 +970,14 @@ int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, cons
         /* Move the range down level by level, to the deepest level that holds anything. */
         if ((deeper || level == 0) &&
             compaction_pick_range(v, level, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c)) {
+            uint64_t in = 0;
+            for (int k = 0; k < 2; k++)
+                for (int j = 0; j < c.n[k]; j++)
+                    in += c.inputs[k][j]->m.file_size;
             rc = run_compaction(db, &c, v);
             compaction_free(&c);
+            if (!rc)
+                progress_done(in);
         }
         version_unref(v);
         if (!rc && atomic_load(&db->closing))
@@ -1658,6 +1669,14 @@ int pl_verify(const char *path)
     /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
     wal_replay_result res = {0};
     res.next_lsn = last_lsn + 1;
+    uint64_t *sizes = l.n ? calloc(l.n, sizeof *sizes) : NULL;
+    for (size_t i = 0; !rc && sizes && i < l.n; i++) {
+        char *p = db_file_name(path, l.numbers[i], "wal");
+        struct stat st;
+        if (p && l.numbers[i] >= log_number && stat(p, &st) == 0)
+            progress_expect(sizes[i] = (uint64_t)st.st_size);
+        free(p);
+    }
     for (size_t i = 0; !rc && i < l.n; i++) {
         if (l.numbers[i] < log_number)
             continue;
@@ -1665,7 +1684,10 @@ int pl_verify(const char *path)
         rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
+        if (!rc && sizes)
+            progress_done(sizes[i]);
     }
+    free(sizes);
     free(l.numbers);
     return rc;
 }

@@ -187,6 +187,12 @@ int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t 
                  size_t *n);
 
 /* Whole-database tools on a closed database. */
+/* Progress of the long calls this thread makes (pl_verify, pl_repair, pl_db_compact): fn(ctx, done,
+ * total) in bytes of files gone through, between files and from the calling thread (which may hold
+ * the database's compaction lock: fn must not call into the same database).  NULL turns it off. */
+typedef void (*pl_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+void pl_set_progress(pl_progress_fn fn, void *ctx);
+
 int pl_verify(const char *path);   /* PL_CORRUPT with file and offset in pl_errmsg() */
 int pl_repair(const char *path);
 /* pl_repair, then fn(ctx, name, value) for each figure of what it kept and dropped (repair.h's

@@ -10,6 +10,7 @@
 
 #include "batch.h"
 #include "block.h"
+#include "progress.h"
 #include "buf.h"
 #include "coding.h"
 #include "compaction.h"
@@ -1139,6 +1140,16 @@ static void repairer_free(repairer *r)
     free(r->created.v);
 }
 
+/* The size of dir/NNNNNN.ext (0 if it cannot be stat'ed): what progress counts. */
+static uint64_t file_bytes(const char *dir, uint64_t number, const char *ext)
+{
+    char *p = db_file_name(dir, number, ext);
+    struct stat st;
+    uint64_t n = p && stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+    free(p);
+    return n;
+}
+
 int repair_run_report(const char *path, repair_report *rep)
 {
     struct stat st;
@@ -1177,10 +1188,20 @@ int repair_run_report(const char *path, repair_report *rep)
     if (r.wals.n)
         qsort(r.wals.v, r.wals.n, sizeof *r.wals.v, cmp_u64);
 
-    for (size_t i = 0; !rc && i < r.ssts.n; i++)
-        rc = add_table(&r, r.ssts.v[i]);
-    for (size_t i = 0; !rc && i < r.wals.n; i++)
-        rc = add_wal(&r, r.wals.v[i]);
+    for (size_t i = 0; i < r.ssts.n; i++)
+        progress_expect(file_bytes(path, r.ssts.v[i], "sst"));
+    for (size_t i = 0; i < r.wals.n; i++)
+        progress_expect(file_bytes(path, r.wals.v[i], "wal"));
+    for (size_t i = 0; !rc && i < r.ssts.n; i++) {
+        uint64_t size = file_bytes(path, r.ssts.v[i], "sst");
+        if (!(rc = add_table(&r, r.ssts.v[i])))
+            progress_done(size);
+    }
+    for (size_t i = 0; !rc && i < r.wals.n; i++) {
+        uint64_t size = file_bytes(path, r.wals.v[i], "wal");
+        if (!(rc = add_wal(&r, r.wals.v[i])))
+            progress_done(size);
+    }
     if (!rc)
         rc = resolve_conflicts(&r);
     if (!rc)

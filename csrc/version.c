@@ -15,6 +15,7 @@
 #include "ikey.h"
 #include "buf.h"
 #include "memtable.h"
+#include "progress.h"
 #include "status.h"
 #include "wal.h"
 
@@ -966,10 +967,14 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
     *last_lsn = s.last_lsn;
     if (rc == PL_NOTFOUND)
         rc = PL_OK; /* nothing was ever flushed */
+    for (int i = 0; !rc && i < s.n; i++)
+        progress_expect(s.files[i].m.file_size);
     for (int i = 0; !rc && i < s.n; i++) {
         char *p = db_file_name(dir, s.files[i].number, "sst");
         rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
+        if (!rc)
+            progress_done(s.files[i].m.file_size);
     }
     state_free(&s);
     return rc;

@@ -697,6 +697,15 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
                     b.clear()
             self.write(b, sync=sync)
 
+    def compact(self, start: Any = None, stop: Any = None, *, progress: bool = False) -> None:
+        """Compact the tables holding keys in [start, stop) (all when both are None) down to the
+        deepest level; returns when done.  progress=True shows a tqdm bar."""
+        if self._kenc is not None:
+            start = None if start is None else self._kenc(start)
+            stop = None if stop is None else self._kenc(stop)
+        with _Progress(progress, "compact") as p:
+            _pylsm.DB.compact(self, start, stop, progress=p.callback)
+
     def stats(self) -> dict:
         """Engine statistics (docs/api.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
         user_bytes_written, disk_bytes_written, write_amplification, flushes, compactions,
@@ -788,10 +797,6 @@ class _CodedDB(DB):
         dec = self._vdec
         return raw if dec is None else [None if v is None else dec(v) for v in raw]
 
-    def compact(self, start: Any = None, stop: Any = None) -> None:
-        """Compact the tables holding keys in [start, stop) (all when both are None)."""
-        _pylsm.DB.compact(self, None if start is None else self._k(start),
-                          None if stop is None else self._k(stop))
 
 
 class Snapshot(_Ranges, Mapping):
@@ -874,17 +879,52 @@ def open(path: Union[str, os.PathLike], **options: Any) -> DB:  # noqa: A001 (th
     return DB(path, **options)
 
 
-def verify(path: Union[str, os.PathLike]) -> None:
-    """Check every checksum of a closed database; raise CorruptionError naming the file and offset."""
-    _pylsm.verify(os.fspath(path))
+class _Progress:
+    """progress=True: a tqdm bar (tqdm is an optional dependency) over the bytes of files a long call
+    goes through; the core reports between files."""
+
+    def __init__(self, progress: Any, desc: str) -> None:
+        self.bar = None
+        if not _bool_option("progress", progress):
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+        self.bar = tqdm(total=0, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
+
+    @property
+    def callback(self) -> Any:
+        return None if self.bar is None else self._update
+
+    def _update(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def repair(path: Union[str, os.PathLike]) -> dict:
+def verify(path: Union[str, os.PathLike], *, progress: bool = False) -> None:
+    """Check every checksum of a database (tables, manifest, logs); raise CorruptionError naming the
+    file and offset.  Reads only: safe beside a running writer.  progress=True shows a tqdm bar."""
+    with _Progress(progress, "verify") as p:
+        _pylsm.verify(os.fspath(path), p.callback)
+
+
+def repair(path: Union[str, os.PathLike], *, progress: bool = False) -> dict:
     """Salvage a damaged database into a consistent one, keeping every record whose checksum is
     intact.  Returns what it kept and dropped: tables_kept, tables_damaged (left as .sst.bad),
     blocks_salvaged, blocks_lost, bytes_lost, entries_salvaged, wals_replayed, wals_damaged,
-    wal_records, wal_records_skipped, wal_dropped_bytes, tables (in the new manifest), last_lsn."""
-    return _pylsm.repair(os.fspath(path))
+    wal_records, wal_records_skipped, wal_dropped_bytes, tables (in the new manifest), last_lsn.
+    progress=True shows a tqdm bar."""
+    with _Progress(progress, "repair") as p:
+        return _pylsm.repair(os.fspath(path), p.callback)
 
 
 def destroy(path: Union[str, os.PathLike]) -> None:

@@ -68,8 +68,9 @@ def _json_field(name: str, b: bytes, fmt: str) -> Dict[str, str]:
 
 
 def _from_json_field(obj: Dict[str, Any], name: str, lineno: int) -> bytes:
-    if isinstance(obj.get(name), str):
-        return obj[name].encode("utf-8", "surrogatepass")
+    text = obj.get(name)
+    if isinstance(text, str):
+        return text.encode("utf-8", "surrogatepass")
     try:
         if isinstance(obj.get(f"{name}_base64"), str):
             return base64.b64decode(obj[f"{name}_base64"], validate=True)
@@ -124,7 +125,7 @@ def _human(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _open_ro(path: str) -> pylsm.DB:
+def _open_ro(path: str) -> "pylsm.DB[bytes, bytes, Any, Any]":
     return pylsm.open(path, read_only=True)
 
 
@@ -284,7 +285,7 @@ def cmd_load(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     writer = _writer_pid(a.path)
-    pylsm.verify(a.path)
+    pylsm.verify(a.path, progress=a.progress)
     note = (f" (process {writer} has it open for writing: checked the files as they are now; what it "
             "writes from here on is not)" if writer else "")
     _out(f"{a.path}: every checksum is intact{note}")
@@ -335,13 +336,13 @@ def cmd_repair(a: argparse.Namespace) -> int:
         try:
             copy = os.path.join(tmp, "db")
             shutil.copytree(a.path, copy)
-            r = pylsm.repair(copy)
+            r = pylsm.repair(copy, progress=a.progress)
             _repair_report(before, _count_keys(copy), r, True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         _out(f"(dry run: {a.path} was not changed; run without --dry-run to repair it)")
         return EXIT_OK
-    r = pylsm.repair(a.path)
+    r = pylsm.repair(a.path, progress=a.progress)
     _repair_report(before, _count_keys(a.path), r, False)
     return EXIT_OK
 
@@ -415,10 +416,12 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("input", nargs="?", metavar="FILE", help="the file to read (default: standard input)")
     lo.add_argument("--create", action="store_true", help="create the database if it does not exist")
     lo.set_defaults(format="text")
-    command("verify", "check every checksum (read-only: safe beside a running writer)", cmd_verify,
-            formats=False)
+    v = command("verify", "check every checksum (read-only: safe beside a running writer)", cmd_verify,
+                formats=False)
+    v.add_argument("--progress", action="store_true", help="show a progress bar on standard error (tqdm)")
     r = command("repair", "salvage a damaged database and report what was kept and dropped", cmd_repair,
                 formats=False)
+    r.add_argument("--progress", action="store_true", help="show a progress bar on standard error (tqdm)")
     r.add_argument("--dry-run", action="store_true",
                    help="repair a copy and report, leaving the database as it is")
     x = command("destroy", "delete the database directory (only the files pylsm made)", cmd_destroy,

@@ -682,6 +682,29 @@ static PyObject *DB_flush(DBObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* A long call's progress, reported to a Python callable (pylsm's tqdm updater) from the calling
+ * thread, which holds no GIL while the core works: the callback takes it for its call.  An
+ * exception in the callback is reported as unraisable and stops further reports. */
+typedef struct {
+    PyObject *cb;
+    int failed;
+} progress_ctx;
+
+static void progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_ctx *p = ctx;
+    if (p->failed)
+        return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *r = PyObject_CallFunction(p->cb, "KK", (unsigned long long)done, (unsigned long long)total);
+    if (!r) {
+        PyErr_WriteUnraisable(p->cb);
+        p->failed = 1;
+    }
+    Py_XDECREF(r);
+    PyGILState_Release(g);
+}
+
 static PyObject *DB_refresh(DBObject *self, PyObject *unused)
 {
     CHECK_OPEN(self);
@@ -694,10 +717,11 @@ static PyObject *DB_refresh(DBObject *self, PyObject *unused)
 
 static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"start", "stop", NULL};
-    PyObject *start = Py_None, *stop = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:compact", kwlist, &start, &stop))
+    static char *kwlist[] = {"start", "stop", "progress", NULL};
+    PyObject *start = Py_None, *stop = Py_None, *cb = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO$O:compact", kwlist, &start, &stop, &cb))
         return NULL;
+    progress_ctx pc = {cb, 0};
     CHECK_OPEN(self);
     bytes_arg s = {0}, e = {0};
     if (start != Py_None && get_bytes(start, &s, "start") < 0)
@@ -712,8 +736,11 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     int rc;
+    if (cb != Py_None) /* the core reports from this thread, which keeps the setting through the call */
+        pl_set_progress(progress_cb, &pc);
     BLOCKING_CALL(self, pl_db_compact(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
                                       stop != Py_None));
+    pl_set_progress(NULL, NULL);
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
@@ -1526,25 +1553,6 @@ static Py_ssize_t DB_len(DBObject *self)
 
 /* ---- module functions ---- */
 
-static PyObject *path_call(PyObject *module, PyObject *arg, int (*fn)(const char *))
-{
-    PyObject *p;
-    if (!PyUnicode_FSConverter(arg, &p))
-        return NULL;
-    int rc;
-    const char *path = PyBytes_AS_STRING(p);
-    Py_BEGIN_ALLOW_THREADS
-    rc = fn(path);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(p);
-    if (rc) {
-        module_state *st = PyModule_GetState(module);
-        return set_error(st->DBType, rc);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *mod_verify(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_verify); }
 /* Figures collected without the GIL, turned into a dict with it. */
 typedef struct {
     const char *name[32];
@@ -1561,23 +1569,30 @@ static void figure_cb(void *ctx, const char *name, uint64_t value)
     }
 }
 
-/* repair(path) -> dict of what it kept and dropped */
-static PyObject *mod_repair(PyObject *m, PyObject *arg)
+/* A call on a database directory, with the GIL released and an optional progress callable:
+ * fn(path), or (fn NULL) pl_repair_report, whose figures come back as a dict. */
+static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (*fn)(const char *))
 {
-    PyObject *p;
-    if (!PyUnicode_FSConverter(arg, &p))
+    PyObject *p, *cb = Py_None;
+    if (!PyArg_ParseTuple(args, format, PyUnicode_FSConverter, &p, &cb))
         return NULL;
     figures f = {.n = 0};
+    progress_ctx pc = {cb, 0};
     int rc;
     const char *path = PyBytes_AS_STRING(p);
     Py_BEGIN_ALLOW_THREADS
-    rc = pl_repair_report(path, figure_cb, &f);
+    if (cb != Py_None)
+        pl_set_progress(progress_cb, &pc);
+    rc = fn ? fn(path) : pl_repair_report(path, figure_cb, &f);
+    pl_set_progress(NULL, NULL);
     Py_END_ALLOW_THREADS
     Py_DECREF(p);
     if (rc) {
         module_state *st = PyModule_GetState(m);
         return set_error(st->DBType, rc);
     }
+    if (fn)
+        Py_RETURN_NONE;
     PyObject *d = PyDict_New();
     for (int i = 0; d && i < f.n; i++) {
         PyObject *v = PyLong_FromUnsignedLongLong(f.value[i]);
@@ -1587,7 +1602,12 @@ static PyObject *mod_repair(PyObject *m, PyObject *arg)
     }
     return d;
 }
-static PyObject *mod_destroy(PyObject *m, PyObject *arg) { return path_call(m, arg, pl_destroy); }
+
+/* verify(path, progress=None); repair(path, progress=None) -> dict of what it kept and dropped;
+ * destroy(path) */
+static PyObject *mod_verify(PyObject *m, PyObject *args) { return path_job(m, args, "O&|O:verify", pl_verify); }
+static PyObject *mod_repair(PyObject *m, PyObject *args) { return path_job(m, args, "O&|O:repair", NULL); }
+static PyObject *mod_destroy(PyObject *m, PyObject *args) { return path_job(m, args, "O&:destroy", pl_destroy); }
 
 static PyObject *mod_test_fault(PyObject *m, PyObject *args)
 {
@@ -1767,9 +1787,9 @@ static PyType_Spec Iter_spec = {"pylsm._pylsm.Iterator", sizeof(IterObject), 0,
                                 Iter_slots};
 
 static PyMethodDef module_methods[] = {
-    {"verify", mod_verify, METH_O, "verify(path)\n--\n\nCheck every checksum of a closed database."},
-    {"repair", mod_repair, METH_O, "repair(path)\n--\n\nSalvage a damaged database."},
-    {"destroy", mod_destroy, METH_O, "destroy(path)\n--\n\nDelete a database directory."},
+    {"verify", mod_verify, METH_VARARGS, "verify(path, progress=None)\n--\n\nCheck every checksum of a database."},
+    {"repair", mod_repair, METH_VARARGS, "repair(path, progress=None)\n--\n\nSalvage a damaged database."},
+    {"destroy", mod_destroy, METH_VARARGS, "destroy(path)\n--\n\nDelete a database directory."},
     {"_test_fault", mod_test_fault, METH_VARARGS, NULL},
     {"_test_fault_clear", mod_test_fault_clear, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -98,3 +98,12 @@ def test_mypy_strict_catches_misuse(tmp_path):
     spurious = {n: errors[n] for n in sorted(set(errors) - expected)}
     assert not missed, f"mypy did not flag lines {missed}:\n{r.stdout}"
     assert not spurious, f"mypy flagged correct code: {spurious}"
+
+
+def test_the_package_itself_type_checks_strict(tmp_path):
+    pytest.importorskip("mypy", reason="mypy is installed by make test (pip install mypy)")
+    env = dict(os.environ, MYPYPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir",
+                        str(tmp_path / "cache"), "-p", "pylsm"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout

@@ -115,12 +115,12 @@ test-pythons: deps
 	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -1); \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not installed by pyenv here, skipped"; continue; fi; \
 	  echo "== Python $$v: $$py"; env=build/pythons/$$v; \
-	  if [ ! -f $$env/.installed ]; then \
+	  if [ ! -f $$env/.installed-2 ]; then \
 	    rm -rf $$env && $$py -m venv $$env && \
 	    $$env/bin/python -m pip install -q --upgrade pip setuptools wheel && \
-	    $$env/bin/python -m pip install -q pytest hypothesis && \
+	    $$env/bin/python -m pip install -q pytest hypothesis tqdm nbclient nbformat ipykernel && \
 	    ( $$env/bin/python -m pip install -q mypy || echo "   (no mypy for $$v: the typing test is skipped)" ) && \
-	    touch $$env/.installed; \
+	    touch $$env/.installed-2; \
 	  fi; \
 	  $$env/bin/python setup.py -q build_ext --inplace --build-temp $$env/tmp >/dev/null; \
 	  if ! $$env/bin/python -m pytest -q -p no:cacheprovider -x tests $(PYTEST_ARGS); then failed="$$failed $$v"; fi; \

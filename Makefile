@@ -14,7 +14,7 @@ RACETESTS := $(patsubst tests/c/%.c,tests/c/bin/tsan_%,$(wildcard tests/c/race_*
 PYTEST_ARGS ?=
 BENCH_N ?= 1000000
 
-.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean test-pythons
+.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean test-pythons mutate
 
 test: deps venv build ctest tsan pytest asan-test bench-smoke dist-check
 
@@ -105,6 +105,11 @@ dist-check: venv
 	$(PYTHON) -m venv build/dist-check/venv
 	build/dist-check/venv/bin/pip install -q build/dist-check/wheelhouse/pylsm-*.whl
 	cd build/dist-check && venv/bin/python ../../tests/check_wheel.py wheelhouse/pylsm-*.whl venv/bin/python
+
+# Remove each fsync call site of the core in turn (in a copy of the tree) and check that a durability
+# test fails: tests/mutate.py.  Long (a build and the tests per mutant); not part of make test.
+mutate: venv
+	$(VPY) tests/mutate.py
 
 # Every supported CPython (3.9-3.13) that pyenv has: its own venv, the extension built for it, the
 # pytest suite.  An interpreter that is absent is skipped with a message.

@@ -335,12 +335,12 @@ static int make_room(pl_db *db, int force)
     }
 }
 
-/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
 static int read_only_error(void)
 {
     return PL_FAIL(PL_RDONLY_OPEN, "the database was opened with read_only=True: it takes no writes");
 }
 
+/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
 static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
 {
     if (db->opt.read_only)

@@ -328,25 +328,34 @@ int env_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path
     return PL_OK;
 }
 
-int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path)
+/* Read up to n bytes at off into buf, stopping early only at the end of the file: *got says how many. */
+static int pread_upto(int fd, void *buf, size_t n, uint64_t off, const char *path, size_t *got)
 {
     FAULT(ENV_OP_READ, "read", path);
     char *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+    *got = 0;
+    while (*got < n) {
+        ssize_t r = pread(fd, p + *got, n - *got, (off_t)(off + *got));
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             return PL_IOFAIL(errno, "read %s", path);
         }
         if (r == 0)
-            return PL_FAIL(PL_CORRUPT, "%s: truncated: read past the end at offset %llu", path,
-                           (unsigned long long)off);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
+            break;
+        *got += (size_t)r;
     }
     return PL_OK;
+}
+
+int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path)
+{
+    size_t got;
+    int rc = pread_upto(fd, buf, n, off, path, &got);
+    if (!rc && got < n)
+        rc = PL_FAIL(PL_CORRUPT, "%s: truncated: read past the end at offset %llu", path,
+                     (unsigned long long)(off + got));
+    return rc;
 }
 
 int env_sync(int fd, uint64_t len, const char *path)
@@ -504,23 +513,11 @@ int env_read_file(const char *path, char **data, size_t *len)
     }
     /* A file that shrinks while it is read (a live writer cutting its WAL's preallocated tail,
      * seen by a read-only handle) holds what was read: end there. */
-    uint64_t got = 0;
-    int e = fault_check(ENV_OP_READ);
-    if (e)
-        rc = PL_IOFAIL(e, "read %s (injected)", path);
-    while (!rc && got < size) {
-        ssize_t r = pread(fd, buf + got, (size_t)(size - got), (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            rc = PL_IOFAIL(errno, "read %s", path);
-        else if (r == 0)
-            size = got;
-        else
-            got += (uint64_t)r;
-    }
+    size_t got;
+    rc = pread_upto(fd, buf, (size_t)size, 0, path, &got);
     if (rc)
         goto out;
+    size = got;
     buf[size] = 0;
     *data = buf;
     *len = size;

@@ -1188,20 +1188,18 @@ int repair_run_report(const char *path, repair_report *rep)
     if (r.wals.n)
         qsort(r.wals.v, r.wals.n, sizeof *r.wals.v, cmp_u64);
 
-    for (size_t i = 0; i < r.ssts.n; i++)
-        progress_expect(file_bytes(path, r.ssts.v[i], "sst"));
-    for (size_t i = 0; i < r.wals.n; i++)
-        progress_expect(file_bytes(path, r.wals.v[i], "wal"));
-    for (size_t i = 0; !rc && i < r.ssts.n; i++) {
-        uint64_t size = file_bytes(path, r.ssts.v[i], "sst");
-        if (!(rc = add_table(&r, r.ssts.v[i])))
-            progress_done(size);
+    /* Tables, then logs, each stat'ed once: their sizes are what progress counts. */
+    size_t nfiles = r.ssts.n + r.wals.n;
+    uint64_t *sizes = nfiles ? calloc(nfiles, sizeof *sizes) : NULL;
+    for (size_t i = 0; sizes && i < nfiles; i++)
+        progress_expect(sizes[i] = i < r.ssts.n ? file_bytes(path, r.ssts.v[i], "sst")
+                                                : file_bytes(path, r.wals.v[i - r.ssts.n], "wal"));
+    for (size_t i = 0; !rc && i < nfiles; i++) {
+        rc = i < r.ssts.n ? add_table(&r, r.ssts.v[i]) : add_wal(&r, r.wals.v[i - r.ssts.n]);
+        if (!rc && sizes)
+            progress_done(sizes[i]);
     }
-    for (size_t i = 0; !rc && i < r.wals.n; i++) {
-        uint64_t size = file_bytes(path, r.wals.v[i], "wal");
-        if (!(rc = add_wal(&r, r.wals.v[i])))
-            progress_done(size);
-    }
+    free(sizes);
     if (!rc)
         rc = resolve_conflicts(&r);
     if (!rc)

@@ -303,14 +303,33 @@ class _Ranges:
     _venc: Any = None
     _vdec: Any = None
 
+    def _k(self, key: Any) -> Any:
+        return key if self._kenc is None else self._kenc(key)
+
+    def _end(self, key: Any) -> Any:
+        """An end of a range through the key codec; None is an open end."""
+        return None if key is None else self._k(key)
+
+    def _v(self, value: Any) -> Any:
+        return value if self._venc is None else self._venc(value)
+
+    def _out(self, raw: Any) -> Any:
+        return raw if self._vdec is None else self._vdec(raw)
+
+    def _outs(self, raws: list) -> list:
+        dec = self._vdec
+        return raws if dec is None else [None if v is None else dec(v) for v in raws]
+
+    def _k_or_absent(self, key: Any) -> Any:
+        """The encoded key, or _MISSING when the codec cannot encode it (so it is not stored)."""
+        try:
+            return self._k(key)
+        except (TypeError, ValueError):
+            return _MISSING
+
     def _bounds(self, start: Any, stop: Any, prefix: Any, include_start: bool,
                 include_stop: bool) -> Tuple[Optional[bytes], Optional[bytes]]:
-        enc = self._kenc
-        if enc is not None:
-            start = None if start is None else enc(start)
-            stop = None if stop is None else enc(stop)
-            prefix = None if prefix is None else enc(prefix)
-        return _range(start, stop, prefix, include_start, include_stop)
+        return _range(self._end(start), self._end(stop), self._end(prefix), include_start, include_stop)
 
     def _raw_iter(self, start: Any, stop: Any, prefix: Any, reverse: bool, want: int,
                   include_start: bool, include_stop: bool) -> Any:
@@ -700,11 +719,8 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
     def compact(self, start: Any = None, stop: Any = None, *, progress: bool = False) -> None:
         """Compact the tables holding keys in [start, stop) (all when both are None) down to the
         deepest level; returns when done.  progress=True shows a tqdm bar."""
-        if self._kenc is not None:
-            start = None if start is None else self._kenc(start)
-            stop = None if stop is None else self._kenc(stop)
         with _Progress(progress, "compact") as p:
-            _pylsm.DB.compact(self, start, stop, progress=p.callback)
+            _pylsm.DB.compact(self, self._end(start), self._end(stop), progress=p.callback)
 
     def stats(self) -> dict:
         """Engine statistics (docs/api.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,
@@ -747,15 +763,6 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 class _CodedDB(DB):
     """A DB whose keys and/or values go through codecs (pylsm.open(..., key_codec=, value_codec=))."""
 
-    def _k(self, key: Any) -> Any:
-        return key if self._kenc is None else self._kenc(key)
-
-    def _v(self, value: Any) -> Any:
-        return value if self._venc is None else self._venc(value)
-
-    def _out(self, raw: Any) -> Any:
-        return raw if self._vdec is None else self._vdec(raw)
-
     def put(self, key: Any, value: Any, *, sync: Optional[bool] = None) -> None:
         """Insert or overwrite key."""
         _pylsm.DB.put(self, self._k(key), self._v(value), sync=sync)
@@ -781,11 +788,8 @@ class _CodedDB(DB):
             raise KeyError(key) from None
 
     def __contains__(self, key: Any) -> bool:
-        try:
-            k = self._k(key)
-        except (TypeError, ValueError):
-            return False  # what the codec cannot encode is not in the database
-        return _pylsm.DB.__contains__(self, k)
+        k = self._k_or_absent(key)
+        return k is not _MISSING and _pylsm.DB.__contains__(self, k)
 
     def delete(self, key: Any, *, sync: Optional[bool] = None) -> None:
         """Remove key; no error if absent."""
@@ -793,9 +797,7 @@ class _CodedDB(DB):
 
     def get_many(self, keys: Iterable[Any]) -> list:
         """Values (or None) for keys, from one consistent view."""
-        raw = _pylsm.DB.get_many(self, [self._k(k) for k in keys])
-        dec = self._vdec
-        return raw if dec is None else [None if v is None else dec(v) for v in raw]
+        return self._outs(_pylsm.DB.get_many(self, [self._k(k) for k in keys]))
 
 
 
@@ -826,34 +828,24 @@ class Snapshot(_Ranges, Mapping):
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of key in this view, or default."""
-        if self._kenc is None and self._vdec is None:
-            return self._s.get(key, default)
-        v = self._s.get(key if self._kenc is None else self._kenc(key), _MISSING)
-        return default if v is _MISSING else v if self._vdec is None else self._vdec(v)
+        v = self._s.get(self._k(key), _MISSING)
+        return default if v is _MISSING else self._out(v)
 
     def __getitem__(self, key: Any) -> Any:
-        if self._kenc is None and self._vdec is None:
-            return self._s[key]
-        v = self._s.get(key if self._kenc is None else self._kenc(key), _MISSING)
+        v = self._s.get(self._k(key), _MISSING)
         if v is _MISSING:
             raise KeyError(key)
-        return v if self._vdec is None else self._vdec(v)
+        return self._out(v)
 
     def __contains__(self, key: Any) -> bool:
-        if self._kenc is not None:
-            try:
-                key = self._kenc(key)
-            except (TypeError, ValueError):
-                return False
-        return key in self._s
+        k = self._k_or_absent(key)
+        return k is not _MISSING and k in self._s
 
     def get_many(self, keys: Iterable[Any]) -> list:
         """Values (or None) for keys in this view."""
         if self._kenc is not None:
             keys = [self._kenc(k) for k in keys]
-        raw = self._s.get_many(keys)
-        dec = self._vdec
-        return raw if dec is None else [None if v is None else dec(v) for v in raw]
+        return self._outs(self._s.get_many(keys))
 
     def close(self) -> None:
         """Release the snapshot (idempotent); later calls raise ClosedError."""

@@ -8,7 +8,7 @@ import math
 import struct
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import pylsm
@@ -39,9 +39,11 @@ def model_lt(a: tuple, b: tuple) -> bool:
         rx, ry = _TYPE_RANK[type(x)], _TYPE_RANK[type(y)]
         if rx != ry:
             return rx < ry
-        if isinstance(x, tuple):
-            if x != y:
-                return model_lt(x, y)
+        if isinstance(x, tuple):  # not x != y: Python calls (False,) and (0,) equal, the codec does not
+            if model_lt(x, y):
+                return True
+            if model_lt(y, x):
+                return False
             continue
         if x is None:
             continue
@@ -82,10 +84,11 @@ def test_round_trip(t):
 
 @settings(max_examples=1000, deadline=None)
 @given(tuples, tuples)
+@example(a=(((False, False, False), False, (), False),), b=(((False, False, False), False, (), 0),))
 def test_order_matches_documented_order(a, b):
     ea, eb = pack(a), pack(b)
     assert (ea < eb) == model_lt(a, b)
-    assert (ea == eb) == (norm(a) == norm(b) and not model_lt(a, b) and not model_lt(b, a))
+    assert (ea == eb) == (not model_lt(a, b) and not model_lt(b, a))
 
 
 @settings(max_examples=1000, deadline=None)

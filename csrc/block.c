@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bloom.h"
 #include "coding.h"
 #include "ikey.h"
 #include "memtable.h" /* buf_reserve, buf_set */
@@ -22,6 +23,7 @@ void block_builder_free(block_builder *b)
     pl_buf_free(&b->buf);
     pl_buf_free(&b->restarts);
     pl_buf_free(&b->last);
+    pl_buf_free(&b->keys);
     b->counter = 0;
     b->entries = 0;
     b->finished = 0;
@@ -32,17 +34,28 @@ void block_builder_reset(block_builder *b)
     b->buf.len = 0;
     b->restarts.len = 0;
     b->last.len = 0;
+    b->keys.len = 0;
     b->counter = 0;
     b->entries = 0;
     b->finished = 0;
+}
+
+/* The number of hash index slots for the distinct user keys recorded so far; 0: no hash index. */
+static size_t hash_slots(const block_builder *b)
+{
+    size_t keys = b->keys.len / 8;
+    if (!b->hash || keys == 0 || b->restarts.len / 4 > BLOCK_HASH_MAX_RESTARTS)
+        return 0;
+    size_t m = (size_t)((double)keys / BLOCK_HASH_KEYS_PER_SLOT) + 1; /* > keys: a free slot remains */
+    return m > UINT16_MAX ? 0 : m;
 }
 
 size_t block_builder_size_estimate(const block_builder *b)
 {
     if (b->finished)
         return b->buf.len;
-    size_t n = b->restarts.len / 4;
-    return b->buf.len + 4 * (n ? n : 1) + 4;
+    size_t n = b->restarts.len / 4, m = hash_slots(b);
+    return b->buf.len + 4 * (n ? n : 1) + 4 + (m ? 2 * m + 2 : 0);
 }
 
 int block_builder_add(block_builder *b, const char *key, size_t klen, const char *val, size_t vlen)
@@ -54,6 +67,9 @@ int block_builder_add(block_builder *b, const char *key, size_t klen, const char
         return PL_FAIL(PL_INVALID, "block: entry of %zu + %zu bytes overflows the block", klen, vlen);
 
     int restart = b->counter == 0;
+    /* with a hash index: the first entry of each user key is recorded (versions of a key are adjacent) */
+    int new_key = b->hash && (b->entries == 0 || b->last.len != klen ||
+                              memcmp(b->last.data, key, klen - IKEY_TRAILER) != 0);
     size_t shared = 0;
     if (!restart) {
         size_t m = b->last.len < klen ? b->last.len : klen;
@@ -68,6 +84,8 @@ int block_builder_add(block_builder *b, const char *key, size_t klen, const char
         rc = buf_reserve(&b->restarts, b->restarts.len + 4);
     if (!rc)
         rc = buf_reserve(&b->last, klen);
+    if (!rc && new_key)
+        rc = buf_reserve(&b->keys, b->keys.len + 8);
     if (rc)
         return rc;
 
@@ -87,6 +105,11 @@ int block_builder_add(block_builder *b, const char *key, size_t klen, const char
     p += vlen;
     b->buf.len = (size_t)(p - b->buf.data);
 
+    if (new_key) {
+        uint32_t rec[2] = {bloom_hash(key, klen - IKEY_TRAILER), (uint32_t)(b->restarts.len / 4 - 1)};
+        memcpy(b->keys.data + b->keys.len, rec, 8);
+        b->keys.len += 8;
+    }
     memcpy(b->last.data + shared, key + shared, non_shared);
     b->last.len = klen;
     if (++b->counter >= b->interval)
@@ -98,8 +121,8 @@ int block_builder_add(block_builder *b, const char *key, size_t klen, const char
 int block_builder_finish(block_builder *b, const char **data, size_t *len)
 {
     if (!b->finished) {
-        size_t n = b->restarts.len / 4;
-        int rc = buf_reserve(&b->buf, b->buf.len + 4 * (n ? n : 1) + 4);
+        size_t n = b->restarts.len / 4, m = hash_slots(b);
+        int rc = buf_reserve(&b->buf, b->buf.len + 4 * (n ? n : 1) + 4 + (m ? 2 * m + 2 : 0));
         if (rc)
             return rc;
         char *p = b->buf.data + b->buf.len;
@@ -114,7 +137,29 @@ int block_builder_finish(block_builder *b, const char **data, size_t *len)
                 put_u32(p, off);
             }
         }
-        put_u32(p, (uint32_t)n);
+        uint32_t count = (uint32_t)n;
+        if (m) {
+            unsigned char *slot = (unsigned char *)p;
+            for (size_t i = 0; i < m; i++) {
+                slot[2 * i] = 0;
+                slot[2 * i + 1] = BLOCK_HASH_EMPTY;
+            }
+            for (size_t k = 0; k < b->keys.len / 8; k++) {
+                uint32_t rec[2]; /* hash, region */
+                memcpy(rec, b->keys.data + 8 * k, 8);
+                size_t i = block_hash_slot(rec[0], (uint32_t)m);
+                while (slot[2 * i + 1] != BLOCK_HASH_EMPTY) /* linear probing; m > keys */
+                    i = i + 1 == m ? 0 : i + 1;
+                slot[2 * i] = block_hash_fingerprint(rec[0]);
+                slot[2 * i + 1] = (unsigned char)rec[1];
+            }
+            p += 2 * m;
+            p[0] = (char)(m & 0xff); /* u16, little-endian */
+            p[1] = (char)(m >> 8);
+            p += 2;
+            count |= BLOCK_HASH_FLAG;
+        }
+        put_u32(p, count);
         b->buf.len = (size_t)(p + 4 - b->buf.data);
         b->finished = 1;
     }
@@ -172,16 +217,31 @@ int block_cursor_reset(block_cursor *c, const char *data, size_t len)
     c->restart = 0;
     c->data_end = 0;
     c->nrestarts = 0;
+    c->slot = NULL;
+    c->nslots = 0;
     c->cur = c->next = 0;
     if (len < 8)
         return corrupt(c, "shorter than its restart array");
     if (len > UINT32_MAX)
         return corrupt(c, "longer than 4 GiB");
     uint32_t n = get_u32(data + len - 4);
-    if (n == 0 || n > (len - 4) / 4)
+    size_t tail = len - 4; /* bytes before the count */
+    if (n & BLOCK_HASH_FLAG) {
+        n &= ~BLOCK_HASH_FLAG;
+        if (tail < 2)
+            return corrupt(c, "shorter than its hash index");
+        const unsigned char *u = (const unsigned char *)data + tail - 2;
+        uint32_t m = (uint32_t)u[0] | ((uint32_t)u[1] << 8);
+        if (m == 0 || m > (tail - 2) / 2)
+            return corrupt(c, "bad hash slot count");
+        tail -= 2 + 2 * (size_t)m;
+        c->slot = (const unsigned char *)data + tail;
+        c->nslots = m;
+    }
+    if (n == 0 || n > tail / 4)
         return corrupt(c, "bad restart count");
     c->nrestarts = n;
-    c->data_end = (uint32_t)(len - 4 - 4 * (size_t)n);
+    c->data_end = (uint32_t)(tail - 4 * (size_t)n);
     c->cur = c->next = c->data_end;
     if (restart_at(c, 0) != 0)
         return corrupt(c, "first restart point is not at offset 0");
@@ -370,6 +430,117 @@ void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t 
         if (!block_cursor_valid(c))
             return;
     }
+}
+
+int block_cursor_seek_key(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer, uint32_t hash)
+{
+    if (!c->slot || c->status || c->data_end == 0) {
+        block_cursor_seek(c, ukey, ulen, trailer);
+        return 1;
+    }
+    uint32_t m = c->nslots, i = block_hash_slot(hash, m);
+    unsigned char fp = block_hash_fingerprint(hash);
+    for (uint32_t probes = 0; probes < m; probes++, i = i + 1 == m ? 0 : i + 1) {
+        const unsigned char *s = c->slot + 2 * (size_t)i;
+        if (s[1] == BLOCK_HASH_EMPTY)
+            break;
+        if (s[0] != fp)
+            continue;
+        if (s[1] >= c->nrestarts) {
+            corrupt(c, "hash slot names a restart point past the last");
+            return 1;
+        }
+        /* The key's first entry, if this slot is the key's, is in region s[1]: walk it. */
+        if (seek_to_restart(c, s[1]))
+            return 1;
+        int r;
+        while ((r = ukey_cmp(block_cursor_key(c), c->klen - IKEY_TRAILER, ukey, ulen)) < 0) {
+            block_cursor_next(c);
+            if (!block_cursor_valid(c) || c->restart != s[1])
+                break;
+        }
+        if (c->status)
+            return 1;
+        if (r != 0 || !block_cursor_valid(c))
+            continue; /* another key with the same fingerprint */
+        /* ukey's newest entry: step over the versions newer than the target */
+        while (cmp_target(block_cursor_key(c), c->klen, ukey, ulen, trailer) < 0) {
+            block_cursor_next(c);
+            if (!block_cursor_valid(c))
+                return 1;
+        }
+        return 1;
+    }
+    set_invalid(c);
+    return 0;
+}
+
+const char *block_lookup_hint(const char *data, size_t len, uint32_t hash, const char **end)
+{
+    block_cursor c;
+    block_cursor_init_empty(&c); /* no key buffer is ever allocated here */
+    if (block_cursor_reset(&c, data, len) || !c.slot) {
+        pl_clear_error();
+        return NULL;
+    }
+    uint32_t m = c.nslots, i = block_hash_slot(hash, m);
+    unsigned char fp = block_hash_fingerprint(hash);
+    for (uint32_t probes = 0; probes < m; probes++, i = i + 1 == m ? 0 : i + 1) {
+        const unsigned char *s = c.slot + 2 * (size_t)i;
+        if (s[1] == BLOCK_HASH_EMPTY || s[1] >= c.nrestarts)
+            return NULL;
+        if (s[0] == fp) {
+            uint32_t off = restart_at(&c, s[1]);
+            uint32_t e = s[1] + 1u < c.nrestarts ? restart_at(&c, s[1] + 1u) : c.data_end;
+            if (off >= e || e > c.data_end)
+                return NULL;
+            *end = data + e;
+            return data + off;
+        }
+    }
+    return NULL;
+}
+
+int block_cursor_check_hash(block_cursor *c)
+{
+    if (!c->slot || c->status)
+        return c->status;
+    int free_slot = 0;
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        unsigned r = c->slot[2 * i + 1];
+        free_slot |= r == BLOCK_HASH_EMPTY;
+        if (r != BLOCK_HASH_EMPTY && r >= c->nrestarts)
+            return corrupt(c, "hash slot names a restart point past the last");
+    }
+    if (!free_slot)
+        return corrupt(c, "hash index without a free slot");
+    /* every user key found through the index, at its first entry */
+    block_cursor probe;
+    block_cursor_init_empty(&probe);
+    pl_buf prev = {0};
+    int rc = PL_OK, have_prev = 0;
+    for (block_cursor_seek_first(c); block_cursor_valid(c); block_cursor_next(c)) {
+        const char *k = block_cursor_key(c);
+        size_t un = c->klen - IKEY_TRAILER;
+        if (have_prev && prev.len == un && memcmp(prev.data, k, un) == 0)
+            continue; /* an older version of the same key */
+        have_prev = 1;
+        if ((rc = buf_set(&prev, k, un))) {
+            c->status = rc;
+            break;
+        }
+        if ((rc = block_cursor_reset(&probe, c->data, c->data_end + 4 * (size_t)c->nrestarts +
+                                                      2 * (size_t)c->nslots + 6)))
+            break;
+        if (!block_cursor_seek_key(&probe, prev.data, un, UINT64_MAX, bloom_hash(prev.data, un)) ||
+            !block_cursor_valid(&probe) || probe.cur != c->cur) {
+            rc = corrupt(c, "a key is not found through the block's hash index");
+            break;
+        }
+    }
+    block_cursor_free(&probe);
+    pl_buf_free(&prev);
+    return rc ? rc : c->status;
 }
 
 /* ---- the iter.h iterator ---- */

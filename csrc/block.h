@@ -5,15 +5,15 @@
  *   entry*  : varint shared, varint non_shared, varint value_len, key[shared..] (non_shared bytes), value
  *   restart : u32 offset of an entry whose shared == 0, one per `interval` entries, the first at 0
  *   block   : entry* restart* u32 restart_count (>= 1)
+ *           | entry* restart* slot* u16 slot_count (>= 1) u32 (restart_count | BLOCK_HASH_FLAG)
+ *   slot    : u8 fingerprint, u8 region (BLOCK_HASH_EMPTY: a free slot)
  *
- * Keys are internal keys (ikey.h, at least 8 bytes) in ikey_cmp order.
- *
- * Reading never trusts the bytes: every varint, length and restart offset is checked against the end
- * of the block, so a malformed block yields PL_CORRUPT (message in pl_errmsg()), never a read outside
- * [data, data + len).
- *
- * Thread safety: a block_builder, block_cursor or block iterator is used by one thread at a time.
- * Any number of cursors may read the same block bytes at once (they never write to them).
+ * The second form carries a hash index (data blocks of tables of format version 2): an open-addressing
+ * table with linear probing and one slot per distinct user key, holding a fingerprint of the key's
+ * hash and the restart index (region) of the key's first (newest) entry; there are about
+ * 1 / BLOCK_HASH_KEYS_PER_SLOT slots per key.  A point lookup goes straight to its region instead of
+ * binary searching the restart points, and reaching a free slot says "not in this block".  A block
+ * with more than BLOCK_HASH_MAX_RESTARTS restart points has no hash index.
  */
 #ifndef PL_BLOCK_H
 #define PL_BLOCK_H
@@ -24,8 +24,26 @@
 #include "iter.h"
 #include "pylsm.h"
 
-#define BLOCK_RESTART_INTERVAL 16 /* data blocks */
+#ifndef BLOCK_RESTART_INTERVAL
+#define BLOCK_RESTART_INTERVAL 4 /* data blocks (docs/decisions.md, item 5c) */
+#endif
 #define BLOCK_MAX_BYTES (UINT32_C(1) << 31) /* offsets inside a block are u32 */
+#define BLOCK_HASH_FLAG UINT32_C(0x80000000)
+#define BLOCK_HASH_EMPTY 255        /* the region byte of a free slot */
+#define BLOCK_HASH_MAX_RESTARTS 255 /* regions 0..254 */
+#define BLOCK_HASH_KEYS_PER_SLOT 0.75
+
+/* The home slot of a user key whose hash (bloom_hash) is h, among n slots, and its fingerprint.  The
+ * bloom filter uses h's own high bits: these mix it first. */
+static inline uint32_t block_hash_slot(uint32_t h, uint32_t n)
+{
+    h *= 0x9e3779b1u;
+    return (uint32_t)(((uint64_t)(h ^ (h >> 15)) * n) >> 32);
+}
+static inline unsigned char block_hash_fingerprint(uint32_t h)
+{
+    return (unsigned char)((h * 0x85ebca6bu) >> 24);
+}
 
 /* ---- building ---- */
 
@@ -37,6 +55,8 @@ typedef struct block_builder {
     int counter;       /* entries since the last restart point */
     size_t entries;
     int finished;
+    int hash;          /* build a hash index (block_builder_set_hash) */
+    pl_buf keys;       /* with hash: per distinct user key, u32 bloom_hash and u32 restart index */
 } block_builder;
 
 /* Prepare an empty builder with a restart point every `interval` (>= 1) entries. Cannot fail. */
@@ -45,6 +65,9 @@ void block_builder_init(block_builder *b, int interval);
 void block_builder_free(block_builder *b);
 /* Forget the entries (keeping the memory) so the builder can build the next block. */
 void block_builder_reset(block_builder *b);
+
+/* Give the blocks built from now on a hash index (see above).  Call before the first add. */
+static inline void block_builder_set_hash(block_builder *b) { b->hash = 1; }
 
 /* Append an entry.  REQUIRES: not finished since the last reset; klen >= 8; key greater (ikey_cmp)
  * than every key already added (not checked).  Returns PL_OK, PL_NOMEM, or PL_INVALID (klen < 8,
@@ -74,6 +97,8 @@ typedef struct block_cursor {
     uint32_t cur;       /* offset of the current entry; data_end when not valid */
     uint32_t next;      /* offset just past the current entry */
     uint32_t restart;   /* index of the restart region holding cur */
+    const unsigned char *slot; /* the hash index (NULL: none): nslots slots of 2 bytes */
+    uint32_t nslots;
     const char *val;
     uint32_t vlen;
     size_t klen;
@@ -100,6 +125,20 @@ void block_cursor_free(block_cursor *c);
 /* Position at the first entry >= (ukey, trailer) in ikey_cmp order, that is the first entry whose user
  * key is greater, or equal with a trailer <= `trailer`.  Invalid if there is none. */
 void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer);
+/* For a point lookup of ukey (hash: its bloom_hash): block_cursor_seek, through the hash index when
+ * the block has one.  Returns 0 when the index shows that no entry of ukey is in the block (the cursor
+ * is then not valid, with status PL_OK), else 1 with the cursor placed as block_cursor_seek places it
+ * (whose entry may still belong to another key). */
+int block_cursor_seek_key(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer, uint32_t hash);
+/* Where a point lookup of the key with this hash will read the block [data, data + len): the region of
+ * the key's first matching slot, [*start, *end); NULL when there is no hash index, the walk ends at a
+ * free slot, or the block is malformed.  For prefetching only: it checks bounds but not the block's
+ * checksum. */
+const char *block_lookup_hint(const char *data, size_t len, uint32_t hash, const char **end);
+/* Check the hash index of the block (PL_OK when it has none): every slot is free or names a restart
+ * point, some slot is free, and a lookup of every user key through the index finds the key's first
+ * entry.  PL_CORRUPT with a message otherwise.  REQUIRES: the block's entries parse. */
+int block_cursor_check_hash(block_cursor *c);
 void block_cursor_seek_first(block_cursor *c);
 void block_cursor_seek_last(block_cursor *c);
 /* Move to the following / preceding entry (invalid past either end).  No-ops when not valid. */

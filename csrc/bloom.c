@@ -108,6 +108,13 @@ int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out)
     return PL_OK;
 }
 
+void bloom_prefetch(const char *filter, size_t len, uint32_t hash)
+{
+    const unsigned char *a = (const unsigned char *)filter;
+    if (len >= 2 && a[len - 1] == BLOOM_BLOCKED_TAG && (len - 2) % (BLOOM_LINE_BITS / 8) == 0)
+        __builtin_prefetch(a + line_of(hash, (len - 2) / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8));
+}
+
 int bloom_may_contain(const char *filter, size_t len, uint32_t hash)
 {
     if (len < 2)

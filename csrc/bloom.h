@@ -29,6 +29,9 @@
 /* The 32-bit hash a filter is built from and probed with (a murmur-style mix; stable across
  * platforms and versions because it is part of the file format). */
 uint32_t bloom_hash(const char *key, size_t n);
+/* Start loading the part of the filter that bloom_may_contain(filter, len, hash) reads (a hint: it
+ * reads nothing but the filter's last byte and never faults). */
+void bloom_prefetch(const char *filter, size_t len, uint32_t hash);
 
 /* Append to *out a filter over the n keys whose bloom_hash values are hashes[0..n) (duplicates are
  * harmless).  bits_per_key >= 1; the probe count is bits_per_key * 0.69 clamped to 1..30.

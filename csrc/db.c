@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "bloom.h"
 #include "buf.h"
 #include "env.h"
 #include "ikey.h"
@@ -702,44 +703,127 @@ void pl_snapshot_release(pl_snapshot *s)
 
 /* ---- the read path ---- */
 
+/* What a read sees: the LSN and references on the memtables and version that hold it. */
+typedef struct {
+    uint64_t lsn;
+    memtable *mem, *imm;
+    version *v;
+} read_view;
+
+static void view_take(pl_db *db, const pl_snapshot *snap, read_view *rv)
+{
+    pthread_mutex_lock(&db->mu);
+    /* The LSN is read with the references, under mu: a flush or compaction between the two could
+     * drop the version this read needs (only snapshots and the visible LSN are kept). */
+    rv->lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
+    rv->mem = db->mem;
+    rv->imm = db->imm;
+    rv->v = db->vs.current;
+    if (snap && snap->v) {
+        rv->mem = snap->mem;
+        rv->imm = NULL;
+        rv->v = snap->v;
+    }
+    memtable_ref(rv->mem);
+    if (rv->imm)
+        memtable_ref(rv->imm);
+    version_ref(rv->v);
+    pthread_mutex_unlock(&db->mu);
+}
+
+static void view_release(read_view *rv)
+{
+    memtable_unref(rv->mem);
+    if (rv->imm)
+        memtable_unref(rv->imm);
+    version_unref(rv->v);
+}
+
+/* The memtables' answer for key: LOOKUP_* or -PL_NOMEM. */
+static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out)
+{
+    int r = memtable_get(rv->mem, key, klen, rv->lsn, out);
+    if (r == LOOKUP_ABSENT && rv->imm)
+        r = memtable_get(rv->imm, key, klen, rv->lsn, out);
+    return r;
+}
+
 int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, pl_buf *out, int flags)
 {
     int rc = check_usable(db);
     if (rc)
         return rc;
     env_test_hook("get_start");
-    pthread_mutex_lock(&db->mu);
-    /* The LSN is read with the references, under mu: a flush or compaction between the two could
-     * drop the version this read needs (only snapshots and the visible LSN are kept). */
-    uint64_t lsn = snap ? snap->lsn : atomic_load_explicit(&db->visible, memory_order_acquire);
-    memtable *mem = db->mem, *imm = db->imm;
-    version *v = db->vs.current;
-    if (snap && snap->v) {
-        mem = snap->mem;
-        imm = NULL;
-        v = snap->v;
-    }
-    memtable_ref(mem);
-    if (imm)
-        memtable_ref(imm);
-    version_ref(v);
-    pthread_mutex_unlock(&db->mu);
-    int r = memtable_get(mem, key, klen, lsn, out);
-    if (r == LOOKUP_ABSENT && imm)
-        r = memtable_get(imm, key, klen, lsn, out);
+    read_view rv;
+    view_take(db, snap, &rv);
+    int r = view_mem_get(&rv, key, klen, out);
     if (r == LOOKUP_ABSENT) {
-        rc = version_get(v, key, klen, lsn, out, flags, &r);
+        rc = version_get(rv.v, key, klen, rv.lsn, out, flags, &r);
         if (rc)
             r = -rc;
     }
-    memtable_unref(mem);
-    if (imm)
-        memtable_unref(imm);
-    version_unref(v);
+    view_release(&rv);
     if (r < 0)
         return -r;
     atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
     return r == LOOKUP_FOUND ? PL_OK : PL_NOTFOUND;
+}
+
+int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *const *keys, const size_t *klens,
+                   pl_buf *vals, int64_t *lens)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    env_test_hook("get_start");
+    vals->len = 0;
+    read_view rv;
+    view_take(db, snap, &rv);
+    pl_buf bufs[VERSION_BATCH] = {{0}};
+    table_lookup lk[VERSION_BATCH], *pend[VERSION_BATCH];
+    int res[VERSION_BATCH];
+    for (size_t base = 0; base < n && !rc; base += VERSION_BATCH) {
+        size_t w = n - base < VERSION_BATCH ? n - base : VERSION_BATCH, m = 0;
+        for (size_t j = 0; j < w; j++) {
+            const char *k = keys[base + j];
+            size_t kn = klens[base + j];
+            res[j] = view_mem_get(&rv, k, kn, &bufs[j]);
+            if (res[j] == LOOKUP_ABSENT) {
+                lk[j] = (table_lookup){.ukey = k, .klen = kn, .hash = bloom_hash(k, kn),
+                                       .result = LOOKUP_ABSENT, .rc = PL_OK, .out = &bufs[j]};
+                pend[m++] = &lk[j];
+            }
+        }
+        if (m)
+            version_get_batch(rv.v, rv.lsn, pend, m);
+        for (size_t j = 0; j < w && !rc; j++) {
+            int r = res[j];
+            if (r == LOOKUP_ABSENT) {
+                if ((rc = lk[j].rc))
+                    break;
+                r = lk[j].result;
+            }
+            if (r < 0) {
+                rc = -r;
+                break;
+            }
+            if (r != LOOKUP_FOUND) {
+                lens[base + j] = -1;
+                continue;
+            }
+            if ((rc = buf_reserve(vals, vals->len + bufs[j].len)))
+                break;
+            memcpy(vals->data + vals->len, bufs[j].data, bufs[j].len);
+            vals->len += bufs[j].len;
+            lens[base + j] = (int64_t)bufs[j].len;
+        }
+    }
+    view_release(&rv);
+    for (size_t j = 0; j < VERSION_BATCH; j++)
+        pl_buf_free(&bufs[j]);
+    if (!rc)
+        atomic_fetch_add_explicit(&db->st_gets, n, memory_order_relaxed);
+    return rc;
 }
 
 /* ---- flush and the background thread ---- */

@@ -135,6 +135,13 @@ int pl_db_sync(pl_db *db);
 #define PL_READ_NO_IO 1
 int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, pl_buf *out,
               int flags);
+/* pl_db_get of n keys from one view (snap, or the latest state once), reading the tables for several
+ * keys at a time so that their memory reads overlap.  The values found are appended to *vals back to
+ * back; lens[i] is key i's value length, or -1 when the key is absent.  Never PL_WOULDBLOCK: call it
+ * where blocking is fine.  On an error (the first one in key order is returned) *vals and lens are
+ * unspecified. */
+int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *const *keys, const size_t *klens,
+                   pl_buf *vals, int64_t *lens);
 
 /* Maintenance. */
 int pl_db_flush(pl_db *db);

@@ -413,7 +413,7 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
         index_off = get_u64(f + 16);
         index_size = get_u64(f + 24);
         footer_ok = get_u64(f + 40) == TABLE_MAGIC && get_u32(f + 36) == crc_value(f, 36) &&
-                    get_u32(f + 32) == TABLE_VERSION && index_off <= foot && index_size <= foot &&
+                    get_u32(f + 32) >= TABLE_VERSION_MIN && get_u32(f + 32) <= TABLE_VERSION && index_off <= foot && index_size <= foot &&
                     foot - index_size - index_off == TABLE_BLOCK_TRAILER && filter_off <= index_off &&
                     filter_size <= index_off && index_off - filter_size - filter_off == TABLE_BLOCK_TRAILER;
     }

@@ -129,6 +129,7 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
     tb->block_bytes = block_bytes;
     tb->bits_per_key = bloom_bits_per_key;
     block_builder_init(&tb->data, BLOCK_RESTART_INTERVAL);
+    block_builder_set_hash(&tb->data);
     block_builder_init(&tb->index, TABLE_INDEX_RESTART_INTERVAL);
     tb->path = strdup(path);
     if (!tb->path) {
@@ -783,7 +784,7 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         goto out;
     }
     uint32_t version = get_u32(f + 32);
-    if (version != TABLE_VERSION) {
+    if (version < TABLE_VERSION_MIN || version > TABLE_VERSION) {
         rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: unsupported format version %u", path,
                      (ull)foot, version);
         goto out;
@@ -857,12 +858,14 @@ int table_has_filter(const table *t) { return t->filter_len > 0; }
 
 /* Find ukey's newest version <= target in the data block at off (data, len); *result as table_get. */
 static int search_block(const table *t, block_cursor *dc, const char *data, size_t len, uint64_t off,
-                        const char *ukey, size_t klen, uint64_t target, pl_buf *out, int *result)
+                        const char *ukey, size_t klen, uint32_t hash, uint64_t target, pl_buf *out,
+                        int *result)
 {
     int rc = block_cursor_reset(dc, data, len);
     if (rc)
         return block_error(t->path, off, rc);
-    block_cursor_seek(dc, ukey, klen, target);
+    if (!block_cursor_seek_key(dc, ukey, klen, target, hash))
+        return PL_OK; /* the block's hash index: no entry of ukey here */
     if (!block_cursor_valid(dc))
         return block_error(t->path, off, block_cursor_status(dc));
     const char *k = block_cursor_key(dc);
@@ -884,7 +887,7 @@ static int search_block(const table *t, block_cursor *dc, const char *data, size
 
 /* search_block on the mapped block, under a SIGBUS guard. */
 static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey, size_t klen,
-                         uint64_t target, pl_buf *out, int flags, int *result)
+                         uint32_t hash, uint64_t target, pl_buf *out, int flags, int *result)
 {
     block_cursor dc;
     block_cursor_init_empty(&dc); /* freed after the guard, whichever way it ends */
@@ -895,7 +898,7 @@ static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey
         const char *data;
         rc = mapped_block(t, off, size, flags, &data);
         if (!rc)
-            rc = search_block(t, &dc, data, (size_t)size, off, ukey, klen, target, out, result);
+            rc = search_block(t, &dc, data, (size_t)size, off, ukey, klen, hash, target, out, result);
         env_guard_leave(&g);
     } else {
         *result = LOOKUP_ABSENT;
@@ -909,9 +912,10 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
               int *result)
 {
     *result = LOOKUP_ABSENT;
-    if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen)))
-        return PL_OK;
+    uint32_t hash = bloom_hash(ukey, klen);
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, hash))
+        return PL_OK;
     if (t->nfences && t->map) {
         int err;
         uint64_t i = fence_seek(t, ukey, klen, target, &err);
@@ -919,7 +923,8 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
             return block_error(t->path, t->index_off, err);
         if (i >= t->nfences)
             return PL_OK; /* past the last key */
-        return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, target, out, flags, result);
+        return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, hash, target, out, flags,
+                             result);
     }
     block_cursor ic;
     uint64_t off = 0, size;
@@ -937,16 +942,81 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     if (rc >= 0)
         return block_error(t->path, t->index_off, rc);
     if (t->map)
-        return search_mapped(t, off, size, ukey, klen, target, out, flags, result);
+        return search_mapped(t, off, size, ukey, klen, hash, target, out, flags, result);
     block_ref ref = {0};
     block_cursor dc;
     block_cursor_init_empty(&dc);
     rc = read_data_block(t, off, size, flags, &ref);
     if (!rc)
-        rc = search_block(t, &dc, ref.data, ref.len, off, ukey, klen, target, out, result);
+        rc = search_block(t, &dc, ref.data, ref.len, off, ukey, klen, hash, target, out, result);
     block_ref_release(&ref);
     block_cursor_free(&dc);
     return rc;
+}
+
+#define HINT_LINES 16
+
+/* The prefetch hint for lookup r's data block, under a SIGBUS guard (the block may not be checked yet:
+ * the hint only reads within its bounds, and a fault just skips the hint). */
+static void hint_mapped(table *t, const table_lookup *r)
+{
+    env_guard g;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        const char *end = NULL;
+        const char *p = block_lookup_hint(t->map + t->block_off[r->block], t->block_size[r->block], r->hash,
+                                          &end);
+        /* the region's lines (the key's entry is one of the region's), at most HINT_LINES */
+        for (int k = 0; p && k < HINT_LINES && p < end; k++, p += 64)
+            __builtin_prefetch(p);
+        env_guard_leave(&g);
+    }
+}
+
+void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
+{
+    uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (!t->nfences || !t->map) {
+        for (size_t i = 0; i < n; i++)
+            reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
+        return;
+    }
+    /* 1: every key's filter line */
+    if (t->filter_len)
+        for (size_t i = 0; i < n; i++)
+            bloom_prefetch(t->filter, t->filter_len, reqs[i]->hash);
+    /* 2: the filters answer; the fences name each remaining key's block, whose tail is requested */
+    for (size_t i = 0; i < n; i++) {
+        table_lookup *r = reqs[i];
+        r->block = UINT64_MAX;
+        r->result = LOOKUP_ABSENT;
+        r->rc = PL_OK;
+        if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, r->hash))
+            continue;
+        int err;
+        uint64_t b = fence_seek(t, r->ukey, r->klen, target, &err);
+        if (err) {
+            r->rc = block_error(t->path, t->index_off, err);
+            continue;
+        }
+        if (b >= t->nfences)
+            continue;
+        r->block = b;
+        const char *end = t->map + t->block_off[b] + t->block_size[b];
+        __builtin_prefetch(end - 1);
+        __builtin_prefetch(end - 65);
+    }
+    /* 3: each key's entry, as the block's hash index places it */
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i]->block != UINT64_MAX)
+            hint_mapped(t, reqs[i]);
+    /* 4: the searches, their bytes now in the cache or on their way */
+    for (size_t i = 0; i < n; i++) {
+        table_lookup *r = reqs[i];
+        if (r->block != UINT64_MAX)
+            r->rc = search_mapped(t, t->block_off[r->block], t->block_size[r->block], r->ukey, r->klen,
+                                  r->hash, target, r->out, 0, &r->result);
+    }
 }
 
 /* ---- the two-level iterator ---- */
@@ -1200,7 +1270,7 @@ int table_verify(const char *path, uint64_t file_size)
                 goto out;
             entries++;
         }
-        if ((rc = block_cursor_status(&dc)))
+        if ((rc = block_cursor_status(&dc)) || (rc = block_cursor_check_hash(&dc)))
             goto out_data;
         if (ikey_cmp(prev.data, prev.len, block_cursor_key(&ic), block_cursor_klen(&ic)) > 0) {
             rc = PL_FAIL(PL_CORRUPT, "last key is past its index entry");

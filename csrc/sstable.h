@@ -4,11 +4,12 @@
  *
  *   table  := data_block* filter_block index_block footer
  *   each block is followed by a 5-byte trailer: u8 type (0 = raw), u32 crc_mask(CRC32C(block ++ type))
- *   data blocks   : block.h format, entries (internal key, value), about block_bytes each
+ *   data blocks   : block.h format, entries (internal key, value), about block_bytes each; in format
+ *                   version 2 each carries a hash index of its user keys (block.h)
  *   filter block  : one bloom filter (bloom.h) over the table's distinct user keys; empty = no filter
  *   index block   : block.h format, one entry per data block: key >= the block's last key and < the
  *                   next block's first key, value varint offset ++ varint size (size without trailer)
- *   footer (48 B) : u64 filter_off, u64 filter_size, u64 index_off, u64 index_size, u32 version (1),
+ *   footer (48 B) : u64 filter_off, u64 filter_size, u64 index_off, u64 index_size, u32 version (1 or 2),
  *                   u32 CRC32C of the preceding 36 bytes, u64 magic 0x504c534d54424c31
  *
  * Every block read from the file has its trailer checked; blocks in the cache were checked when read.
@@ -32,7 +33,8 @@
 #include "pylsm.h"
 
 #define TABLE_MAGIC UINT64_C(0x504c534d54424c31)
-#define TABLE_VERSION 1
+#define TABLE_VERSION 2     /* written: data blocks with a hash index */
+#define TABLE_VERSION_MIN 1 /* read: 1 (no hash index) and 2 */
 #define TABLE_FOOTER_SIZE 48
 #define TABLE_BLOCK_TRAILER 5
 #define TABLE_BLOCK_RAW 0
@@ -109,6 +111,24 @@ void table_close(table *t);
  * Errors: PL_CORRUPT (file and offset in the message), PL_IOERR, PL_NOMEM; *out is then unspecified. */
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result);
+
+/* One point lookup of a batch (table_get_batch).  The caller fills ukey, klen, hash (bloom_hash of the
+ * key), out and sets result to LOOKUP_ABSENT; the batch fills result as table_get does, and rc. */
+typedef struct table_lookup {
+    const char *ukey;
+    size_t klen;
+    uint32_t hash;
+    int result;
+    int rc;
+    pl_buf *out;
+    uint64_t block; /* private: the data block to search, or UINT64_MAX */
+} table_lookup;
+
+/* table_get for each of n lookups, each with the flags of table_get = 0, in stages across the batch so
+ * that the memory reads of different keys overlap (the filter lines, then the data blocks' tails, then
+ * the entries are requested for every key before any is waited for).  Lookups whose rc is not PL_OK
+ * afterwards failed (pl_errmsg() describes the last failure only). */
+void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n);
 
 /* A two-level iterator (iter.h) over every entry of the table, in internal key order, reading data
  * blocks through the cache.  A read or checksum error makes it invalid for good, with iter_status

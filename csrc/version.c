@@ -180,6 +180,52 @@ int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf
     return PL_OK;
 }
 
+static int unresolved(const table_lookup *r) { return r->result == LOOKUP_ABSENT && r->rc == PL_OK; }
+
+void version_get_batch(version *v, uint64_t snap, table_lookup *const *reqs, size_t n)
+{
+    table_lookup *sub[VERSION_BATCH];
+    int fi[VERSION_BATCH];
+    if (n > VERSION_BATCH)
+        n = VERSION_BATCH;
+    for (int i = v->n[0] - 1; i >= 0; i--) { /* L0 newest first */
+        file_meta *f = v->files[0][i];
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++)
+            if (unresolved(reqs[j]) && f->m.min_lsn <= snap && ukey_in_file(f, reqs[j]->ukey, reqs[j]->klen))
+                sub[m++] = reqs[j];
+        if (m)
+            table_get_batch(f->t, snap, sub, m);
+    }
+    for (int l = 1; l < NUM_LEVELS; l++) {
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (!unresolved(reqs[j]))
+                continue;
+            int i = find_file(v->files[l], v->n[l], reqs[j]->ukey, reqs[j]->klen);
+            if (i < v->n[l] && ukey_in_file(v->files[l][i], reqs[j]->ukey, reqs[j]->klen)) {
+                sub[m] = reqs[j];
+                fi[m++] = i;
+            }
+        }
+        /* one batch per table: group the keys by file (stable, so keys keep their order) */
+        for (size_t a = 0; a < m;) {
+            size_t b = a + 1;
+            for (size_t k = a + 1; k < m; k++) {
+                if (fi[k] != fi[a])
+                    continue;
+                table_lookup *x = sub[k];
+                memmove(sub + b + 1, sub + b, (k - b) * sizeof *sub);
+                memmove(fi + b + 1, fi + b, (k - b) * sizeof *fi);
+                sub[b] = x;
+                fi[b++] = fi[a];
+            }
+            table_get_batch(v->files[l][fi[a]]->t, snap, sub + a, b - a);
+            a = b;
+        }
+    }
+}
+
 /* ---- level iterator: the tables of one sorted level, concatenated ---- */
 
 typedef struct {

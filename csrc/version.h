@@ -50,6 +50,12 @@ void version_unref(version *v);
 void file_ref(file_meta *f);
 void file_unref(file_meta *f);
 
+/* version_get for each of n (<= VERSION_BATCH) lookups (sstable.h: ukey, klen, hash and out filled,
+ * result LOOKUP_ABSENT, rc PL_OK), table by table, each table searched for the keys still unresolved
+ * at once (table_get_batch).  Each lookup ends with its result and rc. */
+#define VERSION_BATCH 32
+void version_get_batch(version *v, uint64_t snap, table_lookup *const *reqs, size_t n);
+
 /* The newest version of ukey with lsn <= snap in the version's tables: *result = LOOKUP_*. */
 int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf *out, int flags,
                 int *result);

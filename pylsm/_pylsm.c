@@ -608,37 +608,74 @@ static int DB_contains(DBObject *self, PyObject *key)
     return r;
 }
 
-/* Values (or None) for keys, all from one view: snapshot so's, or a snapshot of its own. */
+/* Values (or None) for keys, all from one view (snapshot so's, or the latest state), read by the core in
+ * one call with the GIL released: it overlaps the memory reads of several keys (pl_db_get_many). */
 static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *keys)
 {
-    /* Iterating keys runs Python code (a generator may close the database or the snapshot): every
-     * key is collected first, and get_one checks both again before each lookup. */
-    PyObject *seq = PySequence_Fast(keys, "get_many() takes an iterable of keys");
-    if (!seq)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *res = PyList_New(n);
-    pl_snapshot *own = NULL; /* a snapshot of its own: nobody else can close it */
-    if (res && !so) {
-        int rc = db_closed_error(self) < 0 ? -1 : pl_snapshot_new(self->db, &own);
-        if (rc) {
-            if (rc > 0)
-                set_error(Py_TYPE(self), rc);
-            Py_CLEAR(res);
+    /* A tuple of our own: another thread may change a list the caller passed while the GIL is
+     * released, and each key must stay alive (and its buffer exported) until the core is done. */
+    PyObject *seq = PySequence_Tuple(keys);
+    if (!seq) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "get_many() takes an iterable of keys");
         }
+        return NULL;
     }
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), got = 0;
+    PyObject *res = NULL;
+    bytes_arg *ka = PyMem_Calloc((size_t)n + 1, sizeof *ka);
+    const char **kp = PyMem_Calloc((size_t)n + 1, sizeof *kp);
+    size_t *kl = PyMem_Calloc((size_t)n + 1, sizeof *kl);
+    int64_t *lens = PyMem_Calloc((size_t)n + 1, sizeof *lens);
+    if (!ka || !kp || !kl || !lens) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (; got < n; got++) { /* may run Python code (a buffer's exporter) */
+        if (get_bytes(PyTuple_GET_ITEM(seq, got), &ka[got], "key") < 0)
+            goto out;
+        kp[got] = ka[got].ptr;
+        kl[got] = (size_t)ka[got].len;
+    }
+    /* After the conversions, right before the core call. */
+    pl_buf *vals = scratch_buf();
+    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!vals && !PyErr_NoMemory()))
+        goto out;
     snapshot_enter(so);
+    pl_db *db = self->db;
+    int rc = pl_db_enter(db);
+    if (!rc) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = pl_db_get_many(db, so ? so->snap : NULL, (size_t)n, kp, kl, vals, lens);
+        Py_END_ALLOW_THREADS
+        pl_db_leave(db);
+    }
+    snapshot_leave(so);
+    if (rc) {
+        set_error(Py_TYPE(self), rc);
+        goto out;
+    }
+    res = PyList_New(n);
+    size_t off = 0;
     for (Py_ssize_t i = 0; res && i < n; i++) {
-        PyObject *v = NULL;
-        int r = get_one(self, so, own, PySequence_Fast_GET_ITEM(seq, i), &v);
-        if (r < 0) {
+        PyObject *v = lens[i] < 0 ? Py_NewRef(Py_None)
+                                  : PyBytes_FromStringAndSize(vals->data + off, (Py_ssize_t)lens[i]);
+        if (!v) {
             Py_CLEAR(res);
             break;
         }
-        PyList_SET_ITEM(res, i, r ? v : Py_NewRef(Py_None));
+        off += lens[i] < 0 ? 0 : (size_t)lens[i];
+        PyList_SET_ITEM(res, i, v);
     }
-    snapshot_leave(so);
-    pl_snapshot_release(own);
+    scratch_trim(vals);
+out:
+    for (Py_ssize_t i = 0; i < got; i++)
+        release_bytes(&ka[i]);
+    PyMem_Free(ka);
+    PyMem_Free(kp);
+    PyMem_Free(kl);
+    PyMem_Free(lens);
     Py_DECREF(seq);
     return res;
 }

@@ -56,15 +56,78 @@ def parse_footer(data: bytes) -> Dict[str, int]:
     foot = len(data) - FOOTER_SIZE
     filt_off, filt_size, idx_off, idx_size, version, crc, magic = struct.unpack_from("<QQQQIIQ", data, foot)
     assert magic == TABLE_MAGIC, hex(magic)
-    assert version == 1, version
+    assert version in (1, 2), version
     return {"footer_offset": foot, "filter_offset": filt_off, "filter_size": filt_size,
-            "index_offset": idx_off, "index_size": idx_size}
+            "index_offset": idx_off, "index_size": idx_size, "version": version}
+
+
+M32 = 0xFFFFFFFF
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & M32
+
+
+def _fmix32(x: int) -> int:
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & M32
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & M32
+    return x ^ (x >> 16)
+
+
+def bloom_hash(key: bytes) -> int:
+    """The filter hash, from the format document."""
+    c1, c2 = 0xCC9E2D51, 0x1B873593
+    h = 0xBC9F1D34 ^ (len(key) & M32)
+    whole = len(key) // 4 * 4
+    for i in range(0, whole, 4):
+        w = int.from_bytes(key[i:i + 4], "little")
+        w = (_rotl((w * c1) & M32, 15) * c2) & M32
+        h = (_rotl(h ^ w, 13) * 5 + 0xE6546B64) & M32
+    if len(key) > whole:
+        t = int.from_bytes(key[whole:], "little")
+        h ^= (_rotl((t * c1) & M32, 15) * c2) & M32
+    return _fmix32(h)
+
+
+def block_parts(block: bytes) -> Dict[str, object]:
+    """A block's restart offsets, its hash slots ((fingerprint, region) pairs, or None) and the end of its
+    entries, from the format document."""
+    (last,) = struct.unpack_from("<I", block, len(block) - 4)
+    tail = len(block) - 4
+    slots = None
+    if last & 0x80000000:
+        last &= 0x7FFFFFFF
+        (m,) = struct.unpack_from("<H", block, tail - 2)
+        tail -= 2 + 2 * m
+        slots = [(block[tail + 2 * i], block[tail + 2 * i + 1]) for i in range(m)]
+    end = tail - 4 * last
+    restarts = list(struct.unpack_from("<%dI" % last, block, end))
+    return {"restarts": restarts, "slots": slots, "end": end}
+
+
+def hash_lookup_region(slots: List[Tuple[int, int]], ukey: bytes) -> List[int]:
+    """The regions a point lookup of ukey visits through the hash index, in order ([] when the walk
+    ends at a free slot at once)."""
+    h = bloom_hash(ukey)
+    x = (h * 0x9E3779B1) & M32
+    i = ((x ^ (x >> 15)) * len(slots)) >> 32
+    fp = ((h * 0x85EBCA6B) & M32) >> 24
+    out = []
+    for _ in range(len(slots)):
+        f, region = slots[i]
+        if region == 255:
+            break
+        if f == fp:
+            out.append(region)
+        i = (i + 1) % len(slots)
+    return out
 
 
 def parse_block(block: bytes) -> List[Tuple[bytes, bytes]]:
     """The (key, value) entries of a data or index block (without its trailer)."""
-    (num_restarts,) = struct.unpack_from("<I", block, len(block) - 4)
-    end = len(block) - 4 - 4 * num_restarts
+    end = block_parts(block)["end"]
     pos = 0
     prev = b""
     out = []

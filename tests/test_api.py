@@ -142,6 +142,56 @@ def test_reads_return_bytes(db):
     assert type(db.get_many([b"k"])[0]) is bytes
 
 
+def test_get_many_from_tables_matches_get(tmp_path):
+    """get_many reads tables several keys at a time (their memory reads overlapped): key for key it
+    answers as get does, across the memtable, L0 over L1, deletes, absent keys and a snapshot."""
+    import random
+    r = random.Random(3)
+    with pylsm.open(str(tmp_path / "db"), background_compaction=False) as db:
+        keys = [b"k%06d" % i for i in range(0, 20000, 2)]
+        db.update((k, r.randbytes(r.randrange(0, 300))) for k in keys)
+        db.flush()
+        db.compact()
+        for k in keys[::3]:
+            db.put(k, b"newer")
+        for k in keys[::5]:
+            db.delete(k)
+        db.flush()
+        snap = db.snapshot()
+        for k in keys[::7]:
+            db.put(k, b"memtable")
+        probe = [b"k%06d" % r.randrange(0, 20100) for _ in range(5000)]
+        assert db.get_many(probe) == [db.get(k) for k in probe]
+        assert snap.get_many(probe) == [snap.get(k) for k in probe]
+        snap.close()
+
+
+def test_get_many_while_another_thread_changes_the_key_list(db):
+    """The keys are taken from the caller's list once; a thread changing that list meanwhile changes
+    nothing (and frees no key under the read)."""
+    import threading
+    for i in range(2000):
+        db.put(b"k%05d" % i, b"v%05d" % i)
+    db.flush()
+    keys = [b"k%05d" % i for i in range(2000)]
+    want = [b"v%05d" % i for i in range(2000)]
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            keys.reverse()
+            keys.reverse()
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(50):
+            got = db.get_many(keys)
+            assert sorted(got) == want
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_get_many_order_and_missing(db):
     db.update({b"a": b"1", b"c": b"3", b"e": b"5"})
     assert db.get_many([b"e", b"x", b"a", b"c", b"a", b""]) == [b"5", None, b"1", b"3", b"1", None]

@@ -139,16 +139,18 @@ class Key:
     def __buffer__(self, flags):
         self.db.close()
         return memoryview(b"k001")
-for call in ("get", "put", "contains", "delete", "items", "compact", "snap_get"):
+for call in ("get", "put", "contains", "delete", "items", "compact", "snap_get", "get_many", "snap_get_many"):
     db = fresh(flush=True)
     snap = db.snapshot()
     k = Key(db)
     f = {"get": lambda: db.get(k), "put": lambda: db.put(k, b"x"), "contains": lambda: k in db,
          "delete": lambda: db.delete(k), "items": lambda: list(db.items(start=k)),
-         "compact": lambda: db.compact(k), "snap_get": lambda: snap.get(k)}[call]
+         "compact": lambda: db.compact(k), "snap_get": lambda: snap.get(k),
+         "get_many": lambda: db.get_many([b"k002", k, b"k003"]),
+         "snap_get_many": lambda: snap.get_many([b"k002", k])}[call]
     expect_closed(f)
 """)
-    assert out.split() == ["closed"] * 7
+    assert out.split() == ["closed"] * 9
 
 
 def test_finalizers_that_close_the_database_during_calls():

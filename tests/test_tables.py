@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import helpers_tables
 import pylsm
 from helpers_tables import (
     ChildWriter,
@@ -655,3 +656,94 @@ def test_kill_point_recovers_a_prefix_and_leaks_no_table(tmp_path, point, n):
 @pytest.mark.parametrize("point,n", KILL_CASES_SLOW)
 def test_kill_point_stress(tmp_path, point, n):
     _kill_point(str(tmp_path / "db"), point, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Format version 2: the data blocks' hash index, read here by the format document's rules alone; and
+# tables of version 1 (no hash index), written by an earlier pylsm, still read.
+
+def _entry_offsets(block: bytes, end: int):
+    """(offset, key) of each entry of a block, by the format document."""
+    pos, prev, out = 0, b"", []
+    while pos < end:
+        start = pos
+        shared, pos = helpers_tables.get_varint(block, pos)
+        non_shared, pos = helpers_tables.get_varint(block, pos)
+        vlen, pos = helpers_tables.get_varint(block, pos)
+        key = prev[:shared] + block[pos:pos + non_shared]
+        pos += non_shared + vlen
+        out.append((start, key))
+        prev = key
+    return out
+
+
+def test_bloom_hash_check_values_of_the_format_document():
+    assert helpers_tables.bloom_hash(b"") == 0x3F177186
+    assert helpers_tables.bloom_hash(b"hello") == 0x2D20A3BD
+
+
+def test_data_blocks_carry_a_hash_index_that_finds_every_key(db_path):
+    db = pylsm.open(db_path, background_compaction=False)
+    r = random.Random(5)
+    keys = sorted({r.randbytes(r.randrange(1, 40)) for _ in range(4000)})
+    for k in keys:
+        db.put(k, r.randbytes(r.randrange(0, 120)))
+    snap = db.snapshot()  # keeps the older versions through the flush: several entries per key
+    for k in keys[::3]:
+        db.put(k, b"newer")
+    db.flush()
+    [name] = sst_files(db_path)
+    data = open(os.path.join(db_path, name), "rb").read()
+    layout = table_layout(data)
+    assert layout["version"] == 2
+    blocks = absent_at_once = 0
+    checked = set()  # a key whose versions straddle two blocks is indexed in both
+    for b in layout["data_blocks"]:
+        block = data[b["offset"]: b["offset"] + b["size"]]
+        parts = helpers_tables.block_parts(block)
+        assert parts["slots"] is not None, "a data block of a version 2 table without a hash index"
+        blocks += 1
+        restarts = parts["restarts"]
+        seen = set()
+        for off, key in _entry_offsets(block, parts["end"]):
+            ukey = key[:-8]
+            if ukey in seen:
+                continue
+            seen.add(ukey)
+            region = max(i for i, r0 in enumerate(restarts) if r0 <= off)
+            assert region in helpers_tables.hash_lookup_region(parts["slots"], ukey), (b["offset"], ukey)
+            checked.add(ukey)
+        for k in (r.randbytes(20) for _ in range(50)):
+            absent_at_once += not helpers_tables.hash_lookup_region(parts["slots"], k)
+    assert checked == set(keys) and blocks > 10
+    assert absent_at_once > 0.8 * 50 * blocks  # most absent keys stop at a free slot
+    # the engine reads through the same index: every version, at both views
+    for k in keys[::7]:
+        assert db.get(k) == (b"newer" if keys.index(k) % 3 == 0 else snap.get(k))
+    snap.close()
+    db.close()
+    pylsm.verify(db_path)
+
+
+def test_tables_of_format_version_1_still_read(tmp_path):
+    import shutil
+    path = str(tmp_path / "v1")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "data", "format_v1"), path)
+    versions = {helpers_tables.parse_footer(open(os.path.join(path, f), "rb").read())["version"]
+                for f in sst_files(path)}
+    assert versions == {1}
+    want = {b"key%05d" % i: b"value-%05d-" % i + b"x" * 40 for i in range(600) if i % 7}
+    want[b"key00001"] = b"newer"
+    pylsm.verify(path)
+    with pylsm.open(path) as db:
+        assert dict(db.items()) == want
+        assert all(db.get(k) == v for k, v in want.items())
+        assert db.get(b"key00007") is None and db.get(b"nope") is None
+        db.compact()
+        assert dict(db.items()) == want
+    versions = {helpers_tables.parse_footer(open(os.path.join(path, f), "rb").read())["version"]
+                for f in sst_files(path)}
+    assert versions == {2}
+    pylsm.verify(path)
+    with pylsm.open(path) as db:
+        assert all(db.get(k) == v for k, v in want.items())

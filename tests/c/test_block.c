@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "block.h"
+#include "bloom.h"
+#include "coding.h"
 #include "ikey.h"
 #include "testutil.h"
 
@@ -126,11 +128,14 @@ static int at(iter *it, size_t i)
            (vn == 0 || memcmp(v, model[i].v, vn) == 0);
 }
 
-/* Build the model into a block with the given restart interval; returns a malloc'd exact copy. */
-static char *build(int interval, size_t *len)
+/* Build the model into a block with the given restart interval (and a hash index if hash); returns a
+ * malloc'd exact copy. */
+static char *build_opt(int interval, int hash, size_t *len)
 {
     block_builder b;
     block_builder_init(&b, interval);
+    if (hash)
+        block_builder_set_hash(&b);
     CHECK(block_builder_empty(&b));
     int bad = 0;
     for (size_t i = 0; i < nmodel; i++)
@@ -146,6 +151,8 @@ static char *build(int interval, size_t *len)
     block_builder_free(&b);
     return copy;
 }
+
+static char *build(int interval, size_t *len) { return build_opt(interval, 0, len); }
 
 static void test_round_trip(int interval)
 {
@@ -240,6 +247,92 @@ static void test_round_trip(int interval)
     CHECK_RC(iter_status(it), PL_OK);
     iter_destroy(it);
     free(blk);
+}
+
+/* Whether cursor c sits at model entry i (i == nmodel: not valid). */
+static int cursor_at(const block_cursor *c, size_t i)
+{
+    if (i >= nmodel)
+        return !block_cursor_valid(c);
+    return block_cursor_valid(c) && block_cursor_klen(c) == model[i].kn &&
+           memcmp(block_cursor_key(c), model[i].k, model[i].kn) == 0;
+}
+
+/* The hash index: a point lookup through it lands where the binary search lands, for every key of the
+ * block at every snapshot, and says "absent" only for keys the block does not hold. */
+static void test_hash_index(int interval)
+{
+    size_t len, plain_len;
+    char *blk = build_opt(interval, 1, &len);
+    char *plain = build_opt(interval, 0, &plain_len);
+    block_cursor c;
+    CHECK_RC(block_cursor_init(&c, blk, len), PL_OK);
+    int indexed = c.slot != NULL;
+    printf("interval %d: %zu entries, %u restarts, %u hash slots, %zu bytes (%zu without the index)\n",
+           interval, nmodel, c.nrestarts, c.nslots, len, plain_len);
+    CHECK(indexed == (c.nrestarts <= BLOCK_HASH_MAX_RESTARTS));
+    CHECK_RC(block_cursor_check_hash(&c), PL_OK);
+    size_t wrong = 0, absent_said = 0, lookups = 0;
+    for (size_t i = 0; i < nmodel; i++) {
+        const char *k = model[i].k;
+        size_t un = model[i].kn - IKEY_TRAILER;
+        uint64_t tr = get_u64(k + un);
+        uint64_t targets[] = {UINT64_MAX, tr, tr + 1, tr - 1, 0};
+        for (int t = 0; t < 5; t++) {
+            CHECK_RC(block_cursor_reset(&c, blk, len), PL_OK);
+            int in = block_cursor_seek_key(&c, k, un, targets[t], bloom_hash(k, un));
+            char probe[400];
+            memcpy(probe, k, un);
+            put_u64(probe + un, targets[t]);
+            size_t want = lower_bound(probe, un + IKEY_TRAILER);
+            int want_same_key = want < nmodel && model[want].kn == model[i].kn &&
+                                memcmp(model[want].k, k, un) == 0;
+            lookups++;
+            if (!in) {
+                absent_said++;
+                wrong += want_same_key; /* "absent" while the key has a visible entry */
+            } else if (want_same_key ? !cursor_at(&c, want)
+                                     : block_cursor_valid(&c) && block_cursor_klen(&c) == model[i].kn &&
+                                           memcmp(block_cursor_key(&c), k, un) == 0) {
+                wrong++;
+            }
+        }
+    }
+    /* keys that are not in the block */
+    unsigned long long rs = 77;
+    size_t absent_found = 0;
+    for (int n = 0; n < 20000; n++) {
+        char k[32];
+        size_t un = (size_t)sprintf(k, "zz%llu", tu_rand(&rs));
+        CHECK_RC(block_cursor_reset(&c, blk, len), PL_OK);
+        if (block_cursor_seek_key(&c, k, un, UINT64_MAX, bloom_hash(k, un)) && block_cursor_valid(&c) &&
+            block_cursor_klen(&c) == un + IKEY_TRAILER && memcmp(block_cursor_key(&c), k, un) == 0)
+            absent_found++;
+        absent_said += indexed && !block_cursor_valid(&c);
+    }
+    printf("  %zu lookups of present keys, %zu wrong; absent keys answered from the index alone: %zu\n",
+           lookups, wrong, absent_said);
+    CHECK_EQ(wrong, 0);
+    CHECK_EQ(absent_found, 0);
+    if (indexed)
+        CHECK(absent_said > 15000); /* most absent keys end at a free slot, no key compared */
+    /* a slot naming the wrong region is found by the check */
+    if (indexed) {
+        for (uint32_t i = 0; i < c.nslots; i++) {
+            unsigned char *reg = (unsigned char *)blk + (c.slot - (const unsigned char *)blk) + 2 * i + 1;
+            if (*reg != BLOCK_HASH_EMPTY && c.nrestarts > 1) {
+                unsigned char save = *reg;
+                *reg = (unsigned char)((save + 1) % c.nrestarts);
+                CHECK_RC(block_cursor_reset(&c, blk, len), PL_OK);
+                CHECK_RC(block_cursor_check_hash(&c), PL_CORRUPT);
+                *reg = save;
+                break;
+            }
+        }
+    }
+    block_cursor_free(&c);
+    free(blk);
+    free(plain);
 }
 
 static int released;
@@ -367,6 +460,23 @@ static int exercise(const char *data, size_t len)
         NOTE();
         it->ops->destroy(it);
     }
+    {   /* the point lookup (through a hash index when the block has one) and the index check */
+        block_cursor c;
+        block_cursor_init_empty(&c);
+        for (int t = 0; t < 4; t++) {
+            if (block_cursor_reset(&c, exact, len) == PL_OK) {
+                block_cursor_seek_key(&c, targets[t], tlen[t] - IKEY_TRAILER, UINT64_MAX,
+                                      bloom_hash(targets[t], tlen[t] - IKEY_TRAILER));
+                if (block_cursor_valid(&c))
+                    sum += (unsigned char)block_cursor_key(&c)[0];
+            }
+            if (c.status)
+                worst = c.status;
+        }
+        if (block_cursor_reset(&c, exact, len) == PL_OK && block_cursor_check_hash(&c))
+            worst = c.status;
+        block_cursor_free(&c);
+    }
     status_bad += worst != PL_OK && worst != PL_CORRUPT;
     (void)sum;
     free(exact);
@@ -405,13 +515,15 @@ static void test_malformed(void)
     for (size_t i = 0; i < nmodel; i++) /* short values: a block of a couple of KiB */
         if (model[i].vn > 12)
             model[i].vn = 12;
-    for (int interval = 1; interval <= 16; interval *= 4) {
+    for (int v = 0; v < 6; v++) {
+        int interval = v % 3 == 0 ? 1 : v % 3 == 1 ? 4 : 16, hash = v >= 3;
         size_t len;
-        char *blk = build(interval, &len);
+        char *blk = build_opt(interval, hash, &len);
         int not_corrupt = 0;
         for (size_t cut = 0; cut < len; cut++)
             not_corrupt += exercise(blk, cut) != PL_CORRUPT;
-        printf("interval %d: %zu truncations, %d not detected\n", interval, len, not_corrupt);
+        printf("interval %d%s: %zu truncations, %d not detected\n", interval, hash ? " (hash index)" : "",
+               len, not_corrupt);
         CHECK_EQ(not_corrupt, 0);
 
         /* every byte replaced by a few values: no overread, a clean status */
@@ -476,6 +588,11 @@ int main(void)
     test_round_trip(3);
     test_round_trip(100000);
     test_builder_misc();
+    free_model();
+    make_model(700, 3); /* few enough restart points for a hash index at intervals 4 and 16 */
+    test_hash_index(1);
+    test_hash_index(4);
+    test_hash_index(16);
     test_malformed();
     free_model();
     return test_report();

@@ -534,6 +534,117 @@ static void test_power_cut_after_flush_compact_repair_and_close(void)
     }
 }
 
+/* ---- pl_db_get_many: the answers of pl_db_get, key by key ----
+ * Keys in every place a read looks (the memtable, L0 tables over an L1 table, deleted in a newer
+ * layer, absent, repeated), in a random order spanning many batches, at the latest state and at a
+ * snapshot; then a damaged data block: the batch read reports PL_CORRUPT as single reads do. */
+static int compare_many(pl_db *db, const pl_snapshot *snap, char (*keys)[16], size_t n)
+{
+    const char **kp = calloc(n + 1, sizeof *kp);
+    size_t *kl = calloc(n + 1, sizeof *kl);
+    int64_t *lens = calloc(n + 1, sizeof *lens);
+    for (size_t i = 0; i < n; i++) {
+        kp[i] = keys[i];
+        kl[i] = strlen(keys[i]);
+    }
+    pl_buf vals = {0}, one = {0};
+    int rc = pl_db_get_many(db, snap, n, kp, kl, &vals, lens), wrong = 0;
+    size_t off = 0;
+    for (size_t i = 0; rc == PL_OK && i < n; i++) {
+        int r = pl_db_get(db, snap, kp[i], kl[i], &one, 0);
+        if (r == PL_NOTFOUND)
+            wrong += lens[i] != -1;
+        else if (r != PL_OK || lens[i] != (int64_t)one.len || memcmp(vals.data + off, one.data, one.len) != 0)
+            wrong++;
+        else
+            off += one.len;
+    }
+    CHECK_EQ(wrong, 0);
+    CHECK(rc != PL_OK || off == vals.len);
+    pl_buf_free(&vals);
+    pl_buf_free(&one);
+    free(kp);
+    free(kl);
+    free(lens);
+    return rc;
+}
+
+static void test_get_many_matches_get(void)
+{
+    const char *path = sub("getmany");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    o.background_compaction = 0;
+    pl_db *db = NULL;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (!db)
+        return;
+    enum { N = 3000 };
+    char k[32], v[200];
+    for (unsigned i = 0; i < N; i++) { /* L1 after the compaction */
+        snprintf(k, sizeof k, "key%06u", i * 2);
+        fill(v, 50 + i % 100, i);
+        CHECK_RC(pl_db_put(db, k, strlen(k), v, 50 + i % 100, 0), PL_OK);
+    }
+    CHECK_RC(pl_db_flush(db), PL_OK);
+    CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
+    for (unsigned i = 0; i < N; i += 3) { /* two L0 tables: newer values, deletes */
+        snprintf(k, sizeof k, "key%06u", i * 2);
+        fill(v, 20, i + 7);
+        CHECK_RC(i % 5 ? pl_db_put(db, k, strlen(k), v, 20, 0) : pl_db_delete(db, k, strlen(k), 0), PL_OK);
+        if (i == N / 2)
+            CHECK_RC(pl_db_flush(db), PL_OK);
+    }
+    CHECK_RC(pl_db_flush(db), PL_OK);
+    pl_snapshot *snap = NULL;
+    CHECK_RC(pl_snapshot_new(db, &snap), PL_OK);
+    for (unsigned i = 0; i < N; i += 7) { /* the memtable */
+        snprintf(k, sizeof k, "key%06u", i * 2);
+        fill(v, 30, i + 11);
+        CHECK_RC(i % 2 ? pl_db_put(db, k, strlen(k), v, 30, 0) : pl_db_delete(db, k, strlen(k), 0), PL_OK);
+    }
+    size_t n = 3 * N;
+    char (*keys)[16] = malloc(n * sizeof *keys);
+    unsigned long long rs = 99;
+    for (size_t i = 0; i < n; i++) /* even: written; odd: absent (between keys); past the end */
+        snprintf(keys[i], sizeof keys[i], "key%06u", (unsigned)(tu_rand(&rs) % (2 * N + 40)));
+    CHECK_RC(compare_many(db, NULL, keys, n), PL_OK);
+    CHECK_RC(compare_many(db, snap, keys, n), PL_OK);
+    CHECK_RC(compare_many(db, NULL, keys, 1), PL_OK);
+    CHECK_RC(compare_many(db, NULL, keys, 0), PL_OK);
+    pl_snapshot_release(snap);
+    CHECK_RC(pl_db_close(db), PL_OK);
+
+    /* damage the first data block of the largest table (the L1 one), then read through it */
+    DIR *d = opendir(path);
+    char victim[300] = "";
+    off_t most = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        struct stat st;
+        char p[300];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        if (strstr(e->d_name, ".sst") && stat(p, &st) == 0 && st.st_size > most) {
+            most = st.st_size;
+            snprintf(victim, sizeof victim, "%s", p);
+        }
+    }
+    if (d)
+        closedir(d);
+    int fd = open(victim, O_RDWR);
+    CHECK(fd >= 0);
+    CHECK(pwrite(fd, "XXXXXXXX", 8, 40) == 8);
+    close(fd);
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    for (size_t i = 0; i < 40; i++) /* keys of the damaged block (the first ones), not in newer layers */
+        snprintf(keys[i], sizeof keys[i], "key%06u", (unsigned)(2 * (3 * i + 1)));
+    CHECK_RC(compare_many(db, NULL, keys, 40), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), ".sst") != NULL);
+    CHECK_RC(pl_db_close(db), PL_OK);
+    free(keys);
+    rm_rf(path);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -547,6 +658,7 @@ int main(void)
     test_manifest_append_after_a_short_write();
     test_read_only_beside_a_writer();
     test_power_cut_after_flush_compact_repair_and_close();
+    test_get_many_matches_get();
     rm_rf(base);
     return test_report();
 }

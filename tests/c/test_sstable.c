@@ -602,12 +602,12 @@ static void test_damage(void)
     CHECK_EQ(fo[0] + fo[1] + 5, fo[2]);
     CHECK_EQ(fo[2] + fo[3] + 5 + 48, meta.file_size);
     {
-        /* footer pin: version 1 and the magic */
+        /* footer pin: version 2 (data blocks with a hash index) and the magic */
         int fd = open(path, O_RDONLY);
         char f[48];
         CHECK(pread(fd, f, 48, (off_t)(meta.file_size - 48)) == 48);
         close(fd);
-        CHECK_EQ(get_u32(f + 32), 1);
+        CHECK_EQ(get_u32(f + 32), 2);
         CHECK(get_u64(f + 40) == 0x504c534d54424c31ull);
     }
     table *t;
@@ -942,7 +942,9 @@ static void test_faults(cache *c)
         free(whole);
         table *tc = NULL;
         CHECK_RC(table_open(cut, big_meta.file_size, c, &tc), PL_OK);
-        CHECK_RC(truncate(cut, (off_t)(big_meta.file_size / 4)) == 0 ? PL_OK : PL_IOERR, PL_OK);
+        /* cut at a page boundary: the bytes past it are on pages past the end (SIGBUS), not zeros of the
+         * last partial page (which read as a checksum mismatch) */
+        CHECK_RC(truncate(cut, (off_t)(big_meta.file_size / 4 / 4096 * 4096)) == 0 ? PL_OK : PL_IOERR, PL_OK);
         int faults = 0, found = 0;
         for (size_t i = 0; i < nmodel; i += 97) {
             size_t kn = key_str(k, (uint32_t)(2 * i));

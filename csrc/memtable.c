@@ -6,7 +6,9 @@
  * and a link to the previous (older) entry of the same user key.
  *
  * Point lookups: an open-addressing hash table maps a user key to its newest entry; older versions
- * hang off it.  The writer publishes a new entry with a release store into its slot; readers probe
+ * hang off it.  A slot holds the entry's address and, in the address's unused top 16 bits (64-bit
+ * platforms), a tag of the key's hash, so a probe passes other keys' slots without reading their
+ * entries (each such read is a cache miss in a large memtable).  The writer publishes a new entry with a release store into its slot; readers probe
  * with acquire loads and never wait.  When the table passes half full the writer builds a larger one
  * and publishes it; old tables stay allocated until the memtable dies, so a reader that loaded one
  * still reads valid memory (and, having loaded it before the entries it may miss were published, it
@@ -47,11 +49,34 @@ static inline const char *ekey(const mentry *e) { return e->data; }
 static inline uint64_t etrailer(const mentry *e) { return get_u64(e->data + e->klen); }
 static inline const char *evalue(const mentry *e) { return e->data + e->klen + IKEY_TRAILER; }
 
+/* A slot: 0 (free), or an entry's address with the key's tag in the top 16 bits (tag 0: compare the
+ * key, for an address that uses those bits or a platform without them). */
+typedef _Atomic(uintptr_t) slot_t;
+#if UINTPTR_MAX > 0xffffffffu
+#define TAG_SHIFT 48
+static inline uintptr_t slot_make(const mentry *e, uint32_t h)
+{
+    uintptr_t p = (uintptr_t)e;
+    return p >> TAG_SHIFT ? p : p | ((uintptr_t)((h >> 16) | 1) << TAG_SHIFT);
+}
+static inline mentry *slot_entry(uintptr_t v) { return (mentry *)(v & (((uintptr_t)1 << TAG_SHIFT) - 1)); }
+/* Whether the slot may hold the key whose hash is h. */
+static inline int slot_may_match(uintptr_t v, uint32_t h)
+{
+    uintptr_t t = v >> TAG_SHIFT;
+    return t == 0 || t == ((h >> 16) | 1);
+}
+#else
+static inline uintptr_t slot_make(const mentry *e, uint32_t h) { return (uintptr_t)e; }
+static inline mentry *slot_entry(uintptr_t v) { return (mentry *)v; }
+static inline int slot_may_match(uintptr_t v, uint32_t h) { return 1; }
+#endif
+
 typedef struct htable htable;
 struct htable {
     size_t mask;
     htable *prev; /* the table this one replaced (freed with the memtable) */
-    _Atomic(mentry *) slots[];
+    slot_t slots[];
 };
 
 typedef struct run {
@@ -196,7 +221,7 @@ static runset *current_runs(memtable *m)
 
 static htable *htable_new(size_t nslots)
 {
-    htable *t = calloc(1, sizeof(htable) + sizeof(_Atomic(mentry *)) * nslots);
+    htable *t = calloc(1, sizeof(htable) + sizeof(slot_t) * nslots);
     if (t)
         t->mask = nslots - 1;
     return t;
@@ -256,39 +281,42 @@ size_t memtable_usage(memtable *m)
 
 uint64_t memtable_count(memtable *m) { return atomic_load_explicit(&m->count, memory_order_relaxed); }
 
-static inline size_t slot_of(const char *key, size_t klen, size_t mask)
+/* The slot holding the newest entry of key (hash h = bloom_hash(key)), or the free slot where it
+ * would go. */
+static slot_t *probe(htable *t, const char *key, size_t klen, uint32_t h, mentry **found)
 {
-    return (size_t)bloom_hash(key, klen) & mask;
-}
-
-/* The slot holding key's newest entry, or the empty slot where it would go. */
-static _Atomic(mentry *) *probe(htable *t, const char *key, size_t klen, mentry **found)
-{
-    size_t i = slot_of(key, klen, t->mask);
+    size_t i = (size_t)h & t->mask;
     for (;;) {
-        mentry *e = atomic_load_explicit(&t->slots[i], memory_order_acquire);
-        if (!e || (e->klen == klen && (klen == 0 || memcmp(ekey(e), key, klen) == 0))) {
-            *found = e;
+        uintptr_t v = atomic_load_explicit(&t->slots[i], memory_order_acquire);
+        if (!v) {
+            *found = NULL;
             return &t->slots[i];
+        }
+        if (slot_may_match(v, h)) {
+            mentry *e = slot_entry(v);
+            if (e->klen == klen && (klen == 0 || memcmp(ekey(e), key, klen) == 0)) {
+                *found = e;
+                return &t->slots[i];
+            }
         }
         i = (i + 1) & t->mask;
     }
 }
 
-/* Double the hash table.  REQUIRES: the writer. */
+/* Double the hash table.  REQUIRES: the writer.  The entries are taken from the log, in the order they
+ * were added (the order of their memory in the arena, read sequentially, where walking the old table
+ * would read each entry at a random place), each newer version taking its key's slot. */
 static int grow_table(memtable *m)
 {
     htable *old = atomic_load_explicit(&m->table, memory_order_relaxed);
     htable *t = htable_new((old->mask + 1) * 2);
     if (!t)
         return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
-    for (size_t i = 0; i <= old->mask; i++) {
-        mentry *e = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
-        if (e) {
-            mentry *f;
-            _Atomic(mentry *) *s = probe(t, ekey(e), e->klen, &f);
-            atomic_store_explicit(s, e, memory_order_relaxed);
-        }
+    size_t n = atomic_load_explicit(&m->count, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        mentry *e = m->chunks[i / LOG_CHUNK][i % LOG_CHUNK], *f;
+        uint32_t h = bloom_hash(ekey(e), e->klen);
+        atomic_store_explicit(probe(t, ekey(e), e->klen, h, &f), slot_make(e, h), memory_order_relaxed);
     }
     t->prev = old;
     atomic_store_explicit(&m->table, t, memory_order_release);
@@ -342,12 +370,13 @@ int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t kl
     if (vlen)
         memcpy(e->data + klen + IKEY_TRAILER, val, vlen);
     mentry *newest;
-    _Atomic(mentry *) *slot = probe(t, key, klen, &newest);
+    uint32_t h = bloom_hash(key, klen);
+    slot_t *slot = probe(t, key, klen, h, &newest);
     e->older = newest;
     if (!newest)
         m->keys++;
     m->chunks[chunk][n % LOG_CHUNK] = e;
-    atomic_store_explicit(slot, e, memory_order_release);
+    atomic_store_explicit(slot, slot_make(e, h), memory_order_release);
     atomic_store_explicit(&m->count, n + 1, memory_order_release);
     return PL_OK;
 }
@@ -356,7 +385,7 @@ int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_bu
 {
     htable *t = atomic_load_explicit(&m->table, memory_order_acquire);
     mentry *e;
-    probe(t, key, klen, &e);
+    probe(t, key, klen, bloom_hash(key, klen), &e);
     uint64_t limit = ikey_pack(snap, KIND_SEEK);
     while (e && etrailer(e) > limit)
         e = e->older;

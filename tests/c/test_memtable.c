@@ -667,8 +667,54 @@ static void test_concurrent(void)
     free_pool(pool, npool);
 }
 
+/* Enough keys that the 16-bit tags of the hash index collide many times, and that the table grows
+ * (from the log, in insertion order) with several versions of keys in it: every version stays
+ * reachable at its snapshot, and absent keys stay absent. */
+static void test_many_keys_and_versions(void)
+{
+    memtable *m = memtable_new();
+    enum { N = 300000 };
+    char k[32], v[32];
+    uint64_t lsn = 0;
+    for (int round = 0; round < 3; round++)
+        for (unsigned i = round; i < N; i += 1 + (unsigned)round) { /* round r: every (r+1)-th key */
+            size_t kn = (size_t)snprintf(k, sizeof k, "key-%u", i);
+            size_t vn = (size_t)snprintf(v, sizeof v, "r%d-%u", round, i);
+            CHECK_RC(memtable_add(m, ++lsn, round == 2 && i % 2 ? KIND_DELETE : KIND_PUT, k, kn, v, vn), PL_OK);
+        }
+    uint64_t after[3] = {0}; /* the lsn after each round */
+    lsn = 0;
+    for (int round = 0; round < 3; round++) {
+        lsn += (N - (unsigned)round + (unsigned)round) / (1 + (unsigned)round);
+        after[round] = lsn;
+    }
+    pl_buf out = {0};
+    size_t wrong = 0;
+    for (unsigned i = 0; i < N; i += 7) {
+        size_t kn = (size_t)snprintf(k, sizeof k, "key-%u", i);
+        /* round 0 wrote every key; round 1 keys 1, 3, 5, ...; round 2 keys 2, 5, 8, ... (deletes when odd) */
+        int r = memtable_get(m, k, kn, after[0], &out);
+        snprintf(v, sizeof v, "r0-%u", i);
+        wrong += r != LOOKUP_FOUND || out.len != strlen(v) || memcmp(out.data, v, out.len) != 0;
+        int last = i >= 2 && (i - 2) % 3 == 0 ? 2 : i % 2 == 1 ? 1 : 0;
+        r = memtable_get(m, k, kn, UINT64_MAX >> 8, &out);
+        if (last == 2 && i % 2)
+            wrong += r != LOOKUP_DELETED;
+        else {
+            snprintf(v, sizeof v, "r%d-%u", last, i);
+            wrong += r != LOOKUP_FOUND || out.len != strlen(v) || memcmp(out.data, v, out.len) != 0;
+        }
+        kn = (size_t)snprintf(k, sizeof k, "absent-%u", i);
+        wrong += memtable_get(m, k, kn, UINT64_MAX >> 8, &out) != LOOKUP_ABSENT;
+    }
+    CHECK_EQ(wrong, 0);
+    pl_buf_free(&out);
+    memtable_unref(m);
+}
+
 int main(void)
 {
+    test_many_keys_and_versions();
     test_small_order();
     test_model();
     test_concurrent();

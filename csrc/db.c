@@ -317,6 +317,10 @@ static int make_room(pl_db *db, int force)
         memtable *fresh = memtable_new();
         if (!fresh)
             return PL_FAIL(PL_NOMEM, "out of memory for a new memtable");
+        /* The next memtable will likely hold as many keys as this one: its hash index is sized for
+         * them now rather than doubled as they arrive (best effort; entries >= distinct keys). */
+        if (full)
+            memtable_reserve(fresh, (size_t)memtable_count(db->mem));
         pthread_mutex_unlock(&db->mu);
         pthread_mutex_lock(&db->sync_mu);
         pthread_mutex_lock(&db->mu);

@@ -303,13 +303,14 @@ static slot_t *probe(htable *t, const char *key, size_t klen, uint32_t h, mentry
     }
 }
 
-/* Double the hash table.  REQUIRES: the writer.  The entries are taken from the log, in the order they
+/* Replace the hash table with one of nslots slots (a power of two, above twice the keys).  REQUIRES:
+ * the writer.  The entries are taken from the log, in the order they
  * were added (the order of their memory in the arena, read sequentially, where walking the old table
  * would read each entry at a random place), each newer version taking its key's slot. */
-static int grow_table(memtable *m)
+static int grow_table_to(memtable *m, size_t nslots)
 {
     htable *old = atomic_load_explicit(&m->table, memory_order_relaxed);
-    htable *t = htable_new((old->mask + 1) * 2);
+    htable *t = htable_new(nslots);
     if (!t)
         return PL_FAIL(PL_NOMEM, "out of memory in the memtable");
     size_t n = atomic_load_explicit(&m->count, memory_order_relaxed);
@@ -323,14 +324,18 @@ static int grow_table(memtable *m)
     return PL_OK;
 }
 
+/* Double the hash table.  REQUIRES: the writer. */
+static int grow_table(memtable *m)
+{
+    return grow_table_to(m, (atomic_load_explicit(&m->table, memory_order_relaxed)->mask + 1) * 2);
+}
+
 int memtable_reserve(memtable *m, size_t keys)
 {
-    while ((keys + 1) * 2 > atomic_load_explicit(&m->table, memory_order_relaxed)->mask + 1) {
-        int rc = grow_table(m);
-        if (rc)
-            return rc;
-    }
-    return PL_OK;
+    size_t have = atomic_load_explicit(&m->table, memory_order_relaxed)->mask + 1, want = have;
+    while ((keys + 1) * 2 > want)
+        want *= 2;
+    return want == have ? PL_OK : grow_table_to(m, want);
 }
 
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,

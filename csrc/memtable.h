@@ -30,8 +30,9 @@ void memtable_unref(memtable *m);
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
                  size_t vlen);
 
-/* Size the hash index for about `keys` distinct keys now, so a bulk load (WAL replay) does not
- * rehash as it grows.  REQUIRES: the writer.  PL_OK or PL_NOMEM (then it grows as usual). */
+/* Size the hash index for about `keys` distinct keys now, so a bulk load (WAL replay, or the memtable
+ * that follows a full one) does not rehash as it grows.  REQUIRES: the writer.  PL_OK or PL_NOMEM (then
+ * it grows as usual). */
 int memtable_reserve(memtable *m, size_t keys);
 
 /* The newest version of key with lsn <= snap: LOOKUP_FOUND (value copied to *out), LOOKUP_DELETED,

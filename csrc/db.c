@@ -227,6 +227,8 @@ static int new_wal(pl_db *db, size_t need)
         return PL_FAIL(PL_NOMEM, "out of memory");
     rc = wal_create(path, db->opt.wal_timestamp, wal_window(db, need), &db->log);
     free(path);
+    if (!rc && db->opt.sync_mode != PL_SYNC_NONE && db->opt.sync_mode != PL_SYNC_TIME_BASED)
+        wal_set_pwrite(db->log); /* synced every few records: no page fault per sync */
     if (!rc)
         rc = env_sync_dir(db->path);
     if (rc)

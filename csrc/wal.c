@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "buf.h"
 #include "coding.h"
 #include "crc.h"
 #include "env.h"
@@ -20,6 +21,8 @@ struct wal {
     char *map;
     size_t map_bytes;
     uint64_t alloc_end; /* bytes of the file allocated so far */
+    int by_pwrite;      /* records are written with pwrite, not through the mapping (wal_set_pwrite) */
+    pl_buf out;         /* with by_pwrite: the records of one append, encoded */
     uint64_t marked;    /* the durable end the last sync mark recorded (appender only) */
     uint64_t next_lsn;  /* the LSN after the last record appended (appender only) */
     _Atomic uint64_t written;
@@ -58,6 +61,8 @@ static int grow(wal *w, uint64_t end)
     w->alloc_end = target;
     return PL_OK;
 }
+
+void wal_set_pwrite(wal *w) { w->by_pwrite = 1; }
 
 int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out)
 {
@@ -136,18 +141,34 @@ int wal_header_ok(const char *d, size_t size, unsigned *flags)
 }
 
 /* Write a sync mark at off declaring `durable` bytes durable; returns its size. */
-static size_t encode_mark(wal *w, uint64_t off, uint64_t lsn, uint64_t ts, uint64_t durable)
+static size_t encode_mark(wal *w, char *dst, uint64_t lsn, uint64_t ts, uint64_t durable)
 {
     char m[WAL_MARK_LEN];
     put_u32(m, 0);
     put_u64(m + 4, durable);
     w->marked = durable;
-    return wal_encode(w->map + off, (w->flags & WAL_FLAG_TIMESTAMP) != 0, lsn, ts, m, WAL_MARK_LEN);
+    return wal_encode(dst, (w->flags & WAL_FLAG_TIMESTAMP) != 0, lsn, ts, m, WAL_MARK_LEN);
+}
+
+/* Where the bytes [off, end) of the file are encoded: the mapping itself, or (by_pwrite) a buffer
+ * that write_out then writes at off.  NULL when out of memory. */
+static char *out_buffer(wal *w, uint64_t off, uint64_t end)
+{
+    if (!w->by_pwrite)
+        return w->map + off;
+    if (buf_reserve(&w->out, (size_t)(end - off)))
+        return NULL;
+    return w->out.data;
+}
+
+static int write_out(wal *w, uint64_t off, uint64_t end)
+{
+    return w->by_pwrite && end > off ? env_pwrite(w->fd, w->out.data, (size_t)(end - off), off, w->path) : PL_OK;
 }
 
 int wal_append(wal *w, const wal_rec *recs, int n)
 {
-    uint64_t off = atomic_load_explicit(&w->written, memory_order_relaxed);
+    uint64_t off = atomic_load_explicit(&w->written, memory_order_relaxed), start = off;
     size_t hdr = rec_header(w->flags);
     uint64_t end = off;
     for (int i = 0; i < n; i++)
@@ -161,14 +182,19 @@ int wal_append(wal *w, const wal_rec *recs, int n)
     int rc = grow(w, end);
     if (rc)
         return rc;
+    char *dst = out_buffer(w, start, end);
+    if (!dst)
+        return PL_FAIL(PL_NOMEM, "out of memory (a WAL append of %llu bytes)", (unsigned long long)(end - start));
     uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
     int timestamps = (w->flags & WAL_FLAG_TIMESTAMP) != 0;
     if (mark)
-        off += encode_mark(w, off, recs[0].lsn, ts, synced);
+        off += encode_mark(w, dst + (off - start), recs[0].lsn, ts, synced);
     for (int i = 0; i < n; i++) {
         env_kill_point("wal_append"); /* dies with this record not yet written (or half written) */
-        off += wal_encode(w->map + off, timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
+        off += wal_encode(dst + (off - start), timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
     }
+    if ((rc = write_out(w, start, off)))
+        return rc;
     if (n > 0)
         w->next_lsn = recs[n - 1].lsn + batch_rep_count(recs[n - 1].payload);
     atomic_store_explicit(&w->written, off, memory_order_release);
@@ -207,8 +233,14 @@ int wal_close(wal *w, int sync)
             rc = grow(w, written + wal_append_overhead(w));
         if (!rc && w->marked < written) {
             uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
-            written += encode_mark(w, written, w->next_lsn, ts, written);
-            atomic_store(&w->written, written);
+            char *dst = out_buffer(w, written, written + wal_append_overhead(w));
+            if (!dst)
+                rc = PL_FAIL(PL_NOMEM, "out of memory (a WAL's last mark)");
+            else {
+                uint64_t end = written + encode_mark(w, dst, w->next_lsn, ts, written);
+                if (!(rc = write_out(w, written, end)))
+                    atomic_store(&w->written, written = end);
+            }
         }
     }
     env_unmap(w->map, w->map_bytes);
@@ -217,6 +249,7 @@ int wal_close(wal *w, int sync)
     if (!rc && sync && (atomic_load(&w->synced) < written || w->alloc_end > written))
         rc = env_sync(w->fd, written, w->path);
     env_close(w->fd);
+    pl_buf_free(&w->out);
     free(w->path);
     free(w);
     return rc;

@@ -46,6 +46,12 @@ typedef struct wal_rec {
 /* Create a new WAL at path (which must not exist) able to hold at least min_bytes of records.
  * map_bytes is the size of the append window; records never span WAL files. */
 int wal_create(const char *path, int timestamps, size_t map_bytes, wal **out);
+/* Write the records with pwrite from now on rather than through the mapping: for a WAL synced every
+ * few records.  A page written through a shared mapping is write-protected again by each fdatasync
+ * (so the kernel sees the next write), which costs a page fault and a TLB shootdown across the CPUs
+ * per synced record (docs/decisions.md, item 3b); pwrite dirties the page cache without the page
+ * tables.  Call before the first append. */
+void wal_set_pwrite(wal *w);
 /* Bytes one record of this payload length takes. */
 size_t wal_record_size(const wal *w, size_t payload_len);
 /* Bytes an append may add beyond its records' wal_record_size (a sync mark). */

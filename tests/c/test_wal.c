@@ -113,6 +113,18 @@ static void log_free(log_t *l)
  * one at a time or in groups. */
 static int sync_it;
 
+/* Whether the WALs under test write their records with pwrite (wal_set_pwrite) or through the mapping:
+ * every test runs both ways. */
+static int by_pwrite;
+
+static int create(const char *path, int ts, size_t map_bytes, wal **w)
+{
+    int rc = wal_create(path, ts, map_bytes, w);
+    if (rc == PL_OK && by_pwrite)
+        wal_set_pwrite(*w);
+    return rc;
+}
+
 static void build_log(const char *path, int ts, size_t n, unsigned long long seed, uint64_t first_lsn,
                       size_t maxval, log_t *l)
 {
@@ -122,7 +134,7 @@ static void build_log(const char *path, int ts, size_t n, unsigned long long see
     l->r = calloc(n ? n : 1, sizeof *l->r);
     wal *w = NULL;
     unlink(path);
-    CHECK_RC(wal_create(path, ts, 0, &w), PL_OK);
+    CHECK_RC(create(path, ts, 0, &w), PL_OK);
     if (!w)
         exit(2);
     CHECK_EQ(wal_written(w), WAL_FILE_HEADER);
@@ -294,7 +306,7 @@ static void test_roundtrip(int ts)
 
     /* wal_create refuses an existing file and leaves it alone. */
     wal *w = NULL;
-    CHECK_RC(wal_create(p, ts, 0, &w), PL_IOERR);
+    CHECK_RC(create(p, ts, 0, &w), PL_IOERR);
     CHECK(w == NULL);
     struct stat st;
     CHECK(stat(p, &st) == 0 && (size_t)st.st_size == l.file_size);
@@ -304,7 +316,7 @@ static void test_roundtrip(int ts)
     /* A fresh WAL closed at once: header only, no records. */
     const char *e = path_in("empty.wal");
     unlink(e);
-    CHECK_RC(wal_create(e, ts, 0, &w), PL_OK);
+    CHECK_RC(create(e, ts, 0, &w), PL_OK);
     CHECK(strcmp(wal_path(w), e) == 0);
     CHECK_EQ(wal_record_size(w, 100), hdr + 100);
     CHECK(wal_room(w) >= (1u << 20) - WAL_FILE_HEADER - wal_append_overhead(w));
@@ -320,7 +332,7 @@ static void test_roundtrip(int ts)
     /* A large record. */
     const char *b = path_in("big.wal");
     unlink(b);
-    CHECK_RC(wal_create(b, ts, 0, &w), PL_OK);
+    CHECK_RC(create(b, ts, 0, &w), PL_OK);
     pl_batch *bt = pl_batch_new();
     char *big = malloc(300000);
     memset(big, 'x', 300000);
@@ -407,7 +419,7 @@ static void test_zero_tail(int ts)
     const char *p = path_in("open.wal"), *img = path_in("image.wal");
     unlink(p);
     wal *w = NULL;
-    CHECK_RC(wal_create(p, ts, 8u << 20, &w), PL_OK);
+    CHECK_RC(create(p, ts, 8u << 20, &w), PL_OK);
     unsigned long long s0 = 9;
     log_t l = {0};
     l.r = calloc(20, sizeof *l.r);
@@ -474,7 +486,7 @@ static void test_zero_tail(int ts)
      * (24) bytes before a step boundary -- with ~140-byte records about one boundary in eight -- and
      * lasts until the next write: the file's zero tail is then shorter than a record header. */
     unlink(p);
-    CHECK_RC(wal_create(p, ts, 16u << 20, &w), PL_OK);
+    CHECK_RC(create(p, ts, 16u << 20, &w), PL_OK);
     const uint64_t boundary = 4u << 20;
     size_t leave = 10; /* bytes between the last record and the boundary, < a record header */
     pl_batch *b = pl_batch_new();
@@ -694,7 +706,7 @@ static void test_lsn_order(int ts)
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         unlink(p);
         wal *w = NULL;
-        CHECK_RC(wal_create(p, ts, 0, &w), PL_OK);
+        CHECK_RC(create(p, ts, 0, &w), PL_OK);
         for (int i = 0; i < cases[ci].n; i++) {
             pl_batch *x = i == cases[ci].three_at ? b3 : b;
             wal_rec wr = {cases[ci].lsns[i], x->rep.data, x->rep.len};
@@ -794,7 +806,7 @@ static void test_faults(void)
     const char *p = path_in("fault.wal");
     unlink(p);
     wal *w = NULL;
-    CHECK_RC(wal_create(p, 0, 16u << 20, &w), PL_OK);
+    CHECK_RC(create(p, 0, 16u << 20, &w), PL_OK);
     pl_batch *b = pl_batch_new();
     pl_batch_put(b, "k", 1, "v", 1);
     uint64_t lsn = 1;
@@ -875,11 +887,11 @@ static void test_faults(void)
     unlink(q);
     env_fault_set(ENV_OP_OPEN, 1, EACCES, 0);
     w = NULL;
-    CHECK_RC(wal_create(q, 0, 0, &w), PL_IOERR);
+    CHECK_RC(create(q, 0, 0, &w), PL_IOERR);
     env_fault_clear();
     CHECK(access(q, F_OK) != 0);
     env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 0);
-    CHECK_RC(wal_create(q, 0, 0, &w), PL_IOERR);
+    CHECK_RC(create(q, 0, 0, &w), PL_IOERR);
     env_fault_clear();
     CHECK(access(q, F_OK) != 0);
     /* A failing read during replay. */
@@ -888,6 +900,30 @@ static void test_faults(void)
     CHECK_RC(replay(p, WAL_TOLERATE_TAIL, 1, 0, 0, &s, &res), PL_IOERR);
     env_fault_clear();
     sink_free(&s);
+    if (by_pwrite) {
+        /* A record's pwrite fails half-way (a short write, then ENOSPC): the append reports it and
+         * counts nothing written; the next append writes over the torn bytes, and the file replays
+         * exactly the records whose appends succeeded. */
+        const char *t = path_in("torn.wal");
+        unlink(t);
+        CHECK_RC(create(t, 0, 16u << 20, &w), PL_OK);
+        uint64_t tl = 1;
+        wal_rec tr = {tl++, b->rep.data, b->rep.len};
+        CHECK_RC(wal_append(w, &tr, 1), PL_OK);
+        uint64_t at = wal_written(w);
+        env_fault_set(ENV_OP_WRITE | ENV_OP_SHORT, 1, ENOSPC, 0);
+        tr.lsn = tl;
+        CHECK_RC(wal_append(w, &tr, 1), PL_IOERR);
+        env_fault_clear();
+        CHECK_EQ(wal_written(w), at);
+        CHECK_RC(wal_append(w, &tr, 1), PL_OK); /* the same LSN again: the failed one never counted */
+        tl++;
+        CHECK_RC(wal_close(w, 1), PL_OK);
+        s = (sink){0};
+        CHECK_RC(replay(t, WAL_ABSOLUTE, 1, 0, 0, &s, &res), PL_OK);
+        CHECK_EQ(s.n, tl - 1);
+        sink_free(&s);
+    }
     pl_batch_free(b);
 }
 
@@ -900,7 +936,7 @@ static void test_sync_marks(int ts)
     const char *p = path_in("marks.wal"), *c = path_in("marks_dmg.wal");
     unlink(p);
     wal *w = NULL;
-    CHECK_RC(wal_create(p, ts, 0, &w), PL_OK);
+    CHECK_RC(create(p, ts, 0, &w), PL_OK);
     if (!w)
         return;
     unsigned long long seed = 5;
@@ -996,18 +1032,20 @@ int main(void)
         perror("mkdtemp");
         return 2;
     }
-    for (int ts = 0; ts < 2; ts++) {
-        test_roundtrip(ts);
-        test_cut_everywhere(ts);
-        test_zero_tail(ts);
-        test_damage(ts, 0);
-        test_damage(ts, 1);
-        test_sync_marks(ts);
-        test_lsn_order(ts);
-        test_skip_below(ts);
+    for (by_pwrite = 0; by_pwrite < 2; by_pwrite++) {
+        for (int ts = 0; ts < 2; ts++) {
+            test_roundtrip(ts);
+            test_cut_everywhere(ts);
+            test_zero_tail(ts);
+            test_damage(ts, 0);
+            test_damage(ts, 1);
+            test_sync_marks(ts);
+            test_lsn_order(ts);
+            test_skip_below(ts);
+        }
+        test_apply_error();
+        test_faults();
     }
-    test_apply_error();
-    test_faults();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();
 }

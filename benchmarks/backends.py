@@ -154,7 +154,8 @@ class PlyvelBackend(Backend):
     Sync ``"none"``: ``db.put(k, v)`` (sync=False: LevelDB writes the log record to the OS on every put);
     ``"every_write"``: ``db.put(k, v, sync=True)`` (LevelDB group-commits concurrent writers).
     Batches: ``db.write_batch(sync=...)``. LevelDB has no flush call: its reopen turns the log into a
-    level-0 table, which the read workloads' close + reopen does. ``compact()`` is ``compact_range()``."""
+    level-0 table, which the read workloads' close + reopen does. ``compact()`` is ``compact_range`` from
+    the first key to the last (it flushes the memtable first)."""
 
     name = "plyvel"
     module = "plyvel"
@@ -181,7 +182,13 @@ class PlyvelBackend(Backend):
         return it if limit is None else itertools.islice(it, limit)
 
     def compact(self):
-        self.db.compact_range()
+        """compact_range over [first key, last key]. Not ``compact_range()``: without arguments plyvel
+        passes two empty slices, which LevelDB takes as the range ["", ""], so it only flushed the memtable
+        (a "settled" 1M-key database kept two overlapping level-0 tables of 30 MB beside level 2)."""
+        first = next(self.db.iterator(include_value=False), None)
+        if first is not None:
+            last = next(self.db.iterator(reverse=True, include_value=False))
+            self.db.compact_range(start=first, stop=last)
 
     def close(self):
         if self.is_open:

@@ -90,8 +90,9 @@ def test_readrandom_settled(backend, dirs, data, measure):
 
 @pytest.mark.workload("get_many")
 def test_get_many(backend, dirs, data, measure):
-    """Batch reads of 1,000 random keys on settled data, through each store's own batch read (pylsm
-    get_many, rocksdict get(list), lmdb getmulti; a loop of gets for the others). ops = keys."""
+    """Batch reads of 1,000 random keys on settled data, each store's fastest way to a list of their values
+    (pylsm get_many, rocksdict get(list), lsm-db fetch_bulk; a map of get for the others, LMDB's included:
+    its getmulti is slower). ops = keys."""
     keys, vals = read_order(data)
     batches = [keys[i:i + 1000] for i in range(0, len(keys), 1000)]
     setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))

@@ -189,6 +189,19 @@ def evict(path):
     return total
 
 
+def storage_read_bytes():
+    """Bytes this process (all its threads) has caused to be read from storage: ``read_bytes`` of
+    /proc/self/io (page-cache hits and mapped pages already resident do not count), or None off Linux."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 _LOW_BIT = bytes(i & 1 for i in range(256))   # mincore: bit 0 of each byte says "resident"
 
 

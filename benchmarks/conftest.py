@@ -258,7 +258,8 @@ def pytest_runtest_logreport(report):
     extra = ""
     if i.get("ops_per_sec_rounds", 1) > 1:
         extra += f"  ({i['ops_per_sec_min']:,.0f}-{i['ops_per_sec_max']:,.0f})"
-    for k in ("space_amp", "wal_mb_per_sec", "thread_speedup", "peak_rss_delta_mib", "resident_after_evict"):
+    for k in ("space_amp", "wal_mb_per_sec", "thread_speedup", "peak_rss_delta_mib", "resident_after_evict",
+              "disk_kib_per_get"):
         if i.get(k) is not None:
             extra += f"  {k}={i[k]:.2f}"
     _REPORT["tr"].write_line(f"  {pos} {i['workload']:<20} {i['backend']:<10} n={i['n']:<9,} "

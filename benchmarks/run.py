@@ -51,6 +51,8 @@ ROWS = [
     ("  1-thread, same data", "readrandom_threads2", "single_thread_ops_per_sec", True, "ops"),
     ("readrandom_cold", "readrandom_cold", "ops_per_sec", True, "ops"),
     ("  reopen after evict (ms)", "readrandom_cold", "open_ms", False, "ms"),
+    ("  KiB read by the reopen", "readrandom_cold", "open_disk_kib", False, "mib"),
+    ("  KiB read from disk / get", "readrandom_cold", "disk_kib_per_get", False, "ms"),
     ("readrandom_cold_threads2", "readrandom_cold_threads2", "ops_per_sec", True, "ops"),
     ("  1-thread cold, same keys", "readrandom_cold_threads2", "single_thread_ops_per_sec", True, "ops"),
     ("recovery (records/s)", "recovery", "ops_per_sec", True, "ops"),
@@ -76,11 +78,11 @@ def fmt(v, unit):
         return "-"
     if unit == "x":
         return f"{v:.2f}x"
-    if unit == "mib":
-        return f"{v:.0f}"
+    if unit == "mib":       # also KiB read by a reopen: no decimals
+        return f"{v:,.0f}"
     if unit == "mbs":
         return f"{v:,.0f}"
-    if unit == "ms":
+    if unit == "ms":        # also KiB per get: one decimal
         return f"{v:,.1f}"
     if v >= 1e6:
         return f"{v / 1e6:.2f}M"
@@ -198,7 +200,7 @@ def table(results, disk, n_requested):
         vals = {b: infos[b].get(metric) for b in backends}
         ns = [(results.get((w, b)) or {}).get("n") for b in backends]
         n = next((x for x in ns if x), None)
-        if all(v is None for v in vals.values()) and not any(ns):
+        if all(v is None for v in vals.values()):
             continue
         peers = [(vals[p], p) for p in PEERS if vals.get(p) is not None]
         best = (max if higher else min)(peers) if peers else None
@@ -227,7 +229,7 @@ def table(results, disk, n_requested):
     for r in rows:
         lines.append(line(r).rstrip())
     notes = [f"ops/s unless stated (n = operations timed; --n {n_requested:,}); best peer excludes dict "
-             "(the in-memory ceiling); space, memory and reopen: lower is better.",
+             "(the in-memory ceiling); space, memory, reopen and KiB read: lower is better.",
              "read rows: median of the rounds, min-max below it; targets use the median. recovery: LMDB and "
              "SQLite replay no log on reopen, so they show '-' and are not compared."]
     if disk:

@@ -297,21 +297,40 @@ def cold_keys(data):
 
 
 class ColdRounds:
-    """The cold state before each round: close, evict, reopen (cold_reopen); collects the reopen times and
-    the page-cache residency right after each eviction for extra_info."""
+    """The cold state before each pass: close, evict, reopen (cold_reopen). Collects for extra_info the
+    reopen times, the page-cache residency right after each eviction, the bytes read from storage by the
+    reopen, and by each pass of gets (from the reopen to the next eviction, or to ``info()``), per get: the
+    proof that the gets did go to the disk (a small database may be read whole by the reopen)."""
 
-    def __init__(self):
-        self.open_secs, self.resident = [], []
+    def __init__(self, gets):
+        self.gets = gets
+        self.open_secs, self.resident, self.read_bytes, self.open_bytes = [], [], [], []
+        self.mark = None
+
+    def _pass_done(self):
+        now = C.storage_read_bytes()
+        if self.mark is not None and now is not None:
+            self.read_bytes.append(now - self.mark)
+        self.mark = None
 
     def __call__(self, db):
+        self._pass_done()
+        before = C.storage_read_bytes()
         secs, resident = cold_reopen(db)
         self.open_secs.append(secs)
         if resident is not None:
             self.resident.append(resident)
+        self.mark = C.storage_read_bytes()
+        if before is not None:
+            self.open_bytes.append(self.mark - before)
 
     def info(self):
-        return dict(open_ms=1000 * statistics.median(self.open_secs) if self.open_secs else None,
-                    resident_after_evict=max(self.resident) if self.resident else None)
+        self._pass_done()
+        med = statistics.median
+        return dict(open_ms=1000 * med(self.open_secs) if self.open_secs else None,
+                    resident_after_evict=max(self.resident) if self.resident else None,
+                    disk_kib_per_get=med(self.read_bytes) / 1024 / self.gets if self.read_bytes else None,
+                    open_disk_kib=med(self.open_bytes) / 1024 if self.open_bytes else None)
 
 
 @pytest.mark.workload("readrandom_cold")
@@ -319,10 +338,12 @@ def test_readrandom_cold(backend, dirs, data, measure):
     """Cold point reads on settled data: before each round the store is closed, every file of its database
     evicted from the OS page cache (fsync, then posix_fadvise DONTNEED) and the store reopened (untimed);
     timed: min(20,000, N/50) gets of present keys in random order. extra_info: open_ms (the reopen after the
-    eviction, median) and resident_after_evict (the files' fraction still cached: ~0 if the eviction worked)."""
+    eviction, median), resident_after_evict (the files' fraction still cached: ~0 if the eviction worked),
+    disk_kib_per_get (KiB read from storage per get, median of the passes) and open_disk_kib (KiB read by
+    the reopen)."""
     keys, vals = cold_keys(data)
     db_setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))
-    cold = ColdRounds()
+    cold = ColdRounds(len(keys))
 
     def setup():
         db = db_setup()
@@ -342,5 +363,5 @@ def test_readrandom_cold_threads2(backend, dirs, data, measure):
     thread_speedup (pylsm's target: >= 1.6x its own 1-thread cold rate)."""
     keys, vals = cold_keys(data)
     db_setup = once(lambda: build_db(dirs, data.random_chunks(), settle=True))
-    cold = ColdRounds()
+    cold = ColdRounds(len(keys))
     _threads2("readrandom_cold_threads2", db_setup, keys, vals, measure, prepare=cold)

@@ -429,7 +429,7 @@ class _ConnView:
 
 class _ConnBackend(Backend):
     """What SQLite and LSM share: a connection per thread (``_ConnView``), one read transaction per pass
-    held in ``self._reads`` (``_begin`` / ``_end``), ended by the next write."""
+    held in ``self._reads`` (``_begin`` / ``_end``), ended by the next write (SQLite) or batch (LSM)."""
 
     conn = None
 

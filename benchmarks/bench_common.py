@@ -151,3 +151,95 @@ class ThreadGang:
             t.join()
         if self.errors:
             raise self.errors[0]
+
+
+# ------------------------------------------------------------------------------------------ cold reads
+COLD_GETS = 20_000   # readrandom_cold: gets timed after the eviction (N/50 when that is smaller)
+
+
+def cold_n(n):
+    """Gets of the cold workloads: 20,000, or N/50 when that is smaller (a tiny --bench-n)."""
+    return min(COLD_GETS, n // 50)
+
+
+def db_files(path):
+    """Every regular file under ``path`` (a database directory)."""
+    out = []
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                out.append(p)
+    return out
+
+
+def evict(path):
+    """Drop every file of the database at ``path`` from the OS page cache: fsync it (a dirty page cannot
+    be dropped), then ``posix_fadvise(POSIX_FADV_DONTNEED)`` on the whole file. The store must be closed:
+    a page that is still mapped stays. Returns the files' total size in bytes."""
+    total = 0
+    for p in db_files(path):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def storage_read_bytes():
+    """Bytes this process (all its threads) has caused to be read from storage: ``read_bytes`` of
+    /proc/self/io (page-cache hits and mapped pages already resident do not count), or None off Linux."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+_LOW_BIT = bytes(i & 1 for i in range(256))   # mincore: bit 0 of each byte says "resident"
+
+
+def resident_fraction(path):
+    """Fraction of the allocated bytes of the files at ``path`` that sit in the OS page cache (mincore on a
+    fresh read-only mapping, which faults nothing in), or None where mincore cannot be called. A file's
+    allocated size is the denominator, so a sparse file (LMDB's map) counts only its written blocks."""
+    import ctypes
+    import mmap
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    page = mmap.PAGESIZE
+    resident = allocated = 0
+    for p in db_files(path):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            allocated += st.st_blocks * 512
+            if st.st_size == 0:
+                continue
+            addr = libc.mmap(None, st.st_size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if addr in (None, ctypes.c_void_p(-1).value):
+                return None
+            try:
+                pages = (st.st_size + page - 1) // page
+                vec = (ctypes.c_ubyte * pages)()
+                if libc.mincore(addr, st.st_size, vec) != 0:
+                    return None
+                resident += bytes(vec).translate(_LOW_BIT).count(1) * page
+            finally:
+                libc.munmap(addr, st.st_size)
+        finally:
+            os.close(fd)
+    return min(1.0, resident / allocated) if allocated else 0.0

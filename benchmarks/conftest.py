@@ -2,7 +2,7 @@
 
 Options:
   --bench-n N           keys per workload (default 1,000,000); slow workloads use fewer, recorded as ``n``
-  --bench-backends L    comma-separated subset of pylsm,plyvel,rocksdict,lmdb,sqlite3,dict (default: all)
+  --bench-backends L    comma-separated subset of pylsm,plyvel,rocksdict,lmdb,sqlite3,lsmdb,dict (default: all)
   --bench-rounds R      measured rounds per benchmark (default 1); each round gets fresh state
   --bench-report        print one line per finished benchmark (workload, backend, n, ops/s); run.py uses it
   --bench-jsonl PATH    append each passed benchmark's extra_info to PATH as it finishes (run.py's fallback)
@@ -174,7 +174,7 @@ class Measure:
     it is not timed. ``body`` may return a float: the seconds it measured itself (a child process's timer).
     Garbage collection is collected before and disabled during every timed body (for every backend alike).
     ops/s = n / median(seconds of the rounds), from our own perf_counter around the body, so it exists even
-    with --benchmark-disable.
+    with --benchmark-disable; ops_per_sec_min / _max (the slowest and fastest round) give the spread.
     """
 
     def __init__(self, benchmark, request, backend_name):
@@ -212,11 +212,21 @@ class Measure:
         self.record(workload, n, secs, **extra)
         return secs
 
+    @staticmethod
+    def spread(name, n, times):
+        """``{name: n / median, name_min: n / slowest, name_max: n / fastest, name_rounds: len}`` of a list
+        of round times: the median a table shows and the spread (min-max) beside it."""
+        rate = lambda t: n / t if t > 0 else float("inf")
+        return {name: rate(statistics.median(times)), name + "_min": rate(max(times)),
+                name + "_max": rate(min(times)), name + "_rounds": len(times)}
+
     def record(self, workload, n, secs, **extra):
         info = dict(backend=self.backend_name, workload=workload, n=n, seconds=secs,
                     bench_n=self.request.config.getoption("--bench-n"),
                     ops_per_sec=(n / secs if secs > 0 else float("inf")),
                     config=(B.get_backend_class(self.backend_name).__doc__ or "").split("\n")[0])
+        if self.times:
+            info.update(self.spread("ops_per_sec", n, self.times), round_seconds=list(self.times))
         info.update(extra)
         self.benchmark.extra_info.update(info)
         self.request.node.user_properties.append(("bench", info))
@@ -246,7 +256,10 @@ def pytest_runtest_logreport(report):
         return
     i = infos[-1]
     extra = ""
-    for k in ("space_amp", "wal_mb_per_sec", "thread_speedup", "peak_rss_delta_mib"):
+    if i.get("ops_per_sec_rounds", 1) > 1:
+        extra += f"  ({i['ops_per_sec_min']:,.0f}-{i['ops_per_sec_max']:,.0f})"
+    for k in ("space_amp", "wal_mb_per_sec", "thread_speedup", "peak_rss_delta_mib", "resident_after_evict",
+              "disk_kib_per_get"):
         if i.get(k) is not None:
             extra += f"  {k}={i[k]:.2f}"
     _REPORT["tr"].write_line(f"  {pos} {i['workload']:<20} {i['backend']:<10} n={i['n']:<9,} "

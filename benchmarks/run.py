@@ -8,8 +8,9 @@
 Steps: (1) compile benchmarks/c/bench_disk.c with ``gcc -O2`` into results/ and measure the disk's raw
 ``write + fdatasync`` rate for a 128-byte record in the temp directory the databases use; (2) run the pytest
 suite (``--benchmark-only``, a progress line per benchmark) saving ``--benchmark-json``; (3) print one table
-of ops/s per workload x backend with pylsm's ratio to the best peer (dict, the in-memory ceiling, is not a
-peer) and its target; (4) save results/bench-<stamp>.{json,txt,png}. Exit status: pytest's.
+of ops/s per workload x backend (the median of the rounds, with a min-max row below where there were
+several) with pylsm's ratio to the best peer (dict, the in-memory ceiling, is not a peer) and its target,
+met or not by the median; (4) save results/bench-<stamp>.{json,txt,png}. Exit status: pytest's.
 """
 import argparse
 import json
@@ -23,10 +24,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BACKENDS = ["pylsm", "plyvel", "rocksdict", "lmdb", "sqlite3", "dict"]
-PEERS = ["plyvel", "rocksdict", "lmdb", "sqlite3"]
+sys.path.insert(0, HERE)
 
-# (row label, workload, extra_info metric, higher is better, unit)
+from backends import BACKENDS as _ADAPTERS, PEERS  # noqa: E402
+
+BACKENDS = list(_ADAPTERS)                 # table columns, in this order; PEERS: all but pylsm and dict
+
+# (row label, workload, extra_info metric, higher is better, unit). A row whose metric has a recorded
+# spread (<metric>_min / _max over more than one round) is followed by a "min-max" row.
 ROWS = [
     ("fillseq", "fillseq", "ops_per_sec", True, "ops"),
     ("fillrandom", "fillrandom", "ops_per_sec", True, "ops"),
@@ -44,11 +49,28 @@ ROWS = [
     ("seekrandom", "seekrandom", "ops_per_sec", True, "ops"),
     ("readrandom_threads2", "readrandom_threads2", "ops_per_sec", True, "ops"),
     ("  1-thread, same data", "readrandom_threads2", "single_thread_ops_per_sec", True, "ops"),
+    ("readrandom_cold", "readrandom_cold", "ops_per_sec", True, "ops"),
+    ("  reopen after evict (ms)", "readrandom_cold", "open_ms", False, "ms"),
+    ("  KiB read by the reopen", "readrandom_cold", "open_disk_kib", False, "mib"),
+    ("  KiB read from disk / get", "readrandom_cold", "disk_kib_per_get", False, "ms"),
+    ("readrandom_cold_threads2", "readrandom_cold_threads2", "ops_per_sec", True, "ops"),
+    ("  1-thread cold, same keys", "readrandom_cold_threads2", "single_thread_ops_per_sec", True, "ops"),
     ("recovery (records/s)", "recovery", "ops_per_sec", True, "ops"),
     ("  WAL replay MB/s", "recovery", "wal_mb_per_sec", True, "mbs"),
     ("space (disk/live)", "space", "space_amp", False, "x"),
     ("memory (peak RSS MiB)", "memory", "peak_rss_delta_mib", False, "mib"),
 ]
+
+# Read workloads whose targets compare with the best peer (ratio of medians), and the ratio they need.
+PEER_TARGETS = [("fillseq", 2.0), ("fillrandom", 2.0), ("fillbatch", 1.5), ("overwrite", 1.5),
+                ("readrandom", 1.5), ("readrandom_settled", 1.5), ("readmissing", 1.5),
+                ("readseq", 1.0), ("readreverse", 1.0), ("seekrandom", 1.0), ("readrandom_cold", 1.0)]
+
+
+def shown(workload, backend):
+    """Whether a backend's figure for a workload is shown and compared: the recovery rows only for engines
+    that replay a log on reopen (LMDB and SQLite replay nothing: their "recovery" is an open)."""
+    return workload != "recovery" or getattr(_ADAPTERS.get(backend), "replays_log", True)
 
 
 def fmt(v, unit):
@@ -56,10 +78,12 @@ def fmt(v, unit):
         return "-"
     if unit == "x":
         return f"{v:.2f}x"
-    if unit == "mib":
-        return f"{v:.0f}"
+    if unit == "mib":       # also KiB read by a reopen: no decimals
+        return f"{v:,.0f}"
     if unit == "mbs":
         return f"{v:,.0f}"
+    if unit == "ms":        # also KiB per get: one decimal
+        return f"{v:,.1f}"
     if v >= 1e6:
         return f"{v / 1e6:.2f}M"
     if v >= 1e4:
@@ -115,27 +139,37 @@ def load_jsonl(path):
 
 
 def targets(results, disk):
-    """pylsm's targets: {row label: (target text, achieved text, met or None)}."""
+    """pylsm's targets: {row label: (target text, achieved text, met or None)}; ratios of medians."""
     out = {}
 
     def get(w, m, b="pylsm"):
         return (results.get((w, b)) or {}).get(m)
 
     def best_peer(w, m, higher=True):
-        vals = [(get(w, m, p), p) for p in PEERS if get(w, m, p) is not None]
+        vals = [(get(w, m, p), p) for p in PEERS if get(w, m, p) is not None and shown(w, p)]
         if not vals:
             return None, None
         return (max if higher else min)(vals)
 
-    for w, need in [("fillseq", 2.0), ("fillrandom", 2.0), ("fillbatch", 1.5), ("overwrite", 1.5),
-                    ("readrandom", 1.5), ("readrandom_settled", 1.5), ("readmissing", 1.5),
-                    ("readseq", 1.0), ("readreverse", 1.0), ("seekrandom", 1.0)]:
+    def vs_best(w, need, label=None, own=None):
         mine, (best, _) = get(w, "ops_per_sec"), best_peer(w, "ops_per_sec")
+        text = f">= {need:g}x best peer" + ("'s 2 threads" if own else "")
         if mine is not None and best:
             r = mine / best
-            out[w] = (f">= {need:g}x best peer", f"{r:.2f}x", r >= need)
+            sp = get(w, own) if own else None
+            out[label or w] = (text, f"{r:.2f}x" + (f" (own {sp:.2f}x)" if sp else ""), r >= need)
         else:
-            out[w] = (f">= {need:g}x best peer", "-", None)
+            out[label or w] = (text, "-", None)
+
+    def vs_own(w, need, label, own_text):
+        sp = get(w, "thread_speedup")
+        out[label] = (f">= {need:g}x own {own_text}", f"{sp:.2f}x" if sp else "-", (sp >= need) if sp else None)
+
+    for w, need in PEER_TARGETS:
+        vs_best(w, need)
+    vs_best("get_many", 2.0, label="get_many (1,000 keys)")
+    vs_best("readrandom_threads2", 1.5, own="thread_speedup")
+    vs_own("readrandom_cold_threads2", 1.6, "readrandom_cold_threads2", "1-thread cold")
     mine = get("fillsync", "ops_per_sec")
     if disk and mine:
         r = mine / disk_limit(disk)
@@ -145,12 +179,6 @@ def targets(results, disk):
     one, eight = get("fillsync", "ops_per_sec"), get("fillsync_threads8", "ops_per_sec")
     out["fillsync_threads8"] = (">= 4x own fillsync", f"{eight / one:.2f}x" if one and eight else "-",
                                 (eight / one >= 4) if one and eight else None)
-    mine, (best, _) = get("get_many", "ops_per_sec"), best_peer("get_many", "ops_per_sec")
-    out["get_many (1,000 keys)"] = (">= 2x best peer", f"{mine / best:.2f}x" if mine and best else "-",
-                                    (mine / best >= 2) if mine and best else None)
-    sp = get("readrandom_threads2", "thread_speedup")
-    out["readrandom_threads2"] = (">= 1.6x own 1 thread", f"{sp:.2f}x" if sp else "-",
-                                  (sp >= 1.6) if sp else None)
     mbs = get("recovery", "wal_mb_per_sec")
     out["  WAL replay MB/s"] = (">= 200 MB/s", f"{mbs:,.0f} MB/s" if mbs else "-", (mbs >= 200) if mbs else None)
     amp = get("space", "space_amp")
@@ -168,10 +196,11 @@ def table(results, disk, n_requested):
     head = ["workload", "n"] + backends + ["best peer", "pylsm/best", "pylsm target", "pylsm", "met"]
     rows = []
     for label, w, metric, higher, unit in ROWS:
-        vals = {b: (results.get((w, b)) or {}).get(metric) for b in backends}
+        infos = {b: (results.get((w, b)) or {}) if shown(w, b) else {} for b in backends}
+        vals = {b: infos[b].get(metric) for b in backends}
         ns = [(results.get((w, b)) or {}).get("n") for b in backends]
         n = next((x for x in ns if x), None)
-        if all(v is None for v in vals.values()) and not any(ns):
+        if all(v is None for v in vals.values()):
             continue
         peers = [(vals[p], p) for p in PEERS if vals.get(p) is not None]
         best = (max if higher else min)(peers) if peers else None
@@ -182,6 +211,12 @@ def table(results, disk, n_requested):
         rows.append([label, f"{n:,}" if n and not label.startswith("  ") else ""]
                     + [fmt(vals[b], unit) for b in backends]
                     + [f"{best[1]}" if best else "-", ratio, t[0], t[1], met])
+        if any(i.get(metric + "_rounds", 1) > 1 for i in infos.values()):
+            indent = label[:len(label) - len(label.lstrip())]
+            rows.append([indent + "  min-max", ""]
+                        + [f"{fmt(infos[b][metric + '_min'], unit)}-{fmt(infos[b][metric + '_max'], unit)}"
+                           if infos[b].get(metric + "_min") is not None else "" for b in backends]
+                        + ["", "", "", "", ""])
         if w == "fillsync" and label == "fillsync" and disk:
             rows.append(["  disk write+fdatasync", "", f"{disk_limit(disk):,.0f}/s"]
                         + [""] * (len(backends) - 1) + ["(bench_disk.c)", "", "", "", ""])
@@ -194,7 +229,9 @@ def table(results, disk, n_requested):
     for r in rows:
         lines.append(line(r).rstrip())
     notes = [f"ops/s unless stated (n = operations timed; --n {n_requested:,}); best peer excludes dict "
-             "(the in-memory ceiling); space and memory: lower is better."]
+             "(the in-memory ceiling); space, memory, reopen and KiB read: lower is better.",
+             "read rows: median of the rounds, min-max below it; targets use the median. recovery: LMDB and "
+             "SQLite replay no log on reopen, so they show '-' and are not compared."]
     if disk:
         notes.append(f"disk: raw write+fdatasync of a {disk['record_bytes']}-byte record in {disk['dir']}: "
                      f"{disk['append']:,.0f}/s appending, {disk['prealloc']:,.0f}/s into a preallocated file; "
@@ -203,27 +240,32 @@ def table(results, disk, n_requested):
 
 
 def plot(results, disk, png):
+    """Bars of ops/s per workload (log axis, min-max whiskers where there were rounds); below: space, memory
+    and recovery's WAL replay rate (engines that replay a log), each on its own axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     backends = [b for b in BACKENDS if any(k[1] == b for k in results)]
-    workloads = [r[1] for r in ROWS if r[2] == "ops_per_sec" and r[1] not in ("memory",)]
+    workloads = [r[1] for r in ROWS if r[2] == "ops_per_sec" and r[1] not in ("memory", "recovery")]
     workloads = [w for w in dict.fromkeys(workloads) if any((w, b) in results for b in backends)]
     colors = {"pylsm": "#d62728", "plyvel": "#1f77b4", "rocksdict": "#ff7f0e", "lmdb": "#2ca02c",
-              "sqlite3": "#9467bd", "dict": "#7f7f7f"}
+              "sqlite3": "#9467bd", "lsmdb": "#8c564b", "dict": "#7f7f7f"}
     fig = plt.figure(figsize=(max(12, 1.1 * len(workloads)), 9))
-    gs = fig.add_gridspec(2, 2, height_ratios=[3, 1.3])
+    gs = fig.add_gridspec(2, 3, height_ratios=[3, 1.3])
     ax = fig.add_subplot(gs[0, :])
     width = 0.8 / max(1, len(backends))
     for j, b in enumerate(backends):
-        xs, ys = [], []
+        xs, ys, lo, hi = [], [], [], []
         for i, w in enumerate(workloads):
-            v = (results.get((w, b)) or {}).get("ops_per_sec")
+            info = results.get((w, b)) or {}
+            v = info.get("ops_per_sec")
             if v:
                 xs.append(i + (j - (len(backends) - 1) / 2) * width)
                 ys.append(v)
-        ax.bar(xs, ys, width, label=b, color=colors.get(b))
+                lo.append(v - info.get("ops_per_sec_min", v))
+                hi.append(info.get("ops_per_sec_max", v) - v)
+        ax.bar(xs, ys, width, label=b, color=colors.get(b), yerr=[lo, hi], error_kw=dict(lw=0.6, capsize=1))
     if disk and "fillsync" in workloads:
         i = workloads.index("fillsync")
         ax.hlines(disk_limit(disk), i - 0.45, i + 0.45, colors="k", linestyles="--", label="disk fdatasync")
@@ -234,15 +276,22 @@ def plot(results, disk, png):
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.legend(ncol=len(backends) + 1, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
               frameon=False)
-    ax.set_title("pylsm vs peers: ops/s, higher is better", pad=22)
-    for k, (w, metric, title) in enumerate([("space", "space_amp", "space: disk / live bytes (lower is better)"),
-                                            ("memory", "peak_rss_delta_mib", "peak RSS MiB, fillrandom (lower)")]):
+    ax.set_title("pylsm vs peers: ops/s, higher is better (read workloads: median, whiskers min-max)", pad=22)
+    panels = [("space", "space_amp", "space: disk / live bytes (lower is better)", 1.3),
+              ("memory", "peak_rss_delta_mib", "peak RSS MiB, fillrandom (lower)", None),
+              ("recovery", "wal_mb_per_sec", "recovery: WAL replayed, MB/s (higher)", 200)]
+    for k, (w, metric, title, line) in enumerate(panels):
         a = fig.add_subplot(gs[1, k])
-        bs = [b for b in backends if (results.get((w, b)) or {}).get(metric) is not None]
+        bs = [b for b in backends if (results.get((w, b)) or {}).get(metric) is not None and shown(w, b)]
         a.bar(bs, [results[(w, b)][metric] for b in bs], color=[colors.get(b) for b in bs])
         a.set_title(title, fontsize=9)
-        if w == "space":
-            a.axhline(1.3, color="k", linestyle="--", linewidth=0.8)
+        if not bs:
+            a.text(0.5, 0.5, "not run", ha="center", va="center", transform=a.transAxes, color="0.5")
+            a.set_xticks([])
+            a.set_yticks([])
+            continue
+        if line is not None:
+            a.axhline(line, color="k", linestyle="--", linewidth=0.8)
         a.tick_params(labelsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

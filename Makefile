@@ -77,7 +77,9 @@ bench: build
 	$(VPY) -m pip install -q -e '.[bench]' --no-build-isolation
 	$(VPY) benchmarks/run.py --n $(BENCH_N)
 
-stress: build
+# The long runs: the C kill -9 loop at 1,000 iterations (40 in make test), then the slow pytest tests.
+stress: build tests/c/bin/test_kill_loop
+	KILL_LOOP_ITERS=$${KILL_LOOP_ITERS:-1000} ASAN_OPTIONS=detect_leaks=1 tests/c/bin/test_kill_loop
 	$(VPY) -m pytest -q -m slow tests
 
 # The lifetime and API tests against an ASan/UBSan build of the extension (built in a copy of the tree,

@@ -19,7 +19,7 @@ struct pl_ingest {
     compact_env env;     /* where and how tables are written; bytes_written */
     compaction_output out;
     version_edit e;      /* the finished tables (level 0 until placed) */
-    pl_buf first, last;  /* user keys */
+    pl_buf first, last;  /* user keys: the first added, the last of the tables cut so far */
     pl_buf ikey;         /* scratch: the internal key being added */
     uint64_t count, user_bytes;
     int rc;              /* sticky: the first failure */
@@ -53,44 +53,64 @@ static int fail(pl_ingest *g, int rc)
     return rc;
 }
 
+/* The pair at g->count has a key not greater than `prev` (a user key): the error naming it. */
+static int order_error(pl_ingest *g, const void *key, size_t klen, const char *prev, size_t plen)
+{
+    return fail(g, PL_FAIL(PL_INVALID,
+                           "ingest: the key at position %" PRIu64 " is %s the key before it; keys must be "
+                           "in strictly ascending (bytewise) order",
+                           g->count, ukey_cmp(key, klen, prev, plen) ? "less than" : "equal to"));
+}
+
+/* Keep the last key added (the range's end, and what the next table's first key must exceed). */
+static int save_last(pl_ingest *g)
+{
+    const char *k;
+    size_t n;
+    table_builder_last_key(g->out.tb, &k, &n);
+    return n ? buf_set(&g->last, k, ikey_ulen(n)) : PL_OK;
+}
+
 int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, size_t vlen)
 {
     if (g->rc)
         return PL_FAIL(g->rc, "ingest: an earlier pair failed; abort the ingest");
-    int rc = batch_check_sizes(klen, vlen);
+    int rc = pl_db_check(g->db); /* a closed database's directory is no longer ours to write in */
+    if (rc)
+        return fail(g, rc);
+    rc = batch_check_sizes(klen, vlen);
     if (rc) {
         char msg[200];
         snprintf(msg, sizeof msg, "%s", pl_errmsg());
         return fail(g, PL_FAIL(rc, "ingest: pair %" PRIu64 ": %s", g->count, msg));
     }
-    if (g->count > 0) {
-        int c = ukey_cmp(key, klen, g->last.data, g->last.len);
-        if (c <= 0)
-            return fail(g, PL_FAIL(PL_INVALID,
-                                   "ingest: the key at position %" PRIu64 " is %s the key before it; keys "
-                                   "must be in strictly ascending (bytewise) order",
-                                   g->count, c ? "less than" : "equal to"));
-    }
     if (!g->out.tb) {
-        /* A closed database's directory is no longer ours to write in. */
-        if ((rc = pl_db_check(g->db)) || (rc = compaction_output_open(&g->out, &g->env)))
+        /* Within a table the builder checks the order; across tables, this. */
+        if (g->count > 0 && ukey_cmp(key, klen, g->last.data, g->last.len) <= 0)
+            return order_error(g, key, klen, g->last.data, g->last.len);
+        if ((rc = compaction_output_open(&g->out, &g->env)))
             return fail(g, rc);
     }
     if ((rc = buf_reserve(&g->ikey, klen + IKEY_TRAILER)))
         return fail(g, rc);
     ikey_build(g->ikey.data, key, klen, g->lsn, KIND_PUT);
     rc = table_builder_add(g->out.tb, g->ikey.data, klen + IKEY_TRAILER, val, vlen);
+    if (rc == PL_INVALID) { /* not sticky: the key is not greater than the one before */
+        const char *prev;
+        size_t plen;
+        table_builder_last_key(g->out.tb, &prev, &plen);
+        if (plen && ukey_cmp(key, klen, prev, ikey_ulen(plen)) <= 0)
+            return order_error(g, key, klen, prev, ikey_ulen(plen));
+    }
     if (!rc && g->count == 0)
         rc = buf_set(&g->first, key, klen);
-    if (!rc)
-        rc = buf_set(&g->last, key, klen);
     if (rc)
         return fail(g, rc);
     g->count++;
     g->user_bytes += klen + vlen;
     /* Every key is distinct, so a cut here never splits one key's versions. */
     if (table_builder_file_size(g->out.tb) >= g->env.target_file_bytes &&
-        (rc = compaction_output_finish(&g->out, &g->env, 0, &g->e)))
+        ((rc = save_last(g)) || (rc = compaction_output_finish(&g->out, &g->env, 0, &g->e))))
         return fail(g, rc);
     return PL_OK;
 }
@@ -143,7 +163,7 @@ void pl_ingest_abort(pl_ingest *g)
 int pl_ingest_finish(pl_ingest *g, uint64_t *count)
 {
     int rc = g->rc, applied = 0;
-    if (!rc && g->out.tb)
+    if (!rc && g->out.tb && !(rc = save_last(g)))
         rc = compaction_output_finish(&g->out, &g->env, 0, &g->e);
     if (!rc && g->count > 0)
         rc = db_ingest_commit(g->db, &g->e, g->lsn, place, g, g->count, g->user_bytes, g->env.bytes_written,

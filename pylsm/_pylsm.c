@@ -1037,7 +1037,7 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
 #define INGEST_CHUNK_BYTES (1u << 20)
 
 typedef struct {
-    PyObject *hold; /* the pair (or the sequence made of it) that key and value come from */
+    PyObject *key, *val; /* referenced; the pair itself is let go at once (zip() then reuses it) */
     bytes_arg k, v;
 } ingest_item;
 
@@ -1046,7 +1046,8 @@ static void ingest_release(ingest_item *items, Py_ssize_t n)
     for (Py_ssize_t i = 0; i < n; i++) {
         release_bytes(&items[i].k);
         release_bytes(&items[i].v);
-        Py_DECREF(items[i].hold);
+        Py_DECREF(items[i].key);
+        Py_DECREF(items[i].val);
     }
 }
 
@@ -1074,23 +1075,25 @@ static int ingest_chunk(DBObject *self, pl_ingest *g, ingest_item *items, Py_ssi
 /* Take the next pair into *x; 1 when taken, 0 at the end, -1 with an exception. */
 static int ingest_next(DBObject *self, PyObject *it, ingest_item *x)
 {
-    PyObject *pair = PyIter_Next(it), *k, *v;
+    PyObject *pair = PyIter_Next(it), *hold;
     if (!pair)
         return PyErr_Occurred() ? -1 : 0;
-    int r = unpack_pair(Py_TYPE(self), pair, "ingest", "an iterable of (key, value) pairs", &x->hold, &k, &v);
+    int r = unpack_pair(Py_TYPE(self), pair, "ingest", "an iterable of (key, value) pairs", &hold, &x->key,
+                        &x->val);
     Py_DECREF(pair);
     if (r < 0)
         return -1;
-    if (get_bytes(k, &x->k, "key") < 0) {
-        Py_DECREF(x->hold);
-        return -1;
-    }
-    if (get_bytes(v, &x->v, "value") < 0) {
+    Py_INCREF(x->key);
+    Py_INCREF(x->val);
+    Py_DECREF(hold);
+    if (get_bytes(x->key, &x->k, "key") == 0) {
+        if (get_bytes(x->val, &x->v, "value") == 0)
+            return 1;
         release_bytes(&x->k);
-        Py_DECREF(x->hold);
-        return -1;
     }
-    return 1;
+    Py_DECREF(x->key);
+    Py_DECREF(x->val);
+    return -1;
 }
 
 static void ingest_report(PyObject *cb, uint64_t done, int *failed)

@@ -1,7 +1,7 @@
 /*
  * ingest.h -- bulk ingest: pairs in strictly ascending key order written straight into tables and
  * made visible by one manifest edit (the public calls are pl_ingest_* in pylsm.h; docs/api.md, "Bulk
- * ingest", and docs/decisions.md item 11 say why it is built this way).
+ * ingest", and docs/decisions.md, "Bulk ingest", say why it is built this way).
  *
  * The pairs:  every pair must have a key greater (bytewise) than the pair before; the first that does
  * not fails the ingest with PL_INVALID naming its position.  Sizes follow pl_db_put's limits.

@@ -363,6 +363,13 @@ static int read_only_error(void)
     return PL_FAIL(PL_RDONLY_OPEN, "the database was opened with read_only=True: it takes no writes");
 }
 
+/* PL_OK if the handle may take a write now (open, in this process, not read-only). */
+static int check_writable(pl_db *db)
+{
+    int rc = check_usable(db);
+    return rc ? rc : db->opt.read_only ? read_only_error() : PL_OK;
+}
+
 /* Would a write of count operations, queued now, take the LSN reserved by the running ingest (or one
  * past it)?  REQUIRES: mu held. */
 static int ingest_blocks(const pl_db *db, uint32_t count)
@@ -551,11 +558,9 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
 
 int pl_db_write(pl_db *db, const pl_batch *b, int flags)
 {
-    int rc = check_usable(db);
+    int rc = check_writable(db);
     if (rc)
         return rc;
-    if (db->opt.read_only)
-        return read_only_error();
     if (pl_batch_count(b) == 0)
         return (flags & PL_WRITE_SYNC) ? pl_db_sync(db) : PL_OK;
     rc = write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
@@ -602,11 +607,9 @@ int pl_db_delete(pl_db *db, const void *key, size_t klen, int flags)
 
 int pl_db_sync(pl_db *db)
 {
-    int rc = check_usable(db);
+    int rc = check_writable(db);
     if (rc)
         return rc;
-    if (db->opt.read_only)
-        return read_only_error();
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
     wal *log = db->log;
@@ -1062,11 +1065,9 @@ void db_table_env(pl_db *db, compact_env *env) { compact_env_init(db, env); }
 
 int db_ingest_begin(pl_db *db, uint64_t *lsn)
 {
-    int rc = check_usable(db);
+    int rc = check_writable(db);
     if (rc)
         return rc;
-    if (db->opt.read_only)
-        return read_only_error();
     pthread_mutex_lock(&db->mu);
     uint64_t from = db->last_assigned + db->queued_lsns;
     if (db->bg_error)

@@ -494,6 +494,18 @@ def _card_html(db: "DB") -> str:
 # The database
 
 
+def _unpack_pairs(pairs: Any, who: str) -> Any:
+    """(key, value) of each pair, with the binding's errors for an item that is not a pair."""
+    for pair in pairs:
+        try:
+            k, v = pair
+        except TypeError:
+            raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
+        except ValueError:
+            raise _pylsm.PairError(f"{who}(): a (key, value) pair has 2 items, not {len(pair)}") from None
+        yield k, v
+
+
 class WriteBatch(_pylsm.WriteBatch):
     """Operations applied atomically by ``DB.write()``; later operations on the same key win.
 
@@ -530,13 +542,7 @@ class WriteBatch(_pylsm.WriteBatch):
             src = src.items()
         elif hasattr(src, "keys"):
             src = [(k, src[k]) for k in src.keys()]
-        for pair in src:
-            try:
-                k, v = pair
-            except TypeError:
-                raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
-            except ValueError:
-                raise _pylsm.PairError(f"put_many(): a (key, value) pair has 2 items, not {len(pair)}") from None
+        for k, v in _unpack_pairs(src, "put_many"):
             self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
@@ -817,14 +823,7 @@ class _CodedDB(DB):
 
     def _encode_pairs(self, pairs: Any) -> Any:
         # ingest(): the order that counts is that of the encoded keys.
-        for pair in pairs:
-            try:
-                k, v = pair
-            except TypeError:
-                raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
-            except ValueError:
-                raise _pylsm.PairError(f"ingest(): a (key, value) pair has 2 items, not {len(pair)}") from None
-            yield self._k(k), self._v(v)
+        return ((self._k(k), self._v(v)) for k, v in _unpack_pairs(pairs, "ingest"))
 
 
 

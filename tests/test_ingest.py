@@ -230,6 +230,20 @@ def test_an_iterable_that_closes_the_database_gets_a_clean_error(tmp_path):
         assert sst_files(path) == before  # what the ingest wrote is gone
 
 
+def test_a_progress_callback_that_closes_the_database(tmp_path):
+    path = str(tmp_path / "db")
+    db = pylsm.open(path)
+
+    def close_at(done):
+        if done >= 2048:
+            db.close()
+
+    with pytest.raises(pylsm.ClosedError):
+        _pylsm.DB.ingest(db, [kv(i) for i in range(5000)], progress=close_at)
+    with pylsm.open(path) as db2:
+        assert len(db2) == 0 and sst_files(path) == []
+
+
 class KeyClosing:
     """A key whose buffer export closes the database (the binding re-checks before the core)."""
 

@@ -798,13 +798,15 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
 
 /* ---- flush and the background thread ---- */
 
-/* Delete the WAL files that tables now cover (numbers below the manifest's log number), without
- * listing the directory: flush cost must not grow with the number of tables (the seed's item 4). */
-static void delete_old_wals(pl_db *db)
+/* Delete the WAL files that tables now cover (numbers below `covered`, the log number of the edit
+ * just applied), without listing the directory: flush cost must not grow with the number of tables
+ * (the seed's item 4).  (Not db->vs.log_number: versions_apply writes that under apply_mu, which an
+ * ingest's or a compaction's edit may hold now.) */
+static void delete_old_wals(pl_db *db, uint64_t covered)
 {
     pthread_mutex_lock(&db->mu);
     size_t k = 0;
-    while (k < db->nwals && db->wals[k] < db->vs.log_number)
+    while (k < db->nwals && db->wals[k] < covered)
         k++;
     uint64_t old[64];
     size_t n = k < 64 ? k : 64;
@@ -903,6 +905,7 @@ static int flush_imm(pl_db *db)
     if (!rc)
         rc = apply_edit(db, &e);
     pthread_mutex_unlock(&db->apply_mu);
+    uint64_t covered = e.log_number; /* what the manifest now says tables cover */
     edit_free(&e);
     atomic_fetch_add(&db->st_table_bytes, env.bytes_written);
 
@@ -917,7 +920,7 @@ static int flush_imm(pl_db *db)
     pthread_cond_broadcast(&db->bg_cv);
     if (!rc) {
         pthread_mutex_unlock(&db->mu);
-        delete_old_wals(db);
+        delete_old_wals(db, covered);
         pthread_mutex_lock(&db->mu);
     }
     return rc;

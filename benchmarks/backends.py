@@ -6,6 +6,11 @@ Every adapter is opened with ``Adapter(path, sync=..., memtable_bytes=..., cache
                                                   the timed loops pay no adapter overhead where the backend
                                                   has a direct call (pylsm, plyvel, rocksdict, dict)
   write_batch(pairs)                              one atomic batch, the backend's own batch API
+  bulk_load(pairs)                                pairs in key order loaded by the backend's fastest bulk
+                                                  path (ingest workload): pylsm ``ingest()``, RocksDB
+                                                  ``SstFileWriter`` + ``ingest_external_file``, LMDB
+                                                  appending ``putmulti`` in one transaction; the others
+                                                  their batch write, in batches of C.BATCH (fillbatch)
   scan(start=None, reverse=False, limit=None)     iterator of (key, value) in key order
   get_many(keys) -> list                          the backend's own batch read (a loop of gets without one)
   begin_reads()                                   before a read-only pass (untimed); LMDB, SQLite and LSM
@@ -84,6 +89,16 @@ class Backend(abc.ABC):
     def compact(self):
         """Compact everything where the backend can (space workload)."""
 
+    def bulk_load(self, pairs):
+        """Load pairs given in ascending key order (ingest workload); by default fillbatch's batches."""
+        write = self.write_batch
+        it = iter(pairs)
+        while True:
+            chunk = list(itertools.islice(it, C.BATCH))
+            if not chunk:
+                return
+            write(chunk)
+
     def get_many(self, keys):
         """Values (None when absent) of a list of keys (get_many workload): the backend's own batch read
         where it has one and it is the faster way to a list in key order; a map of its get otherwise."""
@@ -123,6 +138,7 @@ class PylsmBackend(Backend):
                                   block_cache_bytes=self.cache_bytes, bloom_bits_per_key=C.BLOOM_BITS)
         self.put, self.get, self.delete = db.put, db.get, db.delete
         self.write_batch = db.update
+        self.bulk_load = db.ingest
         self.get_many = db.get_many
         self.is_open = True
 
@@ -243,6 +259,33 @@ class RocksdictBackend(Backend):
             put(k, v)
         self.db.write(wb)
 
+    def bulk_load(self, pairs):
+        """RocksDB's bulk load: SstFileWriter tables cut at the write buffer size, then one
+        ingest_external_file (moving the files in)."""
+        import rocksdict as r
+        opts = r.Options(raw_mode=True)
+        opts.set_compression_type(r.DBCompressionType.none())
+        table = r.BlockBasedOptions()
+        table.set_bloom_filter(C.BLOOM_BITS, False)
+        table.set_block_size(4096)
+        opts.set_block_based_table_factory(table)
+        paths, w = [], None
+        for i, (k, v) in enumerate(pairs):
+            if w is None:
+                paths.append(f"{self.path}.ingest-{len(paths):06d}.sst")
+                w = r.SstFileWriter(opts)
+                w.open(paths[-1])
+            w[k] = v
+            if i % 1024 == 1023 and w.file_size() >= self.memtable_bytes:
+                w.finish()
+                w = None
+        if w is not None:
+            w.finish()
+        if paths:
+            io = r.IngestExternalFileOptions()
+            io.set_move_files(True)
+            self.db.ingest_external_file(paths, io)
+
     def scan(self, start=None, reverse=False, limit=None):
         it = self.db.items(backwards=reverse, from_key=start)
         return it if limit is None else itertools.islice(it, limit)
@@ -332,6 +375,12 @@ class LmdbBackend(Backend):
         self._end_reads()
         with self.env.begin(write=True) as txn:
             txn.cursor().putmulti(pairs)
+
+    def bulk_load(self, pairs):
+        """LMDB's bulk load of sorted keys: one transaction of appending puts (MDB_APPEND)."""
+        self._end_reads()
+        with self.env.begin(write=True) as txn:
+            txn.cursor().putmulti(pairs, append=True)
 
     def scan(self, start=None, reverse=False, limit=None):
         txn = self._rtxn if self._rtxn is not None else self.env.begin()
@@ -695,6 +744,7 @@ class DictBackend(Backend):
             self.d = d = _DICT_STORES.setdefault(self.path, {})
         self._sorted = None
         self.put, self.get, self.write_batch = d.__setitem__, d.get, d.update
+        self.bulk_load = d.update
         self.delete = lambda k: d.pop(k, None)
         self.is_open = True
 

@@ -36,6 +36,7 @@ ROWS = [
     ("fillseq", "fillseq", "ops_per_sec", True, "ops"),
     ("fillrandom", "fillrandom", "ops_per_sec", True, "ops"),
     ("fillbatch", "fillbatch", "ops_per_sec", True, "ops"),
+    ("ingest (bulk load)", "ingest", "ops_per_sec", True, "ops"),
     ("overwrite", "overwrite", "ops_per_sec", True, "ops"),
     ("fillsync", "fillsync", "ops_per_sec", True, "ops"),
     ("fillsync_threads8", "fillsync_threads8", "ops_per_sec", True, "ops"),
@@ -170,6 +171,10 @@ def targets(results, disk):
     vs_best("get_many", 2.0, label="get_many (1,000 keys)")
     vs_best("readrandom_threads2", 1.5, own="thread_speedup")
     vs_own("readrandom_cold_threads2", 1.6, "readrandom_cold_threads2", "1-thread cold")
+    mine, (best, who) = get("ingest", "ops_per_sec"), best_peer("fillbatch", "ops_per_sec")
+    out["ingest (bulk load)"] = (">= 3x best peer fillbatch",
+                                 f"{mine / best:.2f}x {who}" if mine and best else "-",
+                                 (mine / best >= 3) if mine and best else None)
     mine = get("fillsync", "ops_per_sec")
     if disk and mine:
         r = mine / disk_limit(disk)

@@ -1,4 +1,4 @@
-"""Write workloads: fillseq, fillrandom, fillbatch, overwrite, fillsync, fillsync_threads8.
+"""Write workloads: fillseq, fillrandom, fillbatch, ingest, overwrite, fillsync, fillsync_threads8.
 
 Each round starts from an empty database in a fresh directory (built in the untimed setup). The timed part is
 the puts only, as in db_bench: not the open, and not the close (which may flush a memtable).
@@ -70,6 +70,24 @@ def test_fillbatch(backend, dirs, data, measure):
             write(chunk)
 
     measure.run("fillbatch", data.n, setup, body, batch=C.BATCH)
+    check_sample(state["db"], data.keys, data.vals)
+
+
+@pytest.mark.workload("ingest")
+def test_ingest(backend, dirs, data, measure):
+    """N pairs in key order loaded in bulk by each backend's fastest path (backends.py, bulk_load):
+    pylsm's ingest(), RocksDB's SstFileWriter + ingest_external_file, LMDB's appending puts, the others'
+    batch writes.  pylsm's target is against the peers' fillbatch (issue 11)."""
+    state = {}
+
+    def setup():
+        state["db"] = db = dirs.open()
+        return db
+
+    def body(db):
+        db.bulk_load(zip(data.keys, data.vals))
+
+    measure.run("ingest", data.n, setup, body)
     check_sample(state["db"], data.keys, data.vals)
 
 

@@ -158,13 +158,15 @@ static int is_base_level(version *v, int level, const char *ukey, size_t ulen)
     return 1;
 }
 
-typedef struct {
-    table_builder *tb;
-    uint64_t number;
-    char *path;
-} output;
+int compaction_output_open(compaction_output *o, compact_env *env)
+{
+    o->number = env->new_file(env->ctx);
+    o->path = db_file_name(env->dir, o->number, "sst");
+    return o->path ? table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb)
+                   : PL_FAIL(PL_NOMEM, "out of memory");
+}
 
-static int finish_output(output *o, compact_env *env, int level, version_edit *e)
+int compaction_output_finish(compaction_output *o, compact_env *env, int level, version_edit *e)
 {
     table_meta m;
     memset(&m, 0, sizeof m);
@@ -189,11 +191,20 @@ static int finish_output(output *o, compact_env *env, int level, version_edit *e
     return rc;
 }
 
+void compaction_output_abandon(compaction_output *o)
+{
+    if (o->tb)
+        table_builder_abandon(o->tb);
+    o->tb = NULL;
+    free(o->path);
+    o->path = NULL;
+}
+
 int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e)
 {
     if (!input)
         return PL_FAIL(PL_NOMEM, "out of memory");
-    output o = {0};
+    compaction_output o = {0};
     pl_buf cur = {0}; /* the current user key */
     int have_cur = 0;
     uint64_t last_lsn_for_key = 0; /* LSN of the previous (newer) entry of cur, or UINT64_MAX */
@@ -217,7 +228,7 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
             last_lsn_for_key = UINT64_MAX;
             /* A table may be cut only between user keys. */
             if (o.tb && table_builder_file_size(o.tb) >= env->target_file_bytes) {
-                if ((rc = finish_output(&o, env, level, e)))
+                if ((rc = compaction_output_finish(&o, env, level, e)))
                     break;
             }
         }
@@ -233,23 +244,15 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
             env->entries_dropped++;
             continue;
         }
-        if (!o.tb) {
-            o.number = env->new_file(env->ctx);
-            o.path = db_file_name(env->dir, o.number, "sst");
-            rc = o.path ? table_builder_new(o.path, env->block_bytes, env->bloom_bits_per_key, &o.tb)
-                        : PL_FAIL(PL_NOMEM, "out of memory");
-            if (rc)
-                break;
-        }
+        if (!o.tb && (rc = compaction_output_open(&o, env)))
+            break;
         rc = table_builder_add(o.tb, k, kn, val, vn);
     }
     if (!rc)
         rc = iter_status(input);
     if (!rc && o.tb)
-        rc = finish_output(&o, env, level, e);
-    if (o.tb)
-        table_builder_abandon(o.tb);
-    free(o.path);
+        rc = compaction_output_finish(&o, env, level, e);
+    compaction_output_abandon(&o);
     pl_buf_free(&cur);
     iter_destroy(input);
     return rc;

@@ -64,6 +64,19 @@ int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
  * the output joins (to decide whether tombstones may go); NULL keeps every tombstone. */
 int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e);
 
+/* One output table on its way (compaction, flush, ingest): opened with a fresh file number, then
+ * finished -- written, fdatasynced, its directory fsynced, opened for reading and added to e at
+ * `level` (its bytes counted in env->bytes_written) -- or abandoned (the partial file removed).
+ * A finish that fails removes the file too.  The path is freed by finish and abandon. */
+typedef struct compaction_output {
+    table_builder *tb; /* NULL when no table is open */
+    uint64_t number;
+    char *path;
+} compaction_output;
+int compaction_output_open(compaction_output *o, compact_env *env);
+int compaction_output_finish(compaction_output *o, compact_env *env, int level, version_edit *e);
+void compaction_output_abandon(compaction_output *o); /* no-op when none is open */
+
 /* Bytes a level should hold at most. */
 uint64_t compaction_level_target(const compact_env *env, int level);
 

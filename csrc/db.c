@@ -98,6 +98,9 @@ struct pl_db {
     pthread_mutex_t compact_mu; /* one compaction at a time (background or manual) */
     pthread_mutex_t apply_mu;   /* one version edit at a time; order: compact_mu, apply_mu, sync_mu, mu */
     uint64_t last_assigned;   /* highest LSN handed to a writer (leader only, under mu) */
+    uint64_t queued_lsns;     /* LSNs the writers in the queue will take (under mu) */
+    uint64_t ingest_lsn;      /* the LSN reserved by the running ingest, 0 if none (under mu) */
+    pthread_t ingest_thread;  /* the thread that started it */
     _Atomic uint64_t visible; /* highest LSN readers may see */
 
     int bg_error;               /* sticky: a write or fsync failed (PL_IOERR) */
@@ -123,7 +126,7 @@ struct pl_db {
 
     /* statistics */
     _Atomic uint64_t st_wal_writes, st_wal_syncs, st_wal_records, st_user_bytes, st_wal_bytes;
-    _Atomic uint64_t st_puts, st_deletes, st_gets, st_table_bytes;
+    _Atomic uint64_t st_puts, st_deletes, st_gets, st_table_bytes, st_ingested;
     uint64_t wal_dropped_bytes;
     uint64_t recovered_records;
     int recovered_wals;         /* WAL files that held records at open */
@@ -284,6 +287,26 @@ static void wake_head(pl_db *db)
         pthread_cond_signal(&db->queue_head->cv);
 }
 
+/* Join the writer queue at its tail. REQUIRES: mu held. */
+static void queue_push(pl_db *db, writer *w)
+{
+    if (db->queue_tail)
+        db->queue_tail->next = w;
+    else
+        db->queue_head = w;
+    db->queue_tail = w;
+}
+
+/* The leader w leaves the queue alone (nothing of a group to hand back) and wakes the next leader.
+ * REQUIRES: mu held, w at the head. */
+static void queue_pop(pl_db *db, writer *w)
+{
+    db->queue_head = w->next;
+    if (!db->queue_head)
+        db->queue_tail = NULL;
+    wake_head(db);
+}
+
 /* Switch to a fresh memtable and WAL when the memtable is full (or when forced and not empty); wait
  * while the previous memtable is still being flushed.  REQUIRES: mu held, the caller leads the queue. */
 static int make_room(pl_db *db, int force)
@@ -347,6 +370,38 @@ static int read_only_error(void)
     return PL_FAIL(PL_RDONLY_OPEN, "the database was opened with read_only=True: it takes no writes");
 }
 
+/* PL_OK if the handle may take a write now (open, in this process, not read-only). */
+static int check_writable(pl_db *db)
+{
+    int rc = check_usable(db);
+    return rc ? rc : db->opt.read_only ? read_only_error() : PL_OK;
+}
+
+/* Would a write of count operations, queued now, take the LSN reserved by the running ingest (or one
+ * past it)?  REQUIRES: mu held. */
+static int ingest_blocks(const pl_db *db, uint32_t count)
+{
+    return db->ingest_lsn && count && db->last_assigned + db->queued_lsns + count >= db->ingest_lsn;
+}
+
+/* Writers run beside an ingest until they would reach its LSN (ingest.h): then they wait, outside the
+ * queue, for its commit.  The ingest's own thread (a generator that writes) gets PL_BUSY instead of
+ * waiting for itself.  REQUIRES: mu held. */
+static int wait_for_ingest(pl_db *db, uint32_t count)
+{
+    while (ingest_blocks(db, count)) {
+        if (pthread_equal(db->ingest_thread, pthread_self()))
+            return PL_FAIL(PL_BUSY, "a write from the thread running ingest() would take the LSN the "
+                                    "ingest reserved; write after ingest() returns");
+        if (db->bg_error)
+            return readonly_error(db);
+        if (atomic_load(&db->closing))
+            return PL_FAIL(PL_CLOSED, "the database is closed");
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+    }
+    return PL_OK;
+}
+
 /* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
 static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
 {
@@ -371,16 +426,20 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
         pthread_cond_destroy(&w.cv);
         return rc;
     }
-    if ((flags & PL_WRITE_NO_WAIT) && (db->queue_head || sync || !write_is_quick(db, len))) {
+    if ((flags & PL_WRITE_NO_WAIT) && (db->queue_head || sync || !write_is_quick(db, len) ||
+                                       ingest_blocks(db, w.count))) {
         pthread_mutex_unlock(&db->mu);
         pthread_cond_destroy(&w.cv);
         return PL_WOULDBLOCK;
     }
-    if (db->queue_tail)
-        db->queue_tail->next = &w;
-    else
-        db->queue_head = &w;
-    db->queue_tail = &w;
+    int rc = wait_for_ingest(db, w.count);
+    if (rc) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return rc;
+    }
+    db->queued_lsns += w.count;
+    queue_push(db, &w);
     while (!w.done && db->queue_head != &w)
         pthread_cond_wait(&w.cv, &db->mu);
     if (w.done) {
@@ -393,12 +452,10 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     }
 
     /* The leader.  First make room in the memtable; a flush request (rep == NULL) stops there. */
-    int rc = make_room(db, w.rep == NULL);
+    rc = make_room(db, w.rep == NULL);
     if (rc || w.rep == NULL) {
-        db->queue_head = w.next;
-        if (!db->queue_head)
-            db->queue_tail = NULL;
-        wake_head(db);
+        db->queued_lsns -= w.count;
+        queue_pop(db, &w);
         pthread_mutex_unlock(&db->mu);
         pthread_cond_destroy(&w.cv);
         return rc;
@@ -420,6 +477,7 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
         recs[n].payload = x->rep;
         recs[n].len = x->len;
         db->last_assigned += x->count;
+        db->queued_lsns -= x->count;
         bytes += x->len;
         need_sync |= x->sync;
         n++;
@@ -507,11 +565,9 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
 
 int pl_db_write(pl_db *db, const pl_batch *b, int flags)
 {
-    int rc = check_usable(db);
+    int rc = check_writable(db);
     if (rc)
         return rc;
-    if (db->opt.read_only)
-        return read_only_error();
     if (pl_batch_count(b) == 0)
         return (flags & PL_WRITE_SYNC) ? pl_db_sync(db) : PL_OK;
     rc = write_rep(db, b->rep.data, b->rep.len, b->user_bytes, flags);
@@ -558,11 +614,9 @@ int pl_db_delete(pl_db *db, const void *key, size_t klen, int flags)
 
 int pl_db_sync(pl_db *db)
 {
-    int rc = check_usable(db);
+    int rc = check_writable(db);
     if (rc)
         return rc;
-    if (db->opt.read_only)
-        return read_only_error();
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
     wal *log = db->log;
@@ -834,13 +888,15 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
 
 /* ---- flush and the background thread ---- */
 
-/* Delete the WAL files that tables now cover (numbers below the manifest's log number), without
- * listing the directory: flush cost must not grow with the number of tables (the seed's item 4). */
-static void delete_old_wals(pl_db *db)
+/* Delete the WAL files that tables now cover (numbers below `covered`, the log number of the edit
+ * just applied), without listing the directory: flush cost must not grow with the number of tables
+ * (the seed's item 4).  (Not db->vs.log_number: versions_apply writes that under apply_mu, which an
+ * ingest's or a compaction's edit may hold now.) */
+static void delete_old_wals(pl_db *db, uint64_t covered)
 {
     pthread_mutex_lock(&db->mu);
     size_t k = 0;
-    while (k < db->nwals && db->wals[k] < db->vs.log_number)
+    while (k < db->nwals && db->wals[k] < covered)
         k++;
     uint64_t old[64];
     size_t n = k < 64 ? k : 64;
@@ -939,6 +995,7 @@ static int flush_imm(pl_db *db)
     if (!rc)
         rc = apply_edit(db, &e);
     pthread_mutex_unlock(&db->apply_mu);
+    uint64_t covered = e.log_number; /* what the manifest now says tables cover */
     edit_free(&e);
     atomic_fetch_add(&db->st_table_bytes, env.bytes_written);
 
@@ -953,7 +1010,7 @@ static int flush_imm(pl_db *db)
     pthread_cond_broadcast(&db->bg_cv);
     if (!rc) {
         pthread_mutex_unlock(&db->mu);
-        delete_old_wals(db);
+        delete_old_wals(db, covered);
         pthread_mutex_lock(&db->mu);
     }
     return rc;
@@ -1090,6 +1147,112 @@ int pl_db_flush(pl_db *db)
         pthread_cond_wait(&db->bg_cv, &db->mu);
     rc = db->bg_error ? readonly_error(db) : db->imm ? PL_FAIL(PL_CLOSED, "the database is closed") : PL_OK;
     pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+/* ---- bulk ingest: the database's side (ingest.c writes the tables and places them) ---- */
+
+uint64_t ingest_lsn_gap = UINT64_C(1) << 24;
+
+void db_table_env(pl_db *db, compact_env *env) { compact_env_init(db, env); }
+
+int db_ingest_begin(pl_db *db, uint64_t *lsn)
+{
+    int rc = check_writable(db);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&db->mu);
+    uint64_t from = db->last_assigned + db->queued_lsns;
+    if (db->bg_error)
+        rc = readonly_error(db);
+    else if (db->ingest_lsn)
+        rc = PL_FAIL(PL_BUSY, "another ingest() is running on this database; one at a time");
+    else if (from >= LSN_MAX - ingest_lsn_gap)
+        rc = PL_FAIL(PL_INVALID, "no LSNs left for an ingest (last %" PRIu64 ")", from);
+    if (!rc) {
+        *lsn = db->ingest_lsn = from + ingest_lsn_gap;
+        db->ingest_thread = pthread_self();
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+void db_ingest_end(pl_db *db, uint64_t lsn)
+{
+    pthread_mutex_lock(&db->mu);
+    if (db->ingest_lsn == lsn)
+        db->ingest_lsn = 0;
+    pthread_cond_broadcast(&db->bg_cv); /* writers waiting for it */
+    pthread_mutex_unlock(&db->mu);
+}
+
+int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place, void *ctx, uint64_t entries,
+                     uint64_t user_bytes, uint64_t table_bytes, int *applied)
+{
+    *applied = 0;
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    /* Lead the writer queue (writers wait, reads go on), so that no LSN is handed out meanwhile. */
+    writer w;
+    memset(&w, 0, sizeof w);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    queue_push(db, &w);
+    while (db->queue_head != &w)
+        pthread_cond_wait(&w.cv, &db->mu);
+    /* Every LSN before the ingest's must be in tables before the manifest can say the ingest's is the
+     * last one there (recovery replays the WALs from the LSN after it), so the memtable is flushed
+     * first, by the background thread as always. */
+    rc = make_room(db, 1);
+    while (!rc && db->imm) {
+        if (db->bg_error)
+            rc = readonly_error(db);
+        else if (atomic_load(&db->closing))
+            rc = PL_FAIL(PL_CLOSED, "the database is closed");
+        else
+            pthread_cond_wait(&db->bg_cv, &db->mu);
+    }
+    if (!rc && lsn <= db->last_assigned) /* wait_for_ingest keeps writers below it */
+        rc = PL_FAIL(PL_MISUSE, "ingest: LSN %" PRIu64 " already taken", lsn);
+    pthread_mutex_unlock(&db->mu);
+    if (!rc) {
+        /* No compaction runs while the place is chosen and the edit applied: its output could land
+         * in the level chosen, over the ingested range.  No flush either: the memtable is empty and
+         * this thread leads the queue. */
+        env_test_hook("ingest_flushed");
+        pthread_mutex_lock(&db->compact_mu);
+        pthread_mutex_lock(&db->apply_mu);
+        pthread_mutex_lock(&db->mu);
+        version *v = db->vs.current;
+        version_ref(v);
+        pthread_mutex_unlock(&db->mu);
+        rc = place(ctx, v, e);
+        version_unref(v);
+        if (!rc) {
+            e->has_last_lsn = 1;
+            e->last_lsn = lsn;
+            env_kill_point("ingest_commit");
+            *applied = 1;
+            rc = apply_edit(db, e);
+        }
+        pthread_mutex_unlock(&db->apply_mu);
+        pthread_mutex_unlock(&db->compact_mu);
+    }
+    pthread_mutex_lock(&db->mu);
+    if (!rc) {
+        db->last_assigned = lsn;
+        atomic_store_explicit(&db->visible, lsn, memory_order_release);
+        atomic_fetch_add(&db->st_ingested, entries);
+        atomic_fetch_add(&db->st_user_bytes, user_bytes);
+        atomic_fetch_add(&db->st_table_bytes, table_bytes);
+        if (db->ingest_lsn == lsn)
+            db->ingest_lsn = 0;
+    }
+    queue_pop(db, &w);
+    pthread_cond_broadcast(&db->bg_cv); /* the background thread: L0 may have grown */
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w.cv);
     return rc;
 }
 
@@ -1667,6 +1830,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "puts", atomic_load(&db->st_puts));
     fn(ctx, "deletes", atomic_load(&db->st_deletes));
     fn(ctx, "gets", atomic_load(&db->st_gets));
+    fn(ctx, "ingested", atomic_load(&db->st_ingested));
     fn(ctx, "recovered_records", db->recovered_records);
     /* Entries, not keys: overwritten and deleted keys count until compaction drops them. */
     fn(ctx, "memtable_entries", mem_entries);

@@ -6,10 +6,36 @@
 #ifndef PL_DB_H
 #define PL_DB_H
 
+#include "compaction.h"
 #include "pylsm.h"
+#include "version.h"
 
 /* Take / drop a reference that keeps the pl_db's memory alive (iterators, snapshots). */
 void db_ref(pl_db *db);
 void db_unref(pl_db *db);
+
+/* How tables of this database are written (directory, cache, block size, filter, target size, file
+ * numbers), as flush and compaction write them. */
+void db_table_env(pl_db *db, compact_env *env);
+
+/* ---- bulk ingest (ingest.h): what it needs of the database ----
+ *
+ * db_ingest_begin reserves the ingest's LSN: ingest_lsn_gap past every LSN handed out or queued, so
+ * that writers go on beside the ingest (until they would reach it: then they wait for its end).  One
+ * ingest at a time: PL_BUSY otherwise; PL_RDONLY_OPEN, PL_READONLY, PL_CLOSED as for writes.
+ *
+ * db_ingest_commit leads the writer queue, has the memtable flushed, takes the compaction turn, calls
+ * place(ctx, current version, e) to set the level of e's tables, and applies e (one manifest record,
+ * fsynced) with last LSN = lsn; then lsn is the visible LSN and writers go on after it.  *applied says
+ * whether the manifest was written to (then a failure may have left the record durable: the caller
+ * must not delete the tables; the next open removes them if the manifest does not name them).
+ *
+ * db_ingest_end releases the reservation (after a commit, a failure or an abort) and wakes writers. */
+typedef int (*db_place_fn)(void *ctx, const version *v, version_edit *e);
+extern uint64_t ingest_lsn_gap; /* 2^24; tests make it small to exercise the waiting */
+int db_ingest_begin(pl_db *db, uint64_t *lsn);
+int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place, void *ctx, uint64_t entries,
+                     uint64_t user_bytes, uint64_t table_bytes, int *applied);
+void db_ingest_end(pl_db *db, uint64_t lsn);
 
 #endif

@@ -162,6 +162,24 @@ int pl_batch_delete(pl_batch *b, const void *key, size_t klen);
 void pl_batch_clear(pl_batch *b);
 uint32_t pl_batch_count(const pl_batch *b);
 
+/* Bulk ingest: pairs in strictly ascending key order written straight into tables (no WAL, no
+ * memtable) and made visible by one manifest edit (docs/api.md, "Bulk ingest"; ingest.h).
+ * pl_ingest_new starts one (one at a time per database: PL_BUSY; PL_RDONLY_OPEN on a read-only
+ * handle; PL_READONLY after a failure; PL_CLOSED).  pl_ingest_add appends a pair: PL_INVALID, with
+ * the pair's position (0-based, counted over the adds) in pl_errmsg(), for a key not greater than the
+ * one before or a size over the limits; PL_CLOSED once the database is closing; PL_IOERR, PL_NOMEM.
+ * After any failed add only pl_ingest_abort is useful.  pl_ingest_finish makes every pair added
+ * visible at once, as the newest version of its key, at an LSN past every one used before (a snapshot
+ * taken before does not see them), and sets *count; pl_ingest_abort drops them.  Both free g (NULL is
+ * ignored by abort); a failed finish leaves the database as it was.  Neither needs the database open.
+ * A crash at any point leaves the database as it was or with every pair.  Writers go on meanwhile.
+ * Thread safety: a pl_ingest is used by one thread at a time. */
+typedef struct pl_ingest pl_ingest;
+int pl_ingest_new(pl_db *db, pl_ingest **out);
+int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, size_t vlen);
+int pl_ingest_finish(pl_ingest *g, uint64_t *count);
+void pl_ingest_abort(pl_ingest *g);
+
 /* Snapshots: a consistent read view. Released with pl_snapshot_release (also after close). */
 int pl_snapshot_new(pl_db *db, pl_snapshot **out);
 void pl_snapshot_release(pl_snapshot *s);

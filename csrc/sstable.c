@@ -267,7 +267,8 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
     size_t ulen = klen - IKEY_TRAILER;
     if (tb->bits_per_key > 0 &&
         (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0)) {
-        if ((rc = array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
+        if (tb->nhash == tb->caphash &&
+            (rc = array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
             goto out;
         tb->hashes[tb->nhash++] = bloom_hash(ikey, ulen);
     }
@@ -303,6 +304,12 @@ out:
 
 uint64_t table_builder_file_size(const table_builder *tb) { return tb->offset; }
 uint64_t table_builder_entries(const table_builder *tb) { return tb->entries; }
+
+void table_builder_last_key(const table_builder *tb, const char **ikey, size_t *klen)
+{
+    *ikey = tb->last.data;
+    *klen = tb->entries ? tb->last.len : 0;
+}
 
 static void builder_free(table_builder *tb)
 {

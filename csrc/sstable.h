@@ -78,6 +78,8 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
 /* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
 uint64_t table_builder_file_size(const table_builder *tb);
 uint64_t table_builder_entries(const table_builder *tb);
+/* The last internal key added (*klen 0 when none). */
+void table_builder_last_key(const table_builder *tb, const char **ikey, size_t *klen);
 
 /* Write the last data block, the filter, the index and the footer, fdatasync the file (not its
  * directory: the caller syncs that before relying on the name) and close it.  On PL_OK *meta is

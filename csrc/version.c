@@ -641,9 +641,14 @@ static int cmp_file_smallest(const void *a, const void *b)
     return ikey_cmp(x->m.smallest, x->m.smallest_len, y->m.smallest, y->m.smallest_len);
 }
 
-static int cmp_file_number(const void *a, const void *b)
+/* L0's order, oldest first: by newest LSN, then by file number.  Flushes come in LSN order, so this is
+ * their file number order; an ingest's tables, numbered while they were written, carry an LSN newer
+ * than the flush that ran when the ingest was committed (ingest.h), and go after it. */
+static int cmp_file_age(const void *a, const void *b)
 {
     const file_meta *x = *(file_meta *const *)a, *y = *(file_meta *const *)b;
+    if (x->m.max_lsn != y->m.max_lsn)
+        return x->m.max_lsn < y->m.max_lsn ? -1 : 1;
     return x->number < y->number ? -1 : x->number > y->number;
 }
 
@@ -678,9 +683,9 @@ static int build_version(const version *base, const version_edit *e, version **o
                 file_ref(e->added[i].f);
                 v->files[l][v->n[l]++] = e->added[i].f;
             }
-        /* L0 by age (file number), others by key.  A flush appends a table newer than every other:
-         * already in order, so adding it costs O(1) beyond the copy (the seed's item 4). */
-        int (*cmp)(const void *, const void *) = l == 0 ? cmp_file_number : cmp_file_smallest;
+        /* L0 by age (newest LSN, then file number), others by key.  A flush appends a table newer than
+         * every other: already in order, so adding it costs O(1) beyond the copy (the seed's item 4). */
+        int (*cmp)(const void *, const void *) = l == 0 ? cmp_file_age : cmp_file_smallest;
         int in_order = 1;
         for (int i = sorted_before > 0 ? sorted_before : 1; i < v->n[l] && in_order; i++)
             in_order = cmp(&v->files[l][i - 1], &v->files[l][i]) < 0;

@@ -494,6 +494,18 @@ def _card_html(db: "DB") -> str:
 # The database
 
 
+def _unpack_pairs(pairs: Any, who: str) -> Any:
+    """(key, value) of each pair, with the binding's errors for an item that is not a pair."""
+    for pair in pairs:
+        try:
+            k, v = pair
+        except TypeError:
+            raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
+        except ValueError:
+            raise _pylsm.PairError(f"{who}(): a (key, value) pair has 2 items, not {len(pair)}") from None
+        yield k, v
+
+
 class WriteBatch(_pylsm.WriteBatch):
     """Operations applied atomically by ``DB.write()``; later operations on the same key win.
 
@@ -530,13 +542,7 @@ class WriteBatch(_pylsm.WriteBatch):
             src = src.items()
         elif hasattr(src, "keys"):
             src = [(k, src[k]) for k in src.keys()]
-        for pair in src:
-            try:
-                k, v = pair
-            except TypeError:
-                raise TypeError(f"expected (key, value) pairs, got {type(pair).__name__}") from None
-            except ValueError:
-                raise _pylsm.PairError(f"put_many(): a (key, value) pair has 2 items, not {len(pair)}") from None
+        for k, v in _unpack_pairs(src, "put_many"):
             self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
@@ -716,6 +722,22 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
                     b.clear()
             self.write(b, sync=sync)
 
+    def ingest(self, pairs: Any, *, progress: bool = False) -> int:
+        """Bulk load: write (key, value) pairs given in strictly ascending key order straight into
+        tables (no WAL, no memtable) and make them visible all at once, as the newest version of each
+        key; returns how many.  A crash leaves the database as before or with all of them.  A key not
+        greater than the one before raises ValueError naming its position, and nothing is written.
+        Takes an iterable of pairs or a mapping (its items()).  progress=True shows a tqdm bar when
+        tqdm is installed (docs/api.md, "Bulk ingest")."""
+        if hasattr(pairs, "items"):
+            pairs = pairs.items()
+        total = len(pairs) if hasattr(pairs, "__len__") else None
+        with _Progress(progress, "ingest", unit="pairs", total=total, optional=True) as p:
+            return _pylsm.DB.ingest(self, self._encode_pairs(pairs), progress=p.count_callback)
+
+    def _encode_pairs(self, pairs: Any) -> Any:
+        return pairs
+
     def compact(self, start: Any = None, stop: Any = None, *, progress: bool = False) -> None:
         """Compact the tables holding keys in [start, stop) (all when both are None) down to the
         deepest level; returns when done.  progress=True shows a tqdm bar."""
@@ -799,6 +821,10 @@ class _CodedDB(DB):
         """Values (or None) for keys, from one consistent view."""
         return self._outs(_pylsm.DB.get_many(self, [self._k(k) for k in keys]))
 
+    def _encode_pairs(self, pairs: Any) -> Any:
+        # ingest(): the order that counts is that of the encoded keys.
+        return ((self._k(k), self._v(v)) for k, v in _unpack_pairs(pairs, "ingest"))
+
 
 
 class Snapshot(_Ranges, Mapping):
@@ -875,19 +901,33 @@ class _Progress:
     """progress=True: a tqdm bar (tqdm is an optional dependency) over the bytes of files a long call
     goes through; the core reports between files."""
 
-    def __init__(self, progress: Any, desc: str) -> None:
+    def __init__(self, progress: Any, desc: str, unit: str = "B", total: Optional[int] = 0,
+                 optional: bool = False) -> None:
         self.bar = None
         if not _bool_option("progress", progress):
             return
         try:
             from tqdm.auto import tqdm
         except ImportError:
+            if optional:  # ingest(): no bar and no error without tqdm
+                return
             raise ImportError("progress=True needs tqdm: pip install tqdm") from None
-        self.bar = tqdm(total=0, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
+        if unit == "B":
+            self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
+        else:
+            self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True)
 
     @property
     def callback(self) -> Any:
         return None if self.bar is None else self._update
+
+    @property
+    def count_callback(self) -> Any:
+        """For calls that report a count done so far (ingest)."""
+        return None if self.bar is None else self._advance
+
+    def _advance(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
 
     def _update(self, done: int, total: int) -> None:
         self.bar.total = total

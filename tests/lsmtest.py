@@ -5,7 +5,7 @@ Contents:
   * an independent model of the on-disk WAL format (csrc/wal.h, csrc/batch.h): CRC32C, varints, batch
     payloads, record sizes and bytes, so tests count records from the layout instead of trusting the engine;
   * child process entry points (``puts``, ``batches``, ``threads``, ``hold``, ``open``, ``reopen``,
-    ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``); the writers report every
+    ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``, ``ingest``); the writers report every
     acknowledged write on stdout, one line per write, written with a single os.write() *after* the
     call returned;
   * the WAL "sweep" worker: reopen a database once per mutated copy of its WAL (every cut, every bit flip)
@@ -532,6 +532,35 @@ def run_sweep(job: dict, workers: int = 2) -> List[tuple]:
     return results  # type: ignore[return-value]
 
 
+def ingest_key(i: int) -> bytes:
+    return b"key%08d" % i
+
+
+def ingest_value(i: int) -> bytes:
+    return b"new%d." % i + b"x" * (i % 50)
+
+
+def child_ingest(path: str, n: str, every: str = "20000", memtable_bytes: str = str(1 << 20)) -> None:
+    """ingest() keys 0..n-1 (ingest_key / ingest_value) from a generator that reports "p <i>" every
+    `every` pairs; "done <count>" once ingest() returned.  Tables are cut at 2 MiB (the target of a
+    1 MiB memtable)."""
+    import pylsm
+
+    step = int(every)
+    db = pylsm.open(path, memtable_bytes=int(memtable_bytes))
+    _say("ready")
+
+    def pairs():
+        for i in range(int(n)):
+            if i % step == 0:
+                _say(f"p {i}")
+            yield ingest_key(i), ingest_value(i)
+
+    count = db.ingest(pairs())
+    _say(f"done {count}")
+    db.close()
+
+
 def main(argv: List[str]) -> None:
     cmd, args = argv[0], argv[1:]
     if cmd == "sweep":
@@ -542,7 +571,7 @@ def main(argv: List[str]) -> None:
     fn = {"puts": child_puts, "batches": child_batches, "threads": child_threads, "hold": child_hold,
           "open": child_open, "open_limited": child_open_limited, "reopen": child_reopen,
           "put_big_then_die": child_put_big_then_die, "verify": child_verify,
-          "fill_window": child_fill_window}[cmd]
+          "fill_window": child_fill_window, "ingest": child_ingest}[cmd]
     fn(*args)
 
 

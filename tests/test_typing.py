@@ -24,6 +24,7 @@ SCRIPT = textwrap.dedent('''
     db.put("k", b"v")  # E
     db["k"] = "v"  # E
     db.update({"k": b"v"})  # E
+    db.ingest([("k", b"v")])  # E
     db.items(prefix="user:")  # E
     db.snapshot().get("k")  # E
     pylsm.open("data/db", memtable_byte=1 << 20)  # E
@@ -38,6 +39,7 @@ SCRIPT = textwrap.dedent('''
     db.put(memoryview(b"k"), b"v", sync=True)
     db.update({b"a": b"1"})
     db.update([(b"a", b"1")])
+    count: int = db.ingest(((b"%d" % i, b"v") for i in range(10)), progress=True)
     for key, value in db.items(prefix=b"user:", reverse=True):
         key.startswith(b"u") and value.decode()
     with db.batch() as b:

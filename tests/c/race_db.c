@@ -1,6 +1,7 @@
 /* race_db.c -- run under ThreadSanitizer (make tsan): the memtable with its writer and readers at
  * once (memtable_usage while the hash index grows: issue 9, bug 9), and the database with writers,
- * readers, snapshots, iterators, flushes and compactions at once.  Any data race TSan sees fails the
+ * readers, snapshots, iterators, flushes, compactions and bulk ingests at once (a small LSN gap makes
+ * the writers wait for the ingests' commits).  Any data race TSan sees fails the
  * run (halt_on_error). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "memtable.h"
 #include "pylsm.h"
 #include "testutil.h"
@@ -96,6 +98,33 @@ static void *db_reader(void *arg)
     return NULL;
 }
 
+/* Ingests of 2,000 pairs: even rounds over the writers' keys (into L0), odd ones a fresh range. */
+static void *db_ingester(void *arg)
+{
+    atomic_int *ok = arg;
+    char v[100];
+    memset(v, 'i', sizeof v);
+    for (int round = 0; round < 6; round++) {
+        pl_ingest *g = NULL;
+        if (pl_ingest_new(db, &g) != PL_OK)
+            return NULL;
+        int rc = PL_OK;
+        for (int i = 0; i < 2000 && !rc; i++) {
+            char k[32];
+            int kl = round % 2 ? snprintf(k, sizeof k, "x%d-%06d", round, i) : snprintf(k, sizeof k, "w0-%04d", i);
+            rc = pl_ingest_add(g, k, (size_t)kl, v, sizeof v);
+        }
+        uint64_t n = 0;
+        if (rc) {
+            pl_ingest_abort(g);
+            return NULL;
+        }
+        if (pl_ingest_finish(g, &n) == PL_OK && n == 2000)
+            atomic_fetch_add(ok, 1);
+    }
+    return NULL;
+}
+
 static void test_db_all_at_once(const char *path)
 {
     pl_options o;
@@ -105,19 +134,26 @@ static void test_db_all_at_once(const char *path)
     if (!db)
         return;
     atomic_store(&stop, 0);
-    pthread_t w[2], r[2];
+    ingest_lsn_gap = 2000;
+    atomic_int ingests = 0;
+    pthread_t w[2], r[2], in;
     for (long i = 0; i < 2; i++) {
         pthread_create(&w[i], NULL, db_writer, (void *)i);
         pthread_create(&r[i], NULL, db_reader, NULL);
     }
+    pthread_create(&in, NULL, db_ingester, &ingests);
     for (int i = 0; i < 2; i++)
         pthread_join(w[i], NULL);
+    pthread_join(in, NULL);
+    CHECK_EQ(atomic_load(&ingests), 6);
     CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
     atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(r[i], NULL);
     pl_buf out = {0};
     CHECK_RC(pl_db_get(db, NULL, "w1-2999", 7, &out, 0), PL_OK);
+    CHECK_RC(pl_db_get(db, NULL, "x5-001999", 9, &out, 0), PL_OK);
+    CHECK(out.len == 100 && out.data[0] == 'i');
     pl_buf_free(&out);
     CHECK_RC(pl_db_close(db), PL_OK);
 }

@@ -732,7 +732,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         if hasattr(pairs, "items"):
             pairs = pairs.items()
         total = len(pairs) if hasattr(pairs, "__len__") else None
-        with _Progress(progress, "ingest", unit="pairs", total=total, optional=True) as p:
+        with _Progress(progress, "ingest", unit="pairs", total=total) as p:
             return _pylsm.DB.ingest(self, self._encode_pairs(pairs), progress=p.count_callback)
 
     def _encode_pairs(self, pairs: Any) -> Any:
@@ -901,17 +901,14 @@ class _Progress:
     """progress=True: a tqdm bar (tqdm is an optional dependency) over the bytes of files a long call
     goes through; the core reports between files."""
 
-    def __init__(self, progress: Any, desc: str, unit: str = "B", total: Optional[int] = 0,
-                 optional: bool = False) -> None:
+    def __init__(self, progress: Any, desc: str, unit: str = "B", total: Optional[int] = 0) -> None:
         self.bar = None
         if not _bool_option("progress", progress):
             return
         try:
             from tqdm.auto import tqdm
-        except ImportError:
-            if optional:  # ingest(): no bar and no error without tqdm
-                return
-            raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+        except ImportError:  # tqdm is optional: no bar, and the call runs as without progress
+            return
         if unit == "B":
             self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
         else:

@@ -101,6 +101,7 @@ struct memtable {
     size_t nchunks_cap;
     _Atomic size_t count;   /* entries published */
     atomic_size_t index_bytes;
+    atomic_size_t retired_bytes; /* hash tables replaced by larger ones, kept for readers (writer adds) */
     /* sorted runs */
     pthread_mutex_t sort_mu;
     size_t sorted;          /* log entries covered by runs (under sort_mu) */
@@ -246,6 +247,7 @@ memtable *memtable_new(void)
     atomic_init(&m->table, t);
     atomic_init(&m->count, 0);
     atomic_init(&m->index_bytes, 0);
+    atomic_init(&m->retired_bytes, 0);
     pthread_mutex_init(&m->sort_mu, NULL);
     return m;
 }
@@ -276,7 +278,8 @@ size_t memtable_usage(memtable *m)
     /* acquire: pairs with grow_table's release store, so t->mask is the new table's */
     htable *t = atomic_load_explicit(&m->table, memory_order_acquire);
     return arena_usage(&m->arena) + atomic_load_explicit(&m->count, memory_order_relaxed) * sizeof(mentry *) +
-           (t->mask + 1) * sizeof(mentry *) + atomic_load_explicit(&m->index_bytes, memory_order_relaxed);
+           (t->mask + 1) * sizeof(mentry *) + atomic_load_explicit(&m->index_bytes, memory_order_relaxed) +
+           atomic_load_explicit(&m->retired_bytes, memory_order_relaxed);
 }
 
 uint64_t memtable_count(memtable *m) { return atomic_load_explicit(&m->count, memory_order_relaxed); }
@@ -320,6 +323,8 @@ static int grow_table_to(memtable *m, size_t nslots)
         atomic_store_explicit(probe(t, ekey(e), e->klen, h, &f), slot_make(e, h), memory_order_relaxed);
     }
     t->prev = old;
+    /* the replaced table stays allocated for readers that loaded it: it counts until the memtable dies */
+    atomic_fetch_add_explicit(&m->retired_bytes, (old->mask + 1) * sizeof(slot_t), memory_order_relaxed);
     atomic_store_explicit(&m->table, t, memory_order_release);
     return PL_OK;
 }

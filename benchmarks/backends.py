@@ -482,20 +482,25 @@ class _ConnBackend(Backend):
 
     conn = None
 
+    @abc.abstractmethod
     def _connect(self):
-        raise NotImplementedError
+        """A new connection to the store."""
 
+    @abc.abstractmethod
     def _make_get(self, conn):
-        raise NotImplementedError
+        """get(key) -> value or None, on conn."""
 
+    @abc.abstractmethod
     def _make_put(self, conn):
-        raise NotImplementedError
+        """put(key, value), on conn."""
 
+    @abc.abstractmethod
     def _begin(self, conn):
-        raise NotImplementedError
+        """Start a read pass on conn; returns what _end needs."""
 
+    @abc.abstractmethod
     def _end(self, conn, reads):
-        raise NotImplementedError
+        """End the read pass that _begin started."""
 
     def open(self):
         self.conn = self._connect()

@@ -1196,6 +1196,12 @@ int table_verify(const char *path, uint64_t file_size)
                 rc = PL_FAIL(PL_CORRUPT, "unknown entry kind %d", kind);
                 goto out_data;
             }
+            /* A filter without the key would make table_get answer "absent" for it. */
+            if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(k, kn - IKEY_TRAILER))) {
+                rc = PL_FAIL(PL_CORRUPT, "%s: filter block at offset %llu: lacks the key of entry %llu", path,
+                             (ull)t->filter_off, (ull)entries);
+                goto out;
+            }
             if ((rc = buf_set(&prev, k, kn)))
                 goto out;
             entries++;

@@ -1168,6 +1168,10 @@ int table_verify(const char *path, uint64_t file_size)
     uint64_t off = 0, size, entries = 0;
     block_cursor_init(&ic, t->index, t->index_len);
     block_cursor_init_empty(&dc);
+    if ((rc = block_cursor_check(&ic))) {
+        rc = block_error(path, t->index_off, rc);
+        goto out;
+    }
     for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic)) {
         if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
             rc = block_error(path, t->index_off, PL_FAIL(PL_CORRUPT, "bad block handle"));
@@ -1177,7 +1181,7 @@ int table_verify(const char *path, uint64_t file_size)
         blk = NULL;
         if ((rc = read_block_raw(path, t->fd, off, size, &blk)))
             goto out;
-        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)))
+        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)) || (rc = block_cursor_check(&dc)))
             goto out_data;
         block_cursor_seek_first(&dc);
         if (!block_cursor_valid(&dc) && !block_cursor_status(&dc)) {

@@ -1163,7 +1163,7 @@ int table_verify(const char *path, uint64_t file_size)
     if (rc)
         return rc;
     block_cursor ic, dc;
-    pl_buf prev = {0};
+    pl_buf prev = {0}, sep = {0}; /* the last key seen, the previous block's index entry */
     char *blk = NULL;
     uint64_t off = 0, size, entries = 0;
     block_cursor_init(&ic, t->index, t->index_len);
@@ -1186,6 +1186,13 @@ int table_verify(const char *path, uint64_t file_size)
         block_cursor_seek_first(&dc);
         if (!block_cursor_valid(&dc) && !block_cursor_status(&dc)) {
             rc = PL_FAIL(PL_CORRUPT, "empty data block");
+            goto out_data;
+        }
+        /* A block's first key past the previous index entry, or a get of it would search the block
+         * before (the index names the first block whose entry is >= the key). */
+        if (sep.len && block_cursor_valid(&dc) &&
+            ikey_cmp(sep.data, sep.len, block_cursor_key(&dc), block_cursor_klen(&dc)) >= 0) {
+            rc = PL_FAIL(PL_CORRUPT, "first key is not past the previous block's index entry");
             goto out_data;
         }
         for (; block_cursor_valid(&dc); block_cursor_next(&dc)) {
@@ -1216,6 +1223,8 @@ int table_verify(const char *path, uint64_t file_size)
             rc = PL_FAIL(PL_CORRUPT, "last key is past its index entry");
             goto out_data;
         }
+        if ((rc = buf_set(&sep, block_cursor_key(&ic), block_cursor_klen(&ic))))
+            goto out;
     }
     rc = block_error(path, t->index_off, block_cursor_status(&ic));
     goto out;
@@ -1224,6 +1233,7 @@ out_data:
 out:
     free(blk);
     pl_buf_free(&prev);
+    pl_buf_free(&sep);
     block_cursor_free(&ic);
     block_cursor_free(&dc);
     table_close(t);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "cache.h"
 #include "coding.h"
 #include "crc.h"
@@ -588,10 +589,38 @@ static void read_footer(const char *path, uint64_t size, uint64_t v[4])
         v[i] = get_u64(f + 8 * i);
 }
 
-/* A filter block whose CRC holds but which lacks keys (a writer's bug, or damage that a CRC cannot
- * see) makes table_get answer "absent" for keys the table holds: table_verify must say PL_CORRUPT.
- * Found by tests/fuzz/fuzz_db.c (a repaired-and-verified database whose gets missed keys). */
-static void check_forged_filter(const char *path, const char *bad_path, const table_meta *meta)
+/* Damage that every checksum still covers (a writer's bug, or bytes a CRC cannot see): the table in
+ * [d, d + n) opens, a get of ukey answers "absent" although the table holds it, so table_verify must
+ * say PL_CORRUPT, naming `what`. */
+static void check_forged(const char *bad_path, const char *d, size_t n, const char *ukey, size_t ulen,
+                         const char *what)
+{
+    int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(write(fd, d, n) == (ssize_t)n);
+    close(fd);
+    table *tb;
+    CHECK_RC(table_open(bad_path, n, NULL, &tb), PL_OK); /* its checksums hold */
+    if (tb) {
+        pl_buf out = {0};
+        int result;
+        CHECK_RC(table_get(tb, ukey, ulen, UINT64_MAX, &out, 0, &result), PL_OK);
+        CHECK_EQ(result, LOOKUP_ABSENT); /* what verify must warn of */
+        pl_buf_free(&out);
+        table_close(tb);
+    }
+    CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), what) != NULL);
+}
+
+static void put_trailer(char *block, size_t n)
+{
+    block[n] = TABLE_BLOCK_RAW;
+    put_u32(block + n + 1, crc_mask(crc_extend(crc_value(block, n), block + n, 1)));
+}
+
+/* A filter block whose bits are off: found by tests/fuzz/fuzz_db.c (a verified database whose gets
+ * missed keys). */
+static void check_forged_filter(const char *path, const char *bad_path)
 {
     char *d;
     size_t n;
@@ -599,27 +628,68 @@ static void check_forged_filter(const char *path, const char *bad_path, const ta
     const char *foot = d + n - TABLE_FOOTER_SIZE;
     uint64_t filter_off = get_u64(foot), filter_size = get_u64(foot + 8);
     CHECK(filter_size > 2);
-    /* every bit of the filter off (its probe count and tag kept), its trailer's CRC recomputed */
-    memset(d + filter_off, 0, (size_t)filter_size - 2);
-    char *t = d + filter_off + filter_size;
-    put_u32(t + 1, crc_mask(crc_extend(crc_value(d + filter_off, (size_t)filter_size), t, 1)));
-    int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    CHECK(write(fd, d, n) == (ssize_t)n);
-    close(fd);
+    memset(d + filter_off, 0, (size_t)filter_size - 2); /* its probe count and tag kept */
+    put_trailer(d + filter_off, (size_t)filter_size);
+    char k[32];
+    check_forged(bad_path, d, n, k, key_str(k, model[0].n), "filter");
     free(d);
-    table *tb;
-    CHECK_RC(table_open(bad_path, meta->file_size, NULL, &tb), PL_OK); /* its checksums hold */
-    if (tb) {
-        pl_buf out = {0};
-        int result;
-        char k[32];
-        CHECK_RC(table_get(tb, k, key_str(k, model[0].n), UINT64_MAX, &out, 0, &result), PL_OK);
-        CHECK_EQ(result, LOOKUP_ABSENT); /* what verify must warn of */
-        pl_buf_free(&out);
-        table_close(tb);
-    }
-    CHECK_RC(table_verify(bad_path, meta->file_size), PL_CORRUPT);
-    CHECK(strstr(pl_errmsg(), "filter") != NULL);
+}
+
+/* An index entry past the first key of the next block (keys still ascending everywhere): a get of that
+ * key searches the block before.  Found by tests/fuzz/fuzz_table.c. */
+static void check_forged_separator(const char *path, const char *bad_path)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    uint64_t index_off = get_u64(foot + 16), index_size = get_u64(foot + 24), off, size;
+    /* in block 1: the first entry of its second user key (no version of it lies in block 0), and the
+     * entry after that (not the block's last, which may equal block 1's index entry) */
+    block_cursor ic, dc;
+    block_cursor_init(&ic, d + index_off, (size_t)index_size);
+    block_cursor_seek_first(&ic);
+    block_cursor_next(&ic);
+    const char *v = block_cursor_value(&ic), *vend = v + block_cursor_vlen(&ic);
+    CHECK((v = get_varint64(v, vend, &off)) && get_varint64(v, vend, &size));
+    block_cursor_init(&dc, d + off, (size_t)size);
+    block_cursor_seek_first(&dc);
+    char first[64], second[64];
+    size_t fl = block_cursor_klen(&dc), sl;
+    memcpy(first, block_cursor_key(&dc), fl);
+    while (block_cursor_valid(&dc) && !ukey_cmp(first, fl - 8, block_cursor_key(&dc), block_cursor_klen(&dc) - 8))
+        block_cursor_next(&dc);
+    fl = block_cursor_klen(&dc);
+    memcpy(first, block_cursor_key(&dc), fl);
+    block_cursor_next(&dc);
+    sl = block_cursor_klen(&dc);
+    memcpy(second, block_cursor_key(&dc), sl);
+    block_cursor_next(&dc);
+    CHECK(block_cursor_valid(&dc));
+    block_cursor_free(&dc);
+    /* the index again, with block 0's entry replaced by that second key */
+    block_builder b;
+    block_builder_init(&b, TABLE_INDEX_RESTART_INTERVAL);
+    int i = 0;
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), i++)
+        CHECK_RC(block_builder_add(&b, i ? block_cursor_key(&ic) : second, i ? block_cursor_klen(&ic) : sl,
+                                   block_cursor_value(&ic), block_cursor_vlen(&ic)), PL_OK);
+    block_cursor_free(&ic);
+    const char *idx;
+    size_t il;
+    CHECK_RC(block_builder_finish(&b, &idx, &il), PL_OK);
+    size_t nn = (size_t)index_off + il + TABLE_BLOCK_TRAILER + TABLE_FOOTER_SIZE;
+    char *nd = malloc(nn), *nf = nd + nn - TABLE_FOOTER_SIZE;
+    memcpy(nd, d, (size_t)index_off);
+    memcpy(nd + index_off, idx, il);
+    put_trailer(nd + index_off, il);
+    memcpy(nf, foot, TABLE_FOOTER_SIZE);
+    put_u64(nf + 24, il);
+    put_u32(nf + 36, crc_value(nf, 36));
+    block_builder_free(&b);
+    check_forged(bad_path, nd, nn, first, fl - IKEY_TRAILER, "index entry");
+    free(nd);
+    free(d);
 }
 
 
@@ -737,7 +807,8 @@ static void test_damage(void)
     CHECK_EQ(iter_corrupt, opened); /* a full scan reads every data block */
     CHECK(get_corrupt == opened);
     free(orig);
-    check_forged_filter(path, bad_path, &meta);
+    check_forged_filter(path, bad_path);
+    check_forged_separator(path, bad_path);
     table_meta_free(&meta);
 
     /* zero-length, too short, truncated, not a table */

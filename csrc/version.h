@@ -89,7 +89,9 @@ typedef struct versions {
     uint64_t manifest_number;
     uint64_t manifest_bytes;
     uint64_t edit_seq;
-    uint64_t log_number; /* WALs below this number are in tables */
+    /* WALs below this number are in tables.  Atomic: versions_apply stores it under the caller's
+     * apply lock, and the database reads it under its state lock to delete those WALs. */
+    _Atomic uint64_t log_number;
     uint64_t next_file;
     uint64_t last_lsn;   /* every LSN up to this is in tables */
     int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it */

@@ -958,6 +958,35 @@ void versions_install(versions *vs, version *v)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */
 }
 
+/* The manifest's smallest and largest keys of a table must be its first and last entries: reads skip
+ * tables by them, and compactions pick overlapping tables by them. */
+static int check_key_range(const char *path, const manifest_file *f)
+{
+    table *t;
+    int rc = table_open(path, f->m.file_size, NULL, &t);
+    if (rc)
+        return rc;
+    iter *it = table_iter(t);
+    int ok = it != NULL;
+    const char *k;
+    size_t kn;
+    for (int last = 0; ok && last < 2; last++) {
+        last ? iter_seek_last(it) : iter_seek_first(it);
+        const char *want = last ? f->m.largest : f->m.smallest;
+        size_t wn = last ? f->m.largest_len : f->m.smallest_len;
+        if ((ok = iter_valid(it))) {
+            iter_key(it, &k, &kn);
+            ok = kn == wn && memcmp(k, want, kn) == 0;
+        }
+    }
+    rc = !it ? PL_FAIL(PL_NOMEM, "out of memory") : iter_status(it);
+    if (!rc && !ok)
+        rc = PL_FAIL(PL_CORRUPT, "%s: the manifest's key range for the table is not its first and last key", path);
+    iter_destroy(it);
+    table_close(t);
+    return rc;
+}
+
 int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
 {
     manifest_state s = {0};
@@ -972,6 +1001,8 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
     for (int i = 0; !rc && i < s.n; i++) {
         char *p = db_file_name(dir, s.files[i].number, "sst");
         rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
+        if (!rc)
+            rc = check_key_range(p, &s.files[i]);
         free(p);
         if (!rc)
             progress_done(s.files[i].m.file_size);

@@ -101,7 +101,7 @@ define fuzz_one
 mkdir -p tests/fuzz/regressions/$$f tests/fuzz/bin/work/$$f; \
 set -- $$(ls tests/fuzz/corpus/$$f/* tests/fuzz/regressions/$$f/* 2>/dev/null | grep -v README); \
 log=tests/fuzz/bin/fuzz_$$f.log; \
-if ! tests/fuzz/bin/fuzz_$$f -artifact_prefix=tests/fuzz/regressions/$$f/ "$$@" >$$log 2>&1 || \
+if [ $$# = 0 ] || ! tests/fuzz/bin/fuzz_$$f -artifact_prefix=tests/fuzz/regressions/$$f/ "$$@" >$$log 2>&1 || \
    ! tests/fuzz/bin/fuzz_$$f $(1) -timeout=60 -artifact_prefix=tests/fuzz/regressions/$$f/ \
      tests/fuzz/bin/work/$$f tests/fuzz/corpus/$$f tests/fuzz/regressions/$$f >>$$log 2>&1; then \
   tail -40 $$log; echo "fuzz_$$f: FAILED (input kept in tests/fuzz/regressions/$$f/)"; exit 1; \

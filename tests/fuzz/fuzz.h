@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,12 +99,29 @@ static inline void fuzz_cleanup(void)
         fuzz_rm_entry(fuzz_dir_path, 0);
 }
 
+/* Remove the scratch directories of harness processes that died (a crash skips atexit). */
+static inline void fuzz_remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid;
+        char p[512];
+        if (sscanf(e->d_name, "pylsm-fuzz-%d", &pid) == 1 && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH &&
+            snprintf(p, sizeof p, "%s/%s", base, e->d_name) < (int)sizeof p)
+            fuzz_rm_entry(p, 0);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* This process's scratch directory, created on first use and removed at exit. */
 static inline const char *fuzz_dir(void)
 {
     if (!fuzz_dir_path[0]) {
         struct stat st;
         const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+        fuzz_remove_stale(base);
         snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/pylsm-fuzz-%d", base, (int)getpid());
         fuzz_rm_entry(fuzz_dir_path, 0);
         if (mkdir(fuzz_dir_path, 0755) != 0) {

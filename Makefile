@@ -75,8 +75,9 @@ tsan: deps $(RACETESTS)
 # The libFuzzer harnesses of tests/fuzz/ (docs/testing.md): the core built with clang under ASan and
 # UBSan and libFuzzer's coverage, one binary per format.  `make fuzz` runs each for FUZZ_SECONDS from
 # its seed corpus; `make test` (fuzz-smoke) replays every seed and kept crash, then runs FUZZ_RUNS
-# fixed-seed executions of each (FUZZ_DB_RUNS of the whole-database one, which opens a database per input).  A crashing input lands in tests/fuzz/regressions/<name>/: commit it
-# there, and every later `make test` replays it.
+# fixed-seed executions of each (FUZZ_DB_RUNS of the whole-database one, which opens a database per
+# input).  A crashing input lands in tests/fuzz/regressions/<name>/: commit it there, and every later
+# `make test` replays it.
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := $(CTEST_CFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZERS      := wal batch block table manifest db

@@ -958,30 +958,40 @@ void versions_install(versions *vs, version *v)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */
 }
 
-/* The manifest's smallest and largest keys of a table must be its first and last entries: reads skip
- * tables by them, and compactions pick overlapping tables by them. */
-static int check_key_range(const char *path, const manifest_file *f)
+/* What the manifest says of a table must be what it holds: reads skip tables by their key range (and
+ * L0 tables by their smallest LSN), compactions pick tables by it, and an entry above the manifest's
+ * last LSN would be invisible and shadow the writes that reuse its LSN.  So: the first and last keys
+ * are the manifest's smallest and largest, every LSN lies in [min_lsn, max_lsn], and max_lsn is at
+ * most last_lsn. */
+static int check_table_meta(const char *path, const manifest_file *f, uint64_t last_lsn)
 {
     table *t;
     int rc = table_open(path, f->m.file_size, NULL, &t);
     if (rc)
         return rc;
     iter *it = table_iter(t);
-    int ok = it != NULL;
-    const char *k;
-    size_t kn;
-    for (int last = 0; ok && last < 2; last++) {
-        last ? iter_seek_last(it) : iter_seek_first(it);
-        const char *want = last ? f->m.largest : f->m.smallest;
-        size_t wn = last ? f->m.largest_len : f->m.smallest_len;
-        if ((ok = iter_valid(it))) {
-            iter_key(it, &k, &kn);
-            ok = kn == wn && memcmp(k, want, kn) == 0;
-        }
+    const char *k = NULL, *why = NULL;
+    size_t kn = 0;
+    if (it)
+        iter_seek_first(it);
+    if (it && iter_valid(it)) {
+        iter_key(it, &k, &kn);
+        if (kn != f->m.smallest_len || memcmp(k, f->m.smallest, kn) != 0)
+            why = "its first key is not the manifest's smallest";
     }
+    for (; it && !why && iter_valid(it); iter_next(it)) {
+        iter_key(it, &k, &kn);
+        uint64_t lsn = ikey_lsn(k, kn);
+        if (lsn < f->m.min_lsn || lsn > f->m.max_lsn)
+            why = "an LSN outside the manifest's range for the table";
+    }
+    if (it && !why && !iter_status(it) && (!k || kn != f->m.largest_len || memcmp(k, f->m.largest, kn) != 0))
+        why = "its last key is not the manifest's largest";
+    if (!why && f->m.max_lsn > last_lsn)
+        why = "LSNs above the manifest's last LSN";
     rc = !it ? PL_FAIL(PL_NOMEM, "out of memory") : iter_status(it);
-    if (!rc && !ok)
-        rc = PL_FAIL(PL_CORRUPT, "%s: the manifest's key range for the table is not its first and last key", path);
+    if (!rc && why)
+        rc = PL_FAIL(PL_CORRUPT, "%s: the manifest does not describe the table: %s", path, why);
     iter_destroy(it);
     table_close(t);
     return rc;
@@ -1002,7 +1012,7 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
         char *p = db_file_name(dir, s.files[i].number, "sst");
         rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
         if (!rc)
-            rc = check_key_range(p, &s.files[i]);
+            rc = check_table_meta(p, &s.files[i], s.last_lsn);
         free(p);
         if (!rc)
             progress_done(s.files[i].m.file_size);

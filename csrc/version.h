@@ -123,7 +123,8 @@ int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache 
  * fsync(dir)).  REQUIRES: the database is closed and locked. */
 int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e);
 /* Read-only check of the manifest chain and every table of a closed database (pl_verify): each table
- * verifies (table_verify) and its first and last keys are the manifest's key range for it; reports
+ * verifies (table_verify) and holds what the manifest says (its first and last keys, its LSN range,
+ * none above the manifest's last LSN); reports
  * the manifest's log number and last LSN (0 when there is no manifest). */
 int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn);
 

@@ -9,6 +9,7 @@
  *    those and PL_NOTFOUND); no crash, no leak, no read out of bounds;
  *  - a read-only open, and an open that fails, leave the directory as they found it (every file's
  *    name, size and contents; a failed open may leave the LOCK file);
+ *  - an open database of a verified directory is at an LSN no lower than any entry of its tables;
  *  - an open database reads: a walk forward yields strictly ascending keys and one backward the same
  *    reversed, each key's get the walk's value, when pl_verify accepted the directory (reads may
  *    report PL_CORRUPT otherwise, never anything else);
@@ -220,6 +221,29 @@ static void write_and_read(pl_db *db, const contents *c)
     pl_buf_free(&out);
 }
 
+/* The highest LSN of any entry of the tables the manifest names (0 if it cannot be read). */
+static uint64_t tables_max_lsn(const char *dir)
+{
+    versions vs;
+    uint64_t max = 0;
+    if (versions_open(&vs, dir, NULL, 0) != PL_OK)
+        return 0;
+    for (int l = 0; l < NUM_LEVELS; l++)
+        for (int i = 0; i < vs.current->n[l]; i++) {
+            iter *it = table_iter(vs.current->files[l][i]->t);
+            const char *k;
+            size_t kn;
+            for (iter_seek_first(it); iter_valid(it); iter_next(it)) {
+                iter_key(it, &k, &kn);
+                if (ikey_lsn(k, kn) > max)
+                    max = ikey_lsn(k, kn);
+            }
+            iter_destroy(it);
+        }
+    versions_close(&vs);
+    return max;
+}
+
 /* ---- the harness ---- */
 
 static void write_files(const char *dir, const uint8_t *p, const uint8_t *end, int fix)
@@ -313,6 +337,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         summarise(dir, &after, 1);
         same_dir(&before, &after, "failed open");
     } else {
+        if (verified) { /* no entry of a live table above the database's LSN (invisible, shadowing) */
+            uint64_t max = tables_max_lsn(dir);
+            pl_snapshot *snap;
+            FUZZ_RC(pl_snapshot_new(db, &snap), PL_OK);
+            FUZZ_CHECK(pl_snapshot_lsn(snap) >= max, "a table holds LSN %llu, the database is at %llu",
+                       (unsigned long long)max, (unsigned long long)pl_snapshot_lsn(snap));
+            pl_snapshot_release(snap);
+        }
         read_all(db, &c1, verified);
         FUZZ_RC(pl_db_close(db), PL_OK);
         rc = pl_db_open(dir, &o, &db);

@@ -1188,11 +1188,15 @@ int table_verify(const char *path, uint64_t file_size)
             rc = PL_FAIL(PL_CORRUPT, "empty data block");
             goto out_data;
         }
-        /* A block's first key past the previous index entry, or a get of it would search the block
-         * before (the index names the first block whose entry is >= the key). */
+        /* A get goes to the first block whose index entry is >= its target and does not look further,
+         * so the previous block's entry must be that block's last key, or a user key below every user
+         * key of this block (the two kinds the writer makes): else a get of this block's first user
+         * key can search the block before. */
         if (sep.len && block_cursor_valid(&dc) &&
-            ikey_cmp(sep.data, sep.len, block_cursor_key(&dc), block_cursor_klen(&dc)) >= 0) {
-            rc = PL_FAIL(PL_CORRUPT, "first key is not past the previous block's index entry");
+            !(sep.len == prev.len && !memcmp(sep.data, prev.data, sep.len)) &&
+            ukey_cmp(sep.data, sep.len - IKEY_TRAILER, block_cursor_key(&dc),
+                     block_cursor_klen(&dc) - IKEY_TRAILER) >= 0) {
+            rc = PL_FAIL(PL_CORRUPT, "the previous block's index entry does not separate it from this block");
             goto out_data;
         }
         for (; block_cursor_valid(&dc); block_cursor_next(&dc)) {
@@ -1208,7 +1212,8 @@ int table_verify(const char *path, uint64_t file_size)
                 goto out_data;
             }
             /* A filter without the key would make table_get answer "absent" for it. */
-            if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, bloom_hash(k, kn - IKEY_TRAILER))) {
+            if (t->filter_len &&
+                !bloom_may_contain(t->filter, t->filter_len, bloom_hash(k, kn - IKEY_TRAILER))) {
                 rc = PL_FAIL(PL_CORRUPT, "%s: filter block at offset %llu: lacks the key of entry %llu", path,
                              (ull)t->filter_off, (ull)entries);
                 goto out;

@@ -116,9 +116,9 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
 iter *table_iter(table *t);
 
 /* Check a whole table file without a cache: the footer, every block's trailer and structure (restart
- * points included), that the keys ascend across the table and agree with the index (each block's keys
- * past the previous block's entry and up to its own), and that the filter holds every key.  PL_OK, PL_CORRUPT (file and
- * offset in the message), PL_IOERR or PL_NOMEM. */
+ * points included), that the keys ascend across the table and agree with the index (each block's
+ * entry is its last key, or a user key between its last and the next block's first), and that the
+ * filter holds every key.  PL_OK, PL_CORRUPT (file and offset in the message), PL_IOERR or PL_NOMEM. */
 int table_verify(const char *path, uint64_t file_size);
 
 uint64_t table_file_size(const table *t);

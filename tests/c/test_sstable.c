@@ -598,7 +598,7 @@ static void check_forged(const char *bad_path, const char *d, size_t n, const ch
     int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     CHECK(write(fd, d, n) == (ssize_t)n);
     close(fd);
-    table *tb;
+    table *tb = NULL;
     CHECK_RC(table_open(bad_path, n, NULL, &tb), PL_OK); /* its checksums hold */
     if (tb) {
         pl_buf out = {0};
@@ -635,51 +635,49 @@ static void check_forged_filter(const char *path, const char *bad_path)
     free(d);
 }
 
-/* An index entry past the first key of the next block (keys still ascending everywhere): a get of that
- * key searches the block before.  Found by tests/fuzz/fuzz_table.c. */
-static void check_forged_separator(const char *path, const char *bad_path)
+/* Entry j (-1: the last) of block i of the table [d, d + n): its key copied into k (*kl bytes). */
+static void block_key(const char *d, size_t n, int i, int j, char *k, size_t *kl)
 {
-    char *d;
-    size_t n;
-    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
     const char *foot = d + n - TABLE_FOOTER_SIZE;
-    uint64_t index_off = get_u64(foot + 16), index_size = get_u64(foot + 24), off, size;
-    /* in block 1: the first entry of its second user key (no version of it lies in block 0), and the
-     * entry after that (not the block's last, which may equal block 1's index entry) */
     block_cursor ic, dc;
-    block_cursor_init(&ic, d + index_off, (size_t)index_size);
+    block_cursor_init(&ic, d + get_u64(foot + 16), (size_t)get_u64(foot + 24));
     block_cursor_seek_first(&ic);
-    block_cursor_next(&ic);
+    for (int j = 0; j < i; j++)
+        block_cursor_next(&ic);
+    uint64_t off, size;
     const char *v = block_cursor_value(&ic), *vend = v + block_cursor_vlen(&ic);
     CHECK((v = get_varint64(v, vend, &off)) && get_varint64(v, vend, &size));
     block_cursor_init(&dc, d + off, (size_t)size);
-    block_cursor_seek_first(&dc);
-    char first[64], second[64];
-    size_t fl = block_cursor_klen(&dc), sl;
-    memcpy(first, block_cursor_key(&dc), fl);
-    while (block_cursor_valid(&dc) && !ukey_cmp(first, fl - 8, block_cursor_key(&dc), block_cursor_klen(&dc) - 8))
+    j < 0 ? block_cursor_seek_last(&dc) : block_cursor_seek_first(&dc);
+    while (j-- > 0)
         block_cursor_next(&dc);
-    fl = block_cursor_klen(&dc);
-    memcpy(first, block_cursor_key(&dc), fl);
-    block_cursor_next(&dc);
-    sl = block_cursor_klen(&dc);
-    memcpy(second, block_cursor_key(&dc), sl);
-    block_cursor_next(&dc);
     CHECK(block_cursor_valid(&dc));
+    *kl = block_cursor_klen(&dc);
+    memcpy(k, block_cursor_key(&dc), *kl);
     block_cursor_free(&dc);
-    /* the index again, with block 0's entry replaced by that second key */
+    block_cursor_free(&ic);
+}
+
+/* The table [d, d + n) with index entry i replaced by key: malloc'd, its size in *nn. */
+static char *replace_index_entry(const char *d, size_t n, int i, const char *key, size_t kl, size_t *nn)
+{
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    uint64_t index_off = get_u64(foot + 16);
+    block_cursor ic;
+    block_cursor_init(&ic, d + index_off, (size_t)get_u64(foot + 24));
     block_builder b;
     block_builder_init(&b, TABLE_INDEX_RESTART_INTERVAL);
-    int i = 0;
-    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), i++)
-        CHECK_RC(block_builder_add(&b, i ? block_cursor_key(&ic) : second, i ? block_cursor_klen(&ic) : sl,
-                                   block_cursor_value(&ic), block_cursor_vlen(&ic)), PL_OK);
+    int j = 0;
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), j++)
+        CHECK_RC(block_builder_add(&b, j == i ? key : block_cursor_key(&ic),
+                                   j == i ? kl : block_cursor_klen(&ic), block_cursor_value(&ic),
+                                   block_cursor_vlen(&ic)), PL_OK);
     block_cursor_free(&ic);
     const char *idx;
     size_t il;
     CHECK_RC(block_builder_finish(&b, &idx, &il), PL_OK);
-    size_t nn = (size_t)index_off + il + TABLE_BLOCK_TRAILER + TABLE_FOOTER_SIZE;
-    char *nd = malloc(nn), *nf = nd + nn - TABLE_FOOTER_SIZE;
+    *nn = (size_t)index_off + il + TABLE_BLOCK_TRAILER + TABLE_FOOTER_SIZE;
+    char *nd = malloc(*nn), *nf = nd + *nn - TABLE_FOOTER_SIZE;
     memcpy(nd, d, (size_t)index_off);
     memcpy(nd + index_off, idx, il);
     put_trailer(nd + index_off, il);
@@ -687,8 +685,43 @@ static void check_forged_separator(const char *path, const char *bad_path)
     put_u64(nf + 24, il);
     put_u32(nf + 36, crc_value(nf, 36));
     block_builder_free(&b);
-    check_forged(bad_path, nd, nn, first, fl - IKEY_TRAILER, "index entry");
+    return nd;
+}
+
+/* Index entries that keep every key in order but do not separate their block from the next, so that
+ * a get searches the block before the one holding its key.  Found by tests/fuzz/fuzz_table.c:
+ *  - block 0's entry is a key inside block 1 (past block 1's first key);
+ *  - block i's entry is a newer version of block i + 1's first user key, which block i lacks: it sorts
+ *    before block i + 1's first key, but a get of that user key at the newest LSN stops at block i. */
+static void check_forged_separator(const char *path, const char *bad_path)
+{
+    char *d, k[64], f[64], l[64];
+    size_t n, kl, fl, ll, nn;
+    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
+    /* block 1's first entry of its second user key (no version of which lies in block 0), and the
+     * entry after that as block 0's index entry */
+    int j = 0;
+    block_key(d, n, 1, 0, f, &fl);
+    do
+        block_key(d, n, 1, ++j, l, &ll);
+    while (ukey_cmp(l, ll - 8, f, fl - 8) == 0);
+    block_key(d, n, 1, j + 1, k, &kl);
+    char *nd = replace_index_entry(d, n, 0, k, kl, &nn);
+    check_forged(bad_path, nd, nn, l, ll - IKEY_TRAILER, "index entry");
     free(nd);
+    for (int i = 0; i < 8; i++) { /* a boundary between two user keys */
+        block_key(d, n, i, -1, l, &ll);
+        block_key(d, n, i + 1, 0, f, &fl);
+        if (ukey_cmp(l, ll - 8, f, fl - 8) == 0)
+            continue;
+        memcpy(k, f, fl);
+        kl = fl;
+        put_u64(k + kl - 8, ikey_trailer(f, fl) + 256); /* one LSN newer */
+        nd = replace_index_entry(d, n, i, k, kl, &nn);
+        check_forged(bad_path, nd, nn, f, fl - IKEY_TRAILER, "index entry");
+        free(nd);
+        break;
+    }
     free(d);
 }
 

@@ -14,16 +14,23 @@ RACETESTS := $(patsubst tests/c/%.c,tests/c/bin/tsan_%,$(wildcard tests/c/race_*
 PYTEST_ARGS ?=
 BENCH_N ?= 1000000
 
-.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz dist-check asan-test clean test-pythons mutate
+.PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz fuzz-smoke fuzz-corpus dist-check asan-test clean \
+  test-pythons mutate
 
-test: deps venv build ctest tsan pytest asan-test bench-smoke dist-check
+test: deps venv build ctest tsan fuzz-smoke pytest asan-test bench-smoke dist-check
 
-# ISA-L from Debian when missing (CI runs as root on a fresh machine).
+# ISA-L, and clang with libFuzzer for the fuzzers, from Debian when missing (CI runs as root on a
+# fresh machine).
 deps:
-	@if [ ! -f /usr/include/isa-l/crc.h ]; then \
-	  echo "installing libisal-dev"; \
+	@pkgs=; \
+	[ -f /usr/include/isa-l/crc.h ] || pkgs="$$pkgs libisal-dev pkg-config"; \
+	command -v $(FUZZ_CC) >/dev/null 2>&1 || pkgs="$$pkgs clang"; \
+	ls "$$($(FUZZ_CC) -print-resource-dir 2>/dev/null)"/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
+	  pkgs="$$pkgs libclang-rt-dev"; \
+	if [ -n "$$pkgs" ]; then \
+	  echo "installing$$pkgs"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libisal-dev pkg-config; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
@@ -64,6 +71,59 @@ tests/c/bin/tsan_%: tests/c/%.c $(TSAN_OBJS) $(CHDR)
 
 tsan: deps $(RACETESTS)
 	@for t in $(RACETESTS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1:exitcode=66 $$t || exit 1; done
+
+# The libFuzzer harnesses of tests/fuzz/ (docs/testing.md): the core built with clang under ASan and
+# UBSan and libFuzzer's coverage, one binary per format.  `make fuzz` runs each for FUZZ_SECONDS from
+# its seed corpus; `make test` (fuzz-smoke) replays every seed and kept crash, then runs FUZZ_RUNS
+# fixed-seed executions of each (FUZZ_DB_RUNS of the whole-database one, which opens a database per
+# input).  A crashing input lands in tests/fuzz/regressions/<name>/: commit it there, and every later
+# `make test` replays it.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := $(CTEST_CFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZERS      := wal batch block table manifest db
+FUZZ_OBJS    := $(patsubst csrc/%.c,tests/fuzz/bin/obj/%.o,$(CSRC))
+FUZZ_BINS    := $(addprefix tests/fuzz/bin/fuzz_,$(FUZZERS))
+FUZZ_SECONDS ?= 300
+FUZZ_RUNS    ?= 20000
+FUZZ_DB_RUNS ?= 2000
+FUZZ_HDR     := $(CHDR) tests/fuzz/fuzz.h
+
+.SECONDARY: $(FUZZ_OBJS)
+
+tests/fuzz/bin/obj/%.o: csrc/%.c $(CHDR)
+	@mkdir -p tests/fuzz/bin/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+tests/fuzz/bin/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS) $(FUZZ_HDR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(ISAL_LIBS) -lpthread
+
+# One harness: replay its corpus and regressions, then fuzz ($(1): the libFuzzer limit flags).
+define fuzz_one
+mkdir -p tests/fuzz/regressions/$$f tests/fuzz/bin/work/$$f; \
+set -- $$(ls tests/fuzz/corpus/$$f/* tests/fuzz/regressions/$$f/* 2>/dev/null | grep -v README); \
+log=tests/fuzz/bin/fuzz_$$f.log; \
+if [ $$# = 0 ] || ! tests/fuzz/bin/fuzz_$$f -artifact_prefix=tests/fuzz/regressions/$$f/ "$$@" >$$log 2>&1 || \
+   ! tests/fuzz/bin/fuzz_$$f $(1) -timeout=60 -artifact_prefix=tests/fuzz/regressions/$$f/ \
+     tests/fuzz/bin/work/$$f tests/fuzz/corpus/$$f tests/fuzz/regressions/$$f >>$$log 2>&1; then \
+  tail -40 $$log; echo "fuzz_$$f: FAILED (input kept in tests/fuzz/regressions/$$f/)"; exit 1; \
+fi; \
+echo "fuzz_$$f: $$# inputs replayed; $$(grep -E '^(Done|#[0-9]+.*DONE)' $$log | tail -1)"
+endef
+
+fuzz-smoke: deps $(FUZZ_BINS)
+	@set -e; for f in $(FUZZERS); do rm -rf tests/fuzz/bin/work/$$f; runs=$(FUZZ_RUNS); [ $$f != db ] || runs=$(FUZZ_DB_RUNS); \
+	  $(call fuzz_one,-runs=$$runs -seed=1); done
+
+fuzz: deps $(FUZZ_BINS)
+	@set -e; for f in $(FUZZERS); do $(call fuzz_one,-max_total_time=$(FUZZ_SECONDS)); done
+
+# Rewrite the seed corpora from the core's own writers (committed; rerun when a format changes).
+tests/fuzz/bin/gen_corpus: tests/fuzz/gen_corpus.c $(ASAN_OBJS) $(FUZZ_HDR)
+	@mkdir -p tests/fuzz/bin
+	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(ASAN_OBJS) $(ISAL_LIBS) -lpthread
+
+fuzz-corpus: deps tests/fuzz/bin/gen_corpus
+	rm -rf tests/fuzz/corpus && ASAN_OPTIONS=detect_leaks=1 tests/fuzz/bin/gen_corpus tests/fuzz/corpus
 
 pytest: build
 	$(VPY) -m pytest -q $(PYTEST_ARGS) tests
@@ -135,4 +195,4 @@ test-pythons: deps
 	if [ -n "$$failed" ]; then echo "test-pythons: failed on$$failed"; exit 1; fi; echo "test-pythons: ok"
 
 clean:
-	rm -rf build dist tests/c/bin benchmarks/c/bin pylsm/*.so *.egg-info
+	rm -rf build dist tests/c/bin tests/fuzz/bin benchmarks/c/bin pylsm/*.so *.egg-info

@@ -543,6 +543,29 @@ int block_cursor_check_hash(block_cursor *c)
     return rc ? rc : c->status;
 }
 
+int block_cursor_check(block_cursor *c)
+{
+    if (c->status)
+        return c->status;
+    uint32_t r = 0;
+    for (block_cursor_seek_first(c); block_cursor_valid(c); block_cursor_next(c)) {
+        if (r < c->nrestarts && restart_at(c, r) < c->cur)
+            break; /* a restart point inside an entry, or out of order */
+        if (r < c->nrestarts && restart_at(c, r) == c->cur) {
+            uint32_t shared;
+            if (!get_varint32(c->data + c->cur, c->data + c->data_end, &shared) || shared != 0)
+                return corrupt(c, "an entry at a restart point shares a prefix");
+            r++;
+        }
+    }
+    if (c->status)
+        return c->status;
+    if (c->data_end && r != c->nrestarts) /* (an empty block never reads its restart points) */
+        return corrupt(c, "a restart point is not the offset of an entry");
+    set_invalid(c);
+    return PL_OK;
+}
+
 /* ---- the iter.h iterator ---- */
 
 typedef struct {

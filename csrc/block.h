@@ -145,6 +145,11 @@ void block_cursor_seek_last(block_cursor *c);
 void block_cursor_next(block_cursor *c);
 void block_cursor_prev(block_cursor *c);
 
+/* Walk the whole block and check what reading it otherwise trusts: every restart point is the offset
+ * of an entry that shares no prefix, in increasing order (seeks and backward steps start from them).
+ * For verification (table_verify).  Leaves the cursor not valid.  PL_OK or PL_CORRUPT. */
+int block_cursor_check(block_cursor *c);
+
 static inline int block_cursor_valid(const block_cursor *c)
 {
     return c->status == PL_OK && c->cur < c->data_end;

@@ -1240,11 +1240,15 @@ int table_verify(const char *path, uint64_t file_size)
     if (rc)
         return rc;
     block_cursor ic, dc;
-    pl_buf prev = {0};
+    pl_buf prev = {0}, sep = {0}; /* the last key seen, the previous block's index entry */
     char *blk = NULL;
     uint64_t off = 0, size, entries = 0;
     block_cursor_init(&ic, t->index, t->index_len);
     block_cursor_init_empty(&dc);
+    if ((rc = block_cursor_check(&ic))) {
+        rc = block_error(path, t->index_off, rc);
+        goto out;
+    }
     for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic)) {
         if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
             rc = block_error(path, t->index_off, PL_FAIL(PL_CORRUPT, "bad block handle"));
@@ -1254,11 +1258,22 @@ int table_verify(const char *path, uint64_t file_size)
         blk = NULL;
         if ((rc = read_block_raw(path, t->fd, off, size, &blk)))
             goto out;
-        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)))
+        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)) || (rc = block_cursor_check(&dc)))
             goto out_data;
         block_cursor_seek_first(&dc);
         if (!block_cursor_valid(&dc) && !block_cursor_status(&dc)) {
             rc = PL_FAIL(PL_CORRUPT, "empty data block");
+            goto out_data;
+        }
+        /* A get goes to the first block whose index entry is >= its target and does not look further,
+         * so the previous block's entry must be that block's last key, or a user key below every user
+         * key of this block (the two kinds the writer makes): else a get of this block's first user
+         * key can search the block before. */
+        if (sep.len && block_cursor_valid(&dc) &&
+            !(sep.len == prev.len && !memcmp(sep.data, prev.data, sep.len)) &&
+            ukey_cmp(sep.data, sep.len - IKEY_TRAILER, block_cursor_key(&dc),
+                     block_cursor_klen(&dc) - IKEY_TRAILER) >= 0) {
+            rc = PL_FAIL(PL_CORRUPT, "the previous block's index entry does not separate it from this block");
             goto out_data;
         }
         for (; block_cursor_valid(&dc); block_cursor_next(&dc)) {
@@ -1273,6 +1288,13 @@ int table_verify(const char *path, uint64_t file_size)
                 rc = PL_FAIL(PL_CORRUPT, "unknown entry kind %d", kind);
                 goto out_data;
             }
+            /* A filter without the key would make table_get answer "absent" for it. */
+            if (t->filter_len &&
+                !bloom_may_contain(t->filter, t->filter_len, bloom_hash(k, kn - IKEY_TRAILER))) {
+                rc = PL_FAIL(PL_CORRUPT, "%s: filter block at offset %llu: lacks the key of entry %llu", path,
+                             (ull)t->filter_off, (ull)entries);
+                goto out;
+            }
             if ((rc = buf_set(&prev, k, kn)))
                 goto out;
             entries++;
@@ -1283,6 +1305,8 @@ int table_verify(const char *path, uint64_t file_size)
             rc = PL_FAIL(PL_CORRUPT, "last key is past its index entry");
             goto out_data;
         }
+        if ((rc = buf_set(&sep, block_cursor_key(&ic), block_cursor_klen(&ic))))
+            goto out;
     }
     rc = block_error(path, t->index_off, block_cursor_status(&ic));
     goto out;
@@ -1291,6 +1315,7 @@ out_data:
 out:
     free(blk);
     pl_buf_free(&prev);
+    pl_buf_free(&sep);
     block_cursor_free(&ic);
     block_cursor_free(&dc);
     table_close(t);

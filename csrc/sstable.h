@@ -137,9 +137,10 @@ void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, siz
  * the code.  NULL when out of memory.  REQUIRES: the table outlives the iterator. */
 iter *table_iter(table *t);
 
-/* Check a whole table file without a cache: the footer, every block's trailer and structure, and
- * that the keys ascend across the table and agree with the index.  PL_OK, PL_CORRUPT (file and
- * offset in the message), PL_IOERR or PL_NOMEM. */
+/* Check a whole table file without a cache: the footer, every block's trailer and structure (restart
+ * points included), that the keys ascend across the table and agree with the index (each block's
+ * entry is its last key, or a user key between its last and the next block's first), and that the
+ * filter holds every key.  PL_OK, PL_CORRUPT (file and offset in the message), PL_IOERR or PL_NOMEM. */
 int table_verify(const char *path, uint64_t file_size);
 
 uint64_t table_file_size(const table *t);

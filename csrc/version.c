@@ -1009,6 +1009,45 @@ void versions_install(versions *vs, version *v)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */
 }
 
+/* What the manifest says of a table must be what it holds: reads skip tables by their key range (and
+ * L0 tables by their smallest LSN), compactions pick tables by it, and an entry above the manifest's
+ * last LSN would be invisible and shadow the writes that reuse its LSN.  So: the first and last keys
+ * are the manifest's smallest and largest, every LSN lies in [min_lsn, max_lsn], and max_lsn is at
+ * most last_lsn. */
+static int check_table_meta(const char *path, const manifest_file *f, uint64_t last_lsn)
+{
+    table *t;
+    int rc = table_open(path, f->m.file_size, NULL, &t);
+    if (rc)
+        return rc;
+    iter *it = table_iter(t);
+    const char *k = NULL, *why = NULL;
+    size_t kn = 0;
+    if (it)
+        iter_seek_first(it);
+    if (it && iter_valid(it)) {
+        iter_key(it, &k, &kn);
+        if (kn != f->m.smallest_len || memcmp(k, f->m.smallest, kn) != 0)
+            why = "its first key is not the manifest's smallest";
+    }
+    for (; it && !why && iter_valid(it); iter_next(it)) {
+        iter_key(it, &k, &kn);
+        uint64_t lsn = ikey_lsn(k, kn);
+        if (lsn < f->m.min_lsn || lsn > f->m.max_lsn)
+            why = "an LSN outside the manifest's range for the table";
+    }
+    if (it && !why && !iter_status(it) && (!k || kn != f->m.largest_len || memcmp(k, f->m.largest, kn) != 0))
+        why = "its last key is not the manifest's largest";
+    if (!why && f->m.max_lsn > last_lsn)
+        why = "LSNs above the manifest's last LSN";
+    rc = !it ? PL_FAIL(PL_NOMEM, "out of memory") : iter_status(it);
+    if (!rc && why)
+        rc = PL_FAIL(PL_CORRUPT, "%s: the manifest does not describe the table: %s", path, why);
+    iter_destroy(it);
+    table_close(t);
+    return rc;
+}
+
 int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
 {
     manifest_state s = {0};
@@ -1023,6 +1062,8 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
     for (int i = 0; !rc && i < s.n; i++) {
         char *p = db_file_name(dir, s.files[i].number, "sst");
         rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
+        if (!rc)
+            rc = check_table_meta(p, &s.files[i], s.last_lsn);
         free(p);
         if (!rc)
             progress_done(s.files[i].m.file_size);

@@ -95,7 +95,9 @@ typedef struct versions {
     uint64_t manifest_number;
     uint64_t manifest_bytes;
     uint64_t edit_seq;
-    uint64_t log_number; /* WALs below this number are in tables */
+    /* WALs below this number are in tables.  Atomic: versions_apply stores it under the caller's
+     * apply lock, and the database reads it under its state lock to delete those WALs. */
+    _Atomic uint64_t log_number;
     uint64_t next_file;
     uint64_t last_lsn;   /* every LSN up to this is in tables */
     int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it */
@@ -126,7 +128,9 @@ int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache 
  * as its only edit, fsync it and its directory, and point CURRENT at it (temp -> fsync -> rename ->
  * fsync(dir)).  REQUIRES: the database is closed and locked. */
 int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e);
-/* Read-only check of the manifest chain and every table of a closed database (pl_verify); reports
+/* Read-only check of the manifest chain and every table of a closed database (pl_verify): each table
+ * verifies (table_verify) and holds what the manifest says (its first and last keys, its LSN range,
+ * none above the manifest's last LSN); reports
  * the manifest's log number and last LSN (0 when there is no manifest). */
 int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn);
 

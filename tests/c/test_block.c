@@ -579,6 +579,60 @@ static void test_malformed(void)
     CHECK_EQ(status_bad, 0);
 }
 
+/* Restart points that a forward walk never reads: one inside an entry, or at an entry that shares a
+ * prefix with the one before, made table_verify accept a table whose backward walk then failed (and
+ * whose seeks could start mid-entry).  block_cursor_check says PL_CORRUPT.  Found by
+ * tests/fuzz/fuzz_table.c. */
+static void test_check_restarts(void)
+{
+    block_builder b;
+    block_builder_init(&b, 4);
+    for (int i = 0; i < 10; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof k, "restart-key-%02d", i);
+        put_u64(k + n, ikey_pack(100, KIND_PUT));
+        CHECK_RC(block_builder_add(&b, k, (size_t)n + 8, "v", 1), PL_OK);
+    }
+    const char *data;
+    size_t len;
+    CHECK_RC(block_builder_finish(&b, &data, &len), PL_OK);
+    char *blk = malloc(len);
+    block_cursor c;
+    uint32_t nr = get_u32(data + len - 4), last = (uint32_t)(len - 4 - 4);
+    CHECK_EQ(nr, 3);
+    memcpy(blk, data, len);
+    CHECK_RC(block_cursor_init(&c, blk, len), PL_OK);
+    CHECK_RC(block_cursor_check(&c), PL_OK);
+    CHECK(!block_cursor_valid(&c));
+    block_cursor_free(&c);
+    for (int v = 0; v < 3; v++) {
+        memcpy(blk, data, len);
+        uint32_t r = get_u32(blk + last);
+        /* inside an entry; at the entry after it (which shares a prefix); past the last restart */
+        put_u32(blk + last, v == 0 ? r + 1 : v == 1 ? get_u32(blk + last - 4) + 1 : r);
+        if (v == 1) { /* the second entry of the second restart region: a prefix-sharing entry */
+            block_cursor_init(&c, blk, len);
+            block_cursor_seek_first(&c);
+            for (int i = 0; i < 5; i++)
+                block_cursor_next(&c);
+            put_u32(blk + last, c.cur);
+            block_cursor_free(&c);
+        }
+        if (v == 2) /* restarts out of order */
+            put_u32(blk + last - 4, r + 1);
+        CHECK_RC(block_cursor_init(&c, blk, len), PL_OK);
+        block_cursor_seek_first(&c);
+        int n = 0;
+        for (; block_cursor_valid(&c); block_cursor_next(&c))
+            n++;
+        CHECK_EQ(n, 10); /* the forward walk cannot tell */
+        CHECK_RC(block_cursor_check(&c), PL_CORRUPT);
+        block_cursor_free(&c);
+    }
+    free(blk);
+    block_builder_free(&b);
+}
+
 int main(void)
 {
     make_model(5000, 1);
@@ -594,6 +648,7 @@ int main(void)
     test_hash_index(4);
     test_hash_index(16);
     test_malformed();
+    test_check_restarts();
     free_model();
     return test_report();
 }

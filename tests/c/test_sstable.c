@@ -12,8 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "cache.h"
 #include "coding.h"
+#include "crc.h"
 #include "env.h"
 #include "ikey.h"
 #include "sstable.h"
@@ -587,6 +589,143 @@ static void read_footer(const char *path, uint64_t size, uint64_t v[4])
         v[i] = get_u64(f + 8 * i);
 }
 
+/* Damage that every checksum still covers (a writer's bug, or bytes a CRC cannot see): the table in
+ * [d, d + n) opens, a get of ukey answers "absent" although the table holds it, so table_verify must
+ * say PL_CORRUPT, naming `what`. */
+static void check_forged(const char *bad_path, const char *d, size_t n, const char *ukey, size_t ulen,
+                         const char *what)
+{
+    int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(write(fd, d, n) == (ssize_t)n);
+    close(fd);
+    table *tb = NULL;
+    CHECK_RC(table_open(bad_path, n, NULL, &tb), PL_OK); /* its checksums hold */
+    if (tb) {
+        pl_buf out = {0};
+        int result;
+        CHECK_RC(table_get(tb, ukey, ulen, UINT64_MAX, &out, 0, &result), PL_OK);
+        CHECK_EQ(result, LOOKUP_ABSENT); /* what verify must warn of */
+        pl_buf_free(&out);
+        table_close(tb);
+    }
+    CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), what) != NULL);
+}
+
+static void put_trailer(char *block, size_t n)
+{
+    block[n] = TABLE_BLOCK_RAW;
+    put_u32(block + n + 1, crc_mask(crc_extend(crc_value(block, n), block + n, 1)));
+}
+
+/* A filter block whose bits are off: found by tests/fuzz/fuzz_db.c (a verified database whose gets
+ * missed keys). */
+static void check_forged_filter(const char *path, const char *bad_path)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    uint64_t filter_off = get_u64(foot), filter_size = get_u64(foot + 8);
+    CHECK(filter_size > 2);
+    memset(d + filter_off, 0, (size_t)filter_size - 2); /* its probe count and tag kept */
+    put_trailer(d + filter_off, (size_t)filter_size);
+    char k[32];
+    check_forged(bad_path, d, n, k, key_str(k, model[0].n), "filter");
+    free(d);
+}
+
+/* Entry j (-1: the last) of block i of the table [d, d + n): its key copied into k (*kl bytes). */
+static void block_key(const char *d, size_t n, int i, int j, char *k, size_t *kl)
+{
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    block_cursor ic, dc;
+    block_cursor_init(&ic, d + get_u64(foot + 16), (size_t)get_u64(foot + 24));
+    block_cursor_seek_first(&ic);
+    for (int j = 0; j < i; j++)
+        block_cursor_next(&ic);
+    uint64_t off, size;
+    const char *v = block_cursor_value(&ic), *vend = v + block_cursor_vlen(&ic);
+    CHECK((v = get_varint64(v, vend, &off)) && get_varint64(v, vend, &size));
+    block_cursor_init(&dc, d + off, (size_t)size);
+    j < 0 ? block_cursor_seek_last(&dc) : block_cursor_seek_first(&dc);
+    while (j-- > 0)
+        block_cursor_next(&dc);
+    CHECK(block_cursor_valid(&dc));
+    *kl = block_cursor_klen(&dc);
+    memcpy(k, block_cursor_key(&dc), *kl);
+    block_cursor_free(&dc);
+    block_cursor_free(&ic);
+}
+
+/* The table [d, d + n) with index entry i replaced by key: malloc'd, its size in *nn. */
+static char *replace_index_entry(const char *d, size_t n, int i, const char *key, size_t kl, size_t *nn)
+{
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    uint64_t index_off = get_u64(foot + 16);
+    block_cursor ic;
+    block_cursor_init(&ic, d + index_off, (size_t)get_u64(foot + 24));
+    block_builder b;
+    block_builder_init(&b, TABLE_INDEX_RESTART_INTERVAL);
+    int j = 0;
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), j++)
+        CHECK_RC(block_builder_add(&b, j == i ? key : block_cursor_key(&ic),
+                                   j == i ? kl : block_cursor_klen(&ic), block_cursor_value(&ic),
+                                   block_cursor_vlen(&ic)), PL_OK);
+    block_cursor_free(&ic);
+    const char *idx;
+    size_t il;
+    CHECK_RC(block_builder_finish(&b, &idx, &il), PL_OK);
+    *nn = (size_t)index_off + il + TABLE_BLOCK_TRAILER + TABLE_FOOTER_SIZE;
+    char *nd = malloc(*nn), *nf = nd + *nn - TABLE_FOOTER_SIZE;
+    memcpy(nd, d, (size_t)index_off);
+    memcpy(nd + index_off, idx, il);
+    put_trailer(nd + index_off, il);
+    memcpy(nf, foot, TABLE_FOOTER_SIZE);
+    put_u64(nf + 24, il);
+    put_u32(nf + 36, crc_value(nf, 36));
+    block_builder_free(&b);
+    return nd;
+}
+
+/* Index entries that keep every key in order but do not separate their block from the next, so that
+ * a get searches the block before the one holding its key.  Found by tests/fuzz/fuzz_table.c:
+ *  - block 0's entry is a key inside block 1 (past block 1's first key);
+ *  - block i's entry is a newer version of block i + 1's first user key, which block i lacks: it sorts
+ *    before block i + 1's first key, but a get of that user key at the newest LSN stops at block i. */
+static void check_forged_separator(const char *path, const char *bad_path)
+{
+    char *d, k[64], f[64], l[64];
+    size_t n, kl, fl, ll, nn;
+    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
+    /* block 1's first entry of its second user key (no version of which lies in block 0), and the
+     * entry after that as block 0's index entry */
+    int j = 0;
+    block_key(d, n, 1, 0, f, &fl);
+    do
+        block_key(d, n, 1, ++j, l, &ll);
+    while (ukey_cmp(l, ll - 8, f, fl - 8) == 0);
+    block_key(d, n, 1, j + 1, k, &kl);
+    char *nd = replace_index_entry(d, n, 0, k, kl, &nn);
+    check_forged(bad_path, nd, nn, l, ll - IKEY_TRAILER, "index entry");
+    free(nd);
+    for (int i = 0; i < 8; i++) { /* a boundary between two user keys */
+        block_key(d, n, i, -1, l, &ll);
+        block_key(d, n, i + 1, 0, f, &fl);
+        if (ukey_cmp(l, ll - 8, f, fl - 8) == 0)
+            continue;
+        memcpy(k, f, fl);
+        kl = fl;
+        put_u64(k + kl - 8, ikey_trailer(f, fl) + 256); /* one LSN newer */
+        nd = replace_index_entry(d, n, i, k, kl, &nn);
+        check_forged(bad_path, nd, nn, f, fl - IKEY_TRAILER, "index entry");
+        free(nd);
+        break;
+    }
+    free(d);
+}
+
+
 static void test_damage(void)
 {
     char path[512], bad_path[512];
@@ -701,6 +840,8 @@ static void test_damage(void)
     CHECK_EQ(iter_corrupt, opened); /* a full scan reads every data block */
     CHECK(get_corrupt == opened);
     free(orig);
+    check_forged_filter(path, bad_path);
+    check_forged_separator(path, bad_path);
     table_meta_free(&meta);
 
     /* zero-length, too short, truncated, not a table */

@@ -143,7 +143,8 @@ static int check_usable(pl_db *db)
     return PL_OK;
 }
 
-/* Record a failed write or fsync: from now on the database refuses writes. REQUIRES: mu held. */
+/* Record a failed write or fsync: from now on the database refuses writes, and the writers waiting
+ * for the background thread (a flush, L0 to shrink) wake to return the error. REQUIRES: mu held. */
 static void set_bg_error(pl_db *db)
 {
     if (!db->bg_error) {
@@ -151,6 +152,7 @@ static void set_bg_error(pl_db *db)
         db->bg_errno = pl_errno();
         snprintf(db->bg_msg, sizeof db->bg_msg, "%s", pl_errmsg());
     }
+    pthread_cond_broadcast(&db->bg_cv);
 }
 
 /* Every call refused after the failure reports the failure's own errno (ENOSPC stays ENOSPC). */
@@ -1019,6 +1021,7 @@ static int flush_imm(pl_db *db)
 /* Run compaction c (picked from v).  REQUIRES: compact_mu held, mu not held. */
 static int run_compaction(pl_db *db, compaction *c, version *v)
 {
+    env_test_hook("compaction_run");
     compact_env env;
     compact_env_init(db, &env);
     pthread_mutex_lock(&db->mu);

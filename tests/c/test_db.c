@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -645,6 +646,68 @@ static void test_get_many_matches_get(void)
     rm_rf(path);
 }
 
+/* ---- a failed compaction wakes the writers waiting for the background thread ----
+ * A writer waiting for a flush (or for L0 to shrink) while a background compaction runs must get the
+ * compaction's error when it fails, not wait forever: the compaction recorded the error without waking
+ * anyone, and the background thread, which no longer flushes after an error, waited too.  (make test
+ * hung once in tests/test_reliability.py's ENOSPC-during-compaction test under ASan.)  The hook holds
+ * the first compaction until the writer is waiting, then makes every write fail with ENOSPC. */
+static atomic_int compaction_seen;
+
+static void fail_the_compaction(void *ctx, const char *name)
+{
+    if (strcmp(name, "compaction_run") != 0 || atomic_exchange(&compaction_seen, 1))
+        return;
+    usleep(300000); /* the writer fills the memtable twice and waits for the flush */
+    env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 1);
+}
+
+static void *write_until_refused(void *arg)
+{
+    char k[32], v[100];
+    memset(v, 'v', sizeof v);
+    int rc = PL_OK;
+    for (int i = 0; i < 1000000 && rc == PL_OK; i++) {
+        int kl = snprintf(k, sizeof k, "key%07d", i % 5000);
+        rc = pl_db_put(hook_db, k, (size_t)kl, v, sizeof v, 0);
+    }
+    ((int *)arg)[0] = rc;
+    ((int *)arg)[1] = pl_errno();
+    return NULL;
+}
+
+static void test_failed_compaction_wakes_writers(void)
+{
+    const char *path = sub("compactfail");
+    rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 32 << 10;
+    hook_db = NULL;
+    CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
+    if (!hook_db)
+        return;
+    atomic_store(&compaction_seen, 0);
+    env_set_test_hook(fail_the_compaction, NULL);
+    int rc[2] = {-1, 0}; /* the writer's last code and errno */
+    pthread_t w;
+    pthread_create(&w, NULL, write_until_refused, rc);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    if (pthread_timedjoin_np(w, NULL, &dl) != 0) {
+        fprintf(stderr, "%s:%d: a writer still waits 30 s after the compaction failed\n", __FILE__, __LINE__);
+        _exit(1); /* the database cannot be closed under a stuck writer */
+    }
+    env_set_test_hook(NULL, NULL);
+    env_fault_clear();
+    CHECK(atomic_load(&compaction_seen));
+    CHECK(rc[0] == PL_READONLY || rc[0] == PL_IOERR);
+    CHECK_EQ(rc[1], ENOSPC);
+    pl_db_close(hook_db);
+    rm_rf(path);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -659,6 +722,7 @@ int main(void)
     test_read_only_beside_a_writer();
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();
+    test_failed_compaction_wakes_writers();
     rm_rf(base);
     return test_report();
 }

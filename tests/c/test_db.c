@@ -25,13 +25,6 @@
 
 static char base[64];
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(p);
-}
-
-static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 static char *sub(const char *name)
 {
     static char p[8][256];
@@ -64,7 +57,7 @@ static void test_read_large_entries(void)
     enum { N = sizeof sizes / sizeof sizes[0] };
     for (int phase = 0; phase < 2; phase++) {
         const char *path = sub(phase ? "large_tables" : "large_mem");
-        rm_rf(path);
+        tu_rm_rf(path);
         pl_options o;
         pl_options_init(&o);
         pl_db *db = NULL;
@@ -116,7 +109,7 @@ static void test_read_large_entries(void)
         }
         free(v);
         CHECK_RC(pl_db_close(db), PL_OK);
-        rm_rf(path);
+        tu_rm_rf(path);
     }
 }
 
@@ -127,9 +120,9 @@ static void test_new_directory_survives_power_cut(void)
 {
     static const char *paths[] = {"fresh", "deep/er/fresh"};
     for (int i = 0; i < 2; i++) {
-        rm_rf(sub("deep"));
+        tu_rm_rf(sub("deep"));
         const char *path = sub(paths[i]);
-        rm_rf(path);
+        tu_rm_rf(path);
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -157,9 +150,9 @@ static void test_new_directory_survives_power_cut(void)
             pl_buf_free(&v);
             CHECK_RC(pl_db_close(db), PL_OK);
         }
-        rm_rf(path);
+        tu_rm_rf(path);
     }
-    rm_rf(sub("deep"));
+    tu_rm_rf(sub("deep"));
 }
 
 /* ---- a read racing a flush (issue 9, bug 4) ----
@@ -181,7 +174,7 @@ static void overwrite_and_flush(void *ctx, const char *name)
 /* A fresh database with default options at path into hook_db; 0 if it could not be opened. */
 static int open_hook_db(const char *path)
 {
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_options o;
     pl_options_init(&o);
     hook_db = NULL;
@@ -207,7 +200,7 @@ static void test_get_racing_a_flush(void)
         pl_buf_free(&v);
     }
     CHECK_RC(pl_db_close(hook_db), PL_OK);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- an iterator's memtable sort does not hold the database lock (issue 9, bug 6) ----
@@ -278,7 +271,7 @@ static void test_iterator_sort_does_not_block_reads(void)
     CHECK_EQ(n, 1000); /* the put made during the sort came after the iterator's view */
     pl_iter_free(it);
     CHECK_RC(pl_db_close(hook_db), PL_OK);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- the manifest ---- */
@@ -309,7 +302,7 @@ static void check_manifest_durable(void *ctx, const char *name)
 static void test_manifest_durable_before_current_names_it(void)
 {
     const char *path = sub("manifest7");
-    rm_rf(path);
+    tu_rm_rf(path);
     manifest_dir = path;
     pl_options o;
     pl_options_init(&o);
@@ -327,7 +320,7 @@ static void test_manifest_durable_before_current_names_it(void)
     env_track_sync(0);
     CHECK_EQ(current_renames, 3);
     CHECK_EQ(manifest_name_durable, current_renames);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* Issue 9, bug 2: an append to the manifest cut short (ENOSPC part-way through the record) is never
@@ -335,7 +328,7 @@ static void test_manifest_durable_before_current_names_it(void)
 static void test_manifest_append_after_a_short_write(void)
 {
     const char *path = sub("manifest2");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_options o;
     pl_options_init(&o);
     pl_db *db = NULL;
@@ -376,7 +369,7 @@ static void test_manifest_append_after_a_short_write(void)
         pl_buf_free(&b);
         CHECK_RC(pl_db_close(db), PL_OK);
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* A read-only handle beside a writer in this process: no lock, no byte written, the state of the
@@ -385,7 +378,7 @@ static void test_manifest_append_after_a_short_write(void)
 static void test_read_only_beside_a_writer(void)
 {
     char *path = sub("ro");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_options o;
     pl_options_init(&o);
     o.memtable_bytes = 64 * 1024;
@@ -443,7 +436,7 @@ static void test_read_only_beside_a_writer(void)
     CHECK_RC(pl_db_open(sub("ro-missing"), &ro, &r), PL_NOTFOUND);
     struct stat st;
     CHECK(stat(sub("ro-missing"), &st) != 0);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* A power cut right after a call that promises durability (flush, compact, repair, and the close of
@@ -493,7 +486,7 @@ static void test_power_cut_after_flush_compact_repair_and_close(void)
     const char *what[] = {"flush", "compact", "repair", "close"};
     for (int step = 0; step < 4; step++) {
         char *path = sub("cut");
-        rm_rf(path);
+        tu_rm_rf(path);
         pl_options o;
         pl_options_init(&o);
         o.background_compaction = 0;
@@ -531,7 +524,7 @@ static void test_power_cut_after_flush_compact_repair_and_close(void)
         waitpid(pid, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         check_keys(path, 2000, what[step]);
-        rm_rf(path);
+        tu_rm_rf(path);
     }
 }
 
@@ -573,7 +566,7 @@ static int compare_many(pl_db *db, const pl_snapshot *snap, char (*keys)[16], si
 static void test_get_many_matches_get(void)
 {
     const char *path = sub("getmany");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_options o;
     pl_options_init(&o);
     o.background_compaction = 0;
@@ -643,7 +636,7 @@ static void test_get_many_matches_get(void)
     CHECK(strstr(pl_errmsg(), ".sst") != NULL);
     CHECK_RC(pl_db_close(db), PL_OK);
     free(keys);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- a failed compaction wakes the writers waiting for the background thread ----
@@ -679,7 +672,7 @@ static void *write_until_refused(void *arg)
 static void test_failed_compaction_wakes_writers(void)
 {
     const char *path = sub("compactfail");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_options o;
     pl_options_init(&o);
     o.memtable_bytes = 32 << 10;
@@ -705,13 +698,13 @@ static void test_failed_compaction_wakes_writers(void)
     CHECK(rc[0] == PL_READONLY || rc[0] == PL_IOERR);
     CHECK_EQ(rc[1], ENOSPC);
     pl_db_close(hook_db);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
-    rm_rf(base);
+    tu_rm_rf(base);
     mkdir(base, 0755);
     test_read_large_entries();
     test_new_directory_survives_power_cut();
@@ -723,6 +716,6 @@ int main(void)
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();
     test_failed_compaction_wakes_writers();
-    rm_rf(base);
+    tu_rm_rf(base);
     return test_report();
 }

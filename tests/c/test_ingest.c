@@ -23,9 +23,6 @@
 
 static char base[64];
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f) { return remove(p); }
-static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 static char *sub(const char *name)
 {
     static char p[4][256];
@@ -178,7 +175,7 @@ static int count_files(const char *path, const char *ext)
 static void test_order_errors_write_nothing(void)
 {
     const char *path = sub("order");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_db *db = open_db(path, 0);
     if (!db)
         return;
@@ -229,7 +226,7 @@ static void test_order_errors_write_nothing(void)
         CHECK_EQ(count_files(path, ".sst"), tables);
         CHECK_RC(pl_db_close(db), PL_OK);
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- overwrites, snapshots, placement, LSN ---- */
@@ -240,7 +237,7 @@ static void test_order_errors_write_nothing(void)
 static void test_overwrites_every_layer_and_snapshots(void)
 {
     const char *path = sub("overwrite");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_db *db = open_db(path, 0);
     if (!db)
         return;
@@ -300,7 +297,7 @@ static void test_overwrites_every_layer_and_snapshots(void)
     CHECK_EQ(get_stats(db).lsn, s1.lsn + 1);
     CHECK(strcmp(tag_of(db, NULL, 60), "after") == 0);
     CHECK_RC(pl_db_close(db), PL_OK);
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* An empty database takes the ingest at the deepest level; a range beside the data goes as deep as
@@ -308,7 +305,7 @@ static void test_overwrites_every_layer_and_snapshots(void)
 static void test_placement(void)
 {
     const char *path = sub("place");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_db *db = open_db(path, 0);
     if (!db)
         return;
@@ -336,7 +333,7 @@ static void test_placement(void)
         CHECK_EQ(count_tag(db, NULL, 3000, 4000, "b"), 1000);
         CHECK_RC(pl_db_close(db), PL_OK);
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- beside other calls ---- */
@@ -365,7 +362,7 @@ static void *writer_main(void *p)
 static void test_writers_beside_an_ingest(void)
 {
     const char *path = sub("beside");
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_db *db = open_db(path, 1);
     if (!db)
         return;
@@ -433,7 +430,7 @@ static void test_writers_beside_an_ingest(void)
         CHECK_EQ(get_stats(db).sstables, (uint64_t)count_files(path, ".sst"));
         CHECK_RC(pl_db_close(db), PL_OK);
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 /* ---- failures and crashes ---- */
@@ -443,7 +440,7 @@ static void test_writers_beside_an_ingest(void)
 
 static pl_db *make_base(const char *path)
 {
-    rm_rf(path);
+    tu_rm_rf(path);
     pl_db *db = open_db(path, 1);
     if (!db)
         return NULL;
@@ -498,7 +495,7 @@ static void test_any_failing_io_call(void)
         CHECK(ok_in_a_row == 3);
         CHECK(failures > 10); /* the faults hit the ingest's own calls */
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 static void die_at(void *ctx, const char *name)
@@ -549,13 +546,13 @@ static void test_crash_and_power_cut(void)
         int all = check_all_or_nothing(path, "crash step", step);
         CHECK_EQ(all, step >= 2);
     }
-    rm_rf(path);
+    tu_rm_rf(path);
 }
 
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-ingest-%d", (int)getpid());
-    rm_rf(base);
+    tu_rm_rf(base);
     mkdir(base, 0755);
     test_order_errors_write_nothing();
     test_overwrites_every_layer_and_snapshots();
@@ -563,6 +560,6 @@ int main(void)
     test_writers_beside_an_ingest();
     test_any_failing_io_call();
     test_crash_and_power_cut();
-    rm_rf(base);
+    tu_rm_rf(base);
     return test_report();
 }

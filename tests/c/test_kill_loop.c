@@ -34,7 +34,6 @@
 
 static char dir[64];
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f) { return remove(p); }
 
 static unsigned long long rnd(unsigned long long *s)
 {
@@ -188,7 +187,7 @@ int main(void)
     e = getenv("KILL_LOOP_SEED");
     unsigned long long seed0 = e ? strtoull(e, NULL, 10) : 1;
     snprintf(dir, sizeof dir, "/tmp/pylsm-kill-loop-%d", (int)getpid());
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(dir);
     long acked_total = 0, in_flight_applied = 0, losses = 0;
     int done = 0;
     for (int it = 0; it < iters; it++) {
@@ -276,6 +275,6 @@ int main(void)
     CHECK_EQ(done, iters);
     for (int k = 0; k < NKEYS; k++)
         free(model[k]);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(dir);
     return test_report();
 }

@@ -48,14 +48,6 @@ static char *numbered_path(uint64_t n, const char *ext)
     return path_in(name);
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
 static void new_dir(void)
 {
     snprintf(dir, sizeof dir, "%s/db%d", base, ++test_no);
@@ -976,6 +968,6 @@ int main(void)
     RUN(test_many_tables);
     RUN(test_errors);
     RUN(test_io_failure);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(base);
     return test_report();
 }

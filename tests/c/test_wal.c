@@ -33,14 +33,6 @@ static char *path_in(const char *name)
     return p[i];
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
 static void write_bytes(const char *path, const char *data, size_t n)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -1046,6 +1038,6 @@ int main(void)
         test_apply_error();
         test_faults();
     }
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(dir);
     return test_report();
 }

@@ -5,10 +5,21 @@
 #ifndef PL_TESTUTIL_H
 #define PL_TESTUTIL_H
 
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pylsm.h"
+
+/* Remove a directory tree (or a file); what does not exist is ignored. */
+static inline int tu_rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+static inline void tu_rm_rf(const char *p) { nftw(p, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static int tu_passed, tu_failed;
 

@@ -1069,8 +1069,10 @@ static int maybe_compact(pl_db *db)
         compaction_free(&c);
         did = 1;
     }
-    pthread_mutex_unlock(&db->compact_mu);
+    /* Drop v before another compaction may start: held past compact_mu, it would pin the files that
+     * compaction makes obsolete, and they would outlive a db.compact() that has returned. */
     version_unref(v);
+    pthread_mutex_unlock(&db->compact_mu);
     pthread_mutex_lock(&db->mu);
     return did;
 }

@@ -27,6 +27,7 @@ deps:
 	command -v $(FUZZ_CC) >/dev/null 2>&1 || pkgs="$$pkgs clang"; \
 	ls "$$($(FUZZ_CC) -print-resource-dir 2>/dev/null)"/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
 	  pkgs="$$pkgs libclang-rt-dev"; \
+	command -v fusermount3 >/dev/null 2>&1 || pkgs="$$pkgs fuse3"; \
 	if [ -n "$$pkgs" ]; then \
 	  echo "installing$$pkgs"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -37,7 +38,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build mypy nbclient nbformat ipykernel
+	$(VPY) -m pip install -q pytest hypothesis pytest-benchmark tqdm build mypy nbclient nbformat ipykernel mfusepy
 	touch $@
 
 build: venv
@@ -183,12 +184,12 @@ test-pythons: deps
 	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -1); \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not installed by pyenv here, skipped"; continue; fi; \
 	  echo "== Python $$v: $$py"; env=build/pythons/$$v; \
-	  if [ ! -f $$env/.installed-2 ]; then \
+	  if [ ! -f $$env/.installed-3 ]; then \
 	    rm -rf $$env && $$py -m venv $$env && \
 	    $$env/bin/python -m pip install -q --upgrade pip setuptools wheel && \
-	    $$env/bin/python -m pip install -q pytest hypothesis tqdm nbclient nbformat ipykernel && \
+	    $$env/bin/python -m pip install -q pytest hypothesis tqdm nbclient nbformat ipykernel mfusepy && \
 	    ( $$env/bin/python -m pip install -q mypy || echo "   (no mypy for $$v: the typing test is skipped)" ) && \
-	    touch $$env/.installed-2; \
+	    touch $$env/.installed-3; \
 	  fi; \
 	  $$env/bin/python setup.py -q build_ext --inplace --build-temp $$env/tmp >/dev/null; \
 	  if ! $$env/bin/python -m pytest -q -p no:cacheprovider -x tests $(PYTEST_ARGS); then failed="$$failed $$v"; fi; \

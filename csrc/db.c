@@ -1867,6 +1867,17 @@ int pl_test_fault(const char *op, long nth, int err, int persistent)
 
 void pl_test_fault_clear(void) { env_fault_clear(); }
 
+int pl_test_set(const char *name, uint64_t value)
+{
+    if (strcmp(name, "manifest_roll_bytes") == 0)
+        manifest_roll_bytes = value;
+    else if (strcmp(name, "ingest_lsn_gap") == 0 && value > 0)
+        ingest_lsn_gap = value;
+    else
+        return PL_FAIL(PL_MISUSE, "_test_set: unknown name or bad value: %s", name);
+    return PL_OK;
+}
+
 /* ---- whole-database tools ---- */
 
 static int is_our_file(const char *name)

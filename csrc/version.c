@@ -19,10 +19,11 @@
 #include "status.h"
 #include "wal.h"
 
+uint64_t manifest_roll_bytes = UINT64_C(64) << 20;
+
 /* Edit field tags (docs/format.md, "Manifest"). */
 enum { TAG_LOG_NUMBER = 1, TAG_NEXT_FILE = 2, TAG_LAST_LSN = 3, TAG_ADD = 4, TAG_DELETE = 5 };
 
-#define MANIFEST_ROLL_BYTES (64u << 20)
 
 /* ---- file names ---- */
 
@@ -1005,7 +1006,7 @@ void versions_install(versions *vs, version *v)
     version *old = vs->current;
     vs->current = v;
     version_unref(old);
-    if (vs->manifest_bytes > MANIFEST_ROLL_BYTES)
+    if (vs->manifest_bytes > manifest_roll_bytes)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */
 }
 

@@ -87,6 +87,10 @@ void edit_free(version_edit *e);
 int edit_add_file(version_edit *e, int level, file_meta *f); /* takes a reference on f */
 int edit_delete_file(version_edit *e, int level, uint64_t number);
 
+/* A manifest past this size is replaced by a new one holding only the current version (tests make it
+ * small, through pl_test_set, to roll often). */
+extern uint64_t manifest_roll_bytes;
+
 typedef struct versions {
     char *dir;
     cache *cache;

@@ -1834,6 +1834,20 @@ static PyObject *mod_test_fault(PyObject *m, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_test_set(PyObject *m, PyObject *args)
+{
+    const char *name;
+    unsigned long long value;
+    if (!PyArg_ParseTuple(args, "sK:_test_set", &name, &value))
+        return NULL;
+    int rc = pl_test_set(name, (uint64_t)value);
+    if (rc) {
+        module_state *st = PyModule_GetState(m);
+        return set_error(st->DBType, rc);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_test_fault_clear(PyObject *m, PyObject *unused)
 {
     pl_test_fault_clear();
@@ -2006,6 +2020,7 @@ static PyMethodDef module_methods[] = {
     {"destroy", mod_destroy, METH_VARARGS, "destroy(path)\n--\n\nDelete a database directory."},
     {"_test_fault", mod_test_fault, METH_VARARGS, NULL},
     {"_test_fault_clear", mod_test_fault_clear, METH_NOARGS, NULL},
+    {"_test_set", mod_test_set, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import shutil
 import struct
 import subprocess
@@ -561,6 +562,114 @@ def child_ingest(path: str, n: str, every: str = "20000", memtable_bytes: str = 
     db.close()
 
 
+# ---------------------------------------------------------------------------------------------
+# The power-loss workload (tests/test_powerloss.py): a seeded sequence of puts, deletes, batches and
+# ingests, with flushes, compactions and reopens between them, that the child runs and the parent
+# replays as a model.
+
+POWERLOSS_KEYS = 300
+
+
+def powerloss_value(i: int, size: int) -> bytes:
+    head = b"op%d:" % i
+    return head + b"x" * max(0, size - len(head))
+
+
+def powerloss_ops(seed: int, n: int) -> List[tuple]:
+    """n operations: data ones ("put", k, v), ("del", k), ("batch", [(k, v or None)...]),
+    ("ingest", [(k, v)...] ascending) and control ones ("flush",), ("compact",), ("reopen",)."""
+    rnd = random.Random(seed)
+    ops: List[tuple] = []
+
+    def key() -> bytes:
+        return b"pk%04d" % rnd.randrange(POWERLOSS_KEYS)
+
+    def size() -> int:
+        return rnd.choice([1, 30, 100, 100, 400, 2000, 9000])
+
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.60:
+            ops.append(("put", key(), powerloss_value(i, size())))
+        elif r < 0.72:
+            ops.append(("del", key()))
+        elif r < 0.88:
+            ops.append(("batch", [(key(), powerloss_value(i, size()) if rnd.random() < 0.8 else None)
+                                  for _ in range(rnd.randint(2, 12))]))
+        elif r < 0.91:
+            keys = sorted({key() for _ in range(rnd.randint(1, 40))})
+            ops.append(("ingest", [(k, powerloss_value(i, size())) for k in keys]))
+        elif r < 0.95:
+            ops.append(("flush",))
+        elif r < 0.98:
+            ops.append(("compact",))
+        else:
+            ops.append(("reopen",))
+    return ops
+
+
+def powerloss_apply(state: dict, op: tuple) -> List[bytes]:
+    """Apply a data op to the model; returns the keys it touched (none for a control op)."""
+    kind = op[0]
+    if kind == "put":
+        state[op[1]] = op[2]
+        return [op[1]]
+    if kind == "del":
+        state.pop(op[1], None)
+        return [op[1]]
+    if kind in ("batch", "ingest"):
+        for k, v in op[1]:
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        return [k for k, _ in op[1]]
+    return []
+
+
+def child_powerloss(path: str, sync: str, seed: str, n: str, manifest_roll: str = "4096") -> None:
+    """Run powerloss_ops(seed, n).  Says "A i" once data op i returned, and "D i" once every op before
+    i is durable whatever the sync strategy (flush, compact, ingest, close returned)."""
+    import pylsm
+
+    pylsm._pylsm._test_set("manifest_roll_bytes", int(manifest_roll))
+    opts = dict(sync=parse_sync(sync), memtable_bytes=64 << 10)
+    db = pylsm.open(path, **opts)
+    _say("ready")
+    for i, op in enumerate(powerloss_ops(int(seed), int(n))):
+        kind = op[0]
+        if kind == "put":
+            db.put(op[1], op[2])
+        elif kind == "del":
+            db.delete(op[1])
+        elif kind == "batch":
+            wb = pylsm.WriteBatch()
+            for k, v in op[1]:
+                if v is None:
+                    wb.delete(k)
+                else:
+                    wb.put(k, v)
+            db.write(wb)
+        elif kind == "ingest":
+            db.ingest(op[1])
+            _say("D %d" % (i + 1))
+        elif kind == "flush":
+            db.flush()
+            _say("D %d" % i)
+        elif kind == "compact":
+            db.compact()
+            _say("D %d" % i)
+        elif kind == "reopen":
+            db.close()
+            _say("D %d" % i)
+            db = pylsm.open(path, **opts)
+        if kind in ("put", "del", "batch", "ingest"):
+            _say("A %d" % i)
+    db.close()
+    _say("D %s" % n)
+    _say("done")
+
+
 def main(argv: List[str]) -> None:
     cmd, args = argv[0], argv[1:]
     if cmd == "sweep":
@@ -571,7 +680,8 @@ def main(argv: List[str]) -> None:
     fn = {"puts": child_puts, "batches": child_batches, "threads": child_threads, "hold": child_hold,
           "open": child_open, "open_limited": child_open_limited, "reopen": child_reopen,
           "put_big_then_die": child_put_big_then_die, "verify": child_verify,
-          "fill_window": child_fill_window, "ingest": child_ingest}[cmd]
+          "fill_window": child_fill_window, "ingest": child_ingest,
+          "powerloss": child_powerloss}[cmd]
     fn(*args)
 
 

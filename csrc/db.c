@@ -1867,6 +1867,8 @@ int pl_test_fault(const char *op, long nth, int err, int persistent)
 
 void pl_test_fault_clear(void) { env_fault_clear(); }
 
+long pl_test_fault_calls(void) { return env_fault_calls(); }
+
 int pl_test_set(const char *name, uint64_t value)
 {
     if (strcmp(name, "manifest_roll_bytes") == 0)

@@ -29,11 +29,13 @@ static atomic_long fault_countdown;
 static atomic_int fault_err;
 static atomic_int fault_persistent;
 static atomic_int fault_fired;
+static atomic_long fault_nth;
 
 void env_fault_set(int ops, long nth, int err, int persistent)
 {
     atomic_store(&fault_ops, 0);
     atomic_store(&fault_countdown, nth);
+    atomic_store(&fault_nth, nth);
     atomic_store(&fault_err, err ? err : EIO);
     atomic_store(&fault_persistent, persistent);
     atomic_store(&fault_fired, 0);
@@ -41,6 +43,8 @@ void env_fault_set(int ops, long nth, int err, int persistent)
 }
 
 void env_fault_clear(void) { atomic_store(&fault_ops, 0); }
+
+long env_fault_calls(void) { return atomic_load(&fault_nth) - atomic_load(&fault_countdown); }
 
 /* Returns an errno to fail with, or 0. */
 static int fault_check(int op)

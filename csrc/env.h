@@ -107,6 +107,8 @@ void env_test_hook(const char *name);
 
 void env_fault_set(int ops, long nth, int err, int persistent);
 void env_fault_clear(void);
+/* How many calls of the classes set were counted since env_fault_set (tests size their sweeps by it). */
+long env_fault_calls(void);
 void env_track_sync(int on);
 int env_drop_unsynced(void);
 /* Tracking on: is path's directory entry durable (1 for a file created before tracking began)? */

@@ -1834,6 +1834,11 @@ static PyObject *mod_test_fault(PyObject *m, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_test_fault_calls(PyObject *m, PyObject *unused)
+{
+    return PyLong_FromLong(pl_test_fault_calls());
+}
+
 static PyObject *mod_test_set(PyObject *m, PyObject *args)
 {
     const char *name;
@@ -2021,6 +2026,7 @@ static PyMethodDef module_methods[] = {
     {"_test_fault", mod_test_fault, METH_VARARGS, NULL},
     {"_test_fault_clear", mod_test_fault_clear, METH_NOARGS, NULL},
     {"_test_set", mod_test_set, METH_VARARGS, NULL},
+    {"_test_fault_calls", mod_test_fault_calls, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

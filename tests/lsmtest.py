@@ -627,6 +627,62 @@ def powerloss_apply(state: dict, op: tuple) -> List[bytes]:
     return []
 
 
+def prefix_diffs(ops: list, state: dict):
+    """For k = 0, 1, ..: (k, the keys where ops[:k] and state differ, the model after ops[:k])."""
+    model: dict = {}
+    bad = set(state)
+    yield 0, bad, model
+    for i, op in enumerate(ops):
+        for k in powerloss_apply(model, op):
+            if model.get(k) == state.get(k):
+                bad.discard(k)
+            else:
+                bad.add(k)
+        yield i + 1, bad, model
+
+
+def prefixes_matching(ops: list, state: dict) -> list:
+    """Every k such that applying ops[:k] gives exactly state."""
+    return [k for k, bad, _ in prefix_diffs(ops, state) if not bad]
+
+
+def closest_prefix(ops: list, state: dict) -> str:
+    """For a failure message: the prefix that differs from state in the fewest keys, and how."""
+    best = (len(state) + 1, 0, {})
+    for k, bad, model in prefix_diffs(ops, state):
+        if len(bad) <= best[0]:
+            diff = {key: (model.get(key, b"-")[:12], state.get(key, b"-")[:12]) for key in sorted(bad)[:6]}
+            best = (len(bad), k, diff)
+    return f"closest prefix: {best[1]} ops, {best[0]} keys differ (model, found): {best[2]}"
+
+
+def powerloss_do(db, op: tuple) -> None:
+    """Run one op of powerloss_ops on db (all but "reopen")."""
+    import pylsm
+
+    kind = op[0]
+    if kind == "put":
+        db.put(op[1], op[2])
+    elif kind == "del":
+        db.delete(op[1])
+    elif kind == "batch":
+        wb = pylsm.WriteBatch()
+        for k, v in op[1]:
+            if v is None:
+                wb.delete(k)
+            else:
+                wb.put(k, v)
+        db.write(wb)
+    elif kind == "ingest":
+        db.ingest(op[1])
+    elif kind == "flush":
+        db.flush()
+    elif kind == "compact":
+        db.compact()
+    else:
+        raise ValueError(op)
+
+
 def child_powerloss(path: str, sync: str, seed: str, n: str, manifest_roll: str = "4096") -> None:
     """Run powerloss_ops(seed, n).  Says "A i" once data op i returned, and "D i" once every op before
     i is durable whatever the sync strategy (flush, compact, ingest, close returned)."""
@@ -638,33 +694,18 @@ def child_powerloss(path: str, sync: str, seed: str, n: str, manifest_roll: str 
     _say("ready")
     for i, op in enumerate(powerloss_ops(int(seed), int(n))):
         kind = op[0]
-        if kind == "put":
-            db.put(op[1], op[2])
-        elif kind == "del":
-            db.delete(op[1])
-        elif kind == "batch":
-            wb = pylsm.WriteBatch()
-            for k, v in op[1]:
-                if v is None:
-                    wb.delete(k)
-                else:
-                    wb.put(k, v)
-            db.write(wb)
-        elif kind == "ingest":
-            db.ingest(op[1])
-            _say("D %d" % (i + 1))
-        elif kind == "flush":
-            db.flush()
-            _say("D %d" % i)
-        elif kind == "compact":
-            db.compact()
-            _say("D %d" % i)
-        elif kind == "reopen":
+        if kind == "reopen":
             db.close()
             _say("D %d" % i)
             db = pylsm.open(path, **opts)
-        if kind in ("put", "del", "batch", "ingest"):
-            _say("A %d" % i)
+            continue
+        powerloss_do(db, op)
+        if kind in ("flush", "compact"):
+            _say("D %d" % i)
+            continue
+        if kind == "ingest":
+            _say("D %d" % (i + 1))
+        _say("A %d" % i)
     db.close()
     _say("D %s" % n)
     _say("done")

@@ -383,3 +383,83 @@ def test_transient_failure_during_open_never_loses_data(table_db, tmp_path, faul
         with pylsm.open(p) as db:  # and with the device healthy again, nothing is lost
             assert db.get_many([key(i) for i in range(300)]) == want, f"after {op}:{nth}: data lost"
     assert "StorageError" in outcomes
+
+
+# ---------------------------------------------------------------------------------------------
+# Every N: the Nth I/O call fails, for every N from the open to the close of a workload that
+# flushes, compacts, ingests, reopens and rolls the manifest over (tests/lsmtest.py powerloss_ops).
+
+SWEEP_OPS = 40
+
+
+@pytest.fixture
+def small_manifest():
+    _pylsm._test_set("manifest_roll_bytes", 2048)
+    yield
+    _pylsm._test_set("manifest_roll_bytes", 64 << 20)
+
+
+def _sweep_run(path, ops, sync):
+    """Run ops; returns (ops that returned, the StorageError that stopped them or None)."""
+    from lsmtest import powerloss_do
+
+    done, db, op = 0, None, None
+    try:
+        db = pylsm.open(path, sync=sync, memtable_bytes=16 << 10)
+        for op in ops:
+            if op[0] == "reopen":
+                db.close()
+                db = None
+                db = pylsm.open(path, sync=sync, memtable_bytes=16 << 10)
+            else:
+                powerloss_do(db, op)
+            done += 1
+        op = ("close",)
+        db.close()
+        db = None
+        return done, None
+    except pylsm.StorageError as e:
+        if db is not None:
+            if op[0] in ("put", "del", "batch"):
+                # The rules after a failed write: every write raises until the database is reopened.
+                # (A failed ingest, flush or compaction that committed nothing leaves it writable.)
+                with pytest.raises(pylsm.StorageError):
+                    db.put(b"after-failure", b"1")
+            try:
+                db.close()
+            except pylsm.StorageError:
+                pass
+        return done, e
+
+
+@pytest.mark.parametrize("cls,err,persistent", [("all", errno.EIO, False), ("all", errno.EIO, True),
+                                                ("short_write", errno.ENOSPC, True)])
+def test_fail_every_nth_io_call_of_a_whole_workload(fast_dir, faults, small_manifest, cls, err, persistent):
+    from lsmtest import closest_prefix, powerloss_ops, prefixes_matching
+
+    ops = powerloss_ops(9, SWEEP_OPS)
+    kinds = {op[0] for op in ops}
+    assert {"put", "del", "batch", "ingest", "flush", "compact", "reopen"} <= kinds, kinds
+    faults(cls, 1 << 40, err, persistent)  # count the calls of a clean run
+    assert _sweep_run(os.path.join(fast_dir, "clean"), ops, "every_write") == (len(ops), None)
+    total = _pylsm._test_fault_calls()
+    assert total > 80, total
+    failed = 0
+    for nth in range(1, total + 1):
+        path = os.path.join(fast_dir, f"n{nth}")
+        faults(cls, nth, err, persistent)
+        done, e = _sweep_run(path, ops, "every_write" if nth % 2 else "none")
+        _pylsm._test_fault_clear()
+        if e is not None:
+            failed += 1
+            assert e.errno == err, (nth, e)
+            assert "injected" in str(e), (nth, e)
+        with pylsm.open(path) as db:
+            state = dict(db.items())
+        ks = prefixes_matching(ops, state)
+        assert ks, f"N={nth}: not a prefix: {closest_prefix(ops, state)}"
+        assert max(ks) >= done, f"N={nth}: {done} ops returned, only {max(ks)} survived"
+        shutil.rmtree(path)
+    # Most N land on a call whose failure the caller sees (some are in the background and retried
+    # by nothing, but surface at the next write).
+    assert failed > total // 2, (failed, total)

@@ -13,7 +13,13 @@ filesystem, so a test can take several cuts while a writer runs, then open each 
 - mode "tear": what was made durable plus a random part of what is pending: each pending write reaches
   the disk in 512-byte sectors independently (kept, lost, or for a write that overwrote nothing durable,
   left as zeros), each pending truncation happens or not, and each directory keeps a random prefix of
-  its pending entry changes (a journalling filesystem commits them in order).
+  its pending entry changes (a journalling filesystem commits them in order);
+- mode "unordered": as "tear", but each pending directory change lands or not on its own (a rename
+  whole), as on filesystems that do not order metadata updates between fsyncs.
+
+Cuts can also be taken automatically: with "capture" on, a "drop", a "tear" and an "unordered" cut are
+written just before every directory fsync (and, with files=True, every file fsync) is applied: the
+moments an engine's ordering mistakes show.
 
 The oracle is independent of the engine: it sees only the system calls the kernel passes on. Data
 written through a shared mmap reaches it when the kernel writes the dirty pages back, which an fsync
@@ -23,6 +29,8 @@ by the same rule as one written with pwrite.
 Run:  python tests/powerfs.py MOUNTPOINT CONTROL_SOCKET
 The control socket takes one JSON object per line and answers with one:
   {"cmd": "cut", "out": DIR, "mode": "drop"|"keep"|"tear", "seed": N}  -> {"ok": true, "files": N}
+  {"cmd": "capture", "out": DIR, "files": false, "seed": N}          -> {"ok": true}
+  {"cmd": "capture", "out": null}                  (stop) -> {"ok": true, "cuts": [dir, ...]}
   {"cmd": "stats"}                                                     -> {"ok": true, "fsyncs": ..}
   {"cmd": "ping"}                                                      -> {"ok": true}
 tests/powerfs_util.py mounts it for a test and unmounts it after.
@@ -125,15 +133,20 @@ class Dir(Node):
         if mode == "keep":
             return dict(self.entries)
         out = dict(self.durable)
-        if mode == "tear" and self.pending:
-            for op in self.pending[:rnd.randint(0, len(self.pending))]:
-                if op[0] == "set":
-                    out[op[1]] = op[2]
-                elif op[0] == "del":
-                    out.pop(op[1], None)
-                else:  # ("rename", old, new, node): one journal entry, so all or nothing
-                    out.pop(op[1], None)
-                    out[op[2]] = op[3]
+        if mode == "unordered":
+            landed = [op for op in self.pending if rnd.random() < 0.5]
+        elif mode == "tear" and self.pending:
+            landed = self.pending[:rnd.randint(0, len(self.pending))]
+        else:
+            landed = []
+        for op in landed:
+            if op[0] == "set":
+                out[op[1]] = op[2]
+            elif op[0] == "del":
+                out.pop(op[1], None)
+            else:  # ("rename", old, new, node): one journal entry, so all or nothing
+                out.pop(op[1], None)
+                out[op[2]] = op[3]
         return out
 
 
@@ -159,6 +172,17 @@ class PowerFS(fuse.Operations):
         self.fds: Dict[int, Node] = {}
         self.next_fh = 1
         self.counts = {"fsync": 0, "fdatasync": 0, "fsyncdir": 0, "write": 0, "cut": 0}
+        self.capture: Optional[dict] = None  # {"out", "files", "rnd", "cuts"} while capturing
+
+    def _before_sync(self, is_dir: bool) -> None:
+        """With capture on: the cuts of a power loss just before this sync."""
+        c = self.capture
+        if c is None or not (is_dir or c["files"]):
+            return
+        for mode in ("drop", "tear", "unordered"):
+            out = os.path.join(c["out"], "%04d-%s" % (len(c["cuts"]), mode))
+            self.cut(out, mode, c["rnd"].randrange(1 << 30))
+            c["cuts"].append(out)
 
     # ---- paths and handles ----
 
@@ -283,6 +307,7 @@ class PowerFS(fuse.Operations):
     def fsyncdir(self, path, datasync, fh):
         with self.mu:
             node = self._node(path, fh)
+            self._before_sync(True)
             if isinstance(node, Dir):
                 node.sync()
             self.counts["fsyncdir"] += 1
@@ -367,7 +392,9 @@ class PowerFS(fuse.Operations):
 
     def fsync(self, path, datasync, fh):
         with self.mu:
-            self._node(path, fh).sync()  # a file's data, or a directory's entries
+            node = self._node(path, fh)
+            self._before_sync(isinstance(node, Dir))
+            node.sync()  # a file's data, or a directory's entries
             self.counts["fdatasync" if datasync else "fsync"] += 1
             return 0
 
@@ -443,6 +470,14 @@ def serve_control(fs: PowerFS, sock_path: str) -> None:
                     if req["cmd"] == "cut":
                         n = fs.cut(req["out"], req.get("mode", "drop"), int(req.get("seed", 0)))
                         resp = {"ok": True, "files": n}
+                    elif req["cmd"] == "capture":
+                        with fs.mu:
+                            done = fs.capture["cuts"] if fs.capture else []
+                            fs.capture = None
+                            if req.get("out"):
+                                fs.capture = {"out": req["out"], "files": bool(req.get("files")),
+                                              "rnd": random.Random(int(req.get("seed", 0))), "cuts": []}
+                        resp = {"ok": True, "cuts": done}
                     elif req["cmd"] == "stats":
                         with fs.mu:
                             resp = dict(fs.counts, ok=True)

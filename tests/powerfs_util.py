@@ -52,6 +52,16 @@ class PowerFSMount:
             shutil.rmtree(out)
         self.request({"cmd": "cut", "out": out, "mode": mode, "seed": seed})
 
+    def capture(self, out: str, files: bool = False, seed: int = 0) -> None:
+        """From now on, write the cuts of a power loss just before every directory fsync (and every file
+        fsync with files=True) into out/NNNN-MODE."""
+        os.makedirs(out, exist_ok=True)
+        self.request({"cmd": "capture", "out": out, "files": files, "seed": seed})
+
+    def stop_capture(self) -> list:
+        """Stop capturing; the cuts written since capture(), in order."""
+        return self.request({"cmd": "capture", "out": None})["cuts"]
+
     def stats(self) -> dict:
         return self.request({"cmd": "stats"})
 

@@ -222,3 +222,70 @@ def test_power_cut_after_recovery_cut_a_torn_tail(powerfs, tmp_path, spawn):
             assert db.get(put_key(i)) == put_value(i), i
         for i in range(20):
             assert db.get(b"after%02d" % i) == b"v%d" % i, i
+
+
+def damaged_db(path: str) -> None:
+    """Two tables (one with a damaged block) and records in the log: what repair() is for."""
+    with pylsm.open(path) as db:
+        db.update((b"k%06d" % i, b"v" * 100) for i in range(20_000))
+        db.flush()
+        db.update((b"m%06d" % i, b"w" * 50) for i in range(2_000))
+        db.flush()
+        db.update((b"n%06d" % i, b"x" * 20) for i in range(500))
+    sst = sorted(n for n in os.listdir(path) if n.endswith(".sst"))[0]
+    with open(os.path.join(path, sst), "r+b") as f:
+        f.seek(5000)
+        b = f.read(1)
+        f.seek(5000)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_power_cut_during_and_after_repair(powerfs, tmp_path):
+    """repair() run again after a power cut at any of its syncs gives what the whole repair gives, and
+    what a repair that returned did (the files it removed included) survives a power cut."""
+    src = str(tmp_path / "src")
+    damaged_db(src)
+    dst = os.path.join(powerfs.mnt, "repair", "db")
+    os.makedirs(os.path.dirname(dst))
+    copy_in_durably(src, dst)
+    powerfs.capture(str(tmp_path / "during"), files=True, seed=5)
+    try:
+        report = pylsm.repair(dst)
+    finally:
+        cuts = powerfs.stop_capture()
+    assert report["tables_damaged"] == 1 and report["blocks_lost"] == 1, report
+    with pylsm.open(dst, read_only=True) as db:
+        repaired = dict(db.items())
+    assert 19_000 < len(repaired) < 22_500
+    live = sorted(os.listdir(dst))
+    out = str(tmp_path / "after")
+    powerfs.cut(out, "drop")
+    assert sorted(os.listdir(os.path.join(out, "repair", "db"))) == live, "repair's deletions are not durable"
+    with pylsm.open(os.path.join(out, "repair", "db")) as db:
+        assert dict(db.items()) == repaired
+    assert len(cuts) >= 6, cuts
+    for cut in cuts:
+        path = os.path.join(cut, "repair", "db")
+        pylsm.repair(path)
+        with pylsm.open(path) as db:
+            got = dict(db.items())
+        assert got == repaired, (cut, len(got), len(repaired))
+
+
+def test_power_cut_after_a_failed_repair(powerfs, tmp_path, faults):
+    """A repair that fails (here the replacement of CURRENT) puts back what it moved and removes what
+    it wrote, durably: after a power cut the directory is as the repair found it."""
+    src = str(tmp_path / "src")
+    damaged_db(src)
+    dst = os.path.join(powerfs.mnt, "failed", "db")
+    os.makedirs(os.path.dirname(dst))
+    copy_in_durably(src, dst)
+    before = sorted(os.listdir(dst))
+    faults("rename", 2, 5)  # the damaged table moved aside, then CURRENT's rename fails
+    with pytest.raises(pylsm.StorageError):
+        pylsm.repair(dst)
+    faults("rename", 1 << 40, 5)  # off
+    assert sorted(os.listdir(dst)) == before
+    out = str(tmp_path / "cut")
+    powerfs.cut(out, "drop")
+    assert sorted(os.listdir(os.path.join(out, "failed", "db"))) == before

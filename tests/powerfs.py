@@ -15,9 +15,12 @@ filesystem, so a test can take several cuts while a writer runs, then open each 
   left as zeros), each pending truncation happens or not, and each directory keeps a random prefix of
   its pending entry changes (a journalling filesystem commits them in order);
 - mode "unordered": as "tear", but each pending directory change lands or not on its own (a rename
-  whole), as on filesystems that do not order metadata updates between fsyncs.
+  whole), as on filesystems that do not order metadata updates between fsyncs;
+- mode "reordered": file data as in "drop"; of the pending directory changes, every rename and removal
+  lands and no new name does: the worst order, in which a name is pointed at a file whose own entry
+  never reached the disk.
 
-Cuts can also be taken automatically: with "capture" on, a "drop", a "tear" and an "unordered" cut are
+Cuts can also be taken automatically: with "capture" on, a "drop", a "tear" and a "reordered" cut are
 written just before every directory fsync (and, with files=True, every file fsync) is applied: the
 moments an engine's ordering mistakes show.
 
@@ -31,6 +34,7 @@ The control socket takes one JSON object per line and answers with one:
   {"cmd": "cut", "out": DIR, "mode": "drop"|"keep"|"tear", "seed": N}  -> {"ok": true, "files": N}
   {"cmd": "capture", "out": DIR, "files": false, "seed": N}          -> {"ok": true}
   {"cmd": "capture", "out": null}                  (stop) -> {"ok": true, "cuts": [dir, ...]}
+  {"cmd": "captured"}                                  -> {"ok": true, "count": cuts so far}
   {"cmd": "stats"}                                                     -> {"ok": true, "fsyncs": ..}
   {"cmd": "ping"}                                                      -> {"ok": true}
 tests/powerfs_util.py mounts it for a test and unmounts it after.
@@ -135,6 +139,8 @@ class Dir(Node):
         out = dict(self.durable)
         if mode == "unordered":
             landed = [op for op in self.pending if rnd.random() < 0.5]
+        elif mode == "reordered":
+            landed = [op for op in self.pending if op[0] != "set"]
         elif mode == "tear" and self.pending:
             landed = self.pending[:rnd.randint(0, len(self.pending))]
         else:
@@ -179,7 +185,7 @@ class PowerFS(fuse.Operations):
         c = self.capture
         if c is None or not (is_dir or c["files"]):
             return
-        for mode in ("drop", "tear", "unordered"):
+        for mode in ("drop", "tear", "reordered"):
             out = os.path.join(c["out"], "%04d-%s" % (len(c["cuts"]), mode))
             self.cut(out, mode, c["rnd"].randrange(1 << 30))
             c["cuts"].append(out)
@@ -444,7 +450,7 @@ class PowerFS(fuse.Operations):
                         continue
                     if mode == "keep":
                         content = bytes(node.data)
-                    elif mode == "drop":
+                    elif mode in ("drop", "reordered"):
                         content = node.durable
                     else:
                         content = node.torn(rnd)
@@ -478,6 +484,9 @@ def serve_control(fs: PowerFS, sock_path: str) -> None:
                                 fs.capture = {"out": req["out"], "files": bool(req.get("files")),
                                               "rnd": random.Random(int(req.get("seed", 0))), "cuts": []}
                         resp = {"ok": True, "cuts": done}
+                    elif req["cmd"] == "captured":
+                        with fs.mu:
+                            resp = {"ok": True, "count": len(fs.capture["cuts"]) if fs.capture else 0}
                     elif req["cmd"] == "stats":
                         with fs.mu:
                             resp = dict(fs.counts, ok=True)

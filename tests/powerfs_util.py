@@ -62,6 +62,10 @@ class PowerFSMount:
         """Stop capturing; the cuts written since capture(), in order."""
         return self.request({"cmd": "capture", "out": None})["cuts"]
 
+    def captured(self) -> int:
+        """How many cuts capture() has written so far."""
+        return self.request({"cmd": "captured"})["count"]
+
     def stats(self) -> dict:
         return self.request({"cmd": "stats"})
 

@@ -98,6 +98,7 @@ def check_cut(cut: Cut, ops: list, sync_name: str) -> None:
     acked, durable = acknowledged(cut.acks)
     path = os.path.join(cut.out, "db")
     assert os.path.isdir(path), f"{cut.mode} cut at {cut.out}: the database directory itself was lost"
+    assert_current_names_a_manifest(path)
     with pylsm.open(path) as db:
         state = dict(db.items())
     ks = prefixes_matching(ops, state)
@@ -172,6 +173,14 @@ def test_power_cuts_keep_what_was_promised(powerfs, tmp_path, sync_name):
         check_cut(cut, ops, sync_name)
 
 
+def copy_in_durably_dir(d: str) -> None:
+    """fsync d and its parent: a directory the test made is durable before the engine uses it."""
+    for x in (d, os.path.dirname(d)):
+        fd = os.open(x, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)
+        os.close(fd)
+
+
 def copy_in_durably(src: str, dst: str) -> None:
     """Copy a database directory into the mount and fsync every file and directory: the starting state
     of the next test is all durable."""
@@ -224,6 +233,19 @@ def test_power_cut_after_recovery_cut_a_torn_tail(powerfs, tmp_path, spawn):
             assert db.get(b"after%02d" % i) == b"v%d" % i, i
 
 
+def assert_current_names_a_manifest(path: str) -> None:
+    """CURRENT, where there is one, names a manifest that is there and not empty: the rule that the
+    new manifest and its directory entry are durable before CURRENT is pointed at it."""
+    cur = os.path.join(path, "CURRENT")
+    if not os.path.exists(cur):
+        return
+    with open(cur, "rb") as f:
+        name = f.read().decode().strip()
+    assert name.startswith("MANIFEST-"), (path, name)
+    target = os.path.join(path, name)
+    assert os.path.exists(target) and os.path.getsize(target) > 0, f"{path}: CURRENT names {name}, not there"
+
+
 def damaged_db(path: str) -> None:
     """Two tables (one with a damaged block) and records in the log: what repair() is for."""
     with pylsm.open(path) as db:
@@ -266,6 +288,7 @@ def test_power_cut_during_and_after_repair(powerfs, tmp_path):
     assert len(cuts) >= 6, cuts
     for cut in cuts:
         path = os.path.join(cut, "repair", "db")
+        assert_current_names_a_manifest(path)
         pylsm.repair(path)
         with pylsm.open(path) as db:
             got = dict(db.items())
@@ -289,3 +312,54 @@ def test_power_cut_after_a_failed_repair(powerfs, tmp_path, faults):
     out = str(tmp_path / "cut")
     powerfs.cut(out, "drop")
     assert sorted(os.listdir(os.path.join(out, "failed", "db"))) == before
+
+
+@pytest.mark.parametrize("sync", ["every_write", "none"])
+def test_power_cut_before_every_directory_sync(powerfs, tmp_path, sync):
+    """A workload run here, with a power cut taken just before each directory fsync it makes (new logs,
+    tables and manifests, CURRENT replaced, at opens, flushes, compactions, ingests and manifest
+    rollovers), in three forms: durable state only, torn, and the worst directory order.  Each cut
+    opens, names an existing manifest, and holds a prefix with every op the strategy made durable
+    before the op in progress."""
+    from pylsm import _pylsm
+    from lsmtest import powerloss_do
+
+    ops = powerloss_ops(9, 120)
+    path = os.path.join(powerfs.mnt, "every-" + sync, "db")
+    os.makedirs(os.path.dirname(path))
+    copy_in_durably_dir(os.path.dirname(path))
+    opts = dict(sync=sync, memtable_bytes=16 << 10)
+    _pylsm._test_set("manifest_roll_bytes", 2048)
+    spans = []  # (first cut, end cut, op index, ops durable before it)
+    durable = 0
+    powerfs.capture(str(tmp_path / "cuts"), seed=3)
+    try:
+        start = powerfs.captured()
+        db = pylsm.open(path, **opts)
+        spans.append((start, powerfs.captured(), -1, 0))
+        for i, op in enumerate(ops):
+            start = powerfs.captured()
+            if op[0] == "reopen":
+                db.close()
+                db = pylsm.open(path, **opts)
+            else:
+                powerloss_do(db, op)
+            spans.append((start, powerfs.captured(), i, durable))
+            if sync == "every_write" or op[0] in ("reopen", "flush", "compact", "ingest"):
+                durable = i + 1
+        db.close()
+    finally:
+        _pylsm._test_set("manifest_roll_bytes", 64 << 20)
+        cuts = powerfs.stop_capture()
+    assert len(cuts) > 60, len(cuts)
+    for first, end, i, need in spans:
+        for cut in cuts[first:end]:
+            where = os.path.join(cut, "every-" + sync, "db")
+            if i < 0 and not os.path.isdir(where):
+                continue  # a cut inside the first open, before it made the directory durable
+            assert os.path.isdir(where), cut
+            assert_current_names_a_manifest(where)
+            with pylsm.open(where) as db:
+                state = dict(db.items())
+            ks = [k for k in prefixes_matching(ops[:i + 1], state) if k >= need]
+            assert ks, f"{cut} (during op {i} {ops[i][0]}): {closest_prefix(ops[:i + 1], state)}; {need} durable"

@@ -83,7 +83,8 @@ def main() -> int:
     mk.write_text(mk.read_text().replace(" -Werror", ""))
     build = f"{py} setup.py -q build_ext --inplace >/dev/null 2>&1"
     pytest = f"{py} -m pytest -q -x -p no:cacheprovider"
-    tests = (f"{pytest} tests/test_powerloss.py >/dev/null 2>&1 && make -s ctest >/dev/null 2>&1 && "
+    tests = (f"{pytest} tests/test_fsync_order.py tests/test_powerloss.py >/dev/null 2>&1 && "
+             f"make -s ctest >/dev/null 2>&1 && "
              f"{pytest} tests/test_powercut.py >/dev/null 2>&1")
     rc, secs, out = run(build + " && " + tests, tree)
     if rc != 0:

@@ -432,6 +432,7 @@ def _sweep_run(path, ops, sync):
         return done, e
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("cls,err,persistent", [("all", errno.EIO, False), ("all", errno.EIO, True),
                                                 ("short_write", errno.ENOSPC, True)])
 def test_fail_every_nth_io_call_of_a_whole_workload(fast_dir, faults, small_manifest, cls, err, persistent):

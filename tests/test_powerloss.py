@@ -39,6 +39,8 @@ from lsmtest import (AckReader, child_argv, child_env, closest_prefix, find_wal,
                      prefixes_matching, put_key, put_value)
 from powerfs_util import PowerFSMount
 
+pytestmark = pytest.mark.engine
+
 NOPS = 200_000  # more than a test runs: the child is killed
 STRATEGIES = {
     "every_write": ("every_write", None),

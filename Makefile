@@ -63,6 +63,12 @@ tests/c/bin/%: tests/c/%.c $(ASAN_OBJS) $(CHDR)
 	@mkdir -p tests/c/bin
 	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(ASAN_OBJS) $(ISAL_LIBS) -lpthread
 
+# The allocation-failure test wraps the engine's allocator (tests/c/test_alloc_fail.c).
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign
+tests/c/bin/test_alloc_fail: tests/c/test_alloc_fail.c $(ASAN_OBJS) $(CHDR)
+	@mkdir -p tests/c/bin
+	$(CC) $(CTEST_CFLAGS) $(SAN) -o $@ $< $(ASAN_OBJS) $(ISAL_LIBS) -lpthread $(ALLOC_WRAP)
+
 ctest: deps $(CTESTS)
 	@for t in $(CTESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
 

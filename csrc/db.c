@@ -247,23 +247,33 @@ static int new_wal(pl_db *db, size_t need)
 
 /* ---- the write path ---- */
 
+enum { APPLY_GROUP = 64 };
+
 typedef struct {
     memtable *mem;
     uint64_t lsn;
+    size_t n;
+    memtable_op ops[APPLY_GROUP];
 } apply_ctx;
 
 static int apply_op(void *ctx, uint32_t i, int kind, const char *key, size_t klen, const char *val,
                     size_t vlen)
 {
     apply_ctx *a = ctx;
-    return memtable_add(a->mem, a->lsn + i, kind, key, klen, val, vlen);
+    a->ops[a->n++] = (memtable_op){a->lsn + i, kind, key, val, klen, vlen};
+    if (a->n < APPLY_GROUP)
+        return PL_OK;
+    a->n = 0;
+    return memtable_add_many(a->mem, a->ops, APPLY_GROUP);
 }
 
-/* Insert an encoded batch whose first operation has LSN lsn. */
+/* Insert an encoded batch whose first operation has LSN lsn, APPLY_GROUP operations at a time (their
+ * memtable slots fetched together). */
 static int apply_batch(memtable *mem, uint64_t lsn, const char *rep, size_t len)
 {
-    apply_ctx a = {mem, lsn};
-    return batch_iterate(rep, len, apply_op, &a);
+    apply_ctx a = {mem, lsn, 0, {{0}}};
+    int rc = batch_iterate(rep, len, apply_op, &a);
+    return rc ? rc : memtable_add_many(mem, a.ops, a.n);
 }
 
 /* Can a lone write of this size go through without waiting on I/O or another thread?

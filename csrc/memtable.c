@@ -343,8 +343,8 @@ int memtable_reserve(memtable *m, size_t keys)
     return want == have ? PL_OK : grow_table_to(m, want);
 }
 
-int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
-                 size_t vlen)
+static int add_hashed(memtable *m, uint32_t h, uint64_t lsn, int kind, const char *key, size_t klen,
+                      const char *val, size_t vlen)
 {
     size_t n = atomic_load_explicit(&m->count, memory_order_relaxed);
     size_t chunk = n / LOG_CHUNK;
@@ -380,7 +380,6 @@ int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t kl
     if (vlen)
         memcpy(e->data + klen + IKEY_TRAILER, val, vlen);
     mentry *newest;
-    uint32_t h = bloom_hash(key, klen);
     slot_t *slot = probe(t, key, klen, h, &newest);
     e->older = newest;
     if (!newest)
@@ -388,6 +387,33 @@ int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t kl
     m->chunks[chunk][n % LOG_CHUNK] = e;
     atomic_store_explicit(slot, slot_make(e, h), memory_order_release);
     atomic_store_explicit(&m->count, n + 1, memory_order_release);
+    return PL_OK;
+}
+
+int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
+                 size_t vlen)
+{
+    return add_hashed(m, bloom_hash(key, klen), lsn, kind, key, klen, val, vlen);
+}
+
+int memtable_add_many(memtable *m, const memtable_op *ops, size_t n)
+{
+    enum { GROUP = 32 };
+    uint32_t h[GROUP];
+    for (size_t i = 0; i < n; i += GROUP) {
+        size_t k = n - i < GROUP ? n - i : GROUP;
+        htable *t = atomic_load_explicit(&m->table, memory_order_relaxed);
+        for (size_t j = 0; j < k; j++) {
+            h[j] = bloom_hash(ops[i + j].key, ops[i + j].klen);
+            __builtin_prefetch(&t->slots[h[j] & t->mask], 1);
+        }
+        for (size_t j = 0; j < k; j++) {
+            const memtable_op *o = &ops[i + j];
+            int rc = add_hashed(m, h[j], o->lsn, o->kind, o->key, o->klen, o->val, o->vlen);
+            if (rc)
+                return rc;
+        }
+    }
     return PL_OK;
 }
 

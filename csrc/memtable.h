@@ -30,6 +30,19 @@ void memtable_unref(memtable *m);
 int memtable_add(memtable *m, uint64_t lsn, int kind, const char *key, size_t klen, const char *val,
                  size_t vlen);
 
+/* One operation for memtable_add_many. */
+typedef struct memtable_op {
+    uint64_t lsn;
+    int kind;
+    const char *key, *val;
+    size_t klen, vlen;
+} memtable_op;
+
+/* memtable_add of ops[0..n-1] in order.  The hash-table slots of all n keys are requested from memory
+ * first, so that their cache misses overlap (a batch's keys land in random slots of a table larger than
+ * the caches).  PL_OK, or the first failure (the ops before it are in). */
+int memtable_add_many(memtable *m, const memtable_op *ops, size_t n);
+
 /* Size the hash index for about `keys` distinct keys now, so a bulk load (WAL replay, or the memtable
  * that follows a full one) does not rehash as it grows.  REQUIRES: the writer.  PL_OK or PL_NOMEM (then
  * it grows as usual). */

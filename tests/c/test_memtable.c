@@ -446,6 +446,60 @@ static void test_model(void)
     free_pool(pool, npool);
 }
 
+/* memtable_add_many (slots fetched ahead, 32 keys at a time) builds the same memtable as memtable_add
+ * one op at a time: keys repeated inside one group and across groups, deletes, empty keys, a table that
+ * grows in the middle of a group. */
+static void test_add_many(void)
+{
+    memtable *one = memtable_new(), *many = memtable_new();
+    enum { N = 5000 };
+    static char keys[N][12];
+    static memtable_op ops[N];
+    uint32_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        int k = (int)((x >> 8) % 1500); /* many repeats, some inside one group of 32 */
+        int n = k == 0 ? 0 : snprintf(keys[i], sizeof keys[i], "k%d", k);
+        int kind = (x >> 4) % 5 == 0 ? KIND_DELETE : KIND_PUT;
+        ops[i] = (memtable_op){(uint64_t)i + 1, kind, keys[i], keys[i], (size_t)n, kind == KIND_PUT ? (size_t)n : 0};
+        CHECK_RC(memtable_add(one, ops[i].lsn, kind, ops[i].key, ops[i].klen, ops[i].val, ops[i].vlen), PL_OK);
+    }
+    for (size_t i = 0; i < N;) { /* uneven slices: groups split anywhere */
+        size_t n = 1 + (i * 7) % 97;
+        if (n > N - i)
+            n = N - i;
+        CHECK_RC(memtable_add_many(many, ops + i, n), PL_OK);
+        i += n;
+    }
+    iter *a = memtable_iter(one), *b = memtable_iter(many);
+    size_t count = 0;
+    for (iter_seek_first(a), iter_seek_first(b); iter_valid(a) && iter_valid(b); iter_next(a), iter_next(b)) {
+        const char *ka, *kb, *va, *vb;
+        size_t kna, knb, vna, vnb;
+        iter_key(a, &ka, &kna);
+        iter_key(b, &kb, &knb);
+        iter_value(a, &va, &vna);
+        iter_value(b, &vb, &vnb);
+        CHECK(kna == knb && memcmp(ka, kb, kna) == 0 && vna == vnb && memcmp(va, vb, vna) == 0);
+        count++;
+    }
+    CHECK(!iter_valid(a) && !iter_valid(b));
+    CHECK_EQ(count, N);
+    pl_buf oa = {0}, ob = {0};
+    for (int k = 0; k < 1500; k++) {
+        char key[12];
+        int n = k == 0 ? 0 : snprintf(key, sizeof key, "k%d", k);
+        int ra = memtable_get(one, key, (size_t)n, LSN_MAX, &oa), rb = memtable_get(many, key, (size_t)n, LSN_MAX, &ob);
+        CHECK(ra == rb && (ra != LOOKUP_FOUND || (oa.len == ob.len && memcmp(oa.data, ob.data, oa.len) == 0)));
+    }
+    pl_buf_free(&oa);
+    pl_buf_free(&ob);
+    iter_destroy(a);
+    iter_destroy(b);
+    memtable_unref(one);
+    memtable_unref(many);
+}
+
 /* Exact order of a handful of hand-picked internal keys, including empty keys and prefixes. */
 static void test_small_order(void)
 {
@@ -716,6 +770,7 @@ int main(void)
 {
     test_many_keys_and_versions();
     test_small_order();
+    test_add_many();
     test_model();
     test_concurrent();
     return test_report();

@@ -1,40 +1,145 @@
 /* arena.c -- see arena.h. */
 #include "arena.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #define ARENA_BLOCK (256u * 1024u)
 
 struct arena_block {
     arena_block *next;
+    size_t size; /* of data */
     max_align_t data[];
 };
 
-void arena_init(arena *a)
+/* A pool for memtables of 16 MiB or more hands out blocks of 2 MiB, aligned, that the kernel may back
+ * with one huge page each (madvise): one page fault per 2 MiB instead of 512. */
+#define HUGE_BLOCK (2u << 20)
+#define HUGE_MIN_POOL (16u << 20)
+
+struct arena_pool {
+    pthread_mutex_t mu;
+    arena_block *free; /* blocks of block bytes */
+    size_t block;      /* ARENA_BLOCK or HUGE_BLOCK (header included) */
+    size_t bytes, max_bytes;
+};
+
+arena_pool *arena_pool_new(size_t max_bytes)
+{
+    arena_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    p->max_bytes = max_bytes;
+    p->block = max_bytes >= HUGE_MIN_POOL ? HUGE_BLOCK : ARENA_BLOCK;
+    return p;
+}
+
+void arena_pool_free(arena_pool *p)
+{
+    if (!p)
+        return;
+    while (p->free) {
+        arena_block *b = p->free;
+        p->free = b->next;
+        UNPOISON(b->data, b->size);
+        free(b);
+    }
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void arena_init(arena *a, arena_pool *pool)
 {
     a->ptr = NULL;
     a->left = 0;
     a->blocks = NULL;
+    a->pool = pool;
     atomic_init(&a->usage, 0);
 }
 
 void arena_destroy(arena *a)
 {
+    arena_pool *p = a->pool;
     while (a->blocks) {
         arena_block *b = a->blocks;
         a->blocks = b->next;
-        free(b);
+        int kept = 0;
+        if (p && b->size == p->block - sizeof(arena_block)) {
+            pthread_mutex_lock(&p->mu);
+            if (p->bytes + b->size <= p->max_bytes) {
+                POISON(b->data, b->size); /* a read through a dead memtable's pointer is caught */
+                b->next = p->free;
+                p->free = b;
+                p->bytes += b->size;
+                kept = 1;
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (!kept)
+            free(b);
     }
     a->ptr = NULL;
     a->left = 0;
 }
 
+/* The data bytes of a block of this arena's usual size. */
+static size_t block_data_size(const arena *a)
+{
+    return a->pool ? a->pool->block - sizeof(arena_block) : ARENA_BLOCK;
+}
+
+/* A block of the pool's size: from its free list, or new (huge-page aligned when that size is). */
+static arena_block *pool_block(arena_pool *p)
+{
+    arena_block *b;
+    pthread_mutex_lock(&p->mu);
+    if ((b = p->free)) {
+        p->free = b->next;
+        p->bytes -= b->size;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (b) {
+        UNPOISON(b->data, b->size);
+        return b;
+    }
+    if (p->block == HUGE_BLOCK) {
+        void *m = NULL;
+        if (posix_memalign(&m, HUGE_BLOCK, HUGE_BLOCK) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(m, HUGE_BLOCK, MADV_HUGEPAGE); /* a hint: without it, or refused, small pages */
+#endif
+        b = m;
+    } else if (!(b = malloc(p->block))) {
+        return NULL;
+    }
+    b->size = p->block - sizeof(arena_block);
+    return b;
+}
+
 static void *new_block(arena *a, size_t size)
 {
-    arena_block *b = malloc(sizeof(arena_block) + size);
-    if (!b)
-        return NULL;
+    arena_block *b;
+    if (a->pool && size == block_data_size(a)) {
+        if (!(b = pool_block(a->pool)))
+            return NULL;
+    } else {
+        if (!(b = malloc(sizeof(arena_block) + size)))
+            return NULL;
+        b->size = size;
+    }
     b->next = a->blocks;
     a->blocks = b;
     return b->data;
@@ -50,12 +155,13 @@ void *arena_alloc(arena *a, size_t n)
         a->left -= n;
         return p;
     }
-    if (n > ARENA_BLOCK / 4) /* big: its own block, keep the current one */
+    size_t block = block_data_size(a);
+    if (n > block / 4) /* big: its own block, keep the current one */
         return new_block(a, n);
-    char *p = new_block(a, ARENA_BLOCK);
+    char *p = new_block(a, block);
     if (!p)
         return NULL;
     a->ptr = p + n;
-    a->left = ARENA_BLOCK - n;
+    a->left = block - n;
     return p;
 }

@@ -87,6 +87,7 @@ struct pl_db {
     size_t nwals, capwals;
     versions vs;              /* live tables and the manifest; file numbers */
     cache *cache;
+    arena_pool *pool; /* the memtables' arena blocks, kept from one memtable for the next */
 
     /* the background thread: flushes (and compactions) */
     pthread_t bg_thread;
@@ -351,7 +352,7 @@ static int make_room(pl_db *db, int force)
             pthread_cond_wait(&db->bg_cv, &db->mu);
             continue;
         }
-        memtable *fresh = memtable_new();
+        memtable *fresh = memtable_new_in(db->pool);
         if (!fresh)
             return PL_FAIL(PL_NOMEM, "out of memory for a new memtable");
         /* The next memtable will likely hold as many keys as this one: its hash index is sized for
@@ -1431,6 +1432,7 @@ static void db_free(pl_db *db)
         memtable_unref(db->mem);
     if (db->imm)
         memtable_unref(db->imm);
+    arena_pool_free(db->pool); /* after the memtables: iterators and snapshots hold the database */
     versions_close(&db->vs);
     cache_free(db->cache);
     free(db->wals);
@@ -1486,7 +1488,10 @@ static pl_db *db_alloc(const char *path, const pl_options *opt)
     pthread_cond_init(&db->bg_cv, NULL);
     atomic_init(&db->refs, 1);
     db->vs.manifest_fd = -1;
-    db->mem = memtable_new();
+    /* The pool keeps up to one memtable of blocks: in a steady load the new memtable takes back what
+     * the flushed one gave (decisions.md, item 10). */
+    db->pool = arena_pool_new(opt->memtable_bytes);
+    db->mem = db->pool ? memtable_new_in(db->pool) : NULL;
     db->cache = cache_new(opt->block_cache_bytes);
     if (!db->mem || !db->cache) {
         db_free(db);
@@ -1537,7 +1542,7 @@ static int ro_load(pl_db *db)
         }
         versions_close(&db->vs);
         memtable_unref(db->mem);
-        db->mem = memtable_new();
+        db->mem = memtable_new_in(db->pool);
         if (!db->mem)
             return PL_FAIL(PL_NOMEM, "out of memory");
         db->nwals = 0;
@@ -1681,7 +1686,7 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         db->imm = db->mem;
         db->imm_log_number = db->log_number;
         db->imm_last_lsn = db->last_assigned;
-        db->mem = memtable_new();
+        db->mem = memtable_new_in(db->pool);
         rc = db->mem ? flush_imm(db) : PL_FAIL(PL_NOMEM, "out of memory");
     }
     pthread_mutex_unlock(&db->mu);

@@ -228,12 +228,14 @@ static htable *htable_new(size_t nslots)
     return t;
 }
 
-memtable *memtable_new(void)
+memtable *memtable_new(void) { return memtable_new_in(NULL); }
+
+memtable *memtable_new_in(arena_pool *pool)
 {
     memtable *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    arena_init(&m->arena);
+    arena_init(&m->arena, pool);
     atomic_init(&m->refs, 1);
     htable *t = htable_new(64); /* doubles as keys arrive: a tiny memtable stays tiny */
     m->nchunks_cap = 64;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "buf.h"
 #include "iter.h"
 #include "pylsm.h"
@@ -22,6 +23,9 @@
 typedef struct memtable memtable;
 
 memtable *memtable_new(void);
+/* A memtable whose arena takes its blocks from pool and gives them back when it dies (pool: NULL, or
+ * one that outlives the memtable). */
+memtable *memtable_new_in(arena_pool *pool);
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);
 

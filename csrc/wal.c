@@ -150,20 +150,25 @@ static size_t encode_mark(wal *w, char *dst, uint64_t lsn, uint64_t ts, uint64_t
     return wal_encode(dst, (w->flags & WAL_FLAG_TIMESTAMP) != 0, lsn, ts, m, WAL_MARK_LEN);
 }
 
+/* An append of at least this many bytes is written with pwrite even when the WAL is written through
+ * its mapping: it would fault in a page of the mapping per 4 KiB (a batch of 1,000 pairs: 30 faults,
+ * each dearer than the one system call).  Smaller appends share a page fault among many records. */
+#define WAL_PWRITE_MIN 4096
+
 /* Where the bytes [off, end) of the file are encoded: the mapping itself, or (by_pwrite) a buffer
  * that write_out then writes at off.  NULL when out of memory. */
-static char *out_buffer(wal *w, uint64_t off, uint64_t end)
+static char *out_buffer(wal *w, int by_pwrite, uint64_t off, uint64_t end)
 {
-    if (!w->by_pwrite)
+    if (!by_pwrite)
         return w->map + off;
     if (buf_reserve(&w->out, (size_t)(end - off)))
         return NULL;
     return w->out.data;
 }
 
-static int write_out(wal *w, uint64_t off, uint64_t end)
+static int write_out(wal *w, int by_pwrite, uint64_t off, uint64_t end)
 {
-    return w->by_pwrite && end > off ? env_pwrite(w->fd, w->out.data, (size_t)(end - off), off, w->path) : PL_OK;
+    return by_pwrite && end > off ? env_pwrite(w->fd, w->out.data, (size_t)(end - off), off, w->path) : PL_OK;
 }
 
 int wal_append(wal *w, const wal_rec *recs, int n)
@@ -182,7 +187,8 @@ int wal_append(wal *w, const wal_rec *recs, int n)
     int rc = grow(w, end);
     if (rc)
         return rc;
-    char *dst = out_buffer(w, start, end);
+    int by_pwrite = w->by_pwrite || end - start >= WAL_PWRITE_MIN;
+    char *dst = out_buffer(w, by_pwrite, start, end);
     if (!dst)
         return PL_FAIL(PL_NOMEM, "out of memory (a WAL append of %llu bytes)", (unsigned long long)(end - start));
     uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
@@ -193,7 +199,7 @@ int wal_append(wal *w, const wal_rec *recs, int n)
         env_kill_point("wal_append"); /* dies with this record not yet written (or half written) */
         off += wal_encode(dst + (off - start), timestamps, recs[i].lsn, ts, recs[i].payload, recs[i].len);
     }
-    if ((rc = write_out(w, start, off)))
+    if ((rc = write_out(w, by_pwrite, start, off)))
         return rc;
     if (n > 0)
         w->next_lsn = recs[n - 1].lsn + batch_rep_count(recs[n - 1].payload);
@@ -233,12 +239,12 @@ int wal_close(wal *w, int sync)
             rc = grow(w, written + wal_append_overhead(w));
         if (!rc && w->marked < written) {
             uint64_t ts = (w->flags & WAL_FLAG_TIMESTAMP) ? env_wall_us() : 0;
-            char *dst = out_buffer(w, written, written + wal_append_overhead(w));
+            char *dst = out_buffer(w, w->by_pwrite, written, written + wal_append_overhead(w));
             if (!dst)
                 rc = PL_FAIL(PL_NOMEM, "out of memory (a WAL's last mark)");
             else {
                 uint64_t end = written + encode_mark(w, dst, w->next_lsn, ts, written);
-                if (!(rc = write_out(w, written, end)))
+                if (!(rc = write_out(w, w->by_pwrite, written, end)))
                     atomic_store(&w->written, written = end);
             }
         }

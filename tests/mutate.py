@@ -30,11 +30,11 @@ SYSCALL = re.compile(r"\b(fdatasync|fsync)\s*\(")
 STICKY = re.compile(r"^\s*set_bg_error\s*\(")
 
 
-def sites():
+def sites(root: Path = ROOT):
     """(file, line number, line) of every call site of env_sync/env_sync_dir outside env.c, and of the
     fdatasync/fsync system calls inside it."""
     out = []
-    for path in sorted((ROOT / "csrc").glob("*.c")):
+    for path in sorted((root / "csrc").glob("*.c")):
         pattern = SYSCALL if path.name == "env.c" else CALL
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("//")[0]
@@ -98,7 +98,7 @@ def main() -> int:
         return 2
     print(f"unmutated tree: the durability tests pass ({secs:.0f} s)")
     caught = 0
-    all_sites = sites()
+    all_sites = sites(tree)  # the copy's lines: the working tree may change while this runs
     for name, n, line in all_sites:
         src = tree / "csrc" / name
         pristine = src.read_text()

@@ -16,7 +16,7 @@ typedef struct {
 static void test_small(void)
 {
     arena a;
-    arena_init(&a);
+    arena_init(&a, NULL);
     CHECK_EQ(arena_usage(&a), 0);
     enum { N = 200000 };
     alloc_rec *recs = malloc(sizeof *recs * N);
@@ -68,7 +68,7 @@ static void test_small(void)
 static void test_big(void)
 {
     arena a;
-    arena_init(&a);
+    arena_init(&a, NULL);
     /* Interleave big and small allocations: the big ones must not disturb the small block. */
     unsigned char *small1 = arena_alloc(&a, 24);
     CHECK(small1 != NULL);
@@ -127,7 +127,7 @@ static void test_exact_fill(void)
     /* Allocations of exactly 8 bytes: consecutive ones are adjacent within a block, and a block
      * boundary starts a new aligned block. */
     arena a;
-    arena_init(&a);
+    arena_init(&a, NULL);
     char *prev = arena_alloc(&a, 8);
     int adjacent = 0, jumps = 0, misaligned = 0;
     for (int i = 0; i < 100000; i++) {
@@ -149,8 +149,57 @@ static void test_exact_fill(void)
     arena_destroy(&a);
 }
 
+/* A pool: the blocks of a destroyed arena serve the next one, up to the pool's budget; big
+ * allocations (own blocks) are never kept; a pool for big memtables hands out 2 MiB blocks. */
+static void test_pool(void)
+{
+    arena_pool *p = arena_pool_new(600 * 1024); /* room for two 256 KiB blocks */
+    arena a, b;
+    arena_init(&a, p);
+    char *first[3];
+    for (int i = 0; i < 3; i++) { /* three blocks: 200 KiB each does not fit twice in one */
+        first[i] = arena_alloc(&a, 60 * 1024);
+        CHECK(first[i] != NULL);
+        for (int j = 0; j < 3; j++)
+            CHECK(arena_alloc(&a, 60 * 1024) != NULL);
+        memset(first[i], i + 1, 60 * 1024);
+    }
+    CHECK(arena_alloc(&a, 1 << 20) != NULL); /* a big one: its own block, freed at destroy */
+    arena_destroy(&a);
+    arena_init(&b, p);
+    int reused = 0;
+    for (int i = 0; i < 3; i++) {
+        char *q = arena_alloc(&b, 60 * 1024); /* the first of a block */
+        CHECK(q != NULL);
+        memset(q, 0x5a, 60 * 1024); /* the block is ours again: writable, and ASan agrees */
+        for (int k = 0; k < 3; k++)
+            reused += q == first[k];
+        for (int j = 0; j < 3; j++)
+            CHECK(arena_alloc(&b, 60 * 1024) != NULL);
+    }
+    CHECK_EQ(reused, 2); /* the budget kept two of the three blocks */
+    CHECK_EQ(arena_usage(&b), 12 * 60 * 1024);
+    arena_destroy(&b);
+    arena_pool_free(p);
+
+    arena_pool *hp = arena_pool_new(32u << 20);
+    arena h;
+    arena_init(&h, hp);
+    size_t total = 0;
+    for (int i = 0; i < 100; i++) {
+        char *q = arena_alloc(&h, 100 * 1024);
+        CHECK(q != NULL && ((uintptr_t)q & 7) == 0);
+        q[0] = q[100 * 1024 - 1] = 1;
+        total += 100 * 1024;
+    }
+    CHECK_EQ(arena_usage(&h), total);
+    arena_destroy(&h);
+    arena_pool_free(hp);
+}
+
 int main(void)
 {
+    test_pool();
     test_small();
     test_big();
     test_exact_fill();

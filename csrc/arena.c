@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -23,15 +22,10 @@ struct arena_block {
     max_align_t data[];
 };
 
-/* A pool for memtables of 16 MiB or more hands out blocks of 2 MiB, aligned, that the kernel may back
- * with one huge page each (madvise): one page fault per 2 MiB instead of 512. */
-#define HUGE_BLOCK (2u << 20)
-#define HUGE_MIN_POOL (16u << 20)
-
 struct arena_pool {
     pthread_mutex_t mu;
     arena_block *free; /* blocks of block bytes */
-    size_t block;      /* ARENA_BLOCK or HUGE_BLOCK (header included) */
+    size_t block;      /* bytes of a block, header included */
     size_t bytes, max_bytes;
 };
 
@@ -42,7 +36,9 @@ arena_pool *arena_pool_new(size_t max_bytes)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
     p->max_bytes = max_bytes;
-    p->block = max_bytes >= HUGE_MIN_POOL ? HUGE_BLOCK : ARENA_BLOCK;
+    /* Tried: 2 MiB blocks with MADV_HUGEPAGE (one fault per 2 MiB).  With the kernel's defrag on
+     * madvise each such fault compacted memory and took 5-17 ms: slower than 512 small faults. */
+    p->block = ARENA_BLOCK;
     return p;
 }
 
@@ -100,7 +96,7 @@ static size_t block_data_size(const arena *a)
     return a->pool ? a->pool->block - sizeof(arena_block) : ARENA_BLOCK;
 }
 
-/* A block of the pool's size: from its free list, or new (huge-page aligned when that size is). */
+/* A block of the pool's size: from its free list, or new. */
 static arena_block *pool_block(arena_pool *p)
 {
     arena_block *b;
@@ -114,17 +110,8 @@ static arena_block *pool_block(arena_pool *p)
         UNPOISON(b->data, b->size);
         return b;
     }
-    if (p->block == HUGE_BLOCK) {
-        void *m = NULL;
-        if (posix_memalign(&m, HUGE_BLOCK, HUGE_BLOCK) != 0)
-            return NULL;
-#ifdef MADV_HUGEPAGE
-        madvise(m, HUGE_BLOCK, MADV_HUGEPAGE); /* a hint: without it, or refused, small pages */
-#endif
-        b = m;
-    } else if (!(b = malloc(p->block))) {
+    if (!(b = malloc(p->block)))
         return NULL;
-    }
     b->size = p->block - sizeof(arena_block);
     return b;
 }

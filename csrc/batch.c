@@ -121,6 +121,33 @@ int pl_batch_put(pl_batch *b, const void *key, size_t klen, const void *val, siz
     return batch_add(b, KIND_PUT, key, klen, val, vlen);
 }
 
+int pl_batch_put_many(pl_batch *b, size_t n, const char *const *keys, const size_t *klens, const char *const *vals,
+                      const size_t *vlens)
+{
+    size_t add = 0, user = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = batch_check_sizes(klens[i], vlens[i]);
+        if (rc)
+            return rc;
+        add += batch_op_size(klens[i], vlens[i], 1);
+        user += klens[i] + vlens[i];
+    }
+    if (n > UINT32_MAX - pl_batch_count(b))
+        return PL_FAIL(PL_INVALID, "batch holds too many operations");
+    if (b->rep.len + add > BATCH_MAX_BYTES)
+        return PL_FAIL(PL_INVALID, "batch would exceed %u bytes (one WAL record); split it", BATCH_MAX_BYTES);
+    int rc = buf_reserve(&b->rep, b->rep.len + add);
+    if (rc)
+        return rc;
+    char *end = b->rep.data + b->rep.len;
+    for (size_t i = 0; i < n; i++)
+        end = batch_encode_op(end, KIND_PUT, keys[i], klens[i], vals[i], vlens[i]);
+    b->rep.len = (size_t)(end - b->rep.data);
+    put_u32(b->rep.data, pl_batch_count(b) + (uint32_t)n);
+    b->user_bytes += user;
+    return PL_OK;
+}
+
 int pl_batch_delete(pl_batch *b, const void *key, size_t klen)
 {
     return batch_add(b, KIND_DELETE, key, klen, NULL, 0);

@@ -3,13 +3,14 @@
 
 #include <string.h>
 
+#include "coding.h"
 #include "memtable.h" /* buf_reserve */
 #include "status.h"
 
 static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 
 /* A murmur3-style hash: 4-byte little-endian blocks mixed into the state, the tail, then the final
- * avalanche.  Written against byte loads so it is independent of alignment and endianness. */
+ * avalanche.  get_u32 makes it independent of alignment and endianness. */
 uint32_t bloom_hash(const char *key, size_t n)
 {
     const unsigned char *p = (const unsigned char *)key;
@@ -17,8 +18,7 @@ uint32_t bloom_hash(const char *key, size_t n)
     uint32_t h = 0xbc9f1d34u ^ (uint32_t)n;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        uint32_t k = (uint32_t)p[i] | ((uint32_t)p[i + 1] << 8) | ((uint32_t)p[i + 2] << 16) |
-                     ((uint32_t)p[i + 3] << 24);
+        uint32_t k = get_u32(key + i);
         k *= c1;
         k = rotl32(k, 15);
         k *= c2;

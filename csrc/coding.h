@@ -22,14 +22,28 @@ static inline void put_u64(char *p, uint64_t v)
     put_u32(p, (uint32_t)v);
     put_u32(p + 4, (uint32_t)(v >> 32));
 }
+/* Little-endian loads: one unaligned load on a little-endian host (GCC does not fuse the byte form
+ * into one: 19 instructions for a u32), the byte form elsewhere. */
 static inline uint32_t get_u32(const char *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+#else
     const unsigned char *b = (const unsigned char *)p;
     return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+#endif
 }
 static inline uint64_t get_u64(const char *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+#else
     return (uint64_t)get_u32(p) | ((uint64_t)get_u32(p + 4) << 32);
+#endif
 }
 
 /* Largest encodings. */

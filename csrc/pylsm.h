@@ -158,6 +158,10 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx);
 pl_batch *pl_batch_new(void);
 void pl_batch_free(pl_batch *b);
 int pl_batch_put(pl_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
+/* pl_batch_put of n pairs at once (one size check and one reservation for all): all of them, or on
+ * an error (a size over a limit, the batch full) none. */
+int pl_batch_put_many(pl_batch *b, size_t n, const char *const *keys, const size_t *klens, const char *const *vals,
+                      const size_t *vlens);
 int pl_batch_delete(pl_batch *b, const void *key, size_t klen);
 void pl_batch_clear(pl_batch *b);
 uint32_t pl_batch_count(const pl_batch *b);

@@ -970,6 +970,71 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
     return rc ? -1 : 0;
 }
 
+/* put_many of a list or tuple: runs of (bytes, bytes) tuples go to the core PUT_CHUNK pairs per call
+ * (no Python code runs while their pointers are gathered and copied: bytes are immutable and the
+ * sequence cannot change); anything else goes through batch_put_pair, one pair at a time, in order. */
+#define PUT_CHUNK 64
+static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, const char **vs, size_t *vl)
+{
+    if (n == 0)
+        return 0;
+    if (batch_busy_error(self) < 0)
+        return -1;
+    int rc = pl_batch_put_many(self->b, n, ks, kl, vs, vl);
+    if (rc == PL_INVALID) { /* add the pairs before the bad one, as one call per pair would */
+        for (size_t i = 0; i < n && !(rc = pl_batch_put(self->b, ks[i], kl[i], vs[i], vl[i])); i++)
+            ;
+    }
+    if (rc)
+        set_error(Py_TYPE(self), rc);
+    return rc ? -1 : 0;
+}
+
+static PyObject *put_many_fast(BatchObject *self, PyObject *seq)
+{
+    const char *ks[PUT_CHUNK], *vs[PUT_CHUNK];
+    size_t kl[PUT_CHUNK], vl[PUT_CHUNK], n = 0;
+    Py_INCREF(seq);
+    int list = PyList_CheckExact(seq);
+    for (Py_ssize_t i = 0; i < (list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq)); i++) {
+        PyObject *pair = list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+        PyObject *k, *v;
+        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+            PyBytes_CheckExact(k = PyTuple_GET_ITEM(pair, 0)) && PyBytes_CheckExact(v = PyTuple_GET_ITEM(pair, 1))) {
+            ks[n] = PyBytes_AS_STRING(k), kl[n] = (size_t)PyBytes_GET_SIZE(k);
+            vs[n] = PyBytes_AS_STRING(v), vl[n] = (size_t)PyBytes_GET_SIZE(v);
+            if (++n == PUT_CHUNK) {
+                if (put_chunk(self, n, ks, kl, vs, vl) < 0)
+                    goto fail;
+                n = 0;
+            }
+            continue;
+        }
+        /* The slow path may run Python code (buffers, sequences): the chunk goes in first. */
+        if (put_chunk(self, n, ks, kl, vs, vl) < 0)
+            goto fail;
+        n = 0;
+        Py_INCREF(pair);
+        PyObject *hold;
+        int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs",
+                            &hold, &k, &v);
+        Py_DECREF(pair);
+        if (r == 0) {
+            r = batch_put_pair(self, k, v);
+            Py_DECREF(hold);
+        }
+        if (r < 0)
+            goto fail;
+    }
+    if (put_chunk(self, n, ks, kl, vs, vl) < 0)
+        goto fail;
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(seq);
+    return NULL;
+}
+
 static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
 {
     if (PyDict_Check(arg)) {
@@ -980,6 +1045,8 @@ static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
                 return NULL;
         Py_RETURN_NONE;
     }
+    if (PyList_CheckExact(arg) || PyTuple_CheckExact(arg))
+        return put_many_fast(self, arg);
     PyObject *src = arg;
     if (PyMapping_Check(arg) && !PyList_Check(arg) && !PyTuple_Check(arg) && PyObject_HasAttrString(arg, "items")) {
         src = PyMapping_Items(arg);

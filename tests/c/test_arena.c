@@ -150,7 +150,7 @@ static void test_exact_fill(void)
 }
 
 /* A pool: the blocks of a destroyed arena serve the next one, up to the pool's budget; big
- * allocations (own blocks) are never kept; a pool for big memtables hands out 2 MiB blocks. */
+ * allocations (own blocks) are never kept; a pool with a big budget serves many arenas. */
 static void test_pool(void)
 {
     arena_pool *p = arena_pool_new(600 * 1024); /* room for two 256 KiB blocks */

@@ -970,6 +970,21 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
     return rc ? -1 : 0;
 }
 
+/* Add one item of put_many's argument, a (key, value) pair of any kind; consumes the reference to pair.
+ * 0 or -1 with an exception. */
+static int put_one_pair(BatchObject *self, PyObject *pair)
+{
+    PyObject *hold, *k, *v;
+    int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs", &hold, &k,
+                        &v);
+    Py_DECREF(pair);
+    if (r == 0) {
+        r = batch_put_pair(self, k, v);
+        Py_DECREF(hold);
+    }
+    return r;
+}
+
 /* put_many of a list or tuple: runs of (bytes, bytes) tuples go to the core PUT_CHUNK pairs per call
  * (no Python code runs while their pointers are gathered and copied: bytes are immutable and the
  * sequence cannot change); anything else goes through batch_put_pair, one pair at a time, in order. */
@@ -1015,15 +1030,7 @@ static PyObject *put_many_fast(BatchObject *self, PyObject *seq)
             goto fail;
         n = 0;
         Py_INCREF(pair);
-        PyObject *hold;
-        int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs",
-                            &hold, &k, &v);
-        Py_DECREF(pair);
-        if (r == 0) {
-            r = batch_put_pair(self, k, v);
-            Py_DECREF(hold);
-        }
-        if (r < 0)
+        if (put_one_pair(self, pair) < 0)
             goto fail;
     }
     if (put_chunk(self, n, ks, kl, vs, vl) < 0)
@@ -1061,15 +1068,7 @@ static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
         return NULL;
     PyObject *pair;
     while ((pair = PyIter_Next(it)) != NULL) {
-        PyObject *hold, *k, *v;
-        int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs",
-                            &hold, &k, &v);
-        Py_DECREF(pair);
-        if (r == 0) {
-            r = batch_put_pair(self, k, v);
-            Py_DECREF(hold);
-        }
-        if (r < 0) {
+        if (put_one_pair(self, pair) < 0) {
             Py_DECREF(it);
             return NULL;
         }

@@ -9,6 +9,7 @@ import errno
 import os
 import pathlib
 import signal
+import sys
 
 import pytest
 
@@ -1059,3 +1060,48 @@ def test_stats_count_batched_puts_and_deletes(db_path):
         del db[b"y"]
         s = db.stats()
         assert s["puts"] == 1002 and s["deletes"] == 3, (s["puts"], s["deletes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# put_many / update of a list or tuple: runs of (bytes, bytes) tuples go to the core in chunks.
+
+def test_update_with_lists_of_every_kind_of_pair(db_path):
+    class Exporter:  # a buffer exporter whose __buffer__ changes the list being read
+        def __init__(self, seq, data):
+            self.seq, self.data = seq, data
+
+        def __buffer__(self, flags):
+            self.seq.clear()  # the pairs already read stay; the rest is gone
+            return memoryview(self.data)
+
+    with pylsm.open(db_path) as db:
+        pairs = [(b"a%03d" % i, b"v%d" % i) for i in range(150)]  # crosses chunks of 64
+        pairs[70] = [b"a070", bytearray(b"list-pair")]  # a list, and a bytearray value
+        pairs[100] = (memoryview(b"a100"), b"mv")
+        db.update(pairs)
+        db.update(tuple((b"t%d" % i, b"x") for i in range(3)))
+        assert len(db) == 153
+        assert db[b"a069"] == b"v69" and db[b"a070"] == b"list-pair" and db[b"a100"] == b"mv"
+        assert db[b"a149"] == b"v149" and db[b"t2"] == b"x"
+        # a bad pair anywhere: update() writes nothing
+        for bad in [(b"k", 5), (b"k",), (b"x" * (pylsm.MAX_KEY + 1), b"v"), 7]:
+            lst = [(b"n%03d" % i, b"v") for i in range(100)]
+            lst[80] = bad
+            with pytest.raises((TypeError, ValueError)):
+                db.update(lst)
+            assert db.get(b"n000") is None and db.get(b"n079") is None
+        # WriteBatch.put_many keeps, as one put per pair would, the pairs before a bad one
+        b = pylsm.WriteBatch()
+        lst = [(b"w%03d" % i, b"v") for i in range(100)]
+        lst[90] = (b"x" * (pylsm.MAX_KEY + 1), b"v")
+        with pytest.raises(ValueError):
+            b.put_many(lst)
+        assert len(b) == 90
+        db.write(b)
+        assert db[b"w089"] == b"v" and db.get(b"w090") is None
+        # Python code run in the middle (a buffer exporter) that empties the list: no crash
+        lst = [(b"e%03d" % i, b"v") for i in range(100)]
+        if sys.version_info >= (3, 12):
+            lst[10] = (b"e010", Exporter(lst, b"exported"))
+            db.update(lst)
+            assert db[b"e009"] == b"v" and db[b"e010"] == b"exported" and db.get(b"e011") is None

@@ -211,19 +211,24 @@ def test_group_commit_fsync_failure(db_path, faults):
         assert db.stats()["lsn"] == total
 
 
-def test_write_failure_while_growing_the_wal(db_path, faults):
-    db = pylsm.open(db_path)
+@pytest.mark.parametrize("cls,nth,err,size,count", [
     # The first file extension (the WAL grows in chunks of a few MiB).  Records under 4 KiB are
     # written through the WAL's mapping, so the extension is the first write-class call.
-    faults("write", 1)
-    big = b"x" * 3_000
+    ("write", 1, errno.EIO, 3_000, 4000),
+    # Records of 4 KiB and more go out with pwrite: a failed one, even cut short, is not in the log.
+    ("short_write", 5, errno.ENOSPC, 50_000, 100),
+])
+def test_write_failure_while_growing_the_wal(db_path, faults, cls, nth, err, size, count):
+    db = pylsm.open(db_path)
+    faults(cls, nth, err)
+    big = b"x" * size
     acked = 0
     with pytest.raises(pylsm.StorageError) as ei:
-        for i in range(4000):  # 12 MB
+        for i in range(count):
             db.put(key(i), big + val(i))
             acked += 1
-    assert ei.value.errno == errno.EIO
-    assert 0 < acked < 4000
+    assert ei.value.errno == err
+    assert 0 < acked < count
     _pylsm._test_fault_clear()
     assert_readonly(db)
     assert db.get(key(acked - 1)) == big + val(acked - 1)
@@ -234,28 +239,6 @@ def test_write_failure_while_growing_the_wal(db_path, faults):
         assert vals[:acked] == [big + val(i) for i in range(acked)]
         assert vals[acked:] == [None, None]  # nothing of a write whose append failed
         assert db.stats()["lsn"] == acked
-
-
-def test_write_failure_of_a_big_record(db_path, faults):
-    """Records of 4 KiB and more go out with pwrite: a failed one, even cut short, is not in the log."""
-    db = pylsm.open(db_path)
-    faults("short_write", 5, errno.ENOSPC)
-    big = b"y" * 50_000
-    acked = 0
-    with pytest.raises(pylsm.StorageError) as ei:
-        for i in range(100):
-            db.put(key(i), big + val(i))
-            acked += 1
-    assert ei.value.errno == errno.ENOSPC
-    assert 0 < acked < 100
-    _pylsm._test_fault_clear()
-    assert_readonly(db)
-    db.close()
-    with pylsm.open(db_path) as db:
-        vals = db.get_many([key(i) for i in range(acked + 2)])
-        assert vals[:acked] == [big + val(i) for i in range(acked)]
-        assert vals[acked:] == [None, None]
-        db.put(b"after", b"reopen", sync=True)
 
 
 @pytest.mark.parametrize("op", ["open", "read", "sync"])

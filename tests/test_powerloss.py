@@ -144,8 +144,10 @@ def test_power_cuts_keep_what_was_promised(powerfs, tmp_path, sync_name):
     cuts = []
     try:
         assert reader.wait_for(lambda ls: any(l == "ready" for _, l in ls), 60), proc.stderr.read()
-        end = time.monotonic() + 4.0
-        while time.monotonic() < end and proc.poll() is None:
+        end, hard_end = time.monotonic() + 4.0, time.monotonic() + 60.0
+        # At least 4 s and 300 acknowledged operations (a loaded machine runs the child slowly).
+        while (time.monotonic() < end or len(acknowledged(reader.snapshot())[0]) < 300) and \
+                time.monotonic() < hard_end and proc.poll() is None:
             time.sleep(rnd.uniform(0.05, 0.4))
             acks = reader.snapshot()
             when = time.monotonic()

@@ -92,7 +92,7 @@ def main() -> int:
     tests = (f"{pytest} tests/test_fsync_order.py tests/test_powerloss.py tests/test_faults.py >/dev/null 2>&1 && "
              f"make -s ctest >/dev/null 2>&1 && "
              f"{pytest} tests/test_powercut.py >/dev/null 2>&1")
-    rc, secs, out = run(build + " && " + tests, tree)
+    rc, secs, out = run(build + " && " + tests.replace(">/dev/null 2>&1", "2>&1"), tree)  # its output, if it fails
     if rc != 0:
         print("the durability tests fail on the unmutated tree:\n" + out)
         return 2

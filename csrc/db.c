@@ -2015,8 +2015,12 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
     int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
     iter **its = malloc(sizeof(iter *) * (size_t)cap);
     if (its) {
-        its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
-        if (imm)
+        /* An empty memtable adds nothing: an entry the snapshot sees was added before the snapshot's LSN
+         * was published, so its count shows it.  Without it a settled database's iterator is its one
+         * level's, with no merging iterator above (merge_iter_new of one child returns the child). */
+        if (memtable_count(mem) > 0)
+            its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
+        if (imm && memtable_count(imm) > 0)
             its[n++] = memtable_iter(imm);
         int k = version_iters(v, its + n);
         if (k < 0) {

@@ -35,6 +35,8 @@ typedef struct {
      * the current one), and `in` has not moved since: the next step back starts from it without
      * decoding it again.  Cleared by every other move. */
     int pend;
+    const char *fkey; /* FORWARD, valid: the current user key (in `in`'s key, good while `in` stays) */
+    size_t fklen;
     const char *pend_uk;
     size_t pend_ul;
     uint64_t pend_lsn;
@@ -117,6 +119,8 @@ static void find_next_user_entry(db_iter *d, int skipping)
                 skipping = 1;
             } else if (!skipping || ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) > 0) {
                 d->valid = 1;
+                d->fkey = uk;
+                d->fklen = ul;
                 d->saved_key.len = 0;
                 return;
             }
@@ -275,10 +279,7 @@ static void di_next(iter *it)
             iter_seek_first(d->in);
         }
     } else {
-        const char *k;
-        size_t n;
-        iter_key(d->in, &k, &n);
-        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+        if (!keep(d, &d->saved_key, d->fkey, d->fklen, 0))
             return;
         iter_next(d->in);
     }
@@ -292,10 +293,7 @@ static void di_prev(iter *it)
     if (d->dir == FORWARD) {
         /* `in` is at the current key's entry; move before all its entries. */
         d->pend = 0;
-        const char *k;
-        size_t n;
-        iter_key(d->in, &k, &n);
-        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+        if (!keep(d, &d->saved_key, d->fkey, d->fklen, 0))
             return;
         for (;;) {
             iter_prev(d->in);
@@ -328,8 +326,8 @@ static void di_key(const iter *it, const char **k, size_t *n)
 {
     const db_iter *d = (const db_iter *)it;
     if (d->dir == FORWARD) {
-        iter_key(d->in, k, n);
-        *n -= IKEY_TRAILER;
+        *k = d->fkey;
+        *n = d->fklen;
     } else {
         *k = d->saved_key.data;
         *n = d->saved_key.len;

@@ -459,7 +459,7 @@ static int cache_push(block_cursor *c)
     e->vlen = c->vlen;
     e->koff = (uint32_t)c->rkused;
     e->klen = c->klen;
-    memcpy(c->rkeys + c->rkused, block_cursor_key(c), c->klen);
+    buf_copy(c->rkeys + c->rkused, block_cursor_key(c), c->klen);
     c->rkused = need;
     return 1;
 }

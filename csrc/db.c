@@ -2121,10 +2121,8 @@ int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t 
         char *p = out->data + out->len;
         put_u64(p, kn);
         put_u64(p + 8, vn);
-        if (kn)
-            memcpy(p + 16, k, kn);
-        if (vn)
-            memcpy(p + 16 + kn, v, vn);
+        buf_copy(p + 16, k, kn);
+        buf_copy(p + 16 + kn, v, vn);
         out->len = need;
         (*n)++;
         if (reverse)

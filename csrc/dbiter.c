@@ -52,8 +52,7 @@ static inline int keep(db_iter *d, pl_buf *b, const char *p, size_t n, size_t ex
         d->valid = 0;
         return 0;
     }
-    if (n)
-        memcpy(b->data, p, n);
+    buf_copy(b->data, p, n);
     b->len = n;
     return 1;
 }

@@ -170,14 +170,18 @@ int block_builder_finish(block_builder *b, const char **data, size_t *len)
 
 /* ---- reading ---- */
 
+static inline void set_invalid(block_cursor *c)
+{
+    c->cur = c->next = c->data_end;
+    c->ri = UINT32_MAX;
+}
+
 static int corrupt(block_cursor *c, const char *what)
 {
     c->status = PL_CORRUPT;
-    c->cur = c->next = c->data_end;
+    set_invalid(c);
     return PL_FAIL(PL_CORRUPT, "malformed block: %s", what);
 }
-
-static inline void set_invalid(block_cursor *c) { c->cur = c->next = c->data_end; }
 
 static inline uint32_t restart_at(const block_cursor *c, uint32_t i)
 {
@@ -198,6 +202,10 @@ int block_cursor_init(block_cursor *c, const char *data, size_t len)
 {
     c->kheap = NULL;
     c->kcap = 0;
+    c->rent = NULL;
+    c->rkeys = NULL;
+    c->rcap = 0;
+    c->rkcap = 0;
     return block_cursor_reset(c, data, len);
 }
 
@@ -212,6 +220,11 @@ int block_cursor_reset(block_cursor *c, const char *data, size_t len)
     c->data = data;
     c->status = PL_OK;
     c->klen = 0;
+    c->kext = NULL;
+    c->rn = 0;
+    c->rreg = 0;
+    c->ri = UINT32_MAX;
+    c->rkused = 0;
     c->val = NULL;
     c->vlen = 0;
     c->restart = 0;
@@ -253,6 +266,14 @@ void block_cursor_free(block_cursor *c)
     free(c->kheap);
     c->kheap = NULL;
     c->kcap = 0;
+    free(c->rent);
+    free(c->rkeys);
+    c->rent = NULL;
+    c->rkeys = NULL;
+    c->rcap = c->rn = 0;
+    c->rkcap = c->rkused = 0;
+    c->kext = NULL;
+    c->ri = UINT32_MAX;
 }
 
 /* Make room for a key of n bytes, keeping the current key's bytes. */
@@ -260,6 +281,7 @@ static int key_reserve(block_cursor *c, size_t n)
 {
     if (c->kheap ? n <= c->kcap : n <= BLOCK_KEY_INLINE)
         return PL_OK;
+    /* (never with kext set: parse_entry moves the key out of the region cache first) */
     size_t cap = c->kcap ? c->kcap * 2 : 2 * BLOCK_KEY_INLINE;
     if (cap < n)
         cap = n;
@@ -314,12 +336,20 @@ static int parse_entry(block_cursor *c, uint32_t off)
     size_t nk = (size_t)shared + non_shared;
     if (nk < IKEY_TRAILER)
         return corrupt(c, "key shorter than 8 bytes");
+    const char *prev = c->kext; /* the current key in the region cache: the new key builds on it */
+    if (prev) {
+        c->kext = NULL;
+        c->klen = 0; /* the key buffer holds none of it */
+    }
     if (key_reserve(c, nk))
         return c->status;
     char *k = c->kheap ? c->kheap : c->kinline;
+    if (prev && shared)
+        memcpy(k, prev, shared);
     if (non_shared)
         memcpy(k + shared, p, non_shared);
     c->klen = nk;
+    c->ri = UINT32_MAX;
     c->val = p + non_shared;
     c->vlen = vlen;
     c->cur = off;
@@ -327,9 +357,46 @@ static int parse_entry(block_cursor *c, uint32_t off)
     return PL_OK;
 }
 
+/* parse_entry for the common entry (three one-byte varints, a key that fits kinline, built on the key
+ * in kinline): the same checks, inline, and the key's new bytes copied as 16 fixed bytes when they are
+ * no more.  Returns 0, having changed nothing, for any other entry: parse_entry then decodes it.
+ * REQUIRES: off < data_end. */
+static inline int parse_entry_fast(block_cursor *c, uint32_t off)
+{
+    uint32_t avail = c->data_end - off;
+    if (c->kext || c->kheap || avail < 3)
+        return 0;
+    const unsigned char *u = (const unsigned char *)c->data + off;
+    uint32_t shared = u[0], non_shared = u[1], vlen = u[2];
+    avail -= 3;
+    size_t nk = (size_t)shared + non_shared;
+    if ((shared | non_shared | vlen) >= 0x80 || shared > c->klen || non_shared > avail ||
+        vlen > avail - non_shared || nk < IKEY_TRAILER || nk > BLOCK_KEY_INLINE)
+        return 0;
+    const char *p = (const char *)u + 3;
+    if (non_shared <= 16 && avail >= 16 && shared + 16 <= BLOCK_KEY_INLINE)
+        memcpy(c->kinline + shared, p, 16); /* (bytes past the key are beyond klen: never read) */
+    else
+        memcpy(c->kinline + shared, p, non_shared);
+    c->klen = nk;
+    c->ri = UINT32_MAX;
+    c->val = p + non_shared;
+    c->vlen = vlen;
+    c->cur = off;
+    c->next = off + 3 + non_shared + vlen;
+    return 1;
+}
+
+/* Make the entry at off (< data_end) current, building its key on the current key. */
+static inline int step_to(block_cursor *c, uint32_t off)
+{
+    return parse_entry_fast(c, off) ? PL_OK : parse_entry(c, off);
+}
+
 static int seek_to_restart(block_cursor *c, uint32_t i)
 {
     c->klen = 0;
+    c->kext = NULL;
     c->restart = i;
     return parse_entry(c, restart_at(c, i));
 }
@@ -345,6 +412,80 @@ void block_cursor_seek_first(block_cursor *c)
     seek_to_restart(c, 0);
 }
 
+/* Make entry j of the region cache current. */
+static inline void from_cache(block_cursor *c, uint32_t j)
+{
+    const block_rentry *e = &c->rent[j];
+    c->ri = j;
+    c->kext = c->rkeys + e->koff;
+    c->klen = e->klen;
+    c->cur = e->off;
+    c->next = e->next;
+    c->vlen = e->vlen;
+    c->val = c->data + e->next - e->vlen;
+    c->restart = c->rreg;
+}
+
+/* Append the current entry to the region cache; 0 when it does not fit (BLOCK_REGION_CACHE_* or out of
+ * memory): the walk then goes on without the cache. */
+static int cache_push(block_cursor *c)
+{
+    if (c->rn == c->rcap) {
+        uint32_t cap = c->rcap ? 2 * c->rcap : 8;
+        if (c->rn >= BLOCK_REGION_CACHE_ENTRIES)
+            return 0;
+        block_rentry *r = realloc(c->rent, sizeof *r * cap);
+        if (!r)
+            return 0;
+        c->rent = r;
+        c->rcap = cap;
+    }
+    size_t need = c->rkused + c->klen;
+    if (need > c->rkcap) {
+        size_t cap = c->rkcap ? 2 * c->rkcap : 256;
+        while (cap < need)
+            cap *= 2;
+        if (need > BLOCK_REGION_CACHE_KEY_BYTES)
+            return 0;
+        char *k = realloc(c->rkeys, cap);
+        if (!k)
+            return 0;
+        c->rkeys = k;
+        c->rkcap = cap;
+    }
+    block_rentry *e = &c->rent[c->rn++];
+    e->off = c->cur;
+    e->next = c->next;
+    e->vlen = c->vlen;
+    e->koff = (uint32_t)c->rkused;
+    e->klen = c->klen;
+    buf_copy(c->rkeys + c->rkused, block_cursor_key(c), c->klen);
+    c->rkused = need;
+    return 1;
+}
+
+/* Walk region i from its restart point to the last entry that starts before `end`, and leave the cursor
+ * there, the entries walked in the region cache (when they fit).  Every entry parsed starts before end. */
+static void walk_region(block_cursor *c, uint32_t i, uint32_t end)
+{
+    c->rn = 0;
+    c->rkused = 0;
+    c->rreg = i;
+    if (seek_to_restart(c, i))
+        return;
+    int caching = 1;
+    for (;;) {
+        if (caching && !(caching = cache_push(c)))
+            c->rn = 0;
+        if (c->next >= end || step_to(c, c->next) != PL_OK)
+            break;
+    }
+    if (c->status)
+        c->rn = 0;
+    else if (c->rn)
+        c->ri = c->rn - 1; /* (the key is in the key buffer too: kext stays NULL) */
+}
+
 void block_cursor_seek_last(block_cursor *c)
 {
     if (c->status)
@@ -353,16 +494,17 @@ void block_cursor_seek_last(block_cursor *c)
         set_invalid(c);
         return;
     }
-    if (seek_to_restart(c, c->nrestarts - 1))
-        return;
-    while (c->next < c->data_end && parse_entry(c, c->next) == PL_OK)
-        ;
+    walk_region(c, c->nrestarts - 1, c->data_end);
 }
 
 void block_cursor_next(block_cursor *c)
 {
     if (!block_cursor_valid(c))
         return;
+    if (c->ri < c->rn && c->ri + 1 < c->rn) { /* the next entry is in the region cache */
+        from_cache(c, c->ri + 1);
+        return;
+    }
     uint32_t off = c->next;
     if (off >= c->data_end) {
         set_invalid(c);
@@ -370,13 +512,17 @@ void block_cursor_next(block_cursor *c)
     }
     while (c->restart + 1 < c->nrestarts && restart_at(c, c->restart + 1) <= off)
         c->restart++;
-    parse_entry(c, off);
+    step_to(c, off);
 }
 
 void block_cursor_prev(block_cursor *c)
 {
     if (!block_cursor_valid(c))
         return;
+    if (c->ri < c->rn && c->ri > 0) { /* the previous entry is in the region cache */
+        from_cache(c, c->ri - 1);
+        return;
+    }
     uint32_t orig = c->cur, i = c->restart;
     while (restart_at(c, i) >= orig) {
         if (i == 0) {
@@ -386,10 +532,7 @@ void block_cursor_prev(block_cursor *c)
         i--;
     }
     /* Every entry parsed below starts before orig, so prev always moves backwards. */
-    if (seek_to_restart(c, i))
-        return;
-    while (c->next < orig && parse_entry(c, c->next) == PL_OK)
-        ;
+    walk_region(c, i, orig);
 }
 
 void block_cursor_seek(block_cursor *c, const char *ukey, size_t ulen, uint64_t trailer)

@@ -87,9 +87,28 @@ static inline size_t block_builder_entries(const block_builder *b) { return b->e
 
 #define BLOCK_KEY_INLINE 128
 
+/* The region cache (block_cursor): at most this many entries and key bytes; a larger region is walked
+ * without it (as it was before the cache). */
+#define BLOCK_REGION_CACHE_ENTRIES 1024
+#define BLOCK_REGION_CACHE_KEY_BYTES (64u * 1024u)
+
+/* One decoded entry of the region cache: its offset, the offset past it, its value length, and its
+ * whole key at koff in the cache's key bytes. */
+typedef struct block_rentry {
+    uint32_t off, next, vlen, koff;
+    size_t klen;
+} block_rentry;
+
 /* A position in one block.  It may live on the stack; it neither owns nor copies the block bytes,
  * which must outlive it.  The current key is rebuilt in the cursor (inline buffer, heap when longer);
- * the current value points into the block. */
+ * the current value points into the block.
+ *
+ * Stepping back cannot decode an entry from its successor (the prefix compression runs forward): a step
+ * back walks the restart region of the preceding entry from its restart point.  The walk keeps every
+ * entry it decodes, whole key included, in the region cache, so the further steps back through the same
+ * region (and forward again through it) are O(1) and copy nothing: the key is then read in the cache
+ * (kext).  seek_last fills it the same way.  With restart interval 4, a reverse scan decodes each entry
+ * once instead of 2.5 times on average. */
 typedef struct block_cursor {
     const char *data;   /* the block */
     uint32_t data_end;  /* entries occupy [0, data_end): the restart array starts there */
@@ -105,6 +124,12 @@ typedef struct block_cursor {
     char *kheap;        /* NULL while the key fits kinline */
     size_t kcap;        /* capacity of kheap */
     int status;         /* PL_OK, PL_CORRUPT or PL_NOMEM; sticky */
+    const char *kext;   /* the current key when read in the region cache (else NULL: in kinline/kheap) */
+    block_rentry *rent; /* the region cache: rn entries from the restart point of region rreg, in order */
+    char *rkeys;        /* their keys, back to back (rkused bytes of rkcap) */
+    uint32_t rn, rcap, rreg;
+    uint32_t ri;        /* the current entry's index in the cache when ri < rn (else not in it) */
+    size_t rkused, rkcap;
     char kinline[BLOCK_KEY_INLINE];
 } block_cursor;
 
@@ -119,7 +144,7 @@ int block_cursor_init(block_cursor *c, const char *data, size_t len);
 void block_cursor_init_empty(block_cursor *c);
 /* Point an initialised cursor at another block, keeping its key buffer. Returns the status. */
 int block_cursor_reset(block_cursor *c, const char *data, size_t len);
-/* Free the cursor's key buffer (not the block). */
+/* Free the cursor's key buffer and region cache (not the block). */
 void block_cursor_free(block_cursor *c);
 
 /* Position at the first entry >= (ukey, trailer) in ikey_cmp order, that is the first entry whose user
@@ -156,14 +181,18 @@ static inline int block_cursor_valid(const block_cursor *c)
 }
 static inline const char *block_cursor_key(const block_cursor *c)
 {
-    return c->kheap ? c->kheap : c->kinline;
+    return c->kext ? c->kext : c->kheap ? c->kheap : c->kinline;
 }
 static inline size_t block_cursor_klen(const block_cursor *c) { return c->klen; }
 static inline const char *block_cursor_value(const block_cursor *c) { return c->val; }
 static inline size_t block_cursor_vlen(const block_cursor *c) { return c->vlen; }
 static inline int block_cursor_status(const block_cursor *c) { return c->status; }
 /* Make the cursor not valid (without touching the block), e.g. before its block is released. */
-static inline void block_cursor_invalidate(block_cursor *c) { c->cur = c->next = c->data_end; }
+static inline void block_cursor_invalidate(block_cursor *c)
+{
+    c->cur = c->next = c->data_end;
+    c->ri = UINT32_MAX;
+}
 
 /* ---- reading: the iter.h iterator ---- */
 

@@ -25,11 +25,6 @@ int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
     return PL_OK;
 }
 
-int buf_reserve(pl_buf *b, size_t n)
-{
-    return array_reserve(&b->data, &b->cap, n, 1);
-}
-
 int buf_set(pl_buf *b, const void *data, size_t n)
 {
     int rc = buf_reserve(b, n ? n : 1);

@@ -8,16 +8,38 @@
 #define PL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "pylsm.h"
-
-/* Make room for n bytes in b.  PL_OK or PL_NOMEM. */
-int buf_reserve(pl_buf *b, size_t n);
-/* Replace b's contents with n bytes of data.  PL_OK or PL_NOMEM. */
-int buf_set(pl_buf *b, const void *data, size_t n);
 
 /* Make room for `need` elements of `size` bytes in the array *arr of capacity *cap (in elements).
  * PL_OK or PL_NOMEM. */
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size);
+
+/* Make room for n bytes in b.  PL_OK or PL_NOMEM.  Inline: the iterators call it per entry, and it
+ * nearly always has the room already. */
+static inline int buf_reserve(pl_buf *b, size_t n)
+{
+    return n <= b->cap ? PL_OK : array_reserve(&b->data, &b->cap, n, 1);
+}
+/* memcpy(dst, src, n) for the short keys and values a scan copies per entry (no overlap): up to 128
+ * bytes as inline 8- and 16-byte moves, since a call to memcpy and its size dispatch cost more than
+ * such a copy; memcpy for the rest. */
+static inline void buf_copy(char *dst, const char *src, size_t n)
+{
+    if (n >= 16 && n <= 128) {
+        for (size_t i = 0; i + 16 < n; i += 16)
+            memcpy(dst + i, src + i, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8 && n < 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n) {
+        memcpy(dst, src, n);
+    }
+}
+
+/* Replace b's contents with n bytes of data.  PL_OK or PL_NOMEM. */
+int buf_set(pl_buf *b, const void *data, size_t n);
 
 #endif

@@ -2047,8 +2047,12 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
     int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
     iter **its = malloc(sizeof(iter *) * (size_t)cap);
     if (its) {
-        its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
-        if (imm)
+        /* An empty memtable adds nothing: an entry the snapshot sees was added before the snapshot's LSN
+         * was published, so its count shows it.  Without it a settled database's iterator is its one
+         * level's, with no merging iterator above (merge_iter_new of one child returns the child). */
+        if (memtable_count(mem) > 0)
+            its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
+        if (imm && memtable_count(imm) > 0)
             its[n++] = memtable_iter(imm);
         int k = version_iters(v, its + n);
         if (k < 0) {
@@ -2149,10 +2153,8 @@ int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t 
         char *p = out->data + out->len;
         put_u64(p, kn);
         put_u64(p + 8, vn);
-        if (kn)
-            memcpy(p + 16, k, kn);
-        if (vn)
-            memcpy(p + 16 + kn, v, vn);
+        buf_copy(p + 16, k, kn);
+        buf_copy(p + 16 + kn, v, vn);
         out->len = need;
         (*n)++;
         if (reverse)

@@ -31,19 +31,28 @@ typedef struct {
     pl_buf seek_key;  /* scratch for internal seek keys */
     pl_buf lo, hi;
     int has_lo, has_hi;
+    /* REVERSE: find_prev_user_entry stopped at the entry of `in` decoded here (an older user key than
+     * the current one), and `in` has not moved since: the next step back starts from it without
+     * decoding it again.  Cleared by every other move. */
+    int pend;
+    const char *fkey; /* FORWARD, valid: the current user key (in `in`'s key, good while `in` stays) */
+    size_t fklen;
+    const char *pend_uk;
+    size_t pend_ul;
+    uint64_t pend_lsn;
+    int pend_kind;
 } db_iter;
 
 /* Copy n bytes into b (data is never left NULL, even for n == 0). */
-static int keep(db_iter *d, pl_buf *b, const char *p, size_t n, size_t extra)
+static inline int keep(db_iter *d, pl_buf *b, const char *p, size_t n, size_t extra)
 {
     size_t need = n + extra ? n + extra : 1;
-    if (buf_reserve(b, need)) {
+    if (need > b->cap && buf_reserve(b, need)) {
         d->rc = PL_NOMEM;
         d->valid = 0;
         return 0;
     }
-    if (n)
-        memcpy(b->data, p, n);
+    buf_copy(b->data, p, n);
     b->len = n;
     return 1;
 }
@@ -109,6 +118,8 @@ static void find_next_user_entry(db_iter *d, int skipping)
                 skipping = 1;
             } else if (!skipping || ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) > 0) {
                 d->valid = 1;
+                d->fkey = uk;
+                d->fklen = ul;
                 d->saved_key.len = 0;
                 return;
             }
@@ -128,14 +139,30 @@ static void find_prev_user_entry(db_iter *d)
     uint64_t lsn;
     int kind;
     int found = KIND_DELETE; /* kind of the newest visible version of the candidate in saved_key */
-    while (iter_valid(d->in)) {
-        if (!parse(d, &uk, &ul, &lsn, &kind))
+    int pend = d->pend;
+    d->pend = 0;
+    while (pend || iter_valid(d->in)) {
+        if (pend) { /* decoded by the step before, `in` unmoved since */
+            uk = d->pend_uk;
+            ul = d->pend_ul;
+            lsn = d->pend_lsn;
+            kind = d->pend_kind;
+            pend = 0;
+        } else if (!parse(d, &uk, &ul, &lsn, &kind)) {
             return;
+        }
         if (below_lo(d, uk, ul))
             break;
         if (lsn <= d->snap) {
-            if (found != KIND_DELETE && ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) < 0)
-                break; /* an older key: the candidate is final */
+            if (found != KIND_DELETE && ukey_cmp(uk, ul, d->saved_key.data, d->saved_key.len) < 0) {
+                /* an older key: the candidate is final; the next step back starts here */
+                d->pend = 1;
+                d->pend_uk = uk;
+                d->pend_ul = ul;
+                d->pend_lsn = lsn;
+                d->pend_kind = kind;
+                break;
+            }
             found = kind;
             if (kind == KIND_DELETE) {
                 clear_saved(d);
@@ -150,7 +177,8 @@ static void find_prev_user_entry(db_iter *d)
         iter_prev(d->in);
     }
     /* An error below would hide newer versions of the candidate: don't show it. */
-    if (found == KIND_DELETE || (!iter_valid(d->in) && iter_status(d->in) != PL_OK)) {
+    if (found == KIND_DELETE || (!d->pend && !iter_valid(d->in) && iter_status(d->in) != PL_OK)) {
+        d->pend = 0;
         d->valid = 0;
         clear_saved(d);
         d->dir = FORWARD;
@@ -173,6 +201,7 @@ static void di_seek(iter *it, const char *k, size_t n)
 {
     db_iter *d = (db_iter *)it;
     d->valid = 0;
+    d->pend = 0;
     if (d->rc)
         return;
     if (d->has_lo && ukey_cmp(k, n, d->lo.data, d->lo.len) < 0) {
@@ -192,6 +221,7 @@ static void di_seek(iter *it, const char *k, size_t n)
 static void di_seek_first(iter *it)
 {
     db_iter *d = (db_iter *)it;
+    d->pend = 0;
     if (d->has_lo) {
         di_seek(it, d->lo.data, d->lo.len);
         return;
@@ -209,6 +239,7 @@ static void di_seek_last(iter *it)
 {
     db_iter *d = (db_iter *)it;
     d->valid = 0;
+    d->pend = 0;
     if (d->rc)
         return;
     d->dir = REVERSE;
@@ -232,6 +263,7 @@ static void di_seek_last(iter *it)
 static void di_next(iter *it)
 {
     db_iter *d = (db_iter *)it;
+    d->pend = 0;
     if (d->dir == REVERSE) {
         /* `in` is before the current key's entries; step onto the first of them.  saved_key holds the
          * current key, so the skip below moves past all its versions. */
@@ -246,10 +278,7 @@ static void di_next(iter *it)
             iter_seek_first(d->in);
         }
     } else {
-        const char *k;
-        size_t n;
-        iter_key(d->in, &k, &n);
-        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+        if (!keep(d, &d->saved_key, d->fkey, d->fklen, 0))
             return;
         iter_next(d->in);
     }
@@ -262,10 +291,8 @@ static void di_prev(iter *it)
     db_iter *d = (db_iter *)it;
     if (d->dir == FORWARD) {
         /* `in` is at the current key's entry; move before all its entries. */
-        const char *k;
-        size_t n;
-        iter_key(d->in, &k, &n);
-        if (!keep(d, &d->saved_key, k, n - IKEY_TRAILER, 0))
+        d->pend = 0;
+        if (!keep(d, &d->saved_key, d->fkey, d->fklen, 0))
             return;
         for (;;) {
             iter_prev(d->in);
@@ -298,8 +325,8 @@ static void di_key(const iter *it, const char **k, size_t *n)
 {
     const db_iter *d = (const db_iter *)it;
     if (d->dir == FORWARD) {
-        iter_key(d->in, k, n);
-        *n -= IKEY_TRAILER;
+        *k = d->fkey;
+        *n = d->fklen;
     } else {
         *k = d->saved_key.data;
         *n = d->saved_key.len;

@@ -471,3 +471,28 @@ SlowDBMachine.TestCase.settings = settings(max_examples=2000, stateful_step_coun
                                            suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.filter_too_much])
 TestDBMachineSlow = pytest.mark.slow(SlowDBMachine.TestCase)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_chunks_with_large_entries(db_path, reverse):
+    """A scan hands out its entries chunk by chunk (16, 32, ... 1,024 entries, or 1 MiB): entries of
+    every size, a 5 MiB one among them (whose chunk buffer is dropped at the next refill), read back the
+    same from tables and the memtable, in both directions, and the close of an iterator in the middle
+    of a chunk ends it."""
+    n = 3000
+    big = {17: 5 << 20, 40: 1 << 20, 1500: 300 * KiB}
+    model = {b"k%05d" % i: bytes([i % 251]) * big.get(i, i % 200) for i in range(n)}
+    with pylsm.open(db_path, memtable_bytes=256 * KiB, block_bytes=512) as db:
+        for i, (k, v) in enumerate(model.items()):
+            db.put(k, v)
+            if i == n // 2:
+                db.flush()
+        want = model_range(model, reverse=reverse)
+        assert list(db.items(reverse=reverse)) == want
+        assert list(db.keys(reverse=reverse)) == [k for k, _ in want]
+        assert list(db.values(reverse=reverse)) == [v for _, v in want]
+        it = db.items(reverse=reverse)
+        assert list(itertools.islice(it, 20)) == want[:20]  # inside the second chunk
+        it.close()
+        with pytest.raises((pylsm.ClosedError, StopIteration)):
+            next(it)

@@ -258,6 +258,85 @@ static int cursor_at(const block_cursor *c, size_t i)
            memcmp(block_cursor_key(c), model[i].k, model[i].kn) == 0;
 }
 
+/* A random walk of seeks, nexts and prevs (both directions mixed, across restart regions) lands where
+ * the model says: the region cache of a backward step (block.h) must give the same entries, keys,
+ * values and restart indexes as a forward walk, however the steps interleave. */
+static void test_random_walk(int interval, unsigned long long seed)
+{
+    size_t len;
+    char *blk = build(interval, &len);
+    block_cursor c;
+    CHECK_RC(block_cursor_init(&c, blk, len), PL_OK);
+    /* each entry's restart index, from a forward walk */
+    uint32_t *restart = malloc(sizeof *restart * (nmodel ? nmodel : 1));
+    size_t n = 0;
+    for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c))
+        restart[n++] = block_cursor_restart(&c);
+    CHECK_EQ(n, nmodel);
+    unsigned long long rs = seed;
+    size_t pos = nmodel, bad = 0, cached = 0;
+    for (int step = 0; step < 40000; step++) {
+        unsigned op = (unsigned)(tu_rand(&rs) % 16);
+        if (op == 0) {
+            block_cursor_seek_first(&c);
+            pos = 0;
+        } else if (op == 1) {
+            block_cursor_seek_last(&c);
+            pos = nmodel - 1;
+        } else if (op == 2) {
+            pos = tu_rand(&rs) % nmodel;
+            const entry *e = &model[pos];
+            block_cursor_seek(&c, e->k, e->kn - 8, get_u64(e->k + e->kn - 8));
+        } else if (pos == nmodel) {
+            continue; /* next/prev need a valid cursor */
+        } else if (op < 9) {
+            block_cursor_next(&c);
+            pos = pos + 1;
+        } else {
+            block_cursor_prev(&c);
+            pos = pos == 0 ? nmodel : pos - 1;
+        }
+        cached += c.kext != NULL;
+        if (pos == nmodel) {
+            bad += block_cursor_valid(&c) || block_cursor_status(&c) != PL_OK;
+            continue;
+        }
+        const entry *e = &model[pos];
+        bad += !block_cursor_valid(&c) || block_cursor_klen(&c) != e->kn ||
+               memcmp(block_cursor_key(&c), e->k, e->kn) != 0 || block_cursor_vlen(&c) != e->vn ||
+               (e->vn && memcmp(block_cursor_value(&c), e->v, e->vn) != 0) ||
+               block_cursor_restart(&c) != restart[pos];
+    }
+    CHECK_EQ(bad, 0);
+    /* the walk went through the cache (but never with a region too large for it) */
+    CHECK(interval > 1 && (size_t)interval <= BLOCK_REGION_CACHE_ENTRIES ? cached > 0 : 1);
+    /* a whole backward walk, then forward again through the region the last step back cached */
+    size_t i = nmodel;
+    bad = 0;
+    for (block_cursor_seek_last(&c); block_cursor_valid(&c); block_cursor_prev(&c))
+        bad += !cursor_at(&c, --i);
+    CHECK_EQ(i, 0);
+    CHECK_EQ(bad, 0);
+    block_cursor_seek_first(&c);
+    for (int k = 0; k < 6 && (size_t)k + 1 < nmodel; k++)
+        block_cursor_next(&c);
+    for (int k = 0; k < 6 && block_cursor_valid(&c); k++)
+        block_cursor_prev(&c);
+    for (i = 0; block_cursor_valid(&c); block_cursor_next(&c), i++)
+        bad += !cursor_at(&c, i);
+    CHECK_EQ(i, nmodel);
+    CHECK_EQ(bad, 0);
+    /* reset to another block drops the cache: the same block again reads the same */
+    block_cursor_seek_last(&c);
+    CHECK_RC(block_cursor_reset(&c, blk, len), PL_OK);
+    CHECK(!block_cursor_valid(&c) && c.rn == 0 && c.kext == NULL);
+    block_cursor_seek_last(&c);
+    block_cursor_prev(&c);
+    CHECK(nmodel < 2 || cursor_at(&c, nmodel - 2));
+    free(restart);
+    block_cursor_free(&c);
+    free(blk);
+}
 /* The hash index: a point lookup through it lands where the binary search lands, for every key of the
  * block at every snapshot, and says "absent" only for keys the block does not hold. */
 static void test_hash_index(int interval)
@@ -641,6 +720,10 @@ int main(void)
     test_round_trip(1);
     test_round_trip(3);
     test_round_trip(100000);
+    test_random_walk(4, 11);
+    test_random_walk(16, 12);
+    test_random_walk(1, 13);
+    test_random_walk(2000, 14); /* regions larger than the cache: walked without it */
     test_builder_misc();
     free_model();
     make_model(700, 3); /* few enough restart points for a hash index at intervals 4 and 16 */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "coding.h"
+#include "ikey.h"
 #include "testutil.h"
 
 static void test_fixed(void)
@@ -205,10 +206,33 @@ static void test_varint_bad(void)
     CHECK_EQ(bad, 0);
 }
 
+/* ukey_cmp (ikey.h) has the sign of memcmp then length order, for every length around its inline
+ * window (8..32 common bytes), keys differing at every position, in bytes above 0x7f too. */
+static void test_ukey_cmp(void)
+{
+    unsigned long long s = 5;
+    int bad = 0;
+    char a[48], b[48];
+    for (int n = 0; n < 200000; n++) {
+        size_t an = (size_t)(tu_rand(&s) % 41), bn = tu_rand(&s) % 4 ? an : (size_t)(tu_rand(&s) % 41);
+        for (size_t i = 0; i < sizeof a; i++)
+            a[i] = b[i] = (char)(tu_rand(&s) % 4 == 0 ? 0xff : tu_rand(&s) % 3);
+        if (tu_rand(&s) % 2 && an && bn) /* one differing byte */
+            b[tu_rand(&s) % (an < bn ? an : bn)] ^= (char)(1 + tu_rand(&s) % 255);
+        size_t m = an < bn ? an : bn;
+        int want = memcmp(a, b, m);
+        want = want ? (want > 0) - (want < 0) : (an > bn) - (an < bn);
+        int got = ukey_cmp(a, an, b, bn);
+        bad += ((got > 0) - (got < 0)) != want;
+    }
+    CHECK_EQ(bad, 0);
+}
+
 int main(void)
 {
     test_fixed();
     test_varint_boundaries();
     test_varint_bad();
+    test_ukey_cmp();
     return test_report();
 }

@@ -701,6 +701,204 @@ static void test_failed_compaction_wakes_writers(void)
     tu_rm_rf(path);
 }
 
+/* ---- scans: backward equals forward reversed, over memtables and tables of many small blocks ---- */
+
+#define SCAN_KEYS 1500
+#define SCAN_SNAPS 4
+
+static size_t scan_vlen(unsigned k, int ver) { return (k * 7u + (unsigned)ver * 13u) % 300u; }
+
+/* One view's expected entries: ver[k] is the visible version of key k, or -1. */
+typedef struct {
+    int ver[SCAN_KEYS];
+} scan_view;
+
+static void scan_key(char *k, unsigned i) { snprintf(k, 16, "s%05u", i * 7u); }
+
+/* Whether the iterator sits at key index i of view v (i < 0: not valid), its value included. */
+static int scan_at(pl_iter *it, const scan_view *v, int i)
+{
+    if (i < 0)
+        return !pl_iter_valid(it);
+    if (!pl_iter_valid(it))
+        return 0;
+    char k[16], val[300];
+    scan_key(k, (unsigned)i);
+    const char *gk, *gv;
+    size_t gkn, gvn;
+    pl_iter_key(it, &gk, &gkn);
+    pl_iter_value(it, &gv, &gvn);
+    size_t n = scan_vlen((unsigned)i, v->ver[i]);
+    fill(val, n, (unsigned)(i * 10 + v->ver[i]));
+    return gkn == strlen(k) && memcmp(gk, k, gkn) == 0 && gvn == n && memcmp(gv, val, n) == 0;
+}
+
+/* The visible key index after (dir 1) or before (dir -1) i within [lo, hi) of view v; -1 when none. */
+static int scan_step(const scan_view *v, int i, int dir, int lo, int hi)
+{
+    for (i += dir; i >= lo && i < hi; i += dir)
+        if (v->ver[i] >= 0)
+            return i;
+    return -1;
+}
+
+/* Check one view through pl_iter (at snap, or the current state): a forward and a backward scan (both
+ * through pl_iter_read, as the binding reads), and random walks mixing next, prev and seeks, in the
+ * whole range and in bounds. */
+static void scan_check(pl_db *db, const pl_snapshot *snap, const scan_view *v, unsigned long long *rs,
+                       const char *what)
+{
+    for (int b = 0; b < 4; b++) {
+        int lo = 0, hi = SCAN_KEYS;
+        char lok[16], hik[16];
+        if (b) {
+            lo = (int)(tu_rand(rs) % SCAN_KEYS);
+            hi = lo + (int)(tu_rand(rs) % (SCAN_KEYS - lo + 1));
+        }
+        scan_key(lok, (unsigned)lo);
+        scan_key(hik, (unsigned)hi);
+        pl_iter *it = NULL;
+        CHECK_RC(pl_iter_new(db, snap, &it), PL_OK);
+        if (!it)
+            return;
+        if (b)
+            pl_iter_set_bounds(it, lok, strlen(lok), 1, hik, strlen(hik), hi < SCAN_KEYS);
+        /* forward, then backward, in chunks of 7 entries */
+        int bad = 0, count[2] = {0, 0};
+        for (int rev = 0; rev < 2; rev++) {
+            int want = rev ? scan_step(v, hi, -1, lo, hi) : scan_step(v, lo - 1, 1, lo, hi);
+            CHECK_RC(rev ? pl_iter_seek_last(it) : pl_iter_seek_first(it), PL_OK);
+            pl_buf out = {0};
+            while (pl_iter_valid(it)) {
+                size_t n = 0;
+                CHECK_RC(pl_iter_read(it, rev, 3, 7, 1u << 20, &out, &n), PL_OK);
+                const char *p = out.data;
+                for (size_t e = 0; e < n; e++, count[rev]++) {
+                    uint64_t kn = le64(p), vn = le64(p + 8);
+                    char k[16], val[300];
+                    if (want < 0) {
+                        bad++;
+                        break;
+                    }
+                    scan_key(k, (unsigned)want);
+                    size_t wn = scan_vlen((unsigned)want, v->ver[want]);
+                    fill(val, wn, (unsigned)(want * 10 + v->ver[want]));
+                    bad += kn != strlen(k) || memcmp(p + 16, k, kn) != 0 || vn != wn ||
+                           memcmp(p + 16 + kn, val, wn) != 0;
+                    p += 16 + kn + vn;
+                    want = scan_step(v, want, rev ? -1 : 1, lo, hi);
+                }
+                if (bad)
+                    break;
+            }
+            bad += want >= 0;
+            pl_buf_free(&out);
+        }
+        CHECK_EQ(count[0], count[1]);
+        if (bad)
+            fprintf(stderr, "  %s, bounds [%d, %d): scans differ from the model\n", what, lo, hi);
+        CHECK_EQ(bad, 0);
+        /* a random walk */
+        int pos = -1;
+        bad = 0;
+        for (int step = 0; step < 3000; step++) {
+            unsigned op = (unsigned)(tu_rand(rs) % 12);
+            if (op == 0) {
+                CHECK_RC(pl_iter_seek_first(it), PL_OK);
+                pos = scan_step(v, lo - 1, 1, lo, hi);
+            } else if (op == 1) {
+                CHECK_RC(pl_iter_seek_last(it), PL_OK);
+                pos = scan_step(v, hi, -1, lo, hi);
+            } else if (op == 2) {
+                int t = (int)(tu_rand(rs) % SCAN_KEYS);
+                char k[16];
+                scan_key(k, (unsigned)t);
+                CHECK_RC(pl_iter_seek(it, k, strlen(k)), PL_OK);
+                pos = scan_step(v, (t < lo ? lo : t) - 1, 1, lo, hi);
+            } else if (pos < 0) {
+                continue;
+            } else if (op < 7) {
+                CHECK_RC(pl_iter_next(it), PL_OK);
+                pos = scan_step(v, pos, 1, lo, hi);
+            } else {
+                CHECK_RC(pl_iter_prev(it), PL_OK);
+                pos = scan_step(v, pos, -1, lo, hi);
+            }
+            bad += !scan_at(it, v, pos);
+        }
+        if (bad)
+            fprintf(stderr, "  %s, bounds [%d, %d): %d steps of a random walk differ from the model\n", what,
+                    lo, hi, bad);
+        CHECK_EQ(bad, 0);
+        pl_iter_free(it);
+    }
+}
+
+/* Keys written in rounds (new versions, deletes) with snapshots between the rounds, spread over tables
+ * of 256-byte blocks in two levels, L0 and the memtable: every view scans backward exactly as it
+ * scans forward, reversed, and random walks agree with the model (the region cache of block.h, the
+ * steps back across blocks and tables, and the database iterator's reverse step). */
+static void test_reverse_scans(void)
+{
+    char *path = sub("scans");
+    pl_options o;
+    pl_options_init(&o);
+    o.block_bytes = 256;
+    o.background_compaction = 0;
+    pl_db *db = NULL;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (!db)
+        return;
+    static scan_view cur, views[SCAN_SNAPS];
+    pl_snapshot *snaps[SCAN_SNAPS] = {0};
+    for (int i = 0; i < SCAN_KEYS; i++)
+        cur.ver[i] = -1;
+    unsigned long long rs = 2024;
+    char k[16], val[300];
+    for (int round = 0; round < 6; round++) {
+        for (int n = 0; n < SCAN_KEYS; n++) {
+            unsigned i = (unsigned)(tu_rand(&rs) % SCAN_KEYS);
+            if (round > 0 && tu_rand(&rs) % 3 == 0)
+                continue;
+            scan_key(k, i);
+            if (round > 0 && tu_rand(&rs) % 5 == 0) {
+                CHECK_RC(pl_db_delete(db, k, strlen(k), 0), PL_OK);
+                cur.ver[i] = -1;
+            } else {
+                size_t n2 = scan_vlen(i, round);
+                fill(val, n2, i * 10 + (unsigned)round);
+                CHECK_RC(pl_db_put(db, k, strlen(k), val, n2, 0), PL_OK);
+                cur.ver[i] = round;
+            }
+        }
+        if (round < SCAN_SNAPS) {
+            CHECK_RC(pl_snapshot_new(db, &snaps[round]), PL_OK);
+            views[round] = cur;
+        }
+        if (round == 1)
+            CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK); /* rounds 0-1 in a deeper level */
+        else if (round < 5)
+            CHECK_RC(pl_db_flush(db), PL_OK); /* an L0 table per round; round 5 stays in the memtable */
+    }
+    for (int s = 0; s < SCAN_SNAPS; s++) {
+        char what[32];
+        snprintf(what, sizeof what, "snapshot %d", s);
+        if (snaps[s])
+            scan_check(db, snaps[s], &views[s], &rs, what);
+        pl_snapshot_release(snaps[s]);
+    }
+    scan_check(db, NULL, &cur, &rs, "the current state");
+    /* settled: one level, no memtable */
+    CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
+    scan_check(db, NULL, &cur, &rs, "compacted");
+    CHECK_RC(pl_db_close(db), PL_OK);
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (db) {
+        scan_check(db, NULL, &cur, &rs, "reopened");
+        CHECK_RC(pl_db_close(db), PL_OK);
+    }
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/pylsm-test-db-%d", (int)getpid());
@@ -716,6 +914,7 @@ int main(void)
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();
     test_failed_compaction_wakes_writers();
+    test_reverse_scans();
     tu_rm_rf(base);
     return test_report();
 }

@@ -518,6 +518,7 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
         db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
         need_sync = 1;
     pthread_mutex_unlock(&db->mu);
+    env_test_hook("write_group_unlocked");
 
     if (!rc) {
         rc = wal_append(log, recs, n);

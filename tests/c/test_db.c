@@ -669,6 +669,57 @@ static void *write_until_refused(void *arg)
     return NULL;
 }
 
+/* ---- a failed WAL switch is sticky at once ----
+ * A batch too big for the rest of the WAL's window makes the writer switch WALs; the new one fails to
+ * open.  The old WAL is closed by then, so until the error is recorded a db.sync() from another thread
+ * would sync a WAL that is gone.  The hook calls pl_db_sync while the writer is between its locks. */
+static int sync_rc_in_window = -1;
+
+static void sync_while_switch_failed(void *ctx, const char *name)
+{
+    if (strcmp(name, "write_group_unlocked") != 0 || sync_rc_in_window != -1)
+        return;
+    sync_rc_in_window = pl_db_sync(hook_db);
+}
+
+static void test_failed_wal_switch_is_sticky_at_once(void)
+{
+    const char *path = sub("walswitch");
+    tu_rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 4u << 20; /* the WAL's window: 7 MiB */
+    CHECK_RC(pl_db_open(path, &o, &hook_db), PL_OK);
+    static char big[1 << 20];
+    memset(big, 'b', sizeof big);
+    CHECK_RC(pl_db_put(hook_db, "a", 1, big, sizeof big, 0), PL_OK);
+    CHECK_RC(pl_db_put(hook_db, "b", 1, big, sizeof big, 0), PL_OK);
+    pl_batch *b = pl_batch_new();
+    for (int i = 0; i < 6; i++) {
+        char k[8];
+        int kl = snprintf(k, sizeof k, "c%d", i);
+        CHECK_RC(pl_batch_put(b, k, (size_t)kl, big, sizeof big), PL_OK);
+    }
+    env_fault_set(ENV_OP_OPEN, 1, EIO, 0); /* the new WAL's open */
+    env_set_test_hook(sync_while_switch_failed, NULL);
+    CHECK_RC(pl_db_write(hook_db, b, 0), PL_IOERR);
+    env_set_test_hook(NULL, NULL);
+    env_fault_clear();
+    CHECK_EQ(sync_rc_in_window, PL_READONLY);
+    CHECK_RC(pl_db_sync(hook_db), PL_READONLY);
+    CHECK_RC(pl_db_put(hook_db, "z", 1, "1", 1, 0), PL_READONLY);
+    pl_batch_free(b);
+    pl_db_close(hook_db);
+    pl_db *db;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    pl_buf v = {0};
+    CHECK_RC(pl_db_get(db, NULL, "b", 1, &v, 0), PL_OK);
+    CHECK_RC(pl_db_get(db, NULL, "c0", 2, &v, 0), PL_NOTFOUND);
+    pl_buf_free(&v);
+    CHECK_RC(pl_db_close(db), PL_OK);
+    tu_rm_rf(path);
+}
+
 static void test_failed_compaction_wakes_writers(void)
 {
     const char *path = sub("compactfail");
@@ -914,6 +965,7 @@ int main(void)
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();
     test_failed_compaction_wakes_writers();
+    test_failed_wal_switch_is_sticky_at_once();
     test_reverse_scans();
     tu_rm_rf(base);
     return test_report();

@@ -60,9 +60,6 @@ SECTOR = 512
 class Node:
     __slots__ = ("ino", "mode", "nlink", "mtime")
 
-    def sync(self) -> None:
-        raise NotImplementedError
-
     def __init__(self, ino: int, mode: int) -> None:
         self.ino = ino
         self.mode = mode

@@ -24,8 +24,7 @@ struct arena_block {
 
 struct arena_pool {
     pthread_mutex_t mu;
-    arena_block *free; /* blocks of block bytes */
-    size_t block;      /* bytes of a block, header included */
+    arena_block *free; /* blocks of ARENA_BLOCK data bytes */
     size_t bytes, max_bytes;
 };
 
@@ -35,10 +34,9 @@ arena_pool *arena_pool_new(size_t max_bytes)
     if (!p)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
-    p->max_bytes = max_bytes;
     /* Tried: 2 MiB blocks with MADV_HUGEPAGE (one fault per 2 MiB).  With the kernel's defrag on
      * madvise each such fault compacted memory and took 5-17 ms: slower than 512 small faults. */
-    p->block = ARENA_BLOCK;
+    p->max_bytes = max_bytes;
     return p;
 }
 
@@ -72,7 +70,7 @@ void arena_destroy(arena *a)
         arena_block *b = a->blocks;
         a->blocks = b->next;
         int kept = 0;
-        if (p && b->size == p->block - sizeof(arena_block)) {
+        if (p && b->size == ARENA_BLOCK) {
             pthread_mutex_lock(&p->mu);
             if (p->bytes + b->size <= p->max_bytes) {
                 POISON(b->data, b->size); /* a read through a dead memtable's pointer is caught */
@@ -90,39 +88,22 @@ void arena_destroy(arena *a)
     a->left = 0;
 }
 
-/* The data bytes of a block of this arena's usual size. */
-static size_t block_data_size(const arena *a)
-{
-    return a->pool ? a->pool->block - sizeof(arena_block) : ARENA_BLOCK;
-}
-
-/* A block of the pool's size: from its free list, or new. */
-static arena_block *pool_block(arena_pool *p)
-{
-    arena_block *b;
-    pthread_mutex_lock(&p->mu);
-    if ((b = p->free)) {
-        p->free = b->next;
-        p->bytes -= b->size;
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (b) {
-        UNPOISON(b->data, b->size);
-        return b;
-    }
-    if (!(b = malloc(p->block)))
-        return NULL;
-    b->size = p->block - sizeof(arena_block);
-    return b;
-}
-
+/* A block of size data bytes: one the pool kept, when it has one of that size, or a new one. */
 static void *new_block(arena *a, size_t size)
 {
-    arena_block *b;
-    if (a->pool && size == block_data_size(a)) {
-        if (!(b = pool_block(a->pool)))
-            return NULL;
-    } else {
+    arena_block *b = NULL;
+    arena_pool *p = a->pool;
+    if (p && size == ARENA_BLOCK) {
+        pthread_mutex_lock(&p->mu);
+        if ((b = p->free)) {
+            p->free = b->next;
+            p->bytes -= b->size;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (b)
+            UNPOISON(b->data, b->size);
+    }
+    if (!b) {
         if (!(b = malloc(sizeof(arena_block) + size)))
             return NULL;
         b->size = size;
@@ -142,13 +123,12 @@ void *arena_alloc(arena *a, size_t n)
         a->left -= n;
         return p;
     }
-    size_t block = block_data_size(a);
-    if (n > block / 4) /* big: its own block, keep the current one */
+    if (n > ARENA_BLOCK / 4) /* big: its own block, keep the current one */
         return new_block(a, n);
-    char *p = new_block(a, block);
+    char *p = new_block(a, ARENA_BLOCK);
     if (!p)
         return NULL;
     a->ptr = p + n;
-    a->left = block - n;
+    a->left = ARENA_BLOCK - n;
     return p;
 }

@@ -720,6 +720,77 @@ static void test_failed_wal_switch_is_sticky_at_once(void)
     tu_rm_rf(path);
 }
 
+/* A compaction that fails (here a manual one, with nothing else writing) leaves the database refusing
+ * writes: its output may be half written, and the rule is one for every failed write. */
+static void test_failed_compaction_is_sticky(void)
+{
+    const char *path = sub("compactsticky");
+    tu_rm_rf(path);
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 64 << 10;
+    pl_db *db;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    char v[200];
+    memset(v, 'c', sizeof v);
+    for (int i = 0; i < 3000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%06d", i % 1000);
+        CHECK_RC(pl_db_put(db, k, (size_t)kl, v, sizeof v, 0), PL_OK);
+    }
+    CHECK_RC(pl_db_flush(db), PL_OK);
+    env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 1);
+    int rc = pl_db_compact(db, NULL, 0, 0, NULL, 0, 0);
+    env_fault_clear();
+    CHECK(rc == PL_IOERR || rc == PL_READONLY);
+    CHECK_RC(pl_db_put(db, "after", 5, "x", 1, 0), PL_READONLY);
+    pl_db_close(db);
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    pl_buf out = {0};
+    CHECK_RC(pl_db_get(db, NULL, "k000999", 7, &out, 0), PL_OK);
+    pl_buf_free(&out);
+    CHECK_RC(pl_db_close(db), PL_OK);
+    tu_rm_rf(path);
+}
+
+/* A flush whose table write fails once leaves the database refusing writes: the background thread
+ * does not retry it, and flush() reports it. */
+static void test_failed_flush_is_sticky(void)
+{
+    const char *path = sub("flushsticky");
+    pl_options o;
+    pl_options_init(&o);
+    int found = 0;
+    /* The flush's write calls: the old WAL's cut, the new WAL's allocation, then the table's writes.
+     * The nth that lands on the table is the one wanted. */
+    for (long nth = 1; nth <= 8 && !found; nth++) {
+        tu_rm_rf(path);
+        pl_db *db;
+        CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+        for (int i = 0; i < 100; i++) {
+            char k[16];
+            int kl = snprintf(k, sizeof k, "k%06d", i);
+            CHECK_RC(pl_db_put(db, k, (size_t)kl, "v", 1, 0), PL_OK);
+        }
+        env_fault_set(ENV_OP_WRITE, nth, EIO, 0); /* once */
+        int rc = pl_db_flush(db);
+        env_fault_clear();
+        if (rc != PL_OK && strstr(pl_errmsg(), ".sst") != NULL) {
+            found = 1;
+            CHECK_RC(pl_db_put(db, "after", 5, "x", 1, 0), PL_READONLY);
+            CHECK_RC(pl_db_flush(db), PL_READONLY);
+        }
+        pl_db_close(db);
+        CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+        pl_buf out = {0};
+        CHECK_RC(pl_db_get(db, NULL, "k000099", 7, &out, 0), PL_OK);
+        pl_buf_free(&out);
+        CHECK_RC(pl_db_close(db), PL_OK);
+    }
+    CHECK(found);
+    tu_rm_rf(path);
+}
+
 static void test_failed_compaction_wakes_writers(void)
 {
     const char *path = sub("compactfail");
@@ -965,6 +1036,8 @@ int main(void)
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();
     test_failed_compaction_wakes_writers();
+    test_failed_compaction_is_sticky();
+    test_failed_flush_is_sticky();
     test_failed_wal_switch_is_sticky_at_once();
     test_reverse_scans();
     tu_rm_rf(base);

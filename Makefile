@@ -161,7 +161,7 @@ asan-test: venv
 	rm -f build/asan/pylsm/*.so
 	cd build/asan && PYLSM_SANITIZE=1 ../../$(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v "^$$" | grep -iv warning || true
 	cd build/asan && LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:quarantine_size_mb=32 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  PYTHONPATH=. PYLSM_EXPECT_ASAN=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --rootdir=../.. \
 	  $(addprefix ../../,$(wildcard $(ASAN_TESTS)))
 

@@ -318,6 +318,42 @@ static inline const char *entry_header(const char *p, const char *end, uint32_t 
     return p;
 }
 
+int block_region_entry(const char *data, size_t len, uint32_t roff, unsigned pos, char *kbuf, size_t kcap,
+                       size_t *klen, const char **val, uint32_t *vlen)
+{
+    if (len < 8 || roff >= len - 4)
+        return PL_FAIL(PL_CORRUPT, "malformed block: region offset %u past the entries", roff);
+    const char *p = data + roff, *end = data + len - 4;
+    size_t kn = 0;
+    for (unsigned j = 0;; j++) {
+        uint32_t shared, non_shared, vl;
+        p = entry_header(p, end, &shared, &non_shared, &vl);
+        if (!p)
+            return PL_FAIL(PL_CORRUPT, "malformed block: truncated entry header");
+        if (j == 0 && shared != 0)
+            return PL_FAIL(PL_CORRUPT, "malformed block: region start at %u shares a prefix", roff);
+        if (shared > kn)
+            return PL_FAIL(PL_CORRUPT, "malformed block: shared prefix longer than the previous key");
+        size_t avail = (size_t)(end - p);
+        if (non_shared > avail || vl > avail - non_shared)
+            return PL_FAIL(PL_CORRUPT, "malformed block: entry runs past the end of the block");
+        kn = (size_t)shared + non_shared;
+        if (kn > kcap)
+            return BLOCK_KEY_TOO_LONG;
+        if (kn < IKEY_TRAILER)
+            return PL_FAIL(PL_CORRUPT, "malformed block: key shorter than 8 bytes");
+        memcpy(kbuf + shared, p, non_shared);
+        p += non_shared;
+        if (j == pos) {
+            *klen = kn;
+            *val = p;
+            *vlen = vl;
+            return PL_OK;
+        }
+        p += vl;
+    }
+}
+
 /* Make the entry at `off` current, building its key on the current key. */
 static int parse_entry(block_cursor *c, uint32_t off)
 {

@@ -160,6 +160,15 @@ int block_cursor_seek_key(block_cursor *c, const char *ukey, size_t ulen, uint64
  * free slot, or the block is malformed.  For prefetching only: it checks bounds but not the block's
  * checksum. */
 const char *block_lookup_hint(const char *data, size_t len, uint32_t hash, const char **end);
+/* The entry at position pos (0: the restart point) of the restart region starting at byte roff of the
+ * block [data, data + len), for a point lookup that knows where its key's entry is (pindex.h): its key
+ * rebuilt into kbuf (kcap bytes, *klen of them), its value in the block.  The walk reads no restart array
+ * and is bounded by len - 4.  PL_OK; BLOCK_KEY_TOO_LONG (a key longer than kcap: search the block
+ * instead; no message); PL_CORRUPT (an offset or varint outside the block, a region start whose shared
+ * prefix is not 0, a shared prefix longer than the previous key, a key shorter than 8 bytes). */
+#define BLOCK_KEY_TOO_LONG (-2)
+int block_region_entry(const char *data, size_t len, uint32_t roff, unsigned pos, char *kbuf, size_t kcap,
+                       size_t *klen, const char **val, uint32_t *vlen);
 /* Check the hash index of the block (PL_OK when it has none): every slot is free or names a restart
  * point, some slot is free, and a lookup of every user key through the index finds the key's first
  * entry.  PL_CORRUPT with a message otherwise.  REQUIRES: the block's entries parse. */

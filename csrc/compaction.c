@@ -162,8 +162,12 @@ int compaction_output_open(compaction_output *o, compact_env *env)
 {
     o->number = env->new_file(env->ctx);
     o->path = db_file_name(env->dir, o->number, "sst");
-    return o->path ? table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb)
-                   : PL_FAIL(PL_NOMEM, "out of memory");
+    if (!o->path)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb);
+    if (!rc)
+        table_builder_set_point_index(o->tb, env->point_index);
+    return rc;
 }
 
 int compaction_output_finish(compaction_output *o, compact_env *env, int level, version_edit *e)

@@ -40,6 +40,7 @@ typedef struct compact_env {
     cache *cache;
     size_t block_bytes;
     int bloom_bits_per_key;
+    int point_index;             /* tables get a point index (sstable.h) */
     uint64_t target_file_bytes;  /* UINT64_MAX: one table */
     uint64_t oldest_snapshot;    /* versions older than the newest one at or below this are dropped */
     uint64_t level_base_bytes;

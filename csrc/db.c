@@ -177,6 +177,7 @@ void pl_options_init(pl_options *o)
     o->memtable_bytes = 64u << 20;
     o->block_bytes = 4096;
     o->bloom_bits_per_key = 10;
+    o->point_index = 1;
     o->block_cache_bytes = 32u << 20;
     o->wal_recovery = PL_RECOVER_TOLERATE_TAIL;
     o->background_compaction = 1;
@@ -954,6 +955,7 @@ static void compact_env_init(pl_db *db, compact_env *env)
     env->cache = db->cache;
     env->block_bytes = db->opt.block_bytes;
     env->bloom_bits_per_key = db->opt.bloom_bits_per_key;
+    env->point_index = db->opt.point_index;
     uint64_t target = db->opt.memtable_bytes;
     env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
     env->level_base_bytes = 4 * env->target_file_bytes;

@@ -579,6 +579,7 @@ static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
     env.dir = r->dir;
     env.block_bytes = REPAIR_BLOCK_BYTES;
     env.bloom_bits_per_key = REPAIR_BLOOM_BITS;
+    env.point_index = 1;
     env.target_file_bytes = target;
     env.oldest_snapshot = 0; /* keep every version and every tombstone */
     env.level_base_bytes = 4 * (uint64_t)REPAIR_TARGET_FILE_BYTES;

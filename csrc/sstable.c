@@ -19,6 +19,7 @@
 #include "env.h"
 #include "ikey.h"
 #include "memtable.h" /* buf_reserve, buf_set */
+#include "pindex.h"
 #include "status.h"
 
 #define CACHE_ENTRY_OVERHEAD 96 /* charge for a cached block beyond its bytes */
@@ -109,6 +110,11 @@ struct table_builder {
     pl_buf sep;         /* scratch: index keys */
     uint32_t *hashes;   /* bloom hashes of the distinct user keys */
     size_t nhash, caphash;
+    int point_index;    /* write a point index (pindex.h) instead of a bloom filter */
+    int pidx_ok;        /* every key's place fits a slot so far */
+    uint64_t *locs;     /* with point_index: each distinct user key's slot, beside hashes */
+    size_t caplocs;
+    uint64_t nblocks;   /* data blocks flushed */
     int pending;        /* the last data block's index entry waits for the next key */
     uint64_t pending_off, pending_size;
     uint64_t entries, deletes, min_lsn, max_lsn;
@@ -128,6 +134,7 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
     tb->fd = -1;
     tb->block_bytes = block_bytes;
     tb->bits_per_key = bloom_bits_per_key;
+    tb->pidx_ok = 1;
     block_builder_init(&tb->data, BLOCK_RESTART_INTERVAL);
     block_builder_set_hash(&tb->data);
     block_builder_init(&tb->index, TABLE_INDEX_RESTART_INTERVAL);
@@ -200,6 +207,7 @@ static int flush_data_block(table_builder *tb)
     if (rc)
         return rc;
     block_builder_reset(&tb->data);
+    tb->nblocks++;
     tb->pending = 1;
     return PL_OK;
 }
@@ -265,12 +273,15 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
         goto out;
 
     size_t ulen = klen - IKEY_TRAILER;
-    if (tb->bits_per_key > 0 &&
-        (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0)) {
+    int new_key = (tb->bits_per_key > 0 || tb->point_index) &&
+                  (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0);
+    if (new_key) {
         if (tb->nhash == tb->caphash &&
             (rc = array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
             goto out;
-        tb->hashes[tb->nhash++] = bloom_hash(ikey, ulen);
+        if (tb->point_index && tb->nhash >= tb->caplocs &&
+            (rc = array_reserve(&tb->locs, &tb->caplocs, tb->nhash + 1, sizeof *tb->locs)))
+            goto out;
     }
 
     /* A block must stay addressable by u32 offsets: cut it early for huge entries. */
@@ -278,8 +289,21 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
         block_builder_size_estimate(&tb->data) + klen + vlen + 64 > BLOCK_MAX_BYTES &&
         (rc = flush_data_block(tb)))
         goto out;
+    unsigned pos = (unsigned)tb->data.counter; /* the entry's place in its restart region */
     if ((rc = block_builder_add(&tb->data, ikey, klen, val, vlen)))
         goto out;
+    if (new_key) {
+        uint32_t h = bloom_hash(ikey, ulen);
+        if (tb->point_index) {
+            uint32_t roff;
+            memcpy(&roff, tb->data.restarts.data + tb->data.restarts.len - 4, 4);
+            if (pos > PINDEX_MAX_POS || roff > PINDEX_MAX_REGION_OFF || tb->nblocks > PINDEX_MAX_BLOCK)
+                tb->pidx_ok = 0; /* the table gets a bloom filter instead */
+            else
+                tb->locs[tb->nhash] = pindex_slot(h, (uint32_t)tb->nblocks, roff, pos);
+        }
+        tb->hashes[tb->nhash++] = h;
+    }
     if (!tb->entries && (rc = buf_set(&tb->smallest, ikey, klen)))
         goto out;
     if ((rc = buf_set(&tb->last, ikey, klen)))
@@ -302,6 +326,8 @@ out:
     return rc;
 }
 
+void table_builder_set_point_index(table_builder *tb, int on) { tb->point_index = on; }
+
 uint64_t table_builder_file_size(const table_builder *tb) { return tb->offset; }
 uint64_t table_builder_entries(const table_builder *tb) { return tb->entries; }
 
@@ -321,6 +347,7 @@ static void builder_free(table_builder *tb)
     pl_buf_free(&tb->smallest);
     pl_buf_free(&tb->sep);
     free(tb->hashes);
+    free(tb->locs);
     free(tb->path);
     free(tb);
 }
@@ -344,7 +371,9 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         rc = flush_data_block(tb);
     if (!rc && tb->pending)
         rc = add_pending_index(tb, NULL, 0);
-    if (!rc && tb->bits_per_key > 0)
+    if (!rc && tb->point_index && tb->pidx_ok && tb->nhash)
+        rc = pindex_build(tb->hashes, tb->locs, tb->nhash, tb->offset, &filter);
+    else if (!rc && tb->bits_per_key > 0)
         rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &filter);
     if (!rc)
         rc = write_block(tb, filter.data ? filter.data : "", filter.len, &filter_off, &filter_size);
@@ -427,6 +456,13 @@ struct table {
     uint32_t *block_size;
     char *prefix;
     size_t prefix_len;
+    /* The point index (pindex.h), read in place from the mapping: pidx is bucket 0 (NULL: none, or the
+     * table is not mapped).  pidx_crcs holds the chunks' CRCs; a chunk's bit in pidx_verified is set
+     * once its CRC matched in this open. */
+    const char *pidx;
+    pindex_layout pidx_lay;
+    char *pidx_crcs;
+    _Atomic unsigned char *pidx_verified;
 };
 
 static uint64_t fence_window(const char *ukey, size_t ulen, size_t from)
@@ -758,6 +794,37 @@ static uint64_t fence_seek(const table *t, const char *ukey, size_t klen, uint64
     return r;
 }
 
+/* If the filter block [off, off + size) is a point index: its layout and chunk CRCs (checked) into t,
+ * leaving the buckets on disk (read in place through the mapping, each chunk checked at its first
+ * read).  A bloom filter (or an empty block) leaves t->pidx_crcs NULL. */
+static int open_point_index(table *t, uint64_t off, uint64_t size)
+{
+    char tail[PINDEX_TAIL_BYTES];
+    if (size < PINDEX_TAIL_BYTES)
+        return PL_OK;
+    int rc = env_pread(t->fd, tail, sizeof tail, off + size - sizeof tail, t->path);
+    if (rc || !pindex_is(tail + sizeof tail - 1))
+        return rc;
+    if ((rc = pindex_parse_tail(tail, off, size, t->path, &t->pidx_lay)))
+        return rc;
+    unsigned pad = (unsigned)(t->pidx_lay.buckets_off - off);
+    if (pad) { /* zeros: nothing a reader uses goes unchecked */
+        char z[PINDEX_BUCKET_BYTES];
+        if ((rc = env_pread(t->fd, z, pad, off, t->path)))
+            return rc;
+        for (unsigned i = 0; i < pad; i++)
+            if (z[i])
+                return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: padding is not zero", t->path,
+                               (ull)off);
+    }
+    size_t n = (size_t)t->pidx_lay.nchunks * 4;
+    if (!(t->pidx_crcs = malloc(n)))
+        return PL_FAIL(PL_NOMEM, "out of memory (point index of %s)", t->path);
+    if (!(rc = env_pread(t->fd, t->pidx_crcs, n, t->pidx_lay.crcs_off, t->path)))
+        rc = pindex_check_crcs(&t->pidx_lay, t->pidx_crcs, tail, t->path);
+    return rc;
+}
+
 int table_open(const char *path, uint64_t file_size, cache *c, table **out)
 {
     if (file_size < TABLE_FOOTER_SIZE)
@@ -809,10 +876,12 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     }
     t->filter_off = filter_off;
     t->index_off = index_off;
-    if ((rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
+    if ((rc = open_point_index(t, filter_off, filter_size)))
         goto out;
-    t->filter_len = (size_t)filter_size;
-    {   /* on a cache-line boundary, so that a blocked filter's line is one cache line */
+    if (!t->pidx_crcs && (rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
+        goto out;
+    t->filter_len = t->pidx_crcs ? 0 : (size_t)filter_size;
+    if (t->filter) {   /* on a cache-line boundary, so that a blocked filter's line is one cache line */
         void *aligned = NULL;
         if (posix_memalign(&aligned, 64, t->filter_len ? t->filter_len : 1) == 0) {
             memcpy(aligned, t->filter, t->filter_len);
@@ -836,6 +905,9 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         t->map = NULL;
         pl_clear_error();
     }
+    if (t->map && t->pidx_crcs && t->nfences &&
+        (t->pidx_verified = calloc((size_t)t->pidx_lay.nchunks / 8 + 1, 1)))
+        t->pidx = t->map + t->pidx_lay.buckets_off;
 out:
     if (rc) {
         table_close(t);
@@ -851,6 +923,8 @@ void table_close(table *t)
         return;
     env_unmap_readonly(t->map, (size_t)t->size);
     free((void *)t->verified);
+    free((void *)t->pidx_verified);
+    free(t->pidx_crcs);
     free_fences(t);
     env_close(t->fd);
     free(t->filter);
@@ -861,7 +935,8 @@ void table_close(table *t)
 
 uint64_t table_file_size(const table *t) { return t->size; }
 const char *table_path(const table *t) { return t->path; }
-int table_has_filter(const table *t) { return t->filter_len > 0; }
+int table_has_filter(const table *t) { return t->filter_len > 0 || t->pidx_crcs != NULL; }
+int table_has_point_index(const table *t) { return t->pidx != NULL; }
 
 /* Find ukey's newest version <= target in the data block at off (data, len); *result as table_get. */
 static int search_block(const table *t, block_cursor *dc, const char *data, size_t len, uint64_t off,
@@ -915,12 +990,148 @@ static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey
     return rc;
 }
 
+#define PIDX_KEY_MAX 256 /* keys walked through the point index on the stack; longer: search the block */
+
+/* Chunk c of the point index, its CRC checked the first time it is read in this open (PL_WOULDBLOCK
+ * under PL_READ_NO_IO until then).  REQUIRES: a SIGBUS guard. */
+static int pidx_chunk(table *t, uint32_t c, int flags)
+{
+    unsigned char bit = (unsigned char)(1u << (c & 7));
+    if (atomic_load_explicit(&t->pidx_verified[c >> 3], memory_order_relaxed) & bit)
+        return PL_OK;
+    if (flags & PL_READ_NO_IO)
+        return PL_WOULDBLOCK;
+    int rc = env_read_check(t->path);
+    if (rc)
+        return rc;
+    if (!pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, t->pidx, c))
+        return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu (chunk %u): checksum mismatch", t->path,
+                       (ull)(t->pidx_lay.buckets_off + (uint64_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES),
+                       c);
+    atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], bit, memory_order_relaxed);
+    return PL_OK;
+}
+
+enum { PIDX_DONE, PIDX_MISMATCH, PIDX_FALLBACK };
+
+/* The entry slot s names, for ukey: PIDX_DONE with *rc and *result (found, deleted, or an error),
+ * PIDX_MISMATCH (the entry is another key's: same fingerprint), PIDX_FALLBACK (the key's newest entry is
+ * newer than the snapshot, or too long to walk here: search the block).  REQUIRES: a SIGBUS guard. */
+static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out,
+                      int flags, int *result, int *rc)
+{
+    uint32_t b = pindex_slot_block(s);
+    if (b >= t->nfences) {
+        *rc = PL_FAIL(PL_CORRUPT, "%s: point index names data block %u of %llu", t->path, b,
+                      (ull)t->nfences);
+        return PIDX_DONE;
+    }
+    uint64_t off = t->block_off[b];
+    size_t size = t->block_size[b];
+    {   /* the walk reads the region's entries up to the key's: request their lines together (an entry of
+         * a small key and value is about two lines long) */
+        uint32_t roff = pindex_slot_region(s);
+        size_t want = 128 * ((size_t)pindex_slot_pos(s) + 1);
+        if (roff < size) {
+            const char *p = t->map + off + roff, *end = t->map + off + (roff + want < size ? roff + want : size);
+            for (; p < end; p += 64)
+                __builtin_prefetch(p);
+        }
+    }
+    const char *data, *val;
+    if ((*rc = mapped_block(t, off, size, flags, &data)))
+        return PIDX_DONE;
+    char k[PIDX_KEY_MAX];
+    size_t kn;
+    uint32_t vlen;
+    int r = block_region_entry(data, size, pindex_slot_region(s), pindex_slot_pos(s), k, sizeof k, &kn, &val,
+                               &vlen);
+    if (r == BLOCK_KEY_TOO_LONG)
+        return PIDX_FALLBACK;
+    if (r) {
+        *rc = block_error(t->path, off, r);
+        return PIDX_DONE;
+    }
+    if (kn - IKEY_TRAILER != klen || memcmp(k, ukey, klen) != 0)
+        return PIDX_MISMATCH;
+    if (ikey_lsn(k, kn) > snap_lsn)
+        return PIDX_FALLBACK;
+    switch (ikey_kind(k, kn)) {
+    case KIND_PUT:
+        if (!(*rc = buf_set(out, val, vlen)))
+            *result = LOOKUP_FOUND;
+        return PIDX_DONE;
+    case KIND_DELETE:
+        *result = LOOKUP_DELETED;
+        return PIDX_DONE;
+    default:
+        *rc = block_error(t->path, off, PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn)));
+        return PIDX_DONE;
+    }
+}
+
+/* The search of pidx_get.  REQUIRES: a SIGBUS guard. */
+static int pidx_search(table *t, const char *ukey, size_t klen, uint32_t hash, uint64_t snap_lsn, pl_buf *out,
+                       int flags, int *result, int *fallback)
+{
+    uint16_t fp = pindex_fingerprint(hash);
+    uint32_t nb = t->pidx_lay.nbuckets, b = pindex_home(hash, nb);
+    int rc = PL_OK;
+    for (uint32_t step = 0; step < nb; step++) {
+        if ((rc = pidx_chunk(t, b / PINDEX_CHUNK_BUCKETS, flags)))
+            return rc;
+        const char *bucket = t->pidx + (size_t)b * PINDEX_BUCKET_BYTES;
+        unsigned i = 0;
+        uint64_t s;
+        int st, e = PIDX_MISMATCH;
+        while ((st = pindex_scan(bucket, fp, &i, &s)) == PINDEX_MATCH &&
+               (e = pidx_entry(t, s, ukey, klen, snap_lsn, out, flags, result, &rc)) == PIDX_MISMATCH)
+            ;
+        if (st == PINDEX_MATCH) { /* pidx_entry settled it */
+            *fallback = e == PIDX_FALLBACK;
+            return rc;
+        }
+        if (st == PINDEX_END)
+            return PL_OK; /* absent */
+        b = b + 1 == nb ? 0 : b + 1;
+    }
+    return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu has no free slot", t->path,
+                   (ull)t->pidx_lay.buckets_off);
+}
+
+/* A point read through the point index: one bucket (rarely more), then the entry it names.  *fallback
+ * set: the answer must come from a search of the key's data block (pidx_entry). */
+static int pidx_get(table *t, const char *ukey, size_t klen, uint32_t hash, uint64_t snap_lsn, pl_buf *out,
+                    int flags, int *result, int *fallback)
+{
+    env_guard g;
+    int rc;
+    *fallback = 0;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        rc = pidx_search(t, ukey, klen, hash, snap_lsn, out, flags, result, fallback);
+        env_guard_leave(&g);
+    } else {
+        *fallback = 0;
+        *result = LOOKUP_ABSENT;
+        rc = mapped_fault(t, t->pidx_lay.buckets_off);
+    }
+    return rc;
+}
+
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result)
 {
     *result = LOOKUP_ABSENT;
     uint32_t hash = bloom_hash(ukey, klen);
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (t->pidx) {
+        int fallback;
+        int rc = pidx_get(t, ukey, klen, hash, snap_lsn, out, flags, result, &fallback);
+        if (rc || !fallback)
+            return rc;
+        *result = LOOKUP_ABSENT;
+    }
     if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, hash))
         return PL_OK;
     if (t->nfences && t->map) {
@@ -980,9 +1191,45 @@ static void hint_mapped(table *t, const table_lookup *r)
     }
 }
 
+/* The prefetch hints for lookup r through the point index: the first slot of its home bucket with its
+ * fingerprint names a region, whose first lines are requested.  Under a SIGBUS guard; reads within
+ * bounds only (the chunk may not be checked yet: a hint, never an answer). */
+static void hint_pidx(table *t, table_lookup *const *reqs, size_t n)
+{
+    env_guard g;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        for (size_t j = 0; j < n; j++) {
+            uint32_t h = reqs[j]->hash;
+            const char *bucket = t->pidx + (size_t)pindex_home(h, t->pidx_lay.nbuckets) * PINDEX_BUCKET_BYTES;
+            unsigned i = 0;
+            uint64_t s;
+            if (pindex_scan(bucket, pindex_fingerprint(h), &i, &s) != PINDEX_MATCH)
+                continue;
+            uint32_t b = pindex_slot_block(s), roff = pindex_slot_region(s);
+            if (b >= t->nfences || roff >= t->block_size[b])
+                continue;
+            const char *p = t->map + t->block_off[b] + roff, *end = t->map + t->block_off[b] + t->block_size[b];
+            for (unsigned k = 0; k <= pindex_slot_pos(s) * 2 + 1 && p < end; k++, p += 64)
+                __builtin_prefetch(p);
+        }
+        env_guard_leave(&g);
+    }
+}
+
 void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
 {
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (t->pidx) {
+        /* 1: every key's home bucket; 2: each key's region; 3: the reads, their bytes on their way */
+        for (size_t i = 0; i < n; i++)
+            __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
+                                             PINDEX_BUCKET_BYTES);
+        hint_pidx(t, reqs, n);
+        for (size_t i = 0; i < n; i++)
+            reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
+        return;
+    }
     if (!t->nfences || !t->map) {
         for (size_t i = 0; i < n; i++)
             reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
@@ -1233,6 +1480,40 @@ iter *table_iter(table *t)
 
 /* ---- verification ---- */
 
+/* Whether the point index (the filter block's bytes at fblk) leads a lookup of the key with hash h to
+ * the entry at (block, roff, pos): the search from the key's home bucket meets that slot before it ends. */
+static int pidx_has(const table *t, const char *fblk, uint32_t h, uint32_t block, uint32_t roff, unsigned pos)
+{
+    return pindex_contains(fblk + (t->pidx_lay.buckets_off - t->filter_off), t->pidx_lay.nbuckets, h,
+                           pindex_slot(h, block, roff, pos), NULL);
+}
+
+/* The point index's own checks for table_verify: the whole filter block's CRC (a read checks only the
+ * chunks it needs), every chunk's CRC; *fblk gets the block's bytes.  PL_OK or PL_CORRUPT/PL_IOERR. */
+static int verify_pidx(table *t, char **fblk)
+{
+    uint64_t size = t->index_off - TABLE_BLOCK_TRAILER - t->filter_off;
+    int rc = read_block_raw(t->path, t->fd, t->filter_off, size, fblk);
+    if (rc)
+        return rc;
+    const char *buckets = *fblk + (t->pidx_lay.buckets_off - t->filter_off);
+    for (uint32_t c = 0; c < t->pidx_lay.nchunks; c++)
+        if (!pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, buckets, c))
+            return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu (chunk %u): checksum mismatch", t->path,
+                           (ull)t->pidx_lay.buckets_off, c);
+    return PL_OK;
+}
+
+/* The number of used slots of the point index in fblk. */
+static uint64_t pidx_used(const table *t, const char *fblk)
+{
+    const char *buckets = fblk + (t->pidx_lay.buckets_off - t->filter_off);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < (uint64_t)t->pidx_lay.nbuckets * PINDEX_BUCKET_SLOTS; i++)
+        n += get_u64(buckets + 8 * i) != 0;
+    return n;
+}
+
 int table_verify(const char *path, uint64_t file_size)
 {
     table *t = NULL;
@@ -1241,15 +1522,19 @@ int table_verify(const char *path, uint64_t file_size)
         return rc;
     block_cursor ic, dc;
     pl_buf prev = {0}, sep = {0}; /* the last key seen, the previous block's index entry */
-    char *blk = NULL;
-    uint64_t off = 0, size, entries = 0;
+    char *blk = NULL, *fblk = NULL;
+    uint64_t off = 0, size, entries = 0, block_no = 0, distinct = 0;
+    uint32_t region = UINT32_MAX;
+    unsigned pos = 0;
     block_cursor_init(&ic, t->index, t->index_len);
     block_cursor_init_empty(&dc);
     if ((rc = block_cursor_check(&ic))) {
         rc = block_error(path, t->index_off, rc);
         goto out;
     }
-    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic)) {
+    if (t->pidx_crcs && (rc = verify_pidx(t, &fblk)))
+        goto out;
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), block_no++) {
         if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
             rc = block_error(path, t->index_off, PL_FAIL(PL_CORRUPT, "bad block handle"));
             goto out;
@@ -1295,10 +1580,27 @@ int table_verify(const char *path, uint64_t file_size)
                              (ull)t->filter_off, (ull)entries);
                 goto out;
             }
+            /* Likewise a point index that does not lead to the key's first entry. */
+            if (block_cursor_restart(&dc) != region) {
+                region = block_cursor_restart(&dc);
+                pos = 0;
+            } else {
+                pos++;
+            }
+            if (fblk && (!prev.len || ukey_cmp(prev.data, prev.len - IKEY_TRAILER, k, kn - IKEY_TRAILER))) {
+                distinct++;
+                uint32_t roff = get_u32(dc.data + dc.data_end + 4 * (size_t)region);
+                if (!pidx_has(t, fblk, bloom_hash(k, kn - IKEY_TRAILER), (uint32_t)block_no, roff, pos)) {
+                    rc = PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: lacks the key of entry %llu", path,
+                                 (ull)t->filter_off, (ull)entries);
+                    goto out;
+                }
+            }
             if ((rc = buf_set(&prev, k, kn)))
                 goto out;
             entries++;
         }
+        region = UINT32_MAX;
         if ((rc = block_cursor_status(&dc)) || (rc = block_cursor_check_hash(&dc)))
             goto out_data;
         if (ikey_cmp(prev.data, prev.len, block_cursor_key(&ic), block_cursor_klen(&ic)) > 0) {
@@ -1309,11 +1611,15 @@ int table_verify(const char *path, uint64_t file_size)
             goto out;
     }
     rc = block_error(path, t->index_off, block_cursor_status(&ic));
+    if (!rc && fblk && pidx_used(t, fblk) != distinct)
+        rc = PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: %llu slots used for %llu keys", path,
+                     (ull)t->filter_off, (ull)pidx_used(t, fblk), (ull)distinct);
     goto out;
 out_data:
     rc = block_error(path, off, rc);
 out:
     free(blk);
+    free(fblk);
     pl_buf_free(&prev);
     pl_buf_free(&sep);
     block_cursor_free(&ic);

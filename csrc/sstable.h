@@ -76,6 +76,11 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
 int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen);
 
 /* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
+/* Give the table a point index (pindex.h) in place of the bloom filter: call before the first add.  A
+ * table whose keys' places do not all fit a slot (a block past 16M, a region past 4 MiB into its block,
+ * a restart interval above 4) gets the bloom filter of bloom_bits_per_key instead (none if 0). */
+void table_builder_set_point_index(table_builder *tb, int on);
+
 uint64_t table_builder_file_size(const table_builder *tb);
 uint64_t table_builder_entries(const table_builder *tb);
 /* The last internal key added (*klen 0 when none). */
@@ -145,7 +150,9 @@ int table_verify(const char *path, uint64_t file_size);
 
 uint64_t table_file_size(const table *t);
 const char *table_path(const table *t);
-/* Whether the table has a bloom filter. */
+/* Whether the table has a filter: a bloom filter or a point index. */
 int table_has_filter(const table *t);
+/* Whether point reads go through the table's point index (it has one, and it is mapped). */
+int table_has_point_index(const table *t);
 
 #endif

@@ -562,7 +562,7 @@ class WriteBatch(_pylsm.WriteBatch):
 _OPTION_NAMES = frozenset((
     "create_if_missing", "error_if_exists", "sync", "memtable_bytes", "block_bytes",
     "bloom_bits_per_key", "block_cache_bytes", "wal_recovery", "wal_timestamp",
-    "background_compaction", "read_only", "key_codec", "value_codec",
+    "background_compaction", "read_only", "key_codec", "value_codec", "point_index",
 ))
 
 
@@ -576,7 +576,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
     Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
     memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
     wal_recovery="tolerate_tail", wal_timestamp=False, background_compaction=True,
-    read_only=False, key_codec=None, value_codec=None (see docs/api.md).
+    read_only=False, key_codec=None, value_codec=None, point_index=True (see docs/api.md).
     """
 
     __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
@@ -603,6 +603,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         read_only: bool = False,
         key_codec: Any = None,
         value_codec: Any = None,
+        point_index: bool = True,
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
@@ -626,6 +627,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             wal_timestamp=_bool_option("wal_timestamp", wal_timestamp),
             background_compaction=_bool_option("background_compaction", background_compaction),
             read_only=_bool_option("read_only", read_only),
+            point_index=_bool_option("point_index", point_index),
         )
         opts.update(_sync_args(sync))
         self._path = path

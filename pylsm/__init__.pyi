@@ -74,6 +74,7 @@ class _Options(TypedDict, total=False):
     wal_timestamp: bool
     background_compaction: bool
     read_only: bool
+    point_index: bool
 
 # ---- batches, cursors, snapshots ----
 class WriteBatch(Generic[K, V, KIn, VIn]):

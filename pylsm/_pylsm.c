@@ -247,18 +247,18 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"path", "create_if_missing", "error_if_exists", "sync_mode", "sync_count",
                              "sync_interval_ms", "memtable_bytes", "block_bytes", "bloom_bits_per_key",
                              "block_cache_bytes", "wal_recovery", "wal_timestamp",
-                             "background_compaction", "read_only", NULL};
+                             "background_compaction", "read_only", "point_index", NULL};
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
     unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms;
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippp:DB", kwlist, PyUnicode_FSConverter,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninipppp:DB", kwlist, PyUnicode_FSConverter,
                                      &path_obj, &o.create_if_missing, &o.error_if_exists, &o.sync_mode,
                                      &sync_count, &interval, &memtable, &block, &o.bloom_bits_per_key,
                                      &cache, &o.wal_recovery, &o.wal_timestamp,
-                                     &o.background_compaction, &o.read_only))
+                                     &o.background_compaction, &o.read_only, &o.point_index))
         return -1;
     if (self->db) {
         Py_DECREF(path_obj);

@@ -423,17 +423,21 @@ db.flush()
 ssts = [f for f in os.listdir(db.path) if f.endswith(".sst")]
 p = os.path.join(db.path, max(ssts, key=lambda f: os.path.getsize(os.path.join(db.path, f))))
 os.truncate(p, os.path.getsize(p) // 3)
-errors = ok = 0
+errors = ok = seen = 0
+# pages past the end raise SIGBUS (StorageError); the zeros after the end in its last page fail a
+# checksum (CorruptionError)
 for i in range(0, 20000, 7):
     try:
         db.get(b"k%06d" % i)
         ok += 1
-    except pylsm.StorageError:
+    except (pylsm.StorageError, pylsm.CorruptionError):
         errors += 1
 try:
-    n = sum(1 for _ in db.items())
-except pylsm.StorageError:
+    for _ in db.items():
+        seen += 1
+except (pylsm.StorageError, pylsm.CorruptionError):
     errors += 1
-print(errors > 0, ok > 0)
+# the part before the cut still reads (by gets, unless the table's point index, at its end, was cut)
+print(errors > 0, ok > 0 or 0 < seen < 20000)
 """)
     assert out.split() == ["True", "True"]

@@ -294,10 +294,11 @@ def _flip(path, offset, mask=0x10):
         f.write(bytes([b[0] ^ mask]))
 
 
-def _check_reads(path, name, expected, damaged_keys, must_open):
+def _check_reads(path, name, expected, damaged_keys, must_open, scan_reads_damage=True):
     """Open and read every key: the right value, or CorruptionError naming the table (for a key of
     damaged_keys only, when it is given).  Returns the number of keys that raised, or None when the
-    open itself raised CorruptionError."""
+    open itself raised CorruptionError.  scan_reads_damage=False: the damage is in a part of the table
+    only point reads use (the point index), so a scan may pass it."""
     try:
         db = pylsm.open(path, background_compaction=False)
     except pylsm.CorruptionError as e:
@@ -324,7 +325,7 @@ def _check_reads(path, name, expected, damaged_keys, must_open):
             for k, v in db.items():
                 assert expected[k] == v, k
                 seen += 1
-            assert raised == 0, "a full scan passed over a damaged block without an error"
+            assert raised == 0 or not scan_reads_damage, "a full scan passed over a damaged block without an error"
         except pylsm.CorruptionError as e:
             assert name in str(e), str(e)
             assert raised > 0 or damaged_keys is None
@@ -380,11 +381,11 @@ def test_damaged_index_or_filter_gives_corruption_error(db_path, where):
     expected, name, layout = _two_tables(db_path)
     io, isz = layout["index_offset"], layout["index_size"]
     fo, fsz = layout["filter_offset"], layout["filter_size"]
-    assert fsz > 2, "the table should have a bloom filter"
+    assert fsz > 2, "the table should have a filter block (its point index)"
     off = {"index_start": io, "index_middle": io + isz // 2, "index_crc": io + isz + 1,
            "filter_middle": fo + fsz // 2, "filter_k": fo + fsz - 1, "filter_crc": fo + fsz + 3}[where]
     _flip(os.path.join(db_path, name), off)
-    _check_reads(db_path, name, expected, None, must_open=False)
+    _check_reads(db_path, name, expected, None, must_open=False, scan_reads_damage=not where.startswith("filter"))
     _check_verify(db_path, name)
 
 
@@ -747,3 +748,77 @@ def test_tables_of_format_version_1_still_read(tmp_path):
     pylsm.verify(path)
     with pylsm.open(path) as db:
         assert all(db.get(k) == v for k, v in want.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The point index (docs/format_sstable.md, "Point index"): on by default, off with point_index=False.
+
+def _filter_tags(path):
+    """The last byte of each table's filter block: 0xC2 a point index, 0xB1 a bloom filter."""
+    tags = []
+    for name in sst_files(path):
+        with open(os.path.join(path, name), "rb") as f:
+            data = f.read()
+        lay = table_layout(data)
+        assert lay["filter_size"] > 2
+        tags.append(data[lay["filter_offset"] + lay["filter_size"] - 1])
+    return tags
+
+
+def test_point_index_is_the_default_and_point_index_false_writes_bloom_filters(tmp_path):
+    rnd = random.Random(7)
+    expected = {}
+    for point_index, sub in ((None, "default"), (True, "on"), (False, "off")):
+        path = str(tmp_path / sub)
+        opts = {} if point_index is None else {"point_index": point_index}
+        with pylsm.open(path, **opts) as db:
+            for i in range(20000):
+                k = b"k%07d" % rnd.randrange(100000)
+                v = round_value(0, i)
+                db[k] = v
+                expected.setdefault(sub, {})[k] = v
+                if i % 7 == 0:
+                    del db[k]
+                    expected[sub][k] = None
+            db.flush()
+            assert set(_filter_tags(path)) == ({0xB1} if point_index is False else {0xC2})
+        with pylsm.open(path, **opts) as db:
+            for k, v in expected[sub].items():
+                assert db.get(k) == v
+            for i in range(0, 100000, 3):  # absent and present keys alike
+                k = b"k%07d" % i
+                assert db.get(k) == expected[sub].get(k)
+            keys = sorted(expected[sub])[:500]
+            assert db.get_many(keys) == [expected[sub][k] for k in keys]
+        pylsm.verify(path)  # raises on any damage
+
+
+def test_tables_of_both_kinds_read_together_and_compaction_rewrites_them(tmp_path):
+    path = str(tmp_path / "mixed")
+    expected = {}
+    with pylsm.open(path, point_index=False, background_compaction=False) as db:
+        for i in range(5000):
+            expected[b"a%05d" % i] = db[b"a%05d" % i] = round_value(1, i)
+        db.flush()
+    old = dict(expected)
+    with pylsm.open(path, background_compaction=False) as db:
+        snap = db.snapshot()  # older than every entry of the next table: its reads search the blocks
+        for i in range(0, 5000, 2):  # newer versions in a table with a point index
+            expected[b"a%05d" % i] = db[b"a%05d" % i] = round_value(2, i)
+        db.flush()
+        assert sorted(_filter_tags(path)) == [0xB1, 0xC2]
+        for k, v in expected.items():
+            assert db[k] == v
+            assert snap[k] == old[k]
+        db.compact()  # keeps both versions of the even keys for the snapshot
+        assert set(_filter_tags(path)) == {0xC2}
+        for k, v in expected.items():
+            assert db[k] == v
+            assert snap[k] == old[k]
+        snap.close()
+
+
+def test_point_index_option_is_checked():
+    with pytest.raises(TypeError):
+        pylsm.open("/nonexistent/never/created", point_index="yes")
+    assert not os.path.exists("/nonexistent/never/created")

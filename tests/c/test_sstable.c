@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include "block.h"
+#include "bloom.h"
 #include "cache.h"
 #include "coding.h"
 #include "crc.h"
 #include "env.h"
 #include "ikey.h"
+#include "pindex.h"
 #include "sstable.h"
 #include "testutil.h"
 
@@ -35,6 +37,17 @@ static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* The suite runs twice: tables with bloom filters, then with point indexes (pindex.h). */
+static int pidx_mode;
+
+static int new_builder(const char *path, size_t block_bytes, int bits, table_builder **tb)
+{
+    int rc = table_builder_new(path, block_bytes, bits, tb);
+    if (!rc)
+        table_builder_set_point_index(*tb, pidx_mode);
+    return rc;
 }
 
 /* ---- the model: NKEYS user keys "key%09u" (even numbers; odd ones are absent), 1..4 versions each ---- */
@@ -202,7 +215,7 @@ static int check_get(table *t, uint32_t n, uint64_t s, pl_buf *out, int flags)
 static int build_model_table(const char *path, size_t block_bytes, int bits, table_meta *meta)
 {
     table_builder *tb;
-    int rc = table_builder_new(path, block_bytes, bits, &tb);
+    int rc = new_builder(path, block_bytes, bits, &tb);
     if (rc)
         return rc;
     for (size_t i = 0; i < nmodel && !rc; i++) {
@@ -504,7 +517,7 @@ static size_t small_n;
 static void build_small(const char *path, size_t n, size_t block_bytes, table_meta *meta)
 {
     table_builder *tb;
-    CHECK_RC(table_builder_new(path, block_bytes, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, block_bytes, 10, &tb), PL_OK);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         const mentry *e = &model[i];
@@ -604,7 +617,9 @@ static void check_forged(const char *bad_path, const char *d, size_t n, const ch
         pl_buf out = {0};
         int result;
         CHECK_RC(table_get(tb, ukey, ulen, UINT64_MAX, &out, 0, &result), PL_OK);
-        CHECK_EQ(result, LOOKUP_ABSENT); /* what verify must warn of */
+        /* what verify must warn of (a point index leads gets past a forged index entry) */
+        if (!pidx_mode || strcmp(what, "index entry") != 0)
+            CHECK_EQ(result, LOOKUP_ABSENT);
         pl_buf_free(&out);
         table_close(tb);
     }
@@ -632,6 +647,66 @@ static void check_forged_filter(const char *path, const char *bad_path)
     put_trailer(d + filter_off, (size_t)filter_size);
     char k[32];
     check_forged(bad_path, d, n, k, key_str(k, model[0].n), "filter");
+    free(d);
+}
+
+/* A point index whose slots are off but whose checksums hold: one key's slot cleared (a get of it says
+ * "absent"), and, separately, a slot added that no key owns. */
+static void check_forged_pidx(const char *path, const char *bad_path)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(path, &d, &n), PL_OK);
+    const char *foot = d + n - TABLE_FOOTER_SIZE;
+    uint64_t filter_off = get_u64(foot), filter_size = get_u64(foot + 8);
+    pindex_layout lay;
+    CHECK_RC(pindex_parse_tail(d + filter_off + filter_size - PINDEX_TAIL_BYTES, filter_off, filter_size, path,
+                               &lay), PL_OK);
+    char *buckets = d + lay.buckets_off, *crcs = d + lay.crcs_off;
+    char k[32];
+    size_t m0 = 0;
+    while (key_has_big(model[m0].n)) /* left out of the small table */
+        m0++;
+    size_t kl = key_str(k, model[m0].n);
+    uint32_t h = bloom_hash(k, kl);
+    /* clear model[0]'s slot: the first slot with its fingerprint from its home bucket on */
+    uint32_t b = pindex_home(h, lay.nbuckets);
+    unsigned i = 0;
+    uint64_t slot;
+    CHECK_EQ(pindex_scan(buckets + (size_t)b * PINDEX_BUCKET_BYTES, pindex_fingerprint(h), &i, &slot), PINDEX_MATCH);
+    char *saved = malloc(n);
+    memcpy(saved, d, n);
+    char *at = buckets + (size_t)b * PINDEX_BUCKET_BYTES + 8 * (i - 1);
+    memmove(at, at + 8, (size_t)(buckets + (size_t)(b + 1) * PINDEX_BUCKET_BYTES - at - 8));
+    memset(buckets + (size_t)(b + 1) * PINDEX_BUCKET_BYTES - 8, 0, 8);
+    for (uint32_t c = 0; c < lay.nchunks; c++)
+        put_u32(crcs + 4 * c, crc_value(buckets + (size_t)c * 4096, pindex_chunk_bytes(&lay, c)));
+    char *tail = crcs + 4 * lay.nchunks;
+    put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+    put_trailer(d + filter_off, (size_t)filter_size);
+    check_forged(bad_path, d, n, k, kl, "point index");
+    /* an extra slot in a bucket with room: every key still found, but a slot no key owns */
+    memcpy(d, saved, n);
+    for (b = 0; b < lay.nbuckets; b++) {
+        char *bk = buckets + (size_t)b * PINDEX_BUCKET_BYTES;
+        if (get_u64(bk + 8 * (PINDEX_BUCKET_SLOTS - 1)) == 0) {
+            unsigned j = 0;
+            while (get_u64(bk + 8 * j))
+                j++;
+            put_u64(bk + 8 * j, slot ^ 0xffff); /* another fingerprint, model[0]'s entry */
+            break;
+        }
+    }
+    for (uint32_t c = 0; c < lay.nchunks; c++)
+        put_u32(crcs + 4 * c, crc_value(buckets + (size_t)c * 4096, pindex_chunk_bytes(&lay, c)));
+    put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+    put_trailer(d + filter_off, (size_t)filter_size);
+    int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(write(fd, d, n) == (ssize_t)n);
+    close(fd);
+    CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "slots used") != NULL);
+    free(saved);
     free(d);
 }
 
@@ -753,6 +828,8 @@ static void test_damage(void)
     int wrong = 0;
 
     /* a data block in the middle */
+    /* open_ok: 0 open fails; 1 gets and iteration fail; 2 (a point index's buckets) gets fail, iteration
+     * reads none of it; 3 (a point index's block trailer) only verify reads it */
     struct {
         const char *what;
         uint64_t off;
@@ -761,8 +838,8 @@ static void test_damage(void)
         {"data block", fo[0] / 2, 1},
         {"first data block", 3, 1},
         {"data block trailer", fo[0] - 1, 1},
-        {"filter", fo[0] + fo[1] / 2, 0},
-        {"filter trailer", fo[0] + fo[1], 0},
+        {"filter", fo[0] + fo[1] / 2, pidx_mode ? 2 : 0},
+        {"filter trailer", fo[0] + fo[1], pidx_mode ? 3 : 0},
         {"index", fo[2] + fo[3] / 2, 0},
         {"index trailer", fo[2] + fo[3] + 2, 0},
         {"footer handles", meta.file_size - 48 + 3, 0},
@@ -774,7 +851,23 @@ static void test_damage(void)
         copy_file(path, bad_path);
         flip(bad_path, cases[c].off, 0x10);
         int rc = table_open(bad_path, meta.file_size, NULL, &t);
-        if (cases[c].open_ok) {
+        if (cases[c].open_ok >= 2) {
+            CHECK_RC(rc, PL_OK);
+            if (rc)
+                continue;
+            int corrupt = gets_on_damaged(t, &wrong);
+            if (cases[c].open_ok == 2) {
+                CHECK(corrupt > 0);
+                CHECK(strstr(pl_errmsg(), bad_path) != NULL);
+                CHECK(strstr(pl_errmsg(), "point index at offset") != NULL);
+            } else {
+                CHECK_EQ(corrupt, 0);
+            }
+            printf("  %-20s at %6llu: open ok, %d gets PL_CORRUPT%s%s\n", cases[c].what,
+                   (unsigned long long)cases[c].off, corrupt, corrupt ? ": " : "", corrupt ? pl_errmsg() : "");
+            CHECK_RC(iterate_damaged(t, &wrong), PL_OK);
+            table_close(t);
+        } else if (cases[c].open_ok) {
             CHECK_RC(rc, PL_OK);
             if (rc)
                 continue;
@@ -811,7 +904,8 @@ static void test_damage(void)
      * never give a wrong answer */
     build_small(path, 120, 256, &meta);
     CHECK_RC(table_verify(path, meta.file_size), PL_OK);
-    int undetected = 0, opened = 0, get_corrupt = 0, iter_corrupt = 0;
+    int undetected = 0, opened = 0, get_corrupt = 0, iter_corrupt = 0, opened_data = 0, opened_trailer = 0;
+    read_footer(path, meta.file_size, fo);
     wrong = 0;
     char *orig;
     size_t olen;
@@ -826,6 +920,8 @@ static void test_damage(void)
             undetected += table_verify(bad_path, meta.file_size) != PL_CORRUPT;
             if (table_open(bad_path, meta.file_size, NULL, &t) == PL_OK) {
                 opened++;
+                opened_data += off < fo[0];
+                opened_trailer += off >= fo[0] + fo[1] && off < fo[2];
                 get_corrupt += gets_on_damaged(t, &wrong) > 0;
                 iter_corrupt += iterate_damaged(t, &wrong) == PL_CORRUPT;
                 table_close(t);
@@ -837,10 +933,19 @@ static void test_damage(void)
            (unsigned long long)meta.file_size, opened, get_corrupt, iter_corrupt, undetected, wrong);
     CHECK_EQ(undetected, 0);
     CHECK_EQ(wrong, 0);
-    CHECK_EQ(iter_corrupt, opened); /* a full scan reads every data block */
-    CHECK(get_corrupt == opened);
+    if (pidx_mode) {
+        /* a scan reads no point index; nothing but verify reads its block's trailer */
+        CHECK_EQ(iter_corrupt, opened_data);
+        CHECK_EQ(get_corrupt, opened - opened_trailer);
+    } else {
+        CHECK_EQ(iter_corrupt, opened); /* a full scan reads every data block */
+        CHECK(get_corrupt == opened);
+    }
     free(orig);
-    check_forged_filter(path, bad_path);
+    if (pidx_mode)
+        check_forged_pidx(path, bad_path);
+    else
+        check_forged_filter(path, bad_path);
     check_forged_separator(path, bad_path);
     table_meta_free(&meta);
 
@@ -885,7 +990,7 @@ static void test_edge_tables(void)
     /* empty table */
     path_of(path, "empty.sst");
     table_builder *tb;
-    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
     CHECK_RC(table_builder_finish(tb, &meta), PL_OK);
     CHECK_EQ(meta.entries, 0);
     CHECK(meta.smallest == NULL && meta.largest == NULL);
@@ -907,7 +1012,7 @@ static void test_edge_tables(void)
 
     /* no filter; empty user key; one block per entry; shortened separators with long keys */
     path_of(path, "nofilter.sst");
-    CHECK_RC(table_builder_new(path, 1, 0, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 1, 0, &tb), PL_OK);
     char k[256], v[16];
     ikey_build(k, "", 0, 7, KIND_PUT);
     CHECK_RC(table_builder_add(tb, k, 8, "empty", 5), PL_OK);
@@ -934,9 +1039,10 @@ static void test_edge_tables(void)
     printf("302 one-entry blocks with 208-byte keys: index block of %llu bytes\n",
            (unsigned long long)fo[3]);
     CHECK(fo[3] < 302 * 40); /* separators like "k-00004" instead of 208-byte keys */
-    CHECK_EQ(fo[1], 0);       /* no filter */
+    CHECK_EQ(fo[1] == 0, !pidx_mode); /* no filter, or the point index */
     CHECK_RC(table_open(path, meta.file_size, NULL, &t), PL_OK);
-    CHECK(!table_has_filter(t));
+    CHECK_EQ(table_has_filter(t), pidx_mode);
+    CHECK_EQ(table_has_point_index(t), pidx_mode);
     CHECK_RC(table_get(t, "", 0, LSN_MAX, &out, 0, &result), PL_OK);
     CHECK(result == LOOKUP_FOUND && out.len == 5 && memcmp(out.data, "empty", 5) == 0);
     CHECK_RC(table_get(t, "", 0, 5, &out, 0, &result), PL_OK);
@@ -989,7 +1095,7 @@ static void test_edge_tables(void)
 
     /* abandon removes the file */
     path_of(path, "abandoned.sst");
-    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
     CHECK(exists(path));
     ikey_build(k, "a", 1, 1, KIND_PUT);
     CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
@@ -1008,7 +1114,7 @@ static void test_faults(cache *c)
 
     /* a failed write: sticky error, finish removes the file and keeps the message */
     path_of(path, "fault_write.sst");
-    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
     env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 0);
     int rc = PL_OK;
     for (size_t i = 0; i < 20000 && !rc; i++) {
@@ -1025,7 +1131,7 @@ static void test_faults(cache *c)
     CHECK(!exists(path));
 
     /* a failed fdatasync */
-    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
     ikey_build(k, "a", 1, 1, KIND_PUT);
     CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
     env_fault_set(ENV_OP_SYNC, 1, EIO, 0);
@@ -1036,7 +1142,7 @@ static void test_faults(cache *c)
     CHECK(!exists(path));
 
     /* a failed unlink during cleanup does not hide the first error */
-    CHECK_RC(table_builder_new(path, 4096, 10, &tb), PL_OK);
+    CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
     CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
     env_fault_set(ENV_OP_SYNC | ENV_OP_UNLINK, 1, EIO, 1);
     CHECK_RC(table_builder_finish(tb, &meta), PL_IOERR);
@@ -1094,7 +1200,7 @@ static void test_faults(cache *c)
             found += r == PL_OK && result == LOOKUP_FOUND;
         }
         CHECK(faults > 0);
-        CHECK(found > 0); /* the first quarter still reads */
+        CHECK(found > 0 || pidx_mode); /* the first quarter still reads (a point index is at the end) */
         iter *ic = table_iter(tc);
         size_t seen = 0;
         for (iter_seek_first(ic); iter_valid(ic); iter_next(ic))
@@ -1133,7 +1239,7 @@ static void test_fences(void)
         char path[512];
         path_of(path, bits ? "fences_bloom.sst" : "fences.sst");
         table_builder *tb;
-        CHECK_RC(table_builder_new(path, 512, bits, &tb), PL_OK);
+        CHECK_RC(new_builder(path, 512, bits, &tb), PL_OK);
         char ik[80];
         for (int i = 0; i < n; i++) {
             ikey_build(ik, keys[i], klens[i], (uint64_t)i + 1, KIND_PUT);
@@ -1164,20 +1270,132 @@ static void test_fences(void)
     }
 }
 
-int main(void)
+/* The point index's own behaviour: PL_READ_NO_IO until a chunk or block is checked, absent keys
+ * answered from one bucket, keys too long for its walk, old snapshots, a table too large for slots. */
+static void test_pidx(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/pylsm_sst_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 2;
+    table *t;
+    CHECK_RC(table_open(big_path, big_meta.file_size, NULL, &t), PL_OK);
+    CHECK(table_has_point_index(t));
+    pl_buf out = {0};
+    char k[32];
+    int result;
+    /* nothing is checked yet: an absent key needs its chunk */
+    size_t kl = key_str(k, 1);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, 0, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    /* every chunk checked: absent keys need a data block only on a fingerprint collision */
+    int would_block = 0, wrong = 0;
+    for (uint32_t i = 0; i < 10000; i++) {
+        kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
+        wrong += table_get(t, k, kl, LSN_MAX, &out, 0, &result) != PL_OK || result != LOOKUP_ABSENT;
     }
-    vbuf = malloc(128 * 1024);
-    kbuf = malloc(128 * 1024);
-    make_model();
+    for (uint32_t i = 0; i < 10000; i++) {
+        kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
+        int rc = table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result);
+        if (rc == PL_WOULDBLOCK)
+            would_block++;
+        else
+            wrong += rc != PL_OK || result != LOOKUP_ABSENT;
+    }
+    printf("point index: absent keys that needed a data block: %d of 10000\n", would_block);
+    CHECK(would_block < 20);
+    CHECK_EQ(wrong, 0);
+    /* a present key needs its block once */
+    kl = key_str(k, 0);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
+    CHECK_EQ(check_get(t, 0, LSN_MAX, &out, 0), 0);
+    CHECK_EQ(check_get(t, 0, LSN_MAX, &out, PL_READ_NO_IO), 0);
+    table_close(t);
 
-    cache *c = cache_new(8 << 20);
+    /* keys longer than the walk's buffer, among short ones, with versions: every answer right */
+    char path[512];
+    path_of(path, "pidx_long.sst");
+    table_builder *tb;
+    CHECK_RC(new_builder(path, 1024, 10, &tb), PL_OK);
+    static char lk[1200];
+    enum { NL = 400 };
+    for (int i = 0; i < NL; i++) {
+        size_t ul = i % 3 == 0 ? 300 + (size_t)i : 20; /* every third key long */
+        memset(lk, 'a' + i % 7, ul);
+        sprintf(lk, "%06d", i);
+        lk[6] = '-';
+        for (int v = 0; v < 1 + i % 3; v++) { /* newest first: lsn 100 + i, then 50 + i, 10 + i */
+            uint64_t lsn = v == 0 ? 100 + (uint64_t)i : v == 1 ? 50 + (uint64_t)i : 10 + (uint64_t)i;
+            put_u64(lk + ul, ikey_pack(lsn, v == 1 ? KIND_DELETE : KIND_PUT));
+            char val[16];
+            int vn = sprintf(val, "%d@%llu", i, (unsigned long long)lsn);
+            CHECK_RC(table_builder_add(tb, lk, ul + 8, val, v == 1 ? 0 : (size_t)vn), PL_OK);
+        }
+    }
+    table_meta m;
+    CHECK_RC(table_builder_finish(tb, &m), PL_OK);
+    CHECK_RC(table_open(path, m.file_size, NULL, &t), PL_OK);
+    CHECK(table_has_point_index(t));
+    int bad = 0;
+    for (int i = 0; i < NL; i++) {
+        size_t ul = i % 3 == 0 ? 300 + (size_t)i : 20;
+        memset(lk, 'a' + i % 7, ul);
+        sprintf(lk, "%06d", i);
+        lk[6] = '-';
+        char want[16];
+        /* the newest version, a deleted older one (when there is one), one older still, none */
+        sprintf(want, "%d@%llu", i, (unsigned long long)(100 + i));
+        bad += table_get(t, lk, ul, LSN_MAX, &out, 0, &result) != PL_OK || result != LOOKUP_FOUND ||
+               out.len != strlen(want) || memcmp(out.data, want, out.len) != 0;
+        if (i % 3 >= 1)
+            bad += table_get(t, lk, ul, 99 + (uint64_t)i, &out, 0, &result) != PL_OK || result != LOOKUP_DELETED;
+        if (i % 3 == 2) {
+            sprintf(want, "%d@%llu", i, (unsigned long long)(10 + i));
+            bad += table_get(t, lk, ul, 49 + (uint64_t)i, &out, 0, &result) != PL_OK || result != LOOKUP_FOUND ||
+                   out.len != strlen(want) || memcmp(out.data, want, out.len) != 0;
+        }
+        bad += table_get(t, lk, ul, 9, &out, 0, &result) != PL_OK || result != LOOKUP_ABSENT;
+        lk[ul - 1] ^= 1; /* a neighbour that is not there */
+        bad += table_get(t, lk, ul, LSN_MAX, &out, 0, &result) != PL_OK || result != LOOKUP_ABSENT;
+    }
+    CHECK_EQ(bad, 0);
+    table_close(t);
+    CHECK_RC(table_verify(path, m.file_size), PL_OK);
+    table_meta_free(&m);
+    unlink(path);
+
+    /* regions past 4 MiB into a block do not fit a slot: the table gets a bloom filter instead */
+    path_of(path, "pidx_huge_block.sst");
+    CHECK_RC(new_builder(path, 6u << 20, 10, &tb), PL_OK);
+    char val[100];
+    memset(val, 'v', sizeof val);
+    for (uint32_t i = 0; i < 50000; i++) {
+        char ik[32];
+        size_t n = key_str(ik, i);
+        put_u64(ik + n, ikey_pack(1, KIND_PUT));
+        CHECK_RC(table_builder_add(tb, ik, n + 8, val, sizeof val), PL_OK);
+    }
+    CHECK_RC(table_builder_finish(tb, &m), PL_OK);
+    CHECK_RC(table_open(path, m.file_size, NULL, &t), PL_OK);
+    CHECK(!table_has_point_index(t) && table_has_filter(t));
+    bad = 0;
+    for (uint32_t i = 0; i < 50000; i += 37) {
+        kl = key_str(k, i);
+        bad += table_get(t, k, kl, LSN_MAX, &out, 0, &result) != PL_OK || result != LOOKUP_FOUND;
+    }
+    CHECK_EQ(bad, 0);
+    table_close(t);
+    table_meta_free(&m);
+    unlink(path);
+    pl_buf_free(&out);
+}
+
+static void run_suite(cache *c)
+{
     test_round_trip(c);
-    test_filter_effect();
+    if (pidx_mode)
+        test_pidx();
+    else
+        test_filter_effect();
     test_fences();
     test_iteration(big);
     {
@@ -1201,11 +1419,29 @@ int main(void)
     test_damage();
     test_edge_tables();
     test_faults(c);
-
     table_close(big);
-    cache_free(c);
     table_meta_free(&big_meta);
     unlink(big_path);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/pylsm_sst_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    vbuf = malloc(128 * 1024);
+    kbuf = malloc(128 * 1024);
+    make_model();
+
+    cache *c = cache_new(8 << 20);
+    printf("-- tables with bloom filters\n");
+    run_suite(c);
+    pidx_mode = 1;
+    printf("-- tables with point indexes\n");
+    run_suite(c);
+    cache_free(c);
     char p[512];
     static const char *names[] = {"empty.sst", "nofilter.sst", "damaged.sst", "small.sst",
                                   "fault_write.sst"};

@@ -30,8 +30,10 @@
 #include "coding.h"
 #include "crc.h"
 #include "ikey.h"
+#include "pindex.h"
 #include "pylsm.h"
 #include "sstable.h"
+#include "status.h"
 #include "wal.h"
 
 #define FUZZ_CHECK(cond, ...)                                                                  \
@@ -207,6 +209,21 @@ static inline void fuzz_fix_table(char *d, size_t n)
         block_cursor_free(&c);
         free(index);
     }
+    if (filter_off <= n && filter_size <= n - filter_off && filter_size >= PINDEX_TAIL_BYTES) {
+        /* a point index: its chunk CRCs and tail CRC first */
+        char *tail = d + filter_off + filter_size - PINDEX_TAIL_BYTES;
+        pindex_layout lay;
+        if (pindex_is(tail + PINDEX_TAIL_BYTES - 1) &&
+            pindex_parse_tail(tail, filter_off, filter_size, "fuzz", &lay) == PL_OK) {
+            char *crcs = d + lay.crcs_off;
+            for (uint32_t c = 0; c < lay.nchunks; c++)
+                put_u32(crcs + 4 * (size_t)c,
+                        crc_value(d + lay.buckets_off + (size_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES,
+                                  pindex_chunk_bytes(&lay, c)));
+            put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+        }
+        pl_clear_error();
+    }
     fuzz_fix_block_trailer(d, n, filter_off, filter_size);
     fuzz_fix_block_trailer(d, n, index_off, index_size);
     char *foot = d + n - TABLE_FOOTER_SIZE;
@@ -216,15 +233,17 @@ static inline void fuzz_fix_table(char *d, size_t n)
 /* ---- fixed tables ---- */
 
 /* Table `k` (1..8) of the manifest harness, dir/00000k.sst: 20 + 7k entries of user keys "t<k>-<i>" at
- * LSNs 100k + i, every fourth a delete; *m describes it (table_meta_free it). */
+ * LSNs 100k + i, every fourth a delete, with no filter, a bloom filter or a point index (k mod 3 = 0, 1,
+ * 2); *m describes it (table_meta_free it). */
 static inline int fuzz_make_table(const char *dir, int k, table_meta *m)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%06d.sst", dir, k);
     table_builder *tb;
-    int rc = table_builder_new(path, 256, k % 2 ? 10 : 0, &tb);
+    int rc = table_builder_new(path, 256, k % 3 ? 10 : 0, &tb);
     if (rc)
         return rc;
+    table_builder_set_point_index(tb, k % 3 == 2);
     for (int i = 0; i < 20 + 7 * k && !rc; i++) {
         char key[32];
         int kl = snprintf(key, sizeof key, "t%d-%03d", k, i);

@@ -7,7 +7,8 @@
  *  - versions_open and versions_verify give PL_OK, PL_CORRUPT or PL_IOERR (a table named but absent);
  *    what verify accepts opens, and what fails to open fails verify (which also checks each table's
  *    contents and that the manifest's key range for it is its first and last key);
- *  - a loaded version has L0 in file-number order and every other level in smallest-key order, a
+ *  - a loaded version has L0 in age order (newest LSN, then file number: an ingest's tables are numbered
+ *    before the flush at its commit but are newer) and every other level in smallest-key order, a
  *    next file number past every table and the manifest, reads (version_get) and a merged walk over
  *    its tables that succeed;
  *  - the state survives a rewrite: versions_start writes it to a new manifest and points CURRENT
@@ -65,7 +66,8 @@ static void inspect(versions *vs, state *s)
                 continue;
             file_meta *p = v->files[l][i - 1];
             if (l == 0)
-                FUZZ_CHECK(p->number <= f->number, "L0 out of file-number order");
+                FUZZ_CHECK(p->m.max_lsn < f->m.max_lsn || (p->m.max_lsn == f->m.max_lsn && p->number <= f->number),
+                           "L0 out of age order");
             else
                 FUZZ_CHECK(ikey_cmp(p->m.smallest, p->m.smallest_len, f->m.smallest, f->m.smallest_len) <= 0,
                            "L%d out of key order", l);

@@ -9,7 +9,8 @@
 
 typedef unsigned long long ull;
 
-int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64_t block_off, pl_buf *out)
+int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64_t block_off, const char *filter,
+                 size_t filter_len, pl_buf *out)
 {
     if (n == 0)
         return PL_FAIL(PL_INVALID, "point index: no keys");
@@ -18,11 +19,11 @@ int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64
     uint64_t nb = (uint64_t)want + 1;
     if (nb * PINDEX_BUCKET_SLOTS <= n)
         nb = n / PINDEX_BUCKET_SLOTS + 1;
-    if (nb > UINT32_MAX / 2)
+    if (nb > UINT32_MAX / 2 || filter_len > UINT32_MAX)
         return PL_FAIL(PL_INVALID, "point index: %zu keys are too many", n);
     uint64_t nchunks = (nb + PINDEX_CHUNK_BUCKETS - 1) / PINDEX_CHUNK_BUCKETS;
     unsigned pad = (unsigned)((PINDEX_BUCKET_BYTES - block_off % PINDEX_BUCKET_BYTES) % PINDEX_BUCKET_BYTES);
-    size_t total = pad + (size_t)nb * PINDEX_BUCKET_BYTES + (size_t)nchunks * 4 + PINDEX_TAIL_BYTES;
+    size_t total = pad + (size_t)nb * PINDEX_BUCKET_BYTES + (size_t)nchunks * 4 + filter_len + PINDEX_TAIL_BYTES;
     int rc = buf_reserve(out, out->len + total);
     if (rc)
         return rc;
@@ -49,12 +50,16 @@ int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64
         size_t bytes = (size_t)(left < PINDEX_CHUNK_BUCKETS ? left : PINDEX_CHUNK_BUCKETS) * PINDEX_BUCKET_BYTES;
         put_u32(crcs + 4 * c, crc_value(buckets + first * PINDEX_BUCKET_BYTES, bytes));
     }
-    char *tail = crcs + 4 * nchunks;
-    put_u32(tail, (uint32_t)nb);
-    tail[4] = (char)pad;
-    /* the tail CRC covers the chunk CRCs, the bucket count and the pad: contiguous bytes */
-    put_u32(tail + 5, crc_value(crcs, (size_t)nchunks * 4 + 5));
-    tail[9] = (char)PINDEX_TAG;
+    if (filter_len)
+        memcpy(crcs + 4 * nchunks, filter, filter_len);
+    char *tail = crcs + 4 * nchunks + filter_len;
+    put_u32(tail, (uint32_t)filter_len);
+    put_u32(tail + 4, (uint32_t)nb);
+    tail[8] = (char)pad;
+    /* the tail CRC covers the chunk CRCs, the filter, its length, the bucket count and the pad:
+     * contiguous bytes */
+    put_u32(tail + 9, crc_value(crcs, (size_t)(tail + 9 - crcs)));
+    tail[13] = (char)PINDEX_TAG;
     out->len += total;
     return PL_OK;
 }
@@ -87,25 +92,28 @@ int pindex_parse_tail(const char *tail, uint64_t block_off, uint64_t size, const
 {
     if ((unsigned char)tail[PINDEX_TAIL_BYTES - 1] != PINDEX_TAG)
         return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: bad tag", path, (ull)block_off);
-    uint32_t nb = get_u32(tail);
-    unsigned pad = (unsigned char)tail[4];
+    uint32_t flen = get_u32(tail), nb = get_u32(tail + 4);
+    unsigned pad = (unsigned char)tail[8];
     uint64_t nchunks = ((uint64_t)nb + PINDEX_CHUNK_BUCKETS - 1) / PINDEX_CHUNK_BUCKETS;
-    uint64_t want = pad + (uint64_t)nb * PINDEX_BUCKET_BYTES + nchunks * 4 + PINDEX_TAIL_BYTES;
+    uint64_t want = pad + (uint64_t)nb * PINDEX_BUCKET_BYTES + nchunks * 4 + flen + PINDEX_TAIL_BYTES;
     if (nb == 0 || pad >= PINDEX_BUCKET_BYTES || (block_off + pad) % PINDEX_BUCKET_BYTES != 0 ||
         want != size)
-        return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: %u buckets and %u bytes of padding "
-                       "do not fill its %llu bytes", path, (ull)block_off, nb, pad, (ull)size);
+        return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: %u buckets, a filter of %u bytes and %u "
+                       "bytes of padding do not fill its %llu bytes", path, (ull)block_off, nb, flen, pad,
+                       (ull)size);
     lay->nbuckets = nb;
     lay->nchunks = (uint32_t)nchunks;
+    lay->filter_len = flen;
     lay->buckets_off = block_off + pad;
     lay->crcs_off = lay->buckets_off + (uint64_t)nb * PINDEX_BUCKET_BYTES;
+    lay->tail_off = lay->crcs_off + nchunks * 4 + flen;
     return PL_OK;
 }
 
 int pindex_check_crcs(const pindex_layout *lay, const char *crcs, const char *tail, const char *path)
 {
-    uint32_t c = crc_extend(crc_value(crcs, (size_t)lay->nchunks * 4), tail, 5);
-    if (c != get_u32(tail + 5))
+    uint32_t c = crc_extend(crc_value(crcs, (size_t)(lay->tail_off - lay->crcs_off)), tail, 9);
+    if (c != get_u32(tail + 9))
         return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: checksum mismatch in its tail", path,
                        (ull)lay->crcs_off);
     return PL_OK;

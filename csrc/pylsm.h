@@ -61,7 +61,7 @@ typedef struct pl_options {
     size_t memtable_bytes;      /* default 64 MiB */
     size_t block_bytes;         /* default 4 KiB */
     int bloom_bits_per_key;     /* default 10; 0 disables filters (tables without a point index) */
-    int point_index;            /* default 1: tables carry a point index instead of a bloom filter */
+    int point_index;            /* default 1: tables carry a point index beside the bloom filter */
     size_t block_cache_bytes;   /* default 32 MiB; 0 disables (docs/decisions.md) */
     int wal_recovery;           /* enum pl_wal_recovery */
     int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */

@@ -110,7 +110,7 @@ struct table_builder {
     pl_buf sep;         /* scratch: index keys */
     uint32_t *hashes;   /* bloom hashes of the distinct user keys */
     size_t nhash, caphash;
-    int point_index;    /* write a point index (pindex.h) instead of a bloom filter */
+    int point_index;    /* write a point index (pindex.h), the bloom filter in its tail */
     int pidx_ok;        /* every key's place fits a slot so far */
     uint64_t *locs;     /* with point_index: each distinct user key's slot, beside hashes */
     size_t caplocs;
@@ -371,10 +371,16 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         rc = flush_data_block(tb);
     if (!rc && tb->pending)
         rc = add_pending_index(tb, NULL, 0);
-    if (!rc && tb->point_index && tb->pidx_ok && tb->nhash)
-        rc = pindex_build(tb->hashes, tb->locs, tb->nhash, tb->offset, &filter);
-    else if (!rc && tb->bits_per_key > 0)
+    if (!rc && tb->point_index && tb->pidx_ok && tb->nhash) {
+        pl_buf bloom = {0}; /* carried in the point index's tail */
+        if (tb->bits_per_key > 0)
+            rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &bloom);
+        if (!rc)
+            rc = pindex_build(tb->hashes, tb->locs, tb->nhash, tb->offset, bloom.data, bloom.len, &filter);
+        pl_buf_free(&bloom);
+    } else if (!rc && tb->bits_per_key > 0) {
         rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &filter);
+    }
     if (!rc)
         rc = write_block(tb, filter.data ? filter.data : "", filter.len, &filter_off, &filter_size);
     if (!rc) {
@@ -794,9 +800,19 @@ static uint64_t fence_seek(const table *t, const char *ukey, size_t klen, uint64
     return r;
 }
 
-/* If the filter block [off, off + size) is a point index: its layout and chunk CRCs (checked) into t,
- * leaving the buckets on disk (read in place through the mapping, each chunk checked at its first
- * read).  A bloom filter (or an empty block) leaves t->pidx_crcs NULL. */
+/* A copy of [p, p + n) on a cache-line boundary (so that a blocked filter's line is one cache line). */
+static char *aligned_copy(const char *p, size_t n)
+{
+    void *a = NULL;
+    if (posix_memalign(&a, 64, n ? n : 1) != 0)
+        return NULL;
+    memcpy(a, p, n);
+    return a;
+}
+
+/* If the filter block [off, off + size) is a point index: its layout, its chunk CRCs and its bloom filter
+ * (the tail checked) into t, leaving the buckets on disk (read in place through the mapping, each chunk
+ * checked at its first read).  A bloom filter (or an empty block) leaves t->pidx_crcs NULL. */
 static int open_point_index(table *t, uint64_t off, uint64_t size)
 {
     char tail[PINDEX_TAIL_BYTES];
@@ -817,12 +833,18 @@ static int open_point_index(table *t, uint64_t off, uint64_t size)
                 return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: padding is not zero", t->path,
                                (ull)off);
     }
-    size_t n = (size_t)t->pidx_lay.nchunks * 4;
-    if (!(t->pidx_crcs = malloc(n)))
+    size_t n = (size_t)(t->pidx_lay.tail_off - t->pidx_lay.crcs_off), ncrc = (size_t)t->pidx_lay.nchunks * 4;
+    if (!(t->pidx_crcs = malloc(n ? n : 1)))
         return PL_FAIL(PL_NOMEM, "out of memory (point index of %s)", t->path);
-    if (!(rc = env_pread(t->fd, t->pidx_crcs, n, t->pidx_lay.crcs_off, t->path)))
-        rc = pindex_check_crcs(&t->pidx_lay, t->pidx_crcs, tail, t->path);
-    return rc;
+    if ((rc = env_pread(t->fd, t->pidx_crcs, n, t->pidx_lay.crcs_off, t->path)) ||
+        (rc = pindex_check_crcs(&t->pidx_lay, t->pidx_crcs, tail, t->path)))
+        return rc;
+    if (t->pidx_lay.filter_len) {
+        if (!(t->filter = aligned_copy(t->pidx_crcs + ncrc, t->pidx_lay.filter_len)))
+            return PL_FAIL(PL_NOMEM, "out of memory (filter of %s)", t->path);
+        t->filter_len = t->pidx_lay.filter_len;
+    }
+    return PL_OK;
 }
 
 int table_open(const char *path, uint64_t file_size, cache *c, table **out)
@@ -878,15 +900,14 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     t->index_off = index_off;
     if ((rc = open_point_index(t, filter_off, filter_size)))
         goto out;
-    if (!t->pidx_crcs && (rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
-        goto out;
-    t->filter_len = t->pidx_crcs ? 0 : (size_t)filter_size;
-    if (t->filter) {   /* on a cache-line boundary, so that a blocked filter's line is one cache line */
-        void *aligned = NULL;
-        if (posix_memalign(&aligned, 64, t->filter_len ? t->filter_len : 1) == 0) {
-            memcpy(aligned, t->filter, t->filter_len);
+    if (!t->pidx_crcs) { /* a bloom filter (or none) */
+        if ((rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
+            goto out;
+        t->filter_len = (size_t)filter_size;
+        char *a = aligned_copy(t->filter, t->filter_len);
+        if (a) {
             free(t->filter);
-            t->filter = aligned;
+            t->filter = a;
         }
     }
     if ((rc = read_block_raw(path, t->fd, index_off, index_size, &t->index)))
@@ -1125,6 +1146,8 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     *result = LOOKUP_ABSENT;
     uint32_t hash = bloom_hash(ukey, klen);
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
+    if (t->filter_len && !(flags & TABLE_GET_NO_FILTER && t->pidx) && !bloom_may_contain(t->filter, t->filter_len, hash))
+        return PL_OK;
     if (t->pidx) {
         int fallback;
         int rc = pidx_get(t, ukey, klen, hash, snap_lsn, out, flags, result, &fallback);
@@ -1132,8 +1155,6 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
             return rc;
         *result = LOOKUP_ABSENT;
     }
-    if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, hash))
-        return PL_OK;
     if (t->nfences && t->map) {
         int err;
         uint64_t i = fence_seek(t, ukey, klen, target, &err);
@@ -1221,13 +1242,26 @@ void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, siz
 {
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
     if (t->pidx) {
-        /* 1: every key's home bucket; 2: each key's region; 3: the reads, their bytes on their way */
-        for (size_t i = 0; i < n; i++)
-            __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
-                                             PINDEX_BUCKET_BYTES);
-        hint_pidx(t, reqs, n);
-        for (size_t i = 0; i < n; i++)
-            reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
+        /* 1: the filter (in the CPU's caches) leaves the keys the table may hold; 2: their home buckets;
+         * 3: each key's region; 4: the reads, their bytes on their way */
+        table_lookup *maybe[TABLE_BATCH_MAX] = {0};
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            reqs[i]->result = LOOKUP_ABSENT;
+            reqs[i]->rc = PL_OK;
+            if (m < TABLE_BATCH_MAX &&
+                (!t->filter_len || bloom_may_contain(t->filter, t->filter_len, reqs[i]->hash))) {
+                maybe[m++] = reqs[i];
+                __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
+                                                 PINDEX_BUCKET_BYTES);
+            } else if (m >= TABLE_BATCH_MAX) {
+                reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
+            }
+        }
+        hint_pidx(t, maybe, m);
+        for (size_t i = 0; i < m; i++)
+            maybe[i]->rc = table_get(t, maybe[i]->ukey, maybe[i]->klen, snap_lsn, maybe[i]->out, TABLE_GET_NO_FILTER,
+                                     &maybe[i]->result);
         return;
     }
     if (!t->nfences || !t->map) {

@@ -76,9 +76,9 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
 int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen);
 
 /* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
-/* Give the table a point index (pindex.h) in place of the bloom filter: call before the first add.  A
- * table whose keys' places do not all fit a slot (a block past 16M, a region past 4 MiB into its block,
- * a restart interval above 4) gets the bloom filter of bloom_bits_per_key instead (none if 0). */
+/* Give the table a point index (pindex.h), which carries the bloom filter (if bloom_bits_per_key > 0) in
+ * its tail: call before the first add.  A table whose keys' places do not all fit a slot (a block past
+ * 16M, a region past 4 MiB into its block, a restart interval above 4) gets the plain filter block. */
 void table_builder_set_point_index(table_builder *tb, int on);
 
 uint64_t table_builder_file_size(const table_builder *tb);
@@ -118,6 +118,11 @@ void table_close(table *t);
  * Errors: PL_CORRUPT (file and offset in the message), PL_IOERR, PL_NOMEM; *out is then unspecified. */
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result);
+/* A table_get flag: go to the point index without asking the bloom filter first.  For the last table a
+ * get can reach (the deepest level that may hold the key): a key there is likely present, and the index
+ * answers "absent" with its one bucket read too.  Ignored by tables without a point index. */
+#define TABLE_GET_NO_FILTER (1 << 16)
+#define TABLE_BATCH_MAX 64 /* table_get_batch: keys per call it stages (more are read one by one) */
 
 /* One point lookup of a batch (table_get_batch).  The caller fills ukey, klen, hash (bloom_hash of the
  * key), out and sets result to LOOKUP_ABSENT; the batch fills result as table_get does, and rc. */

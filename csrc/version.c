@@ -161,25 +161,44 @@ int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf
                 int *result)
 {
     *result = LOOKUP_ABSENT;
+    /* The last table the get can reach (the deepest level's, else the oldest L0 table's) reads its point
+     * index without asking its filter: the key is likely there (docs/decisions.md, item 5d). */
+    int last_level = -1, last = -1;
+    for (int l = NUM_LEVELS - 1; l >= 1 && last < 0; l--) {
+        int i = find_file(v->files[l], v->n[l], ukey, klen);
+        if (i < v->n[l] && ukey_in_file(v->files[l][i], ukey, klen)) {
+            last_level = l;
+            last = i;
+        }
+    }
+    for (int i = 0; i < v->n[0] && last < 0; i++)
+        if (v->files[0][i]->m.min_lsn <= snap && ukey_in_file(v->files[0][i], ukey, klen)) {
+            last_level = 0;
+            last = i;
+        }
     /* L0 newest first: a newer table's version of the key shadows an older one's. */
     for (int i = v->n[0] - 1; i >= 0; i--) {
         file_meta *f = v->files[0][i];
         if (f->m.min_lsn > snap || !ukey_in_file(f, ukey, klen))
             continue;
-        int rc = table_get(f->t, ukey, klen, snap, out, flags, result);
+        int rc = table_get(f->t, ukey, klen, snap, out,
+                           flags | (last_level == 0 && last == i ? TABLE_GET_NO_FILTER : 0), result);
         if (rc || *result != LOOKUP_ABSENT)
             return rc;
     }
-    for (int l = 1; l < NUM_LEVELS; l++) {
-        int i = find_file(v->files[l], v->n[l], ukey, klen);
+    for (int l = 1; l <= last_level; l++) {
+        int i = l == last_level ? last : find_file(v->files[l], v->n[l], ukey, klen);
         if (i >= v->n[l] || !ukey_in_file(v->files[l][i], ukey, klen))
             continue;
-        int rc = table_get(v->files[l][i]->t, ukey, klen, snap, out, flags, result);
+        int rc = table_get(v->files[l][i]->t, ukey, klen, snap, out,
+                           flags | (l == last_level ? TABLE_GET_NO_FILTER : 0), result);
         if (rc || *result != LOOKUP_ABSENT)
             return rc;
     }
     return PL_OK;
 }
+
+_Static_assert(VERSION_BATCH <= TABLE_BATCH_MAX, "table_get_batch stages a whole version batch");
 
 static int unresolved(const table_lookup *r) { return r->result == LOOKUP_ABSENT && r->rc == PL_OK; }
 

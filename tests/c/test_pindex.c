@@ -31,11 +31,17 @@ static void test_round_trip(size_t n, uint64_t off)
         slots[i] = pindex_slot(h[i], (uint32_t)(i / 30), (uint32_t)(i % 30 / 4 * 400), (unsigned)(i % 4));
     }
     pl_buf out = {0};
-    CHECK_RC(pindex_build(h, slots, n, off, &out), PL_OK);
+    /* a filter of its own in the tail for odd sizes (any bytes: the index carries them) */
+    static const char filter[] = "0123456789abcdefghij";
+    size_t flen = n % 2 ? sizeof filter : 0;
+    CHECK_RC(pindex_build(h, slots, n, off, filter, flen, &out), PL_OK);
     pindex_layout lay;
     CHECK_RC(pindex_parse_tail(out.data + out.len - PINDEX_TAIL_BYTES, off, out.len, "t", &lay), PL_OK);
     CHECK_EQ(lay.buckets_off % 64, 0);
     CHECK(lay.buckets_off - off < 64);
+    CHECK_EQ(lay.filter_len, flen);
+    CHECK(lay.tail_off - off + PINDEX_TAIL_BYTES == out.len);
+    CHECK(memcmp(out.data + (lay.tail_off - off) - flen, filter, flen) == 0);
     CHECK((uint64_t)lay.nbuckets * PINDEX_BUCKET_SLOTS > n); /* a free slot ends every search */
     CHECK(n < 100 || (double)n / ((double)lay.nbuckets * PINDEX_BUCKET_SLOTS) > 0.7);
     CHECK_RC(pindex_check_crcs(&lay, out.data + (lay.crcs_off - off), out.data + out.len - PINDEX_TAIL_BYTES, "t"),
@@ -71,12 +77,15 @@ static void test_round_trip(size_t n, uint64_t off)
     char *tail = out.data + out.len - PINDEX_TAIL_BYTES;
     CHECK_RC(pindex_parse_tail(tail, off, out.len + 1, "t", &lay), PL_CORRUPT);
     CHECK_RC(pindex_parse_tail(tail, off + 1, out.len, "t", &lay), PL_CORRUPT);
-    tail[9] ^= 1;
+    tail[13] ^= 1;
     CHECK_RC(pindex_parse_tail(tail, off, out.len, "t", &lay), PL_CORRUPT);
-    tail[9] ^= 1;
-    tail[4] ^= 64;
+    tail[13] ^= 1;
+    tail[8] ^= 64;
     CHECK_RC(pindex_parse_tail(tail, off, out.len, "t", &lay), PL_CORRUPT);
-    tail[4] ^= 64;
+    tail[8] ^= 64;
+    tail[0] ^= 1; /* the filter's length */
+    CHECK_RC(pindex_parse_tail(tail, off, out.len, "t", &lay), PL_CORRUPT);
+    tail[0] ^= 1;
     CHECK_RC(pindex_parse_tail(tail, off, out.len, "t", &lay), PL_OK);
     out.data[lay.crcs_off - off] ^= 1;
     CHECK_RC(pindex_check_crcs(&lay, out.data + (lay.crcs_off - off), tail, "t"), PL_CORRUPT);
@@ -101,7 +110,7 @@ int main(void)
     for (uint32_t h = 0; h < 1000000; h++)
         CHECK(pindex_fingerprint(h * 2654435761u) != 0 && pindex_home(h, 77) < 77);
     pl_buf out = {0};
-    CHECK_RC(pindex_build(NULL, NULL, 0, 0, &out), PL_INVALID);
+    CHECK_RC(pindex_build(NULL, NULL, 0, 0, NULL, 0, &out), PL_INVALID);
     static const size_t sizes[] = {1, 2, 7, 8, 9, 63, 64, 65, 1000, 100000};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
         for (uint64_t off = 0; off < 130; off += 13)

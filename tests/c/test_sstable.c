@@ -681,8 +681,8 @@ static void check_forged_pidx(const char *path, const char *bad_path)
     memset(buckets + (size_t)(b + 1) * PINDEX_BUCKET_BYTES - 8, 0, 8);
     for (uint32_t c = 0; c < lay.nchunks; c++)
         put_u32(crcs + 4 * c, crc_value(buckets + (size_t)c * 4096, pindex_chunk_bytes(&lay, c)));
-    char *tail = crcs + 4 * lay.nchunks;
-    put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+    char *tail = d + lay.tail_off;
+    put_u32(tail + 9, crc_value(crcs, (size_t)(lay.tail_off - lay.crcs_off) + 9));
     put_trailer(d + filter_off, (size_t)filter_size);
     check_forged(bad_path, d, n, k, kl, "point index");
     /* an extra slot in a bucket with room: every key still found, but a slot no key owns */
@@ -699,7 +699,7 @@ static void check_forged_pidx(const char *path, const char *bad_path)
     }
     for (uint32_t c = 0; c < lay.nchunks; c++)
         put_u32(crcs + 4 * c, crc_value(buckets + (size_t)c * 4096, pindex_chunk_bytes(&lay, c)));
-    put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+    put_u32(tail + 9, crc_value(crcs, (size_t)(lay.tail_off - lay.crcs_off) + 9));
     put_trailer(d + filter_off, (size_t)filter_size);
     int fd = open(bad_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     CHECK(write(fd, d, n) == (ssize_t)n);
@@ -1280,19 +1280,9 @@ static void test_pidx(void)
     pl_buf out = {0};
     char k[32];
     int result;
-    /* nothing is checked yet: an absent key needs its chunk */
-    size_t kl = key_str(k, 1);
-    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
-    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, 0, &result), PL_OK);
-    CHECK_EQ(result, LOOKUP_ABSENT);
-    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_OK);
-    CHECK_EQ(result, LOOKUP_ABSENT);
-    /* every chunk checked: absent keys need a data block only on a fingerprint collision */
+    /* the bloom filter in the index's tail answers most absent keys with nothing checked yet */
     int would_block = 0, wrong = 0;
-    for (uint32_t i = 0; i < 10000; i++) {
-        kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
-        wrong += table_get(t, k, kl, LSN_MAX, &out, 0, &result) != PL_OK || result != LOOKUP_ABSENT;
-    }
+    size_t kl;
     for (uint32_t i = 0; i < 10000; i++) {
         kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
         int rc = table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result);
@@ -1301,14 +1291,48 @@ static void test_pidx(void)
         else
             wrong += rc != PL_OK || result != LOOKUP_ABSENT;
     }
+    printf("point index: absent keys the filter let through: %d of 10000\n", would_block);
+    CHECK(would_block < 200);
+    CHECK_EQ(wrong, 0);
+    /* without the filter, nothing is checked yet: an absent key needs its chunk */
+    const int NF = TABLE_GET_NO_FILTER;
+    kl = key_str(k, 1);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO | NF, &result), PL_WOULDBLOCK);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, NF, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO | NF, &result), PL_OK);
+    CHECK_EQ(result, LOOKUP_ABSENT);
+    /* every chunk checked: absent keys need a data block only on a fingerprint collision */
+    would_block = 0;
+    for (uint32_t i = 0; i < 10000; i++) {
+        kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
+        wrong += table_get(t, k, kl, LSN_MAX, &out, NF, &result) != PL_OK || result != LOOKUP_ABSENT;
+    }
+    for (uint32_t i = 0; i < 10000; i++) {
+        kl = key_str(k, 2 * (i * 7 % NKEYS) + 1);
+        int rc = table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO | NF, &result);
+        if (rc == PL_WOULDBLOCK)
+            would_block++;
+        else
+            wrong += rc != PL_OK || result != LOOKUP_ABSENT;
+    }
     printf("point index: absent keys that needed a data block: %d of 10000\n", would_block);
     CHECK(would_block < 20);
     CHECK_EQ(wrong, 0);
+
     /* a present key needs its block once */
     kl = key_str(k, 0);
     CHECK_RC(table_get(t, k, kl, LSN_MAX, &out, PL_READ_NO_IO, &result), PL_WOULDBLOCK);
     CHECK_EQ(check_get(t, 0, LSN_MAX, &out, 0), 0);
     CHECK_EQ(check_get(t, 0, LSN_MAX, &out, PL_READ_NO_IO), 0);
+    /* the same answers with and without the filter, for every key */
+    for (uint32_t i = 0; i < 2 * NKEYS; i += 3) {
+        kl = key_str(k, i);
+        int r1 = -1, r2 = -2;
+        wrong += table_get(t, k, kl, LSN_MAX, &out, 0, &r1) != PL_OK;
+        wrong += table_get(t, k, kl, LSN_MAX, &out, NF, &r2) != PL_OK || r1 != r2;
+    }
+    CHECK_EQ(wrong, 0);
     table_close(t);
 
     /* keys longer than the walk's buffer, among short ones, with versions: every answer right */

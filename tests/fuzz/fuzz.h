@@ -220,7 +220,7 @@ static inline void fuzz_fix_table(char *d, size_t n)
                 put_u32(crcs + 4 * (size_t)c,
                         crc_value(d + lay.buckets_off + (size_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES,
                                   pindex_chunk_bytes(&lay, c)));
-            put_u32(tail + 5, crc_value(crcs, 4 * (size_t)lay.nchunks + 5));
+            put_u32(tail + 9, crc_value(crcs, (size_t)(lay.tail_off - lay.crcs_off) + 9));
         }
         pl_clear_error();
     }

@@ -30,7 +30,10 @@ int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64
     char *base = out->data + out->len;
     memset(base, 0, pad + (size_t)nb * PINDEX_BUCKET_BYTES);
     char *buckets = base + pad;
+    enum { AHEAD = 16 }; /* keys come in table order, their buckets at random: fetch ahead */
     for (size_t i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            __builtin_prefetch(buckets + (size_t)pindex_home(hashes[i + AHEAD], (uint32_t)nb) * PINDEX_BUCKET_BYTES, 1);
         uint32_t b = pindex_home(hashes[i], (uint32_t)nb);
         for (;;) {
             char *bucket = buckets + (size_t)b * PINDEX_BUCKET_BYTES;

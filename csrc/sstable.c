@@ -1013,6 +1013,26 @@ static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey
 
 #define PIDX_KEY_MAX 256 /* keys walked through the point index on the stack; longer: search the block */
 
+/* Request the lines of the region slot s names, up to the key's entry (an entry of a small key and value
+ * is about two lines long): the walk then finds them on their way.  Reads nothing itself. */
+static void prefetch_region(const table *t, uint64_t s)
+{
+    uint32_t b = pindex_slot_block(s), roff = pindex_slot_region(s);
+    if (b >= t->nfences || roff >= t->block_size[b])
+        return;
+    size_t size = t->block_size[b], want = 128 * ((size_t)pindex_slot_pos(s) + 1);
+    const char *p = t->map + t->block_off[b] + roff, *end = t->map + t->block_off[b] + (roff + want < size ? roff + want : size);
+    for (; p < end; p += 64)
+        __builtin_prefetch(p);
+}
+
+/* The error of a point index chunk whose CRC does not match. */
+static int pidx_chunk_error(const table *t, uint32_t c)
+{
+    return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu (chunk %u): checksum mismatch", t->path,
+                   (ull)(t->pidx_lay.buckets_off + (uint64_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES), c);
+}
+
 /* Chunk c of the point index, its CRC checked the first time it is read in this open (PL_WOULDBLOCK
  * under PL_READ_NO_IO until then).  REQUIRES: a SIGBUS guard. */
 static int pidx_chunk(table *t, uint32_t c, int flags)
@@ -1026,9 +1046,7 @@ static int pidx_chunk(table *t, uint32_t c, int flags)
     if (rc)
         return rc;
     if (!pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, t->pidx, c))
-        return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu (chunk %u): checksum mismatch", t->path,
-                       (ull)(t->pidx_lay.buckets_off + (uint64_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES),
-                       c);
+        return pidx_chunk_error(t, c);
     atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], bit, memory_order_relaxed);
     return PL_OK;
 }
@@ -1049,16 +1067,7 @@ static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint6
     }
     uint64_t off = t->block_off[b];
     size_t size = t->block_size[b];
-    {   /* the walk reads the region's entries up to the key's: request their lines together (an entry of
-         * a small key and value is about two lines long) */
-        uint32_t roff = pindex_slot_region(s);
-        size_t want = 128 * ((size_t)pindex_slot_pos(s) + 1);
-        if (roff < size) {
-            const char *p = t->map + off + roff, *end = t->map + off + (roff + want < size ? roff + want : size);
-            for (; p < end; p += 64)
-                __builtin_prefetch(p);
-        }
-    }
+    prefetch_region(t, s);
     const char *data, *val;
     if ((*rc = mapped_block(t, off, size, flags, &data)))
         return PIDX_DONE;
@@ -1133,7 +1142,6 @@ static int pidx_get(table *t, const char *ukey, size_t klen, uint32_t hash, uint
         rc = pidx_search(t, ukey, klen, hash, snap_lsn, out, flags, result, fallback);
         env_guard_leave(&g);
     } else {
-        *fallback = 0;
         *result = LOOKUP_ABSENT;
         rc = mapped_fault(t, t->pidx_lay.buckets_off);
     }
@@ -1225,43 +1233,41 @@ static void hint_pidx(table *t, table_lookup *const *reqs, size_t n)
             const char *bucket = t->pidx + (size_t)pindex_home(h, t->pidx_lay.nbuckets) * PINDEX_BUCKET_BYTES;
             unsigned i = 0;
             uint64_t s;
-            if (pindex_scan(bucket, pindex_fingerprint(h), &i, &s) != PINDEX_MATCH)
-                continue;
-            uint32_t b = pindex_slot_block(s), roff = pindex_slot_region(s);
-            if (b >= t->nfences || roff >= t->block_size[b])
-                continue;
-            const char *p = t->map + t->block_off[b] + roff, *end = t->map + t->block_off[b] + t->block_size[b];
-            for (unsigned k = 0; k <= pindex_slot_pos(s) * 2 + 1 && p < end; k++, p += 64)
-                __builtin_prefetch(p);
+            if (pindex_scan(bucket, pindex_fingerprint(h), &i, &s) == PINDEX_MATCH)
+                prefetch_region(t, s);
         }
         env_guard_leave(&g);
     }
+}
+
+/* table_get_batch through the point index, n <= TABLE_BATCH_MAX: 1, the filter (in the CPU's caches)
+ * leaves the keys the table may hold; 2, their home buckets are requested; 3, each key's region; 4, the
+ * reads, their bytes on their way. */
+static void batch_pidx(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
+{
+    table_lookup *maybe[TABLE_BATCH_MAX] = {0};
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->result = LOOKUP_ABSENT;
+        reqs[i]->rc = PL_OK;
+        if (!t->filter_len || bloom_may_contain(t->filter, t->filter_len, reqs[i]->hash)) {
+            maybe[m++] = reqs[i];
+            __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
+                                             PINDEX_BUCKET_BYTES);
+        }
+    }
+    hint_pidx(t, maybe, m);
+    for (size_t i = 0; i < m; i++)
+        maybe[i]->rc = table_get(t, maybe[i]->ukey, maybe[i]->klen, snap_lsn, maybe[i]->out, TABLE_GET_NO_FILTER,
+                                 &maybe[i]->result);
 }
 
 void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
 {
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
     if (t->pidx) {
-        /* 1: the filter (in the CPU's caches) leaves the keys the table may hold; 2: their home buckets;
-         * 3: each key's region; 4: the reads, their bytes on their way */
-        table_lookup *maybe[TABLE_BATCH_MAX] = {0};
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            reqs[i]->result = LOOKUP_ABSENT;
-            reqs[i]->rc = PL_OK;
-            if (m < TABLE_BATCH_MAX &&
-                (!t->filter_len || bloom_may_contain(t->filter, t->filter_len, reqs[i]->hash))) {
-                maybe[m++] = reqs[i];
-                __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
-                                                 PINDEX_BUCKET_BYTES);
-            } else if (m >= TABLE_BATCH_MAX) {
-                reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
-            }
-        }
-        hint_pidx(t, maybe, m);
-        for (size_t i = 0; i < m; i++)
-            maybe[i]->rc = table_get(t, maybe[i]->ukey, maybe[i]->klen, snap_lsn, maybe[i]->out, TABLE_GET_NO_FILTER,
-                                     &maybe[i]->result);
+        for (size_t i = 0; i < n; i += TABLE_BATCH_MAX)
+            batch_pidx(t, snap_lsn, reqs + i, n - i < TABLE_BATCH_MAX ? n - i : TABLE_BATCH_MAX);
         return;
     }
     if (!t->nfences || !t->map) {
@@ -1533,8 +1539,7 @@ static int verify_pidx(table *t, char **fblk)
     const char *buckets = *fblk + (t->pidx_lay.buckets_off - t->filter_off);
     for (uint32_t c = 0; c < t->pidx_lay.nchunks; c++)
         if (!pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, buckets, c))
-            return PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu (chunk %u): checksum mismatch", t->path,
-                           (ull)t->pidx_lay.buckets_off, c);
+            return pidx_chunk_error(t, c);
     return PL_OK;
 }
 
@@ -1645,9 +1650,10 @@ int table_verify(const char *path, uint64_t file_size)
             goto out;
     }
     rc = block_error(path, t->index_off, block_cursor_status(&ic));
-    if (!rc && fblk && pidx_used(t, fblk) != distinct)
+    uint64_t used = !rc && fblk ? pidx_used(t, fblk) : distinct;
+    if (used != distinct)
         rc = PL_FAIL(PL_CORRUPT, "%s: point index at offset %llu: %llu slots used for %llu keys", path,
-                     (ull)t->filter_off, (ull)pidx_used(t, fblk), (ull)distinct);
+                     (ull)t->filter_off, (ull)used, (ull)distinct);
     goto out;
 out_data:
     rc = block_error(path, off, rc);

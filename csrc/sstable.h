@@ -122,7 +122,7 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
  * get can reach (the deepest level that may hold the key): a key there is likely present, and the index
  * answers "absent" with its one bucket read too.  Ignored by tables without a point index. */
 #define TABLE_GET_NO_FILTER (1 << 16)
-#define TABLE_BATCH_MAX 64 /* table_get_batch: keys per call it stages (more are read one by one) */
+#define TABLE_BATCH_MAX 64 /* table_get_batch: keys it stages at a time */
 
 /* One point lookup of a batch (table_get_batch).  The caller fills ukey, klen, hash (bloom_hash of the
  * key), out and sets result to LOOKUP_ABSENT; the batch fills result as table_get does, and rc. */

@@ -311,6 +311,17 @@ static void queue_push(pl_db *db, writer *w)
     db->queue_tail = w;
 }
 
+/* Lead the writer queue with a writer of no records (writers wait behind it; reads go on), for an
+ * ingest's commit or a checkpoint's capture.  REQUIRES: mu held; returns with it held, w at the head. */
+static void queue_lead(pl_db *db, writer *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_cond_init(&w->cv, NULL);
+    queue_push(db, w);
+    while (db->queue_head != w)
+        pthread_cond_wait(&w->cv, &db->mu);
+}
+
 /* The leader w leaves the queue alone (nothing of a group to hand back) and wakes the next leader.
  * REQUIRES: mu held, w at the head. */
 static void queue_pop(pl_db *db, writer *w)
@@ -844,6 +855,35 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     return r == LOOKUP_FOUND ? PL_OK : PL_NOTFOUND;
 }
 
+int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, int *maybe)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    read_view rv;
+    view_take(db, snap, &rv);
+    pl_buf scratch = {0};
+    int r = view_mem_get(&rv, key, klen, &scratch);
+    pl_buf_free(&scratch);
+    if (r >= 0)
+        *maybe = r == LOOKUP_FOUND ? 1 : r == LOOKUP_DELETED ? 0 : version_may_contain(rv.v, key, klen, rv.lsn);
+    view_release(&rv);
+    return r < 0 ? -r : PL_OK;
+}
+
+int pl_db_approximate_size(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
+                           size_t stlen, int has_stop, uint64_t *bytes)
+{
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    read_view rv;
+    view_take(db, NULL, &rv);
+    *bytes = version_approximate_size(rv.v, start, slen, has_start, stop, stlen, has_stop);
+    view_release(&rv);
+    return PL_OK;
+}
+
 int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *const *keys, const size_t *klens,
                    pl_buf *vals, int64_t *lens)
 {
@@ -1214,12 +1254,8 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
         return rc;
     /* Lead the writer queue (writers wait, reads go on), so that no LSN is handed out meanwhile. */
     writer w;
-    memset(&w, 0, sizeof w);
-    pthread_cond_init(&w.cv, NULL);
     pthread_mutex_lock(&db->mu);
-    queue_push(db, &w);
-    while (db->queue_head != &w)
-        pthread_cond_wait(&w.cv, &db->mu);
+    queue_lead(db, &w);
     /* Every LSN before the ingest's must be in tables before the manifest can say the ingest's is the
      * last one there (recovery replays the WALs from the LSN after it), so the memtable is flushed
      * first, by the background thread as always. */
@@ -1272,6 +1308,96 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
     pthread_cond_broadcast(&db->bg_cv); /* the background thread: L0 may have grown */
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+/* ---- checkpoints: the state to copy ---- */
+
+const char *db_dir(const pl_db *db) { return db->path; }
+
+void db_capture_release(db_state *c)
+{
+    if (c->v)
+        version_unref(c->v);
+    for (size_t i = 0; i < c->nwals; i++)
+        env_close(c->wal_fds[i]);
+    free(c->wal_numbers);
+    free(c->wal_lens);
+    free(c->wal_fds);
+    memset(c, 0, sizeof *c);
+}
+
+/* REQUIRES: mu held, the caller leads the writer queue (no record is being appended). */
+static int capture_locked(pl_db *db, db_state *c)
+{
+    if (db->bg_error)
+        return readonly_error(db);
+    /* The installed version's own bookkeeping: versions_apply may already have moved db->vs's
+     * fields on for an edit not yet installed.  The WALs the version does not cover are all still
+     * listed: delete_old_wals runs only after the edit that covers them is installed. */
+    version *v = db->vs.current;
+    c->log_number = v->log_number;
+    c->next_file = db->vs.next_file;
+    c->last_lsn = v->last_lsn;
+    c->lsn = atomic_load(&db->visible);
+    size_t n = 0;
+    for (size_t i = 0; i < db->nwals; i++)
+        n += db->wals[i] >= c->log_number;
+    c->wal_numbers = calloc(n + 1, sizeof *c->wal_numbers);
+    c->wal_lens = calloc(n + 1, sizeof *c->wal_lens);
+    c->wal_fds = calloc(n + 1, sizeof *c->wal_fds);
+    if (!c->wal_numbers || !c->wal_lens || !c->wal_fds)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = PL_OK;
+    for (size_t i = 0; i < db->nwals && !rc; i++) {
+        uint64_t number = db->wals[i];
+        if (number < c->log_number)
+            continue; /* covered by tables, about to be deleted */
+        char *p = db_file_name(db->path, number, "wal");
+        int fd = -1;
+        rc = p ? env_open(p, O_RDONLY, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
+        uint64_t len = 0;
+        if (!rc) {
+            if (db->log && number == db->log_number)
+                len = wal_written(db->log); /* the live WAL: its records so far, not its zeroed tail */
+            else
+                rc = env_file_size(fd, &len, p); /* closed: cut to its records */
+        }
+        free(p);
+        if (fd >= 0) {
+            c->wal_numbers[c->nwals] = number;
+            c->wal_lens[c->nwals] = len;
+            c->wal_fds[c->nwals++] = fd;
+        }
+    }
+    if (!rc) {
+        c->v = db->vs.current;
+        version_ref(c->v);
+    }
+    return rc;
+}
+
+int db_capture(pl_db *db, db_state *c)
+{
+    memset(c, 0, sizeof *c);
+    int rc = check_writable(db);
+    if (rc)
+        return rc == PL_RDONLY_OPEN
+                   ? PL_FAIL(PL_RDONLY_OPEN, "a checkpoint needs the database open for writing (this handle is "
+                                             "read_only): open it so, or copy the directory while it is closed")
+                   : rc;
+    /* Lead the writer queue: no leader is between its WAL append and its publish, so the WAL holds
+     * exactly the writes acknowledged so far; a flush or compaction may go on (its edit installs a new
+     * version under mu, atomically with respect to this capture). */
+    writer w;
+    pthread_mutex_lock(&db->mu);
+    queue_lead(db, &w);
+    rc = capture_locked(db, c);
+    queue_pop(db, &w);
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w.cv);
+    if (rc)
+        db_capture_release(c);
     return rc;
 }
 

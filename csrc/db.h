@@ -38,4 +38,27 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
                      uint64_t user_bytes, uint64_t table_bytes, int *applied);
 void db_ingest_end(pl_db *db, uint64_t lsn);
 
+/* ---- checkpoints (checkpoint.h): a consistent state to copy ----
+ *
+ * db_capture leads the writer queue for a moment (writers wait; reads go on), so that every write
+ * acknowledged before the call is in the WAL and none is half-appended, and records:
+ *  - the current version (referenced: its tables are not deleted while the capture is held),
+ *  - the manifest fields that go with it (log number, next file number, last LSN in tables),
+ *  - every live WAL (number >= log number), opened, with the length that holds exactly the
+ *    acknowledged writes (a WAL deleted or switched meanwhile stays readable through its descriptor).
+ * PL_RDONLY_OPEN on a read-only handle; PL_READONLY after a failed write; PL_CLOSED, PL_MISUSE as for
+ * writes.  db_capture_release drops what it holds. */
+typedef struct db_state {
+    version *v;
+    uint64_t log_number, next_file, last_lsn;
+    uint64_t lsn;           /* the visible LSN: the state captured */
+    size_t nwals;
+    uint64_t *wal_numbers;  /* ascending */
+    uint64_t *wal_lens;
+    int *wal_fds;
+} db_state;
+int db_capture(pl_db *db, db_state *c);
+void db_capture_release(db_state *c);
+const char *db_dir(const pl_db *db);
+
 #endif

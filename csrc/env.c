@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
@@ -407,6 +408,20 @@ int env_rename(const char *from, const char *to)
                 t->name_durable = 0;
             }
         }
+        /* A directory renamed: what is tracked inside it now lives under the new name. */
+        size_t fl = strlen(from), tl = strlen(to);
+        for (struct tracked *x = track_list; x; x = x->next) {
+            if (strncmp(x->path, from, fl) != 0 || x->path[fl] != '/')
+                continue;
+            size_t rest = strlen(x->path + fl);
+            char *p = malloc(tl + rest + 1);
+            if (p) {
+                memcpy(p, to, tl);
+                memcpy(p + tl, x->path + fl, rest + 1);
+                free(x->path);
+                x->path = p;
+            }
+        }
     }
     pthread_mutex_unlock(&track_mu);
     return PL_OK;
@@ -457,6 +472,90 @@ static void parent_of(const char *path, char *buf, size_t cap)
         snprintf(buf, cap, "/");
     else
         snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+int env_link(const char *from, const char *to)
+{
+    FAULT(ENV_OP_OPEN, "link", to);
+    if (link(from, to) != 0)
+        return PL_IOFAIL(errno, "link %s to %s", from, to);
+    pthread_mutex_lock(&track_mu);
+    if (track_on) {
+        /* The data is the source's (durable as far as the source is); the new name is not yet. */
+        struct tracked *src = track_find(from, 0);
+        struct stat st;
+        uint64_t durable = src ? src->durable_len : stat(to, &st) == 0 ? (uint64_t)st.st_size : 0;
+        struct tracked *t = track_find(to, 1);
+        if (t) {
+            t->durable_len = durable;
+            t->name_durable = 0;
+            t->is_dir = 0;
+        }
+    }
+    pthread_mutex_unlock(&track_mu);
+    return PL_OK;
+}
+
+int env_copy_fd(int src_fd, uint64_t len, const char *src_path, const char *to)
+{
+    int fd, rc = env_open(to, O_WRONLY | O_CREAT | O_EXCL, &fd);
+    if (rc)
+        return rc;
+    uint64_t done = 0;
+    int plain = 0; /* copy_file_range unsupported here: read and write */
+    char *buf = NULL;
+    while (!rc && done < len) {
+        size_t want = len - done > (8u << 20) ? (8u << 20) : (size_t)(len - done);
+        int e = fault_check(ENV_OP_WRITE);
+        if (e) {
+            rc = PL_IOFAIL(e, "copy %s to %s (injected)", src_path, to);
+            break;
+        }
+        if (!plain) {
+            loff_t in = (loff_t)done, out = (loff_t)done;
+            ssize_t n = copy_file_range(src_fd, &in, fd, &out, want, 0);
+            if (n > 0) {
+                done += (uint64_t)n;
+                continue;
+            }
+            if (n == 0) {
+                rc = PL_FAIL(PL_CORRUPT, "copy %s: the file ends at %" PRIu64 " of %" PRIu64 " bytes", src_path,
+                             done, len);
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP && errno != EPERM) {
+                rc = PL_IOFAIL(errno, "copy %s to %s", src_path, to);
+                break;
+            }
+            plain = 1;
+        }
+        if (!buf && !(buf = malloc(1u << 20))) {
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+            break;
+        }
+        size_t n = want > (1u << 20) ? (1u << 20) : want;
+        rc = env_pread(src_fd, buf, n, done, src_path);
+        if (!rc)
+            rc = env_pwrite(fd, buf, n, done, to);
+        done += n;
+    }
+    free(buf);
+    if (!rc)
+        rc = env_sync(fd, len, to);
+    env_close(fd);
+    if (rc)
+        unlink(to);
+    return rc;
+}
+
+int env_rmdir(const char *path)
+{
+    FAULT(ENV_OP_UNLINK, "rmdir", path);
+    if (rmdir(path) != 0)
+        return PL_IOFAIL(errno, "rmdir %s", path);
+    return PL_OK;
 }
 
 int env_mkdir(const char *path)

@@ -47,6 +47,15 @@ int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path);
 int env_sync(int fd, uint64_t len, const char *path);
 int env_sync_dir(const char *dir);
 int env_rename(const char *from, const char *to);
+/* A second name for an existing file (link(2)): no data is copied; the new name is durable after an
+ * env_sync_dir of its directory.  Fails (errno EXDEV, EPERM, ...) where hard links are not possible:
+ * callers copy then. */
+int env_link(const char *from, const char *to);
+/* Create `to` (which must not exist) holding the first `len` bytes of the open file src_fd, and make
+ * it durable (not its directory).  copy_file_range where the kernel can, else read and write. */
+int env_copy_fd(int src_fd, uint64_t len, const char *src_path, const char *to);
+/* Remove an empty directory. */
+int env_rmdir(const char *path);
 int env_unlink(const char *path);
 int env_truncate(int fd, uint64_t len, const char *path);
 int env_allocate(int fd, uint64_t off, uint64_t len, const char *path); /* reserve space, ENOSPC now */

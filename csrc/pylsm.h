@@ -145,12 +145,27 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
                    pl_buf *vals, int64_t *lens);
 
 /* Maintenance. */
+/* Whether key may be present, without reading a data block: *maybe = 0 means certainly absent (at
+ * snap, or now when snap is NULL); 1 means present in a memtable or possibly in a table (its key range
+ * and bloom filter do not rule it out).  A false 1 is as rare as the filters' false positives. */
+int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, int *maybe);
+/* Bytes of the tables holding user keys in [start, stop) (open ends where has_* is 0), from key
+ * ranges and indexes, without reading data blocks; writes still in the memtable are not counted. */
+int pl_db_approximate_size(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
+                           size_t stlen, int has_stop, uint64_t *bytes);
 int pl_db_flush(pl_db *db);
 int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start,
                   const void *stop, size_t elen, int has_stop);
 
 /* Statistics: calls fn(ctx, name, value) for each integer statistic, and
  * fn_level(ctx, level, files, bytes) for each level. */
+/* A consistent copy of the database at a new directory `path` (which must not exist: PL_EXISTS),
+ * holding exactly the writes acknowledged before the call; writers go on meanwhile (they wait only for
+ * the microseconds it takes to pin the state).  Tables are hard-linked (copied across file systems),
+ * live WALs copied, a fresh manifest written; the copy is durable when this returns.  *lsn (if not
+ * NULL) gets the LSN of the state copied.  PL_RDONLY_OPEN on a read-only handle. */
+int pl_db_checkpoint(pl_db *db, const char *path, uint64_t *lsn);
+
 typedef void (*pl_stat_fn)(void *ctx, const char *name, uint64_t value);
 typedef void (*pl_level_fn)(void *ctx, int level, uint64_t files, uint64_t bytes);
 int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx);

@@ -956,6 +956,24 @@ void table_close(table *t)
 
 uint64_t table_file_size(const table *t) { return t->size; }
 const char *table_path(const table *t) { return t->path; }
+int table_may_contain(const table *t, const char *ukey, size_t klen)
+{
+    return !t->filter_len || bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen));
+}
+
+uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen)
+{
+    block_cursor ic;
+    uint64_t off = t->size, size;
+    if (block_cursor_init(&ic, t->index, t->index_len))
+        return t->size;
+    block_cursor_seek(&ic, ukey, klen, ikey_pack(LSN_MAX, KIND_SEEK));
+    if (block_cursor_valid(&ic) && decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+        off = t->size;
+    block_cursor_free(&ic);
+    return off;
+}
+
 int table_has_filter(const table *t) { return t->filter_len > 0 || t->pidx_crcs != NULL; }
 int table_has_point_index(const table *t) { return t->pidx != NULL; }
 

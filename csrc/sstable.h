@@ -155,6 +155,13 @@ int table_verify(const char *path, uint64_t file_size);
 
 uint64_t table_file_size(const table *t);
 const char *table_path(const table *t);
+/* Without reading a data block: 0 if the table's bloom filter says ukey is not in it, else 1 (also for
+ * a table without a bloom filter). */
+int table_may_contain(const table *t, const char *ukey, size_t klen);
+/* The file offset where ukey's entries would start, from the index alone: 0 for a key before the
+ * first block, the file size for one past the last.  Approximate (block granularity); a damaged
+ * index answers the file size. */
+uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen);
 /* Whether the table has a filter: a bloom filter or a point index. */
 int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */

@@ -198,6 +198,48 @@ int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf
     return PL_OK;
 }
 
+int version_may_contain(const version *v, const char *ukey, size_t klen, uint64_t snap)
+{
+    for (int i = 0; i < v->n[0]; i++) {
+        const file_meta *f = v->files[0][i];
+        if (f->m.min_lsn <= snap && ukey_in_file(f, ukey, klen) && table_may_contain(f->t, ukey, klen))
+            return 1;
+    }
+    for (int l = 1; l < NUM_LEVELS; l++) {
+        int i = find_file(v->files[l], v->n[l], ukey, klen);
+        if (i < v->n[l] && ukey_in_file(v->files[l][i], ukey, klen) && table_may_contain(v->files[l][i]->t, ukey, klen))
+            return 1;
+    }
+    return 0;
+}
+
+uint64_t version_approximate_size(const version *v, const char *start, size_t slen, int has_start,
+                                  const char *stop, size_t stlen, int has_stop)
+{
+    if (has_start && has_stop && ukey_cmp(start, slen, stop, stlen) >= 0)
+        return 0;
+    uint64_t total = 0;
+    for (int l = 0; l < NUM_LEVELS; l++) {
+        for (int i = 0; i < v->n[l]; i++) {
+            const file_meta *f = v->files[l][i];
+            if (!f->m.smallest)
+                continue;
+            const char *lo = f->m.smallest, *hi = f->m.largest;
+            size_t lon = ikey_ulen(f->m.smallest_len), hin = ikey_ulen(f->m.largest_len);
+            if (has_stop && ukey_cmp(stop, stlen, lo, lon) <= 0)
+                continue; /* the table starts at or after stop */
+            if (has_start && ukey_cmp(start, slen, hi, hin) > 0)
+                continue; /* the table ends before start */
+            uint64_t a = has_start && ukey_cmp(start, slen, lo, lon) > 0 ? table_approx_offset(f->t, start, slen) : 0;
+            uint64_t b = has_stop && ukey_cmp(stop, stlen, hi, hin) <= 0 ? table_approx_offset(f->t, stop, stlen)
+                                                                         : f->m.file_size;
+            if (b > a)
+                total += b - a;
+        }
+    }
+    return total;
+}
+
 _Static_assert(VERSION_BATCH <= TABLE_BATCH_MAX, "table_get_batch stages a whole version batch");
 
 static int unresolved(const table_lookup *r) { return r->result == LOOKUP_ABSENT && r->rc == PL_OK; }
@@ -944,6 +986,10 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
         }
     }
     rc = build_version(NULL, &e, &vs->current);
+    if (!rc) {
+        vs->current->log_number = vs->log_number;
+        vs->current->last_lsn = vs->last_lsn;
+    }
 out:
     edit_free(&e);
     state_free(&s);
@@ -1013,8 +1059,8 @@ int versions_apply(versions *vs, version_edit *e, version **out)
         version_unref(v);
         return rc;
     }
-    vs->log_number = e->log_number;
-    vs->last_lsn = e->last_lsn;
+    vs->log_number = v->log_number = e->log_number;
+    vs->last_lsn = v->last_lsn = e->last_lsn;
     mark_obsolete(vs->current, e);
     *out = v;
     return PL_OK;

@@ -43,6 +43,9 @@ typedef struct version {
     atomic_int refs;
     int n[NUM_LEVELS];
     file_meta **files[NUM_LEVELS];
+    /* The manifest's bookkeeping as of this version: WALs below log_number and LSNs up to last_lsn
+     * are in these tables (what a whole-state copy of it must say: checkpoints). */
+    uint64_t log_number, last_lsn;
 } version;
 
 void version_ref(version *v);
@@ -59,6 +62,14 @@ void version_get_batch(version *v, uint64_t snap, table_lookup *const *reqs, siz
 /* The newest version of ukey with lsn <= snap in the version's tables: *result = LOOKUP_*. */
 int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf *out, int flags,
                 int *result);
+/* Without reading a data block: 0 if no table of v can hold a version of ukey visible at snap (key
+ * ranges and bloom filters say so), else 1. */
+int version_may_contain(const version *v, const char *ukey, size_t klen, uint64_t snap);
+/* The bytes of v's tables that hold user keys in [start, stop) (a bound with has_* = 0 is open), from
+ * the tables' key ranges and indexes: whole tables inside the range count their file size, tables
+ * the range cuts count the span between the blocks that hold its ends. */
+uint64_t version_approximate_size(const version *v, const char *start, size_t slen, int has_start,
+                                  const char *stop, size_t stlen, int has_stop);
 /* Append one iterator per L0 table and one per non-empty level to its[] (room for n[0] + NUM_LEVELS).
  * Returns the count or -PL_NOMEM. */
 int version_iters(version *v, iter **its);

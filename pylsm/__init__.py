@@ -10,6 +10,7 @@ option parsing, the sync strategy objects, ranges, context managers and notebook
 """
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from types import GenericAlias
 from typing import Any, Iterable, Optional, Tuple, Union
 
 from . import codecs as _codecs
+from .backup import backup, backups, delete_backup, restore  # noqa: F401  (re-exported)
 
 from . import _pylsm
 from ._pylsm import (  # noqa: F401  (re-exported)
@@ -34,6 +36,7 @@ from ._pylsm import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
+    "backup", "restore", "backups", "delete_backup",
     "NoSync", "EveryWrite", "EveryNEntries", "TimeBasedBackground", "Hybrid",
     "Iterator", "codecs",
     "Error", "CorruptionError", "LockError", "ClosedError", "StorageError", "NotFoundError", "ReadOnlyError",
@@ -745,6 +748,30 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         deepest level; returns when done.  progress=True shows a tqdm bar."""
         with _Progress(progress, "compact") as p:
             _pylsm.DB.compact(self, self._end(start), self._end(stop), progress=p.callback)
+
+    def checkpoint(self, path: Union[str, os.PathLike]) -> int:
+        """A consistent copy of the database at ``path``, a new directory (FileExistsError if it exists),
+        openable with pylsm.open: it holds exactly the writes acknowledged before the call, and is
+        durable when this returns.  Tables are hard-linked (copied across file systems) and the live
+        WALs copied, so it takes milliseconds; writers wait only while the state is pinned.  Returns
+        the LSN of the state copied (``stats()["lsn"]`` then)."""
+        p = os.fspath(path)
+        if os.path.lexists(p):
+            raise FileExistsError(errno.EEXIST, "checkpoint: the target already exists (a checkpoint makes a new directory)", p)
+        return _pylsm.DB.checkpoint(self, p)
+
+    def key_may_exist(self, key: Any) -> bool:
+        """False if key is certainly absent; True if it may be present.  Answers from memory only (the
+        memtable, the tables' key ranges and bloom filters): no data block is read, so a True is wrong
+        about as often as the filters' false positives (about 1% at 10 bits per key)."""
+        k = self._k_or_absent(key)
+        return k is not _MISSING and _pylsm.DB.key_may_exist(self, k)
+
+    def approximate_size(self, start: Any = None, stop: Any = None) -> int:
+        """Bytes on disk of the tables holding keys in [start, stop) (None: open end), estimated from
+        the tables' indexes without reading data: exact for whole tables, to a data block for the tables
+        the range cuts.  Writes still in the memtable are not counted until flushed."""
+        return _pylsm.DB.approximate_size(self, self._end(start), self._end(stop))
 
     def stats(self) -> dict:
         """Engine statistics (docs/api.md): lsn, memtable_bytes, wal_bytes, sstables, levels, live_bytes,

@@ -709,6 +709,22 @@ static PyObject *DB_sync(DBObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
+{
+    CHECK_OPEN(self);
+    PyObject *p = NULL;
+    if (!PyUnicode_FSConverter(arg, &p))
+        return NULL;
+    int rc;
+    uint64_t lsn = 0;
+    const char *path = PyBytes_AS_STRING(p);
+    BLOCKING_CALL(self, pl_db_checkpoint(db_, path, &lsn));
+    Py_DECREF(p);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)lsn);
+}
+
 static PyObject *DB_flush(DBObject *self, PyObject *unused)
 {
     CHECK_OPEN(self);
@@ -752,6 +768,24 @@ static PyObject *DB_refresh(DBObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The ends of a key range (None: open), as buffers, and the database still open after their
+ * conversion (which may run Python code).  0, or -1 with an exception set and nothing held. */
+static int range_args(DBObject *self, PyObject *start, PyObject *stop, bytes_arg *s, bytes_arg *e)
+{
+    if (start != Py_None && get_bytes(start, s, "start") < 0)
+        return -1;
+    if (stop != Py_None && get_bytes(stop, e, "stop") < 0) {
+        release_bytes(s);
+        return -1;
+    }
+    if (db_closed_error(self) < 0) {
+        release_bytes(s);
+        release_bytes(e);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", "progress", NULL};
@@ -761,17 +795,8 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     progress_ctx pc = {cb, 0};
     CHECK_OPEN(self);
     bytes_arg s = {0}, e = {0};
-    if (start != Py_None && get_bytes(start, &s, "start") < 0)
+    if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
-    if (stop != Py_None && get_bytes(stop, &e, "stop") < 0) {
-        release_bytes(&s);
-        return NULL;
-    }
-    if (db_closed_error(self) < 0) {
-        release_bytes(&s);
-        release_bytes(&e);
-        return NULL;
-    }
     int rc;
     if (cb != Py_None) /* the core reports from this thread, which keeps the setting through the call */
         pl_set_progress(progress_cb, &pc);
@@ -783,6 +808,41 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     if (rc)
         return set_error(Py_TYPE(self), rc);
     Py_RETURN_NONE;
+}
+
+static PyObject *DB_key_may_exist(DBObject *self, PyObject *key)
+{
+    CHECK_OPEN(self);
+    bytes_arg k;
+    if (get_bytes(key, &k, "key") < 0)
+        return NULL;
+    int maybe = 1, rc = db_closed_error(self) < 0 ? -1 : pl_db_key_may_exist(self->db, NULL, k.ptr, (size_t)k.len, &maybe);
+    release_bytes(&k);
+    if (rc < 0)
+        return NULL;
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    return PyBool_FromLong(maybe);
+}
+
+static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"start", "stop", NULL};
+    PyObject *start = Py_None, *stop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:approximate_size", kwlist, &start, &stop))
+        return NULL;
+    CHECK_OPEN(self);
+    bytes_arg s = {0}, e = {0};
+    if (range_args(self, start, stop, &s, &e) < 0)
+        return NULL;
+    uint64_t bytes = 0;
+    int rc = pl_db_approximate_size(self->db, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
+                                    stop != Py_None, &bytes);
+    release_bytes(&s);
+    release_bytes(&e);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)bytes);
 }
 
 typedef struct {
@@ -1950,6 +2010,15 @@ static PyMethodDef DB_methods[] = {
     {"get_many", (PyCFunction)DB_get_many, METH_O,
      "get_many(keys)\n--\n\nValues (or None) for keys, from one consistent view."},
     {"sync", (PyCFunction)DB_sync, METH_NOARGS, "sync()\n--\n\nMake everything written so far durable."},
+    {"key_may_exist", (PyCFunction)DB_key_may_exist, METH_O,
+     "key_may_exist(key)\n--\n\nFalse if key is certainly absent; True if it may be present (from the "
+     "memtable, the tables' key ranges and bloom filters, without reading data blocks)."},
+    {"approximate_size", (PyCFunction)(void (*)(void))DB_approximate_size, METH_VARARGS | METH_KEYWORDS,
+     "approximate_size(start=None, stop=None)\n--\n\nBytes of the tables holding keys in [start, stop), "
+     "from their indexes (writes still in the memtable not counted)."},
+    {"checkpoint", (PyCFunction)DB_checkpoint, METH_O,
+     "checkpoint(path)\n--\n\nA consistent, openable copy of the database at the new directory path; "
+     "returns the LSN of the state copied."},
     {"flush", (PyCFunction)DB_flush, METH_NOARGS, "flush()\n--\n\nWrite the memtable to a table now."},
     {"compact", (PyCFunction)(void (*)(void))DB_compact, METH_VARARGS | METH_KEYWORDS,
      "compact(start=None, stop=None)\n--\n\nCompact that key range."},

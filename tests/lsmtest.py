@@ -5,9 +5,9 @@ Contents:
   * an independent model of the on-disk WAL format (csrc/wal.h, csrc/batch.h): CRC32C, varints, batch
     payloads, record sizes and bytes, so tests count records from the layout instead of trusting the engine;
   * child process entry points (``puts``, ``batches``, ``threads``, ``hold``, ``open``, ``reopen``,
-    ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``, ``ingest``); the writers report every
-    acknowledged write on stdout, one line per write, written with a single os.write() *after* the
-    call returned;
+    ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``, ``ingest``, ``checkpoints``); the
+    writers report every acknowledged write on stdout, one line per write, written with a single
+    os.write() *after* the call returned;
   * the WAL "sweep" worker: reopen a database once per mutated copy of its WAL (every cut, every bit flip)
     and report what each reopen saw; the parent test spreads the variants over a few worker processes.
 """
@@ -711,6 +711,28 @@ def child_powerloss(path: str, sync: str, seed: str, n: str, manifest_roll: str 
     _say("done")
 
 
+def child_checkpoints(path: str, out_dir: str) -> None:
+    """A writer thread puts put_key(0), put_key(1), ... while the main thread makes checkpoints
+    out_dir/cp0, cp1, ... one after another, saying "C <n> <lsn>" after each returned; runs until
+    killed."""
+    import pylsm
+
+    db = pylsm.open(path, memtable_bytes=64 * 1024)
+
+    def writer() -> None:
+        i = 0
+        while True:
+            db.put(put_key(i), put_value(i))
+            i += 1
+
+    threading.Thread(target=writer, daemon=True).start()
+    n = 0
+    while True:
+        lsn = db.checkpoint(os.path.join(out_dir, "cp%d" % n))
+        _say("C %d %d" % (n, lsn))
+        n += 1
+
+
 def main(argv: List[str]) -> None:
     cmd, args = argv[0], argv[1:]
     if cmd == "sweep":
@@ -722,7 +744,7 @@ def main(argv: List[str]) -> None:
           "open": child_open, "open_limited": child_open_limited, "reopen": child_reopen,
           "put_big_then_die": child_put_big_then_die, "verify": child_verify,
           "fill_window": child_fill_window, "ingest": child_ingest,
-          "powerloss": child_powerloss}[cmd]
+          "powerloss": child_powerloss, "checkpoints": child_checkpoints}[cmd]
     fn(*args)
 
 

@@ -1,7 +1,7 @@
 /* race_db.c -- run under ThreadSanitizer (make tsan): the memtable with its writer and readers at
  * once (memtable_usage while the hash index grows: issue 9, bug 9), and the database with writers,
- * readers, snapshots, iterators, flushes, compactions and bulk ingests at once (a small LSN gap makes
- * the writers wait for the ingests' commits).  Any data race TSan sees fails the
+ * readers, snapshots, iterators, flushes, compactions, bulk ingests and checkpoints at once (a small
+ * LSN gap makes the writers wait for the ingests' commits).  Any data race TSan sees fails the
  * run (halt_on_error). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -125,6 +125,26 @@ static void *db_ingester(void *arg)
     return NULL;
 }
 
+/* Checkpoints into path-cpN while the others run; each copy opens. */
+static const char *race_path;
+static void *db_checkpointer(void *arg)
+{
+    atomic_int *ok = arg;
+    for (int n = 0; n < 4; n++) {
+        char cp[128];
+        snprintf(cp, sizeof cp, "%s-cp%d", race_path, n);
+        if (pl_db_checkpoint(db, cp, NULL) != PL_OK)
+            continue;
+        pl_options o;
+        pl_options_init(&o);
+        pl_db *c = NULL;
+        if (pl_db_open(cp, &o, &c) == PL_OK && pl_db_close(c) == PL_OK)
+            atomic_fetch_add(ok, 1);
+        pl_destroy(cp);
+    }
+    return NULL;
+}
+
 static void test_db_all_at_once(const char *path)
 {
     pl_options o;
@@ -135,17 +155,21 @@ static void test_db_all_at_once(const char *path)
         return;
     atomic_store(&stop, 0);
     ingest_lsn_gap = 2000;
-    atomic_int ingests = 0;
-    pthread_t w[2], r[2], in;
+    atomic_int ingests = 0, checkpoints = 0;
+    race_path = path;
+    pthread_t w[2], r[2], in, cp;
     for (long i = 0; i < 2; i++) {
         pthread_create(&w[i], NULL, db_writer, (void *)i);
         pthread_create(&r[i], NULL, db_reader, NULL);
     }
     pthread_create(&in, NULL, db_ingester, &ingests);
+    pthread_create(&cp, NULL, db_checkpointer, &checkpoints);
     for (int i = 0; i < 2; i++)
         pthread_join(w[i], NULL);
     pthread_join(in, NULL);
+    pthread_join(cp, NULL);
     CHECK_EQ(atomic_load(&ingests), 6);
+    CHECK_EQ(atomic_load(&checkpoints), 4);
     CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
     atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++)

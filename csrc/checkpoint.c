@@ -22,7 +22,8 @@ static int checkpoint_name(const char *name)
 {
     uint64_t n;
     return db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "wal", &n) ||
-           strncmp(name, "MANIFEST-", 9) == 0 || strcmp(name, "CURRENT") == 0 || strcmp(name, "CURRENT.tmp") == 0;
+           strncmp(name, "MANIFEST-", 9) == 0 || strcmp(name, "CURRENT") == 0 || strcmp(name, "CURRENT.tmp") == 0 ||
+           strcmp(name, "CHECKPOINT") == 0 || strcmp(name, "LOCK") == 0;
 }
 
 typedef struct {
@@ -115,6 +116,31 @@ static int copy_wals(const db_state *cap, const char *dir, checkpoint_info *info
     return PL_OK;
 }
 
+/* CHECKPOINT: what state this is and where from (for point-in-time restores, which replay the
+ * source's kept WALs after it):  "lsn N\ntime_us N\nsource PATH\n".  Fsynced (its name with the
+ * manifest's directory sync). */
+static int write_description(pl_db *db, const db_state *cap, uint64_t time_us, const char *dir)
+{
+    char *src = realpath(db_dir(db), NULL);
+    const char *from = src ? src : db_dir(db);
+    size_t cap_len = strlen(from) + 80;
+    char *body = malloc(cap_len), *p = db_path_join(dir, "CHECKPOINT");
+    int rc = PL_FAIL(PL_NOMEM, "out of memory");
+    if (body && p) {
+        int n = snprintf(body, cap_len, "lsn %" PRIu64 "\ntime_us %" PRIu64 "\nsource %s\n", cap->lsn, time_us, from);
+        rc = env_write_file(p, body, (size_t)n);
+    }
+    free(src);
+    free(body);
+    free(p);
+    /* LOCK: what marks a directory as a database (open with create_if_missing=False looks for it). */
+    char *lock = db_path_join(dir, "LOCK");
+    if (!rc)
+        rc = lock ? env_write_file(lock, "", 0) : PL_FAIL(PL_NOMEM, "out of memory");
+    free(lock);
+    return rc;
+}
+
 /* MANIFEST (one edit: the captured version) and CURRENT, durable with the directory. */
 static int write_manifest(const db_state *cap, const char *dir)
 {
@@ -176,11 +202,14 @@ int checkpoint_create(pl_db *db, const char *path_in, checkpoint_info *info)
     }
     if (!rc)
         rc = db_capture(db, &cap);
+    uint64_t when = env_wall_us(); /* every write in the copy was acknowledged before this */
     if (!rc) {
         info->lsn = cap.lsn;
         env_test_hook("checkpoint_captured");
         rc = copy_tables(&cap, tmp, info);
     }
+    if (!rc)
+        rc = write_description(db, &cap, when, tmp);
     if (!rc)
         rc = copy_wals(&cap, tmp, info);
     if (!rc)

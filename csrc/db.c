@@ -31,6 +31,7 @@
 #include "env.h"
 #include "ikey.h"
 #include "cache.h"
+#include "changes.h"
 #include "compaction.h"
 #include "dbiter.h"
 #include "merge.h"
@@ -943,6 +944,8 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
 
 /* ---- flush and the background thread ---- */
 
+static int retains_wals(const pl_db *db) { return db->opt.wal_retention_bytes || db->opt.wal_retention_seconds; }
+
 /* Delete the WAL files that tables now cover (numbers below `covered`, the log number of the edit
  * just applied), without listing the directory: flush cost must not grow with the number of tables
  * (the seed's item 4).  (Not db->vs.log_number: versions_apply writes that under apply_mu, which an
@@ -960,6 +963,10 @@ static void delete_old_wals(pl_db *db, uint64_t covered)
     db->nwals -= n;
     pthread_mutex_unlock(&db->mu);
     for (size_t i = 0; i < n; i++) {
+        if (retains_wals(db)) {
+            changes_archive_wal(db->path, old[i]); /* (a failure leaves it for the next open) */
+            continue;
+        }
         char *p = db_file_name(db->path, old[i], "wal");
         if (p) {
             env_kill_point("file_delete");
@@ -967,6 +974,8 @@ static void delete_old_wals(pl_db *db, uint64_t covered)
         }
         free(p);
     }
+    if (retains_wals(db) && n)
+        changes_trim(db->path, db->opt.wal_retention_bytes, db->opt.wal_retention_seconds);
 }
 
 static uint64_t new_file_number(void *ctx)
@@ -1311,6 +1320,19 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
     return rc;
 }
 
+/* ---- the changes feed ---- */
+
+int pl_changes_new(pl_db *db, uint64_t since, pl_changes **out)
+{
+    *out = NULL;
+    int rc = check_usable(db);
+    if (rc)
+        return rc;
+    uint64_t visible = atomic_load_explicit(&db->visible, memory_order_acquire);
+    /* A writer yields what it acknowledged; a reader beside a writer whatever the writer wrote. */
+    return changes_open_dir(db->path, since, db->opt.read_only ? UINT64_MAX : visible, visible, out);
+}
+
 /* ---- checkpoints: the state to copy ---- */
 
 const char *db_dir(const pl_db *db) { return db->path; }
@@ -1517,9 +1539,13 @@ static int remove_obsolete(void *ctx, const char *name)
     pl_db *db = ctx;
     uint64_t n;
     int stale = 0;
-    if (db_parse_file_name(name, "wal", &n))
+    if (db_parse_file_name(name, "wal", &n)) {
         stale = n < db->vs.log_number;
-    else if (db_parse_file_name(name, "sst", &n)) {
+        if (stale && retains_wals(db)) {
+            changes_archive_wal(db->path, n); /* history, kept (a failure: removed next time) */
+            return PL_OK;
+        }
+    } else if (db_parse_file_name(name, "sst", &n)) {
         stale = 1;
         for (int l = 0; l < NUM_LEVELS && stale; l++)
             for (int i = 0; i < db->vs.current->n[l] && stale; i++)
@@ -1827,6 +1853,8 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     if (rc)
         goto fail;
     env_list_dir(path, remove_obsolete, db);
+    if (retains_wals(db))
+        changes_trim(path, db->opt.wal_retention_bytes, db->opt.wal_retention_seconds);
     if (pthread_create(&db->bg_thread, NULL, bg_main, db) != 0) {
         rc = PL_FAIL(PL_NOMEM, "cannot start the background thread");
         goto fail;
@@ -2041,7 +2069,7 @@ static int is_our_file(const char *name)
         return db_parse_file_name(b, "sst", &n) || db_parse_file_name(b, "wal", &n);
     }
     return strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0 ||
-           strcmp(name, "CURRENT.tmp") == 0 || db_parse_file_name(name, "wal", &n) ||
+           strcmp(name, "CURRENT.tmp") == 0 || strcmp(name, "CHECKPOINT") == 0 || db_parse_file_name(name, "wal", &n) ||
            db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "tmp", &n);
 }
 
@@ -2066,7 +2094,17 @@ int pl_destroy(const char *path)
     free(lock);
     if (rc)
         return rc;
-    rc = env_list_dir(path, destroy_entry, (void *)path);
+    char *arch = db_path_join(path, ARCHIVE_DIR);
+    if (!arch)
+        rc = PL_FAIL(PL_NOMEM, "out of memory");
+    else if (dir_exists(arch)) { /* the WALs kept for the changes feed */
+        rc = env_list_dir(arch, destroy_entry, arch);
+        if (!rc && rmdir(arch) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+            rc = PL_IOFAIL(errno, "remove directory %s", arch);
+    }
+    free(arch);
+    if (!rc)
+        rc = env_list_dir(path, destroy_entry, (void *)path);
     env_unlock(fd);
     if (!rc && rmdir(path) != 0 && errno != ENOTEMPTY && errno != EEXIST)
         rc = PL_IOFAIL(errno, "remove directory %s", path);

@@ -68,6 +68,8 @@ typedef struct pl_options {
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */
     int read_only;              /* default 0; 1: open beside a writer, take no lock, write nothing
                                  * (writes return PL_RDONLY_OPEN; pl_db_refresh catches up) */
+    uint64_t wal_retention_bytes;   /* default 0; > 0: keep WALs tables cover in archive/, up to this */
+    uint64_t wal_retention_seconds; /* default 0; > 0: keep them in archive/ for this long */
 } pl_options;
 
 typedef struct pl_db pl_db;
@@ -165,6 +167,24 @@ int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start,
  * live WALs copied, a fresh manifest written; the copy is durable when this returns.  *lsn (if not
  * NULL) gets the LSN of the state copied.  PL_RDONLY_OPEN on a read-only handle. */
 int pl_db_checkpoint(pl_db *db, const char *path, uint64_t *lsn);
+
+/* The changes feed: every write batch after LSN `since`, in order, from the live WALs and those kept
+ * by retention (archive/).  A writable handle yields what was acknowledged when the reader was made;
+ * a read-only one whatever the files hold.  pl_changes_next gives one batch: its first LSN (operation
+ * i has LSN lsn + i), count, wall-clock timestamp in microseconds (*has_ts = 0 without wal_timestamp)
+ * and encoded payload (valid until the next call; pl_batch_decode walks it); PL_NOTFOUND at the end.
+ * LSNs missing from the WALs (no longer kept, or an ingest's) are an error (PL_MISUSE). */
+typedef struct pl_changes pl_changes;
+int pl_changes_new(pl_db *db, uint64_t since, pl_changes **out);
+/* The same over the given WAL files, in order (point-in-time restore). */
+int pl_changes_open_files(const char *const *paths, size_t n, uint64_t since, pl_changes **out);
+int pl_changes_next(pl_changes *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
+                    const char **payload, size_t *len);
+void pl_changes_free(pl_changes *c);
+/* fn(ctx, is_put, key, klen, value, vlen) for each operation of a batch payload, in order (value NULL
+ * for a delete); stops at fn's first non-zero return.  PL_CORRUPT for a malformed payload. */
+typedef int (*pl_op_fn)(void *ctx, int is_put, const char *key, size_t klen, const char *val, size_t vlen);
+int pl_batch_decode(const char *payload, size_t len, pl_op_fn fn, void *ctx);
 
 typedef void (*pl_stat_fn)(void *ctx, const char *name, uint64_t value);
 typedef void (*pl_level_fn)(void *ctx, int level, uint64_t files, uint64_t bytes);

@@ -1,8 +1,10 @@
 /* wal.c -- the write-ahead log; see wal.h and docs/format.md ("WAL"). */
 #include "wal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "batch.h"
@@ -443,4 +445,105 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
 out:
     free(data);
     return rc;
+}
+
+/* ---- reading a WAL record by record ---- */
+
+int wal_cursor_open(const char *path, wal_cursor *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return PL_NOTFOUND;
+    int rc = env_open(path, O_RDONLY, &c->fd);
+    if (rc) {
+        c->fd = -1;
+        return pl_errno() == ENOENT ? PL_NOTFOUND : rc;
+    }
+    c->path = strdup(path);
+    uint64_t size = 0;
+    rc = c->path ? env_file_size(c->fd, &size, path) : PL_FAIL(PL_NOMEM, "out of memory");
+    char h[WAL_FILE_HEADER];
+    if (!rc && size >= WAL_FILE_HEADER)
+        rc = env_pread(c->fd, h, sizeof h, 0, path);
+    if (rc) {
+        wal_cursor_close(c);
+        return rc;
+    }
+    c->off = WAL_FILE_HEADER;
+    if (size < WAL_FILE_HEADER || all_zero(h, sizeof h)) {
+        c->off = UINT64_MAX; /* created (or torn as it was) with nothing in it */
+        return PL_OK;
+    }
+    if (!wal_header_ok(h, sizeof h, &c->flags)) {
+        rc = PL_FAIL(PL_CORRUPT, "%s: bad WAL header at offset 0", path);
+        wal_cursor_close(c);
+        return rc;
+    }
+    c->hdr = rec_header(c->flags);
+    return PL_OK;
+}
+
+int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
+                    const char **payload, size_t *len)
+{
+    for (;;) {
+        if (c->off == UINT64_MAX)
+            return PL_NOTFOUND;
+        uint64_t size = 0;
+        int rc = env_file_size(c->fd, &size, c->path); /* (the writer may have appended since) */
+        if (rc)
+            return rc;
+        char h[WAL_REC_HEADER + 8];
+        if (size < c->off + c->hdr) {
+            uint64_t n = size > c->off ? size - c->off : 0;
+            if (n && !(rc = env_pread(c->fd, h, (size_t)n, c->off, c->path)))
+                c->damaged = !all_zero(h, n);
+            return rc ? rc : PL_NOTFOUND;
+        }
+        if ((rc = env_pread(c->fd, h, c->hdr, c->off, c->path)))
+            return rc;
+        uint64_t l = get_u32(h + 12);
+        if (all_zero(h, c->hdr))
+            return PL_NOTFOUND; /* the zero tail */
+        if (l < BATCH_HEADER || l > size - c->off - c->hdr) {
+            c->damaged = 1; /* (or a record still being written) */
+            return PL_NOTFOUND;
+        }
+        if (c->hdr + l > c->cap) {
+            char *b = realloc(c->buf, c->hdr + l);
+            if (!b)
+                return PL_FAIL(PL_NOMEM, "out of memory");
+            c->buf = b;
+            c->cap = c->hdr + l;
+        }
+        if ((rc = env_pread(c->fd, c->buf, c->hdr + l, c->off, c->path)))
+            return rc;
+        const char *p = c->buf;
+        if (crc_extend(crc_value(p, 8), p + 12, c->hdr - 12 + l) != get_u32(p + 8)) {
+            c->damaged = 1;
+            return PL_NOTFOUND;
+        }
+        c->off += c->hdr + l;
+        uint32_t cnt = get_u32(p + c->hdr);
+        if (cnt == 0)
+            continue; /* a sync mark */
+        *lsn = get_u64(p);
+        *count = cnt;
+        *has_ts = (c->flags & WAL_FLAG_TIMESTAMP) != 0;
+        *ts = *has_ts ? get_u64(p + WAL_REC_HEADER) : 0;
+        *payload = p + c->hdr;
+        *len = (size_t)l;
+        return PL_OK;
+    }
+}
+
+void wal_cursor_close(wal_cursor *c)
+{
+    env_close(c->fd);
+    free(c->path);
+    free(c->buf);
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
 }

@@ -104,4 +104,32 @@ typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, const char *payload, size_t
 int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
                void *ctx, wal_replay_result *res);
 
+/* ---- reading a WAL record by record (the changes feed) ----
+ *
+ * A cursor reads one WAL file with pread from the start, record by record, skipping sync marks; it
+ * can be read while the writer still appends (what is not there yet, or is half-written, is the end
+ * for now) and while the file is renamed or deleted (it holds the descriptor). */
+typedef struct wal_cursor {
+    int fd;
+    char *path;
+    unsigned flags;
+    size_t hdr;        /* record header bytes: 16, or 24 with timestamps */
+    uint64_t off;      /* the next record's offset */
+    int damaged;       /* the end was a record that fails its checks (not zeros or the file's end) */
+    char *buf;         /* the last record read */
+    size_t cap;
+} wal_cursor;
+
+/* Open path and check its header.  PL_NOTFOUND if the file does not exist (then nothing to close);
+ * PL_CORRUPT for a bad header; PL_IOERR.  An empty or zero header (a WAL just created, or torn as it
+ * was) reads as a WAL without records (PL_OK). */
+int wal_cursor_open(const char *path, wal_cursor *c);
+/* The next record: PL_OK with its LSN, batch count, timestamp (*has_ts = 0 without timestamps) and
+ * payload (valid until the next call); PL_NOTFOUND at the end of what the file holds now -- zeros,
+ * its end, or a record that is incomplete or fails its CRC (c->damaged then: the caller decides
+ * whether that is a tail being written or damage); PL_IOERR, PL_NOMEM. */
+int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
+                    const char **payload, size_t *len);
+void wal_cursor_close(wal_cursor *c);
+
 #endif

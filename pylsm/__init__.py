@@ -15,10 +15,10 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from types import GenericAlias
-from typing import Any, Iterable, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator as Iterator_, Optional, Tuple, Union
 
 from . import codecs as _codecs
-from .backup import backup, backups, delete_backup, restore  # noqa: F401  (re-exported)
+from .backup import backup, backups, delete_backup, restore, restore_to  # noqa: F401  (re-exported)
 
 from . import _pylsm
 from ._pylsm import (  # noqa: F401  (re-exported)
@@ -36,7 +36,7 @@ from ._pylsm import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
-    "backup", "restore", "backups", "delete_backup",
+    "backup", "restore", "backups", "delete_backup", "restore_to",
     "NoSync", "EveryWrite", "EveryNEntries", "TimeBasedBackground", "Hybrid",
     "Iterator", "codecs",
     "Error", "CorruptionError", "LockError", "ClosedError", "StorageError", "NotFoundError", "ReadOnlyError",
@@ -566,6 +566,7 @@ _OPTION_NAMES = frozenset((
     "create_if_missing", "error_if_exists", "sync", "memtable_bytes", "block_bytes",
     "bloom_bits_per_key", "block_cache_bytes", "wal_recovery", "wal_timestamp",
     "background_compaction", "read_only", "key_codec", "value_codec", "point_index",
+    "wal_retention_bytes", "wal_retention_seconds",
 ))
 
 
@@ -578,8 +579,9 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 
     Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
     memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
-    wal_recovery="tolerate_tail", wal_timestamp=False, background_compaction=True,
-    read_only=False, key_codec=None, value_codec=None, point_index=True (see docs/api.md).
+    wal_recovery="tolerate_tail", wal_timestamp=None, background_compaction=True,
+    read_only=False, key_codec=None, value_codec=None, point_index=True, wal_retention_bytes=0,
+    wal_retention_seconds=0 (see docs/api.md).
     """
 
     __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
@@ -601,12 +603,14 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         bloom_bits_per_key: int = 10,
         block_cache_bytes: int = 32 * MiB,
         wal_recovery: str = "tolerate_tail",
-        wal_timestamp: bool = False,
+        wal_timestamp: Optional[bool] = None,
         background_compaction: bool = True,
         read_only: bool = False,
         key_codec: Any = None,
         value_codec: Any = None,
         point_index: bool = True,
+        wal_retention_bytes: int = 0,
+        wal_retention_seconds: int = 0,
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
@@ -627,10 +631,14 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             bloom_bits_per_key=_size_option("bloom_bits_per_key", bloom_bits_per_key, 0, 64),
             block_cache_bytes=_size_option("block_cache_bytes", block_cache_bytes, 0, 1 << 48),
             wal_recovery=_RECOVERY[wal_recovery],
-            wal_timestamp=_bool_option("wal_timestamp", wal_timestamp),
+            # None: on when logs are kept as history (docs/decisions.md, item 1b)
+            wal_timestamp=(bool(wal_retention_bytes or wal_retention_seconds) if wal_timestamp is None
+                           else _bool_option("wal_timestamp", wal_timestamp)),
             background_compaction=_bool_option("background_compaction", background_compaction),
             read_only=_bool_option("read_only", read_only),
             point_index=_bool_option("point_index", point_index),
+            wal_retention_bytes=_size_option("wal_retention_bytes", wal_retention_bytes, 0, (1 << 63) - 1),
+            wal_retention_seconds=_size_option("wal_retention_seconds", wal_retention_seconds, 0, (1 << 63) - 1),
         )
         opts.update(_sync_args(sync))
         self._path = path
@@ -759,6 +767,30 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         if os.path.lexists(p):
             raise FileExistsError(errno.EEXIST, "checkpoint: the target already exists (a checkpoint makes a new directory)", p)
         return _pylsm.DB.checkpoint(self, p)
+
+    def changes(self, since_lsn: int = 0) -> Iterator_[Tuple[int, Optional[float], list]]:
+        """Every write batch after LSN ``since_lsn``, oldest first, as ``(lsn, timestamp, ops)``: lsn is
+        the batch's first LSN (its operation i has LSN lsn + i, so the next call resumes from
+        ``lsn + len(ops) - 1``), timestamp the wall-clock time of the write in seconds (None unless
+        ``wal_timestamp=True``), ops a list of ``("put", key, value)`` and ``("delete", key, None)``.
+        Read from the write-ahead logs: the live ones and those kept by ``wal_retention_bytes`` /
+        ``wal_retention_seconds``.  A writer's feed ends at what was acknowledged when it was made; a
+        read_only handle's at what the logs hold.  LSNs that no kept log holds (retention let them go,
+        or an ingest, which bypasses the logs) raise pylsm.Error."""
+        if isinstance(since_lsn, bool) or not isinstance(since_lsn, int):
+            raise TypeError(f"since_lsn must be an int, not {type(since_lsn).__name__}")
+        if since_lsn < 0:
+            raise ValueError("since_lsn must be >= 0")
+        raw = self._changes(since_lsn)
+        if self._kdec is None and self._vdec is None:
+            return raw
+        return self._decoded_changes(raw)
+
+    def _decoded_changes(self, raw: Any) -> Iterator_[Tuple[int, Optional[float], list]]:
+        kdec, vdec = self._kdec, self._vdec
+        for lsn, ts, ops in raw:
+            yield lsn, ts, [(op, k if kdec is None else kdec(k), v if v is None or vdec is None else vdec(v))
+                            for op, k, v in ops]
 
     def key_may_exist(self, key: Any) -> bool:
         """False if key is certainly absent; True if it may be present.  Answers from memory only (the

@@ -72,7 +72,7 @@ static PyObject *PyType_GetModuleByDef(PyTypeObject *tp, struct PyModuleDef *def
 typedef struct {
     PyObject *Error, *CorruptionError, *LockError, *ClosedError, *StorageError, *NotFoundError,
         *ReadOnlyError, *PairError;
-    PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType;
+    PyTypeObject *DBType, *BatchType, *SnapshotType, *IterType, *ChangesType;
 } module_state;
 
 static struct PyModuleDef pylsm_module;
@@ -247,18 +247,21 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"path", "create_if_missing", "error_if_exists", "sync_mode", "sync_count",
                              "sync_interval_ms", "memtable_bytes", "block_bytes", "bloom_bits_per_key",
                              "block_cache_bytes", "wal_recovery", "wal_timestamp",
-                             "background_compaction", "read_only", "point_index", NULL};
+                             "background_compaction", "read_only", "point_index", "wal_retention_bytes",
+                             "wal_retention_seconds", NULL};
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
-    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms;
+    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms, retention_bytes = 0,
+                       retention_seconds = 0;
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninipppp:DB", kwlist, PyUnicode_FSConverter,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippppKK:DB", kwlist, PyUnicode_FSConverter,
                                      &path_obj, &o.create_if_missing, &o.error_if_exists, &o.sync_mode,
                                      &sync_count, &interval, &memtable, &block, &o.bloom_bits_per_key,
                                      &cache, &o.wal_recovery, &o.wal_timestamp,
-                                     &o.background_compaction, &o.read_only, &o.point_index))
+                                     &o.background_compaction, &o.read_only, &o.point_index,
+                                     &retention_bytes, &retention_seconds))
         return -1;
     if (self->db) {
         Py_DECREF(path_obj);
@@ -272,6 +275,8 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     }
     o.sync_count = sync_count;
     o.sync_interval_ms = interval;
+    o.wal_retention_bytes = retention_bytes;
+    o.wal_retention_seconds = retention_seconds;
     o.memtable_bytes = (size_t)memtable;
     o.block_bytes = (size_t)block;
     o.block_cache_bytes = (size_t)cache;
@@ -489,6 +494,7 @@ static PyObject *DB_delete(DBObject *self, PyObject *args, PyObject *kw)
 }
 
 static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw);
+static PyObject *DB_changes_raw(DBObject *self, PyObject *arg);
 
 /* 0 if so (NULL: none) is open, else -1 with ClosedError set.  Runs no Python code. */
 static int snapshot_closed_error(SnapshotObject *so)
@@ -2031,6 +2037,7 @@ static PyMethodDef DB_methods[] = {
      "refresh()\n--\n\nA read-only handle: catch up with what the writer has written since."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
     {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
+    {"_changes", (PyCFunction)DB_changes_raw, METH_O, NULL},
     {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -2165,10 +2172,199 @@ static PyType_Spec Iter_spec = {"pylsm._pylsm.Iterator", sizeof(IterObject), 0,
                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                                 Iter_slots};
 
+/* ---- the changes feed ---- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *db;  /* the DB whose WALs it reads (None: WAL files given by path) */
+    pl_changes *c; /* NULL once exhausted or closed */
+    int busy;      /* a thread is in next() with the GIL released */
+} ChangesObject;
+
+static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
+{
+    ChangesObject *ch = (ChangesObject *)st->ChangesType->tp_alloc(st->ChangesType, 0);
+    if (!ch) {
+        pl_changes_free(c);
+        return NULL;
+    }
+    ch->db = Py_NewRef(db);
+    ch->c = c;
+    return (PyObject *)ch;
+}
+
+static PyObject *DB_changes_raw(DBObject *self, PyObject *arg)
+{
+    CHECK_OPEN(self);
+    unsigned long long since = PyLong_AsUnsignedLongLong(arg);
+    if (since == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st || db_closed_error(self) < 0)
+        return NULL;
+    pl_changes *c = NULL;
+    int rc;
+    BLOCKING_CALL(self, pl_changes_new(db_, (uint64_t)since, &c));
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    return new_changes(st, (PyObject *)self, c);
+}
+
+static PyObject *mod_wal_changes(PyObject *m, PyObject *args)
+{
+    PyObject *paths;
+    unsigned long long since;
+    if (!PyArg_ParseTuple(args, "OK:_wal_changes", &paths, &since))
+        return NULL;
+    module_state *st = PyModule_GetState(m);
+    PyObject *seq = PySequence_Fast(paths, "paths must be a sequence of paths");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **conv = PyMem_Calloc((size_t)n + 1, sizeof *conv);
+    const char **ps = PyMem_Calloc((size_t)n + 1, sizeof *ps);
+    int ok = conv && ps;
+    if (!ok)
+        PyErr_NoMemory();
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        ok = PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &conv[i]);
+        if (ok)
+            ps[i] = PyBytes_AS_STRING(conv[i]);
+    }
+    pl_changes *c = NULL;
+    int rc = ok ? pl_changes_open_files(ps, (size_t)n, (uint64_t)since, &c) : PL_OK;
+    for (Py_ssize_t i = 0; conv && i < n; i++)
+        Py_XDECREF(conv[i]);
+    PyMem_Free(conv);
+    PyMem_Free(ps);
+    Py_DECREF(seq);
+    if (!ok)
+        return NULL;
+    if (rc)
+        return set_error(st->ChangesType, rc);
+    return new_changes(st, Py_None, c);
+}
+
+static int append_op(void *ctx, int is_put, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    PyObject *k = PyBytes_FromStringAndSize(key, (Py_ssize_t)klen);
+    PyObject *v = k && is_put ? PyBytes_FromStringAndSize(val, (Py_ssize_t)vlen) : Py_NewRef(Py_None);
+    PyObject *t = k && v ? Py_BuildValue("(sOO)", is_put ? "put" : "delete", k, v) : NULL;
+    int r = t ? PyList_Append((PyObject *)ctx, t) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(t);
+    return r < 0 ? PL_NOMEM : PL_OK;
+}
+
+static PyObject *Changes_next(ChangesObject *self)
+{
+    if (!self->c)
+        return NULL; /* StopIteration */
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    if (self->busy) {
+        PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        return NULL;
+    }
+    self->busy = 1;
+    pl_changes *c = self->c;
+    uint64_t lsn = 0, ts = 0;
+    uint32_t count = 0;
+    int has_ts = 0, rc;
+    const char *p = NULL;
+    size_t len = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pl_changes_next(c, &lsn, &count, &ts, &has_ts, &p, &len);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc == PL_NOTFOUND) {
+        pl_changes_free(self->c);
+        self->c = NULL;
+        return NULL;
+    }
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    PyObject *ops = PyList_New(0);
+    if (!ops)
+        return NULL;
+    rc = pl_batch_decode(p, len, append_op, ops);
+    if (rc) {
+        Py_DECREF(ops);
+        return PyErr_Occurred() ? NULL : set_error(Py_TYPE(self), rc);
+    }
+    PyObject *when = has_ts ? PyFloat_FromDouble((double)ts / 1e6) : Py_NewRef(Py_None);
+    if (!when) {
+        Py_DECREF(ops);
+        return NULL;
+    }
+    return Py_BuildValue("(KNN)", (unsigned long long)lsn, when, ops);
+}
+
+static PyObject *Changes_close(ChangesObject *self, PyObject *unused)
+{
+    if (self->busy) {
+        module_state *st = state_of_type(Py_TYPE(self));
+        if (st)
+            PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        return NULL;
+    }
+    pl_changes_free(self->c);
+    self->c = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Changes_self(PyObject *self) { return Py_NewRef(self); }
+
+static void Changes_dealloc(ChangesObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pl_changes_free(self->c);
+    Py_CLEAR(self->db);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Changes_traverse(ChangesObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->db);
+    return 0;
+}
+
+static int Changes_clear(ChangesObject *self)
+{
+    Py_CLEAR(self->db);
+    return 0;
+}
+
+static PyMethodDef Changes_methods[] = {
+    {"close", (PyCFunction)Changes_close, METH_NOARGS, "close()\n--\n\nRelease the reader now."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Changes_slots[] = {
+    {Py_tp_dealloc, Changes_dealloc},
+    {Py_tp_traverse, Changes_traverse},
+    {Py_tp_clear, Changes_clear},
+    {Py_tp_iter, Changes_self},
+    {Py_tp_iternext, Changes_next},
+    {Py_tp_methods, Changes_methods},
+    {Py_tp_doc, "The write batches after an LSN, from the WALs: (lsn, timestamp or None, [(op, key, value)])."},
+    {0, NULL},
+};
+
+static PyType_Spec Changes_spec = {"pylsm._pylsm.Changes", sizeof(ChangesObject), 0,
+                                   Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                                   Changes_slots};
+
 static PyMethodDef module_methods[] = {
     {"verify", mod_verify, METH_VARARGS, "verify(path, progress=None)\n--\n\nCheck every checksum of a database."},
     {"repair", mod_repair, METH_VARARGS, "repair(path, progress=None)\n--\n\nSalvage a damaged database."},
     {"destroy", mod_destroy, METH_VARARGS, "destroy(path)\n--\n\nDelete a database directory."},
+    {"_wal_changes", mod_wal_changes, METH_VARARGS, NULL},
     {"_test_fault", mod_test_fault, METH_VARARGS, NULL},
     {"_test_fault_clear", mod_test_fault_clear, METH_NOARGS, NULL},
     {"_test_set", mod_test_set, METH_VARARGS, NULL},
@@ -2239,7 +2435,8 @@ static int module_exec(PyObject *m)
             return -1;
     }
     if (add_type(m, &st->DBType, &DB_spec) < 0 || add_type(m, &st->BatchType, &Batch_spec) < 0 ||
-        add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0)
+        add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0 ||
+        add_type(m, &st->ChangesType, &Changes_spec) < 0)
         return -1;
     if (PyModule_AddIntConstant(m, "MAX_KEY", PL_MAX_KEY) < 0 ||
         PyModule_AddIntConstant(m, "MAX_VALUE", PL_MAX_VALUE) < 0)
@@ -2262,6 +2459,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->BatchType);
     Py_VISIT(st->SnapshotType);
     Py_VISIT(st->IterType);
+    Py_VISIT(st->ChangesType);
     return 0;
 }
 
@@ -2280,6 +2478,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->BatchType);
     Py_CLEAR(st->SnapshotType);
     Py_CLEAR(st->IterType);
+    Py_CLEAR(st->ChangesType);
     return 0;
 }
 

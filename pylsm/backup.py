@@ -1,4 +1,5 @@
-"""Incremental backups of a pylsm database: pylsm.backup, pylsm.restore, pylsm.backups, pylsm.delete_backup.
+"""Incremental backups of a pylsm database (pylsm.backup, pylsm.restore, pylsm.backups,
+pylsm.delete_backup) and point-in-time restores (pylsm.restore_to).
 
 A backup directory holds any number of backups of one or more databases; tables, which never change once
 written, are stored once and shared by every backup that holds them:
@@ -24,7 +25,7 @@ import re
 import shutil
 import time
 import zlib
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _pylsm
 
@@ -33,6 +34,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _TAIL = 64 * 1024     # the bytes of a table that name it in shared/ (index, filter, footer)
 _CHUNK = 1 << 20
 _META = re.compile(r"^(\d+)\.json$")
+_ARCHIVE = "archive"
 
 
 def _fsync_dir(path: str) -> None:
@@ -81,8 +83,8 @@ class _Lock:
         os.close(self.fd)
 
 
-def _read_metas(root: str) -> Dict[int, dict]:
-    metas: Dict[int, dict] = {}
+def _read_metas(root: str) -> Dict[int, Dict[str, Any]]:
+    metas: Dict[int, Dict[str, Any]] = {}
     mdir = os.path.join(root, "meta")
     if not os.path.isdir(mdir):
         return metas
@@ -102,7 +104,7 @@ def _read_metas(root: str) -> Dict[int, dict]:
     return metas
 
 
-def _collect_garbage(root: str, metas: Dict[int, dict]) -> None:
+def _collect_garbage(root: str, metas: Dict[int, Dict[str, Any]]) -> None:
     """Remove what a cut-short or deleted backup left: private dirs and shared tables no meta names."""
     pdir, sdir = os.path.join(root, "private"), os.path.join(root, "shared")
     for name in os.listdir(pdir):
@@ -144,7 +146,7 @@ def _backup_db(db: Any, root: str) -> int:
         pdir = os.path.join(root, "private", str(bid))
         sdir = os.path.join(root, "shared")
         lsn = db.checkpoint(pdir)
-        files: List[dict] = []
+        files: List[Dict[str, Any]] = []
         for name in sorted(os.listdir(pdir)):
             src = os.path.join(pdir, name)
             if name.endswith(".sst"):
@@ -164,9 +166,12 @@ def _backup_db(db: Any, root: str) -> int:
                 files.append(entry)
             else:
                 files.append({"name": name, "size": os.path.getsize(src), "crc32": _crc_file(src)})
+        files += _backup_archive(os.path.join(db.path, _ARCHIVE), sdir, known)
         _fsync_dir(sdir)
         _fsync_dir(pdir)
-        meta = {"id": bid, "created": time.time(), "lsn": lsn, "source": db.path,
+        cp = _read_description(pdir)
+        meta = {"id": bid, "created": time.time(), "time": cp.get("time", time.time()), "lsn": lsn,
+                "source": cp.get("source", os.path.abspath(db.path)),
                 "bytes": sum(f["size"] for f in files), "files": files}
         mdir = os.path.join(root, "meta")
         tmp = os.path.join(mdir, f"{bid}.json.tmp")
@@ -179,7 +184,53 @@ def _backup_db(db: Any, root: str) -> int:
         return bid
 
 
-def backups(dir: PathLike) -> List[dict]:  # noqa: A002
+def _backup_archive(arch: str, sdir: str, known: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The WALs the database keeps for its changes feed (wal_retention_*): history for point-in-time
+    restores, shared like tables (an archived WAL never changes).  One trimmed away meanwhile is
+    skipped."""
+    out: List[Dict[str, Any]] = []
+    try:
+        names = sorted(n for n in os.listdir(arch) if n.endswith(".wal"))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        src = os.path.join(arch, name)
+        try:
+            shared = _shared_name(src, name[:-4])[:-4] + ".wal"
+            if shared in known:
+                out.append(dict(known[shared], name=_ARCHIVE + "/" + name))
+                continue
+            dst = os.path.join(sdir, shared)
+            size, crc = _copy(src, dst + ".tmp")
+        except FileNotFoundError:
+            continue
+        os.rename(dst + ".tmp", dst)
+        entry = {"name": _ARCHIVE + "/" + name, "shared": shared, "size": size, "crc32": crc}
+        known[shared] = entry
+        out.append(entry)
+    return out
+
+
+def _read_description(cp_dir: str) -> Dict[str, Any]:
+    """A checkpoint's CHECKPOINT file: lsn, time (seconds), source (the database it copies)."""
+    out: Dict[str, Any] = {}
+    try:
+        with open(os.path.join(cp_dir, "CHECKPOINT"), "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "lsn":
+            out["lsn"] = int(value)
+        elif key == "time_us":
+            out["time"] = int(value) / 1e6
+        elif key == "source":
+            out["source"] = value
+    return out
+
+
+def backups(dir: PathLike) -> List[Dict[str, Any]]:  # noqa: A002
     """The backups in ``dir``, oldest first: dicts with id, created (Unix time), lsn, source (the
     database's path), bytes (of all its files) and files."""
     return [m for _, m in sorted(_read_metas(os.fspath(dir)).items())]
@@ -199,7 +250,7 @@ def delete_backup(dir: PathLike, backup_id: int) -> None:  # noqa: A002
         _collect_garbage(root, metas)
 
 
-def _copy(src: str, dst: str) -> tuple:
+def _copy(src: str, dst: str) -> Tuple[int, int]:
     """Copy src to the new file dst, fsynced; returns (size, CRC-32) of what was copied."""
     crc, n = 0, 0
     with open(src, "rb") as f, open(dst, "xb") as out:
@@ -244,10 +295,157 @@ def restore(dir: PathLike, path: PathLike, backup_id: Optional[int] = None) -> N
                 src = os.path.join(root, "shared", f["shared"])
             else:
                 src = os.path.join(root, "private", str(bid), f["name"])
-            _copy_checked(src, os.path.join(staging, f["name"]), f["size"], f["crc32"])
+            dst = os.path.join(staging, f["name"])
+            if os.path.dirname(f["name"]):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+            _copy_checked(src, dst, f["size"], f["crc32"])
+        if os.path.isdir(os.path.join(staging, _ARCHIVE)):
+            _fsync_dir(os.path.join(staging, _ARCHIVE))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, target)
+
+
+def _publish(staging: str, target: str) -> None:
+    """Make the finished staging directory durable and rename it to target (then its parent durable);
+    on failure it is removed."""
+    try:
         _fsync_dir(staging)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(target)))
+
+
+# ---- point-in-time restore ---------------------------------------------------------------------
+
+_WAL_NAME = re.compile(r"^(\d{6,})\.wal$")
+_SHARED_WAL = re.compile(r"^(\d{6,})_\d+_[0-9a-f]{8}\.wal$")
+
+
+def _seconds(timestamp: Any) -> float:
+    import datetime
+
+    if isinstance(timestamp, datetime.datetime):
+        return timestamp.timestamp()  # (a naive datetime is local time, as datetime.timestamp() says)
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        raise TypeError(f"timestamp must be seconds since the epoch or a datetime, not {type(timestamp).__name__}")
+    return float(timestamp)
+
+
+def _wals_in(d: str, out: Dict[int, List[str]]) -> None:
+    """WAL files of a database directory (and its archive/), by number."""
+    for sub in (d, os.path.join(d, _ARCHIVE)):
+        try:
+            names = os.listdir(sub)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            m = _WAL_NAME.match(name)
+            if m:
+                out.setdefault(int(m.group(1)), []).append(os.path.join(sub, name))
+
+
+def _link_or_copy_tree(src: str, dst: str) -> None:
+    """A copy of a checkpoint's files (tables hard-linked where possible: they never change)."""
+    os.makedirs(dst)
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        if not os.path.isfile(s):
+            continue
+        if name.endswith(".sst"):
+            try:
+                os.link(s, d)
+                continue
+            except OSError:
+                pass
+        _copy(s, d)
+    _fsync_dir(dst)
+
+
+def restore_to(path: PathLike, checkpoint_or_backup: PathLike, timestamp: Any, *,
+               wal_dirs: Iterable[PathLike] = ()) -> int:
+    """Rebuild the database as it was at wall-clock ``timestamp`` (seconds since the epoch, or a
+    datetime) as a new database at ``path``: from a checkpoint made before that time, or from the newest
+    backup made before it in a backup directory, then every write batch after it, in order, up to the
+    first one timestamped after ``timestamp``.  The batches come from the write-ahead logs kept with
+    the backups, in the checkpoint, in the source database (its live logs and those kept by
+    ``wal_retention_bytes`` / ``wal_retention_seconds``) and in ``wal_dirs``.  Needs the source opened
+    with ``wal_timestamp=True``.  Returns the LSN of the state restored.  Nothing is left at ``path`` on
+    failure (FileExistsError if it exists)."""
+    target = _seconds(timestamp)
+    target_us = int(round(target * 1e6))
+    dest, src = os.fspath(path), os.fspath(checkpoint_or_backup)
+    if os.path.lexists(dest):
+        raise FileExistsError(errno.EEXIST, "restore_to: the target already exists", dest)
+    staging = dest.rstrip("/") + ".pitr"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(staging + ".tmp", ignore_errors=True)
+    wals: Dict[int, List[str]] = {}
+    if os.path.isdir(os.path.join(src, "meta")):
+        metas = _read_metas(src)
+        older = [m for m in metas.values() if m.get("time", m["created"]) <= target]
+        if not older:
+            raise ValueError(f"restore_to: no backup in {src} was made before the target time "
+                             f"({sorted(m.get('time', m['created']) for m in metas.values())[:1]} is the oldest)")
+        base = max(older, key=lambda m: m["lsn"])
+        restore(src, staging, base["id"])
+        source = base.get("source")
+        for m in metas.values():  # the logs every backup of the same database kept
+            if m.get("source") != source:
+                continue
+            for f in m["files"]:
+                mm = _WAL_NAME.match(os.path.basename(f["name"]))
+                if not mm:
+                    continue
+                p = (os.path.join(src, "shared", f["shared"]) if "shared" in f
+                     else os.path.join(src, "private", str(m["id"]), f["name"]))
+                wals.setdefault(int(mm.group(1)), []).append(p)
+    elif os.path.isfile(os.path.join(src, "CURRENT")):
+        desc = _read_description(src)
+        if "time" not in desc:
+            raise ValueError(f"restore_to: {src} is not a checkpoint (it has no CHECKPOINT file)")
+        if desc["time"] > target:
+            raise ValueError(f"restore_to: the checkpoint {src} was made after the target time")
+        _link_or_copy_tree(src, staging)
+        source = desc.get("source")
+        _wals_in(src, wals)
+    else:
+        raise ValueError(f"restore_to: {src} is neither a checkpoint nor a backup directory")
+    if source:
+        _wals_in(source, wals)
+    for d in wal_dirs:
+        _wals_in(os.fspath(d), wals)
+    try:
+        # Of each log, the longest copy (a live log copied early is a prefix of its later copies).
+        paths = [max(ps, key=lambda p: os.path.getsize(p)) for _, ps in sorted(wals.items())]
+        db = _pylsm.DB(staging, create_if_missing=False)
+        try:
+            lsn = int(db.stats()["lsn"])
+            for first, ts, ops in _pylsm._wal_changes(paths, lsn):
+                if ts is None:
+                    raise ValueError("restore_to: the logs carry no timestamps "
+                                     "(open the database with wal_timestamp=True)")
+                if int(round(ts * 1e6)) > target_us:
+                    break
+                b = _pylsm.WriteBatch()
+                for op, k, v in ops:
+                    if v is not None:
+                        b.put(k, v)
+                    else:
+                        b.delete(k)
+                db.write(b)
+                lsn = first + len(ops) - 1
+            got = db.stats()["lsn"]
+            if got != lsn:
+                raise _pylsm.CorruptionError(f"restore_to: replay ended at LSN {got}, the logs at {lsn}")
+            db.sync()
+        finally:
+            db.close()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, dest)
+    return lsn

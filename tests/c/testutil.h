@@ -21,6 +21,16 @@ static inline int tu_rm_entry(const char *p, const struct stat *st, int flag, st
 }
 static inline void tu_rm_rf(const char *p) { nftw(p, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* base/name in one of four rotating static buffers (a call may hold up to four at once). */
+static inline char *tu_path(const char *base, const char *name)
+{
+    static char p[4][256];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(p[i], sizeof p[i], "%s/%s", base, name);
+    return p[i];
+}
+
 static int tu_passed, tu_failed;
 
 #define CHECK(cond)                                                                      \

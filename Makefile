@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 CC     ?= gcc
 SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ISAL_CFLAGS := $(shell pkg-config --cflags libisal 2>/dev/null)
-ISAL_LIBS   := $(shell pkg-config --libs libisal 2>/dev/null || echo -lisal)
+ISAL_LIBS   := $(shell pkg-config --libs libisal 2>/dev/null || echo -lisal) -lzstd -llz4
 CTEST_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Icsrc $(ISAL_CFLAGS)
 CSRC   := $(wildcard csrc/*.c)
 CHDR   := $(wildcard csrc/*.h) $(wildcard tests/c/*.h)
@@ -19,11 +19,13 @@ BENCH_N ?= 1000000
 
 test: deps venv build ctest tsan fuzz-smoke pytest asan-test bench-smoke dist-check
 
-# ISA-L, and clang with libFuzzer for the fuzzers, from Debian when missing (CI runs as root on a
+# ISA-L, zstd and lz4, and clang with libFuzzer for the fuzzers, from Debian when missing (CI runs as root on a
 # fresh machine).
 deps:
 	@pkgs=; \
 	[ -f /usr/include/isa-l/crc.h ] || pkgs="$$pkgs libisal-dev pkg-config"; \
+	[ -f /usr/include/zstd.h ] || pkgs="$$pkgs libzstd-dev"; \
+	[ -f /usr/include/lz4.h ] || pkgs="$$pkgs liblz4-dev"; \
 	command -v $(FUZZ_CC) >/dev/null 2>&1 || pkgs="$$pkgs clang"; \
 	ls "$$($(FUZZ_CC) -print-resource-dir 2>/dev/null)"/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
 	  pkgs="$$pkgs libclang-rt-dev"; \

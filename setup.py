@@ -1,4 +1,5 @@
-"""Build the pylsm._pylsm extension from csrc/*.c and the binding, linked against ISA-L.
+"""Build the pylsm._pylsm extension from csrc/*.c and the binding, linked against ISA-L (CRC32C), zstd
+and lz4 (block compression).
 
 PYLSM_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (the Python process
 must then be run with the ASan runtime preloaded; see the Makefile's asan-test target).
@@ -50,6 +51,34 @@ def check_isal(cflags, libs):
             sys.exit("error: ISA-L was not found.\n" + ISAL_HELP)
 
 
+CODEC_HELP = (
+    "pylsm needs zstd and lz4 for block compression.\n"
+    "Install their development packages first:  apt-get install -y libzstd-dev liblz4-dev   (Debian/Ubuntu)\n"
+    "or  dnf install libzstd-devel lz4-devel  (Fedora),  brew install zstd lz4  (macOS)."
+)
+
+
+def check_codecs(libs):
+    """Compile and link a tiny program against zstd and lz4; stop with a clear message if it fails."""
+    import tempfile
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CompileError, LinkError
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    cc = new_compiler()
+    customize_compiler(cc)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "codec_check.c")
+        with open(src, "w") as f:
+            f.write("#include <zstd.h>\n#include <lz4.h>\n"
+                    "int main(void){return (int)(ZSTD_compressBound(1) == 0) + (LZ4_compressBound(1) == 0);}\n")
+        try:
+            objs = cc.compile([src], output_dir=tmp)
+            cc.link_executable(objs, os.path.join(tmp, "codec_check"), extra_postargs=libs)
+        except (CompileError, LinkError):
+            sys.exit("error: zstd or lz4 was not found.\n" + CODEC_HELP)
+
+
 def check_compiler():
     """Stop the build with the real cause when there is no C compiler (not as a missing ISA-L)."""
     import shlex
@@ -69,10 +98,11 @@ building = any(a in sys.argv for a in ("build_ext", "build", "bdist_wheel", "ins
 if building:
     check_compiler()
     check_isal(cflags, libs)
+    check_codecs(["-lzstd", "-llz4"])
 
 extra_compile = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE",
                  "-fvisibility=hidden"] + cflags
-extra_link = list(libs) + ["-lpthread"]
+extra_link = list(libs) + ["-lzstd", "-llz4", "-lpthread"]
 if os.environ.get("PYLSM_SANITIZE"):
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     extra_compile = [f for f in extra_compile if f != "-O2"] + ["-O1"] + san

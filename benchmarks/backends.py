@@ -25,7 +25,9 @@ Fairness, common to all: same keys and values, same sync level per workload (``"
 to the OS before the call returns, so it survives kill -9 but not power loss; ``"every_write"``: fsynced
 before the call returns), same memtable/write-buffer size (64 MiB) and block cache (32 MiB, 4 MiB for
 readrandom_threads2) where the backend has that knob, bloom filters of 10 bits/key where it has them, and no
-compression (the values are random bytes, so compression would only cost the peers CPU).
+compression (the values are random bytes, so compression would only cost the peers CPU) -- except in the
+compressible workloads (JSON-like values), where each engine that has block compression uses it: pylsm and
+RocksDB zstd, LevelDB snappy (its only codec); the engines without one are skipped there.
 """
 import abc
 import functools
@@ -53,19 +55,24 @@ class Backend(abc.ABC):
     persistent = True
     replays_log = True   # its reopen after kill -9 replays a log into a memtable (recovery has a ratio)
 
+    compressor = None    # the block compression of the compressible workloads (None: it has none)
+
     def __init__(self, path, *, sync=C.SYNC_NONE, memtable_bytes=C.MEMTABLE_BYTES,
-                 cache_bytes=C.CACHE_BYTES):
+                 cache_bytes=C.CACHE_BYTES, compress=False):
         if sync not in (C.SYNC_NONE, C.SYNC_EVERY_WRITE):
             raise ValueError(sync)
         self.path = str(path)
         self.sync = sync
         self.memtable_bytes = memtable_bytes
         self.cache_bytes = cache_bytes
+        self.compress = compress    # the compressible workloads: its compressor on
         self.is_open = False
         self.open()
 
     @classmethod
     def skip_reason(cls, workload):
+        if workload.startswith("compressible") and cls.compressor is None:
+            return f"{cls.name} has no block compression"
         return None
 
     @abc.abstractmethod
@@ -125,17 +132,20 @@ class Backend(abc.ABC):
 # --------------------------------------------------------------------------------------------- pylsm
 class PylsmBackend(Backend):
     """pylsm: ``pylsm.open(path, sync=..., memtable_bytes=64 MiB, block_cache_bytes=32 MiB (4 MiB for
-    readrandom_threads2), bloom_bits_per_key=10)``; sync ``"none"`` or ``"every_write"`` (group commit).
+    readrandom_threads2), bloom_bits_per_key=10)`` (``compression="zstd"`` in the compressible workloads);
+    sync ``"none"`` or ``"every_write"`` (group commit).
     put/get/delete are the C methods themselves; batches are ``db.update(pairs)``; scans ``db.items()``;
     ``flush()``/``compact()`` are pylsm's own."""
 
     name = "pylsm"
     module = "pylsm"
+    compressor = "zstd"
 
     def open(self):
         import pylsm
         self.db = db = pylsm.open(self.path, sync=self.sync, memtable_bytes=self.memtable_bytes,
-                                  block_cache_bytes=self.cache_bytes, bloom_bits_per_key=C.BLOOM_BITS)
+                                  block_cache_bytes=self.cache_bytes, bloom_bits_per_key=C.BLOOM_BITS,
+                                  compression=self.compressor if self.compress else None)
         self.put, self.get, self.delete = db.put, db.get, db.delete
         self.write_batch = db.update
         self.bulk_load = db.ingest
@@ -166,7 +176,8 @@ class PylsmBackend(Backend):
 # --------------------------------------------------------------------------------------------- plyvel
 class PlyvelBackend(Backend):
     """LevelDB via plyvel: ``plyvel.DB(path, write_buffer_size=64 MiB, lru_cache_size=32 MiB (4 MiB for
-    readrandom_threads2), bloom_filter_bits=10, compression=None, block_size=4096)``.
+    readrandom_threads2), bloom_filter_bits=10, compression=None (snappy in the compressible workloads),
+    block_size=4096)``.
     Sync ``"none"``: ``db.put(k, v)`` (sync=False: LevelDB writes the log record to the OS on every put);
     ``"every_write"``: ``db.put(k, v, sync=True)`` (LevelDB group-commits concurrent writers).
     Batches: ``db.write_batch(sync=...)``. LevelDB has no flush call: its reopen turns the log into a
@@ -175,12 +186,14 @@ class PlyvelBackend(Backend):
 
     name = "plyvel"
     module = "plyvel"
+    compressor = "snappy"  # LevelDB's only codec
 
     def open(self):
         import plyvel
         self.db = db = plyvel.DB(self.path, create_if_missing=True,
                                  write_buffer_size=self.memtable_bytes, lru_cache_size=self.cache_bytes,
-                                 bloom_filter_bits=C.BLOOM_BITS, compression=None, block_size=4096)
+                                 bloom_filter_bits=C.BLOOM_BITS, compression=self.compressor if self.compress else None,
+                                 block_size=4096)
         self._sync = self.sync == C.SYNC_EVERY_WRITE
         self.put = functools.partial(db.put, sync=True) if self._sync else db.put
         self.delete = functools.partial(db.delete, sync=True) if self._sync else db.delete
@@ -220,7 +233,8 @@ class PlyvelBackend(Backend):
 # ------------------------------------------------------------------------------------------ rocksdict
 class RocksdictBackend(Backend):
     """RocksDB via rocksdict: ``Rdict(path, Options(raw_mode=True))`` (raw bytes, no pickling) with
-    ``set_write_buffer_size(64 MiB)``, compression none, a block-based table with ``Cache(32 MiB)`` (4 MiB for
+    ``set_write_buffer_size(64 MiB)``, compression none (zstd in the compressible workloads), a block-based
+    table with ``Cache(32 MiB)`` (4 MiB for
     readrandom_threads2), ``set_bloom_filter(10, False)`` and 4 KiB blocks; other options RocksDB's defaults
     (2 background jobs). ``WriteOptions.sync`` is False for ``"none"`` (the WAL record is written to the OS
     on every write: manual_wal_flush is off) and True for ``"every_write"`` (RocksDB group-commits concurrent
@@ -228,13 +242,14 @@ class RocksdictBackend(Backend):
 
     name = "rocksdict"
     module = "rocksdict"
+    compressor = "zstd"
 
     def open(self):
         import rocksdict as r
         opts = r.Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_write_buffer_size(self.memtable_bytes)
-        opts.set_compression_type(r.DBCompressionType.none())
+        opts.set_compression_type(r.DBCompressionType.zstd() if self.compress else r.DBCompressionType.none())
         table = r.BlockBasedOptions()
         self._cache = r.Cache(self.cache_bytes)
         table.set_block_cache(self._cache)
@@ -734,6 +749,8 @@ class DictBackend(Backend):
 
     @classmethod
     def skip_reason(cls, workload):
+        if workload.startswith("compressible"):
+            return super().skip_reason(workload)
         if workload in ("fillsync", "fillsync_threads8"):
             return "dict has no durability: there is no fair sync level"
         if workload == "recovery":

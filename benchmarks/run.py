@@ -59,6 +59,10 @@ ROWS = [
     ("recovery (records/s)", "recovery", "ops_per_sec", True, "ops"),
     ("  WAL replay MB/s", "recovery", "wal_mb_per_sec", True, "mbs"),
     ("space (disk/live)", "space", "space_amp", False, "x"),
+    ("compressible_fill", "compressible_fill", "ops_per_sec", True, "ops"),
+    ("  compressed space (disk/live)", "compressible_fill", "space_amp", False, "x"),
+    ("compressible_read", "compressible_read", "ops_per_sec", True, "ops"),
+    ("  same data uncompressed", "compressible_read", "uncompressed_ops_per_sec", True, "ops"),
     ("memory (peak RSS MiB)", "memory", "peak_rss_delta_mib", False, "mib"),
 ]
 
@@ -188,6 +192,11 @@ def targets(results, disk):
     out["  WAL replay MB/s"] = (">= 200 MB/s", f"{mbs:,.0f} MB/s" if mbs else "-", (mbs >= 200) if mbs else None)
     amp = get("space", "space_amp")
     out["space (disk/live)"] = ("<= 1.3", f"{amp:.2f}" if amp else "-", (amp <= 1.3) if amp else None)
+    amp, (best, who) = get("compressible_fill", "space_amp"), best_peer("compressible_fill", "space_amp", higher=False)
+    out["  compressed space (disk/live)"] = ("<= best peer's", f"{amp:.2f} vs {who} {best:.2f}" if amp and best else "-",
+                                             (amp <= best) if amp and best else None)
+    r = get("compressible_read", "vs_uncompressed")
+    out["compressible_read"] = (">= 0.8x own uncompressed", f"{r:.2f}x" if r else "-", (r >= 0.8) if r else None)
     mem, budget = get("memory", "peak_rss_delta_mib"), get("memory", "budget_mib")
     out["memory (peak RSS MiB)"] = (f"<= {budget:.0f} MiB" if budget else "<= memtable+cache+64 MiB",
                                     f"{mem:.0f} MiB" if mem is not None else "-",

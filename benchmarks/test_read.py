@@ -70,6 +70,19 @@ def get_all(get, keys):
         get(k)
 
 
+def timed_gets(get, keys):
+    """Seconds of get_all(get, keys), timed by hand with garbage collection off (as in every timed body,
+    Measure), for the reference rates recorded beside a workload's own."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        get_all(get, keys)
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
 def _readrandom(workload, settle, data, dirs, measure):
     keys, vals = read_order(data)
     setup = once(lambda: build_db(dirs, data.random_chunks(), settle=settle))
@@ -253,14 +266,7 @@ def _threads2(workload, db_setup, keys, vals, measure, prepare=None, **extra):
         views.clear()
         if prepare:
             prepare(db)
-        gc.collect()
-        gc.disable()            # as in every timed body (Measure)
-        try:
-            t0 = time.perf_counter()
-            get_all(db.get, keys)
-            single.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
+        single.append(timed_gets(db.get, keys))
         if prepare:
             prepare(db)
         views[:] = [db.thread_view() for _ in halves]

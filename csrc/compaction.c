@@ -165,8 +165,10 @@ int compaction_output_open(compaction_output *o, compact_env *env)
     if (!o->path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int rc = table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb);
-    if (!rc)
+    if (!rc) {
         table_builder_set_point_index(o->tb, env->point_index);
+        table_builder_set_compression(o->tb, env->compression);
+    }
     return rc;
 }
 

@@ -41,6 +41,7 @@ typedef struct compact_env {
     size_t block_bytes;
     int bloom_bits_per_key;
     int point_index;             /* tables get a point index (sstable.h) */
+    int compression;             /* COMPRESS_* (compress.h) for data blocks */
     uint64_t target_file_bytes;  /* UINT64_MAX: one table */
     uint64_t oldest_snapshot;    /* versions older than the newest one at or below this are dropped */
     uint64_t level_base_bytes;

@@ -199,6 +199,8 @@ static int check_options(const pl_options *o)
         return PL_FAIL(PL_INVALID, "block_bytes must be 256 B to 64 MiB");
     if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64)
         return PL_FAIL(PL_INVALID, "bloom_bits_per_key must be 0 to 64");
+    if (o->compression < PL_COMPRESS_NONE || o->compression > PL_COMPRESS_LZ4)
+        return PL_FAIL(PL_INVALID, "compression: unknown codec %d", o->compression);
     if (o->wal_recovery < PL_RECOVER_TOLERATE_TAIL || o->wal_recovery > PL_RECOVER_SALVAGE)
         return PL_FAIL(PL_INVALID, "wal_recovery: unknown mode %d", o->wal_recovery);
     return PL_OK;
@@ -1005,6 +1007,7 @@ static void compact_env_init(pl_db *db, compact_env *env)
     env->block_bytes = db->opt.block_bytes;
     env->bloom_bits_per_key = db->opt.bloom_bits_per_key;
     env->point_index = db->opt.point_index;
+    env->compression = db->opt.compression;
     uint64_t target = db->opt.memtable_bytes;
     env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
     env->level_base_bytes = 4 * env->target_file_bytes;

@@ -52,6 +52,8 @@ enum pl_wal_recovery {
     PL_RECOVER_SALVAGE = 2        /* skip damaged records, count the bytes dropped */
 };
 
+enum pl_compression { PL_COMPRESS_NONE = 0, PL_COMPRESS_ZSTD = 1, PL_COMPRESS_LZ4 = 2 };
+
 typedef struct pl_options {
     int create_if_missing;      /* default 1 */
     int error_if_exists;        /* default 0 */
@@ -68,6 +70,7 @@ typedef struct pl_options {
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */
     int read_only;              /* default 0; 1: open beside a writer, take no lock, write nothing
                                  * (writes return PL_RDONLY_OPEN; pl_db_refresh catches up) */
+    int compression;            /* enum pl_compression: data blocks of new tables (default none) */
     uint64_t wal_retention_bytes;   /* default 0; > 0: keep WALs tables cover in archive/, up to this */
     uint64_t wal_retention_seconds; /* default 0; > 0: keep them in archive/ for this long */
 } pl_options;

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "coding.h"
 #include "compaction.h"
+#include "compress.h"
 #include "crc.h"
 #include "env.h"
 #include "ikey.h"
@@ -315,11 +316,29 @@ out:
     return rc ? -rc : ok;
 }
 
-/* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes)? */
+/* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes) of a known type
+ * (raw, or a codec's)? */
 static int trailer_ok(const char *blk, size_t n)
 {
-    return (unsigned char)blk[n] == TABLE_BLOCK_RAW &&
+    return (unsigned char)blk[n] <= COMPRESS_MAX &&
            crc_unmask(get_u32(blk + n + 1)) == crc_extend(crc_value(blk, n), blk + n, 1);
+}
+
+/* take_block of a stored data block whose trailer is intact: a compressed one is decompressed first
+ * (one that does not decompress is not taken: 0). */
+static int take_stored(salvage_set *s, const char *blk, size_t n)
+{
+    int type = (unsigned char)blk[n];
+    if (type == TABLE_BLOCK_RAW)
+        return take_block(s, blk, n);
+    char *raw;
+    size_t len;
+    int rc = decompress_block(type, blk, n, &raw, &len);
+    if (rc)
+        return rc == PL_NOMEM ? -PL_NOMEM : 0;
+    int t = take_block(s, raw, len);
+    free(raw);
+    return t;
 }
 
 /* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
@@ -345,7 +364,7 @@ static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_o
             lost++;
             continue;
         }
-        int t = take_block(s, d + off, (size_t)bsize);
+        int t = take_stored(s, d + off, (size_t)bsize);
         if (t < 0)
             rc = -t;
         else if (t)
@@ -375,8 +394,8 @@ static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64
         uint64_t e = start + 8;
         int found = 0;
         for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
-            if (d[e] == TABLE_BLOCK_RAW && crc_unmask(get_u32(d + e + 1)) == crc_extend(c, d + e, 1)) {
-                int t = take_block(s, d + start, (size_t)(e - start));
+            if ((unsigned char)d[e] <= COMPRESS_MAX && crc_unmask(get_u32(d + e + 1)) == crc_extend(c, d + e, 1)) {
+                int t = take_stored(s, d + start, (size_t)(e - start));
                 if (t < 0)
                     return -t;
                 if (t) {
@@ -413,7 +432,8 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
         index_off = get_u64(f + 16);
         index_size = get_u64(f + 24);
         footer_ok = get_u64(f + 40) == TABLE_MAGIC && get_u32(f + 36) == crc_value(f, 36) &&
-                    get_u32(f + 32) >= TABLE_VERSION_MIN && get_u32(f + 32) <= TABLE_VERSION && index_off <= foot && index_size <= foot &&
+                    get_u32(f + 32) >= TABLE_VERSION_MIN && get_u32(f + 32) <= TABLE_VERSION_MAX &&
+                    index_off <= foot && index_size <= foot &&
                     foot - index_size - index_off == TABLE_BLOCK_TRAILER && filter_off <= index_off &&
                     filter_size <= index_off && index_off - filter_size - filter_off == TABLE_BLOCK_TRAILER;
     }

@@ -17,6 +17,7 @@
 #include "coding.h"
 #include "crc.h"
 #include "env.h"
+#include "compress.h"
 #include "ikey.h"
 #include "memtable.h" /* buf_reserve, buf_set */
 #include "pindex.h"
@@ -118,6 +119,8 @@ struct table_builder {
     int pending;        /* the last data block's index entry waits for the next key */
     uint64_t pending_off, pending_size;
     uint64_t entries, deletes, min_lsn, max_lsn;
+    int codec;          /* COMPRESS_*: data blocks compressed with it where that pays */
+    pl_buf packed;      /* scratch: a compressed block */
     int rc;             /* sticky failure */
 };
 
@@ -184,11 +187,13 @@ static int append(table_builder *tb, const char *p, size_t n)
     return rc;
 }
 
-/* Write a block and its trailer; *off and *size make its handle. */
-static int write_block(table_builder *tb, const char *block, size_t n, uint64_t *off, uint64_t *size)
+/* Write a block and its trailer (of the given type: the block is stored as given); *off and *size make
+ * its handle. */
+static int write_typed_block(table_builder *tb, const char *block, size_t n, int type, uint64_t *off,
+                             uint64_t *size)
 {
     char t[TABLE_BLOCK_TRAILER];
-    block_trailer(t, block, n, TABLE_BLOCK_RAW);
+    block_trailer(t, block, n, type);
     *off = tb->offset;
     *size = n;
     int rc = append(tb, block, n);
@@ -197,13 +202,28 @@ static int write_block(table_builder *tb, const char *block, size_t n, uint64_t 
     return rc;
 }
 
+static int write_block(table_builder *tb, const char *block, size_t n, uint64_t *off, uint64_t *size)
+{
+    return write_typed_block(tb, block, n, TABLE_BLOCK_RAW, off, size);
+}
+
 static int flush_data_block(table_builder *tb)
 {
     const char *d;
     size_t n;
-    int rc = block_builder_finish(&tb->data, &d, &n);
+    int rc = block_builder_finish(&tb->data, &d, &n), type = TABLE_BLOCK_RAW;
+    if (!rc && tb->codec != COMPRESS_NONE) {
+        int pays = compress_block(tb->codec, d, n, &tb->packed);
+        if (pays < 0)
+            rc = PL_FAIL(PL_NOMEM, "out of memory (compressing a block of %s)", tb->path);
+        else if (pays) {
+            d = tb->packed.data;
+            n = tb->packed.len;
+            type = tb->codec;
+        }
+    }
     if (!rc)
-        rc = write_block(tb, d, n, &tb->pending_off, &tb->pending_size);
+        rc = write_typed_block(tb, d, n, type, &tb->pending_off, &tb->pending_size);
     if (rc)
         return rc;
     block_builder_reset(&tb->data);
@@ -328,6 +348,11 @@ out:
 
 void table_builder_set_point_index(table_builder *tb, int on) { tb->point_index = on; }
 
+void table_builder_set_compression(table_builder *tb, int codec)
+{
+    tb->codec = codec >= COMPRESS_NONE && codec <= COMPRESS_MAX ? codec : COMPRESS_NONE;
+}
+
 uint64_t table_builder_file_size(const table_builder *tb) { return tb->offset; }
 uint64_t table_builder_entries(const table_builder *tb) { return tb->entries; }
 
@@ -346,6 +371,7 @@ static void builder_free(table_builder *tb)
     pl_buf_free(&tb->last);
     pl_buf_free(&tb->smallest);
     pl_buf_free(&tb->sep);
+    pl_buf_free(&tb->packed);
     free(tb->hashes);
     free(tb->locs);
     free(tb->path);
@@ -397,7 +423,7 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         put_u64(f + 8, filter_size);
         put_u64(f + 16, index_off);
         put_u64(f + 24, index_size);
-        put_u32(f + 32, TABLE_VERSION);
+        put_u32(f + 32, tb->codec != COMPRESS_NONE ? TABLE_VERSION_COMPRESSED : TABLE_VERSION);
         put_u32(f + 36, crc_value(f, 36));
         put_u64(f + 40, TABLE_MAGIC);
         rc = append(tb, f, sizeof f);
@@ -443,6 +469,8 @@ struct table {
     int fd;
     uint64_t size;
     const char *map;   /* the whole file mapped read-only (NULL: read with pread through the cache) */
+    int compressed;    /* version 3: data blocks may be compressed (read through the cache, decompressed) */
+    int inplace;       /* data blocks are read in place from the mapping: mapped and not compressed */
     _Atomic unsigned char *verified; /* per 256-byte granule: the block starting there passed its CRC */
     int granules_unique; /* no two data blocks start in one granule (else verify on every read) */
     cache *c;          /* NULL or disabled: every data block is read from the file */
@@ -509,8 +537,9 @@ static int block_error(const char *path, uint64_t off, int rc)
     return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: %s", path, (ull)off, why);
 }
 
-/* Read the block at [off, off + size) and its trailer into a malloc'd buffer and check it. */
-static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size, char **out)
+/* Read the block at [off, off + size) and its trailer into a malloc'd buffer and check it: its type
+ * must be raw, or (types != NULL) a codec, stored in *types. */
+static int read_block_typed(const char *path, int fd, uint64_t off, uint64_t size, char **out, int *types)
 {
     if (size > SIZE_MAX - TABLE_BLOCK_TRAILER)
         return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: size %llu too large", path, (ull)off,
@@ -523,7 +552,7 @@ static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size,
     if (rc)
         goto out;
     unsigned type = (unsigned char)buf[n];
-    if (type != TABLE_BLOCK_RAW) {
+    if (type != TABLE_BLOCK_RAW && (!types || type > COMPRESS_MAX)) {
         rc = PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", path, (ull)off,
                      type);
         goto out;
@@ -537,9 +566,16 @@ static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size,
     }
     *out = buf;
     buf = NULL;
+    if (types)
+        *types = (int)type;
 out:
     free(buf);
     return rc;
+}
+
+static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size, char **out)
+{
+    return read_block_typed(path, fd, off, size, out, NULL);
 }
 
 static int check_data_handle(const table *t, uint64_t off, uint64_t size)
@@ -568,7 +604,7 @@ static int mapped_block(table *t, uint64_t off, uint64_t size, int flags, const 
         if (flags & PL_READ_NO_IO)
             return PL_WOULDBLOCK;
         size_t n = (size_t)size;
-        if ((unsigned char)p[n] != TABLE_BLOCK_RAW)
+        if ((unsigned char)p[n] != TABLE_BLOCK_RAW && (!t->compressed || (unsigned char)p[n] > COMPRESS_MAX))
             return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", t->path, (ull)off,
                            (unsigned char)p[n]);
         if (crc_unmask(get_u32(p + n + 1)) != crc_extend(crc_value(p, n), p + n, 1))
@@ -587,8 +623,9 @@ static int mapped_fault(const table *t, uint64_t off)
                      "returned an error, or the file was cut short while open)", t->path, (ull)off);
 }
 
-/* A copy of the mapped data block at off, for an iterator.  Never faults: a SIGBUS is an error. */
-static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out)
+/* A copy of the mapped data block at off (as stored), for an iterator, and its type.  Never faults: a
+ * SIGBUS is an error. */
+static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out, int *type)
 {
     char *buf = malloc(size ? (size_t)size : 1);
     if (!buf)
@@ -599,8 +636,10 @@ static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out)
         env_guard_enter(&g);
         const char *p;
         rc = mapped_block(t, off, size, 0, &p);
-        if (!rc)
+        if (!rc) {
             memcpy(buf, p, (size_t)size);
+            *type = (unsigned char)p[size];
+        }
         env_guard_leave(&g);
     } else {
         rc = mapped_fault(t, off);
@@ -612,6 +651,23 @@ static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out)
     return rc;
 }
 
+/* A stored data block (*buf, *len, malloc'd) of the given type, replaced by its decompressed bytes. */
+static int unpack_block(const char *path, uint64_t off, int type, char **buf, size_t *len)
+{
+    if (type == TABLE_BLOCK_RAW)
+        return PL_OK;
+    char *raw;
+    int rc = decompress_block(type, *buf, *len, &raw, len);
+    free(*buf);
+    *buf = NULL;
+    if (rc == PL_CORRUPT)
+        return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: its %s data does not decompress", path, (ull)off,
+                       compress_name(type));
+    if (!rc)
+        *buf = raw;
+    return rc;
+}
+
 /* Get the data block at off through the cache (or, mapped, as a copy). PL_WOULDBLOCK (no message)
  * for a miss under PL_READ_NO_IO. */
 static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, block_ref *ref)
@@ -619,8 +675,9 @@ static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, blo
     int cached = t->c && cache_capacity(t->c) > 0;
     ref->h = NULL;
     ref->owned = NULL;
-    if (t->map) {
-        int rc = copy_mapped_block(t, off, size, &ref->owned);
+    if (t->inplace) {
+        int type;
+        int rc = copy_mapped_block(t, off, size, &ref->owned, &type);
         if (!rc) {
             ref->data = ref->owned;
             ref->len = (size_t)size;
@@ -637,18 +694,24 @@ static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, blo
     if (rc)
         return rc;
     char *buf;
-    rc = read_block_raw(t->path, t->fd, off, size, &buf);
+    int type = TABLE_BLOCK_RAW;
+    if (t->map)
+        rc = copy_mapped_block(t, off, size, &buf, &type);
+    else
+        rc = read_block_typed(t->path, t->fd, off, size, &buf, t->compressed ? &type : NULL);
     if (rc)
         return rc;
+    size_t len = (size_t)size;
+    if ((rc = unpack_block(t->path, off, type, &buf, &len))) /* the cache holds blocks decompressed */
+        return rc;
     if (cached)
-        ref->h = cache_insert(t->c, t->cache_id, off, buf, (size_t)size,
-                              (size_t)size + TABLE_BLOCK_TRAILER + CACHE_ENTRY_OVERHEAD);
+        ref->h = cache_insert(t->c, t->cache_id, off, buf, len, len + TABLE_BLOCK_TRAILER + CACHE_ENTRY_OVERHEAD);
     if (ref->h) {
         ref->data = cache_value(ref->h, &ref->len);
     } else {
         ref->owned = buf;
         ref->data = buf;
-        ref->len = (size_t)size;
+        ref->len = len;
     }
     return PL_OK;
 }
@@ -880,7 +943,7 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         goto out;
     }
     uint32_t version = get_u32(f + 32);
-    if (version < TABLE_VERSION_MIN || version > TABLE_VERSION) {
+    if (version < TABLE_VERSION_MIN || version > TABLE_VERSION_MAX) {
         rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: unsupported format version %u", path,
                      (ull)foot, version);
         goto out;
@@ -898,6 +961,7 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     }
     t->filter_off = filter_off;
     t->index_off = index_off;
+    t->compressed = version >= TABLE_VERSION_COMPRESSED;
     if ((rc = open_point_index(t, filter_off, filter_size)))
         goto out;
     if (!t->pidx_crcs) { /* a bloom filter (or none) */
@@ -926,6 +990,7 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         t->map = NULL;
         pl_clear_error();
     }
+    t->inplace = t->map && !t->compressed;
     if (t->map && t->pidx_crcs && t->nfences &&
         (t->pidx_verified = calloc((size_t)t->pidx_lay.nchunks / 8 + 1, 1)))
         t->pidx = t->map + t->pidx_lay.buckets_off;
@@ -1085,37 +1150,40 @@ static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint6
     }
     uint64_t off = t->block_off[b];
     size_t size = t->block_size[b];
-    prefetch_region(t, s);
     const char *data, *val;
-    if ((*rc = mapped_block(t, off, size, flags, &data)))
-        return PIDX_DONE;
+    block_ref ref = {0};
+    if (t->inplace) {
+        prefetch_region(t, s);
+        if ((*rc = mapped_block(t, off, size, flags, &data)))
+            return PIDX_DONE;
+    } else { /* compressed: the block decompressed, from the cache (the places are in its raw bytes) */
+        if ((*rc = read_data_block(t, off, size, flags, &ref)))
+            return PIDX_DONE;
+        data = ref.data;
+        size = ref.len;
+    }
     char k[PIDX_KEY_MAX];
     size_t kn;
     uint32_t vlen;
     int r = block_region_entry(data, size, pindex_slot_region(s), pindex_slot_pos(s), k, sizeof k, &kn, &val,
-                               &vlen);
+                               &vlen), ret = PIDX_DONE;
     if (r == BLOCK_KEY_TOO_LONG)
-        return PIDX_FALLBACK;
-    if (r) {
+        ret = PIDX_FALLBACK;
+    else if (r)
         *rc = block_error(t->path, off, r);
-        return PIDX_DONE;
-    }
-    if (kn - IKEY_TRAILER != klen || memcmp(k, ukey, klen) != 0)
-        return PIDX_MISMATCH;
-    if (ikey_lsn(k, kn) > snap_lsn)
-        return PIDX_FALLBACK;
-    switch (ikey_kind(k, kn)) {
-    case KIND_PUT:
+    else if (kn - IKEY_TRAILER != klen || memcmp(k, ukey, klen) != 0)
+        ret = PIDX_MISMATCH;
+    else if (ikey_lsn(k, kn) > snap_lsn)
+        ret = PIDX_FALLBACK;
+    else if (ikey_kind(k, kn) == KIND_PUT) {
         if (!(*rc = buf_set(out, val, vlen)))
             *result = LOOKUP_FOUND;
-        return PIDX_DONE;
-    case KIND_DELETE:
+    } else if (ikey_kind(k, kn) == KIND_DELETE)
         *result = LOOKUP_DELETED;
-        return PIDX_DONE;
-    default:
+    else
         *rc = block_error(t->path, off, PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn)));
-        return PIDX_DONE;
-    }
+    block_ref_release(&ref);
+    return ret;
 }
 
 /* The search of pidx_get.  REQUIRES: a SIGBUS guard. */
@@ -1181,19 +1249,24 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
             return rc;
         *result = LOOKUP_ABSENT;
     }
-    if (t->nfences && t->map) {
+    uint64_t off = 0, size = 0;
+    int rc = PL_OK;
+    if (t->nfences) {
         int err;
         uint64_t i = fence_seek(t, ukey, klen, target, &err);
         if (err)
             return block_error(t->path, t->index_off, err);
         if (i >= t->nfences)
             return PL_OK; /* past the last key */
-        return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, hash, target, out, flags,
-                             result);
+        if (t->inplace)
+            return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, hash, target, out, flags,
+                                 result);
+        off = t->block_off[i];
+        size = t->block_size[i];
+        goto search;
     }
     block_cursor ic;
-    uint64_t off = 0, size;
-    int rc = block_cursor_init(&ic, t->index, t->index_len);
+    rc = block_cursor_init(&ic, t->index, t->index_len);
     if (!rc) {
         block_cursor_seek(&ic, ukey, klen, target);
         if (!block_cursor_valid(&ic)) /* past the last key, or a bad index */
@@ -1206,8 +1279,9 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     block_cursor_free(&ic);
     if (rc >= 0)
         return block_error(t->path, t->index_off, rc);
-    if (t->map)
+    if (t->inplace)
         return search_mapped(t, off, size, ukey, klen, hash, target, out, flags, result);
+search:;
     block_ref ref = {0};
     block_cursor dc;
     block_cursor_init_empty(&dc);
@@ -1283,12 +1357,12 @@ static void batch_pidx(table *t, uint64_t snap_lsn, table_lookup *const *reqs, s
 void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
 {
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
-    if (t->pidx) {
+    if (t->pidx && t->inplace) {
         for (size_t i = 0; i < n; i += TABLE_BATCH_MAX)
             batch_pidx(t, snap_lsn, reqs + i, n - i < TABLE_BATCH_MAX ? n - i : TABLE_BATCH_MAX);
         return;
     }
-    if (!t->nfences || !t->map) {
+    if (!t->nfences || !t->inplace) {
         for (size_t i = 0; i < n; i++)
             reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
         return;
@@ -1598,9 +1672,12 @@ int table_verify(const char *path, uint64_t file_size)
         }
         free(blk);
         blk = NULL;
-        if ((rc = read_block_raw(path, t->fd, off, size, &blk)))
+        int type = TABLE_BLOCK_RAW;
+        size_t blen = (size_t)size;
+        if ((rc = read_block_typed(path, t->fd, off, size, &blk, t->compressed ? &type : NULL)) ||
+            (rc = unpack_block(path, off, type, &blk, &blen)))
             goto out;
-        if ((rc = block_cursor_reset(&dc, blk, (size_t)size)) || (rc = block_cursor_check(&dc)))
+        if ((rc = block_cursor_reset(&dc, blk, blen)) || (rc = block_cursor_check(&dc)))
             goto out_data;
         block_cursor_seek_first(&dc);
         if (!block_cursor_valid(&dc) && !block_cursor_status(&dc)) {

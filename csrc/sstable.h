@@ -34,7 +34,9 @@
 
 #define TABLE_MAGIC UINT64_C(0x504c534d54424c31)
 #define TABLE_VERSION 2     /* written: data blocks with a hash index */
-#define TABLE_VERSION_MIN 1 /* read: 1 (no hash index) and 2 */
+#define TABLE_VERSION_COMPRESSED 3 /* written when data blocks may be compressed (trailer types 1, 2) */
+#define TABLE_VERSION_MIN 1 /* read: 1 (no hash index), 2 and 3 */
+#define TABLE_VERSION_MAX 3
 #define TABLE_FOOTER_SIZE 48
 #define TABLE_BLOCK_TRAILER 5
 #define TABLE_BLOCK_RAW 0
@@ -80,6 +82,11 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
  * its tail: call before the first add.  A table whose keys' places do not all fit a slot (a block past
  * 16M, a region past 4 MiB into its block, a restart interval above 4) gets the plain filter block. */
 void table_builder_set_point_index(table_builder *tb, int on);
+
+/* Compress data blocks with codec (compress.h: COMPRESS_ZSTD or COMPRESS_LZ4; COMPRESS_NONE is the
+ * default): call before the first add.  Each block is stored compressed when that saves an eighth of
+ * it, else raw; the filter and index blocks are always raw.  The table is written as version 3. */
+void table_builder_set_compression(table_builder *tb, int codec);
 
 uint64_t table_builder_file_size(const table_builder *tb);
 uint64_t table_builder_entries(const table_builder *tb);

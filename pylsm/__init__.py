@@ -566,8 +566,9 @@ _OPTION_NAMES = frozenset((
     "create_if_missing", "error_if_exists", "sync", "memtable_bytes", "block_bytes",
     "bloom_bits_per_key", "block_cache_bytes", "wal_recovery", "wal_timestamp",
     "background_compaction", "read_only", "key_codec", "value_codec", "point_index",
-    "wal_retention_bytes", "wal_retention_seconds",
+    "wal_retention_bytes", "wal_retention_seconds", "compression",
 ))
+_COMPRESSION = {None: 0, "zstd": 1, "lz4": 2}
 
 
 class DB(_Ranges, _pylsm.DB, MutableMapping):
@@ -581,7 +582,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
     memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
     wal_recovery="tolerate_tail", wal_timestamp=None, background_compaction=True,
     read_only=False, key_codec=None, value_codec=None, point_index=True, wal_retention_bytes=0,
-    wal_retention_seconds=0 (see docs/api.md).
+    wal_retention_seconds=0, compression=None (see docs/api.md).
     """
 
     __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
@@ -611,12 +612,16 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         point_index: bool = True,
         wal_retention_bytes: int = 0,
         wal_retention_seconds: int = 0,
+        compression: Optional[str] = None,
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         if not isinstance(path, str):
             raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
+        if compression not in _COMPRESSION:
+            raise (TypeError if not isinstance(compression, str) else ValueError)(
+                f"compression must be one of None, 'zstd', 'lz4', got {compression!r}")
         if wal_recovery not in _RECOVERY:
             raise ValueError(f"wal_recovery must be one of {sorted(_RECOVERY)}, got {wal_recovery!r}")
         kc = _codecs.lookup(key_codec, "key_codec")
@@ -637,6 +642,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             background_compaction=_bool_option("background_compaction", background_compaction),
             read_only=_bool_option("read_only", read_only),
             point_index=_bool_option("point_index", point_index),
+            compression=_COMPRESSION[compression],
             wal_retention_bytes=_size_option("wal_retention_bytes", wal_retention_bytes, 0, (1 << 63) - 1),
             wal_retention_seconds=_size_option("wal_retention_seconds", wal_retention_seconds, 0, (1 << 63) - 1),
         )

@@ -248,7 +248,7 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
                              "sync_interval_ms", "memtable_bytes", "block_bytes", "bloom_bits_per_key",
                              "block_cache_bytes", "wal_recovery", "wal_timestamp",
                              "background_compaction", "read_only", "point_index", "wal_retention_bytes",
-                             "wal_retention_seconds", NULL};
+                             "wal_retention_seconds", "compression", NULL};
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
@@ -256,12 +256,12 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
                        retention_seconds = 0;
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippppKK:DB", kwlist, PyUnicode_FSConverter,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippppKKi:DB", kwlist, PyUnicode_FSConverter,
                                      &path_obj, &o.create_if_missing, &o.error_if_exists, &o.sync_mode,
                                      &sync_count, &interval, &memtable, &block, &o.bloom_bits_per_key,
                                      &cache, &o.wal_recovery, &o.wal_timestamp,
                                      &o.background_compaction, &o.read_only, &o.point_index,
-                                     &retention_bytes, &retention_seconds))
+                                     &retention_bytes, &retention_seconds, &o.compression))
         return -1;
     if (self->db) {
         Py_DECREF(path_obj);

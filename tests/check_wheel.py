@@ -1,9 +1,9 @@
-"""dist-check's proof that the wheel needs neither a compiler nor ISA-L (run by `make dist-check`).
+"""dist-check's proof that the wheel needs neither a compiler nor ISA-L, zstd or lz4 (run by `make dist-check`).
 
 Usage: python tests/check_wheel.py WHEEL VENV_PYTHON
 
-Checks the wheel's contents (a manylinux tag, ISA-L carried in pylsm.libs/, no C sources, the
-LICENSE) and that the installed extension loads ISA-L from the wheel, not from the system: `ldd` must
+Checks the wheel's contents (a manylinux tag, ISA-L, zstd and lz4 carried in pylsm.libs/, no C sources,
+the LICENSE) and that the installed extension loads them from the wheel, not from the system: `ldd` must
 resolve it inside the venv, and the smoke test is run once more with the system's libisal hidden
 (bind-mounted over with /dev/null in a private mount namespace, where unshare is allowed).
 """
@@ -13,7 +13,8 @@ import subprocess
 import sys
 import zipfile
 
-SMOKE = ("import pylsm, tempfile, os; d = tempfile.mkdtemp(); db = pylsm.open(os.path.join(d, 'db')); "
+SMOKE = ("import pylsm, tempfile, os; d = tempfile.mkdtemp(); "
+         "db = pylsm.open(os.path.join(d, 'db'), compression='zstd'); "
          "db[b'k'] = b'v'; db.flush(); assert db[b'k'] == b'v'; db.close(); pylsm.verify(os.path.join(d, 'db')); "
          "print('wheel ok', pylsm.__version__)")
 
@@ -23,7 +24,8 @@ def main() -> int:
     name = os.path.basename(wheel)
     assert "manylinux" in name, f"not a manylinux wheel: {name}"
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("pylsm.libs/libisal") for n in names), f"ISA-L not carried: {names}"
+    for lib in ("libisal", "libzstd", "liblz4"):
+        assert any(n.startswith("pylsm.libs/" + lib) for n in names), f"{lib} not carried: {names}"
     assert not [n for n in names if n.endswith(".c")], "C sources in the wheel"
     assert any(n.endswith("licenses/LICENSE") for n in names), "no LICENSE in the wheel"
     so = subprocess.check_output([py, "-c", "import pylsm._pylsm as m; print(m.__file__)"], text=True).strip()
@@ -31,6 +33,9 @@ def main() -> int:
     isal = [line for line in ldd.splitlines() if "isal" in line]
     site = os.path.dirname(os.path.dirname(so))
     assert isal and all(site in line for line in isal), f"ISA-L not loaded from the wheel:\n{ldd}"
+    for lib in ("libzstd", "liblz4"):
+        found = [line for line in ldd.splitlines() if lib in line]
+        assert found and all(site in line for line in found), f"{lib} not loaded from the wheel:\n{ldd}"
     print("ldd:", isal[0].strip())
     out = subprocess.check_output([py, "-c", SMOKE], text=True)
     print(out.strip())

@@ -28,6 +28,7 @@
 
 #include "block.h"
 #include "coding.h"
+#include "compress.h"
 #include "crc.h"
 #include "ikey.h"
 #include "pindex.h"
@@ -234,7 +235,7 @@ static inline void fuzz_fix_table(char *d, size_t n)
 
 /* Table `k` (1..8) of the manifest harness, dir/00000k.sst: 20 + 7k entries of user keys "t<k>-<i>" at
  * LSNs 100k + i, every fourth a delete, with no filter, a bloom filter or a point index (k mod 3 = 0, 1,
- * 2); *m describes it (table_meta_free it). */
+ * 2), data blocks compressed from k = 9 on; *m describes it (table_meta_free it). */
 static inline int fuzz_make_table(const char *dir, int k, table_meta *m)
 {
     char path[512];
@@ -244,6 +245,8 @@ static inline int fuzz_make_table(const char *dir, int k, table_meta *m)
     if (rc)
         return rc;
     table_builder_set_point_index(tb, k % 3 == 2);
+    if (k >= 9) /* (tables 9 and up: compressed blocks, lz4 for odd k, zstd for even) */
+        table_builder_set_compression(tb, k % 2 ? COMPRESS_LZ4 : COMPRESS_ZSTD);
     for (int i = 0; i < 20 + 7 * k && !rc; i++) {
         char key[32];
         int kl = snprintf(key, sizeof key, "t%d-%03d", k, i);

@@ -1,0 +1,129 @@
+"""Block compression (compression="zstd" | "lz4" | None): the same answers as uncompressed tables, less
+space on compressible data, nothing lost on incompressible data, tables of different codecs side by side,
+damage reported, repair reading compressed tables."""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+import pylsm
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+         "tau upsilon phi chi psi omega").split()
+
+
+def records(n, seed=1):
+    r = random.Random(seed)
+    return {b"user:%07d" % i: json.dumps({"id": i, "name": " ".join(r.choice(WORDS) for _ in range(3)),
+                                          "tags": [r.choice(WORDS) for _ in range(4)],
+                                          "score": r.randrange(1000)}).encode()
+            for i in range(n)}
+
+
+def table_bytes(path):
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith(".sst"))
+
+
+def settle(db):
+    db.flush()
+    db.compact()
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_compressed_tables_answer_as_raw_ones_in_less_space(tmp_path, codec):
+    data = records(30000)
+    sizes = {}
+    for c in (None, codec):
+        path = tmp_path / str(c)
+        with pylsm.open(path, compression=c, memtable_bytes=1 << 20) as db:
+            db.update(data)
+            for i in range(0, 30000, 10):  # overwrites and deletes across tables
+                db[b"user:%07d" % i] = b"new"
+            for i in range(5, 30000, 10):
+                del db[b"user:%07d" % i]
+            settle(db)
+        sizes[c] = table_bytes(path)
+        with pylsm.open(path, compression=c) as db:
+            want = dict(data)
+            for i in range(0, 30000, 10):
+                want[b"user:%07d" % i] = b"new"
+            for i in range(5, 30000, 10):
+                del want[b"user:%07d" % i]
+            assert dict(db.items()) == want
+            assert list(db.keys(reverse=True)) == sorted(want, reverse=True)
+            keys = random.Random(2).sample(sorted(data), 2000)
+            assert db.get_many(keys) == [want.get(k) for k in keys]
+            assert all(db.get(k) == want.get(k) for k in keys)
+            assert list(db.items(start=b"user:0001000", stop=b"user:0001100")) == \
+                [(k, want[k]) for k in sorted(want) if b"user:0001000" <= k < b"user:0001100"]
+        pylsm.verify(path)
+    assert sizes[codec] < 0.7 * sizes[None], sizes
+
+
+def test_incompressible_values_cost_nothing(tmp_path):
+    data = {os.urandom(16): os.urandom(100) for _ in range(20000)}
+    sizes = {}
+    for c in (None, "zstd"):
+        with pylsm.open(tmp_path / str(c), compression=c) as db:
+            db.update(data)
+            settle(db)
+        sizes[c] = table_bytes(tmp_path / str(c))
+        with pylsm.open(tmp_path / str(c)) as db:
+            assert dict(db.items()) == data
+    assert sizes["zstd"] <= sizes[None] * 1.01  # blocks that do not compress are stored raw
+
+
+def test_codecs_mix_across_opens_and_compaction(tmp_path):
+    path = tmp_path / "db"
+    data = records(9000)
+    items = sorted(data.items())
+    for i, c in enumerate((None, "lz4", "zstd")):
+        with pylsm.open(path, compression=c) as db:
+            db.update(dict(items[i * 3000:(i + 1) * 3000]))
+            db.flush()  # a table of each codec
+    with pylsm.open(path) as db:
+        assert dict(db.items()) == data
+        db.compact()  # rewritten without compression (this open's setting)
+        assert dict(db.items()) == data
+    with pylsm.open(path, compression="lz4") as db:
+        db.compact()
+        assert dict(db.items()) == data
+    pylsm.verify(path)
+
+
+def test_bad_compression_option(tmp_path):
+    with pytest.raises(ValueError):
+        pylsm.open(tmp_path / "a", compression="snappy")
+    with pytest.raises(TypeError):
+        pylsm.open(tmp_path / "b", compression=1)
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_damage_in_a_compressed_table_is_reported_and_repair_salvages_the_rest(tmp_path):
+    path = tmp_path / "db"
+    data = records(20000)
+    with pylsm.open(path, compression="zstd") as db:
+        db.update(data)
+        settle(db)
+    (sst,) = [f for f in os.listdir(path) if f.endswith(".sst")]
+    with open(path / sst, "r+b") as f:  # a byte in the middle of the data blocks
+        size = os.path.getsize(path / sst)
+        f.seek(size // 4)
+        b = f.read(1)
+        f.seek(size // 4)
+        f.write(bytes([b[0] ^ 0x10]))
+    with pytest.raises(pylsm.CorruptionError):
+        pylsm.verify(path)
+    with pylsm.open(path) as db:
+        with pytest.raises(pylsm.CorruptionError):
+            dict(db.items())
+    report = pylsm.repair(path)
+    assert report["blocks_lost"] >= 1 and report["blocks_salvaged"] > 10
+    with pylsm.open(path) as db:
+        got = dict(db.items())
+    assert 0.9 * len(data) < len(got) < len(data)
+    assert all(data[k] == v for k, v in got.items())  # what is left is right
+    pylsm.verify(path)

@@ -24,6 +24,7 @@
 #include "status.h"
 
 #define CACHE_ENTRY_OVERHEAD 96 /* charge for a cached block beyond its bytes */
+#define COMPRESSED_RESTART_INTERVAL 16 /* data blocks of compressed tables (LevelDB's and RocksDB's) */
 
 typedef unsigned long long ull;
 
@@ -351,6 +352,14 @@ void table_builder_set_point_index(table_builder *tb, int on) { tb->point_index 
 void table_builder_set_compression(table_builder *tb, int codec)
 {
     tb->codec = codec >= COMPRESS_NONE && codec <= COMPRESS_MAX ? codec : COMPRESS_NONE;
+    if (tb->codec == COMPRESS_NONE || tb->entries)
+        return;
+    /* A compressed block is decompressed whole before any search, which takes microseconds: the
+     * aids that spare a search of a block in place (a hash index in each block, the point index, a
+     * restart every 4 entries) would cost space and save nothing (docs/decisions.md, item 11). */
+    block_builder_free(&tb->data);
+    block_builder_init(&tb->data, COMPRESSED_RESTART_INTERVAL);
+    tb->point_index = 0;
 }
 
 uint64_t table_builder_file_size(const table_builder *tb) { return tb->offset; }

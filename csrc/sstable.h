@@ -84,8 +84,10 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
 void table_builder_set_point_index(table_builder *tb, int on);
 
 /* Compress data blocks with codec (compress.h: COMPRESS_ZSTD or COMPRESS_LZ4; COMPRESS_NONE is the
- * default): call before the first add.  Each block is stored compressed when that saves an eighth of
- * it, else raw; the filter and index blocks are always raw.  The table is written as version 3. */
+ * default): call before the first add (and after table_builder_set_point_index).  Each block is stored
+ * compressed when that saves an eighth of it, else raw; the filter and index blocks are always raw.
+ * The table is written as version 3, its data blocks with a restart every 16 entries and no hash
+ * index, and with a plain bloom filter rather than a point index. */
 void table_builder_set_compression(table_builder *tb, int codec);
 
 uint64_t table_builder_file_size(const table_builder *tb);

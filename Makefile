@@ -156,7 +156,8 @@ stress: build tests/c/bin/test_kill_loop
 # The lifetime and API tests against an ASan/UBSan build of the extension (built in a copy of the tree,
 # so the normal build is untouched).
 ASAN_TESTS ?= tests/test_lifetime.py tests/test_api.py tests/test_reliability.py tests/test_scan_values.py \
-  tests/test_cursor.py tests/test_readonly.py tests/test_mapping.py tests/test_progress.py tests/test_ingest.py
+  tests/test_cursor.py tests/test_readonly.py tests/test_mapping.py tests/test_progress.py tests/test_ingest.py \
+  tests/test_checkpoint.py tests/test_changes.py tests/test_compression.py
 asan-test: venv
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r csrc pylsm setup.py pyproject.toml README.md MANIFEST.in build/asan/

@@ -56,9 +56,14 @@ static void on_fork_child(void) { atomic_fetch_add(&fork_generation, 1); }
 static void atfork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
 
 typedef struct writer writer;
+/* A writer whose batch is made once it leads the queue (no write is in flight then): it fills rep,
+ * len, count and user_bytes; mu is not held during the call.  A non-zero return ends the write. */
+typedef int (*writer_prepare_fn)(void *ctx, pl_db *db, writer *w);
 struct writer {
     const char *rep; /* encoded batch */
     size_t len;
+    writer_prepare_fn prepare;
+    void *prepare_ctx;
     uint32_t count;
     uint64_t user_bytes;
     int sync;
@@ -431,7 +436,8 @@ static int wait_for_ingest(pl_db *db, uint32_t count)
 }
 
 /* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
-static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
+static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags,
+                        writer_prepare_fn prepare, void *prepare_ctx)
 {
     if (db->opt.read_only)
         return read_only_error();
@@ -439,6 +445,8 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     writer w;
     w.rep = rep;
     w.len = len;
+    w.prepare = prepare;
+    w.prepare_ctx = prepare_ctx;
     w.count = rep ? batch_rep_count(rep) : 0;
     w.user_bytes = user_bytes;
     w.sync = sync;
@@ -479,7 +487,23 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
         return w.rc;
     }
 
-    /* The leader.  First make room in the memtable; a flush request (rep == NULL) stops there. */
+    /* The leader.  A writer that makes its batch now does so (writers wait behind it; nothing is in
+     * flight, so what it reads is every acknowledged write and nothing else). */
+    if (w.prepare) {
+        pthread_mutex_unlock(&db->mu);
+        rc = w.prepare(w.prepare_ctx, db, &w);
+        pthread_mutex_lock(&db->mu);
+        if (!rc && w.count && ingest_blocks(db, w.count))
+            rc = PL_FAIL(PL_BUSY, "an ingest() is running and holds the LSNs this write needs; retry after it");
+        if (rc || !w.count) { /* failed, or nothing to write */
+            queue_pop(db, &w);
+            pthread_mutex_unlock(&db->mu);
+            pthread_cond_destroy(&w.cv);
+            return rc;
+        }
+        db->queued_lsns += w.count;
+    }
+    /* First make room in the memtable; a flush request (rep == NULL) stops there. */
     rc = make_room(db, w.rep == NULL);
     if (rc || w.rep == NULL) {
         db->queued_lsns -= w.count;
@@ -589,6 +613,75 @@ static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes
     wake_head(db);
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+static int write_rep(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags)
+{
+    return write_rep_ex(db, rep, len, user_bytes, flags, NULL, NULL);
+}
+
+/* ---- delete_range: a batch of the deletes of every key in the range, made while leading ---- */
+
+typedef struct {
+    const void *start, *stop;
+    size_t slen, stlen;
+    int has_start, has_stop;
+    pl_batch *b;
+} range_delete;
+
+static int prepare_range_delete(void *ctx, pl_db *db, writer *w)
+{
+    range_delete *r = ctx;
+    pl_iter *it = NULL;
+    int rc = pl_iter_new(db, NULL, &it);
+    if (rc)
+        return rc;
+    pl_iter_set_bounds(it, r->start, r->slen, r->has_start, r->stop, r->stlen, r->has_stop);
+    rc = r->has_start ? pl_iter_seek(it, r->start, r->slen) : pl_iter_seek_first(it);
+    size_t limit = db->opt.memtable_bytes > (1u << 20) ? db->opt.memtable_bytes : (1u << 20);
+    for (; !rc && pl_iter_valid(it); rc = pl_iter_next(it)) {
+        const char *k;
+        size_t kn;
+        pl_iter_key(it, &k, &kn);
+        if ((rc = pl_batch_delete(r->b, k, kn)))
+            break;
+        if (r->b->rep.len > limit) {
+            rc = PL_FAIL(PL_INVALID, "delete_range: the range holds more deletes than one write may (%zu bytes, "
+                         "more than a memtable's %zu): delete it in parts", r->b->rep.len, limit);
+            break;
+        }
+    }
+    if (!rc)
+        rc = pl_iter_status(it);
+    pl_iter_free(it);
+    if (rc)
+        return rc;
+    w->rep = r->b->rep.data;
+    w->len = r->b->rep.len;
+    w->count = pl_batch_count(r->b);
+    w->user_bytes = r->b->user_bytes;
+    return PL_OK;
+}
+
+int pl_db_delete_range(pl_db *db, const void *start, size_t slen, int has_start, const void *stop, size_t stlen,
+                       int has_stop, int flags, uint64_t *deleted)
+{
+    *deleted = 0;
+    int rc = check_writable(db);
+    if (rc)
+        return rc;
+    range_delete r = {start, stop, slen, stlen, has_start, has_stop, pl_batch_new()};
+    if (!r.b)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    rc = write_rep_ex(db, NULL, 0, 0, flags & ~PL_WRITE_NO_WAIT, prepare_range_delete, &r);
+    if (!rc) {
+        *deleted = pl_batch_count(r.b);
+        atomic_fetch_add_explicit(&db->st_deletes, *deleted, memory_order_relaxed);
+        if (!*deleted && (flags & PL_WRITE_SYNC))
+            rc = pl_db_sync(db);
+    }
+    pl_batch_free(r.b);
     return rc;
 }
 

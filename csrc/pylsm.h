@@ -135,6 +135,14 @@ int pl_db_delete(pl_db *db, const void *key, size_t klen, int flags);
 int pl_db_write(pl_db *db, const pl_batch *b, int flags);
 /* fdatasync everything written so far. */
 int pl_db_sync(pl_db *db);
+/* Delete every key in [start, stop) (open ends where has_* is 0) as one atomic write: while it leads
+ * the writer queue (writers wait; reads go on), it lists the keys there and writes their deletes as
+ * one batch, so exactly the keys present at its LSN go, all or none, also across a crash.  Its cost
+ * grows with the keys in the range (no range tombstone yet); a range holding more deletes than a
+ * memtable is PL_INVALID (delete it in parts).  *deleted: how many.  PL_BUSY while an ingest holds the
+ * LSNs it needs. */
+int pl_db_delete_range(pl_db *db, const void *start, size_t slen, int has_start, const void *stop, size_t stlen,
+                       int has_stop, int flags, uint64_t *deleted);
 
 /* Reads.  flags: PL_READ_NO_IO -> return PL_WOULDBLOCK rather than touch a file.
  * snap: NULL for the latest state.  On PL_OK the value is copied into *out (replacing its contents). */

@@ -798,6 +798,14 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             yield lsn, ts, [(op, k if kdec is None else kdec(k), v if v is None or vdec is None else vdec(v))
                             for op, k, v in ops]
 
+    def delete_range(self, start: Any, stop: Any, *, sync: Optional[bool] = None) -> int:
+        """Delete every key in [start, stop) (None: an open end) as one atomic write: exactly the keys
+        present when it runs go, all of them or (after a crash, a failure) none; writes made after it
+        are kept.  Writers wait while it lists the keys; its cost grows with the keys in the range (a
+        range holding more deletes than a memtable raises ValueError: delete it in parts).  Returns how
+        many keys it deleted.  sync as for put."""
+        return _pylsm.DB.delete_range(self, self._end(start), self._end(stop), sync=sync)
+
     def key_may_exist(self, key: Any) -> bool:
         """False if key is certainly absent; True if it may be present.  Answers from memory only (the
         memtable, the tables' key ranges and bloom filters): no data block is read, so a True is wrong

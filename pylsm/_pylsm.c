@@ -831,6 +831,30 @@ static PyObject *DB_key_may_exist(DBObject *self, PyObject *key)
     return PyBool_FromLong(maybe);
 }
 
+static PyObject *DB_delete_range(DBObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"start", "stop", "sync", NULL};
+    PyObject *start = Py_None, *stop = Py_None, *sync = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$O:delete_range", kwlist, &start, &stop, &sync))
+        return NULL;
+    int flags = sync_flag(sync);
+    if (flags < 0)
+        return NULL;
+    CHECK_OPEN(self);
+    bytes_arg s = {0}, e = {0};
+    if (range_args(self, start, stop, &s, &e) < 0)
+        return NULL;
+    int rc;
+    uint64_t deleted = 0;
+    BLOCKING_CALL(self, pl_db_delete_range(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
+                                           stop != Py_None, flags, &deleted));
+    release_bytes(&s);
+    release_bytes(&e);
+    if (rc)
+        return set_error(Py_TYPE(self), rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)deleted);
+}
+
 static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", NULL};
@@ -2016,6 +2040,9 @@ static PyMethodDef DB_methods[] = {
     {"get_many", (PyCFunction)DB_get_many, METH_O,
      "get_many(keys)\n--\n\nValues (or None) for keys, from one consistent view."},
     {"sync", (PyCFunction)DB_sync, METH_NOARGS, "sync()\n--\n\nMake everything written so far durable."},
+    {"delete_range", (PyCFunction)(void (*)(void))DB_delete_range, METH_VARARGS | METH_KEYWORDS,
+     "delete_range(start, stop, *, sync=None)\n--\n\nDelete every key in [start, stop) (None: an open end) "
+     "as one atomic write; returns how many keys it deleted."},
     {"key_may_exist", (PyCFunction)DB_key_may_exist, METH_O,
      "key_may_exist(key)\n--\n\nFalse if key is certainly absent; True if it may be present (from the "
      "memtable, the tables' key ranges and bloom filters, without reading data blocks)."},

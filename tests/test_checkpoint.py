@@ -289,3 +289,84 @@ def test_approximate_size_adds_up(tmp_path):
     with pytest.raises(TypeError):
         db.approximate_size(1, 2)
     db.close()
+
+
+# ---- delete_range -----------------------------------------------------------------------------
+
+
+def test_delete_range_deletes_exactly_the_range_across_layers(tmp_path):
+    db = pylsm.open(tmp_path / "db", memtable_bytes=64 * 1024)
+    fill(db, 0, 6000)
+    db.flush()
+    fill(db, 3000, 7000, b"w")  # some in a newer table, some in the memtable
+    with db.snapshot() as snap:
+        n = db.delete_range(b"k%08d" % 1000, b"k%08d" % 6500)
+        assert n == 5500
+        assert list(db.keys()) == [b"k%08d" % i for i in list(range(1000)) + list(range(6500, 7000))]
+        assert len(snap) == 7000  # a snapshot from before still sees them
+        db.compact()
+        assert len(snap) == 7000 and snap[b"k%08d" % 2000] == b"v2000"
+    assert db.get(b"k%08d" % 2000) is None and db.get(b"k%08d" % 999) == b"v999"
+    assert db.delete_range(b"k%08d" % 1000, b"k%08d" % 6500) == 0  # nothing left there
+    assert db.delete_range(b"z", b"a") == 0
+    db.close()
+    with pylsm.open(tmp_path / "db") as db:  # durable like any write, and compacted away
+        assert len(db) == 1500
+        assert db.delete_range(None, b"k%08d" % 500, sync=True) == 500
+        assert len(db) == 1000
+    with pylsm.open(tmp_path / "c", key_codec="str") as db:
+        for w in ("apple", "banana", "cherry", "date"):
+            db[w] = b"1"
+        assert db.delete_range("b", "d") == 2 and list(db.keys()) == ["apple", "date"]
+
+
+def test_delete_range_is_one_write_beside_writers(tmp_path):
+    """A writer thread appends r-000000, r-000001, ... while delete_range(r-, r.) runs again and again:
+    each leaves a clean suffix of the writer's keys (everything present at its LSN went; everything
+    written after it stays), never a hole."""
+    db = pylsm.open(tmp_path / "db", memtable_bytes=64 * 1024)
+    acked, stop = [0], threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            db.put(b"r-%06d" % i, b"x" * 50)
+            i += 1
+            acked[0] = i
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(20):
+            time.sleep(0.005)
+            db.delete_range(b"r-", b"r.")
+            hi = acked[0]
+            left = [int(k[2:]) for k in db.keys(b"r-", b"r.")]
+            if left:  # (the writer may have written nothing since)
+                assert left == list(range(left[0], left[0] + len(left)))
+                assert left[-1] <= hi + 1
+    finally:
+        stop.set()
+        t.join()
+    db.delete_range(b"r-", b"r.")
+    assert list(db.keys()) == []
+    assert db.stats()["deletes"] >= acked[0]
+    db.close()
+
+
+def test_delete_range_refuses_what_it_cannot_do(tmp_path):
+    db = pylsm.open(tmp_path / "db", memtable_bytes=64 * 1024)
+    fill(db, 0, 100000)  # more deletes than one write may hold (1 MiB: 14 bytes each here)
+    with pytest.raises(ValueError, match="in parts"):
+        db.delete_range(None, None)
+    assert len(db) == 100000  # nothing of it happened
+    assert db.delete_range(None, b"k%08d" % 50000) == 50000
+    with pytest.raises(TypeError):
+        db.delete_range(1, 2)
+    ro = pylsm.open(tmp_path / "db", read_only=True)
+    with pytest.raises(pylsm.ReadOnlyError):
+        ro.delete_range(None, None)
+    ro.close()
+    db.close()
+    with pytest.raises(pylsm.ClosedError):
+        db.delete_range(None, None)

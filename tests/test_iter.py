@@ -378,6 +378,13 @@ class DBMachine(RuleBasedStateMachine):
             else:
                 self.model.pop(op[1], None)
 
+    @rule(start=bounds_st, stop=bounds_st)
+    def delete_range(self, start, stop):
+        gone = [k for k, _ in model_range(self.model, start, stop)]
+        assert self.db.delete_range(start, stop) == len(gone)
+        for k in gone:
+            del self.model[k]
+
     # -- maintenance ----------------------------------------------------------------------------
 
     @rule()
@@ -455,6 +462,19 @@ class DBMachine(RuleBasedStateMachine):
     @rule(ks=st.lists(keys_st, max_size=6))
     def get_many(self, ks):
         assert self.db.get_many(ks) == [self.model.get(k) for k in ks]
+
+    @rule(k=keys_st)
+    def key_may_exist(self, k):
+        if k in self.model:  # never a False for a present key (a True for an absent one is allowed)
+            assert self.db.key_may_exist(k)
+
+    @rule(start=bounds_st, stop=bounds_st)
+    def approximate_size(self, start, stop):
+        whole = self.db.approximate_size()
+        part = self.db.approximate_size(start, stop)
+        assert 0 <= part <= whole
+        if start is not None and stop is not None and start >= stop:
+            assert part == 0
 
 
 DBMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None,

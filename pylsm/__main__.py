@@ -1,6 +1,6 @@
 """The pylsm command line: ``python -m pylsm COMMAND PATH ...`` (also installed as ``pylsm``).
 
-Inspecting commands (stats, get, scan, dump, verify) open the database read-only: they take no lock
+Inspecting commands (stats, get, scan, dump, verify, changes) open the database read-only: they take no lock
 and never write a byte, also while another process has the database open.  Keys and values are UTF-8
 text by default; ``--hex`` or ``--base64`` give and show raw bytes.  Exit status: 0 success, 1 not
 found (a key, for get), 2 a usage or database error.  Run ``pylsm COMMAND --help`` for each command.
@@ -363,6 +363,61 @@ def cmd_destroy(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_changes(a: argparse.Namespace) -> int:
+    """Every write batch after --since, read-only; --follow keeps tailing the live writer."""
+    import time
+
+    with _open_ro(a.path) as db:
+        pos = a.since
+        while True:
+            for lsn, ts, ops in db.changes(pos):
+                if a.json:
+                    _out(json.dumps({"lsn": lsn, "timestamp": ts,
+                                     "ops": [{"op": op, **_json_field("key", k, a.format),
+                                              **(_json_field("value", v, a.format) if v is not None else {})}
+                                             for op, k, v in ops]}, ensure_ascii=False))
+                else:
+                    when = "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + \
+                        f".{int(ts * 1e6) % 1000000:06d}  "
+                    for i, (op, k, v) in enumerate(ops):
+                        tail = "" if v is None else "\t" + _show(v, a.format)
+                        _out(f"{lsn + i}\t{when}{op}\t{_show(k, a.format)}{tail}")
+                pos = lsn + len(ops) - 1
+            if not a.follow:
+                return EXIT_OK
+            sys.stdout.flush()
+            time.sleep(a.interval)
+            db.refresh()
+
+
+def cmd_backup(a: argparse.Namespace) -> int:
+    bid = pylsm.backup(a.path, a.dir)
+    info = [b for b in pylsm.backups(a.dir) if b["id"] == bid][0]
+    _out(f"backup {bid} of {a.path} in {a.dir}: LSN {info['lsn']:,}, {_human(info['bytes'])}")
+    return EXIT_OK
+
+
+def cmd_backups(a: argparse.Namespace) -> int:
+    import time
+
+    infos = pylsm.backups(a.path)
+    if a.json:
+        _out(json.dumps([{k: v for k, v in b.items() if k != "files"} for b in infos]))
+        return EXIT_OK
+    if not infos:
+        _out(f"no backups in {a.path}")
+    for b in infos:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["created"]))
+        _out(f"{b['id']}\t{when}\tLSN {b['lsn']:,}\t{_human(b['bytes'])}\t{b.get('source', '')}")
+    return EXIT_OK
+
+
+def cmd_restore(a: argparse.Namespace) -> int:
+    pylsm.restore(a.path, a.target, a.id)
+    _out(f"{a.target}: restored from {a.path} (backup {a.id if a.id is not None else 'newest'})")
+    return EXIT_OK
+
+
 # ---- the parser -------------------------------------------------------------------------------
 
 
@@ -375,10 +430,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, fn: Any, formats: bool = True, json_out: bool = False,
-                ranges: bool = False) -> argparse.ArgumentParser:
+                ranges: bool = False, path_help: str = "the database directory") -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.set_defaults(fn=fn)
-        c.add_argument("path", metavar="PATH", help="the database directory")
+        c.add_argument("path", metavar="PATH", help=path_help)
         if formats:
             f = c.add_mutually_exclusive_group()
             f.add_argument("--hex", dest="format", action="store_const", const="hex",
@@ -427,6 +482,20 @@ def _parser() -> argparse.ArgumentParser:
     x = command("destroy", "delete the database directory (only the files pylsm made)", cmd_destroy,
                 formats=False)
     x.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    ch = command("changes", "print every write after an LSN, from the logs (read-only; the database "
+                 "keeps them with wal_retention_bytes / wal_retention_seconds)", cmd_changes, json_out=True)
+    ch.add_argument("--since", type=int, default=0, help="the LSN to start after (default 0: all kept)")
+    ch.add_argument("--follow", action="store_true", help="keep printing new writes until interrupted")
+    ch.add_argument("--interval", type=float, default=0.5, help="seconds between looks with --follow")
+    b = command("backup", "add a backup of a closed database to a backup directory (incremental)",
+                cmd_backup, formats=False)
+    b.add_argument("dir", metavar="DIR", help="the backup directory (created if missing)")
+    command("backups", "list the backups in a backup directory", cmd_backups, formats=False, json_out=True,
+            path_help="the backup directory")
+    rs = command("restore", "restore a backup as a new database", cmd_restore, formats=False,
+                 path_help="the backup directory")
+    rs.add_argument("target", metavar="TARGET", help="the new database directory (must not exist)")
+    rs.add_argument("--id", type=int, help="the backup to restore (default: the newest)")
     return p
 
 

@@ -54,7 +54,7 @@ def test_every_option_has_help_text():
     parser = _parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(subs.choices) == {"stats", "get", "put", "delete", "scan", "dump", "load", "verify",
-                                 "repair", "destroy"}
+                                 "repair", "destroy", "changes", "backup", "backups", "restore"}
     for name, sp in subs.choices.items():
         assert sp.description, name
         for action in sp._actions:
@@ -219,3 +219,44 @@ def test_console_script_is_this_main():
     with pytest.raises(SystemExit) as e:  # argparse's --version prints and exits 0
         cli.main(["--version"])
     assert e.value.code == 0
+
+
+def test_changes_backup_backups_and_restore(tmp_path):
+    path = str(tmp_path / "ev")
+    with pylsm.open(path, wal_retention_seconds=3600) as db:
+        for i in range(5):
+            db[b"k%d" % i] = b"v%d" % i
+        del db[b"k1"]
+    r = run("changes", path)
+    assert r.returncode == 0, r.stderr
+    lines = out(r).splitlines()
+    assert len(lines) == 6 and lines[0].startswith("1\t") and lines[0].endswith("put\tk0\tv0")
+    assert lines[5].startswith("6\t") and lines[5].endswith("delete\tk1")
+    r = run("changes", path, "--since", "4", "--json")
+    recs = [json.loads(line) for line in out(r).splitlines()]
+    assert [x["lsn"] for x in recs] == [5, 6] and recs[1]["ops"] == [{"op": "delete", "key": "k1"}]
+    assert isinstance(recs[0]["timestamp"], float)
+    bk = str(tmp_path / "bk")
+    r = run("backup", path, bk)
+    assert r.returncode == 0 and "backup 1" in out(r), r.stderr
+    with pylsm.open(path) as db:
+        db[b"later"] = b"x"
+    assert run("backup", path, bk).returncode == 0
+    r = run("backups", bk, "--json")
+    assert [b["id"] for b in json.loads(out(r))] == [1, 2]
+    assert run("restore", bk, str(tmp_path / "r1"), "--id", "1").returncode == 0
+    assert run("restore", bk, str(tmp_path / "r2")).returncode == 0
+    with pylsm.open(tmp_path / "r1") as db:
+        assert dict(db.items()) == {b"k0": b"v0", b"k2": b"v2", b"k3": b"v3", b"k4": b"v4"}
+    with pylsm.open(tmp_path / "r2") as db:
+        assert db[b"later"] == b"x"
+    r = run("restore", bk, str(tmp_path / "r2"))
+    assert r.returncode == 2 and b"already exists" in r.stderr
+    r = run("backups", str(tmp_path / "none"))
+    assert r.returncode == 0 and "no backups" in out(r)
+    with pylsm.open(tmp_path / "plain") as db:  # nothing kept: the history is gone, said so
+        for i in range(3000):
+            db[b"p%05d" % i] = b"y" * 64
+        db.flush()
+    r = run("changes", str(tmp_path / "plain"))
+    assert r.returncode == 2 and b"no kept WAL" in r.stderr

@@ -88,7 +88,7 @@ def test_checkpoint_with_codecs_and_into_new_parents(tmp_path):
 
 def test_checkpoints_beside_writer_threads(tmp_path):
     """Each copy holds, for every writer thread, a prefix of its puts: at least those acknowledged
-    before the call, at most those acknowledged when it returned."""
+    before the call, at most those acknowledged when it returned (and the one then returning)."""
     db = pylsm.open(tmp_path / "db", memtable_bytes=64 * 1024)  # flushes and WAL switches all along
     acked = [0, 0]
     stop = threading.Event()
@@ -120,7 +120,7 @@ def test_checkpoints_beside_writer_threads(tmp_path):
         with pylsm.open(tmp_path / ("cp%d" % r)) as cp:
             for t in range(2):
                 n = sum(1 for _ in cp.keys(prefix=b"t%d-" % t))
-                assert lo[t] <= n <= hi[t]
+                assert lo[t] <= n <= hi[t] + 1  # (+1: a put that returned before its thread counted it)
                 assert [k for k in cp.keys(prefix=b"t%d-" % t)] == [b"t%d-%08d" % (t, i) for i in range(n)]
 
 

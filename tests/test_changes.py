@@ -36,6 +36,7 @@ def model_batches(db, rng, n, keys=300):
     return out
 
 
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_feed_yields_every_batch_once_in_order_across_switches_flushes_and_reopen(tmp_path):
     rng = random.Random(7)
     path = tmp_path / "db"
@@ -95,6 +96,7 @@ def test_an_ingest_is_a_gap_in_the_feed(tmp_path):
     db.close()
 
 
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_retention_by_bytes_and_by_age(tmp_path):
     db = pylsm.open(tmp_path / "db", memtable_bytes=32 * 1024, wal_retention_bytes=200 * 1024)
     for r in range(12):
@@ -214,6 +216,7 @@ def timed_batches(db, rng, rounds, model):
 
 
 @pytest.mark.parametrize("base", ["checkpoint", "backup"])
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_restore_to_yields_exactly_the_writes_up_to_the_time(tmp_path, base):
     rng = random.Random(3)
     path = tmp_path / "db"

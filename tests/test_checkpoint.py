@@ -125,6 +125,7 @@ def test_checkpoints_beside_writer_threads(tmp_path):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_kill9_during_checkpoints(tmp_path, spawn, seed):
     """A process making checkpoints beside a writer is killed: every checkpoint it reported opens to
     a clean prefix of the writes with its LSN; the one in flight is absent or complete as well; the
@@ -160,6 +161,7 @@ def test_kill9_during_checkpoints(tmp_path, spawn, seed):
 # ---- backups ----------------------------------------------------------------------------------
 
 
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_incremental_backups_share_tables_and_restore_exactly(tmp_path):
     bk = tmp_path / "bk"
     db = pylsm.open(tmp_path / "db", memtable_bytes=256 * 1024)
@@ -355,6 +357,7 @@ def test_delete_range_is_one_write_beside_writers(tmp_path):
     db.close()
 
 
+@pytest.mark.engine  # (the engine's behaviour: make test runs it once, test-pythons skips it)
 def test_delete_range_refuses_what_it_cannot_do(tmp_path):
     db = pylsm.open(tmp_path / "db", memtable_bytes=64 * 1024)
     fill(db, 0, 100000)  # more deletes than one write may hold (1 MiB: 14 bytes each here)

@@ -11,6 +11,8 @@ import pytest
 
 import pylsm
 
+pytestmark = pytest.mark.engine  # the engine's codecs: make test runs these once, test-pythons skips them
+
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
          "tau upsilon phi chi psi omega").split()
 

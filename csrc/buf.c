@@ -42,3 +42,9 @@ void pl_buf_free(pl_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+int array_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}

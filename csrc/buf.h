@@ -15,6 +15,8 @@
 /* Make room for `need` elements of `size` bytes in the array *arr of capacity *cap (in elements).
  * PL_OK or PL_NOMEM. */
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size);
+/* qsort's comparison of two uint64_t (file numbers), ascending. */
+int array_cmp_u64(const void *a, const void *b);
 
 /* Make room for n bytes in b.  PL_OK or PL_NOMEM.  Inline: the iterators call it per entry, and it
  * nearly always has the room already. */

@@ -58,18 +58,12 @@ static int collect_wal(void *ctx, const char *name)
     return rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Sort and drop duplicates. */
 static void sort_unique(number_list *l)
 {
     if (!l->n)
         return;
-    qsort(l->numbers, l->n, sizeof *l->numbers, cmp_u64);
+    qsort(l->numbers, l->n, sizeof *l->numbers, array_cmp_u64);
     size_t k = 1;
     for (size_t i = 1; i < l->n; i++)
         if (l->numbers[i] != l->numbers[k - 1])

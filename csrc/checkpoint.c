@@ -104,14 +104,15 @@ static int copy_tables(const db_state *cap, const char *dir, checkpoint_info *in
 static int copy_wals(const db_state *cap, const char *dir, checkpoint_info *info)
 {
     for (size_t i = 0; i < cap->nwals; i++) {
-        char *to = db_file_name(dir, cap->wal_numbers[i], "wal");
+        const db_state_wal *w = &cap->wals[i];
+        char *to = db_file_name(dir, w->number, "wal");
         if (!to)
             return PL_FAIL(PL_NOMEM, "out of memory");
-        int rc = env_copy_fd(cap->wal_fds[i], cap->wal_lens[i], "a WAL", to);
+        int rc = env_copy_fd(w->fd, w->len, "a WAL", to);
         free(to);
         if (rc)
             return rc;
-        info->wal_bytes += cap->wal_lens[i];
+        info->wal_bytes += w->len;
     }
     return PL_OK;
 }

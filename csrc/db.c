@@ -921,7 +921,7 @@ static void view_release(read_view *rv)
     version_unref(rv->v);
 }
 
-/* The memtables' answer for key: LOOKUP_* or -PL_NOMEM. */
+/* The memtables' answer for key: LOOKUP_* or -PL_NOMEM (out NULL: the answer without the value). */
 static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out)
 {
     int r = memtable_get(rv->mem, key, klen, rv->lsn, out);
@@ -958,9 +958,7 @@ int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, siz
         return rc;
     read_view rv;
     view_take(db, snap, &rv);
-    pl_buf scratch = {0};
-    int r = view_mem_get(&rv, key, klen, &scratch);
-    pl_buf_free(&scratch);
+    int r = view_mem_get(&rv, key, klen, NULL); /* (the answer only: no copy of the value) */
     if (r >= 0)
         *maybe = r == LOOKUP_FOUND ? 1 : r == LOOKUP_DELETED ? 0 : version_may_contain(rv.v, key, klen, rv.lsn);
     view_release(&rv);
@@ -1438,10 +1436,8 @@ void db_capture_release(db_state *c)
     if (c->v)
         version_unref(c->v);
     for (size_t i = 0; i < c->nwals; i++)
-        env_close(c->wal_fds[i]);
-    free(c->wal_numbers);
-    free(c->wal_lens);
-    free(c->wal_fds);
+        env_close(c->wals[i].fd);
+    free(c->wals);
     memset(c, 0, sizeof *c);
 }
 
@@ -1461,10 +1457,7 @@ static int capture_locked(pl_db *db, db_state *c)
     size_t n = 0;
     for (size_t i = 0; i < db->nwals; i++)
         n += db->wals[i] >= c->log_number;
-    c->wal_numbers = calloc(n + 1, sizeof *c->wal_numbers);
-    c->wal_lens = calloc(n + 1, sizeof *c->wal_lens);
-    c->wal_fds = calloc(n + 1, sizeof *c->wal_fds);
-    if (!c->wal_numbers || !c->wal_lens || !c->wal_fds)
+    if (!(c->wals = calloc(n + 1, sizeof *c->wals)))
         return PL_FAIL(PL_NOMEM, "out of memory");
     int rc = PL_OK;
     for (size_t i = 0; i < db->nwals && !rc; i++) {
@@ -1482,11 +1475,8 @@ static int capture_locked(pl_db *db, db_state *c)
                 rc = env_file_size(fd, &len, p); /* closed: cut to its records */
         }
         free(p);
-        if (fd >= 0) {
-            c->wal_numbers[c->nwals] = number;
-            c->wal_lens[c->nwals] = len;
-            c->wal_fds[c->nwals++] = fd;
-        }
+        if (fd >= 0)
+            c->wals[c->nwals++] = (db_state_wal){number, len, fd};
     }
     if (!rc) {
         c->v = db->vs.current;
@@ -1543,12 +1533,6 @@ static int collect_wal(void *ctx, const char *name)
     return PL_OK;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 typedef struct {
     pl_db *db;
 } replay_ctx;
@@ -1576,7 +1560,7 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
     if (rc)
         goto out;
     if (l.n)
-        qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+        qsort(l.numbers, l.n, sizeof *l.numbers, array_cmp_u64);
     if (db->vs.next_file <= l.max_number)
         db->vs.next_file = l.max_number + 1;
     /* Records must follow on from the last LSN in tables; older ones are already in tables. */
@@ -2219,7 +2203,7 @@ int pl_verify(const char *path)
     if (!rc)
         rc = env_list_dir(path, collect_wal, &l);
     if (l.n)
-        qsort(l.numbers, l.n, sizeof *l.numbers, cmp_u64);
+        qsort(l.numbers, l.n, sizeof *l.numbers, array_cmp_u64);
     /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
     wal_replay_result res = {0};
     res.next_lsn = last_lsn + 1;

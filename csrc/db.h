@@ -48,14 +48,17 @@ void db_ingest_end(pl_db *db, uint64_t lsn);
  *    acknowledged writes (a WAL deleted or switched meanwhile stays readable through its descriptor).
  * PL_RDONLY_OPEN on a read-only handle; PL_READONLY after a failed write; PL_CLOSED, PL_MISUSE as for
  * writes.  db_capture_release drops what it holds. */
+typedef struct db_state_wal {
+    uint64_t number;
+    uint64_t len; /* its bytes that hold the acknowledged records */
+    int fd;
+} db_state_wal;
 typedef struct db_state {
     version *v;
     uint64_t log_number, next_file, last_lsn;
     uint64_t lsn;           /* the visible LSN: the state captured */
     size_t nwals;
-    uint64_t *wal_numbers;  /* ascending */
-    uint64_t *wal_lens;
-    int *wal_fds;
+    db_state_wal *wals;     /* ascending by number */
 } db_state;
 int db_capture(pl_db *db, db_state *c);
 void db_capture_release(db_state *c);

@@ -47,12 +47,6 @@ static int u64_push(u64vec *a, uint64_t x)
     return PL_OK;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* A sorted run of L0 tables: key-disjoint, in key order (one table unless it came from a merge). */
 typedef struct {
     file_meta **f;
@@ -1205,9 +1199,9 @@ int repair_run_report(const char *path, repair_report *rep)
     }
     r.first_fresh = r.next = r.max_number + 1;
     if (r.ssts.n)
-        qsort(r.ssts.v, r.ssts.n, sizeof *r.ssts.v, cmp_u64);
+        qsort(r.ssts.v, r.ssts.n, sizeof *r.ssts.v, array_cmp_u64);
     if (r.wals.n)
-        qsort(r.wals.v, r.wals.n, sizeof *r.wals.v, cmp_u64);
+        qsort(r.wals.v, r.wals.n, sizeof *r.wals.v, array_cmp_u64);
 
     /* Tables, then logs, each stat'ed once: their sizes are what progress counts. */
     size_t nfiles = r.ssts.n + r.wals.n;

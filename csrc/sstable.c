@@ -999,8 +999,10 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         t->map = NULL;
         pl_clear_error();
     }
+    /* The point index names places in blocks read in place: a compressed table (which the writer
+     * never gives one) answers through its filter and fences instead. */
     t->inplace = t->map && !t->compressed;
-    if (t->map && t->pidx_crcs && t->nfences &&
+    if (t->inplace && t->pidx_crcs && t->nfences &&
         (t->pidx_verified = calloc((size_t)t->pidx_lay.nchunks / 8 + 1, 1)))
         t->pidx = t->map + t->pidx_lay.buckets_off;
 out:
@@ -1159,40 +1161,37 @@ static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint6
     }
     uint64_t off = t->block_off[b];
     size_t size = t->block_size[b];
+    prefetch_region(t, s);
     const char *data, *val;
-    block_ref ref = {0};
-    if (t->inplace) {
-        prefetch_region(t, s);
-        if ((*rc = mapped_block(t, off, size, flags, &data)))
-            return PIDX_DONE;
-    } else { /* compressed: the block decompressed, from the cache (the places are in its raw bytes) */
-        if ((*rc = read_data_block(t, off, size, flags, &ref)))
-            return PIDX_DONE;
-        data = ref.data;
-        size = ref.len;
-    }
+    if ((*rc = mapped_block(t, off, size, flags, &data)))
+        return PIDX_DONE;
     char k[PIDX_KEY_MAX];
     size_t kn;
     uint32_t vlen;
     int r = block_region_entry(data, size, pindex_slot_region(s), pindex_slot_pos(s), k, sizeof k, &kn, &val,
-                               &vlen), ret = PIDX_DONE;
+                               &vlen);
     if (r == BLOCK_KEY_TOO_LONG)
-        ret = PIDX_FALLBACK;
-    else if (r)
+        return PIDX_FALLBACK;
+    if (r) {
         *rc = block_error(t->path, off, r);
-    else if (kn - IKEY_TRAILER != klen || memcmp(k, ukey, klen) != 0)
-        ret = PIDX_MISMATCH;
-    else if (ikey_lsn(k, kn) > snap_lsn)
-        ret = PIDX_FALLBACK;
-    else if (ikey_kind(k, kn) == KIND_PUT) {
+        return PIDX_DONE;
+    }
+    if (kn - IKEY_TRAILER != klen || memcmp(k, ukey, klen) != 0)
+        return PIDX_MISMATCH;
+    if (ikey_lsn(k, kn) > snap_lsn)
+        return PIDX_FALLBACK;
+    switch (ikey_kind(k, kn)) {
+    case KIND_PUT:
         if (!(*rc = buf_set(out, val, vlen)))
             *result = LOOKUP_FOUND;
-    } else if (ikey_kind(k, kn) == KIND_DELETE)
+        return PIDX_DONE;
+    case KIND_DELETE:
         *result = LOOKUP_DELETED;
-    else
+        return PIDX_DONE;
+    default:
         *rc = block_error(t->path, off, PL_FAIL(PL_CORRUPT, "unknown entry kind %d", ikey_kind(k, kn)));
-    block_ref_release(&ref);
-    return ret;
+        return PIDX_DONE;
+    }
 }
 
 /* The search of pidx_get.  REQUIRES: a SIGBUS guard. */
@@ -1366,7 +1365,7 @@ static void batch_pidx(table *t, uint64_t snap_lsn, table_lookup *const *reqs, s
 void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, size_t n)
 {
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
-    if (t->pidx && t->inplace) {
+    if (t->pidx) {
         for (size_t i = 0; i < n; i += TABLE_BATCH_MAX)
             batch_pidx(t, snap_lsn, reqs + i, n - i < TABLE_BATCH_MAX ? n - i : TABLE_BATCH_MAX);
         return;

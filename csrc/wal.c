@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <string.h>
 
 #include "batch.h"
@@ -271,6 +270,12 @@ typedef struct {
     size_t hdr;
 } logview;
 
+/* Does the CRC of the record at p (a header of hdr bytes, a payload of len) match? */
+static int record_crc_ok(const char *p, size_t hdr, uint32_t len)
+{
+    return crc_extend(crc_value(p, 8), p + 12, hdr - 12 + len) == get_u32(p + 8);
+}
+
 /* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and count
  * (count 0: a sync mark, whose durable end lies at or before the mark itself). */
 static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, uint32_t *len,
@@ -283,8 +288,7 @@ static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, u
     uint32_t l = get_u32(p + 12);
     if (lsn == 0 || lsn < lo || lsn > hi || l < BATCH_HEADER || l > v->size - off - v->hdr)
         return 0;
-    uint32_t crc = crc_extend(crc_value(p, 8), p + 12, v->hdr - 12 + l);
-    if (crc != get_u32(p + 8))
+    if (!record_crc_ok(p, v->hdr, l))
         return 0;
     *len = l;
     *count = get_u32(p + v->hdr);
@@ -453,26 +457,22 @@ int wal_cursor_open(const char *path, wal_cursor *c)
 {
     memset(c, 0, sizeof *c);
     c->fd = -1;
-    struct stat st;
-    if (stat(path, &st) != 0 && errno == ENOENT)
-        return PL_NOTFOUND;
     int rc = env_open(path, O_RDONLY, &c->fd);
     if (rc) {
         c->fd = -1;
         return pl_errno() == ENOENT ? PL_NOTFOUND : rc;
     }
     c->path = strdup(path);
-    uint64_t size = 0;
-    rc = c->path ? env_file_size(c->fd, &size, path) : PL_FAIL(PL_NOMEM, "out of memory");
+    rc = c->path ? env_file_size(c->fd, &c->size, path) : PL_FAIL(PL_NOMEM, "out of memory");
     char h[WAL_FILE_HEADER];
-    if (!rc && size >= WAL_FILE_HEADER)
+    if (!rc && c->size >= WAL_FILE_HEADER)
         rc = env_pread(c->fd, h, sizeof h, 0, path);
     if (rc) {
         wal_cursor_close(c);
         return rc;
     }
     c->off = WAL_FILE_HEADER;
-    if (size < WAL_FILE_HEADER || all_zero(h, sizeof h)) {
+    if (c->size < WAL_FILE_HEADER || all_zero(h, sizeof h)) {
         c->off = UINT64_MAX; /* created (or torn as it was) with nothing in it */
         return PL_OK;
     }
@@ -485,29 +485,46 @@ int wal_cursor_open(const char *path, wal_cursor *c)
     return PL_OK;
 }
 
+/* A read of the cursor's file that ran short means the writer cut the file (to its records, as it
+ * closed it) after its size was looked at: at most twice, the caller looks again. */
+static int cursor_read(wal_cursor *c, char *buf, size_t n, uint64_t off, int *recut)
+{
+    int rc = env_pread(c->fd, buf, n, off, c->path);
+    if (rc == PL_CORRUPT && (*recut)++ < 2) {
+        pl_clear_error();
+        return -1;
+    }
+    return rc;
+}
+
 int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
                     const char **payload, size_t *len)
 {
+    int rc, recut = 0;
     for (;;) {
         if (c->off == UINT64_MAX)
             return PL_NOTFOUND;
-        uint64_t size = 0;
-        int rc = env_file_size(c->fd, &size, c->path); /* (the writer may have appended since) */
-        if (rc)
+        /* The size now: the writer appends, and cuts the file to its records when it closes it. */
+        if ((rc = env_file_size(c->fd, &c->size, c->path)))
             return rc;
         char h[WAL_REC_HEADER + 8];
-        if (size < c->off + c->hdr) {
-            uint64_t n = size > c->off ? size - c->off : 0;
-            if (n && !(rc = env_pread(c->fd, h, (size_t)n, c->off, c->path)))
+        if (c->size < c->off + c->hdr) {
+            uint64_t n = c->size > c->off ? c->size - c->off : 0;
+            rc = n ? cursor_read(c, h, (size_t)n, c->off, &recut) : PL_OK;
+            if (rc < 0)
+                continue;
+            if (n && !rc)
                 c->damaged = !all_zero(h, n);
             return rc ? rc : PL_NOTFOUND;
         }
-        if ((rc = env_pread(c->fd, h, c->hdr, c->off, c->path)))
+        if ((rc = cursor_read(c, h, c->hdr, c->off, &recut)) < 0)
+            continue;
+        if (rc)
             return rc;
-        uint64_t l = get_u32(h + 12);
+        uint32_t l = get_u32(h + 12);
         if (all_zero(h, c->hdr))
             return PL_NOTFOUND; /* the zero tail */
-        if (l < BATCH_HEADER || l > size - c->off - c->hdr) {
+        if (l < BATCH_HEADER || l > c->size - c->off - c->hdr) {
             c->damaged = 1; /* (or a record still being written) */
             return PL_NOTFOUND;
         }
@@ -518,10 +535,13 @@ int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
             c->buf = b;
             c->cap = c->hdr + l;
         }
-        if ((rc = env_pread(c->fd, c->buf, c->hdr + l, c->off, c->path)))
+        memcpy(c->buf, h, c->hdr); /* the header is read; the payload follows it */
+        if ((rc = cursor_read(c, c->buf + c->hdr, l, c->off + c->hdr, &recut)) < 0)
+            continue;
+        if (rc)
             return rc;
         const char *p = c->buf;
-        if (crc_extend(crc_value(p, 8), p + 12, c->hdr - 12 + l) != get_u32(p + 8)) {
+        if (!record_crc_ok(p, c->hdr, l)) {
             c->damaged = 1;
             return PL_NOTFOUND;
         }

@@ -115,6 +115,7 @@ typedef struct wal_cursor {
     unsigned flags;
     size_t hdr;        /* record header bytes: 16, or 24 with timestamps */
     uint64_t off;      /* the next record's offset */
+    uint64_t size;     /* the file's size when last looked at (at each record) */
     int damaged;       /* the end was a record that fails its checks (not zeros or the file's end) */
     char *buf;         /* the last record read */
     size_t cap;

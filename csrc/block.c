@@ -1,4 +1,4 @@
-/* block.c -- prefix-compressed sorted blocks; see block.h and docs/format_sstable.md, "Block". */
+/* block.c -- prefix-compressed sorted blocks; see block.h and docs/format.md, "Block". */
 #include "block.h"
 
 #include <stdlib.h>

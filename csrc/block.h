@@ -1,19 +1,13 @@
 /*
  * block.h -- sorted blocks of (internal key, value) entries with restart-point prefix compression:
- * the data and index blocks of an SSTable (docs/format_sstable.md, "Block").
+ * the data and index blocks of an SSTable.  The byte grammar (entries, restart array, the hash index's
+ * slots and arithmetic) and the checks a reader makes are in docs/format.md, "Block"; the BLOCK_HASH_*
+ * constants below are part of it.
  *
- *   entry*  : varint shared, varint non_shared, varint value_len, key[shared..] (non_shared bytes), value
- *   restart : u32 offset of an entry whose shared == 0, one per `interval` entries, the first at 0
- *   block   : entry* restart* u32 restart_count (>= 1)
- *           | entry* restart* slot* u16 slot_count (>= 1) u32 (restart_count | BLOCK_HASH_FLAG)
- *   slot    : u8 fingerprint, u8 region (BLOCK_HASH_EMPTY: a free slot)
- *
- * The second form carries a hash index (data blocks of tables of format version 2): an open-addressing
- * table with linear probing and one slot per distinct user key, holding a fingerprint of the key's
- * hash and the restart index (region) of the key's first (newest) entry; there are about
- * 1 / BLOCK_HASH_KEYS_PER_SLOT slots per key.  A point lookup goes straight to its region instead of
- * binary searching the restart points, and reaching a free slot says "not in this block".  A block
- * with more than BLOCK_HASH_MAX_RESTARTS restart points has no hash index.
+ * Why the hash index (the second form of a block, in data blocks of format version 2): a point lookup
+ * goes straight to the region of its key's newest entry instead of binary searching the restart points,
+ * and reaching a free slot says "not in this block" with no key compared.  A block with more than
+ * BLOCK_HASH_MAX_RESTARTS restart points has none (a slot names its region in one byte).
  */
 #ifndef PL_BLOCK_H
 #define PL_BLOCK_H

@@ -1,4 +1,4 @@
-/* bloom.c -- bloom filters with double hashing; see bloom.h and docs/format_sstable.md. */
+/* bloom.c -- bloom filters with double hashing; see bloom.h and docs/format.md, "Filter block". */
 #include "bloom.h"
 
 #include <string.h>

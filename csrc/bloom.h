@@ -1,5 +1,5 @@
 /*
- * bloom.h -- bloom filters over user keys (docs/format_sstable.md, "Filter block").
+ * bloom.h -- bloom filters over user keys (docs/format.md, "Filter block").
  *
  * A filter is blocked: an array of 512-bit lines (one CPU cache line each), then a byte holding the
  * number of probes k, then the tag byte BLOOM_BLOCKED_TAG.  A key with hash h lives in line

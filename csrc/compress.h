@@ -1,5 +1,5 @@
 /*
- * compress.h -- block compression for tables: zstd and lz4 from their libraries (docs/format_sstable.md,
+ * compress.h -- block compression for tables: zstd and lz4 from their libraries (docs/format.md,
  * "Compressed blocks").
  *
  * A compressed block is stored as  varint32 raw_len  codec_bytes  (raw_len: the block's size before

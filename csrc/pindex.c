@@ -1,4 +1,4 @@
-/* pindex.c -- the point index of a table; see pindex.h and docs/format_sstable.md. */
+/* pindex.c -- the point index of a table; see pindex.h and docs/format.md, "Point index". */
 #include "pindex.h"
 
 #include <string.h>

@@ -1,6 +1,6 @@
 /*
  * pindex.h -- the point index: a table-wide hash table from a user key to its entry
- * (docs/format_sstable.md, "Point index"; docs/decisions.md, item 5d).
+ * (docs/format.md, "Point index"; docs/decisions.md, item 5d).
  *
  * A table written with a point index carries it in the filter block, with the bloom filter in its tail.  It
  * holds one 8-byte slot per distinct user key of the table, naming where the key's first (newest)

@@ -1,4 +1,4 @@
-/* sstable.c -- the table writer and reader; see sstable.h and docs/format_sstable.md. */
+/* sstable.c -- the table writer and reader; see sstable.h and docs/format.md, "SSTable". */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

@@ -1,16 +1,7 @@
 /*
  * sstable.h -- immutable sorted tables of internal keys: the writer and the reader.
- * The byte grammar is in docs/format_sstable.md (to be merged into docs/format.md, "SSTable"):
- *
- *   table  := data_block* filter_block index_block footer
- *   each block is followed by a 5-byte trailer: u8 type (0 = raw), u32 crc_mask(CRC32C(block ++ type))
- *   data blocks   : block.h format, entries (internal key, value), about block_bytes each; in format
- *                   version 2 each carries a hash index of its user keys (block.h)
- *   filter block  : one bloom filter (bloom.h) over the table's distinct user keys; empty = no filter
- *   index block   : block.h format, one entry per data block: key >= the block's last key and < the
- *                   next block's first key, value varint offset ++ varint size (size without trailer)
- *   footer (48 B) : u64 filter_off, u64 filter_size, u64 index_off, u64 index_size, u32 version (1 or 2),
- *                   u32 CRC32C of the preceding 36 bytes, u64 magic 0x504c534d54424c31
+ * The byte grammar (data blocks, filter block or point index, index block, footer, block trailers and
+ * compression) is in docs/format.md, "SSTable".
  *
  * Every block read from the file has its trailer checked; blocks in the cache were checked when read.
  * Corruption is PL_CORRUPT with a message naming the file and the offset of the bad block or footer;

@@ -1,21 +1,17 @@
 /*
- * wal.h -- the write-ahead log: appending records and replaying them (docs/format.md, "WAL").
- *
- * A WAL file is a 16-byte header (magic, flags, CRC) then records:
- *     u64 lsn | u32 crc | u32 len | [u64 timestamp_us, when the header's flag says so] | payload
- * with the CRC32C over every record byte except the CRC itself (lsn, len, timestamp, payload).
- * A record whose lsn, crc and len are all zero marks the end of the log: files are extended ahead
- * of the writer in zero-filled chunks, so the unused tail reads as zeros.
+ * wal.h -- the write-ahead log: appending records and replaying them.
+ * The byte layout (file header, records, sync marks, the zero tail) and the rules replay applies to a
+ * damaged file are in docs/format.md, "WAL".
  *
  * The writer appends through a shared memory mapping of the file: a record is in the OS page cache
  * (and so survives kill -9 of the process) as soon as wal_append returns, with no system call per
  * record.  wal_sync makes everything appended so far durable (fdatasync).
  *
- * Sync marks (files whose header has WAL_FLAG_MARKS): the first append after a wal_sync starts with a
- * mark, a record of count 0 whose payload is the offset the sync made durable.  At replay, damage that
- * an intact later mark declares durable is corruption; damage beyond every mark is the torn, unsynced
- * tail of a power cut, and the log ends there (docs/format.md, "WAL").  The file header itself is made
- * durable by wal_create, before any record can be appended.
+ * Why sync marks (files whose header has WAL_FLAG_MARKS): after a power cut, damage in bytes that an
+ * fsync had made durable is corruption, while damage past the last fsync is only the torn tail of the
+ * cut.  A mark is appended after the fsync it reports has returned, so replay can tell the two apart
+ * from the file alone, at no system call per mark.  The file header itself is made durable by
+ * wal_create, before any record can be appended.
  *
  * Thread safety: wal_append is called by one thread at a time (the write leader).  wal_sync may run
  * in another thread at the same time (the background sync thread); wal_close needs both stopped.

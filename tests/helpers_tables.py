@@ -3,7 +3,7 @@ test_iter.py, test_lifetime.py).  Imported by those tests, and run as a script b
 ``python tests/helpers_tables.py <command> <json>``.
 
 Contents:
-  * an independent reader of the SSTable layout (docs/format_sstable.md): footer, block entries, index
+  * an independent reader of the SSTable layout (docs/format.md, "SSTable"): footer, block entries, index
     handles, so corruption tests aim at a data block, the index, the filter or the footer by offset;
   * a deterministic workload ("op j" of a spec) with a dict model of the state after the first m ops;
     every write is one atomic batch that also sets SEQ_KEY to j, so the state after a crash names its
@@ -30,7 +30,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 SEQ_KEY = b"~seq"
 
 # ---------------------------------------------------------------------------------------------
-# The SSTable layout (docs/format_sstable.md), modelled independently of the engine.
+# The SSTable layout (docs/format.md, "SSTable"), modelled independently of the engine.
 
 FOOTER_SIZE = 48
 TRAILER_SIZE = 5

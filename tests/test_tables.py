@@ -2,7 +2,7 @@
 tables shadow older ones, damaged tables give CorruptionError (never a wrong value), background
 compaction can be turned off, readers during flushes, and kill -9 / kill points during flushes.
 
-Layout offsets come from tests/helpers_tables.py's own reader of docs/format_sstable.md.
+Layout offsets come from tests/helpers_tables.py's own reader of docs/format.md, "SSTable".
 """
 from __future__ import annotations
 
@@ -751,7 +751,7 @@ def test_tables_of_format_version_1_still_read(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The point index (docs/format_sstable.md, "Point index"): on by default, off with point_index=False.
+# The point index (docs/format.md, "Point index"): on by default, off with point_index=False.
 
 def _filter_tags(path):
     """The last byte of each table's filter block: 0xC2 a point index, 0xB1 a bloom filter."""

@@ -6,14 +6,18 @@
  *   1. checks every NNNNNN.sst (table_verify).  An intact table is kept whole.  A damaged one is
  *      salvaged: every data block whose trailer CRC, structure and key order are intact is copied into
  *      a new table (found through the footer and index when those are intact, else by scanning the
- *      data blocks from offset 0 and recognising each block by its trailer CRC, until the first
- *      unreadable one); the damaged file is renamed NNNNNN.sst.bad.
- *   2. replays every NNNNNN.wal in salvage mode (damaged records are skipped; a damaged file header
- *      is rebuilt) into one table per WAL.  A WAL with damage before its last intact record is
- *      renamed NNNNNN.wal.bad; the others are deleted once the new state is durable.
- *   3. makes L0 consistent.  L0 tables may overlap, and a read takes the first version it finds
- *      walking L0 from the highest file number down, so for every user key the tables holding it must
- *      be numbered in LSN order.  Tables whose user-key ranges overlap and whose LSN ranges overlap too
+ *      data blocks from offset 0 -- they lie back to back, and a block ends where 5 bytes form a
+ *      trailer whose CRC matches the bytes since its start -- until the first unreadable one); the
+ *      damaged file is renamed NNNNNN.sst.bad.
+ *   2. replays every NNNNNN.wal in salvage mode (damaged records are skipped, and so is a record whose
+ *      LSN is below the previous one; a damaged file header is rebuilt, with or without the timestamp
+ *      flag, whichever the record CRCs confirm) into one table per WAL.  A WAL with damage before its
+ *      last intact record is renamed NNNNNN.wal.bad (a torn tail alone is not damage); the others are
+ *      deleted once the new state is durable.
+ *   3. puts every table in L0 and makes L0 consistent.  L0 tables may overlap, and a read takes the
+ *      first version it finds walking L0 from the newest table down (by highest LSN, then by file
+ *      number: docs/format.md, "Manifest"), so for every user key the tables holding it must be
+ *      numbered in LSN order.  Tables whose user-key ranges overlap and whose LSN ranges overlap too
  *      (a stale WAL next to the table flushed from it, compaction inputs left next to their outputs,
  *      tables of different levels) are merged into one sorted run (duplicate internal keys removed,
  *      every version and tombstone kept).  The rest are ordered by LSN and renamed to higher numbers
@@ -25,10 +29,11 @@
  *      ones.  Renames (.bad, renumbering) are made before step 4 and undone if the repair fails before
  *      CURRENT is replaced; a crash mid-repair leaves a directory that repair_run handles again.
  *
- * Nothing else is removed: *.bad files stay for inspection (pl_destroy should remove them too).
+ * Nothing else is removed: *.bad files stay for inspection (pl_destroy removes them too).
  * Tables written by the repair use the default block size (4 KiB) and bloom filter (10 bits/key).
- * Records lost to damage can expose an older version of a key, and records of a stale table that a
- * crash left behind can come back: the result is consistent, not a prefix of history.
+ * Records lost to damage can expose an older version of a key, and records of a stale table or WAL
+ * that a crash left behind (one an open would have removed) can bring back versions a compaction had
+ * dropped: the result is consistent, not always a prefix of history.
  */
 #ifndef PL_REPAIR_H
 #define PL_REPAIR_H

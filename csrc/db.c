@@ -39,6 +39,7 @@
 #include "sstable.h"
 #include "repair.h"
 #include "status.h"
+#include "testhooks.h"
 #include "progress.h"
 #include "version.h"
 #include "wal.h"

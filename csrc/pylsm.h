@@ -277,14 +277,6 @@ int pl_repair(const char *path);
 int pl_repair_report(const char *path, pl_stat_fn fn, void *ctx);
 int pl_destroy(const char *path);
 
-/* Test hooks (see env.h): fail the nth matching I/O operation, simulate power loss. */
-int pl_test_fault(const char *op, long nth, int err, int persistent);
-void pl_test_fault_clear(void);
-/* Tests only: the I/O calls counted since pl_test_fault (a run with nth past them all counts them). */
-long pl_test_fault_calls(void);
-/* Tests only: set an engine constant by name ("manifest_roll_bytes", "ingest_lsn_gap"). */
-int pl_test_set(const char *name, uint64_t value);
-
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "pylsm.h"
+#include "testhooks.h"
 
 /* ---- what CPython 3.9 and 3.10 lack (the API used is 3.11's) ---- */
 #if PY_VERSION_HEX < 0x030A0000

@@ -22,6 +22,7 @@
 #include "pylsm.h"
 #include "repair.h"
 #include "sstable.h"
+#include "testhooks.h"
 #include "testutil.h"
 #include "version.h"
 #include "wal.h"

@@ -373,9 +373,10 @@ static int make_room(pl_db *db, int force)
             pthread_cond_wait(&db->bg_cv, &db->mu);
             continue;
         }
-        memtable *fresh = memtable_new_in(db->pool);
-        if (!fresh)
-            return PL_FAIL(PL_NOMEM, "out of memory for a new memtable");
+        memtable *fresh;
+        int rc = memtable_new_in(db->pool, &fresh);
+        if (rc)
+            return rc;
         /* The next memtable will likely hold as many keys as this one: its hash index is sized for
          * them now rather than doubled as they arrive (best effort; entries >= distinct keys). */
         if (full)
@@ -383,7 +384,7 @@ static int make_room(pl_db *db, int force)
         pthread_mutex_unlock(&db->mu);
         pthread_mutex_lock(&db->sync_mu);
         pthread_mutex_lock(&db->mu);
-        int rc = new_wal(db, 0);
+        rc = new_wal(db, 0);
         pthread_mutex_unlock(&db->sync_mu);
         if (rc) {
             memtable_unref(fresh);
@@ -922,13 +923,14 @@ static void view_release(read_view *rv)
     version_unref(rv->v);
 }
 
-/* The memtables' answer for key: LOOKUP_* or -PL_NOMEM (out NULL: the answer without the value). */
-static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out)
+/* The memtables' answer for key: on PL_OK *result is LOOKUP_* (out NULL: the answer without the value);
+ * PL_NOMEM. */
+static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out, int *result)
 {
-    int r = memtable_get(rv->mem, key, klen, rv->lsn, out);
-    if (r == LOOKUP_ABSENT && rv->imm)
-        r = memtable_get(rv->imm, key, klen, rv->lsn, out);
-    return r;
+    int rc = memtable_get(rv->mem, key, klen, rv->lsn, out, result);
+    if (!rc && *result == LOOKUP_ABSENT && rv->imm)
+        rc = memtable_get(rv->imm, key, klen, rv->lsn, out, result);
+    return rc;
 }
 
 int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, pl_buf *out, int flags)
@@ -939,15 +941,13 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     env_test_hook("get_start");
     read_view rv;
     view_take(db, snap, &rv);
-    int r = view_mem_get(&rv, key, klen, out);
-    if (r == LOOKUP_ABSENT) {
+    int r;
+    rc = view_mem_get(&rv, key, klen, out, &r);
+    if (!rc && r == LOOKUP_ABSENT)
         rc = version_get(rv.v, key, klen, rv.lsn, out, flags, &r);
-        if (rc)
-            r = -rc;
-    }
     view_release(&rv);
-    if (r < 0)
-        return -r;
+    if (rc)
+        return rc;
     atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
     return r == LOOKUP_FOUND ? PL_OK : PL_NOTFOUND;
 }
@@ -959,11 +959,12 @@ int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, siz
         return rc;
     read_view rv;
     view_take(db, snap, &rv);
-    int r = view_mem_get(&rv, key, klen, NULL); /* (the answer only: no copy of the value) */
-    if (r >= 0)
+    int r;
+    rc = view_mem_get(&rv, key, klen, NULL, &r); /* (the answer only: no copy of the value) */
+    if (!rc)
         *maybe = r == LOOKUP_FOUND ? 1 : r == LOOKUP_DELETED ? 0 : version_may_contain(rv.v, key, klen, rv.lsn);
     view_release(&rv);
-    return r < 0 ? -r : PL_OK;
+    return rc;
 }
 
 int pl_db_approximate_size(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
@@ -997,8 +998,11 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
         for (size_t j = 0; j < w; j++) {
             const char *k = keys[base + j];
             size_t kn = klens[base + j];
-            res[j] = view_mem_get(&rv, k, kn, &bufs[j]);
-            if (res[j] == LOOKUP_ABSENT) {
+            int mrc = view_mem_get(&rv, k, kn, &bufs[j], &res[j]);
+            if (mrc) { /* reported below, in key order, as a failed table lookup would be */
+                res[j] = LOOKUP_ABSENT;
+                lk[j] = (table_lookup){.result = LOOKUP_ABSENT, .rc = mrc};
+            } else if (res[j] == LOOKUP_ABSENT) {
                 lk[j] = (table_lookup){.ukey = k, .klen = kn, .hash = bloom_hash(k, kn),
                                        .result = LOOKUP_ABSENT, .rc = PL_OK, .out = &bufs[j]};
                 pend[m++] = &lk[j];
@@ -1012,10 +1016,6 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
                 if ((rc = lk[j].rc))
                     break;
                 r = lk[j].result;
-            }
-            if (r < 0) {
-                rc = -r;
-                break;
             }
             if (r != LOOKUP_FOUND) {
                 lens[base + j] = -1;
@@ -1151,7 +1151,10 @@ static int flush_imm(pl_db *db)
     pthread_mutex_unlock(&db->mu);
 
     pthread_mutex_lock(&db->apply_mu);
-    int rc = compaction_write(memtable_iter(imm), NULL, 0, &env, &e);
+    iter *input;
+    int rc = memtable_iter(imm, &input);
+    if (!rc)
+        rc = compaction_write(input, NULL, 0, &env, &e);
     if (!rc)
         rc = apply_edit(db, &e);
     pthread_mutex_unlock(&db->apply_mu);
@@ -1727,9 +1730,9 @@ static pl_db *db_alloc(const char *path, const pl_options *opt)
     /* The pool keeps up to one memtable of blocks: in a steady load the new memtable takes back what
      * the flushed one gave (decisions.md, item 10). */
     db->pool = arena_pool_new(opt->memtable_bytes);
-    db->mem = db->pool ? memtable_new_in(db->pool) : NULL;
+    int rc = db->pool ? memtable_new_in(db->pool, &db->mem) : PL_NOMEM;
     db->cache = cache_new(opt->block_cache_bytes);
-    if (!db->mem || !db->cache) {
+    if (rc || !db->cache) {
         db_free(db);
         return NULL;
     }
@@ -1782,9 +1785,8 @@ static int ro_load(pl_db *db)
         }
         versions_close(&db->vs);
         memtable_unref(db->mem);
-        db->mem = memtable_new_in(db->pool);
-        if (!db->mem)
-            return PL_FAIL(PL_NOMEM, "out of memory");
+        if ((rc = memtable_new_in(db->pool, &db->mem)))
+            return rc;
         db->nwals = 0;
         db->recovered_wals = 0;
         db->recovered_records = 0;
@@ -1818,8 +1820,9 @@ int pl_db_refresh(pl_db *db)
     tmp->opt = db->opt;
     tmp->cache = db->cache;
     tmp->vs.manifest_fd = -1;
-    tmp->mem = memtable_new();
-    rc = tmp->mem ? ro_load(tmp) : PL_FAIL(PL_NOMEM, "out of memory");
+    rc = memtable_new(&tmp->mem);
+    if (!rc)
+        rc = ro_load(tmp);
     if (!rc) {
         pthread_mutex_lock(&db->mu);
         versions old = db->vs;
@@ -1926,8 +1929,9 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         db->imm = db->mem;
         db->imm_log_number = db->log_number;
         db->imm_last_lsn = db->last_assigned;
-        db->mem = memtable_new_in(db->pool);
-        rc = db->mem ? flush_imm(db) : PL_FAIL(PL_NOMEM, "out of memory");
+        rc = memtable_new_in(db->pool, &db->mem);
+        if (!rc)
+            rc = flush_imm(db);
     }
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->sync_mu);
@@ -2298,11 +2302,12 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
         /* An empty memtable adds nothing: an entry the snapshot sees was added before the snapshot's LSN
          * was published, so its count shows it.  Without it a settled database's iterator is its one
          * level's, with no merging iterator above (merge_iter_new of one child returns the child). */
+        int mrc = PL_OK;
         if (memtable_count(mem) > 0)
-            its[n++] = memtable_iter(mem); /* NULL when out of memory: merge_iter_new then fails */
-        if (imm && memtable_count(imm) > 0)
-            its[n++] = memtable_iter(imm);
-        int k = version_iters(v, its + n);
+            mrc = memtable_iter(mem, &its[n++]);
+        if (!mrc && imm && memtable_count(imm) > 0)
+            mrc = memtable_iter(imm, &its[n++]);
+        int k = mrc ? -1 : version_iters(v, its + n);
         if (k < 0) {
             while (n > 0)
                 if (its[--n])

@@ -234,13 +234,14 @@ static htable *htable_new(size_t nslots)
     return t;
 }
 
-memtable *memtable_new(void) { return memtable_new_in(NULL); }
+int memtable_new(memtable **out) { return memtable_new_in(NULL, out); }
 
-memtable *memtable_new_in(arena_pool *pool)
+int memtable_new_in(arena_pool *pool, memtable **out)
 {
+    *out = NULL;
     memtable *m = calloc(1, sizeof *m);
     if (!m)
-        return NULL;
+        return PL_FAIL(PL_NOMEM, "out of memory for a memtable");
     arena_init(&m->arena, pool);
     atomic_init(&m->refs, 1);
     htable *t = htable_new(64); /* doubles as keys arrive: a tiny memtable stays tiny */
@@ -250,14 +251,15 @@ memtable *memtable_new_in(arena_pool *pool)
         free(t);
         free(m->chunks);
         free(m);
-        return NULL;
+        return PL_FAIL(PL_NOMEM, "out of memory for a memtable");
     }
     atomic_init(&m->table, t);
     atomic_init(&m->count, 0);
     atomic_init(&m->index_bytes, 0);
     atomic_init(&m->retired_bytes, 0);
     pthread_mutex_init(&m->sort_mu, NULL);
-    return m;
+    *out = m;
+    return PL_OK;
 }
 
 void memtable_ref(memtable *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed); }
@@ -425,7 +427,7 @@ int memtable_add_many(memtable *m, const memtable_op *ops, size_t n)
     return PL_OK;
 }
 
-int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out)
+int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out, int *result)
 {
     htable *t = atomic_load_explicit(&m->table, memory_order_acquire);
     mentry *e;
@@ -433,13 +435,8 @@ int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_bu
     uint64_t limit = ikey_pack(snap, KIND_SEEK);
     while (e && etrailer(e) > limit)
         e = e->older;
-    if (!e)
-        return LOOKUP_ABSENT;
-    if ((etrailer(e) & 0xff) == KIND_DELETE)
-        return LOOKUP_DELETED;
-    if (out && buf_set(out, evalue(e), e->vlen))
-        return -PL_NOMEM;
-    return LOOKUP_FOUND;
+    *result = !e ? LOOKUP_ABSENT : (etrailer(e) & 0xff) == KIND_DELETE ? LOOKUP_DELETED : LOOKUP_FOUND;
+    return *result == LOOKUP_FOUND && out ? buf_set(out, evalue(e), e->vlen) : PL_OK;
 }
 
 /* ---- iterators: one per run, merged ---- */
@@ -542,27 +539,24 @@ static void mi_destroy(iter *it)
 static const struct iter_ops mt_iter_ops = {mi_seek, mi_seek_first, mi_seek_last, mi_next, mi_prev,
                                             mi_valid, mi_key, mi_value, mi_status, mi_destroy};
 
-iter *memtable_iter(memtable *m)
+int memtable_iter(memtable *m, iter **out)
 {
+    *out = NULL;
     mt_iter *mi = calloc(1, sizeof *mi);
     if (!mi)
-        return NULL;
+        return PL_FAIL(PL_NOMEM, "out of memory for a memtable iterator");
     runset *s = current_runs(m);
     static run empty_run = {1, 0, {0}};
     iter *its[MAX_RUNS];
     int n = s ? s->n : 0;
-    if (!s && atomic_load(&m->count) > 0) {
-        free(mi);
-        return NULL;
-    }
+    if (!s && atomic_load(&m->count) > 0)
+        goto nomem;
     for (int i = 0; i < n || (i == 0 && n == 0); i++) {
         run_iter *ri = calloc(1, sizeof *ri);
         if (!ri) {
             while (i > 0)
                 iter_destroy(its[--i]);
-            runset_unref(s);
-            free(mi);
-            return NULL;
+            goto nomem;
         }
         ri->base.ops = &run_iter_ops;
         if (n) {
@@ -576,14 +570,16 @@ iter *memtable_iter(memtable *m)
         its[i] = &ri->base;
     }
     mi->merged = merge_iter_new(its, n ? n : 1);
-    if (!mi->merged) {
-        runset_unref(s);
-        free(mi);
-        return NULL;
-    }
+    if (!mi->merged)
+        goto nomem;
     mi->base.ops = &mt_iter_ops;
     mi->s = s;
     memtable_ref(m);
     mi->m = m;
-    return &mi->base;
+    *out = &mi->base;
+    return PL_OK;
+nomem:
+    runset_unref(s);
+    free(mi);
+    return PL_FAIL(PL_NOMEM, "out of memory for a memtable iterator");
 }

@@ -22,10 +22,11 @@
 
 typedef struct memtable memtable;
 
-memtable *memtable_new(void);
-/* A memtable whose arena takes its blocks from pool and gives them back when it dies (pool: NULL, or
- * one that outlives the memtable). */
-memtable *memtable_new_in(arena_pool *pool);
+/* A new empty memtable holding one reference.  PL_OK (*out set) or PL_NOMEM (*out NULL). */
+int memtable_new(memtable **out);
+/* The same, with an arena that takes its blocks from pool and gives them back when the memtable dies
+ * (pool: NULL, or one that outlives the memtable). */
+int memtable_new_in(arena_pool *pool, memtable **out);
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);
 
@@ -52,17 +53,18 @@ int memtable_add_many(memtable *m, const memtable_op *ops, size_t n);
  * it grows as usual). */
 int memtable_reserve(memtable *m, size_t keys);
 
-/* The newest version of key with lsn <= snap: LOOKUP_FOUND (value copied to *out), LOOKUP_DELETED,
- * or LOOKUP_ABSENT; -PL_NOMEM if *out could not grow. */
-int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out);
+/* The newest version of key with lsn <= snap.  On PL_OK *result is LOOKUP_FOUND (the value replaces the
+ * contents of *out; out NULL: no copy), LOOKUP_DELETED or LOOKUP_ABSENT, as table_get's.  PL_NOMEM if
+ * *out could not grow. */
+int memtable_get(memtable *m, const char *key, size_t klen, uint64_t snap, pl_buf *out, int *result);
 
-/* Bytes of memory it holds (entries and indexes), and the number of entries. */
+/* Bytes of memory it holds (entries and indexes), and the number of entries (these cannot fail). */
 size_t memtable_usage(memtable *m);
 uint64_t memtable_count(memtable *m);
 
 /* An iterator over internal keys: every entry added before the call (entries added later are not
- * shown).  Holds a reference on m.  NULL when out of memory. */
-iter *memtable_iter(memtable *m);
+ * shown).  It holds a reference on m.  PL_OK (*out set) or PL_NOMEM (*out NULL). */
+int memtable_iter(memtable *m, iter **out);
 
 
 #endif

@@ -754,10 +754,8 @@ static int add_wal(repairer *r, uint64_t number)
     if (rc)
         goto out;
     if (wal_header_ok(d, size, NULL)) {
-        if (!(w.m = memtable_new())) {
-            rc = PL_FAIL(PL_NOMEM, "out of memory");
+        if ((rc = memtable_new(&w.m)))
             goto out;
-        }
         rc = wal_replay(path, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
         /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
         damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
@@ -770,10 +768,8 @@ static int add_wal(repairer *r, uint64_t number)
             if (w.m)
                 memtable_unref(w.m);
             memset(&w, 0, sizeof w);
-            if (!(w.m = memtable_new())) {
-                rc = PL_FAIL(PL_NOMEM, "out of memory");
+            if ((rc = memtable_new(&w.m)))
                 break;
-            }
             free(tmp);
             if (!(tmp = db_file_name(r->dir, r->next++, "tmp"))) {
                 rc = PL_FAIL(PL_NOMEM, "out of memory");
@@ -800,8 +796,8 @@ static int add_wal(repairer *r, uint64_t number)
     r->have_wal = 1;
     if (w.m && memtable_count(w.m) > 0) {
         int wrote;
-        rc = write_item(r, memtable_iter(w.m), UINT64_MAX, &wrote);
-        if (rc)
+        iter *it;
+        if ((rc = memtable_iter(w.m, &it)) || (rc = write_item(r, it, UINT64_MAX, &wrote)))
             goto out;
     }
     if (damaged) {

@@ -27,7 +27,8 @@ static void *mem_reader(void *arg)
         seen += memtable_count(mt);
         char k[16];
         int kl = snprintf(k, sizeof k, "k%zu", seen % 5000);
-        memtable_get(mt, k, (size_t)kl, UINT64_MAX, &out);
+        int result;
+        memtable_get(mt, k, (size_t)kl, UINT64_MAX, &out, &result);
     }
     pl_buf_free(&out);
     return NULL;
@@ -35,7 +36,7 @@ static void *mem_reader(void *arg)
 
 static void test_memtable_writer_and_readers(void)
 {
-    mt = memtable_new();
+    CHECK_RC(memtable_new(&mt), PL_OK);
     atomic_store(&stop, 0);
     pthread_t r[2];
     for (int i = 0; i < 2; i++)

@@ -12,6 +12,7 @@
 #include "merge.h"
 #include "status.h"
 #include "fail_iter.h"
+#include "memworld.h"
 #include "testutil.h"
 
 /* ---- an internal iterator that fails after a number of calls, or shows short keys ---- */
@@ -70,7 +71,7 @@ static void world_init(world *w, int nc)
     memset(w, 0, sizeof *w);
     w->nc = nc;
     for (int c = 0; c < nc; c++)
-        w->mt[c] = memtable_new();
+        w->mt[c] = mw_memtable();
 }
 
 /* One write to child c (and, if dup >= 0, the same entry to child dup too, like a memtable and the
@@ -146,7 +147,7 @@ static iter *world_iter(world *w, uint64_t snap, const bounds *b)
 {
     iter *ch[MAXC];
     for (int c = 0; c < w->nc; c++)
-        ch[c] = memtable_iter(w->mt[c]);
+        ch[c] = mw_iter(w->mt[c]);
     iter *it = db_iter_new(merge_iter_new(ch, w->nc), snap);
     if (it && b)
         db_iter_set_bounds(it, b->lo, b->lon, b->has_lo, b->hi, b->hin, b->has_hi);
@@ -477,8 +478,8 @@ static void test_errors(unsigned long long *s)
     int n = model_view(&w, snap, &none, view);
     int failures = 0;
     for (int left = 0; left < 150; left++) {
-        iter *ch[2] = {memtable_iter(w.mt[0]),
-                       fail_iter_new(memtable_iter(w.mt[1]), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0)};
+        iter *ch[2] = {mw_iter(w.mt[0]),
+                       fail_iter_new(mw_iter(w.mt[1]), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0)};
         iter *it = db_iter_new(merge_iter_new(ch, 2), snap);
         int ok = 1, steps = 0;
         /* Backward from the end, forward again, backward again. */
@@ -524,7 +525,7 @@ static void test_errors(unsigned long long *s)
     CHECK(failures > 20);
 
     /* Malformed internal keys (shorter than a trailer): PL_CORRUPT, sticky. */
-    iter *it = db_iter_new(fail_iter_new(memtable_iter(w.mt[0]), -1, PL_OK, 5), snap);
+    iter *it = db_iter_new(fail_iter_new(mw_iter(w.mt[0]), -1, PL_OK, 5), snap);
     iter_seek_first(it);
     CHECK(!iter_valid(it));
     CHECK_RC(iter_status(it), PL_CORRUPT);

@@ -12,6 +12,7 @@
 #include "ikey.h"
 #include "iter.h"
 #include "memtable.h"
+#include "memworld.h"
 #include "testutil.h"
 
 /* ---- keys, values and the model ---- */
@@ -136,6 +137,14 @@ static void model_free(model *m)
     free(m->vers);
 }
 
+/* memtable_get's answer as one value, to compare with model_get's: LOOKUP_* on PL_OK, else the negated
+ * code (which no answer equals). */
+static int mt_get(memtable *m, const char *k, size_t kn, uint64_t snap, pl_buf *out)
+{
+    int result, rc = memtable_get(m, k, kn, snap, out, &result);
+    return rc ? -rc : result;
+}
+
 /* LOOKUP_* of key k at snapshot snap, and the LSN of the version found. */
 static int model_get(const model *m, size_t k, uint64_t snap, uint64_t *lsn)
 {
@@ -243,13 +252,13 @@ static void test_model(void)
     model m;
     model_build(&m, npool, ops, NOPS);
 
-    memtable *mt = memtable_new();
+    memtable *mt = mw_memtable();
     CHECK(mt != NULL);
     CHECK_EQ(memtable_count(mt), 0);
     /* An empty memtable: nothing found, iterators invalid everywhere. */
     pl_buf out = {0};
-    CHECK_EQ(memtable_get(mt, "", 0, LSN_MAX, &out), LOOKUP_ABSENT);
-    iter *it = memtable_iter(mt);
+    CHECK_EQ(mt_get(mt, "", 0, LSN_MAX, &out), LOOKUP_ABSENT);
+    iter *it = mw_iter(mt);
     iter_seek_first(it);
     CHECK(!iter_valid(it));
     iter_seek_last(it);
@@ -275,7 +284,7 @@ static void test_model(void)
     for (size_t k = 0; k < npool; k++) {
         uint64_t lsn;
         int want = model_get(&m, k, LSN_MAX, &lsn);
-        int got = memtable_get(mt, pool[k].k, pool[k].n, LSN_MAX, &out);
+        int got = mt_get(mt, pool[k].k, pool[k].n, LSN_MAX, &out);
         if (got != want || (got == LOOKUP_FOUND && !value_ok(lsn, out.data, out.len)))
             wrong++;
     }
@@ -293,12 +302,12 @@ static void test_model(void)
         uint64_t lsn;
         int want = model_get(&m, k, snap, &lsn);
         out.len = 12345;
-        int got = memtable_get(mt, pool[k].k, pool[k].n, snap, &out);
+        int got = mt_get(mt, pool[k].k, pool[k].n, snap, &out);
         if (got != want || (got == LOOKUP_FOUND && !value_ok(lsn, out.data, out.len)) ||
             (got != LOOKUP_FOUND && out.len != 12345))
             wrong++;
         /* a NULL output buffer is allowed */
-        if (memtable_get(mt, pool[k].k, pool[k].n, snap, NULL) != want)
+        if (mt_get(mt, pool[k].k, pool[k].n, snap, NULL) != want)
             wrong++;
     }
     CHECK_EQ(wrong, 0);
@@ -309,18 +318,18 @@ static void test_model(void)
         rand_key(&s, 13, &u);
         int found;
         pool_lower(pool, npool, u.k, u.n, &found);
-        if (!found && memtable_get(mt, u.k, u.n, LSN_MAX, &out) != LOOKUP_ABSENT)
+        if (!found && mt_get(mt, u.k, u.n, LSN_MAX, &out) != LOOKUP_ABSENT)
             wrong++;
         free(u.k);
     }
     CHECK_EQ(wrong, 0);
     /* The empty key's history. */
-    CHECK_EQ(memtable_get(mt, "", 0, 1, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, "", 0, 1, &out), LOOKUP_FOUND);
     CHECK(value_ok(1, out.data, out.len));
-    CHECK_EQ(memtable_get(mt, "", 0, 2, &out), LOOKUP_DELETED);
-    CHECK_EQ(memtable_get(mt, "", 0, 3, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, "", 0, 2, &out), LOOKUP_DELETED);
+    CHECK_EQ(mt_get(mt, "", 0, 3, &out), LOOKUP_FOUND);
     CHECK(value_ok(3, out.data, out.len));
-    CHECK_EQ(memtable_get(mt, "", 0, 0, &out), LOOKUP_ABSENT);
+    CHECK_EQ(mt_get(mt, "", 0, 0, &out), LOOKUP_ABSENT);
 
     /* ---- iteration ---- */
     uint64_t *order = malloc(sizeof *order * NOPS);
@@ -329,7 +338,7 @@ static void test_model(void)
     sort_model = &m;
     qsort(order, NOPS, sizeof *order, order_cmp);
 
-    it = memtable_iter(mt);
+    it = mw_iter(mt);
     /* Forward: every entry in order, each consistent with its operation, ikey_cmp strictly rising. */
     size_t pos = 0;
     int disorder = 0;
@@ -451,7 +460,7 @@ static void test_model(void)
  * grows in the middle of a group. */
 static void test_add_many(void)
 {
-    memtable *one = memtable_new(), *many = memtable_new();
+    memtable *one = mw_memtable(), *many = mw_memtable();
     enum { N = 5000 };
     static char keys[N][12];
     static memtable_op ops[N];
@@ -471,7 +480,7 @@ static void test_add_many(void)
         CHECK_RC(memtable_add_many(many, ops + i, n), PL_OK);
         i += n;
     }
-    iter *a = memtable_iter(one), *b = memtable_iter(many);
+    iter *a = mw_iter(one), *b = mw_iter(many);
     size_t count = 0;
     for (iter_seek_first(a), iter_seek_first(b); iter_valid(a) && iter_valid(b); iter_next(a), iter_next(b)) {
         const char *ka, *kb, *va, *vb;
@@ -489,7 +498,7 @@ static void test_add_many(void)
     for (int k = 0; k < 1500; k++) {
         char key[12];
         int n = k == 0 ? 0 : snprintf(key, sizeof key, "k%d", k);
-        int ra = memtable_get(one, key, (size_t)n, LSN_MAX, &oa), rb = memtable_get(many, key, (size_t)n, LSN_MAX, &ob);
+        int ra = mt_get(one, key, (size_t)n, LSN_MAX, &oa), rb = mt_get(many, key, (size_t)n, LSN_MAX, &ob);
         CHECK(ra == rb && (ra != LOOKUP_FOUND || (oa.len == ob.len && memcmp(oa.data, ob.data, oa.len) == 0)));
     }
     pl_buf_free(&oa);
@@ -503,7 +512,7 @@ static void test_add_many(void)
 /* Exact order of a handful of hand-picked internal keys, including empty keys and prefixes. */
 static void test_small_order(void)
 {
-    memtable *mt = memtable_new();
+    memtable *mt = mw_memtable();
     struct {
         const char *k;
         size_t n;
@@ -522,7 +531,7 @@ static void test_small_order(void)
             if (in[i].lsn == lsn)
                 CHECK_RC(memtable_add(mt, in[i].lsn, in[i].kind, in[i].k, in[i].n, "val", in[i].kind ? 3 : 0),
                          PL_OK);
-    iter *it = memtable_iter(mt);
+    iter *it = mw_iter(mt);
     size_t i = 0;
     for (iter_seek_first(it); iter_valid(it); iter_next(it), i++) {
         const char *k;
@@ -532,15 +541,15 @@ static void test_small_order(void)
     }
     CHECK_EQ(i, 10);
     pl_buf out = {0};
-    CHECK_EQ(memtable_get(mt, "", 0, 6, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, "", 0, 6, &out), LOOKUP_FOUND);
     CHECK(out.len == 3 && memcmp(out.data, "val", 3) == 0);
-    CHECK_EQ(memtable_get(mt, "", 0, 7, &out), LOOKUP_DELETED);
-    CHECK_EQ(memtable_get(mt, "", 0, 1, &out), LOOKUP_ABSENT);
-    CHECK_EQ(memtable_get(mt, "\0", 1, LSN_MAX, &out), LOOKUP_FOUND);
-    CHECK_EQ(memtable_get(mt, "\0\0", 2, LSN_MAX, &out), LOOKUP_ABSENT);
-    CHECK_EQ(memtable_get(mt, "a", 1, 9, &out), LOOKUP_DELETED);
-    CHECK_EQ(memtable_get(mt, "a", 1, 8, &out), LOOKUP_FOUND);
-    CHECK_EQ(memtable_get(mt, "a", 1, 2, &out), LOOKUP_ABSENT);
+    CHECK_EQ(mt_get(mt, "", 0, 7, &out), LOOKUP_DELETED);
+    CHECK_EQ(mt_get(mt, "", 0, 1, &out), LOOKUP_ABSENT);
+    CHECK_EQ(mt_get(mt, "\0", 1, LSN_MAX, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, "\0\0", 2, LSN_MAX, &out), LOOKUP_ABSENT);
+    CHECK_EQ(mt_get(mt, "a", 1, 9, &out), LOOKUP_DELETED);
+    CHECK_EQ(mt_get(mt, "a", 1, 8, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, "a", 1, 2, &out), LOOKUP_ABSENT);
     /* seek to a user key lands on its newest version <= the seek LSN */
     char tk[16];
     ikey_build(tk, "a", 1, 9, KIND_SEEK);
@@ -559,10 +568,10 @@ static void test_small_order(void)
     memset(bigk, 0xff, PL_MAX_KEY); /* sorts after "\xff": the last key */
     memset(bigv, 'y', 1 << 20);
     CHECK_RC(memtable_add(mt, 11, KIND_PUT, bigk, PL_MAX_KEY, bigv, 1 << 20), PL_OK);
-    CHECK_EQ(memtable_get(mt, bigk, PL_MAX_KEY, LSN_MAX, &out), LOOKUP_FOUND);
+    CHECK_EQ(mt_get(mt, bigk, PL_MAX_KEY, LSN_MAX, &out), LOOKUP_FOUND);
     CHECK(out.len == (1u << 20) && memcmp(out.data, bigv, 1 << 20) == 0);
     iter_destroy(it); /* a new iterator sees the entry added after the old one was made */
-    it = memtable_iter(mt);
+    it = mw_iter(mt);
     iter_seek_last(it);
     iter_key(it, &k, &kn);
     CHECK_EQ(kn, PL_MAX_KEY + IKEY_TRAILER);
@@ -600,13 +609,17 @@ static void *reader_main(void *arg)
         int last = atomic_load(&sh->done); /* one more round after the writer finished */
         uint64_t V = atomic_load_explicit(&sh->published, memory_order_acquire);
         /* An iterator reads the entries published before it was made (a point-in-time view). */
-        iter *it = memtable_iter(sh->mt);
+        iter *it;
+        if (memtable_iter(sh->mt, &it) != PL_OK) {
+            r->errors++;
+            break;
+        }
         /* Point lookups at the published LSN must give exactly the model's answer. */
         for (int q = 0; q < 64; q++) {
             size_t k = tu_rand(&r->seed) % m->nkeys;
             uint64_t lsn;
             int want = model_get(m, k, V, &lsn);
-            int got = memtable_get(sh->mt, sh->pool[k].k, sh->pool[k].n, V, &out);
+            int got = mt_get(sh->mt, sh->pool[k].k, sh->pool[k].n, V, &out);
             if (got != want || (got == LOOKUP_FOUND && !value_ok(lsn, out.data, out.len)))
                 r->errors++;
             r->gets++;
@@ -683,7 +696,7 @@ static void test_concurrent(void)
     model_build(&m, npool, ops, NOPS);
 
     shared sh;
-    sh.mt = memtable_new();
+    sh.mt = mw_memtable();
     sh.m = &m;
     sh.pool = pool;
     atomic_init(&sh.published, 0);
@@ -726,7 +739,7 @@ static void test_concurrent(void)
  * reachable at its snapshot, and absent keys stay absent. */
 static void test_many_keys_and_versions(void)
 {
-    memtable *m = memtable_new();
+    memtable *m = mw_memtable();
     enum { N = 300000 };
     char k[32], v[32];
     uint64_t lsn = 0;
@@ -747,11 +760,11 @@ static void test_many_keys_and_versions(void)
     for (unsigned i = 0; i < N; i += 7) {
         size_t kn = (size_t)snprintf(k, sizeof k, "key-%u", i);
         /* round 0 wrote every key; round 1 keys 1, 3, 5, ...; round 2 keys 2, 5, 8, ... (deletes when odd) */
-        int r = memtable_get(m, k, kn, after[0], &out);
+        int r = mt_get(m, k, kn, after[0], &out);
         snprintf(v, sizeof v, "r0-%u", i);
         wrong += r != LOOKUP_FOUND || out.len != strlen(v) || memcmp(out.data, v, out.len) != 0;
         int last = i >= 2 && (i - 2) % 3 == 0 ? 2 : i % 2 == 1 ? 1 : 0;
-        r = memtable_get(m, k, kn, UINT64_MAX >> 8, &out);
+        r = mt_get(m, k, kn, UINT64_MAX >> 8, &out);
         if (last == 2 && i % 2)
             wrong += r != LOOKUP_DELETED;
         else {
@@ -759,7 +772,7 @@ static void test_many_keys_and_versions(void)
             wrong += r != LOOKUP_FOUND || out.len != strlen(v) || memcmp(out.data, v, out.len) != 0;
         }
         kn = (size_t)snprintf(k, sizeof k, "absent-%u", i);
-        wrong += memtable_get(m, k, kn, UINT64_MAX >> 8, &out) != LOOKUP_ABSENT;
+        wrong += mt_get(m, k, kn, UINT64_MAX >> 8, &out) != LOOKUP_ABSENT;
     }
     CHECK_EQ(wrong, 0);
     pl_buf_free(&out);

@@ -11,6 +11,7 @@
 #include "merge.h"
 #include "status.h"
 #include "fail_iter.h"
+#include "memworld.h"
 #include "testutil.h"
 
 
@@ -56,7 +57,7 @@ static void world_build(world *w, unsigned long long *s, int nc, int nent)
     memset(w, 0, sizeof *w);
     w->nc = nc;
     for (int c = 0; c < nc; c++)
-        w->mt[c] = memtable_new();
+        w->mt[c] = mw_memtable();
     uint64_t lsn = 1;
     while (w->n < nent) {
         char uk[8];
@@ -87,7 +88,7 @@ static iter *world_merge(world *w)
 {
     iter *ch[MAXC];
     for (int c = 0; c < w->nc; c++)
-        ch[c] = memtable_iter(w->mt[c]);
+        ch[c] = mw_iter(w->mt[c]);
     return merge_iter_new(ch, w->nc);
 }
 
@@ -252,8 +253,8 @@ static void test_degenerate(void)
     iter_destroy(it);
 
     /* Empty children. */
-    memtable *a = memtable_new(), *b = memtable_new();
-    iter *ch[3] = {memtable_iter(a), memtable_iter(b), NULL};
+    memtable *a = mw_memtable(), *b = mw_memtable();
+    iter *ch[3] = {mw_iter(a), mw_iter(b), NULL};
     it = merge_iter_new(ch, 2);
     iter_seek_first(it);
     CHECK(!iter_valid(it));
@@ -262,28 +263,28 @@ static void test_degenerate(void)
     iter_destroy(it);
 
     /* One child is handed back as is. */
-    ch[0] = memtable_iter(a);
+    ch[0] = mw_iter(a);
     it = merge_iter_new(ch, 1);
     CHECK(it == ch[0]);
     iter_destroy(it);
 
     /* A NULL child: NULL, the others destroyed (leak check). */
-    ch[0] = memtable_iter(a);
+    ch[0] = mw_iter(a);
     ch[1] = NULL;
-    ch[2] = memtable_iter(b);
+    ch[2] = mw_iter(b);
     CHECK(merge_iter_new(ch, 3) == NULL);
     ch[0] = NULL;
     CHECK(merge_iter_new(ch, 1) == NULL);
 
     /* Same internal key in three children: yielded three times, by child index going forward and by
      * reverse child index going backward; the direction switches land on the neighbours. */
-    memtable *c = memtable_new();
+    memtable *c = mw_memtable();
     CHECK_RC(memtable_add(a, 5, KIND_PUT, "k", 1, "A", 1), PL_OK);
     CHECK_RC(memtable_add(b, 5, KIND_PUT, "k", 1, "B", 1), PL_OK);
     CHECK_RC(memtable_add(c, 5, KIND_PUT, "k", 1, "C", 1), PL_OK);
     CHECK_RC(memtable_add(b, 9, KIND_PUT, "", 0, "e", 1), PL_OK);
     CHECK_RC(memtable_add(c, 1, KIND_DELETE, "z", 1, "", 0), PL_OK);
-    iter *ch3[3] = {memtable_iter(a), memtable_iter(b), memtable_iter(c)};
+    iter *ch3[3] = {mw_iter(a), mw_iter(b), mw_iter(c)};
     it = merge_iter_new(ch3, 3);
     char got[16];
     int n = 0;
@@ -348,7 +349,7 @@ static int walk(iter *it, int back, rec *out, int max)
 
 static void test_errors(void)
 {
-    memtable *a = memtable_new(), *b = memtable_new();
+    memtable *a = mw_memtable(), *b = mw_memtable();
     char k[4];
     for (int i = 0; i < 50; i++) {
         k[0] = (char)('a' + i % 26);
@@ -359,15 +360,15 @@ static void test_errors(void)
      * sequence (no silent skipping of the failed child), and status says why. */
     rec clean[200], got[200];
     for (int back = 0; back < 80; back += 7) {
-        iter *cc[3] = {memtable_iter(a), memtable_iter(b), memtable_iter(b)};
+        iter *cc[3] = {mw_iter(a), mw_iter(b), mw_iter(b)};
         iter *it = merge_iter_new(cc, 3);
         int nclean = walk(it, back, clean, 200);
         CHECK_RC(iter_status(it), PL_OK);
         iter_destroy(it);
         int failures = 0;
         for (int left = 0; left < 60; left++) {
-            iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0),
-                           memtable_iter(b)};
+            iter *ch[3] = {mw_iter(a), fail_iter_new(mw_iter(b), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0),
+                           mw_iter(b)};
             it = merge_iter_new(ch, 3);
             int n = walk(it, back, got, 200);
             int rc = iter_status(it);
@@ -390,8 +391,8 @@ static void test_errors(void)
     }
     /* The first non-OK child status in child order. */
     {
-        iter *ch[3] = {memtable_iter(a), fail_iter_new(memtable_iter(b), 0, PL_IOERR, 0),
-                       fail_iter_new(memtable_iter(a), 0, PL_CORRUPT, 0)};
+        iter *ch[3] = {mw_iter(a), fail_iter_new(mw_iter(b), 0, PL_IOERR, 0),
+                       fail_iter_new(mw_iter(a), 0, PL_CORRUPT, 0)};
         iter *it = merge_iter_new(ch, 3);
         iter_seek_first(it);
         CHECK(!iter_valid(it));

@@ -80,14 +80,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(same_ops(&d, &again), "rebuilt batch decodes to other operations");
             free(again.ops);
 
-            memtable *m = memtable_new();
+            memtable *m;
+            FUZZ_CHECK(memtable_new(&m) == PL_OK, "memtable_new");
             for (size_t i = 0; i < d.n; i++)
                 FUZZ_CHECK(memtable_add(m, 1 + i, d.ops[i].kind, d.ops[i].k, d.ops[i].kl, d.ops[i].v,
                                         d.ops[i].vl) == PL_OK, "memtable_add");
             pl_buf out = {0};
             for (size_t i = 0; i < d.n; i++) {
                 const op *o = &d.ops[i];
-                int r = memtable_get(m, o->k, o->kl, 1 + i, &out);
+                int r;
+                FUZZ_CHECK(memtable_get(m, o->k, o->kl, 1 + i, &out, &r) == PL_OK, "operation %zu: memtable_get", i);
                 if (o->kind == KIND_PUT)
                     FUZZ_CHECK(r == LOOKUP_FOUND && out.len == o->vl && (!o->vl || !memcmp(out.data, o->v, o->vl)),
                                "operation %zu (put) reads back as %d", i, r);

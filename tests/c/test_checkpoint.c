@@ -67,12 +67,6 @@ static long count_tag(pl_db *db, long from, long to, const char *tag)
     return n;
 }
 
-static int exists(const char *p)
-{
-    struct stat st;
-    return lstat(p, &st) == 0;
-}
-
 static void test_state_at_the_call(void)
 {
     const char *src = sub("src"), *cp = sub("cp");
@@ -89,7 +83,7 @@ static void test_state_at_the_call(void)
         CHECK_RC(pl_db_delete(db, k, key_of(i, k), 0), PL_OK);
     uint64_t lsn = 0;
     CHECK_RC(pl_db_checkpoint(db, cp, &lsn), PL_OK);
-    CHECK(!exists(sub("cp.tmp")));
+    CHECK(!tu_exists(sub("cp.tmp")));
     put_range(db, 20000, 21000, "after");  /* not in the copy */
     put_range(db, 0, 10, "after");
 
@@ -129,7 +123,7 @@ static void test_state_at_the_call(void)
     CHECK_RC(pl_db_open(src, &o, &ro), PL_OK);
     if (ro) {
         CHECK_RC(pl_db_checkpoint(ro, sub("ro"), NULL), PL_RDONLY_OPEN);
-        CHECK(!exists(sub("ro")) && !exists(sub("ro.tmp")));
+        CHECK(!tu_exists(sub("ro")) && !tu_exists(sub("ro.tmp")));
         pl_db_close(ro);
     }
     CHECK_RC(pl_db_close(db), PL_OK);
@@ -253,8 +247,8 @@ static void test_any_failing_io_call(void)
             if (rc) {
                 failures++;
                 if (!persistent) { /* (a fault that stays makes the clean-up fail too) */
-                    CHECK(!exists(cp));
-                    CHECK(!exists(tmp));
+                    CHECK(!tu_exists(cp));
+                    CHECK(!tu_exists(tmp));
                 }
                 CHECK_RC(pl_db_put(db, "x", 1, "y", 1, 0), PL_OK);
             } else {
@@ -309,7 +303,7 @@ static void test_crash_and_power_cut(void)
         waitpid(pid, &status, 0);
         if (step == 0) {
             CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 9);
-            CHECK(!exists(cp));
+            CHECK(!tu_exists(cp));
             db = open_db(src, 256 * 1024);
             if (db) {
                 CHECK_RC(pl_db_checkpoint(db, cp, NULL), PL_OK);

@@ -51,27 +51,14 @@ static int rec_cmp(const void *a, const void *b)
 typedef struct {
     rec r[MAXR];
     int n;
-    memtable *mt[MAXC];
-    int nc;
+    mw_children ch;
     uint64_t last_lsn;
 } world;
-
-static const char ALPHA[] = {'\0', 'a', 'b', '\xff'};
-
-static size_t rand_ukey(unsigned long long *s, char *out, int maxlen)
-{
-    size_t n = (size_t)(tu_rand(s) % (unsigned)(maxlen + 1));
-    for (size_t i = 0; i < n; i++)
-        out[i] = ALPHA[tu_rand(s) % 4];
-    return n;
-}
 
 static void world_init(world *w, int nc)
 {
     memset(w, 0, sizeof *w);
-    w->nc = nc;
-    for (int c = 0; c < nc; c++)
-        w->mt[c] = mw_memtable();
+    mw_children_init(&w->ch, nc);
 }
 
 /* One write to child c (and, if dup >= 0, the same entry to child dup too, like a memtable and the
@@ -84,9 +71,9 @@ static void world_put(world *w, const char *k, size_t kn, uint64_t lsn, int kind
     r->lsn = lsn;
     r->kind = kind;
     r->vn = kind == KIND_PUT ? (size_t)snprintf(r->v, sizeof r->v, "v%llu", (unsigned long long)lsn) : 0;
-    CHECK_RC(memtable_add(w->mt[c], lsn, kind, k, kn, r->v, r->vn), PL_OK);
+    CHECK_RC(memtable_add(w->ch.mt[c], lsn, kind, k, kn, r->v, r->vn), PL_OK);
     if (dup >= 0 && dup != c)
-        CHECK_RC(memtable_add(w->mt[dup], lsn, kind, k, kn, r->v, r->vn), PL_OK);
+        CHECK_RC(memtable_add(w->ch.mt[dup], lsn, kind, k, kn, r->v, r->vn), PL_OK);
     if (lsn > w->last_lsn)
         w->last_lsn = lsn;
 }
@@ -97,19 +84,13 @@ static void world_random(world *w, unsigned long long *s, int nc, int nent)
     uint64_t lsn = 1;
     for (int i = 0; i < nent; i++) {
         char k[8];
-        size_t kn = rand_ukey(s, k, 3);
+        size_t kn = mw_rand_ukey(s, k, 3);
         int kind = tu_rand(s) % 3 == 0 ? KIND_DELETE : KIND_PUT;
         int c = (int)(tu_rand(s) % (unsigned)nc);
         int dup = tu_rand(s) % 10 == 0 ? (int)(tu_rand(s) % (unsigned)nc) : -1;
         world_put(w, k, kn, lsn, kind, c, dup);
         lsn += 1 + tu_rand(s) % 2;
     }
-}
-
-static void world_free(world *w)
-{
-    for (int c = 0; c < w->nc; c++)
-        memtable_unref(w->mt[c]);
 }
 
 typedef struct {
@@ -145,10 +126,7 @@ static int model_view(world *w, uint64_t snap, const bounds *b, kv *out)
 
 static iter *world_iter(world *w, uint64_t snap, const bounds *b)
 {
-    iter *ch[MAXC];
-    for (int c = 0; c < w->nc; c++)
-        ch[c] = mw_iter(w->mt[c]);
-    iter *it = db_iter_new(merge_iter_new(ch, w->nc), snap);
+    iter *it = db_iter_new(mw_children_merge(&w->ch), snap);
     if (it && b)
         db_iter_set_bounds(it, b->lo, b->lon, b->has_lo, b->hi, b->hin, b->has_hi);
     return it;
@@ -178,12 +156,11 @@ static int at(iter *it, const kv *view, int n, int pos)
            (vn == 0 || memcmp(v, view[pos].v, vn) == 0);
 }
 
-static int model_seek(const kv *view, int n, const char *k, size_t kn)
+/* A view entry against a seek key, for mw_model_seek. */
+static int kv_cmp_key(const void *e, const char *k, size_t kn)
 {
-    for (int i = 0; i < n; i++)
-        if (ukey_cmp(view[i].k, view[i].kn, k, kn) >= 0)
-            return i;
-    return -1;
+    const kv *x = e;
+    return ukey_cmp(x->k, x->kn, k, kn);
 }
 
 /* Random operations on it against the model; returns 1 when every step matched. */
@@ -204,9 +181,9 @@ static int run_random(iter *it, const kv *view, int n, unsigned long long *s, in
         } else if (r < 18) {
             name = "seek";
             char k[8];
-            size_t kn = rand_ukey(s, k, 4);
+            size_t kn = mw_rand_ukey(s, k, 4);
             iter_seek(it, k, kn);
-            pos = model_seek(view, n, k, kn);
+            pos = mw_model_seek(view, n, sizeof(kv), kv_cmp_key, k, kn);
         } else if (r == 18) {
             name = "seek_first";
             iter_seek_first(it);
@@ -261,8 +238,8 @@ static void test_random_worlds(unsigned long long *s)
         bounds b = {0};
         check_world(&w, s, &b, 2000, "no bounds");
         for (int bi = 0; bi < 4; bi++) {
-            b.lon = rand_ukey(s, lo, 3);
-            b.hin = rand_ukey(s, hi, 3);
+            b.lon = mw_rand_ukey(s, lo, 3);
+            b.hin = mw_rand_ukey(s, hi, 3);
             b.lo = lo;
             b.hi = hi;
             b.has_lo = (int)(tu_rand(s) % 3 != 0);
@@ -276,7 +253,7 @@ static void test_random_worlds(unsigned long long *s)
             }
             check_world(&w, s, &b, 800, "bounds");
         }
-        world_free(&w);
+        mw_children_free(&w.ch);
     }
 }
 
@@ -333,7 +310,7 @@ static void test_many_versions(unsigned long long *s)
         checked++;
     }
     CHECK(checked > 50);
-    world_free(&w);
+    mw_children_free(&w.ch);
 }
 
 static int key_is(iter *it, const char *k, size_t kn)
@@ -455,7 +432,7 @@ static void test_fixed(void)
     CHECK(key_is(it, "d", 1));
     CHECK_RC(iter_status(it), PL_OK);
     iter_destroy(it);
-    world_free(&w);
+    mw_children_free(&w.ch);
 
     /* NULL internal iterator (a failed merge_iter_new) gives NULL. */
     CHECK(db_iter_new(NULL, 5) == NULL);
@@ -478,8 +455,8 @@ static void test_errors(unsigned long long *s)
     int n = model_view(&w, snap, &none, view);
     int failures = 0;
     for (int left = 0; left < 150; left++) {
-        iter *ch[2] = {mw_iter(w.mt[0]),
-                       fail_iter_new(mw_iter(w.mt[1]), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0)};
+        iter *ch[2] = {mw_iter(w.ch.mt[0]),
+                       fail_iter_new(mw_iter(w.ch.mt[1]), left, left % 2 ? PL_IOERR : PL_CORRUPT, 0)};
         iter *it = db_iter_new(merge_iter_new(ch, 2), snap);
         int ok = 1, steps = 0;
         /* Backward from the end, forward again, backward again. */
@@ -525,7 +502,7 @@ static void test_errors(unsigned long long *s)
     CHECK(failures > 20);
 
     /* Malformed internal keys (shorter than a trailer): PL_CORRUPT, sticky. */
-    iter *it = db_iter_new(fail_iter_new(mw_iter(w.mt[0]), -1, PL_OK, 5), snap);
+    iter *it = db_iter_new(fail_iter_new(mw_iter(w.ch.mt[0]), -1, PL_OK, 5), snap);
     iter_seek_first(it);
     CHECK(!iter_valid(it));
     CHECK_RC(iter_status(it), PL_CORRUPT);
@@ -533,7 +510,7 @@ static void test_errors(unsigned long long *s)
     CHECK(!iter_valid(it));
     CHECK_RC(iter_status(it), PL_CORRUPT);
     iter_destroy(it);
-    world_free(&w);
+    mw_children_free(&w.ch);
 }
 
 int main(void)

@@ -32,36 +32,30 @@ static int ent_cmp(const void *a, const void *b)
     return r ? r : (x->child > y->child) - (x->child < y->child);
 }
 
-static const char ALPHA[] = {'\0', 'a', 'b', '\xff'};
-
-static size_t rand_ukey(unsigned long long *s, char *out, int maxlen)
+/* An entry against a seek key, for mw_model_seek (equal internal keys: the seek lands on the first). */
+static int ent_cmp_key(const void *e, const char *k, size_t kn)
 {
-    size_t n = (size_t)(tu_rand(s) % (unsigned)(maxlen + 1));
-    for (size_t i = 0; i < n; i++)
-        out[i] = ALPHA[tu_rand(s) % 4];
-    return n;
+    const ent *x = e;
+    return ikey_cmp(x->ik, x->kn, k, kn);
 }
 
-#define MAXC 6
+#define MAXC MW_MAX_CHILDREN
 #define MAXE 600
 
 typedef struct {
     ent e[MAXE];
     int n;
-    memtable *mt[MAXC];
-    int nc;
+    mw_children ch;
 } world;
 
 static void world_build(world *w, unsigned long long *s, int nc, int nent)
 {
     memset(w, 0, sizeof *w);
-    w->nc = nc;
-    for (int c = 0; c < nc; c++)
-        w->mt[c] = mw_memtable();
+    mw_children_init(&w->ch, nc);
     uint64_t lsn = 1;
     while (w->n < nent) {
         char uk[8];
-        size_t un = rand_ukey(s, uk, 3);
+        size_t un = mw_rand_ukey(s, uk, 3);
         int kind = tu_rand(s) % 4 == 0 ? KIND_DELETE : KIND_PUT;
         int c = (int)(tu_rand(s) % (unsigned)nc);
         int copies = (nc > 1 && tu_rand(s) % 8 == 0) ? 2 : 1; /* same internal key in two children */
@@ -71,26 +65,13 @@ static void world_build(world *w, unsigned long long *s, int nc, int nent)
             e->kn = un + IKEY_TRAILER;
             e->child = (c + j) % nc;
             e->vn = (size_t)snprintf(e->val, sizeof e->val, "v%llu.%d", (unsigned long long)lsn, e->child);
-            CHECK_RC(memtable_add(w->mt[e->child], lsn, kind, uk, un, e->val, e->vn), PL_OK);
+            CHECK_RC(memtable_add(w->ch.mt[e->child], lsn, kind, uk, un, e->val, e->vn), PL_OK);
         }
         lsn += 1 + tu_rand(s) % 3;
     }
     qsort(w->e, (size_t)w->n, sizeof(ent), ent_cmp);
 }
 
-static void world_free(world *w)
-{
-    for (int c = 0; c < w->nc; c++)
-        memtable_unref(w->mt[c]);
-}
-
-static iter *world_merge(world *w)
-{
-    iter *ch[MAXC];
-    for (int c = 0; c < w->nc; c++)
-        ch[c] = mw_iter(w->mt[c]);
-    return merge_iter_new(ch, w->nc);
-}
 
 /* Does it sit on model entry pos (-1: invalid)?  Returns 1 when it matches. */
 static int at(iter *it, const world *w, int pos)
@@ -107,20 +88,11 @@ static int at(iter *it, const world *w, int pos)
     return kn == e->kn && memcmp(k, e->ik, kn) == 0 && vn == e->vn && memcmp(v, e->val, vn) == 0;
 }
 
-/* First model entry >= key (ties: the whole group starts there). */
-static int model_seek(const world *w, const char *k, size_t kn)
-{
-    for (int i = 0; i < w->n; i++)
-        if (ikey_cmp(w->e[i].ik, w->e[i].kn, k, kn) >= 0)
-            return i;
-    return -1;
-}
-
 static void test_scans(unsigned long long *s)
 {
     world w;
     world_build(&w, s, 4, 300);
-    iter *it = world_merge(&w);
+    iter *it = mw_children_merge(&w.ch);
     CHECK(it != NULL);
     CHECK(!iter_valid(it));
     /* Forward and backward full scans. */
@@ -173,14 +145,14 @@ static void test_scans(unsigned long long *s)
     }
     CHECK(ok);
     iter_destroy(it);
-    world_free(&w);
+    mw_children_free(&w.ch);
 }
 
 static void test_random(unsigned long long *s, int nc, int nent, int ops)
 {
     world w;
     world_build(&w, s, nc, nent);
-    iter *it = world_merge(&w);
+    iter *it = mw_children_merge(&w.ch);
     CHECK(it != NULL);
     int pos = -1, bad = 0;
     for (int op = 0; op < ops && !bad; op++) {
@@ -193,11 +165,11 @@ static void test_random(unsigned long long *s, int nc, int nent, int ops)
             pos--;
         } else if (r == 8) {
             char uk[8], k[16];
-            size_t un = rand_ukey(s, uk, 4);
+            size_t un = mw_rand_ukey(s, uk, 4);
             uint64_t lsn = tu_rand(s) % 8 == 0 ? LSN_MAX : tu_rand(s) % (uint64_t)(nent * 3 + 2);
             ikey_build(k, uk, un, lsn, (int)(tu_rand(s) % 2));
             iter_seek(it, k, un + IKEY_TRAILER);
-            pos = model_seek(&w, k, un + IKEY_TRAILER);
+            pos = mw_model_seek(w.e, w.n, sizeof(ent), ent_cmp_key, k, un + IKEY_TRAILER);
         } else if (tu_rand(s) % 2) {
             iter_seek_first(it);
             pos = w.n ? 0 : -1;
@@ -212,7 +184,7 @@ static void test_random(unsigned long long *s, int nc, int nent, int ops)
     }
     CHECK(!bad);
     iter_destroy(it);
-    world_free(&w);
+    mw_children_free(&w.ch);
 }
 
 /* First byte of the current value; '?' when invalid, '-' when empty. */

@@ -87,12 +87,6 @@ static void flip_byte(const char *path, uint64_t off)
     free(d);
 }
 
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 /* Numbers of the files NNNNNN.<ext> in dir, ascending. */
 static int list_numbers(const char *ext, uint64_t *out, int max)
 {
@@ -423,7 +417,7 @@ static void test_healthy(void)
     CHECK_EQ(rep.tables, 5);
     CHECK_EQ(count_files("wal"), 0);
     for (int i = 0; i < n; i++) /* kept whole, under their own numbers */
-        CHECK(exists(numbered_path(before[i], "sst")));
+        CHECK(tu_exists(numbered_path(before[i], "sst")));
     check_after_repair();
     /* A second repair finds a consistent database and changes nothing of substance. */
     CHECK_RC(repair_run_report(dir, &rep), PL_OK);
@@ -489,8 +483,8 @@ static void test_data_block_flip(void)
     CHECK_EQ(rep.blocks_lost, 1);
     CHECK_EQ(rep.blocks_salvaged, l.n - 1);
     CHECK_EQ(rep.entries_salvaged, 300 - nlost);
-    CHECK(exists(numbered_path(ssts[2], "sst.bad")));
-    CHECK(!exists(numbered_path(ssts[2], "sst")));
+    CHECK(tu_exists(numbered_path(ssts[2], "sst.bad")));
+    CHECK(!tu_exists(numbered_path(ssts[2], "sst")));
     check_after_repair();
 }
 
@@ -571,7 +565,7 @@ static void test_empty_table(void)
     print_report(__func__, &rep);
     CHECK_EQ(rep.tables_damaged, 1);
     CHECK_EQ(rep.entries_salvaged, 0);
-    CHECK(exists(numbered_path(ssts[3], "sst.bad")));
+    CHECK(tu_exists(numbered_path(ssts[3], "sst.bad")));
     check_after_repair();
 }
 
@@ -618,8 +612,8 @@ static void test_wal_middle_record(void)
     CHECK_EQ(rep.wals_damaged, 1);
     CHECK_EQ(rep.wal_records, 99);
     CHECK(rep.wal_dropped_bytes > 0);
-    CHECK(exists(numbered_path(wals[0], "wal.bad")));
-    CHECK(!exists(w));
+    CHECK(tu_exists(numbered_path(wals[0], "wal.bad")));
+    CHECK(!tu_exists(w));
     check_after_repair();
 }
 
@@ -701,7 +695,7 @@ static void test_stale_files(void)
     round_of(db, 0, 100, 1);
     CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
     CHECK_EQ(count_files("sst"), 1);
-    CHECK(!exists(numbered_path(t[1], "sst")));
+    CHECK(!tu_exists(numbered_path(t[1], "sst")));
     round_of(db, 0, 50, 0);
     uint64_t w[8];
     CHECK_EQ(list_numbers("wal", w, 8), 1);
@@ -797,8 +791,8 @@ static void test_errors(void)
     CHECK_RC(repair_run(dir), PL_NOTFOUND); /* no directory */
     mkdir(dir, 0755);
     CHECK_RC(repair_run(dir), PL_NOTFOUND); /* not a database */
-    CHECK(!exists(path_in("LOCK")));
-    CHECK(!exists(path_in("CURRENT")));
+    CHECK(!tu_exists(path_in("LOCK")));
+    CHECK(!tu_exists(path_in("CURRENT")));
     model_reset();
     pl_db *db = open_db(0);
     round_of(db, 0, 10, 1);
@@ -862,12 +856,12 @@ static int io_failure_with(const char *op, int err, int persistent)
         free(cur);
         if (replaced) { /* failed after CURRENT named the new state: it stands */
             CHECK(strcmp(op, "sync") == 0);
-            CHECK(exists(numbered_path(ssts[2], "sst.bad")));
+            CHECK(tu_exists(numbered_path(ssts[2], "sst.bad")));
             replaced_seen = 1;
             done = 1;
             break;
         }
-        CHECK(exists(victim));
+        CHECK(tu_exists(victim));
         CHECK_EQ(count_files("sst"), 4);
         CHECK_EQ(count_files("sst.bad"), 0);
         CHECK_EQ(count_files("wal"), 1);

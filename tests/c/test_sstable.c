@@ -34,12 +34,6 @@ static uint64_t file_size_of(const char *path)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : UINT64_MAX;
 }
 
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 /* The suite runs three times: tables with bloom filters, with point indexes (pindex.h), and with
  * zstd-compressed data blocks (compress.h; such tables carry a bloom filter, not a point index). */
 static int pidx_mode, compress_mode;
@@ -1101,11 +1095,11 @@ static void test_edge_tables(void)
     /* abandon removes the file */
     path_of(path, "abandoned.sst");
     CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
-    CHECK(exists(path));
+    CHECK(tu_exists(path));
     ikey_build(k, "a", 1, 1, KIND_PUT);
     CHECK_RC(table_builder_add(tb, k, 9, "x", 1), PL_OK);
     table_builder_abandon(tb);
-    CHECK(!exists(path));
+    CHECK(!tu_exists(path));
     table_builder_abandon(NULL);
     pl_buf_free(&out);
 }
@@ -1133,7 +1127,7 @@ static void test_faults(cache *c)
     CHECK_RC(table_builder_finish(tb, &meta), PL_IOERR);
     CHECK_EQ(pl_errno(), ENOSPC);
     CHECK(strstr(pl_errmsg(), path) != NULL);
-    CHECK(!exists(path));
+    CHECK(!tu_exists(path));
 
     /* a failed fdatasync */
     CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);
@@ -1144,7 +1138,7 @@ static void test_faults(cache *c)
     env_fault_clear();
     CHECK(strstr(pl_errmsg(), "fdatasync") != NULL);
     CHECK_EQ(pl_errno(), EIO);
-    CHECK(!exists(path));
+    CHECK(!tu_exists(path));
 
     /* a failed unlink during cleanup does not hide the first error */
     CHECK_RC(new_builder(path, 4096, 10, &tb), PL_OK);

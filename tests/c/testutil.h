@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "pylsm.h"
 
@@ -20,6 +21,13 @@ static inline int tu_rm_entry(const char *p, const struct stat *st, int flag, st
     return remove(p);
 }
 static inline void tu_rm_rf(const char *p) { nftw(p, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Whether a directory entry named p exists (a dangling link counts; nothing is followed). */
+static inline int tu_exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
 
 /* base/name in one of four rotating static buffers (a call may hold up to four at once). */
 static inline char *tu_path(const char *base, const char *name)

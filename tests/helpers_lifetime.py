@@ -16,11 +16,7 @@ import threading
 import time
 from typing import List, Optional
 
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def key(i: int) -> bytes:
-    return b"k%07d" % i
+from lsmtest import child_env, key_of
 
 
 def value(i: int) -> bytes:
@@ -31,12 +27,12 @@ def _populate(path: str, n: int):
     import pylsm
 
     db = pylsm.open(path, memtable_bytes=256 * 1024)
-    if db.get(key(n - 1)) is None:
+    if db.get(key_of(n - 1)) is None:
         for i in range(n):
-            db.put(key(i), value(i))
+            db.put(key_of(i), value(i))
         db.flush()
         for i in range(0, n, 3):  # part of the data in the memtable
-            db.put(key(i), value(i))
+            db.put(key_of(i), value(i))
     return db
 
 
@@ -64,19 +60,19 @@ def close_while_iterating(path: str, seed: int) -> None:
                     if kind == 0:
                         it = db.items(stop=b"l")
                         for j, (k, v) in enumerate(it):
-                            assert k == key(j) and v == value(j), (j, k)
+                            assert k == key_of(j) and v == value(j), (j, k)
                     elif kind == 1:
                         it = db.keys(stop=b"l", reverse=True)
                         for j, k in enumerate(it):
-                            assert k == key(n - 1 - j), (j, k)
+                            assert k == key_of(n - 1 - j), (j, k)
                     elif kind == 2:
-                        it = db.values(key(100), key(20_000))
+                        it = db.values(key_of(100), key_of(20_000))
                         for j, v in enumerate(it):
                             assert v == value(100 + j)
                     else:
                         snap = db.snapshot()
                         for j, (k, v) in enumerate(snap.items(prefix=b"k00")):
-                            assert k == key(j)
+                            assert k == key_of(j)
                         snap.close()
                     with lock:
                         counts["scans"] += 1
@@ -94,27 +90,27 @@ def close_while_iterating(path: str, seed: int) -> None:
                     i = r.randrange(n)
                     op = r.randrange(9)
                     if op == 0:
-                        assert db.get(key(i)) == value(i)
+                        assert db.get(key_of(i)) == value(i)
                     elif op == 1:
-                        assert key(i) in db
+                        assert key_of(i) in db
                     elif op == 2:
                         try:
-                            del db[b"absent" + key(i)]
+                            del db[b"absent" + key_of(i)]
                         except KeyError:
                             pass
                     elif op == 3:
-                        db.put(b"x" + key(i), b"x")
+                        db.put(b"x" + key_of(i), b"x")
                     elif op == 4:
-                        assert db.get_many([key(i), b"nope"]) == [value(i), None]
+                        assert db.get_many([key_of(i), b"nope"]) == [value(i), None]
                     elif op == 5:
                         db.stats()
                     elif op == 6:
-                        db.delete(b"x" + key(i))
+                        db.delete(b"x" + key_of(i))
                     elif op == 7:
                         if r.random() < 0.02:
                             db.flush()
                     else:
-                        assert db[key(i)] == value(i)
+                        assert db[key_of(i)] == value(i)
             except pylsm.ClosedError:
                 with lock:
                     counts["closed"] += 1
@@ -177,7 +173,7 @@ def two_threads_one_iterator(path: str, seed: int) -> None:
         for th in ths:
             th.join(60)
         assert not errors, errors
-        want = [key(i) for i in range(n)]
+        want = [key_of(i) for i in range(n)]
         if rep == 2:
             want.reverse()
         for t in (0, 1):
@@ -243,7 +239,7 @@ def reads_racing_close(path: str, seed: int) -> None:
         db = pylsm.open(path, memtable_bytes=256 * 1024, bloom_bits_per_key=0, block_cache_bytes=0)
         if rep == 0:
             for i in range(n):
-                db.put(key(i), value(i))
+                db.put(key_of(i), value(i))
             db.flush()
         errors: List[str] = []
         go = threading.Event()
@@ -259,15 +255,15 @@ def reads_racing_close(path: str, seed: int) -> None:
                     op = 0 if t < 4 else r.randrange(4)
                     if op == 0:
                         try:
-                            del db[key(i) + b"absent"]
+                            del db[key_of(i) + b"absent"]
                         except KeyError:
                             pass
                     elif op == 1:
-                        assert db.get(key(i)) == value(i)
+                        assert db.get(key_of(i)) == value(i)
                     elif op == 2:
-                        assert (key(i) + b"absent") not in db
+                        assert (key_of(i) + b"absent") not in db
                     else:
-                        assert db.get_many([key(i), key(i) + b"x"]) == [value(i), None]
+                        assert db.get_many([key_of(i), key_of(i) + b"x"]) == [value(i), None]
                     calls += 1
             except pylsm.ClosedError:
                 with lock:
@@ -331,14 +327,7 @@ def run(scenario: str, path: str, seed: int = 0, timeout: float = 120, root: Opt
         asan: Optional[str] = None):
     """Run a scenario in a child; returns (returncode, stdout, stderr).  root: the directory holding
     the pylsm package to use (default: the one under test); asan: libasan.so to preload."""
-    import pylsm
-
-    env = dict(os.environ)
-    env.pop("PYLSM_KILL_POINT", None)
-    if root is None:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(pylsm.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, TESTS_DIR, env.get("PYTHONPATH")) if p)
-    env["PYTHONFAULTHANDLER"] = "1"
+    env = child_env({"PYTHONFAULTHANDLER": "1"}, root=root)
     if asan:
         env["LD_PRELOAD"] = asan
         env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1"

@@ -26,7 +26,8 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+from lsmtest import child_env, key_of, say
+
 SEQ_KEY = b"~seq"
 
 # ---------------------------------------------------------------------------------------------
@@ -167,10 +168,6 @@ def sst_files(path: str) -> List[str]:
     return sorted(n for n in os.listdir(path) if n.endswith(".sst") and n[:-4].isdigit())
 
 
-def wal_files(path: str) -> List[str]:
-    return sorted(n for n in os.listdir(path) if n.endswith(".wal") and n[:-4].isdigit())
-
-
 def dir_bytes(path: str, suffix: Optional[str] = None) -> int:
     """Apparent size of the files of a directory (a file deleted meanwhile, e.g. by a background
     compaction, counts as gone)."""
@@ -209,10 +206,6 @@ def parse_round_value(v: bytes, i: int, size: int = 100) -> int:
     r = int(v[1: v.index(b".")])
     assert v == round_value(r, i, size), (i, r, v[:60])
     return r
-
-
-def key_of(i: int) -> bytes:
-    return b"k%07d" % i
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,10 +268,6 @@ def describe_diff(got: Dict[bytes, bytes], want: Dict[bytes, bytes], limit: int 
 # ---------------------------------------------------------------------------------------------
 # The child writer.
 
-def _say(line: str) -> None:
-    os.write(1, (line + "\n").encode())
-
-
 def _open(spec: dict):
     import pylsm
 
@@ -311,7 +300,7 @@ def child_writer(spec: dict) -> None:
 
         compactor = threading.Thread(target=compact_loop, daemon=True)
         compactor.start()
-    _say("ready %d" % start)
+    say("ready %d" % start)
     reopen = spec.get("reopen_every", 0)
     for j in range(start, start + spec["total"]):
         op = op_for(j, spec)
@@ -322,7 +311,7 @@ def child_writer(spec: dict) -> None:
             b.delete(op[1])
         b.put(SEQ_KEY, b"%d" % j)
         db.write(b)
-        _say(str(j))
+        say(str(j))
         if reopen and (j + 1) % reopen == 0:
             db.close()
             db = _open(spec)
@@ -330,7 +319,7 @@ def child_writer(spec: dict) -> None:
     if compactor:
         compactor.join()
     db.close()
-    _say("done %d" % compactions[0])
+    say("done %d" % compactions[0])
 
 
 def child_flush_then_hold(spec: dict) -> None:
@@ -343,7 +332,7 @@ def child_flush_then_hold(spec: dict) -> None:
         db.put(key_of(i), round_value(0, i))
     if spec["flush"]:
         db.flush()
-    _say("flushed %d" % db.stats()["flushes"])
+    say("flushed %d" % db.stats()["flushes"])
     time.sleep(120)
 
 
@@ -351,19 +340,6 @@ def child_main(argv: List[str]) -> None:
     cmd, arg = argv[0], argv[1]
     spec = json.loads(arg)
     {"writer": child_writer, "flush_then_hold": child_flush_then_hold}[cmd](spec)
-
-
-def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    import pylsm
-
-    env = dict(os.environ)
-    env.pop("PYLSM_KILL_POINT", None)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pylsm.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, TESTS_DIR, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    if extra:
-        env.update(extra)
-    return env
 
 
 class ChildWriter:

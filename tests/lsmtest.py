@@ -2,8 +2,11 @@
 child processes: ``python tests/lsmtest.py <command> ...``).
 
 Contents:
-  * an independent model of the on-disk WAL format (csrc/wal.h, csrc/batch.h): CRC32C, varints, batch
-    payloads, record sizes and bytes, so tests count records from the layout instead of trusting the engine;
+  * what the other helper modules (helpers_tables.py, helpers_lifetime.py) and the tests share: child_env
+    (a child's environment), say (a child's report line), wal_names, key_of (the numbered test keys);
+  * an independent model of the on-disk WAL format (docs/format.md, "WAL" and "Batch"): CRC32C, varints,
+    batch payloads, record sizes and bytes, so tests count records from the layout instead of trusting the
+    engine;
   * child process entry points (``puts``, ``batches``, ``threads``, ``hold``, ``open``, ``reopen``,
     ``open_limited``, ``verify``, ``fill_window``, ``put_big_then_die``, ``ingest``, ``checkpoints``); the
     writers report every acknowledged write on stdout, one line per write, written with a single
@@ -170,7 +173,13 @@ def find_wal(path: str) -> str:
 
 
 def wal_names(path: str) -> List[str]:
+    """The NNNNNN.wal files of a database directory, oldest first."""
     return sorted(f for f in os.listdir(path) if f.endswith(".wal") and f[:-4].isdigit())
+
+
+def key_of(i: int, width: int = 7) -> bytes:
+    """The test key numbered i: b"k" and i in `width` digits, so keys sort as their numbers."""
+    return b"k%0*d" % (width, i)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,11 +191,12 @@ def pylsm_pythonpath() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(pylsm.__file__)))
 
 
-def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The environment of a child: it imports the very pylsm build the tests import."""
+def child_env(extra: Optional[Dict[str, str]] = None, root: Optional[str] = None) -> Dict[str, str]:
+    """The environment of a child: it imports the very pylsm build the tests import (or the one in the
+    directory root), finds the test helpers, writes unbuffered and runs no kill point of the parent's."""
     env = dict(os.environ)
     env.pop("PYLSM_KILL_POINT", None)
-    parts = [pylsm_pythonpath(), TESTS_DIR]
+    parts = [root or pylsm_pythonpath(), TESTS_DIR]
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)
@@ -259,7 +269,8 @@ def put_value(i: int) -> bytes:
     return (b"val%d." % i) * (1 + i % 7)
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """One line to stdout in one os.write (a child's report to its parent: never half a line)."""
     os.write(1, (line + "\n").encode())
 
 
@@ -269,12 +280,12 @@ def child_puts(path: str, sync: str, n: str, options: str = "") -> None:
 
     opts = eval(options) if options else {}  # a literal dict from the test
     db = pylsm.open(path, sync=parse_sync(sync), **opts)
-    _say("ready")
+    say("ready")
     for i in range(int(n)):
         db.put(put_key(i), put_value(i))
-        _say(str(i))
+        say(str(i))
     db.close()
-    _say("done")
+    say("done")
 
 
 def batch_value(b: int, j: int) -> bytes:
@@ -287,16 +298,16 @@ def child_batches(path: str, sync: str, nops: str, nbatches: str = "1000000") ->
 
     nops_i = int(nops)
     db = pylsm.open(path, sync=parse_sync(sync))
-    _say("ready")
+    say("ready")
     for b in range(int(nbatches)):
         wb = pylsm.WriteBatch()
         for j in range(nops_i):
             wb.put(b"b%06d" % j, batch_value(b, j))
         wb.put(b"marker%06d" % b, b"done")
         db.write(wb)
-        _say(str(b))
+        say(str(b))
     db.close()
-    _say("done")
+    say("done")
 
 
 def thread_key(t: int, i: int) -> bytes:
@@ -314,16 +325,16 @@ def child_threads(path: str, sync: str, nthreads: str, per_thread: str) -> None:
         for i in range(int(per_thread)):
             db.put(thread_key(t, i), b"v%d" % i)
             with lock:
-                _say("%d %d" % (t, i))
+                say("%d %d" % (t, i))
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(int(nthreads))]
-    _say("ready")
+    say("ready")
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     db.close()
-    _say("done")
+    say("done")
 
 
 def child_hold(path: str) -> None:
@@ -332,7 +343,7 @@ def child_hold(path: str) -> None:
 
     db = pylsm.open(path)
     db[b"held"] = b"1"
-    _say("ready")
+    say("ready")
     time.sleep(120)
     db.close()
 
@@ -344,9 +355,9 @@ def child_open(path: str) -> None:
     try:
         db = pylsm.open(path)
     except pylsm.Error as e:
-        _say(type(e).__name__)
+        say(type(e).__name__)
         return
-    _say("opened")
+    say("opened")
     db.close()
 
 
@@ -361,9 +372,9 @@ def child_open_limited(path: str, limit: str) -> None:
     try:
         db = pylsm.open(path, memtable_bytes=4096)
     except pylsm.Error as e:
-        _say(type(e).__name__)
+        say(type(e).__name__)
         return
-    _say("ok %d" % db.stats()["lsn"])
+    say("ok %d" % db.stats()["lsn"])
     db.close()
 
 
@@ -371,11 +382,11 @@ def child_reopen(path: str) -> None:
     """Open (recover), report the LSN, close."""
     import pylsm
 
-    _say("ready")
+    say("ready")
     db = pylsm.open(path)
-    _say("opened %d" % db.stats()["lsn"])
+    say("opened %d" % db.stats()["lsn"])
     db.close()
-    _say("done")
+    say("done")
 
 
 def child_verify(path: str) -> None:
@@ -385,9 +396,9 @@ def child_verify(path: str) -> None:
     try:
         pylsm.verify(path)
     except pylsm.Error as e:
-        _say(type(e).__name__)
+        say(type(e).__name__)
         return
-    _say("ok")
+    say("ok")
 
 
 def newest_wal(path: str) -> str:
@@ -429,7 +440,7 @@ def child_fill_window(path: str, room_left: str) -> None:
             raise SystemExit("cannot hit the size %d" % size)
     assert written == target
     st = db.stats()
-    _say("%d %d %s %d" % (i, st["lsn"], os.path.basename(wal), alloc))
+    say("%d %d %s %d" % (i, st["lsn"], os.path.basename(wal), alloc))
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -442,7 +453,7 @@ def child_put_big_then_die(path: str, pattern_hex: str, size: str) -> None:
     db = pylsm.open(path)
     pattern = bytes.fromhex(pattern_hex)
     db.put(b"big", pattern * (int(size) // len(pattern)))
-    _say(os.path.basename(newest_wal(path)))
+    say(os.path.basename(newest_wal(path)))
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -549,16 +560,16 @@ def child_ingest(path: str, n: str, every: str = "20000", memtable_bytes: str = 
 
     step = int(every)
     db = pylsm.open(path, memtable_bytes=int(memtable_bytes))
-    _say("ready")
+    say("ready")
 
     def pairs():
         for i in range(int(n)):
             if i % step == 0:
-                _say(f"p {i}")
+                say(f"p {i}")
             yield ingest_key(i), ingest_value(i)
 
     count = db.ingest(pairs())
-    _say(f"done {count}")
+    say(f"done {count}")
     db.close()
 
 
@@ -691,24 +702,24 @@ def child_powerloss(path: str, sync: str, seed: str, n: str, manifest_roll: str 
     pylsm._pylsm._test_set("manifest_roll_bytes", int(manifest_roll))
     opts = dict(sync=parse_sync(sync), memtable_bytes=64 << 10)
     db = pylsm.open(path, **opts)
-    _say("ready")
+    say("ready")
     for i, op in enumerate(powerloss_ops(int(seed), int(n))):
         kind = op[0]
         if kind == "reopen":
             db.close()
-            _say("D %d" % i)
+            say("D %d" % i)
             db = pylsm.open(path, **opts)
             continue
         powerloss_do(db, op)
         if kind in ("flush", "compact"):
-            _say("D %d" % i)
+            say("D %d" % i)
             continue
         if kind == "ingest":
-            _say("D %d" % (i + 1))
-        _say("A %d" % i)
+            say("D %d" % (i + 1))
+        say("A %d" % i)
     db.close()
-    _say("D %s" % n)
-    _say("done")
+    say("D %s" % n)
+    say("done")
 
 
 def child_checkpoints(path: str, out_dir: str) -> None:
@@ -729,7 +740,7 @@ def child_checkpoints(path: str, out_dir: str) -> None:
     n = 0
     while True:
         lsn = db.checkpoint(os.path.join(out_dir, "cp%d" % n))
-        _say("C %d %d" % (n, lsn))
+        say("C %d %d" % (n, lsn))
         n += 1
 
 

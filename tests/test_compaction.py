@@ -15,13 +15,12 @@ from helpers_tables import (
     Model,
     check_recovered,
     dir_bytes,
-    key_of,
     level_files,
     parse_round_value,
     round_value,
     sst_files,
-    wal_files,
 )
+from lsmtest import key_of, wal_names
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -63,7 +62,7 @@ def _overwrite(path, rounds, nkeys=100_000, vsize=100):
         assert sst == sum(lv["bytes"] for lv in st["levels"]), (sst, st["levels"])
         assert sst <= 1.5 * live, f"after compact(): {sst} table bytes for {live} live bytes"
         # the WAL is a fresh, preallocated file (1 MiB chunks); the manifest holds one edit per change
-        assert wal <= 1 * MiB + 64 * KiB, (wal, wal_files(path))
+        assert wal <= 1 * MiB + 64 * KiB, (wal, wal_names(path))
         assert other <= 256 * KiB, other
         assert dir_bytes(path) <= 1.5 * live + 1 * MiB + 256 * KiB
     assert samples > 0

@@ -7,6 +7,7 @@ The `faults` fixture clears the process-wide fault state before and after each t
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import threading
@@ -14,12 +15,12 @@ import time
 
 import pytest
 
+from lsmtest import key_of
 import pylsm
 from pylsm import _pylsm
 
 
-def key(i: int) -> bytes:
-    return b"k%06d" % i
+key = functools.partial(key_of, width=6)  # k000000: the keys these tests were written with
 
 
 def val(i: int) -> bytes:

@@ -9,19 +9,20 @@ is then opened with the default options.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
 
 import pytest
 
+from lsmtest import key_of
 import pylsm
 
 SECTOR = 512
 
 
-def key(i: int) -> bytes:
-    return b"k%05d" % i
+key = functools.partial(key_of, width=5)  # k00000: the keys these tests were written with
 
 
 def value(i: int, rnd: random.Random) -> bytes:

@@ -20,13 +20,13 @@ from helpers_tables import (
     Model,
     check_recovered,
     db_state,
-    key_of,
     level_files,
     parse_round_value,
     round_value,
     sst_files,
     table_layout,
 )
+from lsmtest import key_of
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "memtable.h"
 #include "merge.h"
@@ -161,7 +162,7 @@ static int is_base_level(version *v, int level, const char *ukey, size_t ulen)
 int compaction_output_open(compaction_output *o, compact_env *env)
 {
     o->number = env->new_file(env->ctx);
-    o->path = db_file_name(env->dir, o->number, "sst");
+    o->path = db_file_name(env->dir, o->number, FILE_TABLE);
     if (!o->path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int rc = table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb);

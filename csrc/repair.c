@@ -2,7 +2,6 @@
 #include "repair.h"
 
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "compress.h"
 #include "crc.h"
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "memtable.h"
 #include "merge.h"
@@ -133,40 +133,22 @@ static int is_created(const repairer *r, uint64_t number) { return number >= r->
 
 /* ---- the directory ---- */
 
-/* A leading file number: "NNNNNN.<anything>" or "MANIFEST-NNNNNN<anything>". */
-static int leading_number(const char *name, uint64_t *out)
-{
-    const char *p = name;
-    if (strncmp(p, "MANIFEST-", 9) == 0)
-        p += 9;
-    uint64_t n = 0;
-    const char *d = p;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > UINT64_MAX / 10 - 9)
-            return 0;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    if (p == d || (d == name && *p != '.'))
-        return 0;
-    *out = n;
-    return 1;
-}
-
 static int scan_entry(void *ctx, const char *name)
 {
     repairer *r = ctx;
     uint64_t n;
+    enum file_type type;
     int rc = PL_OK;
-    if (db_parse_file_name(name, "sst", &n)) {
-        r->have_db_files = 1;
-        rc = u64_push(&r->ssts, n);
-    } else if (db_parse_file_name(name, "wal", &n)) {
-        r->have_db_files = 1;
-        rc = u64_push(&r->wals, n);
-    } else if (strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0) {
-        r->have_db_files = 1;
+    if (parse_file_name(name, &n, &type)) {
+        if (type == FILE_TABLE)
+            rc = u64_push(&r->ssts, n);
+        else if (type == FILE_WAL)
+            rc = u64_push(&r->wals, n);
+        if (type == FILE_TABLE || type == FILE_WAL || type == FILE_LOCK || type == FILE_CURRENT ||
+            type == FILE_MANIFEST)
+            r->have_db_files = 1;
     }
-    if (leading_number(name, &n) && n > r->max_number)
+    if (leading_file_number(name, &n) && n > r->max_number)
         r->max_number = n;
     return rc;
 }
@@ -637,7 +619,7 @@ static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 
 static int add_table(repairer *r, uint64_t number)
 {
-    char *path = db_file_name(r->dir, number, "sst");
+    char *path = db_file_name(r->dir, number, FILE_TABLE);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(path, O_RDONLY, &fd);
@@ -744,7 +726,7 @@ static int all_zero(const char *p, size_t n)
 
 static int add_wal(repairer *r, uint64_t number)
 {
-    char *path = db_file_name(r->dir, number, "wal"), *tmp = NULL;
+    char *path = db_file_name(r->dir, number, FILE_WAL), *tmp = NULL;
     char *d = NULL;
     size_t size = 0;
     wal_ctx w = {0};
@@ -775,7 +757,7 @@ static int add_wal(repairer *r, uint64_t number)
                 break;
             }
             free(tmp);
-            if (!(tmp = db_file_name(r->dir, r->next++, "tmp"))) {
+            if (!(tmp = db_file_name(r->dir, r->next++, FILE_TEMP))) {
                 rc = PL_FAIL(PL_NOMEM, "out of memory");
                 break;
             }
@@ -978,7 +960,7 @@ static int renumber(repairer *r, file_meta **fp)
 {
     file_meta *f = *fp, *nf;
     uint64_t number = r->next++;
-    char *to = db_file_name(r->dir, number, "sst");
+    char *to = db_file_name(r->dir, number, FILE_TABLE);
     table_meta m;
     int rc = to ? table_meta_copy(&m, &f->m) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc) {
@@ -1030,11 +1012,11 @@ static int order_items(repairer *r)
 
 /* ---- the whole repair ---- */
 
-static int move_aside(repairer *r, uint64_t number, const char *ext)
+/* Rename the table or WAL `number` to NNNNNN.sst.bad or NNNNNN.wal.bad. */
+static int move_aside(repairer *r, uint64_t number, enum file_type type)
 {
-    char bad[16];
-    snprintf(bad, sizeof bad, "%s.bad", ext);
-    char *from = db_file_name(r->dir, number, ext), *to = db_file_name(r->dir, number, bad);
+    enum file_type bad = type == FILE_TABLE ? FILE_TABLE_BAD : FILE_WAL_BAD;
+    char *from = db_file_name(r->dir, number, type), *to = db_file_name(r->dir, number, bad);
     struct stat st;
     int rc = from && to ? PL_OK : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc && stat(to, &st) == 0) { /* never overwrite an earlier repair's leftovers */
@@ -1050,34 +1032,12 @@ static int move_aside(repairer *r, uint64_t number, const char *ext)
     return rc;
 }
 
-static void unlink_numbered(const char *dir, uint64_t number, const char *ext)
+static void unlink_numbered(const char *dir, uint64_t number, enum file_type type)
 {
-    char *p = db_file_name(dir, number, ext);
+    char *p = db_file_name(dir, number, type);
     if (p)
         env_unlink(p);
     free(p);
-}
-
-static void unlink_manifest(const char *dir, uint64_t number)
-{
-    char name[48];
-    snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
-    char *p = db_path_join(dir, name);
-    if (p)
-        env_unlink(p);
-    free(p);
-}
-
-/* Does CURRENT name MANIFEST-number? */
-static int current_names(const char *dir, uint64_t number)
-{
-    char *cur = db_path_join(dir, "CURRENT"), *data = NULL, want[48];
-    size_t len = 0;
-    int n = snprintf(want, sizeof want, "MANIFEST-%06" PRIu64 "\n", number);
-    int yes = cur && env_read_file(cur, &data, &len) == PL_OK && len == (size_t)n && memcmp(data, want, len) == 0;
-    free(cur);
-    free(data);
-    return yes;
 }
 
 /* Write the new manifest and CURRENT.  *installed: CURRENT names it (even if rc reports that a
@@ -1105,7 +1065,7 @@ static int write_state(repairer *r, int *installed)
         rc = versions_write_manifest(r->dir, number, &e);
     *installed = !rc || current_names(r->dir, number);
     if (rc && !*installed)
-        unlink_manifest(r->dir, number);
+        unlink_numbered(r->dir, number, FILE_MANIFEST);
     edit_free(&e);
     return rc;
 }
@@ -1131,7 +1091,7 @@ static void undo(repairer *r)
     for (size_t i = r->nmoves; i-- > 0;)
         env_rename(r->moves[i].to, r->moves[i].from);
     for (size_t i = 0; i < r->created.n; i++)
-        unlink_numbered(r->dir, r->created.v[i], "sst");
+        unlink_numbered(r->dir, r->created.v[i], FILE_TABLE);
     env_sync_dir(r->dir);
     pl_fail(PL_OK, err, "%s", msg);
 }
@@ -1155,10 +1115,10 @@ static void repairer_free(repairer *r)
     free(r->created.v);
 }
 
-/* The size of dir/NNNNNN.ext (0 if it cannot be stat'ed): what progress counts. */
-static uint64_t file_bytes(const char *dir, uint64_t number, const char *ext)
+/* The size of the file `number` of `type` in dir (0 if it cannot be stat'ed): what progress counts. */
+static uint64_t file_bytes(const char *dir, uint64_t number, enum file_type type)
 {
-    char *p = db_file_name(dir, number, ext);
+    char *p = db_file_name(dir, number, type);
     struct stat st;
     uint64_t n = p && stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
     free(p);
@@ -1181,7 +1141,7 @@ int repair_run_report(const char *path, repair_report *rep)
         return rc;
     }
     int lock_fd = -1;
-    char *lock = db_path_join(path, "LOCK");
+    char *lock = db_file_name(path, 0, FILE_LOCK);
     rc = lock ? env_lock(lock, &lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc) {
@@ -1207,8 +1167,8 @@ int repair_run_report(const char *path, repair_report *rep)
     size_t nfiles = r.ssts.n + r.wals.n;
     uint64_t *sizes = nfiles ? calloc(nfiles, sizeof *sizes) : NULL;
     for (size_t i = 0; sizes && i < nfiles; i++)
-        progress_expect(sizes[i] = i < r.ssts.n ? file_bytes(path, r.ssts.v[i], "sst")
-                                                : file_bytes(path, r.wals.v[i - r.ssts.n], "wal"));
+        progress_expect(sizes[i] = i < r.ssts.n ? file_bytes(path, r.ssts.v[i], FILE_TABLE)
+                                                : file_bytes(path, r.wals.v[i - r.ssts.n], FILE_WAL));
     for (size_t i = 0; !rc && i < nfiles; i++) {
         rc = i < r.ssts.n ? add_table(&r, r.ssts.v[i]) : add_wal(&r, r.wals.v[i - r.ssts.n]);
         if (!rc && sizes)
@@ -1220,9 +1180,9 @@ int repair_run_report(const char *path, repair_report *rep)
     if (!rc)
         rc = order_items(&r);
     for (size_t i = 0; !rc && i < r.bad_tables.n; i++)
-        rc = move_aside(&r, r.bad_tables.v[i], "sst");
+        rc = move_aside(&r, r.bad_tables.v[i], FILE_TABLE);
     for (size_t i = 0; !rc && i < r.bad_wals.n; i++)
-        rc = move_aside(&r, r.bad_wals.v[i], "wal");
+        rc = move_aside(&r, r.bad_wals.v[i], FILE_WAL);
     int installed = 0;
     if (!rc)
         rc = write_state(&r, &installed);
@@ -1236,9 +1196,9 @@ int repair_run_report(const char *path, repair_report *rep)
     }
     /* The new state is durable: what it replaced can go. */
     for (size_t i = 0; i < r.clean_wals.n; i++)
-        unlink_numbered(path, r.clean_wals.v[i], "wal");
+        unlink_numbered(path, r.clean_wals.v[i], FILE_WAL);
     for (size_t i = 0; i < r.dropped.n; i++)
-        unlink_numbered(path, r.dropped.v[i], "sst");
+        unlink_numbered(path, r.dropped.v[i], FILE_TABLE);
     env_sync_dir(path);
     pl_clear_error();
 out:

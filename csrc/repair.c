@@ -2,7 +2,6 @@
 #include "repair.h"
 
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1074,17 +1073,8 @@ static int write_state(repairer *r, int *installed)
  * The thread's error (message and errno) is left as the failure set it. */
 static void undo(repairer *r)
 {
-    char msg[512];
-    int err = pl_errno();
-    snprintf(msg, sizeof msg, "%s", pl_errmsg());
-    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled below */
-        const char *e = strerror(err);
-        size_t le = strlen(e), lm = strlen(msg);
-        if (lm >= le + 2 && strcmp(msg + lm - le, e) == 0 && msg[lm - le - 2] == ':')
-            msg[lm - le - 2] = 0;
-        else
-            err = 0;
-    }
+    pl_error_state saved;
+    pl_error_save(&saved);
     for (size_t i = r->nitems; i-- > 0;)
         item_free(&r->items[i]);
     r->nitems = 0;
@@ -1093,7 +1083,7 @@ static void undo(repairer *r)
     for (size_t i = 0; i < r->created.n; i++)
         unlink_numbered(r->dir, r->created.v[i], FILE_TABLE);
     env_sync_dir(r->dir);
-    pl_fail(PL_OK, err, "%s", msg);
+    pl_error_restore(&saved, PL_OK);
 }
 
 static void repairer_free(repairer *r)

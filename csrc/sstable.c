@@ -51,20 +51,10 @@ static int decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size)
 /* Remove path (best effort) without letting a failure replace the thread's error message. */
 static void unlink_keep_error(const char *path)
 {
-    char msg[512];
-    int err = pl_errno();
-    snprintf(msg, sizeof msg, "%s", pl_errmsg());
-    if (env_unlink(path) == PL_OK)
-        return;
-    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled */
-        const char *s = strerror(err);
-        size_t ls = strlen(s), lm = strlen(msg);
-        if (lm >= ls + 2 && strcmp(msg + lm - ls, s) == 0 && msg[lm - ls - 2] == ':')
-            msg[lm - ls - 2] = 0;
-        else
-            err = 0;
-    }
-    pl_fail(PL_IOERR, err, "%s", msg);
+    pl_error_state saved;
+    pl_error_save(&saved);
+    if (env_unlink(path) != PL_OK)
+        pl_error_restore(&saved, PL_IOERR);
 }
 
 void table_meta_free(table_meta *m)

@@ -10,7 +10,6 @@
 #include "block.h"
 #include "progress.h"
 #include "buf.h"
-#include "coding.h"
 #include "compaction.h"
 #include "compress.h"
 #include "crc.h"
@@ -293,11 +292,7 @@ out:
 
 /* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes) of a known type
  * (raw, or a codec's)? */
-static int trailer_ok(const char *blk, size_t n)
-{
-    return (unsigned char)blk[n] <= COMPRESS_MAX &&
-           crc_unmask(get_u32(blk + n + 1)) == crc_extend(crc_value(blk, n), blk + n, 1);
-}
+static int trailer_ok(const char *blk, size_t n) { return table_trailer_matches(blk + n, crc_value(blk, n), 1); }
 
 /* take_block of a stored data block whose trailer is intact: a compressed one is decompressed first
  * (one that does not decompress is not taken: 0). */
@@ -327,15 +322,9 @@ static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_o
     int rc = block_cursor_init(&ic, d + index_off, (size_t)index_size);
     uint64_t lost = 0, taken = 0;
     for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic)) {
-        const char *v = block_cursor_value(&ic), *end = v + block_cursor_vlen(&ic);
         uint64_t off, bsize;
-        const char *p = get_varint64(v, end, &off);
-        if (!p || !(p = get_varint64(p, end, &bsize)) || p != end || off > filter_off ||
-            bsize > filter_off - off || filter_off - off - bsize < TABLE_BLOCK_TRAILER) {
-            lost++;
-            continue;
-        }
-        if (!trailer_ok(d + off, (size_t)bsize)) {
+        if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &bsize) ||
+            !table_data_handle_fits(off, bsize, filter_off) || !trailer_ok(d + off, (size_t)bsize)) {
             lost++;
             continue;
         }
@@ -369,7 +358,7 @@ static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64
         uint64_t e = start + 8;
         int found = 0;
         for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
-            if ((unsigned char)d[e] <= COMPRESS_MAX && crc_unmask(get_u32(d + e + 1)) == crc_extend(c, d + e, 1)) {
+            if (table_trailer_matches(d + e, c, 1)) {
                 int t = take_stored(s, d + start, (size_t)(e - start));
                 if (t < 0)
                     return -t;
@@ -397,24 +386,14 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
     int rc = env_read_file(path, &d, &size);
     if (rc)
         return rc;
-    uint64_t limit = size, filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
-    int footer_ok = 0;
-    if (size >= TABLE_FOOTER_SIZE) {
-        const char *f = d + size - TABLE_FOOTER_SIZE;
-        uint64_t foot = size - TABLE_FOOTER_SIZE;
-        filter_off = get_u64(f);
-        filter_size = get_u64(f + 8);
-        index_off = get_u64(f + 16);
-        index_size = get_u64(f + 24);
-        footer_ok = get_u64(f + 40) == TABLE_MAGIC && get_u32(f + 36) == crc_value(f, 36) &&
-                    get_u32(f + 32) >= TABLE_VERSION_MIN && get_u32(f + 32) <= TABLE_VERSION_MAX &&
-                    index_off <= foot && index_size <= foot &&
-                    foot - index_size - index_off == TABLE_BLOCK_TRAILER && filter_off <= index_off &&
-                    filter_size <= index_off && index_off - filter_size - filter_off == TABLE_BLOCK_TRAILER;
-    }
+    uint64_t limit = size;
+    table_footer ft;
+    /* (a damaged footer's message is not the repair's to report: the data area is scanned) */
+    int footer_ok = size >= TABLE_FOOTER_SIZE &&
+                    table_footer_decode(d + size - TABLE_FOOTER_SIZE, size, path, &ft) == PL_OK;
     if (footer_ok) {
-        limit = filter_off;
-        rc = salvage_by_index(d, filter_off, index_off, index_size, s, rep);
+        limit = ft.filter_off;
+        rc = salvage_by_index(d, ft.filter_off, ft.index_off, ft.index_size, s, rep);
         if (rc != PL_CORRUPT)
             goto out;
         salvage_free(s); /* the index is unusable: scan the data area */

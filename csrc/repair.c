@@ -694,14 +694,6 @@ static int wal_apply(void *ctx, uint64_t lsn, const char *payload, size_t len)
     return PL_OK;
 }
 
-static int all_zero(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
-
 static int add_wal(repairer *r, uint64_t number)
 {
     char *path = db_file_name(r->dir, number, FILE_WAL), *tmp = NULL;
@@ -722,7 +714,7 @@ static int add_wal(repairer *r, uint64_t number)
         /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
         damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
         r->rep.wal_dropped_bytes += res.dropped_bytes;
-    } else if (size > WAL_FILE_HEADER && !all_zero(d + WAL_FILE_HEADER, size - WAL_FILE_HEADER)) {
+    } else if (size > WAL_FILE_HEADER && !wal_all_zero(d + WAL_FILE_HEADER, size - WAL_FILE_HEADER)) {
         /* A damaged header with records after it: replay a copy under a rebuilt header, trying
          * both record layouts (with and without timestamps; the record CRCs tell which). */
         damaged = 1;

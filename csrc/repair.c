@@ -478,73 +478,6 @@ static iter *salvage_iter_new(salvage_set *s)
     return &v->base;
 }
 
-/* A forward iterator dropping repeats of the same internal key (adjacent in a merge). */
-typedef struct {
-    iter base;
-    iter *in;
-    pl_buf prev;
-    int status;
-} dedup_iter;
-
-static void dd_seek_first(iter *it) { iter_seek_first(((dedup_iter *)it)->in); }
-static void dd_seek(iter *it, const char *k, size_t n) { iter_seek(((dedup_iter *)it)->in, k, n); }
-static void dd_seek_last(iter *it) { iter_seek_last(((dedup_iter *)it)->in); }
-static void dd_prev(iter *it) { iter_prev(((dedup_iter *)it)->in); } /* unused: no dedup backwards */
-static void dd_next(iter *it)
-{
-    dedup_iter *d = (dedup_iter *)it;
-    const char *k;
-    size_t kn;
-    iter_key(d->in, &k, &kn);
-    int rc = buf_set(&d->prev, k, kn);
-    if (rc) {
-        d->status = rc;
-        return;
-    }
-    do {
-        iter_next(d->in);
-        if (!iter_valid(d->in))
-            return;
-        iter_key(d->in, &k, &kn);
-    } while (kn == d->prev.len && memcmp(k, d->prev.data, kn) == 0);
-}
-static int dd_valid(const iter *it)
-{
-    const dedup_iter *d = (const dedup_iter *)it;
-    return !d->status && iter_valid(d->in);
-}
-static void dd_key(const iter *it, const char **k, size_t *n) { iter_key(((const dedup_iter *)it)->in, k, n); }
-static void dd_value(const iter *it, const char **v, size_t *n) { iter_value(((const dedup_iter *)it)->in, v, n); }
-static int dd_status(const iter *it)
-{
-    const dedup_iter *d = (const dedup_iter *)it;
-    return d->status ? d->status : iter_status(d->in);
-}
-static void dd_destroy(iter *it)
-{
-    dedup_iter *d = (dedup_iter *)it;
-    iter_destroy(d->in);
-    pl_buf_free(&d->prev);
-    free(d);
-}
-static const struct iter_ops dedup_iter_ops = {dd_seek, dd_seek_first, dd_seek_last, dd_next, dd_prev,
-                                               dd_valid, dd_key, dd_value, dd_status, dd_destroy};
-
-/* Takes over in (destroyed on failure). */
-static iter *dedup_iter_new(iter *in)
-{
-    if (!in)
-        return NULL;
-    dedup_iter *d = calloc(1, sizeof *d);
-    if (!d) {
-        iter_destroy(in);
-        return NULL;
-    }
-    d->base.ops = &dedup_iter_ops;
-    d->in = in;
-    return &d->base;
-}
-
 /* Write `input` (taken over) as L0 tables and make them one item. */
 static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 {
@@ -821,7 +754,7 @@ static int merge_group(repairer *r, const size_t *parent, size_t root, item *out
         if (parent[i] == root)
             for (int j = 0; j < r->items[i].n; j++)
                 its[k++] = table_iter(r->items[i].f[j]->t);
-    iter *in = dedup_iter_new(merge_iter_new(its, k));
+    iter *in = merge_iter_new_flags(its, k, MERGE_DEDUP); /* equal internal keys may be in several */
     free(its);
     if (!in)
         return PL_FAIL(PL_NOMEM, "out of memory");

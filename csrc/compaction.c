@@ -12,6 +12,22 @@
 #include "sstable.h"
 #include "status.h"
 
+void compaction_env_init(compact_env *env, const char *dir, const pl_options *opt, uint64_t (*new_file)(void *ctx),
+                         void *ctx)
+{
+    memset(env, 0, sizeof *env);
+    env->dir = dir;
+    env->block_bytes = opt->block_bytes;
+    env->bloom_bits_per_key = opt->bloom_bits_per_key;
+    env->point_index = opt->point_index;
+    env->compression = opt->compression;
+    uint64_t target = opt->memtable_bytes;
+    env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
+    env->level_base_bytes = 4 * env->target_file_bytes;
+    env->new_file = new_file;
+    env->ctx = ctx;
+}
+
 uint64_t compaction_level_target(const compact_env *env, int level)
 {
     uint64_t t = env->level_base_bytes;

@@ -1093,18 +1093,8 @@ static uint64_t oldest_snapshot(pl_db *db)
 
 static void compact_env_init(pl_db *db, compact_env *env)
 {
-    memset(env, 0, sizeof *env);
-    env->dir = db->path;
+    compaction_env_init(env, db->path, &db->opt, new_file_number, db);
     env->cache = db->cache;
-    env->block_bytes = db->opt.block_bytes;
-    env->bloom_bits_per_key = db->opt.bloom_bits_per_key;
-    env->point_index = db->opt.point_index;
-    env->compression = db->opt.compression;
-    uint64_t target = db->opt.memtable_bytes;
-    env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
-    env->level_base_bytes = 4 * env->target_file_bytes;
-    env->new_file = new_file_number;
-    env->ctx = db;
 }
 
 /* Write edit e, install the version it makes, wake waiters.  REQUIRES: apply_mu held, mu not held. */

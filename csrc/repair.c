@@ -24,8 +24,6 @@
 #include "wal.h"
 
 #define REPAIR_TARGET_FILE_BYTES (64u << 20) /* merged runs are cut into tables of about this size */
-#define REPAIR_BLOCK_BYTES 4096
-#define REPAIR_BLOOM_BITS 10
 
 typedef unsigned long long ull;
 
@@ -481,17 +479,11 @@ static iter *salvage_iter_new(salvage_set *s)
 /* Write `input` (taken over) as L0 tables and make them one item. */
 static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 {
+    pl_options opt; /* the default table format (repair.h) */
+    pl_options_init(&opt);
     compact_env env;
-    memset(&env, 0, sizeof env);
-    env.dir = r->dir;
-    env.block_bytes = REPAIR_BLOCK_BYTES;
-    env.bloom_bits_per_key = REPAIR_BLOOM_BITS;
-    env.point_index = 1;
+    compaction_env_init(&env, r->dir, &opt, fresh_number, r); /* every version and tombstone kept */
     env.target_file_bytes = target;
-    env.oldest_snapshot = 0; /* keep every version and every tombstone */
-    env.level_base_bytes = 4 * (uint64_t)REPAIR_TARGET_FILE_BYTES;
-    env.new_file = fresh_number;
-    env.ctx = r;
     version_edit e;
     edit_init(&e);
     int rc = compaction_write(input, NULL, 0, &env, &e);

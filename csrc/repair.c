@@ -230,8 +230,8 @@ static void salvage_free(salvage_set *s)
 }
 
 /* Take the block [data, data + len) if it is a well-formed, non-empty data block of known kinds whose
- * keys ascend from the last block taken.  1 taken, 0 rejected, -PL_NOMEM. */
-static int take_block(salvage_set *s, const char *data, size_t len)
+ * keys ascend from the last block taken.  PL_OK with *taken 1 (taken) or 0 (rejected); PL_NOMEM. */
+static int take_block(salvage_set *s, const char *data, size_t len, int *taken)
 {
     block_cursor c;
     pl_buf prev = {0};
@@ -285,7 +285,8 @@ static int take_block(salvage_set *s, const char *data, size_t len)
 out:
     block_cursor_free(&c);
     pl_buf_free(&prev);
-    return rc ? -rc : ok;
+    *taken = !rc && ok;
+    return rc;
 }
 
 /* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes) of a known type
@@ -293,20 +294,22 @@ out:
 static int trailer_ok(const char *blk, size_t n) { return table_trailer_matches(blk + n, crc_value(blk, n), 1); }
 
 /* take_block of a stored data block whose trailer is intact: a compressed one is decompressed first
- * (one that does not decompress is not taken: 0). */
-static int take_stored(salvage_set *s, const char *blk, size_t n)
+ * (one that does not decompress is not taken). */
+static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
 {
     int type = (unsigned char)blk[n];
     if (type == TABLE_BLOCK_RAW)
-        return take_block(s, blk, n);
+        return take_block(s, blk, n, taken);
     char *raw;
     size_t len;
     int rc = decompress_block(type, blk, n, &raw, &len);
-    if (rc)
-        return rc == PL_NOMEM ? -PL_NOMEM : 0;
-    int t = take_block(s, raw, len);
+    if (rc) {
+        *taken = 0;
+        return rc == PL_NOMEM ? PL_NOMEM : PL_OK;
+    }
+    rc = take_block(s, raw, len, taken);
     free(raw);
-    return t;
+    return rc;
 }
 
 /* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
@@ -326,10 +329,10 @@ static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_o
             lost++;
             continue;
         }
-        int t = take_stored(s, d + off, (size_t)bsize);
-        if (t < 0)
-            rc = -t;
-        else if (t)
+        int t;
+        if ((rc = take_stored(s, d + off, (size_t)bsize, &t)))
+            break;
+        if (t)
             taken++;
         else
             lost++;
@@ -357,13 +360,11 @@ static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64
         int found = 0;
         for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
             if (table_trailer_matches(d + e, c, 1)) {
-                int t = take_stored(s, d + start, (size_t)(e - start));
-                if (t < 0)
-                    return -t;
-                if (t) {
-                    found = 1;
+                int rc = take_stored(s, d + start, (size_t)(e - start), &found);
+                if (rc)
+                    return rc;
+                if (found)
                     break;
-                }
             }
             c = crc_extend(c, d + e, 1);
         }

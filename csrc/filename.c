@@ -13,45 +13,45 @@
 #define MANIFEST_PREFIX "MANIFEST-"
 #define MANIFEST_PREFIX_LEN 9
 
-/* The numbered names: NNNNNN.<suffix>, and the types they make. */
+/* The table of filename.h: each type's name, as it is (FIXED), after its number (NUMBER_FIRST:
+ * NNNNNN.<text>) or before it (NUMBER_LAST: <text>NNNNNN). */
+enum form { FIXED, NUMBER_FIRST, NUMBER_LAST };
 static const struct {
-    const char *suffix;
     enum file_type type;
-} numbered[] = {
-    {"wal", FILE_WAL},         {"sst", FILE_TABLE}, {"sst.bad", FILE_TABLE_BAD},
-    {"wal.bad", FILE_WAL_BAD}, {"tmp", FILE_TEMP},
+    enum form form;
+    const char *text;
+} names[] = {
+    {FILE_LOCK, FIXED, "LOCK"},
+    {FILE_CURRENT, FIXED, "CURRENT"},
+    {FILE_CURRENT_TMP, FIXED, "CURRENT.tmp"},
+    {FILE_MANIFEST, NUMBER_LAST, MANIFEST_PREFIX},
+    {FILE_WAL, NUMBER_FIRST, "wal"},
+    {FILE_TABLE, NUMBER_FIRST, "sst"},
+    {FILE_TABLE_BAD, NUMBER_FIRST, "sst.bad"},
+    {FILE_WAL_BAD, NUMBER_FIRST, "wal.bad"},
+    {FILE_TEMP, NUMBER_FIRST, "tmp"},
+    {FILE_ARCHIVE, FIXED, "archive"},
+    {FILE_CHECKPOINT, FIXED, "CHECKPOINT"},
 };
 
-/* The fixed names. */
-static const struct {
-    const char *name;
-    enum file_type type;
-} fixed[] = {
-    {"LOCK", FILE_LOCK},       {"CURRENT", FILE_CURRENT},   {"CURRENT.tmp", FILE_CURRENT_TMP},
-    {"archive", FILE_ARCHIVE}, {"CHECKPOINT", FILE_CHECKPOINT},
-};
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define NNAMES (sizeof names / sizeof names[0])
 
 /* ---- names ---- */
 
 void file_base_name(char buf[FILE_NAME_MAX], uint64_t number, enum file_type type)
 {
-    if (type == FILE_MANIFEST) {
-        snprintf(buf, FILE_NAME_MAX, MANIFEST_PREFIX "%06" PRIu64, number);
+    buf[0] = 0; /* (not a type of the table) */
+    for (size_t i = 0; i < NNAMES; i++) {
+        if (names[i].type != type)
+            continue;
+        if (names[i].form == FIXED)
+            snprintf(buf, FILE_NAME_MAX, "%s", names[i].text);
+        else if (names[i].form == NUMBER_FIRST)
+            snprintf(buf, FILE_NAME_MAX, "%06" PRIu64 ".%s", number, names[i].text);
+        else
+            snprintf(buf, FILE_NAME_MAX, "%s%06" PRIu64, names[i].text, number);
         return;
     }
-    for (size_t i = 0; i < COUNT(numbered); i++)
-        if (numbered[i].type == type) {
-            snprintf(buf, FILE_NAME_MAX, "%06" PRIu64 ".%s", number, numbered[i].suffix);
-            return;
-        }
-    for (size_t i = 0; i < COUNT(fixed); i++)
-        if (fixed[i].type == type) {
-            snprintf(buf, FILE_NAME_MAX, "%s", fixed[i].name);
-            return;
-        }
-    buf[0] = 0; /* not a type of the table */
 }
 
 char *db_file_name(const char *dir, uint64_t number, enum file_type type)
@@ -90,29 +90,28 @@ static int parse_number(const char *p, const char *end, uint64_t *out)
 
 int parse_file_name(const char *name, uint64_t *number, enum file_type *type)
 {
-    if (strncmp(name, MANIFEST_PREFIX, MANIFEST_PREFIX_LEN) == 0) {
-        const char *d = name + MANIFEST_PREFIX_LEN;
-        if (!parse_number(d, d + strlen(d), number))
-            *number = 0;
-        *type = FILE_MANIFEST;
-        return 1;
-    }
-    for (size_t i = 0; i < COUNT(fixed); i++)
-        if (strcmp(name, fixed[i].name) == 0) {
-            *number = 0;
-            *type = fixed[i].type;
-            return 1;
-        }
     const char *dot = strchr(name, '.');
-    uint64_t n;
-    if (!dot || !parse_number(name, dot, &n))
-        return 0;
-    for (size_t i = 0; i < COUNT(numbered); i++)
-        if (strcmp(dot + 1, numbered[i].suffix) == 0) {
-            *number = n;
-            *type = numbered[i].type;
+    uint64_t n = 0;
+    int numbered = dot && parse_number(name, dot, &n); /* NNNNNN.<anything> */
+    for (size_t i = 0; i < NNAMES; i++) {
+        const char *t = names[i].text;
+        int match;
+        if (names[i].form == FIXED) {
+            match = strcmp(name, t) == 0;
+        } else if (names[i].form == NUMBER_FIRST) {
+            match = numbered && strcmp(dot + 1, t) == 0;
+        } else { /* any name with the prefix: the number when only digits follow it, else 0 */
+            size_t tl = strlen(t);
+            match = strncmp(name, t, tl) == 0;
+            if (match && !parse_number(name + tl, name + strlen(name), &n))
+                n = 0;
+        }
+        if (match) {
+            *number = names[i].form == FIXED ? 0 : n;
+            *type = names[i].type;
             return 1;
         }
+    }
     return 0;
 }
 

@@ -14,18 +14,18 @@
 #include "batch.h"
 #include "buf.h"
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "status.h"
-#include "version.h"
 #include "wal.h"
 
 /* ---- the archive ---- */
 
 int changes_archive_wal(const char *dir, uint64_t number)
 {
-    char *arch = db_path_join(dir, ARCHIVE_DIR);
-    char *from = db_file_name(dir, number, "wal");
-    char *to = arch ? db_file_name(arch, number, "wal") : NULL;
+    char *arch = db_file_name(dir, 0, FILE_ARCHIVE);
+    char *from = db_file_name(dir, number, FILE_WAL);
+    char *to = arch ? db_file_name(arch, number, FILE_WAL) : NULL;
     int rc = from && to ? env_mkdir(arch) : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc) {
         struct stat st;
@@ -41,51 +41,21 @@ int changes_archive_wal(const char *dir, uint64_t number)
     return rc;
 }
 
-typedef struct {
-    uint64_t *numbers;
-    size_t n, cap;
-} number_list;
-
-static int collect_wal(void *ctx, const char *name)
-{
-    number_list *l = ctx;
-    uint64_t number;
-    if (!db_parse_file_name(name, "wal", &number))
-        return PL_OK;
-    int rc = array_reserve(&l->numbers, &l->cap, l->n + 1, sizeof *l->numbers);
-    if (!rc)
-        l->numbers[l->n++] = number;
-    return rc;
-}
-
-/* Sort and drop duplicates. */
-static void sort_unique(number_list *l)
-{
-    if (!l->n)
-        return;
-    qsort(l->numbers, l->n, sizeof *l->numbers, array_cmp_u64);
-    size_t k = 1;
-    for (size_t i = 1; i < l->n; i++)
-        if (l->numbers[i] != l->numbers[k - 1])
-            l->numbers[k++] = l->numbers[i];
-    l->n = k;
-}
-
 int changes_trim(const char *dir, uint64_t max_bytes, uint64_t max_seconds)
 {
-    char *arch = db_path_join(dir, ARCHIVE_DIR);
+    char *arch = db_file_name(dir, 0, FILE_ARCHIVE);
     if (!arch)
         return PL_FAIL(PL_NOMEM, "out of memory");
     struct stat st;
-    number_list l = {0};
-    int rc = stat(arch, &st) == 0 ? env_list_dir(arch, collect_wal, &l) : PL_OK;
-    sort_unique(&l);
+    file_list l = {0};
+    int rc = stat(arch, &st) == 0 ? list_wals(arch, &l) : PL_OK;
+    file_list_sort(&l);
     uint64_t total = 0, *sizes = calloc(l.n + 1, sizeof *sizes);
     time_t *mtimes = calloc(l.n + 1, sizeof *mtimes);
     if (!rc && (!sizes || !mtimes))
         rc = PL_FAIL(PL_NOMEM, "out of memory");
     for (size_t i = 0; !rc && i < l.n; i++) {
-        char *p = db_file_name(arch, l.numbers[i], "wal");
+        char *p = db_file_name(arch, l.numbers[i], FILE_WAL);
         if (p && stat(p, &st) == 0) {
             sizes[i] = (uint64_t)st.st_size;
             mtimes[i] = st.st_mtime;
@@ -99,14 +69,14 @@ int changes_trim(const char *dir, uint64_t max_bytes, uint64_t max_seconds)
         int too_old = max_seconds && now - mtimes[i] > (time_t)max_seconds;
         if (!too_big && !too_old)
             break; /* the rest are newer and fit */
-        char *p = db_file_name(arch, l.numbers[i], "wal");
+        char *p = db_file_name(arch, l.numbers[i], FILE_WAL);
         rc = p ? env_unlink(p) : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
         total -= sizes[i];
     }
     free(sizes);
     free(mtimes);
-    free(l.numbers);
+    file_list_free(&l);
     free(arch);
     return rc;
 }
@@ -160,25 +130,25 @@ static pl_changes *changes_alloc(size_t n, uint64_t since, uint64_t bound, uint6
 int changes_open_dir(const char *dir, uint64_t since, uint64_t bound, uint64_t known, pl_changes **out)
 {
     *out = NULL;
-    number_list l = {0};
+    file_list l = {0};
     struct stat st;
-    char *arch = db_path_join(dir, ARCHIVE_DIR);
+    char *arch = db_file_name(dir, 0, FILE_ARCHIVE);
     /* The main directory first, then the archive: a WAL moved between the two listings is seen
      * twice (and deduplicated), never missed. */
-    int rc = arch ? env_list_dir(dir, collect_wal, &l) : PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = arch ? list_wals(dir, &l) : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc && stat(arch, &st) == 0)
-        rc = env_list_dir(arch, collect_wal, &l);
-    sort_unique(&l);
+        rc = list_wals(arch, &l);
+    file_list_sort(&l);
     pl_changes *c = rc ? NULL : changes_alloc(l.n, since, bound, known);
     if (!rc && !c)
         rc = PL_FAIL(PL_NOMEM, "out of memory");
     for (size_t i = 0; !rc && i < l.n; i++) {
-        c->paths[i] = db_file_name(dir, l.numbers[i], "wal");
-        c->alt[i] = db_file_name(arch, l.numbers[i], "wal");
+        c->paths[i] = db_file_name(dir, l.numbers[i], FILE_WAL);
+        c->alt[i] = db_file_name(arch, l.numbers[i], FILE_WAL);
         if (!c->paths[i] || !c->alt[i])
             rc = PL_FAIL(PL_NOMEM, "out of memory");
     }
-    free(l.numbers);
+    file_list_free(&l);
     free(arch);
     if (rc) {
         pl_changes_free(c);

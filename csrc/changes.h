@@ -24,8 +24,6 @@
 
 #include "pylsm.h"
 
-#define ARCHIVE_DIR "archive"
-
 /* Move dir/NNNNNN.wal into dir/archive/ (made on first use; the archive directory is fsynced).  A
  * WAL that is not there is no error. */
 int changes_archive_wal(const char *dir, uint64_t number);

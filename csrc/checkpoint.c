@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "env.h"
+#include "filename.h"
 #include "status.h"
 #include "version.h"
 
@@ -21,9 +22,16 @@
 static int checkpoint_name(const char *name)
 {
     uint64_t n;
-    return db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "wal", &n) ||
-           strncmp(name, "MANIFEST-", 9) == 0 || strcmp(name, "CURRENT") == 0 || strcmp(name, "CURRENT.tmp") == 0 ||
-           strcmp(name, "CHECKPOINT") == 0 || strcmp(name, "LOCK") == 0;
+    enum file_type type;
+    if (!parse_file_name(name, &n, &type))
+        return 0;
+    switch (type) {
+    case FILE_TABLE: case FILE_WAL: case FILE_MANIFEST: case FILE_CURRENT: case FILE_CURRENT_TMP:
+    case FILE_CHECKPOINT: case FILE_LOCK:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 typedef struct {
@@ -79,7 +87,7 @@ static int copy_tables(const db_state *cap, const char *dir, checkpoint_info *in
     for (int l = 0; l < NUM_LEVELS && !rc; l++) {
         for (int i = 0; i < cap->v->n[l] && !rc; i++) {
             const file_meta *f = cap->v->files[l][i];
-            char *to = db_file_name(dir, f->number, "sst");
+            char *to = db_file_name(dir, f->number, FILE_TABLE);
             if (!to)
                 return PL_FAIL(PL_NOMEM, "out of memory");
             rc = env_link(f->path, to);
@@ -105,7 +113,7 @@ static int copy_wals(const db_state *cap, const char *dir, checkpoint_info *info
 {
     for (size_t i = 0; i < cap->nwals; i++) {
         const db_state_wal *w = &cap->wals[i];
-        char *to = db_file_name(dir, w->number, "wal");
+        char *to = db_file_name(dir, w->number, FILE_WAL);
         if (!to)
             return PL_FAIL(PL_NOMEM, "out of memory");
         int rc = env_copy_fd(w->fd, w->len, "a WAL", to);
@@ -125,7 +133,7 @@ static int write_description(pl_db *db, const db_state *cap, uint64_t time_us, c
     char *src = realpath(db_dir(db), NULL);
     const char *from = src ? src : db_dir(db);
     size_t cap_len = strlen(from) + 80;
-    char *body = malloc(cap_len), *p = db_path_join(dir, "CHECKPOINT");
+    char *body = malloc(cap_len), *p = db_file_name(dir, 0, FILE_CHECKPOINT);
     int rc = PL_FAIL(PL_NOMEM, "out of memory");
     if (body && p) {
         int n = snprintf(body, cap_len, "lsn %" PRIu64 "\ntime_us %" PRIu64 "\nsource %s\n", cap->lsn, time_us, from);
@@ -135,7 +143,7 @@ static int write_description(pl_db *db, const db_state *cap, uint64_t time_us, c
     free(body);
     free(p);
     /* LOCK: what marks a directory as a database (open with create_if_missing=False looks for it). */
-    char *lock = db_path_join(dir, "LOCK");
+    char *lock = db_file_name(dir, 0, FILE_LOCK);
     if (!rc)
         rc = lock ? env_write_file(lock, "", 0) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);

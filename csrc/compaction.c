@@ -5,11 +5,28 @@
 #include <string.h>
 
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "memtable.h"
 #include "merge.h"
 #include "sstable.h"
 #include "status.h"
+
+void compaction_env_init(compact_env *env, const char *dir, const pl_options *opt, uint64_t (*new_file)(void *ctx),
+                         void *ctx)
+{
+    memset(env, 0, sizeof *env);
+    env->dir = dir;
+    env->block_bytes = opt->block_bytes;
+    env->bloom_bits_per_key = opt->bloom_bits_per_key;
+    env->point_index = opt->point_index;
+    env->compression = opt->compression;
+    uint64_t target = opt->memtable_bytes;
+    env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
+    env->level_base_bytes = 4 * env->target_file_bytes;
+    env->new_file = new_file;
+    env->ctx = ctx;
+}
 
 uint64_t compaction_level_target(const compact_env *env, int level)
 {
@@ -161,7 +178,7 @@ static int is_base_level(version *v, int level, const char *ukey, size_t ulen)
 int compaction_output_open(compaction_output *o, compact_env *env)
 {
     o->number = env->new_file(env->ctx);
-    o->path = db_file_name(env->dir, o->number, "sst");
+    o->path = db_file_name(env->dir, o->number, FILE_TABLE);
     if (!o->path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int rc = table_builder_new(o->path, env->block_bytes, env->bloom_bits_per_key, &o->tb);

@@ -51,6 +51,14 @@ typedef struct compact_env {
     uint64_t entries_dropped;    /* out */
 } compact_env;
 
+/* Set *env (all of it) to write the tables of a database in dir with options opt, taking file
+ * numbers from new_file(ctx): opt's table format (block size, bloom bits, point index, compression);
+ * tables cut at opt's memtable size held to 2..64 MiB, and L1 targeted at 4 times that; no block
+ * cache; oldest_snapshot 0 (every version kept).  Callers change what differs (a flush writes one
+ * table: target_file_bytes UINT64_MAX). */
+void compaction_env_init(compact_env *env, const char *dir, const pl_options *opt, uint64_t (*new_file)(void *ctx),
+                         void *ctx);
+
 /* Pick the most urgent compaction of v (files referenced into c).  Returns 1 with c filled, 0 if none. */
 int compaction_pick(version *v, const compact_env *env, compaction *c);
 /* Pick the tables of `level` overlapping [lo, hi] (user keys; NULL = unbounded) and what they overlap

@@ -29,6 +29,7 @@
 #include "bloom.h"
 #include "buf.h"
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "cache.h"
 #include "changes.h"
@@ -238,7 +239,7 @@ static int new_wal(pl_db *db, size_t need)
         atomic_fetch_add(&db->st_wal_syncs, 1);
     }
     uint64_t number = versions_new_file(&db->vs);
-    char *path = db_file_name(db->path, number, "wal");
+    char *path = db_file_name(db->path, number, FILE_WAL);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     rc = wal_create(path, db->opt.wal_timestamp, wal_window(db, need), &db->log);
@@ -1061,7 +1062,7 @@ static void delete_old_wals(pl_db *db, uint64_t covered)
             changes_archive_wal(db->path, old[i]); /* (a failure leaves it for the next open) */
             continue;
         }
-        char *p = db_file_name(db->path, old[i], "wal");
+        char *p = db_file_name(db->path, old[i], FILE_WAL);
         if (p) {
             env_kill_point("file_delete");
             env_unlink(p);
@@ -1093,18 +1094,8 @@ static uint64_t oldest_snapshot(pl_db *db)
 
 static void compact_env_init(pl_db *db, compact_env *env)
 {
-    memset(env, 0, sizeof *env);
-    env->dir = db->path;
+    compaction_env_init(env, db->path, &db->opt, new_file_number, db);
     env->cache = db->cache;
-    env->block_bytes = db->opt.block_bytes;
-    env->bloom_bits_per_key = db->opt.bloom_bits_per_key;
-    env->point_index = db->opt.point_index;
-    env->compression = db->opt.compression;
-    uint64_t target = db->opt.memtable_bytes;
-    env->target_file_bytes = target < (2u << 20) ? (2u << 20) : target > (64u << 20) ? (64u << 20) : target;
-    env->level_base_bytes = 4 * env->target_file_bytes;
-    env->new_file = new_file_number;
-    env->ctx = db;
 }
 
 /* Write edit e, install the version it makes, wake waiters.  REQUIRES: apply_mu held, mu not held. */
@@ -1468,7 +1459,7 @@ static int capture_locked(pl_db *db, db_state *c)
         uint64_t number = db->wals[i];
         if (number < c->log_number)
             continue; /* covered by tables, about to be deleted */
-        char *p = db_file_name(db->path, number, "wal");
+        char *p = db_file_name(db->path, number, FILE_WAL);
         int fd = -1;
         rc = p ? env_open(p, O_RDONLY, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
         uint64_t len = 0;
@@ -1516,28 +1507,6 @@ int db_capture(pl_db *db, db_state *c)
 /* ---- open, recovery, close ---- */
 
 typedef struct {
-    uint64_t *numbers;
-    size_t n, cap;
-    uint64_t max_number;
-} wal_list;
-
-static int collect_wal(void *ctx, const char *name)
-{
-    wal_list *l = ctx;
-    uint64_t number;
-    if (db_parse_file_name(name, "wal", &number)) {
-        int rc = array_reserve(&l->numbers, &l->cap, l->n + 1, sizeof *l->numbers);
-        if (rc)
-            return rc;
-        l->numbers[l->n++] = number;
-    }
-    if (db_parse_file_name(name, "wal", &number) || db_parse_file_name(name, "sst", &number))
-        if (number > l->max_number)
-            l->max_number = number;
-    return PL_OK;
-}
-
-typedef struct {
     pl_db *db;
 } replay_ctx;
 
@@ -1559,12 +1528,11 @@ static int replay_record(void *ctx, uint64_t lsn, const char *payload, size_t le
  * what it read. */
 static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
 {
-    wal_list l = {0};
-    int rc = env_list_dir(db->path, collect_wal, &l);
+    file_list l = {0};
+    int rc = list_wals(db->path, &l);
     if (rc)
         goto out;
-    if (l.n)
-        qsort(l.numbers, l.n, sizeof *l.numbers, array_cmp_u64);
+    file_list_sort(&l);
     if (db->vs.next_file <= l.max_number)
         db->vs.next_file = l.max_number + 1;
     /* Records must follow on from the last LSN in tables; older ones are already in tables. */
@@ -1579,7 +1547,7 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
      * 16-byte key and a 100-byte value takes 139; smaller records just grow the index as usual). */
     uint64_t wal_bytes = 0;
     for (size_t i = first; i < l.n; i++) {
-        char *p = db_file_name(db->path, l.numbers[i], "wal");
+        char *p = db_file_name(db->path, l.numbers[i], FILE_WAL);
         struct stat st;
         if (p && stat(p, &st) == 0)
             wal_bytes += (uint64_t)st.st_size;
@@ -1588,7 +1556,7 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
     if (wal_bytes / 128 < db->opt.memtable_bytes / 16)
         memtable_reserve(db->mem, (size_t)(wal_bytes / 128));
     for (size_t i = first; i < l.n; i++) {
-        char *path = db_file_name(db->path, l.numbers[i], "wal");
+        char *path = db_file_name(db->path, l.numbers[i], FILE_WAL);
         if (!path) {
             rc = PL_FAIL(PL_NOMEM, "out of memory");
             goto out;
@@ -1612,7 +1580,7 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
     }
     atomic_store(&db->visible, db->last_assigned);
 out:
-    free(l.numbers);
+    file_list_free(&l);
     return rc;
 }
 
@@ -1622,23 +1590,26 @@ static int remove_obsolete(void *ctx, const char *name)
 {
     pl_db *db = ctx;
     uint64_t n;
+    enum file_type type;
     int stale = 0;
-    if (db_parse_file_name(name, "wal", &n)) {
+    if (!parse_file_name(name, &n, &type))
+        return PL_OK;
+    if (type == FILE_WAL) {
         stale = n < db->vs.log_number;
         if (stale && retains_wals(db)) {
             changes_archive_wal(db->path, n); /* history, kept (a failure: removed next time) */
             return PL_OK;
         }
-    } else if (db_parse_file_name(name, "sst", &n)) {
+    } else if (type == FILE_TABLE) {
         stale = 1;
         for (int l = 0; l < NUM_LEVELS && stale; l++)
             for (int i = 0; i < db->vs.current->n[l] && stale; i++)
                 stale = db->vs.current->files[l][i]->number != n;
-    } else if (strncmp(name, "MANIFEST-", 9) == 0) {
-        char cur[40];
-        snprintf(cur, sizeof cur, "MANIFEST-%06" PRIu64, db->vs.manifest_number);
+    } else if (type == FILE_MANIFEST) {
+        char cur[FILE_NAME_MAX];
+        file_base_name(cur, db->vs.manifest_number, FILE_MANIFEST);
         stale = strcmp(name, cur) != 0;
-    } else if (strcmp(name, "CURRENT.tmp") == 0) {
+    } else if (type == FILE_CURRENT_TMP) {
         stale = 1;
     }
     if (stale) {
@@ -1658,7 +1629,7 @@ static int dir_exists(const char *path)
 
 static int has_database(const char *path)
 {
-    char *cur = db_path_join(path, "LOCK");
+    char *cur = db_file_name(path, 0, FILE_LOCK);
     struct stat st;
     int r = cur && stat(cur, &st) == 0;
     free(cur);
@@ -1890,7 +1861,7 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     if (!db)
         return PL_FAIL(PL_NOMEM, "out of memory");
 
-    char *lock = db_path_join(path, "LOCK");
+    char *lock = db_file_name(path, 0, FILE_LOCK);
     rc = lock ? env_lock(lock, &db->lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc)
@@ -2143,24 +2114,13 @@ int pl_test_set(const char *name, uint64_t value)
 
 /* ---- whole-database tools ---- */
 
-static int is_our_file(const char *name)
-{
-    uint64_t n;
-    size_t len = strlen(name);
-    if (len > 4 && len < 64 && strcmp(name + len - 4, ".bad") == 0) { /* set aside by pl_repair */
-        char b[64];
-        memcpy(b, name, len - 4);
-        b[len - 4] = 0;
-        return db_parse_file_name(b, "sst", &n) || db_parse_file_name(b, "wal", &n);
-    }
-    return strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0 ||
-           strcmp(name, "CURRENT.tmp") == 0 || strcmp(name, "CHECKPOINT") == 0 || db_parse_file_name(name, "wal", &n) ||
-           db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "tmp", &n);
-}
-
+/* Remove dir/name if the name is the database's (the archive directory is emptied and removed by
+ * itself). */
 static int destroy_entry(void *ctx, const char *name)
 {
-    if (!is_our_file(name))
+    uint64_t n;
+    enum file_type type;
+    if (!parse_file_name(name, &n, &type) || type == FILE_ARCHIVE)
         return PL_OK;
     char *p = db_path_join(ctx, name);
     if (!p)
@@ -2174,12 +2134,12 @@ int pl_destroy(const char *path)
 {
     if (!dir_exists(path))
         return PL_OK;
-    char *lock = db_path_join(path, "LOCK");
+    char *lock = db_file_name(path, 0, FILE_LOCK);
     int fd = -1, rc = lock ? env_lock(lock, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc)
         return rc;
-    char *arch = db_path_join(path, ARCHIVE_DIR);
+    char *arch = db_file_name(path, 0, FILE_ARCHIVE);
     if (!arch)
         rc = PL_FAIL(PL_NOMEM, "out of memory");
     else if (dir_exists(arch)) { /* the WALs kept for the changes feed */
@@ -2202,19 +2162,18 @@ int pl_verify(const char *path)
 {
     if (!dir_exists(path))
         return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
-    wal_list l = {0};
+    file_list l = {0};
     uint64_t log_number = 0, last_lsn = 0;
     int rc = versions_verify(path, &log_number, &last_lsn);
     if (!rc)
-        rc = env_list_dir(path, collect_wal, &l);
-    if (l.n)
-        qsort(l.numbers, l.n, sizeof *l.numbers, array_cmp_u64);
+        rc = list_wals(path, &l);
+    file_list_sort(&l);
     /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
     wal_replay_result res = {0};
     res.next_lsn = last_lsn + 1;
     uint64_t *sizes = l.n ? calloc(l.n, sizeof *sizes) : NULL;
     for (size_t i = 0; !rc && sizes && i < l.n; i++) {
-        char *p = db_file_name(path, l.numbers[i], "wal");
+        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
         struct stat st;
         if (p && l.numbers[i] >= log_number && stat(p, &st) == 0)
             progress_expect(sizes[i] = (uint64_t)st.st_size);
@@ -2223,7 +2182,7 @@ int pl_verify(const char *path)
     for (size_t i = 0; !rc && i < l.n; i++) {
         if (l.numbers[i] < log_number)
             continue;
-        char *p = db_file_name(path, l.numbers[i], "wal");
+        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
         rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
@@ -2231,7 +2190,7 @@ int pl_verify(const char *path)
             progress_done(sizes[i]);
     }
     free(sizes);
-    free(l.numbers);
+    file_list_free(&l);
     return rc;
 }
 

@@ -23,6 +23,7 @@ typedef struct {
     int dir;    /* FORWARD: every other child is at its first entry after the current one;
                    REVERSE: every other child is at its last entry before it (in (ikey, index) order) */
     int failed; /* a child turned invalid with a non-OK status since the last full repositioning */
+    int dedup;  /* MERGE_DEDUP */
     child c[];
 } merge_iter;
 
@@ -60,6 +61,25 @@ static void find_largest(merge_iter *m)
         if (m->c[i].valid && (best < 0 || child_cmp(m, i, best) > 0))
             best = i;
     m->cur = best;
+}
+
+/* MERGE_DEDUP: move every child but the current one off the current key, forward or backward (in
+ * the direction of travel the current child holds the first copy, so only the others can stand on
+ * it).  The current child's key stays valid while they move. */
+static void skip_copies(merge_iter *m, int cur, int forward)
+{
+    const char *k = m->c[cur].k;
+    size_t kn = m->c[cur].kn;
+    for (int i = 0; i < m->n; i++) {
+        child *c = &m->c[i];
+        while (i != cur && c->valid && ikey_cmp(c->k, c->kn, k, kn) == 0) {
+            if (forward)
+                iter_next(c->it);
+            else
+                iter_prev(c->it);
+            sync_child(m, i);
+        }
+    }
 }
 
 static void mg_seek(iter *it, const char *k, size_t n)
@@ -121,6 +141,8 @@ static void mg_next(iter *it)
         }
         m->dir = FORWARD;
     }
+    if (m->dedup)
+        skip_copies(m, cur, 1);
     iter_next(m->c[cur].it);
     sync_child(m, cur);
     find_smallest(m);
@@ -154,6 +176,8 @@ static void mg_prev(iter *it)
         }
         m->dir = REVERSE;
     }
+    if (m->dedup)
+        skip_copies(m, cur, 0);
     iter_prev(m->c[cur].it);
     sync_child(m, cur);
     find_largest(m);
@@ -200,7 +224,9 @@ static void mg_destroy(iter *it)
 static const struct iter_ops merge_iter_ops = {mg_seek, mg_seek_first, mg_seek_last, mg_next, mg_prev,
                                                mg_valid, mg_key, mg_value, mg_status, mg_destroy};
 
-iter *merge_iter_new(iter **children, int n)
+iter *merge_iter_new(iter **children, int n) { return merge_iter_new_flags(children, n, 0); }
+
+iter *merge_iter_new_flags(iter **children, int n, unsigned flags)
 {
     if (n < 0)
         n = 0;
@@ -220,6 +246,7 @@ iter *merge_iter_new(iter **children, int n)
     m->n = n;
     m->cur = -1;
     m->dir = FORWARD;
+    m->dedup = (flags & MERGE_DEDUP) != 0;
     for (int i = 0; i < n; i++)
         m->c[i].it = children[i];
     return &m->base;

@@ -2,10 +2,10 @@
  * merge.h -- the merging iterator: one sorted view (ikey_cmp order) over the union of n child
  * iterators of internal keys, in both directions (LevelDB's MergingIterator).
  *
- * Entries are not deduplicated: an internal key present in two children is yielded twice.  Ties are
- * broken by child index, so the order is the total order (internal key, child index) in both
- * directions, and switching direction after any step yields exactly the neighbour of the current
- * entry in that order.
+ * Entries are not deduplicated unless MERGE_DEDUP is asked for: an internal key present in two
+ * children is yielded twice.  Ties are broken by child index, so the order is the total order
+ * (internal key, child index) in both directions, and switching direction after any step yields
+ * exactly the neighbour of the current entry in that order.
  *
  * Children are kept in an array and the smallest (or largest) is found by a linear scan over their
  * cached current keys.  n is small (memtable + immutable memtable + L0 files + one per level, about
@@ -33,5 +33,13 @@
  * Returns the iterator, or NULL (PL_NOMEM recorded) when out of memory or a child is NULL.
  */
 iter *merge_iter_new(iter **children, int n);
+
+/* merge_iter_new with options (flags: MERGE_DEDUP or 0). */
+iter *merge_iter_new_flags(iter **children, int n, unsigned flags);
+/* Yield each internal key once, however many children hold it (repair merges tables that may share
+ * entries): the copy of the lowest child index going forward, of the highest going backward (the
+ * first met either way).  REQUIRES: each child's keys strictly ascend, as a table's and a memtable's
+ * do (repeats within one child are not removed). */
+#define MERGE_DEDUP 1u
 
 #endif

@@ -2,8 +2,6 @@
 #include "repair.h"
 
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,11 +10,11 @@
 #include "block.h"
 #include "progress.h"
 #include "buf.h"
-#include "coding.h"
 #include "compaction.h"
 #include "compress.h"
 #include "crc.h"
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "memtable.h"
 #include "merge.h"
@@ -26,8 +24,6 @@
 #include "wal.h"
 
 #define REPAIR_TARGET_FILE_BYTES (64u << 20) /* merged runs are cut into tables of about this size */
-#define REPAIR_BLOCK_BYTES 4096
-#define REPAIR_BLOOM_BITS 10
 
 typedef unsigned long long ull;
 
@@ -133,40 +129,22 @@ static int is_created(const repairer *r, uint64_t number) { return number >= r->
 
 /* ---- the directory ---- */
 
-/* A leading file number: "NNNNNN.<anything>" or "MANIFEST-NNNNNN<anything>". */
-static int leading_number(const char *name, uint64_t *out)
-{
-    const char *p = name;
-    if (strncmp(p, "MANIFEST-", 9) == 0)
-        p += 9;
-    uint64_t n = 0;
-    const char *d = p;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > UINT64_MAX / 10 - 9)
-            return 0;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    if (p == d || (d == name && *p != '.'))
-        return 0;
-    *out = n;
-    return 1;
-}
-
 static int scan_entry(void *ctx, const char *name)
 {
     repairer *r = ctx;
     uint64_t n;
+    enum file_type type;
     int rc = PL_OK;
-    if (db_parse_file_name(name, "sst", &n)) {
-        r->have_db_files = 1;
-        rc = u64_push(&r->ssts, n);
-    } else if (db_parse_file_name(name, "wal", &n)) {
-        r->have_db_files = 1;
-        rc = u64_push(&r->wals, n);
-    } else if (strcmp(name, "LOCK") == 0 || strcmp(name, "CURRENT") == 0 || strncmp(name, "MANIFEST-", 9) == 0) {
-        r->have_db_files = 1;
+    if (parse_file_name(name, &n, &type)) {
+        if (type == FILE_TABLE)
+            rc = u64_push(&r->ssts, n);
+        else if (type == FILE_WAL)
+            rc = u64_push(&r->wals, n);
+        if (type == FILE_TABLE || type == FILE_WAL || type == FILE_LOCK || type == FILE_CURRENT ||
+            type == FILE_MANIFEST)
+            r->have_db_files = 1;
     }
-    if (leading_number(name, &n) && n > r->max_number)
+    if (leading_file_number(name, &n) && n > r->max_number)
         r->max_number = n;
     return rc;
 }
@@ -252,8 +230,8 @@ static void salvage_free(salvage_set *s)
 }
 
 /* Take the block [data, data + len) if it is a well-formed, non-empty data block of known kinds whose
- * keys ascend from the last block taken.  1 taken, 0 rejected, -PL_NOMEM. */
-static int take_block(salvage_set *s, const char *data, size_t len)
+ * keys ascend from the last block taken.  PL_OK with *taken 1 (taken) or 0 (rejected); PL_NOMEM. */
+static int take_block(salvage_set *s, const char *data, size_t len, int *taken)
 {
     block_cursor c;
     pl_buf prev = {0};
@@ -307,32 +285,31 @@ static int take_block(salvage_set *s, const char *data, size_t len)
 out:
     block_cursor_free(&c);
     pl_buf_free(&prev);
-    return rc ? -rc : ok;
+    *taken = !rc && ok;
+    return rc;
 }
 
 /* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes) of a known type
  * (raw, or a codec's)? */
-static int trailer_ok(const char *blk, size_t n)
-{
-    return (unsigned char)blk[n] <= COMPRESS_MAX &&
-           crc_unmask(get_u32(blk + n + 1)) == crc_extend(crc_value(blk, n), blk + n, 1);
-}
+static int trailer_ok(const char *blk, size_t n) { return table_trailer_matches(blk + n, crc_value(blk, n), 1); }
 
 /* take_block of a stored data block whose trailer is intact: a compressed one is decompressed first
- * (one that does not decompress is not taken: 0). */
-static int take_stored(salvage_set *s, const char *blk, size_t n)
+ * (one that does not decompress is not taken). */
+static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
 {
     int type = (unsigned char)blk[n];
     if (type == TABLE_BLOCK_RAW)
-        return take_block(s, blk, n);
+        return take_block(s, blk, n, taken);
     char *raw;
     size_t len;
     int rc = decompress_block(type, blk, n, &raw, &len);
-    if (rc)
-        return rc == PL_NOMEM ? -PL_NOMEM : 0;
-    int t = take_block(s, raw, len);
+    if (rc) {
+        *taken = 0;
+        return rc == PL_NOMEM ? PL_NOMEM : PL_OK;
+    }
+    rc = take_block(s, raw, len, taken);
     free(raw);
-    return t;
+    return rc;
 }
 
 /* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
@@ -346,22 +323,16 @@ static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_o
     int rc = block_cursor_init(&ic, d + index_off, (size_t)index_size);
     uint64_t lost = 0, taken = 0;
     for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic)) {
-        const char *v = block_cursor_value(&ic), *end = v + block_cursor_vlen(&ic);
         uint64_t off, bsize;
-        const char *p = get_varint64(v, end, &off);
-        if (!p || !(p = get_varint64(p, end, &bsize)) || p != end || off > filter_off ||
-            bsize > filter_off - off || filter_off - off - bsize < TABLE_BLOCK_TRAILER) {
+        if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &bsize) ||
+            !table_data_handle_fits(off, bsize, filter_off) || !trailer_ok(d + off, (size_t)bsize)) {
             lost++;
             continue;
         }
-        if (!trailer_ok(d + off, (size_t)bsize)) {
-            lost++;
-            continue;
-        }
-        int t = take_stored(s, d + off, (size_t)bsize);
-        if (t < 0)
-            rc = -t;
-        else if (t)
+        int t;
+        if ((rc = take_stored(s, d + off, (size_t)bsize, &t)))
+            break;
+        if (t)
             taken++;
         else
             lost++;
@@ -388,14 +359,12 @@ static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64
         uint64_t e = start + 8;
         int found = 0;
         for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
-            if ((unsigned char)d[e] <= COMPRESS_MAX && crc_unmask(get_u32(d + e + 1)) == crc_extend(c, d + e, 1)) {
-                int t = take_stored(s, d + start, (size_t)(e - start));
-                if (t < 0)
-                    return -t;
-                if (t) {
-                    found = 1;
+            if (table_trailer_matches(d + e, c, 1)) {
+                int rc = take_stored(s, d + start, (size_t)(e - start), &found);
+                if (rc)
+                    return rc;
+                if (found)
                     break;
-                }
             }
             c = crc_extend(c, d + e, 1);
         }
@@ -416,24 +385,14 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
     int rc = env_read_file(path, &d, &size);
     if (rc)
         return rc;
-    uint64_t limit = size, filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
-    int footer_ok = 0;
-    if (size >= TABLE_FOOTER_SIZE) {
-        const char *f = d + size - TABLE_FOOTER_SIZE;
-        uint64_t foot = size - TABLE_FOOTER_SIZE;
-        filter_off = get_u64(f);
-        filter_size = get_u64(f + 8);
-        index_off = get_u64(f + 16);
-        index_size = get_u64(f + 24);
-        footer_ok = get_u64(f + 40) == TABLE_MAGIC && get_u32(f + 36) == crc_value(f, 36) &&
-                    get_u32(f + 32) >= TABLE_VERSION_MIN && get_u32(f + 32) <= TABLE_VERSION_MAX &&
-                    index_off <= foot && index_size <= foot &&
-                    foot - index_size - index_off == TABLE_BLOCK_TRAILER && filter_off <= index_off &&
-                    filter_size <= index_off && index_off - filter_size - filter_off == TABLE_BLOCK_TRAILER;
-    }
+    uint64_t limit = size;
+    table_footer ft;
+    /* (a damaged footer's message is not the repair's to report: the data area is scanned) */
+    int footer_ok = size >= TABLE_FOOTER_SIZE &&
+                    table_footer_decode(d + size - TABLE_FOOTER_SIZE, size, path, &ft) == PL_OK;
     if (footer_ok) {
-        limit = filter_off;
-        rc = salvage_by_index(d, filter_off, index_off, index_size, s, rep);
+        limit = ft.filter_off;
+        rc = salvage_by_index(d, ft.filter_off, ft.index_off, ft.index_size, s, rep);
         if (rc != PL_CORRUPT)
             goto out;
         salvage_free(s); /* the index is unusable: scan the data area */
@@ -518,87 +477,14 @@ static iter *salvage_iter_new(salvage_set *s)
     return &v->base;
 }
 
-/* A forward iterator dropping repeats of the same internal key (adjacent in a merge). */
-typedef struct {
-    iter base;
-    iter *in;
-    pl_buf prev;
-    int status;
-} dedup_iter;
-
-static void dd_seek_first(iter *it) { iter_seek_first(((dedup_iter *)it)->in); }
-static void dd_seek(iter *it, const char *k, size_t n) { iter_seek(((dedup_iter *)it)->in, k, n); }
-static void dd_seek_last(iter *it) { iter_seek_last(((dedup_iter *)it)->in); }
-static void dd_prev(iter *it) { iter_prev(((dedup_iter *)it)->in); } /* unused: no dedup backwards */
-static void dd_next(iter *it)
-{
-    dedup_iter *d = (dedup_iter *)it;
-    const char *k;
-    size_t kn;
-    iter_key(d->in, &k, &kn);
-    int rc = buf_set(&d->prev, k, kn);
-    if (rc) {
-        d->status = rc;
-        return;
-    }
-    do {
-        iter_next(d->in);
-        if (!iter_valid(d->in))
-            return;
-        iter_key(d->in, &k, &kn);
-    } while (kn == d->prev.len && memcmp(k, d->prev.data, kn) == 0);
-}
-static int dd_valid(const iter *it)
-{
-    const dedup_iter *d = (const dedup_iter *)it;
-    return !d->status && iter_valid(d->in);
-}
-static void dd_key(const iter *it, const char **k, size_t *n) { iter_key(((const dedup_iter *)it)->in, k, n); }
-static void dd_value(const iter *it, const char **v, size_t *n) { iter_value(((const dedup_iter *)it)->in, v, n); }
-static int dd_status(const iter *it)
-{
-    const dedup_iter *d = (const dedup_iter *)it;
-    return d->status ? d->status : iter_status(d->in);
-}
-static void dd_destroy(iter *it)
-{
-    dedup_iter *d = (dedup_iter *)it;
-    iter_destroy(d->in);
-    pl_buf_free(&d->prev);
-    free(d);
-}
-static const struct iter_ops dedup_iter_ops = {dd_seek, dd_seek_first, dd_seek_last, dd_next, dd_prev,
-                                               dd_valid, dd_key, dd_value, dd_status, dd_destroy};
-
-/* Takes over in (destroyed on failure). */
-static iter *dedup_iter_new(iter *in)
-{
-    if (!in)
-        return NULL;
-    dedup_iter *d = calloc(1, sizeof *d);
-    if (!d) {
-        iter_destroy(in);
-        return NULL;
-    }
-    d->base.ops = &dedup_iter_ops;
-    d->in = in;
-    return &d->base;
-}
-
 /* Write `input` (taken over) as L0 tables and make them one item. */
 static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 {
+    pl_options opt; /* the default table format (repair.h) */
+    pl_options_init(&opt);
     compact_env env;
-    memset(&env, 0, sizeof env);
-    env.dir = r->dir;
-    env.block_bytes = REPAIR_BLOCK_BYTES;
-    env.bloom_bits_per_key = REPAIR_BLOOM_BITS;
-    env.point_index = 1;
+    compaction_env_init(&env, r->dir, &opt, fresh_number, r); /* every version and tombstone kept */
     env.target_file_bytes = target;
-    env.oldest_snapshot = 0; /* keep every version and every tombstone */
-    env.level_base_bytes = 4 * (uint64_t)REPAIR_TARGET_FILE_BYTES;
-    env.new_file = fresh_number;
-    env.ctx = r;
     version_edit e;
     edit_init(&e);
     int rc = compaction_write(input, NULL, 0, &env, &e);
@@ -637,7 +523,7 @@ static int write_item(repairer *r, iter *input, uint64_t target, int *wrote)
 
 static int add_table(repairer *r, uint64_t number)
 {
-    char *path = db_file_name(r->dir, number, "sst");
+    char *path = db_file_name(r->dir, number, FILE_TABLE);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(path, O_RDONLY, &fd);
@@ -734,17 +620,9 @@ static int wal_apply(void *ctx, uint64_t lsn, const char *payload, size_t len)
     return PL_OK;
 }
 
-static int all_zero(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
-
 static int add_wal(repairer *r, uint64_t number)
 {
-    char *path = db_file_name(r->dir, number, "wal"), *tmp = NULL;
+    char *path = db_file_name(r->dir, number, FILE_WAL), *tmp = NULL;
     char *d = NULL;
     size_t size = 0;
     wal_ctx w = {0};
@@ -760,7 +638,7 @@ static int add_wal(repairer *r, uint64_t number)
         /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
         damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
         r->rep.wal_dropped_bytes += res.dropped_bytes;
-    } else if (size > WAL_FILE_HEADER && !all_zero(d + WAL_FILE_HEADER, size - WAL_FILE_HEADER)) {
+    } else if (size > WAL_FILE_HEADER && !wal_all_zero(d + WAL_FILE_HEADER, size - WAL_FILE_HEADER)) {
         /* A damaged header with records after it: replay a copy under a rebuilt header, trying
          * both record layouts (with and without timestamps; the record CRCs tell which). */
         damaged = 1;
@@ -771,7 +649,7 @@ static int add_wal(repairer *r, uint64_t number)
             if ((rc = memtable_new(&w.m)))
                 break;
             free(tmp);
-            if (!(tmp = db_file_name(r->dir, r->next++, "tmp"))) {
+            if (!(tmp = db_file_name(r->dir, r->next++, FILE_TEMP))) {
                 rc = PL_FAIL(PL_NOMEM, "out of memory");
                 break;
             }
@@ -865,7 +743,7 @@ static int merge_group(repairer *r, const size_t *parent, size_t root, item *out
         if (parent[i] == root)
             for (int j = 0; j < r->items[i].n; j++)
                 its[k++] = table_iter(r->items[i].f[j]->t);
-    iter *in = dedup_iter_new(merge_iter_new(its, k));
+    iter *in = merge_iter_new_flags(its, k, MERGE_DEDUP); /* equal internal keys may be in several */
     free(its);
     if (!in)
         return PL_FAIL(PL_NOMEM, "out of memory");
@@ -974,7 +852,7 @@ static int renumber(repairer *r, file_meta **fp)
 {
     file_meta *f = *fp, *nf;
     uint64_t number = r->next++;
-    char *to = db_file_name(r->dir, number, "sst");
+    char *to = db_file_name(r->dir, number, FILE_TABLE);
     table_meta m;
     int rc = to ? table_meta_copy(&m, &f->m) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc) {
@@ -1026,11 +904,11 @@ static int order_items(repairer *r)
 
 /* ---- the whole repair ---- */
 
-static int move_aside(repairer *r, uint64_t number, const char *ext)
+/* Rename the table or WAL `number` to NNNNNN.sst.bad or NNNNNN.wal.bad. */
+static int move_aside(repairer *r, uint64_t number, enum file_type type)
 {
-    char bad[16];
-    snprintf(bad, sizeof bad, "%s.bad", ext);
-    char *from = db_file_name(r->dir, number, ext), *to = db_file_name(r->dir, number, bad);
+    enum file_type bad = type == FILE_TABLE ? FILE_TABLE_BAD : FILE_WAL_BAD;
+    char *from = db_file_name(r->dir, number, type), *to = db_file_name(r->dir, number, bad);
     struct stat st;
     int rc = from && to ? PL_OK : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc && stat(to, &st) == 0) { /* never overwrite an earlier repair's leftovers */
@@ -1046,34 +924,12 @@ static int move_aside(repairer *r, uint64_t number, const char *ext)
     return rc;
 }
 
-static void unlink_numbered(const char *dir, uint64_t number, const char *ext)
+static void unlink_numbered(const char *dir, uint64_t number, enum file_type type)
 {
-    char *p = db_file_name(dir, number, ext);
+    char *p = db_file_name(dir, number, type);
     if (p)
         env_unlink(p);
     free(p);
-}
-
-static void unlink_manifest(const char *dir, uint64_t number)
-{
-    char name[48];
-    snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
-    char *p = db_path_join(dir, name);
-    if (p)
-        env_unlink(p);
-    free(p);
-}
-
-/* Does CURRENT name MANIFEST-number? */
-static int current_names(const char *dir, uint64_t number)
-{
-    char *cur = db_path_join(dir, "CURRENT"), *data = NULL, want[48];
-    size_t len = 0;
-    int n = snprintf(want, sizeof want, "MANIFEST-%06" PRIu64 "\n", number);
-    int yes = cur && env_read_file(cur, &data, &len) == PL_OK && len == (size_t)n && memcmp(data, want, len) == 0;
-    free(cur);
-    free(data);
-    return yes;
 }
 
 /* Write the new manifest and CURRENT.  *installed: CURRENT names it (even if rc reports that a
@@ -1101,7 +957,7 @@ static int write_state(repairer *r, int *installed)
         rc = versions_write_manifest(r->dir, number, &e);
     *installed = !rc || current_names(r->dir, number);
     if (rc && !*installed)
-        unlink_manifest(r->dir, number);
+        unlink_numbered(r->dir, number, FILE_MANIFEST);
     edit_free(&e);
     return rc;
 }
@@ -1110,26 +966,17 @@ static int write_state(repairer *r, int *installed)
  * The thread's error (message and errno) is left as the failure set it. */
 static void undo(repairer *r)
 {
-    char msg[512];
-    int err = pl_errno();
-    snprintf(msg, sizeof msg, "%s", pl_errmsg());
-    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled below */
-        const char *e = strerror(err);
-        size_t le = strlen(e), lm = strlen(msg);
-        if (lm >= le + 2 && strcmp(msg + lm - le, e) == 0 && msg[lm - le - 2] == ':')
-            msg[lm - le - 2] = 0;
-        else
-            err = 0;
-    }
+    pl_error_state saved;
+    pl_error_save(&saved);
     for (size_t i = r->nitems; i-- > 0;)
         item_free(&r->items[i]);
     r->nitems = 0;
     for (size_t i = r->nmoves; i-- > 0;)
         env_rename(r->moves[i].to, r->moves[i].from);
     for (size_t i = 0; i < r->created.n; i++)
-        unlink_numbered(r->dir, r->created.v[i], "sst");
+        unlink_numbered(r->dir, r->created.v[i], FILE_TABLE);
     env_sync_dir(r->dir);
-    pl_fail(PL_OK, err, "%s", msg);
+    pl_error_restore(&saved, PL_OK);
 }
 
 static void repairer_free(repairer *r)
@@ -1151,10 +998,10 @@ static void repairer_free(repairer *r)
     free(r->created.v);
 }
 
-/* The size of dir/NNNNNN.ext (0 if it cannot be stat'ed): what progress counts. */
-static uint64_t file_bytes(const char *dir, uint64_t number, const char *ext)
+/* The size of the file `number` of `type` in dir (0 if it cannot be stat'ed): what progress counts. */
+static uint64_t file_bytes(const char *dir, uint64_t number, enum file_type type)
 {
-    char *p = db_file_name(dir, number, ext);
+    char *p = db_file_name(dir, number, type);
     struct stat st;
     uint64_t n = p && stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
     free(p);
@@ -1177,7 +1024,7 @@ int repair_run_report(const char *path, repair_report *rep)
         return rc;
     }
     int lock_fd = -1;
-    char *lock = db_path_join(path, "LOCK");
+    char *lock = db_file_name(path, 0, FILE_LOCK);
     rc = lock ? env_lock(lock, &lock_fd) : PL_FAIL(PL_NOMEM, "out of memory");
     free(lock);
     if (rc) {
@@ -1203,8 +1050,8 @@ int repair_run_report(const char *path, repair_report *rep)
     size_t nfiles = r.ssts.n + r.wals.n;
     uint64_t *sizes = nfiles ? calloc(nfiles, sizeof *sizes) : NULL;
     for (size_t i = 0; sizes && i < nfiles; i++)
-        progress_expect(sizes[i] = i < r.ssts.n ? file_bytes(path, r.ssts.v[i], "sst")
-                                                : file_bytes(path, r.wals.v[i - r.ssts.n], "wal"));
+        progress_expect(sizes[i] = i < r.ssts.n ? file_bytes(path, r.ssts.v[i], FILE_TABLE)
+                                                : file_bytes(path, r.wals.v[i - r.ssts.n], FILE_WAL));
     for (size_t i = 0; !rc && i < nfiles; i++) {
         rc = i < r.ssts.n ? add_table(&r, r.ssts.v[i]) : add_wal(&r, r.wals.v[i - r.ssts.n]);
         if (!rc && sizes)
@@ -1216,9 +1063,9 @@ int repair_run_report(const char *path, repair_report *rep)
     if (!rc)
         rc = order_items(&r);
     for (size_t i = 0; !rc && i < r.bad_tables.n; i++)
-        rc = move_aside(&r, r.bad_tables.v[i], "sst");
+        rc = move_aside(&r, r.bad_tables.v[i], FILE_TABLE);
     for (size_t i = 0; !rc && i < r.bad_wals.n; i++)
-        rc = move_aside(&r, r.bad_wals.v[i], "wal");
+        rc = move_aside(&r, r.bad_wals.v[i], FILE_WAL);
     int installed = 0;
     if (!rc)
         rc = write_state(&r, &installed);
@@ -1232,9 +1079,9 @@ int repair_run_report(const char *path, repair_report *rep)
     }
     /* The new state is durable: what it replaced can go. */
     for (size_t i = 0; i < r.clean_wals.n; i++)
-        unlink_numbered(path, r.clean_wals.v[i], "wal");
+        unlink_numbered(path, r.clean_wals.v[i], FILE_WAL);
     for (size_t i = 0; i < r.dropped.n; i++)
-        unlink_numbered(path, r.dropped.v[i], "sst");
+        unlink_numbered(path, r.dropped.v[i], FILE_TABLE);
     env_sync_dir(path);
     pl_clear_error();
 out:

@@ -38,8 +38,7 @@ static void block_trailer(char t[TABLE_BLOCK_TRAILER], const char *block, size_t
     put_u32(t + 1, crc_mask(crc));
 }
 
-/* Decode an index entry's value into a block handle. NULL-safe bounds: PL_OK or PL_CORRUPT (no message). */
-static int decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size)
+int table_decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size)
 {
     const char *end = v + n;
     const char *p = get_varint64(v, end, off);
@@ -48,23 +47,68 @@ static int decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size)
     return PL_OK;
 }
 
+int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end)
+{
+    return size <= data_end && off <= data_end - size && data_end - size - off >= TABLE_BLOCK_TRAILER;
+}
+
+/* A trailer type a block may have: raw, or with codecs a compression codec's. */
+static int trailer_type_ok(unsigned type, int codecs)
+{
+    return type == TABLE_BLOCK_RAW || (codecs && type <= COMPRESS_MAX);
+}
+
+int table_trailer_matches(const char *t, uint32_t block_crc, int codecs)
+{
+    return trailer_type_ok((unsigned char)t[0], codecs) && crc_unmask(get_u32(t + 1)) == crc_extend(block_crc, t, 1);
+}
+
+int table_check_trailer(const char *blk, size_t n, int codecs, const char *path, uint64_t off)
+{
+    unsigned type = (unsigned char)blk[n];
+    if (!trailer_type_ok(type, codecs))
+        return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", path, (ull)off, type);
+    if (!table_trailer_matches(blk + n, crc_value(blk, n), codecs))
+        return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu (%zu bytes): checksum mismatch", path, (ull)off, n);
+    return PL_OK;
+}
+
+int table_footer_decode(const char *f, uint64_t file_size, const char *path, table_footer *out)
+{
+    uint64_t foot = file_size - TABLE_FOOTER_SIZE;
+    if (get_u64(f + 40) != TABLE_MAGIC)
+        return PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: bad magic number (not a table, or "
+                       "truncated)", path, (ull)foot);
+    if (get_u32(f + 36) != crc_value(f, 36))
+        return PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: checksum mismatch", path, (ull)foot);
+    uint32_t version = get_u32(f + 32);
+    if (version < TABLE_VERSION_MIN || version > TABLE_VERSION_MAX)
+        return PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: unsupported format version %u", path,
+                       (ull)foot, version);
+    uint64_t filter_off = get_u64(f), filter_size = get_u64(f + 8);
+    uint64_t index_off = get_u64(f + 16), index_size = get_u64(f + 24);
+    /* filter block, then index block, then the footer, each block with its trailer, no gaps */
+    if (index_size > foot || foot - index_size - index_off != TABLE_BLOCK_TRAILER || index_off > foot ||
+        filter_size > index_off || index_off - filter_size - filter_off != TABLE_BLOCK_TRAILER ||
+        filter_off > index_off)
+        return PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: block handles (filter %llu+%llu, index "
+                       "%llu+%llu) do not fit the file of %llu bytes", path, (ull)foot, (ull)filter_off,
+                       (ull)filter_size, (ull)index_off, (ull)index_size, (ull)file_size);
+    out->filter_off = filter_off;
+    out->filter_size = filter_size;
+    out->index_off = index_off;
+    out->index_size = index_size;
+    out->version = version;
+    return PL_OK;
+}
+
 /* Remove path (best effort) without letting a failure replace the thread's error message. */
 static void unlink_keep_error(const char *path)
 {
-    char msg[512];
-    int err = pl_errno();
-    snprintf(msg, sizeof msg, "%s", pl_errmsg());
-    if (env_unlink(path) == PL_OK)
-        return;
-    if (err) { /* pl_fail appends ": strerror(err)"; take it off so it is not doubled */
-        const char *s = strerror(err);
-        size_t ls = strlen(s), lm = strlen(msg);
-        if (lm >= ls + 2 && strcmp(msg + lm - ls, s) == 0 && msg[lm - ls - 2] == ':')
-            msg[lm - ls - 2] = 0;
-        else
-            err = 0;
-    }
-    pl_fail(PL_IOERR, err, "%s", msg);
+    pl_error_state saved;
+    pl_error_save(&saved);
+    if (env_unlink(path) != PL_OK)
+        pl_error_restore(&saved, PL_IOERR);
 }
 
 void table_meta_free(table_meta *m)
@@ -560,23 +604,12 @@ static int read_block_typed(const char *path, int fd, uint64_t off, uint64_t siz
     int rc = env_pread(fd, buf, n + TABLE_BLOCK_TRAILER, off, path);
     if (rc)
         goto out;
-    unsigned type = (unsigned char)buf[n];
-    if (type != TABLE_BLOCK_RAW && (!types || type > COMPRESS_MAX)) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", path, (ull)off,
-                     type);
+    if ((rc = table_check_trailer(buf, n, types != NULL, path, off)))
         goto out;
-    }
-    uint32_t want = crc_unmask(get_u32(buf + n + 1));
-    uint32_t got = crc_extend(crc_value(buf, n), buf + n, 1);
-    if (want != got) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: block at offset %llu (%zu bytes): checksum mismatch", path,
-                     (ull)off, n);
-        goto out;
-    }
+    if (types)
+        *types = (unsigned char)buf[n];
     *out = buf;
     buf = NULL;
-    if (types)
-        *types = (int)type;
 out:
     free(buf);
     return rc;
@@ -589,8 +622,7 @@ static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size,
 
 static int check_data_handle(const table *t, uint64_t off, uint64_t size)
 {
-    if (size > t->filter_off || off > t->filter_off - size ||
-        t->filter_off - size - off < TABLE_BLOCK_TRAILER)
+    if (!table_data_handle_fits(off, size, t->filter_off))
         return PL_FAIL(PL_CORRUPT, "%s: index block at offset %llu: data block handle %llu+%llu "
                        "outside the data region", t->path, (ull)t->index_off, (ull)off, (ull)size);
     return PL_OK;
@@ -612,13 +644,8 @@ static int mapped_block(table *t, uint64_t off, uint64_t size, int flags, const 
     if (!t->granules_unique || !(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit)) {
         if (flags & PL_READ_NO_IO)
             return PL_WOULDBLOCK;
-        size_t n = (size_t)size;
-        if ((unsigned char)p[n] != TABLE_BLOCK_RAW && (!t->compressed || (unsigned char)p[n] > COMPRESS_MAX))
-            return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: unknown block type %u", t->path, (ull)off,
-                           (unsigned char)p[n]);
-        if (crc_unmask(get_u32(p + n + 1)) != crc_extend(crc_value(p, n), p + n, 1))
-            return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu (%zu bytes): checksum mismatch", t->path,
-                           (ull)off, n);
+        if ((rc = table_check_trailer(p, (size_t)size, t->compressed, t->path, off)))
+            return rc;
         atomic_fetch_or_explicit(&t->verified[g >> 3], bit, memory_order_relaxed);
     }
     *data = p;
@@ -740,8 +767,8 @@ static int check_index(table *t)
         uint64_t off, size;
         const char *k = block_cursor_key(&c);
         size_t kn = block_cursor_klen(&c);
-        if (decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) ||
-            off != expect || size > t->filter_off || t->filter_off - size < off + TABLE_BLOCK_TRAILER) {
+        if (table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) ||
+            off != expect || !table_data_handle_fits(off, size, t->filter_off)) {
             rc = PL_FAIL(PL_CORRUPT, "bad block handle in entry %llu", (ull)n);
             goto out;
         }
@@ -813,7 +840,7 @@ static void build_fences(table *t)
     int ok = 1;
     for (block_cursor_seek_first(&c); ok && block_cursor_valid(&c); block_cursor_next(&c), i++) {
         uint64_t off, size;
-        ok = !decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) && size <= UINT32_MAX &&
+        ok = !table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) && size <= UINT32_MAX &&
              block_cursor_restart(&c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
         t->fence[i] = fence_window(block_cursor_key(&c), block_cursor_klen(&c) - IKEY_TRAILER, l);
         t->block_off[i] = off;
@@ -938,54 +965,29 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     if ((rc = env_open(path, O_RDONLY, &t->fd)))
         goto out;
 
-    uint64_t foot = file_size - TABLE_FOOTER_SIZE;
     char f[TABLE_FOOTER_SIZE];
-    if ((rc = env_pread(t->fd, f, sizeof f, foot, path)))
+    table_footer ft;
+    if ((rc = env_pread(t->fd, f, sizeof f, file_size - TABLE_FOOTER_SIZE, path)) ||
+        (rc = table_footer_decode(f, file_size, path, &ft)))
         goto out;
-    if (get_u64(f + 40) != TABLE_MAGIC) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: bad magic number (not a table, or "
-                     "truncated)", path, (ull)foot);
-        goto out;
-    }
-    if (get_u32(f + 36) != crc_value(f, 36)) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: checksum mismatch", path, (ull)foot);
-        goto out;
-    }
-    uint32_t version = get_u32(f + 32);
-    if (version < TABLE_VERSION_MIN || version > TABLE_VERSION_MAX) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: unsupported format version %u", path,
-                     (ull)foot, version);
-        goto out;
-    }
-    uint64_t filter_off = get_u64(f), filter_size = get_u64(f + 8);
-    uint64_t index_off = get_u64(f + 16), index_size = get_u64(f + 24);
-    /* filter block, then index block, then the footer, each block with its trailer, no gaps */
-    if (index_size > foot || foot - index_size - index_off != TABLE_BLOCK_TRAILER || index_off > foot ||
-        filter_size > index_off || index_off - filter_size - filter_off != TABLE_BLOCK_TRAILER ||
-        filter_off > index_off) {
-        rc = PL_FAIL(PL_CORRUPT, "%s: footer at offset %llu: block handles (filter %llu+%llu, index "
-                     "%llu+%llu) do not fit the file of %llu bytes", path, (ull)foot, (ull)filter_off,
-                     (ull)filter_size, (ull)index_off, (ull)index_size, (ull)file_size);
-        goto out;
-    }
-    t->filter_off = filter_off;
-    t->index_off = index_off;
-    t->compressed = version >= TABLE_VERSION_COMPRESSED;
-    if ((rc = open_point_index(t, filter_off, filter_size)))
+    t->filter_off = ft.filter_off;
+    t->index_off = ft.index_off;
+    t->compressed = ft.version >= TABLE_VERSION_COMPRESSED;
+    if ((rc = open_point_index(t, ft.filter_off, ft.filter_size)))
         goto out;
     if (!t->pidx_crcs) { /* a bloom filter (or none) */
-        if ((rc = read_block_raw(path, t->fd, filter_off, filter_size, &t->filter)))
+        if ((rc = read_block_raw(path, t->fd, ft.filter_off, ft.filter_size, &t->filter)))
             goto out;
-        t->filter_len = (size_t)filter_size;
+        t->filter_len = (size_t)ft.filter_size;
         char *a = aligned_copy(t->filter, t->filter_len);
         if (a) {
             free(t->filter);
             t->filter = a;
         }
     }
-    if ((rc = read_block_raw(path, t->fd, index_off, index_size, &t->index)))
+    if ((rc = read_block_raw(path, t->fd, ft.index_off, ft.index_size, &t->index)))
         goto out;
-    t->index_len = (size_t)index_size;
+    t->index_len = (size_t)ft.index_size;
     if ((rc = check_index(t)))
         goto out;
     build_fences(t); /* best effort: without them the index block is searched */
@@ -1044,7 +1046,7 @@ uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen)
     if (block_cursor_init(&ic, t->index, t->index_len))
         return t->size;
     block_cursor_seek(&ic, ukey, klen, ikey_pack(LSN_MAX, KIND_SEEK));
-    if (block_cursor_valid(&ic) && decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+    if (block_cursor_valid(&ic) && table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
         off = t->size;
     block_cursor_free(&ic);
     return off;
@@ -1279,7 +1281,7 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
         block_cursor_seek(&ic, ukey, klen, target);
         if (!block_cursor_valid(&ic)) /* past the last key, or a bad index */
             rc = block_cursor_status(&ic);
-        else if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+        else if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
             rc = PL_FAIL(PL_CORRUPT, "bad block handle");
         else
             rc = -1; /* a block to search */
@@ -1443,7 +1445,7 @@ static void ti_fail(table_iter_t *ti, int rc)
 static int ti_load(table_iter_t *ti)
 {
     uint64_t off, size;
-    if (decode_handle(block_cursor_value(&ti->index), block_cursor_vlen(&ti->index), &off, &size)) {
+    if (table_decode_handle(block_cursor_value(&ti->index), block_cursor_vlen(&ti->index), &off, &size)) {
         ti_fail(ti, block_error(ti->t->path, ti->t->index_off,
                                 PL_FAIL(PL_CORRUPT, "bad block handle")));
         return ti->status;
@@ -1674,7 +1676,7 @@ int table_verify(const char *path, uint64_t file_size)
     if (t->pidx_crcs && (rc = verify_pidx(t, &fblk)))
         goto out;
     for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic), block_no++) {
-        if (decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
+        if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size)) {
             rc = block_error(path, t->index_off, PL_FAIL(PL_CORRUPT, "bad block handle"));
             goto out;
         }

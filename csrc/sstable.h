@@ -167,4 +167,35 @@ int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */
 int table_has_point_index(const table *t);
 
+/* ---- the format's pieces, for readers of damaged files (repair) ---- */
+
+/* A footer, decoded: where the filter and index blocks are (sizes without their trailers). */
+typedef struct table_footer {
+    uint64_t filter_off, filter_size;
+    uint64_t index_off, index_size;
+    uint32_t version;
+} table_footer;
+
+/* Decode and check f, the last TABLE_FOOTER_SIZE bytes of the table `path` of file_size bytes
+ * (REQUIRES: file_size >= TABLE_FOOTER_SIZE): its magic, checksum and version, and that the filter
+ * block, the index block and the footer follow one another, each block with its trailer.  PL_OK with
+ * *out filled, or PL_CORRUPT (the message names path and the footer's offset). */
+int table_footer_decode(const char *f, uint64_t file_size, const char *path, table_footer *out);
+
+/* Is the trailer t (TABLE_BLOCK_TRAILER bytes) that of a block whose bytes have CRC32C block_crc
+ * (crc_value of them): a known type (raw; with codecs, also a codec's, compress.h) and the masked
+ * CRC of the block and its type byte?  1 or 0. */
+int table_trailer_matches(const char *t, uint32_t block_crc, int codecs);
+/* Check the trailer that follows the n-byte block at blk (blk holds n + TABLE_BLOCK_TRAILER bytes),
+ * which lies at offset off of the table `path`.  PL_OK, or PL_CORRUPT (an unknown type, or a checksum
+ * mismatch; the message names path and off). */
+int table_check_trailer(const char *blk, size_t n, int codecs, const char *path, uint64_t off);
+
+/* Decode an index entry's value (varint offset, varint size) into a block handle.  PL_OK, or
+ * PL_CORRUPT with no message (the caller names the file and the entry). */
+int table_decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size);
+/* Does the data block at (off, size) lie, with its trailer, before data_end (the filter block's
+ * offset)?  1 or 0. */
+int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end);
+
 #endif

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char errmsg[512];
+static _Thread_local char errmsg[PL_ERRMSG_MAX];
 static _Thread_local int errnum;
 
 int pl_fail(int rc, int err, const char *fmt, ...)
@@ -29,6 +29,19 @@ void pl_clear_error(void)
 const char *pl_errmsg(void) { return errmsg; }
 int pl_errno(void) { return errnum; }
 void pl_set_errno(int err) { errnum = err; }
+
+void pl_error_save(pl_error_state *s)
+{
+    memcpy(s->msg, errmsg, sizeof s->msg);
+    s->err = errnum;
+}
+
+int pl_error_restore(const pl_error_state *s, int rc)
+{
+    memcpy(errmsg, s->msg, sizeof errmsg);
+    errnum = s->err;
+    return rc;
+}
 
 const char *pl_code_name(int rc)
 {

@@ -23,6 +23,19 @@ void pl_clear_error(void);
 /* Set the errno of the last failure (PL_READONLY reports the errno of the failure that caused it). */
 void pl_set_errno(int err);
 
+#define PL_ERRMSG_MAX 512 /* a message's bytes, its NUL included (longer ones are cut) */
+
+/* A failure kept aside: its message and errno. */
+typedef struct pl_error_state {
+    char msg[PL_ERRMSG_MAX];
+    int err;
+} pl_error_state;
+/* Keep the calling thread's last failure in *s, for clean-up that may fail itself after the failure
+ * that is to be reported. */
+void pl_error_save(pl_error_state *s);
+/* Make *s the calling thread's last failure again, message and errno as they were; returns rc. */
+int pl_error_restore(const pl_error_state *s, int rc);
+
 #define PL_FAIL(rc, ...) pl_fail((rc), 0, __VA_ARGS__)
 #define PL_IOFAIL(err, ...) pl_fail(PL_IOERR, (err), __VA_ARGS__)
 

@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "coding.h"
 #include "env.h"
+#include "filename.h"
 #include "ikey.h"
 #include "buf.h"
 #include "memtable.h"
@@ -23,51 +24,6 @@ uint64_t manifest_roll_bytes = UINT64_C(64) << 20;
 
 /* Edit field tags (docs/format.md, "Manifest"). */
 enum { TAG_LOG_NUMBER = 1, TAG_NEXT_FILE = 2, TAG_LAST_LSN = 3, TAG_ADD = 4, TAG_DELETE = 5 };
-
-
-/* ---- file names ---- */
-
-char *db_file_name(const char *dir, uint64_t number, const char *ext)
-{
-    size_t n = strlen(dir) + 40;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%06" PRIu64 ".%s", dir, number, ext);
-    return p;
-}
-
-static char *manifest_name(const char *dir, uint64_t number)
-{
-    size_t n = strlen(dir) + 40;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/MANIFEST-%06" PRIu64, dir, number);
-    return p;
-}
-
-char *db_path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-int db_parse_file_name(const char *name, const char *ext, uint64_t *number)
-{
-    const char *dot = strrchr(name, '.');
-    if (!dot || dot == name || strcmp(dot + 1, ext) != 0)
-        return 0;
-    uint64_t n = 0;
-    for (const char *p = name; p < dot; p++) {
-        if (*p < '0' || *p > '9' || n > UINT64_MAX / 10 - 9)
-            return 0;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    *number = n;
-    return 1;
-}
 
 /* ---- files and versions ---- */
 
@@ -95,7 +51,7 @@ int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache 
     f->number = number;
     f->m = *m;
     atomic_init(&f->refs, 1);
-    f->path = db_file_name(dir, number, "sst");
+    f->path = db_file_name(dir, number, FILE_TABLE);
     int rc = f->path ? table_open(f->path, m->file_size, c, &f->t) : PL_FAIL(PL_NOMEM, "out of memory");
     if (rc) {
         free(f->path);
@@ -633,37 +589,10 @@ bad:
     return PL_FAIL(PL_CORRUPT, "%s: malformed version edit %" PRIu64, s->path, seq);
 }
 
-static int read_current(const char *dir, uint64_t *number)
-{
-    char *cur = db_path_join(dir, "CURRENT");
-    char *data = NULL;
-    size_t len = 0;
-    int rc = cur ? env_read_file(cur, &data, &len) : PL_FAIL(PL_NOMEM, "out of memory");
-    if (rc)
-        goto out;
-    if (len < 10 || len > 64 || strncmp(data, "MANIFEST-", 9) != 0 || data[len - 1] != '\n') {
-        rc = PL_FAIL(PL_CORRUPT, "%s: not a manifest name at offset 0", cur);
-        goto out;
-    }
-    uint64_t n = 0;
-    for (size_t i = 9; i < len - 1; i++) {
-        if (data[i] < '0' || data[i] > '9') {
-            rc = PL_FAIL(PL_CORRUPT, "%s: bad manifest number at offset %zu", cur, i);
-            goto out;
-        }
-        n = n * 10 + (uint64_t)(data[i] - '0');
-    }
-    *number = n;
-out:
-    free(cur);
-    free(data);
-    return rc;
-}
-
 /* Read CURRENT and the manifest it names into s.  PL_NOTFOUND when there is no CURRENT. */
 static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_number)
 {
-    char *cur = db_path_join(dir, "CURRENT");
+    char *cur = db_file_name(dir, 0, FILE_CURRENT);
     if (!cur)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(cur, O_RDONLY, &fd);
@@ -674,7 +603,7 @@ static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_
     rc = read_current(dir, manifest_number);
     if (rc)
         return rc;
-    char *path = manifest_name(dir, *manifest_number);
+    char *path = db_file_name(dir, *manifest_number, FILE_MANIFEST);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     s->path = path;
@@ -781,7 +710,7 @@ static int manifest_append(versions *vs, const version_edit *e)
         rc = buf_reserve(&rec, WAL_REC_HEADER + payload.len);
     if (!rc) {
         rec.len = wal_encode(rec.data, 0, ++vs->edit_seq, 0, payload.data, payload.len);
-        char *path = manifest_name(vs->dir, vs->manifest_number);
+        char *path = db_file_name(vs->dir, vs->manifest_number, FILE_MANIFEST);
         rc = path ? env_write(vs->manifest_fd, rec.data, rec.len, path) : PL_FAIL(PL_NOMEM, "out of memory");
         if (!rc) {
             env_kill_point("manifest_append");
@@ -809,37 +738,13 @@ static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
             edit_add_file(e, l, v->files[l][i]);
 }
 
-/* Point CURRENT at MANIFEST-number: temp -> fsync -> rename -> fsync(dir).  *renamed tells whether
- * CURRENT may already name the new manifest (then neither manifest may be deleted on failure). */
-static int set_current(const char *dir, uint64_t number, int *renamed)
-{
-    *renamed = 0;
-    char *tmp = db_path_join(dir, "CURRENT.tmp"), *cur = db_path_join(dir, "CURRENT");
-    char body[48];
-    int n = snprintf(body, sizeof body, "MANIFEST-%06" PRIu64 "\n", number);
-    int rc = tmp && cur ? env_write_file(tmp, body, (size_t)n) : PL_FAIL(PL_NOMEM, "out of memory");
-    if (!rc) {
-        env_kill_point("current_rename");
-        env_test_hook("current_rename");
-        rc = env_rename(tmp, cur);
-        *renamed = rc == PL_OK;
-    }
-    if (!rc)
-        rc = env_sync_dir(dir);
-    if (rc && tmp)
-        env_unlink(tmp);
-    free(tmp);
-    free(cur);
-    return rc;
-}
-
 /* For repair (a closed database): MANIFEST-number holding e alone, fsynced with its directory, then
  * CURRENT pointed at it.  On failure before CURRENT is replaced the new manifest is removed. */
 int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e)
 {
     if (!e->has_log_number || !e->has_next_file || !e->has_last_lsn || e->next_file <= number)
         return PL_FAIL(PL_INVALID, "a whole-state edit needs log number, next file and last LSN");
-    char *path = manifest_name(dir, number);
+    char *path = db_file_name(dir, number, FILE_MANIFEST);
     pl_buf payload = {0}, rec = {0};
     int fd = -1, rc = path ? edit_encode(e, &payload) : PL_FAIL(PL_NOMEM, "out of memory");
     if (!rc)
@@ -874,7 +779,7 @@ static int new_manifest(versions *vs)
     if (vs->manifest_failed)
         return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
     uint64_t number = vs->next_file++;
-    char *path = manifest_name(vs->dir, number);
+    char *path = db_file_name(vs->dir, number, FILE_MANIFEST);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     int fd, rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
@@ -919,7 +824,7 @@ static int new_manifest(versions *vs)
         if (old_fd >= 0)
             env_close(old_fd);
         if (old_number) {
-            char *old = manifest_name(vs->dir, old_number);
+            char *old = db_file_name(vs->dir, old_number, FILE_MANIFEST);
             if (old)
                 env_unlink(old);
             free(old);
@@ -927,14 +832,6 @@ static int new_manifest(versions *vs)
     }
     free(path);
     return rc;
-}
-
-static int count_data_files(void *ctx, const char *name)
-{
-    uint64_t n;
-    if (db_parse_file_name(name, "sst", &n) || db_parse_file_name(name, "wal", &n))
-        (*(int *)ctx)++;
-    return PL_OK;
 }
 
 int versions_open(versions *vs, const char *dir, cache *c, int create)
@@ -952,7 +849,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     edit_init(&e);
     if (rc == PL_NOTFOUND) {
         int data_files = 0;
-        env_list_dir(dir, count_data_files, &data_files);
+        count_data_files(dir, &data_files);
         if (!create || data_files) {
             rc = PL_FAIL(PL_CORRUPT, "%s/CURRENT is missing but the database has data files; "
                          "pylsm.repair() can rebuild it", dir);
@@ -1007,7 +904,7 @@ int versions_probe(const char *dir, uint64_t *number, uint64_t *size)
         return PL_OK; /* no manifest yet */
     if (rc)
         return rc;
-    char *path = manifest_name(dir, *number);
+    char *path = db_file_name(dir, *number, FILE_MANIFEST);
     if (!path)
         return PL_FAIL(PL_NOMEM, "out of memory");
     struct stat st;
@@ -1126,7 +1023,7 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
     for (int i = 0; !rc && i < s.n; i++)
         progress_expect(s.files[i].m.file_size);
     for (int i = 0; !rc && i < s.n; i++) {
-        char *p = db_file_name(dir, s.files[i].number, "sst");
+        char *p = db_file_name(dir, s.files[i].number, FILE_TABLE);
         rc = p ? table_verify(p, s.files[i].m.file_size) : PL_FAIL(PL_NOMEM, "out of memory");
         if (!rc)
             rc = check_table_meta(p, &s.files[i], s.last_lsn);

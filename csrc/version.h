@@ -149,9 +149,4 @@ int versions_write_manifest(const char *dir, uint64_t number, const version_edit
  * the manifest's log number and last LSN (0 when there is no manifest). */
 int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn);
 
-/* dir/NNNNNN.ext and dir/name, malloc'd (NULL when out of memory). */
-char *db_file_name(const char *dir, uint64_t number, const char *ext);
-char *db_path_join(const char *dir, const char *name);
-int db_parse_file_name(const char *name, const char *ext, uint64_t *number);
-
 #endif

@@ -297,7 +297,7 @@ static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, u
     return 1;
 }
 
-static int all_zero(const char *p, uint64_t n)
+int wal_all_zero(const char *p, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++)
         if (p[i])
@@ -365,7 +365,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
      * after it is a WAL that a crash tore as it was created. */
     unsigned flags = 0;
     if (!wal_header_ok(data, size, &flags)) {
-        if (all_zero(data, size)) {
+        if (wal_all_zero(data, size)) {
             if (!is_last && mode != WAL_SALVAGE && size > 0) {
                 rc = PL_FAIL(PL_CORRUPT, "%s: WAL header missing at offset 0", path);
                 goto out;
@@ -380,7 +380,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
             goto out;
         }
         rc = PL_FAIL(PL_CORRUPT, "%s: %s WAL header at offset 0%s", path,
-                     all_zero(data, size < WAL_FILE_HEADER ? size : WAL_FILE_HEADER) ? "torn" : "bad",
+                     wal_all_zero(data, size < WAL_FILE_HEADER ? size : WAL_FILE_HEADER) ? "torn" : "bad",
                      intact ? " with intact records after it" : "");
         goto out;
     }
@@ -392,7 +392,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
         const char *p = data + off;
         uint32_t len = 0, count = 0;
         uint64_t expect = res->next_lsn;
-        if (p[0] == 0 && all_zero(p, size - off))
+        if (p[0] == 0 && wal_all_zero(p, size - off))
             break; /* the zero-filled tail: the clean end of the log */
         if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &count)) {
             uint64_t lsn = get_u64(p);
@@ -472,7 +472,7 @@ int wal_cursor_open(const char *path, wal_cursor *c)
         return rc;
     }
     c->off = WAL_FILE_HEADER;
-    if (c->size < WAL_FILE_HEADER || all_zero(h, sizeof h)) {
+    if (c->size < WAL_FILE_HEADER || wal_all_zero(h, sizeof h)) {
         c->off = UINT64_MAX; /* created (or torn as it was) with nothing in it */
         return PL_OK;
     }
@@ -514,7 +514,7 @@ int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
             if (rc < 0)
                 continue;
             if (n && !rc)
-                c->damaged = !all_zero(h, n);
+                c->damaged = !wal_all_zero(h, n);
             return rc ? rc : PL_NOTFOUND;
         }
         if ((rc = cursor_read(c, h, c->hdr, c->off, &recut)) < 0)
@@ -522,7 +522,7 @@ int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
         if (rc)
             return rc;
         uint32_t l = get_u32(h + 12);
-        if (all_zero(h, c->hdr))
+        if (wal_all_zero(h, c->hdr))
             return PL_NOTFOUND; /* the zero tail */
         if (l < BATCH_HEADER || l > c->size - c->off - c->hdr) {
             c->damaged = 1; /* (or a record still being written) */

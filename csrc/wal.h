@@ -72,6 +72,9 @@ size_t wal_encode(char *dst, int timestamps, uint64_t lsn, uint64_t ts, const ch
 void wal_encode_file_header(char *dst, unsigned flags);
 /* Is this a valid file header (magic, CRC, known flags)?  Stores its flags. */
 int wal_header_ok(const char *d, size_t size, unsigned *flags);
+/* Are the n bytes at p all zero?  1 or 0.  Zeros are what was never written: the tail a file is
+ * extended by ahead of the writer, or a header torn as the file was created. */
+int wal_all_zero(const char *p, uint64_t n);
 
 /* ---- replay ---- */
 

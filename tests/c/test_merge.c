@@ -1,5 +1,6 @@
 /* test_merge.c -- the merging iterator against a sorted model: order in both directions, direction
- * switches, seeks, duplicates across children, empty/one/NULL children, error propagation. */
+ * switches, seeks, duplicates across children (kept, or dropped with MERGE_DEDUP), empty/one/NULL
+ * children, error propagation. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,37 +149,63 @@ static void test_scans(unsigned long long *s)
     mw_children_free(&w.ch);
 }
 
-static void test_random(unsigned long long *s, int nc, int nent, int ops)
+/* Random steps and seeks against the model.  With MERGE_DEDUP in flags one stop per internal key:
+ * the copy of the lowest child after a step forward (or a seek), of the highest after a step back. */
+static void test_random(unsigned long long *s, int nc, int nent, int ops, unsigned flags)
 {
     world w;
     world_build(&w, s, nc, nent);
-    iter *it = mw_children_merge(&w.ch);
+    static int first[MAXE], last[MAXE]; /* each stop's first and last model entry */
+    int ng = 0;
+    for (int i = 0; i < w.n; i++) {
+        if (i && (flags & MERGE_DEDUP) && ikey_cmp(w.e[i].ik, w.e[i].kn, w.e[i - 1].ik, w.e[i - 1].kn) == 0) {
+            last[ng - 1] = i;
+            continue;
+        }
+        first[ng] = last[ng] = i;
+        ng++;
+    }
+    if (flags & MERGE_DEDUP)
+        CHECK(nc == 1 || nent < 40 || ng < w.n); /* the world has copies to drop */
+    iter *ch[MAXC];
+    for (int c = 0; c < w.ch.n; c++)
+        ch[c] = mw_iter(w.ch.mt[c]);
+    iter *it = merge_iter_new_flags(ch, w.ch.n, flags);
     CHECK(it != NULL);
-    int pos = -1, bad = 0;
+    int g = -1, fwd = 1, bad = 0;
     for (int op = 0; op < ops && !bad; op++) {
         int r = (int)(tu_rand(s) % 10);
-        if (pos >= 0 && r < 4) {
+        if (g >= 0 && r < 4) {
             iter_next(it);
-            pos = pos + 1 < w.n ? pos + 1 : -1;
-        } else if (pos >= 0 && r < 8) {
+            g = g + 1 < ng ? g + 1 : -1;
+            fwd = 1;
+        } else if (g >= 0 && r < 8) {
             iter_prev(it);
-            pos--;
+            g--;
+            fwd = 0;
         } else if (r == 8) {
             char uk[8], k[16];
             size_t un = mw_rand_ukey(s, uk, 4);
             uint64_t lsn = tu_rand(s) % 8 == 0 ? LSN_MAX : tu_rand(s) % (uint64_t)(nent * 3 + 2);
             ikey_build(k, uk, un, lsn, (int)(tu_rand(s) % 2));
             iter_seek(it, k, un + IKEY_TRAILER);
-            pos = mw_model_seek(w.e, w.n, sizeof(ent), ent_cmp_key, k, un + IKEY_TRAILER);
+            int pos = mw_model_seek(w.e, w.n, sizeof(ent), ent_cmp_key, k, un + IKEY_TRAILER); /* a stop's first entry, or -1 */
+            for (g = 0; pos >= 0 && first[g] != pos; g++)
+                ;
+            g = pos >= 0 ? g : -1;
+            fwd = 1;
         } else if (tu_rand(s) % 2) {
             iter_seek_first(it);
-            pos = w.n ? 0 : -1;
+            g = ng ? 0 : -1;
+            fwd = 1;
         } else {
             iter_seek_last(it);
-            pos = w.n - 1;
+            g = ng - 1;
+            fwd = 0;
         }
+        int pos = g < 0 ? -1 : fwd ? first[g] : last[g];
         if (!at(it, &w, pos)) {
-            fprintf(stderr, "random merge (nc=%d) diverged at op %d, model pos %d\n", nc, op, pos);
+            fprintf(stderr, "random merge (nc=%d, flags %u) diverged at op %d, model pos %d\n", nc, flags, op, pos);
             bad = 1;
         }
     }
@@ -208,6 +235,16 @@ static char mv(iter *it, int d)
     else
         iter_prev(it);
     return val0(it);
+}
+
+/* val0 of every entry from the first on (forward) or from the last back, at most 15, into got. */
+static void scan_vals(iter *it, int forward, char got[16])
+{
+    int n = 0;
+    for (forward ? iter_seek_first(it) : iter_seek_last(it); iter_valid(it) && n < 15;
+         forward ? iter_next(it) : iter_prev(it))
+        got[n++] = val0(it);
+    got[n] = 0;
 }
 
 static void test_degenerate(void)
@@ -259,15 +296,9 @@ static void test_degenerate(void)
     iter *ch3[3] = {mw_iter(a), mw_iter(b), mw_iter(c)};
     it = merge_iter_new(ch3, 3);
     char got[16];
-    int n = 0;
-    for (iter_seek_first(it); iter_valid(it) && n < 15; iter_next(it))
-        got[n++] = val0(it);
-    got[n] = 0;
+    scan_vals(it, 1, got);
     CHECK(strcmp(got, "eABC-") == 0);
-    n = 0;
-    for (iter_seek_last(it); iter_valid(it) && n < 15; iter_prev(it))
-        got[n++] = val0(it);
-    got[n] = 0;
+    scan_vals(it, 0, got);
     CHECK(strcmp(got, "-CBAe") == 0);
     iter_seek_first(it);
     CHECK(mv(it, 1) == 'A');
@@ -283,6 +314,21 @@ static void test_degenerate(void)
     CHECK(mv(it, 1) == 'C');
     CHECK(mv(it, 1) == '-');
     CHECK(mv(it, -1) == 'C');
+    iter_destroy(it);
+
+    /* With MERGE_DEDUP the same key is yielded once: the first copy met in each direction (steps:
+     * + next, - prev, each followed by the value it lands on). */
+    iter *cd[3] = {mw_iter(a), mw_iter(b), mw_iter(c)};
+    it = merge_iter_new_flags(cd, 3, MERGE_DEDUP);
+    char dedup_fwd[16], dedup_back[16];
+    scan_vals(it, 1, dedup_fwd);
+    scan_vals(it, 0, dedup_back);
+    CHECK(strcmp(dedup_fwd, "eA-") == 0 && strcmp(dedup_back, "-Ce") == 0);
+    iter_seek_first(it);
+    const char *steps = "+A+--C-e+A-e-?";
+    for (const char *p = steps; p[0] && p[1]; p += 2)
+        CHECK(mv(it, p[0] == '+' ? 1 : -1) == p[1]);
+    CHECK_RC(iter_status(it), PL_OK);
     iter_destroy(it);
     memtable_unref(a);
     memtable_unref(b);
@@ -384,7 +430,11 @@ int main(void)
         test_scans(&seed);
     for (int nc = 1; nc <= MAXC; nc++)
         for (int rep = 0; rep < 4; rep++)
-            test_random(&seed, nc, 40 + (int)(tu_rand(&seed) % 500), 20000);
-    test_random(&seed, 3, 0, 100);
+            test_random(&seed, nc, 40 + (int)(tu_rand(&seed) % 500), 20000, 0);
+    test_random(&seed, 3, 0, 100, 0);
+    for (int nc = 1; nc <= MAXC; nc++)
+        for (int rep = 0; rep < 4; rep++)
+            test_random(&seed, nc, 40 + (int)(tu_rand(&seed) % 500), 20000, MERGE_DEDUP);
+    test_random(&seed, 3, 0, 100, MERGE_DEDUP);
     return test_report();
 }

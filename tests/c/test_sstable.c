@@ -1502,6 +1502,71 @@ static void test_compressed_damage(void)
     unlink(bad_path);
 }
 
+/* The format's pieces that repair reads damaged tables with: the footer, trailers, block handles. */
+static void test_format_pieces(void)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(big_path, &d, &n), PL_OK);
+    if (!d || n < TABLE_FOOTER_SIZE)
+        return;
+    table_footer ft;
+    CHECK_RC(table_footer_decode(d + n - TABLE_FOOTER_SIZE, n, big_path, &ft), PL_OK);
+    CHECK(ft.index_off + ft.index_size + TABLE_BLOCK_TRAILER == n - TABLE_FOOTER_SIZE);
+    CHECK(ft.filter_off + ft.filter_size + TABLE_BLOCK_TRAILER == ft.index_off);
+    CHECK(ft.version >= TABLE_VERSION_MIN && ft.version <= TABLE_VERSION_MAX);
+    char f[TABLE_FOOTER_SIZE];
+    memcpy(f, d + n - TABLE_FOOTER_SIZE, sizeof f);
+    f[41] ^= 1;
+    CHECK_RC(table_footer_decode(f, n, "t.sst", &ft), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "t.sst: footer at offset") && strstr(pl_errmsg(), "bad magic number"));
+    f[41] ^= 1;
+    f[3] ^= 1;
+    CHECK_RC(table_footer_decode(f, n, "t.sst", &ft), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "checksum mismatch") != NULL);
+    f[3] ^= 1;
+    CHECK_RC(table_footer_decode(f, n + 1, "t.sst", &ft), PL_CORRUPT); /* one byte more: no longer fits */
+    CHECK(strstr(pl_errmsg(), "do not fit the file") != NULL);
+
+    /* The index block: raw, its trailer intact; damage to it or to the type is caught. */
+    char *ix = d + ft.index_off;
+    size_t ixn = (size_t)ft.index_size;
+    CHECK_EQ(table_trailer_matches(ix + ixn, crc_value(ix, ixn), 0), 1);
+    CHECK_RC(table_check_trailer(ix, ixn, 0, "t.sst", ft.index_off), PL_OK);
+    ix[0] ^= 1;
+    CHECK_EQ(table_trailer_matches(ix + ixn, crc_value(ix, ixn), 1), 0);
+    CHECK_RC(table_check_trailer(ix, ixn, 1, "t.sst", ft.index_off), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "t.sst: block at offset") && strstr(pl_errmsg(), "checksum mismatch"));
+    ix[0] ^= 1;
+    ix[ixn] = 7;
+    CHECK_RC(table_check_trailer(ix, ixn, 1, "t.sst", ft.index_off), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "unknown block type 7") != NULL);
+    ix[ixn] = COMPRESS_ZSTD; /* a codec's type: known only where codecs may be */
+    CHECK_RC(table_check_trailer(ix, ixn, 0, "t.sst", ft.index_off), PL_CORRUPT);
+    CHECK(strstr(pl_errmsg(), "unknown block type") != NULL);
+    ix[ixn] = TABLE_BLOCK_RAW;
+
+    /* The first index entry names the first data block, at 0, within the data area. */
+    block_cursor c;
+    CHECK_RC(block_cursor_init(&c, ix, ixn), PL_OK);
+    block_cursor_seek_first(&c);
+    uint64_t off = 1, size = 0;
+    CHECK(block_cursor_valid(&c));
+    if (block_cursor_valid(&c))
+        CHECK_RC(table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size), PL_OK);
+    CHECK_EQ(off, 0);
+    CHECK_EQ(table_data_handle_fits(off, size, ft.filter_off), 1);
+    CHECK_EQ(table_trailer_matches(d + off + size, crc_value(d + off, (size_t)size), 1), 1);
+    block_cursor_free(&c);
+    CHECK_RC(table_decode_handle("\x80", 1, &off, &size), PL_CORRUPT);
+    CHECK_RC(table_decode_handle("\x01\x02\x03", 3, &off, &size), PL_CORRUPT);
+    CHECK_EQ(table_data_handle_fits(0, ft.filter_off - TABLE_BLOCK_TRAILER, ft.filter_off), 1);
+    CHECK_EQ(table_data_handle_fits(1, ft.filter_off - TABLE_BLOCK_TRAILER, ft.filter_off), 0);
+    CHECK_EQ(table_data_handle_fits(UINT64_MAX, 1, ft.filter_off), 0);
+    CHECK_EQ(table_data_handle_fits(0, UINT64_MAX, ft.filter_off), 0);
+    free(d);
+}
+
 static void run_suite(cache *c)
 {
     test_round_trip(c);
@@ -1512,6 +1577,7 @@ static void run_suite(cache *c)
     else
         test_filter_effect();
     test_fences();
+    test_format_pieces();
     test_iteration(big);
     {
         /* the same through no cache, and a disabled cache */

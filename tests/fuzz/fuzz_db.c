@@ -17,6 +17,7 @@
  *    and (verified) new puts and deletes, before and after a flush, read back as written;
  *  - after a successful pl_repair the directory verifies, opens and reads without an error. */
 #include "buf.h"
+#include "filename.h"
 #include "fuzz.h"
 #include "version.h"
 
@@ -275,9 +276,11 @@ static void write_files(const char *dir, const uint8_t *p, const uint8_t *end, i
         memcpy(data, p, len);
         p += len;
         uint64_t num;
-        if (fix && (db_parse_file_name(name, "wal", &num) || !strncmp(name, "MANIFEST-", 9)))
+        enum file_type type;
+        int ours = parse_file_name(name, &num, &type);
+        if (fix && ours && (type == FILE_WAL || type == FILE_MANIFEST))
             fuzz_fix_wal(data, len);
-        else if (fix && db_parse_file_name(name, "sst", &num))
+        else if (fix && ours && type == FILE_TABLE)
             fuzz_fix_table(data, len);
         char path[600];
         snprintf(path, sizeof path, "%s/%s", dir, name);

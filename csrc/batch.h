@@ -1,8 +1,7 @@
 /*
- * batch.h -- write batches and their encoding, which is also the WAL record payload
- * (docs/format.md, "Batch"):  u32 count, then count operations, each
- *     u8 kind (1 put, 0 delete), varint key length, key, and for a put: varint value length, value.
- * Operation i of a batch whose record has LSN L gets LSN L + i, so later operations win.
+ * batch.h -- write batches and their encoding, which is also the WAL record payload (the grammar is
+ * docs/format.md, "Batch").  Operation i of a batch whose record has LSN L gets LSN L + i, so later
+ * operations win.
  */
 #ifndef PL_BATCH_H
 #define PL_BATCH_H

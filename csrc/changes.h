@@ -1,6 +1,6 @@
 /*
  * changes.h -- the changes feed: WALs kept after tables cover them, and reading every write since an
- * LSN from the kept and live WALs (pl_changes_* in pylsm.h; docs/format.md, "The archive").
+ * LSN from the kept and live WALs (pl_changes_* in pylsm.h; docs/format.md, "The database directory").
  *
  * Retention: with wal_retention_bytes or wal_retention_seconds set, a WAL that a flush made obsolete
  * is moved into the database's archive/ directory instead of being deleted (the name keeps its

@@ -237,11 +237,10 @@ int checkpoint_create(pl_db *db, const char *path_in, checkpoint_info *info)
     if (rc && staged) {
         /* Keep the first error's message: the clean-up may fail too (the next checkpoint to this
          * path removes a staging directory left behind). */
-        char msg[512];
-        int err = pl_errno();
-        snprintf(msg, sizeof msg, "%s", pl_errmsg());
+        pl_error_state first;
+        pl_error_save(&first);
         remove_staging(made);
-        pl_fail(rc, err, "%s", msg);
+        pl_error_restore(&first, rc);
     }
     free(path);
     free(tmp);

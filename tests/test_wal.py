@@ -127,6 +127,7 @@ def test_wal_bytes_are_exactly_the_documented_format(db_path):
 # Truncation at every byte offset
 
 
+@pytest.mark.engine
 def test_truncate_at_every_offset_gives_exactly_the_whole_records_before_the_cut(tmp_path, fast_dir):
     path = str(tmp_path / "db")
     writes = workload(200, seed=1, nkeys=60)
@@ -272,6 +273,7 @@ def test_damaged_middle_record(small_db, tmp_path, field, delta):
         assert lsn(db) == s["lsns"][-1] + 1
 
 
+@pytest.mark.engine
 def test_flip_every_bit_gives_corruption_or_a_prefix(small_db, fast_dir):
     s = small_db
     data = s["data"]

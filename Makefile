@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BENCH_N ?= 1000000
 
 .PHONY: test deps venv build ctest tsan pytest bench-smoke bench stress fuzz fuzz-smoke fuzz-corpus dist-check asan-test clean \
-  test-pythons mutate
+  test-pythons mutate scale
 
 test: deps venv build ctest tsan fuzz-smoke pytest asan-test bench-smoke dist-check
 
@@ -147,6 +147,13 @@ bench-smoke: build
 bench: build
 	$(VPY) -m pip install -q -e '.[bench]' --no-build-isolation
 	$(VPY) benchmarks/run.py --n $(BENCH_N)
+
+# The scale run (issue-sized, not part of make test): SCALE_N random keys (10M by default; 100M is the big
+# run, about 13 GB of disk per engine), with LMDB and LevelDB at the same size when SCALE_PEERS=1.
+SCALE_N ?= 10000000
+scale: build
+	$(VPY) -m pip install -q -e '.[bench]' --no-build-isolation
+	SCALE_N=$(SCALE_N) $(VPY) benchmarks/scale.py --json results/scale-$(SCALE_N).json
 
 # The long runs: the C kill -9 loop at 1,000 iterations (40 in make test), then the slow pytest tests.
 stress: build tests/c/bin/test_kill_loop

@@ -1,0 +1,247 @@
+"""The scale run: load SCALE_N random keys into one store from one Python thread, settle it, read it.
+
+    python benchmarks/scale.py [--n N] [--peers] [--dir DIR] [--json FILE] [--gets G] [--cold-gets C]
+
+Each engine runs in a child process of its own (``scale.py --child ENGINE PATH N ...``), so its memory
+figures are its own and nothing of one engine's page cache or heap helps the next. The child
+
+  1. puts keys 0..N-1 in a random order (16-byte keys, 100-byte values, ``sync="none"``, the suite's
+     default sizes: 64 MiB memtable, 32 MiB block cache, 10 bloom bits per key), timing every put: the
+     rate of each tenth of the load, and the longest single put (the longest stall a writer saw);
+  2. flushes and fully compacts (LMDB has nothing to do), timed;
+  3. closes and reopens, and times G random gets of present keys with the files in the page cache
+     ("warm"): the first G/4 gets are an untimed warm-up;
+  4. closes, evicts every file of the database from the page cache, reopens, and times C random gets
+     ("cold"); the first cold get pays the reopen's own reads too.
+
+It reports write amplification (bytes the process caused to be written to storage, /proc/self/io
+write_bytes, over the user bytes N*(16+100)), disk bytes over live bytes, the peak RSS (VmHWM) and the
+peak anonymous memory (RssAnon, sampled every 0.2 s: heap, not the file pages the OS may drop).
+
+The keys are generated, not held in a list: key i is the 8-byte big-endian product of i with an odd
+64-bit constant (a bijection, so the order is random) followed by i itself, so 100M keys cost the
+parent nothing. The values are slices of one random buffer.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_common as C  # noqa: E402
+
+MULT = 0x9E3779B97F4A7C15   # odd: i -> i * MULT mod 2^64 is a permutation
+MASK = (1 << 64) - 1
+ENGINES = ("pylsm",)
+PEERS = ("lmdb", "plyvel")
+
+
+def key_at(i):
+    return ((i * MULT) & MASK).to_bytes(8, "big") + i.to_bytes(8, "big")
+
+
+class Values:
+    """100-byte values: slices of a 1 MiB random buffer at offsets that move with i."""
+
+    def __init__(self):
+        self.blob = random.Random(C.SEED).randbytes(1 << 20)
+        self.span = len(self.blob) - C.VALUE_BYTES
+
+    def __call__(self, i):
+        o = (i * 4099) % self.span
+        return self.blob[o:o + C.VALUE_BYTES]
+
+
+class MemorySampler(threading.Thread):
+    """The peak of RssAnon, sampled every 0.2 s (the kernel keeps a peak of the whole RSS only)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def sample(self):
+        v = C.read_proc_status("RssAnon") or 0
+        self.peak = max(self.peak, v)
+
+    def run(self):
+        while not self.stop.wait(0.2):
+            self.sample()
+
+
+def io_written():
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+def progress(total, desc):
+    """A tqdm bar on stderr when tqdm is installed and stderr is a terminal or SCALE_PROGRESS=1."""
+    want = os.environ.get("SCALE_PROGRESS", "1" if sys.stderr.isatty() else "0") == "1"
+    if want:
+        try:
+            from tqdm import tqdm
+            return tqdm(total=total, desc=desc, unit="keys", unit_scale=True, mininterval=1.0, file=sys.stderr)
+        except ImportError:
+            pass
+    return None
+
+
+def timed_gets(db, n, rnd, total, check):
+    """n gets of random present keys; returns gets/s (a missing or wrong value is an error)."""
+    vals = Values()
+    idx = [rnd.randrange(total) for _ in range(n)]
+    keys = [key_at(i) for i in idx]
+    get = db.get
+    t0 = time.perf_counter()
+    got = [get(k) for k in keys]
+    secs = time.perf_counter() - t0
+    if check:
+        for i, v in zip(idx, got):
+            if v != vals(i):
+                raise SystemExit(f"key {i}: wrong value after the load ({v[:16] if v else v!r})")
+    return n / secs
+
+
+def child(engine, path, n, gets, cold_gets):
+    import backends as B
+    mem = MemorySampler()
+    mem.sample()
+    mem.start()
+    base_anon = C.read_proc_status("RssAnon") or 0
+    cls = B.get_backend_class(engine)
+    db = cls(path, sync=C.SYNC_NONE)
+    vals = Values()
+    put = db.put
+    clock = time.perf_counter
+    tenth = max(1, n // 10)
+    rates, longest, longest_at = [], 0.0, 0
+    written0 = io_written()
+    bar = progress(n, engine)
+    t_start = t_tenth = clock()
+    for i in range(n):
+        k, v = key_at(i), vals(i)
+        t0 = clock()
+        put(k, v)
+        dt = clock() - t0
+        if dt > longest:
+            longest, longest_at = dt, i
+        if (i + 1) % tenth == 0 or i + 1 == n:
+            now = clock()
+            done = (i + 1) - tenth * len(rates)
+            rates.append(done / (now - t_tenth))
+            t_tenth = now
+            mem.sample()
+            if bar:
+                bar.update(done)
+    load_secs = clock() - t_start
+    if bar:
+        bar.close()
+    t0 = clock()
+    db.flush()
+    db.compact()
+    settle_secs = clock() - t0
+    db.close()
+    written = io_written() - written0
+    user = n * (C.KEY_BYTES + C.VALUE_BYTES)
+    disk = C.dir_bytes(path)
+
+    rnd = random.Random(C.SEED + 7)
+    db.reopen()
+    db.begin_reads()
+    timed_gets(db, max(1, gets // 4), rnd, n, check=False)           # warm-up, untimed
+    db.begin_reads()
+    warm = timed_gets(db, gets, rnd, n, check=True)
+    db.close()
+    C.evict(path)
+    t0 = clock()
+    db.reopen()
+    db.begin_reads()
+    reopen_ms = (clock() - t0) * 1000
+    cold = timed_gets(db, cold_gets, rnd, n, check=True)
+    db.close()
+    mem.stop.set()
+    mem.sample()
+    out = dict(engine=engine, n=n, load_secs=load_secs, puts_per_s=n / load_secs, tenths=rates,
+               longest_stall_s=longest, longest_stall_at=longest_at, settle_secs=settle_secs,
+               write_amp=written / user, space=disk / user, disk_bytes=disk,
+               peak_rss=C.read_proc_status("VmHWM"), peak_anon=mem.peak, base_anon=base_anon,
+               warm_gets_per_s=warm, cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
+    print(json.dumps(out), flush=True)
+
+
+def fmt_rate(r):
+    return f"{r / 1e6:.2f}M" if r >= 1e6 else f"{r / 1e3:.0f}k"
+
+
+def report(results):
+    lines = []
+    for r in results:
+        t = r["tenths"]
+        lines += [
+            f"== {r['engine']}: {r['n']:,} random keys, one thread, sync none",
+            f"  puts/s over the load       {fmt_rate(r['puts_per_s'])}: {r['puts_per_s'] / t[0]:.2f}x the first "
+            f"tenth's {fmt_rate(t[0])} (slowest tenth {fmt_rate(min(t))}, last {fmt_rate(t[-1])})",
+            f"  per tenth                  {' '.join(fmt_rate(x) for x in t)}",
+            f"  longest single put         {r['longest_stall_s'] * 1000:.1f} ms (put #{r['longest_stall_at']:,})",
+            f"  flush + full compaction    {r['settle_secs']:.1f} s",
+            f"  write amplification        {r['write_amp']:.1f} (storage writes / user bytes)",
+            f"  disk / live bytes          {r['space']:.2f} ({r['disk_bytes'] / 1e9:.2f} GB)",
+            f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB; peak anonymous "
+            f"{r['peak_anon'] / 2**20:.0f} MiB ({(r['peak_anon'] - r['base_anon']) / 2**20:.0f} MiB above "
+            f"the interpreter's)",
+            f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s",
+            f"  random gets, cold          {fmt_rate(r['cold_gets_per_s'])}/s (reopen after eviction "
+            f"{r['cold_reopen_ms']:.1f} ms)",
+        ]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=int(os.environ.get("SCALE_N", 10_000_000)))
+    ap.add_argument("--peers", action="store_true", default=os.environ.get("SCALE_PEERS") == "1")
+    ap.add_argument("--dir", default=os.environ.get("SCALE_DIR"), help="where the databases go (default: a "
+                    "temporary directory beside the project; it needs about 130 bytes a key per engine)")
+    ap.add_argument("--gets", type=int, default=200_000)
+    ap.add_argument("--cold-gets", type=int, default=20_000)
+    ap.add_argument("--json", default=None, help="write the results here too")
+    ap.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    gets, cold_gets = min(a.gets, a.n), min(a.cold_gets, a.n)
+    if a.child:
+        child(a.child[0], a.child[1], a.n, gets, cold_gets)
+        return
+    engines = ENGINES + (PEERS if a.peers else ())
+    root = tempfile.mkdtemp(prefix="pylsm-scale-", dir=a.dir)
+    results = []
+    try:
+        for e in engines:
+            path = os.path.join(root, e)
+            os.makedirs(path)
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", e, path, "--n", str(a.n),
+                                "--gets", str(gets), "--cold-gets", str(cold_gets)],
+                               stdout=subprocess.PIPE, text=True)
+            if p.returncode:
+                raise SystemExit(f"{e}: the scale child failed (exit {p.returncode})")
+            results.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            shutil.rmtree(path)
+            print(report(results[-1:]), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The scale run's script at a tiny size (make bench-smoke): it loads, settles, reads back and checks every
+value it reads, and reports each figure the README's scale table takes. `make scale` is the real run."""
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_scale_script_reports_every_figure(tmp_path):
+    out = tmp_path / "scale.json"
+    p = subprocess.run([sys.executable, os.path.join(HERE, "scale.py"), "--n", "5000", "--gets", "2000",
+                        "--cold-gets", "500", "--dir", str(tmp_path), "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, SCALE_PROGRESS="0"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (r,) = json.loads(out.read_text())
+    assert r["engine"] == "pylsm" and r["n"] == 5000
+    assert len(r["tenths"]) == 10 and all(x > 0 for x in r["tenths"])
+    assert 0 < r["longest_stall_s"] < r["load_secs"]
+    assert r["write_amp"] >= 0 and r["space"] > 0.5
+    assert r["peak_anon"] >= r["base_anon"] > 0
+    assert r["warm_gets_per_s"] > 0 and r["cold_gets_per_s"] > 0
+    assert "longest single put" in p.stdout and "random gets, cold" in p.stdout
+    assert os.listdir(tmp_path) == ["scale.json"]   # the databases are removed

@@ -10,16 +10,17 @@
  * table I/O) the call is repeated with the GIL released.  So cheap in-memory work pays no GIL
  * hand-off, and nothing that waits holds the GIL.  docs/decisions.md has the measurements.
  *
- * Lifetime: a call that releases the GIL first enters the database (pl_db_enter); close() marks the
- * object closed under the GIL, then pl_db_close() waits for entered calls to leave.  The DB object
- * keeps the handle's memory alive until it is deallocated (pl_db_retain), so a closed handle answers
- * PL_CLOSED, never freed memory.
+ * Lifetime: a call that releases the GIL first enters the database (pl_db_enter).  close() sets the
+ * object's handle to NULL under the GIL (so every later call raises ClosedError, from check_open),
+ * then pl_db_close() waits for the entered calls to leave, and the handle is let go (pl_db_release):
+ * the object never holds a pointer to a closed handle.
  *
  * Python code can run wherever the binding converts an argument or allocates (a generator, __bool__,
  * __index__, __buffer__, a finalizer run by the GC), and it may close the database, a snapshot or
  * an iterator, or change a batch.  So every call into the core re-checks, under the GIL and with no
- * Python code in between, that what it uses is still open; a snapshot or batch in use by a call that
- * releases the GIL is marked busy, and closing a busy snapshot defers its release to the last user.
+ * Python code in between, that what it uses is still open (check_open, check_view, check_iter); a
+ * snapshot or batch in use by a call that releases the GIL is marked busy, and closing a busy
+ * snapshot defers its release to the last user.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -83,12 +84,10 @@ static module_state *state_of_type(PyTypeObject *tp)
     return m ? (module_state *)PyModule_GetState(m) : NULL;
 }
 
-/* The one place where codes become exceptions. */
-static PyObject *set_error(PyTypeObject *tp, int rc)
+/* The one place where codes become exceptions (as _pysqlite_seterror): the exception of rc, with the
+ * calling thread's pl_errmsg().  Returns NULL. */
+static PyObject *set_error(module_state *st, int rc)
 {
-    module_state *st = state_of_type(tp);
-    if (!st)
-        return NULL;
     const char *msg = pl_errmsg();
     if (!msg[0])
         msg = pl_code_name(rc);
@@ -182,31 +181,21 @@ static int sync_flag(PyObject *sync)
 
 typedef struct {
     PyObject_HEAD
-    pl_db *db;
-    int closed;
+    pl_db *db;           /* NULL until DB.__init__ opens it, and again from close() on */
+    int initialized;     /* DB.__init__ opened it once (it is not opened twice) */
+    module_state *state; /* this module's, set by DB_new */
     PyObject *weakreflist;
     PyObject *dict;
 } DBObject;
 
-#define CHECK_OPEN(self)                                                              \
-    do {                                                                              \
-        if ((self)->closed || !(self)->db) {                                          \
-            module_state *st_ = state_of_type(Py_TYPE(self));                         \
-            if (st_)                                                                  \
-                PyErr_SetString(st_->ClosedError, (self)->db ? "the database is closed"    \
-                                                             : "the database is not open"); \
-            return NULL;                                                              \
-        }                                                                             \
-    } while (0)
-
-/* 0 if open, else -1 with ClosedError set.  Runs no Python code. */
-static int db_closed_error(DBObject *self)
+/* 0 if the database is open, else -1 with ClosedError set.  Runs no Python code, so a call checks
+ * again after anything that may run some (a conversion, an allocation), right before the core call. */
+static int check_open(DBObject *self)
 {
-    if (!self->closed && self->db)
+    if (self->db)
         return 0;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (st)
-        PyErr_SetString(st->ClosedError, self->db ? "the database is closed" : "the database is not open");
+    PyErr_SetString(self->state->ClosedError,
+                    self->initialized ? "the database is closed" : "the database is not open");
     return -1;
 }
 
@@ -239,8 +228,18 @@ typedef struct {
     PyObject_HEAD
     pl_batch *b;
     int busy;      /* being written by DB.write with the GIL released */
+    module_state *state;
     PyObject *dict;
 } BatchObject;
+
+static PyObject *DB_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    module_state *st = state_of_type(tp);
+    DBObject *self = st ? (DBObject *)tp->tp_alloc(tp, 0) : NULL;
+    if (self)
+        self->state = st;
+    return (PyObject *)self;
+}
 
 static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
 {
@@ -263,7 +262,7 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
                                      &o.background_compaction, &o.read_only, &o.point_index,
                                      &retention_bytes, &retention_seconds, &o.compression))
         return -1;
-    if (self->db) {
+    if (self->initialized) {
         Py_DECREF(path_obj);
         PyErr_SetString(PyExc_RuntimeError, "DB.__init__ called twice");
         return -1;
@@ -288,27 +287,37 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     Py_DECREF(path_obj);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
-    pl_db_retain(db); /* released by DB_dealloc: the memory outlives close() */
+    pl_db_retain(db); /* released by close(), after the calls in flight have left (see close_db) */
     self->db = db;
-    self->closed = 0;
+    self->initialized = 1;
     return 0;
 }
 
-static PyObject *DB_close(DBObject *self, PyObject *unused)
+/* Close the handle: self->db is NULL from here on, so every later call raises ClosedError;
+ * pl_db_close waits (without the GIL) for the calls inside the core to leave.  Each calls pl_db_leave
+ * holding the GIL, so once this thread has it back none touches the handle: its memory may go. */
+static int close_db(DBObject *self)
 {
-    if (self->closed || !self->db)
-        Py_RETURN_NONE;
-    self->closed = 1;
     pl_db *db = self->db;
+    self->db = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = pl_db_close(db);
     Py_END_ALLOW_THREADS
+    pl_db_release(db);
+    return rc;
+}
+
+static PyObject *DB_close(DBObject *self, PyObject *unused)
+{
+    if (!self->db)
+        Py_RETURN_NONE;
+    int rc = close_db(self);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -318,14 +327,8 @@ static void DB_dealloc(DBObject *self)
     PyObject_GC_UnTrack(self);
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->db && !self->closed) {
-        self->closed = 1;
-        Py_BEGIN_ALLOW_THREADS
-        pl_db_close(self->db);
-        Py_END_ALLOW_THREADS
-    }
-    pl_db_release(self->db);
-    self->db = NULL;
+    if (self->db)
+        close_db(self);
     Py_CLEAR(self->dict);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -374,7 +377,8 @@ static int do_write(DBObject *self, int kind, bytes_arg *k, bytes_arg *v, const 
 
 static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flags)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k, v;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
@@ -382,7 +386,7 @@ static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flag
         release_bytes(&k);
         return NULL;
     }
-    if (db_closed_error(self) < 0) { /* a buffer export may have run Python code */
+    if (check_open(self) < 0) { /* a buffer export may have run Python code */
         release_bytes(&k);
         release_bytes(&v);
         return NULL;
@@ -391,7 +395,7 @@ static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flag
     release_bytes(&k);
     release_bytes(&v);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -418,7 +422,7 @@ static PyObject *DB_put(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
     return put_impl(self, args[0], args[1], flags);
 }
 
-static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out);
+static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject **out);
 
 /* A per-thread buffer for values on their way to a bytes object, freed when its thread ends (a
  * thread-local variable would leak one per short-lived thread). */
@@ -453,14 +457,15 @@ static void scratch_trim(pl_buf *b)
 
 static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_exist)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
     int rc = PL_OK;
     if (must_exist) {
         PyObject *v = NULL;
-        int r = get_one(self, NULL, NULL, key, &v);
+        int r = get_one(self, NULL, key, &v);
         Py_XDECREF(v);
         if (r <= 0) {
             if (r == 0)
@@ -469,7 +474,7 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
             return NULL;
         }
     }
-    if (db_closed_error(self) < 0) {
+    if (check_open(self) < 0) {
         release_bytes(&k);
         return NULL;
     }
@@ -477,7 +482,7 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
         rc = do_write(self, 0, &k, NULL, NULL, flags);
     release_bytes(&k);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -496,32 +501,33 @@ static PyObject *DB_delete(DBObject *self, PyObject *args, PyObject *kw)
 static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw);
 static PyObject *DB_changes_raw(DBObject *self, PyObject *arg);
 
-/* 0 if so (NULL: none) is open, else -1 with ClosedError set.  Runs no Python code. */
-static int snapshot_closed_error(SnapshotObject *so)
+/* 0 if snapshot so (NULL: none) and the database are open, else -1 with ClosedError set (for the
+ * snapshot first).  Runs no Python code. */
+static int check_view(DBObject *self, SnapshotObject *so)
 {
-    if (!so || (so->snap && !so->closed))
-        return 0;
-    module_state *st = state_of_type(Py_TYPE(so));
-    if (st)
-        PyErr_SetString(st->ClosedError, "the snapshot is closed");
-    return -1;
+    if (so && (so->closed || !so->snap)) {
+        module_state *st = state_of_type(Py_TYPE(so));
+        if (st)
+            PyErr_SetString(st->ClosedError, "the snapshot is closed");
+        return -1;
+    }
+    return check_open(self);
 }
 
-/* Look up one key: in snapshot object so, else in the caller's own snapshot `own`, else in the latest
- * state.  Returns 1 found (*out set), 0 absent, -1 error set.  REQUIRES: so, if any, is busy
- * (snapshot_enter). */
-static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out)
+/* Look up one key: in snapshot object so, else in the latest state.  Returns 1 found (*out set), 0
+ * absent, -1 error set.  REQUIRES: so, if any, is busy (snapshot_enter). */
+static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject **out)
 {
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return -1;
     /* After the conversion (which may run Python code), right before the core call. */
     pl_buf *buf = scratch_buf();
-    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!buf && !PyErr_NoMemory())) {
+    if (check_view(self, so) < 0 || (!buf && !PyErr_NoMemory())) {
         release_bytes(&k);
         return -1;
     }
-    pl_snapshot *snap = so ? so->snap : own;
+    pl_snapshot *snap = so ? so->snap : NULL;
     int rc = pl_db_get(self->db, snap, k.ptr, (size_t)k.len, buf, PL_READ_NO_IO);
     if (rc == PL_WOULDBLOCK) {
         pl_db *db = self->db;
@@ -537,7 +543,7 @@ static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObjec
     if (rc == PL_NOTFOUND)
         return 0;
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     *out = PyBytes_FromStringAndSize(buf->data, (Py_ssize_t)buf->len);
@@ -549,7 +555,7 @@ static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyO
 {
     PyObject *v = NULL;
     snapshot_enter(so);
-    int r = get_one(self, so, NULL, key, &v);
+    int r = get_one(self, so, key, &v);
     snapshot_leave(so);
     if (r < 0)
         return NULL;
@@ -565,7 +571,8 @@ static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyO
 
 static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     PyObject *dflt = nargs == 2 ? args[1] : Py_None;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) { /* get(key, default=...) as dict.get takes it */
@@ -587,7 +594,8 @@ static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
 
 static PyObject *DB_subscript(DBObject *self, PyObject *key)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     return get_impl(self, NULL, key, NULL, 1);
 }
 
@@ -602,14 +610,10 @@ static int DB_ass_subscript(DBObject *self, PyObject *key, PyObject *val)
 
 static int DB_contains(DBObject *self, PyObject *key)
 {
-    if (self->closed || !self->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, "the database is closed");
+    if (check_open(self) < 0)
         return -1;
-    }
     PyObject *v = NULL;
-    int r = get_one(self, NULL, NULL, key, &v);
+    int r = get_one(self, NULL, key, &v);
     Py_XDECREF(v);
     return r;
 }
@@ -646,7 +650,7 @@ static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *key
     }
     /* After the conversions, right before the core call. */
     pl_buf *vals = scratch_buf();
-    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!vals && !PyErr_NoMemory()))
+    if (check_view(self, so) < 0 || (!vals && !PyErr_NoMemory()))
         goto out;
     snapshot_enter(so);
     pl_db *db = self->db;
@@ -659,7 +663,7 @@ static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *key
     }
     snapshot_leave(so);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         goto out;
     }
     res = PyList_New(n);
@@ -688,7 +692,8 @@ out:
 
 static PyObject *DB_get_many(DBObject *self, PyObject *keys)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     return get_many_impl(self, NULL, keys);
 }
 
@@ -707,17 +712,19 @@ static PyObject *DB_get_many(DBObject *self, PyObject *keys)
 
 static PyObject *DB_sync(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     int rc;
     BLOCKING_CALL(self, pl_db_sync(db_));
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     PyObject *p = NULL;
     if (!PyUnicode_FSConverter(arg, &p))
         return NULL;
@@ -727,17 +734,18 @@ static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
     BLOCKING_CALL(self, pl_db_checkpoint(db_, path, &lsn));
     Py_DECREF(p);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyLong_FromUnsignedLongLong((unsigned long long)lsn);
 }
 
 static PyObject *DB_flush(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     int rc;
     BLOCKING_CALL(self, pl_db_flush(db_));
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -766,11 +774,12 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
 
 static PyObject *DB_refresh(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     int rc;
     BLOCKING_CALL(self, pl_db_refresh(db_));
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -784,7 +793,7 @@ static int range_args(DBObject *self, PyObject *start, PyObject *stop, bytes_arg
         release_bytes(s);
         return -1;
     }
-    if (db_closed_error(self) < 0) {
+    if (check_open(self) < 0) {
         release_bytes(s);
         release_bytes(e);
         return -1;
@@ -799,7 +808,8 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO$O:compact", kwlist, &start, &stop, &cb))
         return NULL;
     progress_ctx pc = {cb, 0};
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
@@ -812,22 +822,23 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *DB_key_may_exist(DBObject *self, PyObject *key)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
-    int maybe = 1, rc = db_closed_error(self) < 0 ? -1 : pl_db_key_may_exist(self->db, NULL, k.ptr, (size_t)k.len, &maybe);
+    int maybe = 1, rc = check_open(self) < 0 ? -1 : pl_db_key_may_exist(self->db, NULL, k.ptr, (size_t)k.len, &maybe);
     release_bytes(&k);
     if (rc < 0)
         return NULL;
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyBool_FromLong(maybe);
 }
 
@@ -840,7 +851,8 @@ static PyObject *DB_delete_range(DBObject *self, PyObject *args, PyObject *kw)
     int flags = sync_flag(sync);
     if (flags < 0)
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
@@ -851,7 +863,7 @@ static PyObject *DB_delete_range(DBObject *self, PyObject *args, PyObject *kw)
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyLong_FromUnsignedLongLong((unsigned long long)deleted);
 }
 
@@ -861,7 +873,8 @@ static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *k
     PyObject *start = Py_None, *stop = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:approximate_size", kwlist, &start, &stop))
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
@@ -871,7 +884,7 @@ static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *k
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyLong_FromUnsignedLongLong((unsigned long long)bytes);
 }
 
@@ -906,13 +919,14 @@ static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes)
 
 static PyObject *DB_stats(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     stats_ctx c = {PyDict_New(), PyList_New(0), 0};
     if (!c.dict || !c.levels)
         goto fail;
     int rc = pl_db_stats(self->db, stat_cb, level_cb, &c);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         goto fail;
     }
     if (c.failed || PyDict_SetItemString(c.dict, "levels", c.levels) < 0)
@@ -925,7 +939,7 @@ fail:
     return NULL;
 }
 
-static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(self->closed || !self->db); }
+static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(!self->db); }
 
 /* ---- WriteBatch ---- */
 
@@ -934,9 +948,7 @@ static int batch_busy_error(BatchObject *self)
 {
     if (!self->busy)
         return 0;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (st)
-        PyErr_SetString(st->Error, "the batch is being written by DB.write() in another thread");
+    PyErr_SetString(self->state->Error, "the batch is being written by DB.write() in another thread");
     return -1;
 }
 
@@ -958,8 +970,12 @@ static int Batch_init(BatchObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *Batch_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    BatchObject *self = (BatchObject *)tp->tp_alloc(tp, 0);
-    if (self && !(self->b = pl_batch_new())) {
+    module_state *st = state_of_type(tp);
+    BatchObject *self = st ? (BatchObject *)tp->tp_alloc(tp, 0) : NULL;
+    if (!self)
+        return NULL;
+    self->state = st;
+    if (!(self->b = pl_batch_new())) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -1006,7 +1022,7 @@ static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t 
     release_bytes(&k);
     release_bytes(&v);
     if (rc > 0)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     if (rc)
         return NULL;
     Py_RETURN_NONE;
@@ -1014,7 +1030,7 @@ static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t 
 
 /* The key and value of a (key, value) pair, borrowed from *hold (a new reference: the pair, or the
  * sequence made of it); 0, or -1 with PairError (2 items expected) or TypeError (not a sequence). */
-static int unpack_pair(PyTypeObject *tp, PyObject *pair, const char *who, const char *takes, PyObject **hold,
+static int unpack_pair(module_state *st, PyObject *pair, const char *who, const char *takes, PyObject **hold,
                        PyObject **k, PyObject **v)
 {
     if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
@@ -1029,10 +1045,9 @@ static int unpack_pair(PyTypeObject *tp, PyObject *pair, const char *who, const 
     if (!seq)
         return -1;
     if (PySequence_Fast_GET_SIZE(seq) != 2) {
-        module_state *st = state_of_type(tp);
-        if (st) /* dict.update raises ValueError here, pylsm always raised TypeError: both */
-            PyErr_Format(st->PairError, "%s(): a (key, value) pair has 2 items, not %zd", who,
-                         PySequence_Fast_GET_SIZE(seq));
+        /* dict.update raises ValueError here, pylsm always raised TypeError: both */
+        PyErr_Format(st->PairError, "%s(): a (key, value) pair has 2 items, not %zd", who,
+                     PySequence_Fast_GET_SIZE(seq));
         Py_DECREF(seq);
         return -1;
     }
@@ -1056,7 +1071,7 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
     release_bytes(&ka);
     release_bytes(&va);
     if (rc > 0)
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
     return rc ? -1 : 0;
 }
 
@@ -1065,7 +1080,7 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
 static int put_one_pair(BatchObject *self, PyObject *pair)
 {
     PyObject *hold, *k, *v;
-    int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs", &hold, &k,
+    int r = unpack_pair(self->state, pair, "put_many", "a mapping or an iterable of (key, value) pairs", &hold, &k,
                         &v);
     Py_DECREF(pair);
     if (r == 0) {
@@ -1091,7 +1106,7 @@ static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, c
             ;
     }
     if (rc)
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
     return rc ? -1 : 0;
 }
 
@@ -1177,7 +1192,7 @@ static PyObject *Batch_delete(BatchObject *self, PyObject *key)
     int rc = batch_busy_error(self) < 0 ? -1 : pl_batch_delete(self->b, k.ptr, (size_t)k.len);
     release_bytes(&k);
     if (rc > 0)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     if (rc)
         return NULL;
     Py_RETURN_NONE;
@@ -1199,16 +1214,15 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *batch, *sync = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:write", kwlist, &batch, &sync))
         return NULL;
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_open(self) < 0)
         return NULL;
+    module_state *st = self->state;
     if (!PyObject_TypeCheck(batch, st->BatchType)) {
         PyErr_Format(PyExc_TypeError, "write() takes a WriteBatch, not %.100s", Py_TYPE(batch)->tp_name);
         return NULL;
     }
     int flags = sync_flag(sync); /* may run Python code (__bool__): check again after it */
-    if (flags < 0 || db_closed_error(self) < 0)
+    if (flags < 0 || check_open(self) < 0)
         return NULL;
     /* The batch object stays referenced by our caller's frame for the whole call; busy keeps other
      * threads from changing it while the write runs without the GIL. */
@@ -1217,7 +1231,7 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
     int rc = do_write(self, 2, NULL, NULL, bo->b, flags);
     bo->busy--;
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -1247,7 +1261,7 @@ static void ingest_release(ingest_item *items, Py_ssize_t n)
 /* 0, or -1 with an exception. */
 static int ingest_chunk(DBObject *self, pl_ingest *g, ingest_item *items, Py_ssize_t n)
 {
-    if (db_closed_error(self) < 0)
+    if (check_open(self) < 0)
         return -1;
     pl_db *db = self->db;
     int rc = pl_db_enter(db);
@@ -1259,7 +1273,7 @@ static int ingest_chunk(DBObject *self, pl_ingest *g, ingest_item *items, Py_ssi
         pl_db_leave(db);
     }
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     return 0;
@@ -1271,7 +1285,7 @@ static int ingest_next(DBObject *self, PyObject *it, ingest_item *x)
     PyObject *pair = PyIter_Next(it), *hold;
     if (!pair)
         return PyErr_Occurred() ? -1 : 0;
-    int r = unpack_pair(Py_TYPE(self), pair, "ingest", "an iterable of (key, value) pairs", &hold, &x->key,
+    int r = unpack_pair(self->state, pair, "ingest", "an iterable of (key, value) pairs", &hold, &x->key,
                         &x->val);
     Py_DECREF(pair);
     if (r < 0)
@@ -1307,7 +1321,8 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *pairs, *cb = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:ingest", kwlist, &pairs, &cb))
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     if (cb != Py_None && !PyCallable_Check(cb)) {
         PyErr_SetString(PyExc_TypeError, "ingest(): progress must be callable or None");
         return NULL;
@@ -1320,8 +1335,8 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     int rc = PL_OK, failed = 0, cb_failed = 0;
     if (!items)
         PyErr_NoMemory();
-    else if (db_closed_error(self) == 0 && (rc = pl_ingest_new(self->db, &g)))
-        set_error(Py_TYPE(self), rc);
+    else if (check_open(self) == 0 && (rc = pl_ingest_new(self->db, &g)))
+        set_error(self->state, rc);
     failed = !g;
     Py_ssize_t n = 0;
     size_t bytes = 0;
@@ -1351,11 +1366,11 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     free(items);
     Py_DECREF(it);
     uint64_t count = 0;
-    if (!failed && db_closed_error(self) < 0)
+    if (!failed && check_open(self) < 0)
         failed = 1;
     pl_db *db = self->db;
     if (!failed && (rc = pl_db_enter(db))) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         failed = 1;
     }
     if (!failed) {
@@ -1363,7 +1378,7 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
         rc = pl_ingest_finish(g, &count); /* frees g */
         Py_END_ALLOW_THREADS
         pl_db_leave(db);
-        return rc ? set_error(Py_TYPE(self), rc) : PyLong_FromUnsignedLongLong(count);
+        return rc ? set_error(self->state, rc) : PyLong_FromUnsignedLongLong(count);
     }
     if (g) {
         Py_BEGIN_ALLOW_THREADS
@@ -1377,41 +1392,29 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_open(self) < 0)
         return NULL;
+    module_state *st = self->state;
     SnapshotObject *s = (SnapshotObject *)st->SnapshotType->tp_alloc(st->SnapshotType, 0);
     if (!s)
         return NULL;
-    if (db_closed_error(self) < 0) { /* the allocation may have run a finalizer */
+    if (check_open(self) < 0) { /* the allocation may have run a finalizer */
         Py_DECREF(s);
         return NULL;
     }
     int rc = pl_snapshot_new(self->db, &s->snap);
     if (rc) {
         Py_DECREF(s);
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     }
     s->db = (DBObject *)Py_NewRef(self);
     return (PyObject *)s;
 }
 
-static PyObject *snapshot_check(SnapshotObject *self)
-{
-    if (!self->snap || self->closed || !self->db || self->db->closed || !self->db->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, self->snap && !self->closed ? "the database is closed"
-                                                                          : "the snapshot is closed");
-        return NULL;
-    }
-    return Py_None;
-}
 
 static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     if (nargs < 1 || nargs > 2) {
         PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
@@ -1422,18 +1425,18 @@ static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ss
 
 static PyObject *Snapshot_subscript(SnapshotObject *self, PyObject *key)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     return get_impl(self->db, self, key, NULL, 1);
 }
 
 static int Snapshot_contains(SnapshotObject *self, PyObject *key)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return -1;
     PyObject *v = NULL;
     snapshot_enter(self);
-    int r = get_one(self->db, self, NULL, key, &v);
+    int r = get_one(self->db, self, key, &v);
     snapshot_leave(self);
     Py_XDECREF(v);
     return r;
@@ -1441,7 +1444,7 @@ static int Snapshot_contains(SnapshotObject *self, PyObject *key)
 
 static PyObject *Snapshot_get_many(SnapshotObject *self, PyObject *keys)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     return get_many_impl(self->db, self, keys);
 }
@@ -1526,10 +1529,9 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     int reverse = 0, want = 3;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpiO:_iter", kwlist, &start, &stop, &reverse, &want, &snap_obj))
         return NULL;
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_open(self) < 0)
         return NULL;
+    module_state *st = self->state;
     SnapshotObject *so = NULL;
     if (snap_obj != Py_None) {
         if (!PyObject_TypeCheck(snap_obj, st->SnapshotType)) {
@@ -1549,7 +1551,7 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     int rc = PL_OK;
     /* The conversions and the allocation may have run Python code: check again, then keep the
      * snapshot busy while the GIL is released (another thread may close it meanwhile). */
-    if (it && (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0)) {
+    if (it && check_view(self, so) < 0) {
         Py_DECREF(it);
         it = NULL;
     }
@@ -1573,7 +1575,7 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
         return NULL;
     if (rc) {
         Py_DECREF(it);
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     }
     return (PyObject *)it;
 }
@@ -1590,27 +1592,38 @@ static inline uint64_t le64(const char *p)
     return v;
 }
 
-static int iter_refill(IterObject *self)
+/* -1 with ClosedError for a closed iterator. */
+static int iter_closed_error(IterObject *self)
 {
     module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
-        return -1;
-    if (self->closed || !self->it) {
+    if (st)
         PyErr_SetString(st->ClosedError, "the iterator is closed");
+    return -1;
+}
+
+/* 0 if the iterator can be used now, else -1 with ClosedError (it or its database is closed) or Error
+ * (a call on it runs in another thread).  Runs no Python code. */
+static int check_iter(IterObject *self)
+{
+    if (self->closed || !self->it)
+        return iter_closed_error(self);
+    if (check_open(self->db) < 0)
         return -1;
-    }
-    if (self->db->closed) {
-        PyErr_SetString(st->ClosedError, "the database is closed");
-        return -1;
-    }
     if (self->busy) {
-        PyErr_SetString(st->Error, "the iterator is in use by another thread");
+        PyErr_SetString(self->db->state->Error, "the iterator is in use by another thread");
         return -1;
     }
+    return 0;
+}
+
+static int iter_refill(IterObject *self)
+{
+    if (check_iter(self) < 0)
+        return -1;
     pl_db *db = self->db->db;
     int rc = pl_db_enter(db);
     if (rc) {
-        set_error(Py_TYPE(self->db), rc);
+        set_error(self->db->state, rc);
         return -1;
     }
     self->busy = 1;
@@ -1635,11 +1648,10 @@ static int iter_refill(IterObject *self)
     self->positioned = 1;
     if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
-        PyErr_SetString(st->ClosedError, "the iterator is closed");
-        return -1;
+        return iter_closed_error(self);
     }
     if (rc) {
-        set_error(Py_TYPE(self->db), rc);
+        set_error(self->db->state, rc);
         return -1;
     }
     if (!more)
@@ -1687,15 +1699,11 @@ static PyObject *Iter_next(IterObject *self)
 {
     for (;;) {
         if (self->pos < self->n) {
-            if (self->db && self->db->closed) {
-                module_state *st = state_of_type(Py_TYPE(self));
-                if (st)
-                    PyErr_SetString(st->ClosedError, "the database is closed");
+            if (check_open(self->db) < 0)
                 return NULL;
-            }
-            int rc = self->db ? pl_db_check(self->db->db) : PL_OK; /* e.g. in a forked child */
+            int rc = pl_db_check(self->db->db); /* e.g. in a forked child */
             if (rc)
-                return set_error(Py_TYPE(self->db), rc);
+                return set_error(self->db->state, rc);
             return iter_item(self);
         }
         if (self->exhausted && !self->closed)
@@ -1806,26 +1814,19 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad cursor op");
         return NULL;
     }
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
-        return NULL;
     bytes_arg k = {0};
     if (op == OP_SEEK && get_bytes(key, &k, "key") < 0)
         return NULL;
     /* The conversion may have run Python code (a buffer's exporter): check the state after it. */
-    const char *why = self->closed || !self->it ? "the iterator is closed"
-                      : self->db->closed        ? "the database is closed"
-                                                : NULL;
-    if (why || self->busy) {
+    if (check_iter(self) < 0) {
         release_bytes(&k);
-        PyErr_SetString(why ? st->ClosedError : st->Error, why ? why : "the iterator is in use by another thread");
         return NULL;
     }
     pl_db *db = self->db->db;
     int rc = pl_db_enter(db);
     if (rc) {
         release_bytes(&k);
-        return set_error(Py_TYPE(self->db), rc);
+        return set_error(self->db->state, rc);
     }
     self->busy = 1;
     pl_iter *pit = self->it;
@@ -1838,13 +1839,13 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
     self->busy = 0;
     self->cstate = state;
     release_bytes(&k);
-    if (self->closed) {
+    if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
-        PyErr_SetString(st->ClosedError, "the iterator is closed");
+        iter_closed_error(self);
         return NULL;
     }
     if (rc)
-        return set_error(Py_TYPE(self->db), rc);
+        return set_error(self->db->state, rc);
     if (!got)
         Py_RETURN_NONE;
     const char *p = self->buf.data;
@@ -1905,24 +1906,20 @@ static int count_entries(pl_iter *it, Py_ssize_t *n)
 
 static Py_ssize_t DB_len(DBObject *self)
 {
-    if (self->closed || !self->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, "the database is closed");
+    if (check_open(self) < 0)
         return -1;
-    }
     pl_iter *it = NULL;
     int rc;
     BLOCKING_CALL(self, pl_iter_new(db_, NULL, &it));
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     Py_ssize_t n = 0;
     BLOCKING_CALL(self, count_entries(it, &n));
     pl_iter_free(it);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     return n;
@@ -1966,7 +1963,7 @@ static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (
     Py_DECREF(p);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     if (fn)
         Py_RETURN_NONE;
@@ -1996,7 +1993,7 @@ static PyObject *mod_test_fault(PyObject *m, PyObject *args)
     int rc = pl_test_fault(op, nth, err, persistent);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     Py_RETURN_NONE;
 }
@@ -2015,7 +2012,7 @@ static PyObject *mod_test_set(PyObject *m, PyObject *args)
     int rc = pl_test_set(name, (uint64_t)value);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     Py_RETURN_NONE;
 }
@@ -2081,6 +2078,7 @@ static PyGetSetDef DB_getset[] = {
 };
 
 static PyType_Slot DB_slots[] = {
+    {Py_tp_new, DB_new},
     {Py_tp_init, DB_init},
     {Py_tp_dealloc, DB_dealloc},
     {Py_tp_traverse, DB_traverse},
@@ -2144,7 +2142,7 @@ static PyMemberDef Snapshot_members[] = {
 
 static PyObject *Snapshot_closed_get(SnapshotObject *self, void *unused)
 {
-    return PyBool_FromLong(self->closed || !self->snap || (self->db && self->db->closed));
+    return PyBool_FromLong(self->closed || !self->snap || !self->db || !self->db->db);
 }
 
 static PyObject *Snapshot_lsn_get(SnapshotObject *self, void *unused)
@@ -2206,6 +2204,7 @@ typedef struct {
     PyObject *db;  /* the DB whose WALs it reads (None: WAL files given by path) */
     pl_changes *c; /* NULL once exhausted or closed */
     int busy;      /* a thread is in next() with the GIL released */
+    module_state *state;
 } ChangesObject;
 
 static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
@@ -2217,24 +2216,25 @@ static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
     }
     ch->db = Py_NewRef(db);
     ch->c = c;
+    ch->state = st;
     return (PyObject *)ch;
 }
 
 static PyObject *DB_changes_raw(DBObject *self, PyObject *arg)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     unsigned long long since = PyLong_AsUnsignedLongLong(arg);
     if (since == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st || db_closed_error(self) < 0)
+    if (check_open(self) < 0) /* the conversion may have run Python code (__index__) */
         return NULL;
     pl_changes *c = NULL;
     int rc;
     BLOCKING_CALL(self, pl_changes_new(db_, (uint64_t)since, &c));
     if (rc)
-        return set_error(Py_TYPE(self), rc);
-    return new_changes(st, (PyObject *)self, c);
+        return set_error(self->state, rc);
+    return new_changes(self->state, (PyObject *)self, c);
 }
 
 static PyObject *mod_wal_changes(PyObject *m, PyObject *args)
@@ -2268,7 +2268,7 @@ static PyObject *mod_wal_changes(PyObject *m, PyObject *args)
     if (!ok)
         return NULL;
     if (rc)
-        return set_error(st->ChangesType, rc);
+        return set_error(st, rc);
     return new_changes(st, Py_None, c);
 }
 
@@ -2288,11 +2288,8 @@ static PyObject *Changes_next(ChangesObject *self)
 {
     if (!self->c)
         return NULL; /* StopIteration */
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
-        return NULL;
     if (self->busy) {
-        PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        PyErr_SetString(self->state->Error, "the changes iterator is in use by another thread");
         return NULL;
     }
     self->busy = 1;
@@ -2312,14 +2309,14 @@ static PyObject *Changes_next(ChangesObject *self)
         return NULL;
     }
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     PyObject *ops = PyList_New(0);
     if (!ops)
         return NULL;
     rc = pl_batch_decode(p, len, append_op, ops);
     if (rc) {
         Py_DECREF(ops);
-        return PyErr_Occurred() ? NULL : set_error(Py_TYPE(self), rc);
+        return PyErr_Occurred() ? NULL : set_error(self->state, rc);
     }
     PyObject *when = has_ts ? PyFloat_FromDouble((double)ts / 1e6) : Py_NewRef(Py_None);
     if (!when) {
@@ -2332,9 +2329,7 @@ static PyObject *Changes_next(ChangesObject *self)
 static PyObject *Changes_close(ChangesObject *self, PyObject *unused)
 {
     if (self->busy) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        PyErr_SetString(self->state->Error, "the changes iterator is in use by another thread");
         return NULL;
     }
     pl_changes_free(self->c);

@@ -347,33 +347,64 @@ static int DB_clear(DBObject *self)
     return 0;
 }
 
-/* Run a write: first with the GIL and PL_WRITE_NO_WAIT, then, if it would wait, without the GIL. */
-static int do_write(DBObject *self, int kind, bytes_arg *k, bytes_arg *v, const pl_batch *b, int flags)
+/* ---- calls into the core ---- */
+
+/* A call into the core: fn(db, ctx, flag) does the work, with flag added to its flags. */
+typedef int (*core_fn)(pl_db *db, void *ctx, int flag);
+
+/* Run fn where the core says it should run.  With try_flag (PL_WRITE_NO_WAIT, PL_READ_NO_IO) it is
+ * first called holding the GIL, and the core answers PL_WOULDBLOCK rather than wait for another
+ * writer, an fsync, a file switch or table I/O; then (and at once when try_flag is 0) it is called
+ * again with flag 0 and the GIL released, between pl_db_enter and pl_db_leave, so that close() waits
+ * for it.  Cheap in-memory work pays no GIL hand-off, and nothing that waits holds the GIL.
+ * REQUIRES: db open (check_open, with no Python code run since); what fn uses stays valid and
+ * unchanged while the GIL is released (buffers exported, snapshots and batches busy).  pl_db_leave is
+ * called holding the GIL: close_db relies on it. */
+static int call_core(pl_db *db, core_fn fn, void *ctx, int try_flag)
 {
     int rc;
-    if (kind == 1)
-        rc = pl_db_put(self->db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags | PL_WRITE_NO_WAIT);
-    else if (kind == 0)
-        rc = pl_db_delete(self->db, k->ptr, (size_t)k->len, flags | PL_WRITE_NO_WAIT);
-    else
-        rc = pl_db_write(self->db, b, flags | PL_WRITE_NO_WAIT);
-    if (rc != PL_WOULDBLOCK)
+    if (try_flag && (rc = fn(db, ctx, try_flag)) != PL_WOULDBLOCK)
         return rc;
-    pl_db *db = self->db;
-    rc = pl_db_enter(db);
-    if (rc)
+    if ((rc = pl_db_enter(db)) != PL_OK)
         return rc;
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 1)
-        rc = pl_db_put(db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags);
-    else if (kind == 0)
-        rc = pl_db_delete(db, k->ptr, (size_t)k->len, flags);
-    else
-        rc = pl_db_write(db, b, flags);
+    rc = fn(db, ctx, 0);
     Py_END_ALLOW_THREADS
     pl_db_leave(db);
     return rc;
 }
+
+/* A put, a delete or a batch (pl_db_put, pl_db_delete, pl_db_write). */
+typedef struct {
+    const bytes_arg *k, *v;
+    const pl_batch *b;
+    int flags; /* PL_WRITE_SYNC or 0 */
+} write_args;
+
+static int core_put(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_put(db, a->k->ptr, (size_t)a->k->len, a->v->ptr, (size_t)a->v->len, a->flags | flag);
+}
+
+static int core_delete(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_delete(db, a->k->ptr, (size_t)a->k->len, a->flags | flag);
+}
+
+static int core_write(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_write(db, a->b, a->flags | flag);
+}
+
+/* A call of the form pl_db_sync(db). */
+typedef struct {
+    int (*op)(pl_db *);
+} db_op;
+
+static int core_db_op(pl_db *db, void *ctx, int flag) { return ((const db_op *)ctx)->op(db); }
 
 static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flags)
 {
@@ -391,7 +422,8 @@ static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flag
         release_bytes(&v);
         return NULL;
     }
-    int rc = do_write(self, 1, &k, &v, NULL, flags);
+    write_args a = {&k, &v, NULL, flags};
+    int rc = call_core(self->db, core_put, &a, PL_WRITE_NO_WAIT);
     release_bytes(&k);
     release_bytes(&v);
     if (rc)
@@ -462,7 +494,6 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
-    int rc = PL_OK;
     if (must_exist) {
         PyObject *v = NULL;
         int r = get_one(self, NULL, key, &v);
@@ -478,8 +509,8 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
         release_bytes(&k);
         return NULL;
     }
-    if (!rc)
-        rc = do_write(self, 0, &k, NULL, NULL, flags);
+    write_args a = {&k, NULL, NULL, flags};
+    int rc = call_core(self->db, core_delete, &a, PL_WRITE_NO_WAIT);
     release_bytes(&k);
     if (rc)
         return set_error(self->state, rc);
@@ -514,6 +545,19 @@ static int check_view(DBObject *self, SnapshotObject *so)
     return check_open(self);
 }
 
+/* A read of one key (pl_db_get) into out. */
+typedef struct {
+    const pl_snapshot *snap;
+    const bytes_arg *k;
+    pl_buf *out;
+} get_args;
+
+static int core_get(pl_db *db, void *ctx, int flag)
+{
+    const get_args *a = ctx;
+    return pl_db_get(db, a->snap, a->k->ptr, (size_t)a->k->len, a->out, flag);
+}
+
 /* Look up one key: in snapshot object so, else in the latest state.  Returns 1 found (*out set), 0
  * absent, -1 error set.  REQUIRES: so, if any, is busy (snapshot_enter). */
 static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject **out)
@@ -527,18 +571,8 @@ static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject *
         release_bytes(&k);
         return -1;
     }
-    pl_snapshot *snap = so ? so->snap : NULL;
-    int rc = pl_db_get(self->db, snap, k.ptr, (size_t)k.len, buf, PL_READ_NO_IO);
-    if (rc == PL_WOULDBLOCK) {
-        pl_db *db = self->db;
-        rc = pl_db_enter(db);
-        if (!rc) {
-            Py_BEGIN_ALLOW_THREADS
-            rc = pl_db_get(db, snap, k.ptr, (size_t)k.len, buf, 0);
-            Py_END_ALLOW_THREADS
-            pl_db_leave(db);
-        }
-    }
+    get_args a = {so ? so->snap : NULL, &k, buf};
+    int rc = call_core(self->db, core_get, &a, PL_READ_NO_IO);
     release_bytes(&k);
     if (rc == PL_NOTFOUND)
         return 0;
@@ -618,6 +652,22 @@ static int DB_contains(DBObject *self, PyObject *key)
     return r;
 }
 
+/* pl_db_get_many: n keys (keys[i], klens[i]) into vals and lens. */
+typedef struct {
+    const pl_snapshot *snap;
+    size_t n;
+    const char *const *keys;
+    const size_t *klens;
+    pl_buf *vals;
+    int64_t *lens;
+} get_many_args;
+
+static int core_get_many(pl_db *db, void *ctx, int flag)
+{
+    const get_many_args *a = ctx;
+    return pl_db_get_many(db, a->snap, a->n, a->keys, a->klens, a->vals, a->lens);
+}
+
 /* Values (or None) for keys, all from one view (snapshot so's, or the latest state), read by the core in
  * one call with the GIL released: it overlaps the memory reads of several keys (pl_db_get_many). */
 static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *keys)
@@ -653,14 +703,8 @@ static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *key
     if (check_view(self, so) < 0 || (!vals && !PyErr_NoMemory()))
         goto out;
     snapshot_enter(so);
-    pl_db *db = self->db;
-    int rc = pl_db_enter(db);
-    if (!rc) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = pl_db_get_many(db, so ? so->snap : NULL, (size_t)n, kp, kl, vals, lens);
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-    }
+    get_many_args a = {so ? so->snap : NULL, (size_t)n, kp, kl, vals, lens};
+    int rc = call_core(self->db, core_get_many, &a, 0);
     snapshot_leave(so);
     if (rc) {
         set_error(self->state, rc);
@@ -697,28 +741,31 @@ static PyObject *DB_get_many(DBObject *self, PyObject *keys)
     return get_many_impl(self, NULL, keys);
 }
 
-/* Run a call that may block with the GIL released. */
-#define BLOCKING_CALL(self, expr)                                                     \
-    do {                                                                              \
-        pl_db *db_ = (self)->db;                                                      \
-        rc = pl_db_enter(db_);                                                        \
-        if (!rc) {                                                                    \
-            Py_BEGIN_ALLOW_THREADS                                                    \
-            rc = (expr);                                                              \
-            Py_END_ALLOW_THREADS                                                      \
-            pl_db_leave(db_);                                                         \
-        }                                                                             \
-    } while (0)
-
-static PyObject *DB_sync(DBObject *self, PyObject *unused)
+/* sync(), flush(), refresh(): op(db) with the GIL released. */
+static PyObject *run_db_op(DBObject *self, int (*op)(pl_db *))
 {
     if (check_open(self) < 0)
         return NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_db_sync(db_));
+    db_op a = {op};
+    int rc = call_core(self->db, core_db_op, &a, 0);
     if (rc)
         return set_error(self->state, rc);
     Py_RETURN_NONE;
+}
+
+static PyObject *DB_sync(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_sync); }
+static PyObject *DB_flush(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_flush); }
+static PyObject *DB_refresh(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_refresh); }
+
+typedef struct {
+    const char *path;
+    uint64_t lsn;
+} checkpoint_args;
+
+static int core_checkpoint(pl_db *db, void *ctx, int flag)
+{
+    checkpoint_args *a = ctx;
+    return pl_db_checkpoint(db, a->path, &a->lsn);
 }
 
 static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
@@ -728,25 +775,16 @@ static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
     PyObject *p = NULL;
     if (!PyUnicode_FSConverter(arg, &p))
         return NULL;
-    int rc;
-    uint64_t lsn = 0;
-    const char *path = PyBytes_AS_STRING(p);
-    BLOCKING_CALL(self, pl_db_checkpoint(db_, path, &lsn));
+    if (check_open(self) < 0) { /* the conversion may have run Python code (__fspath__) */
+        Py_DECREF(p);
+        return NULL;
+    }
+    checkpoint_args a = {PyBytes_AS_STRING(p), 0};
+    int rc = call_core(self->db, core_checkpoint, &a, 0);
     Py_DECREF(p);
     if (rc)
         return set_error(self->state, rc);
-    return PyLong_FromUnsignedLongLong((unsigned long long)lsn);
-}
-
-static PyObject *DB_flush(DBObject *self, PyObject *unused)
-{
-    if (check_open(self) < 0)
-        return NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_db_flush(db_));
-    if (rc)
-        return set_error(self->state, rc);
-    Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong((unsigned long long)a.lsn);
 }
 
 /* A long call's progress, reported to a Python callable (pylsm's tqdm updater) from the calling
@@ -772,15 +810,25 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
     PyGILState_Release(g);
 }
 
-static PyObject *DB_refresh(DBObject *self, PyObject *unused)
+/* A call on a key range [s, e) (an end absent where has_* is 0): compact, delete_range. */
+typedef struct {
+    const bytes_arg *s, *e;
+    int has_s, has_e;
+    int flags;        /* delete_range: PL_WRITE_SYNC or 0 */
+    uint64_t deleted; /* delete_range: how many keys it deleted */
+} range_call;
+
+static int core_compact(pl_db *db, void *ctx, int flag)
 {
-    if (check_open(self) < 0)
-        return NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_db_refresh(db_));
-    if (rc)
-        return set_error(self->state, rc);
-    Py_RETURN_NONE;
+    const range_call *a = ctx;
+    return pl_db_compact(db, a->s->ptr, (size_t)a->s->len, a->has_s, a->e->ptr, (size_t)a->e->len, a->has_e);
+}
+
+static int core_delete_range(pl_db *db, void *ctx, int flag)
+{
+    range_call *a = ctx;
+    return pl_db_delete_range(db, a->s->ptr, (size_t)a->s->len, a->has_s, a->e->ptr, (size_t)a->e->len, a->has_e,
+                              a->flags, &a->deleted);
 }
 
 /* The ends of a key range (None: open), as buffers, and the database still open after their
@@ -813,11 +861,10 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
-    int rc;
     if (cb != Py_None) /* the core reports from this thread, which keeps the setting through the call */
         pl_set_progress(progress_cb, &pc);
-    BLOCKING_CALL(self, pl_db_compact(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
-                                      stop != Py_None));
+    range_call a = {&s, &e, start != Py_None, stop != Py_None, 0, 0};
+    int rc = call_core(self->db, core_compact, &a, 0);
     pl_set_progress(NULL, NULL);
     release_bytes(&s);
     release_bytes(&e);
@@ -856,15 +903,13 @@ static PyObject *DB_delete_range(DBObject *self, PyObject *args, PyObject *kw)
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
-    int rc;
-    uint64_t deleted = 0;
-    BLOCKING_CALL(self, pl_db_delete_range(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
-                                           stop != Py_None, flags, &deleted));
+    range_call a = {&s, &e, start != Py_None, stop != Py_None, flags, 0};
+    int rc = call_core(self->db, core_delete_range, &a, 0);
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
         return set_error(self->state, rc);
-    return PyLong_FromUnsignedLongLong((unsigned long long)deleted);
+    return PyLong_FromUnsignedLongLong((unsigned long long)a.deleted);
 }
 
 static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *kw)
@@ -1228,7 +1273,8 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
      * threads from changing it while the write runs without the GIL. */
     BatchObject *bo = (BatchObject *)batch;
     bo->busy++;
-    int rc = do_write(self, 2, NULL, NULL, bo->b, flags);
+    write_args a = {NULL, NULL, bo->b, flags};
+    int rc = call_core(self->db, core_write, &a, PL_WRITE_NO_WAIT);
     bo->busy--;
     if (rc)
         return set_error(self->state, rc);
@@ -1258,20 +1304,40 @@ static void ingest_release(ingest_item *items, Py_ssize_t n)
     }
 }
 
+/* The ingest g: add the n items (core_ingest_add), or finish it (core_ingest_finish, which sets g to
+ * NULL as pl_ingest_finish frees it). */
+typedef struct {
+    pl_ingest *g;
+    const ingest_item *items;
+    Py_ssize_t n;
+    uint64_t count; /* finish: how many pairs it made visible */
+} ingest_args;
+
+static int core_ingest_add(pl_db *db, void *ctx, int flag)
+{
+    const ingest_args *a = ctx;
+    int rc = PL_OK;
+    for (Py_ssize_t i = 0; i < a->n && !rc; i++)
+        rc = pl_ingest_add(a->g, a->items[i].k.ptr, (size_t)a->items[i].k.len, a->items[i].v.ptr,
+                           (size_t)a->items[i].v.len);
+    return rc;
+}
+
+static int core_ingest_finish(pl_db *db, void *ctx, int flag)
+{
+    ingest_args *a = ctx;
+    pl_ingest *g = a->g;
+    a->g = NULL;
+    return pl_ingest_finish(g, &a->count);
+}
+
 /* 0, or -1 with an exception. */
 static int ingest_chunk(DBObject *self, pl_ingest *g, ingest_item *items, Py_ssize_t n)
 {
     if (check_open(self) < 0)
         return -1;
-    pl_db *db = self->db;
-    int rc = pl_db_enter(db);
-    if (!rc) {
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n && !rc; i++)
-            rc = pl_ingest_add(g, items[i].k.ptr, (size_t)items[i].k.len, items[i].v.ptr, (size_t)items[i].v.len);
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-    }
+    ingest_args a = {g, items, n, 0};
+    int rc = call_core(self->db, core_ingest_add, &a, 0);
     if (rc) {
         set_error(self->state, rc);
         return -1;
@@ -1365,24 +1431,18 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     }
     free(items);
     Py_DECREF(it);
-    uint64_t count = 0;
     if (!failed && check_open(self) < 0)
         failed = 1;
-    pl_db *db = self->db;
-    if (!failed && (rc = pl_db_enter(db))) {
-        set_error(self->state, rc);
-        failed = 1;
-    }
+    ingest_args a = {g, NULL, 0, 0};
     if (!failed) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = pl_ingest_finish(g, &count); /* frees g */
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-        return rc ? set_error(self->state, rc) : PyLong_FromUnsignedLongLong(count);
+        rc = call_core(self->db, core_ingest_finish, &a, 0);
+        if (!a.g) /* finished (or failed doing so): g is freed */
+            return rc ? set_error(self->state, rc) : PyLong_FromUnsignedLongLong(a.count);
+        set_error(self->state, rc); /* the database is closing */
     }
-    if (g) {
+    if (a.g) {
         Py_BEGIN_ALLOW_THREADS
-        pl_ingest_abort(g); /* removes its tables: file I/O */
+        pl_ingest_abort(a.g); /* removes its tables: file I/O */
         Py_END_ALLOW_THREADS
     }
     return NULL;
@@ -1522,6 +1582,18 @@ static void iter_release(IterObject *self)
     pl_buf_free(&self->buf);
 }
 
+/* pl_iter_new: an iterator over snap (NULL: the latest state) into *it. */
+typedef struct {
+    const pl_snapshot *snap;
+    pl_iter *it;
+} iter_new_args;
+
+static int core_iter_new(pl_db *db, void *ctx, int flag)
+{
+    iter_new_args *a = ctx;
+    return pl_iter_new(db, a->snap, &a->it);
+}
+
 static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", "reverse", "want", "snapshot", NULL};
@@ -1539,6 +1611,10 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
             return NULL;
         }
         so = (SnapshotObject *)snap_obj;
+        if (so->db != self) {
+            PyErr_SetString(PyExc_ValueError, "snapshot must be one of this database");
+            return NULL;
+        }
     }
     bytes_arg lo = {0}, hi = {0};
     if (start != Py_None && get_bytes(start, &lo, "start") < 0)
@@ -1557,8 +1633,9 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     }
     if (it) { /* may sort the memtable's newest entries: without the GIL */
         snapshot_enter(so);
-        pl_snapshot *snap = so ? so->snap : NULL;
-        BLOCKING_CALL(self, pl_iter_new(db_, snap, &it->it));
+        iter_new_args a = {so ? so->snap : NULL, NULL};
+        rc = call_core(self->db, core_iter_new, &a, 0);
+        it->it = a.it;
         snapshot_leave(so);
     }
     if (it && !rc) {
@@ -1616,36 +1693,42 @@ static int check_iter(IterObject *self)
     return 0;
 }
 
+/* The next chunk of a scan into buf (from the first entry, or the last when reverse, unless
+ * positioned); more: entries remain. */
+typedef struct {
+    pl_iter *it;
+    int positioned, reverse, want;
+    size_t chunk;
+    pl_buf *buf;
+    size_t n;
+    int more;
+} refill_args;
+
+static int core_refill(pl_db *db, void *ctx, int flag)
+{
+    refill_args *a = ctx;
+    int rc = PL_OK;
+    if (!a->positioned)
+        rc = a->reverse ? pl_iter_seek_last(a->it) : pl_iter_seek_first(a->it);
+    a->positioned = 1;
+    if (!rc)
+        rc = pl_iter_read(a->it, a->reverse, a->want, a->chunk, 1u << 20, a->buf, &a->n);
+    a->more = !rc && pl_iter_valid(a->it); /* a chunk cut short by the byte limit is not the end */
+    return rc;
+}
+
 static int iter_refill(IterObject *self)
 {
     if (check_iter(self) < 0)
         return -1;
-    pl_db *db = self->db->db;
-    int rc = pl_db_enter(db);
-    if (rc) {
-        set_error(self->db->state, rc);
-        return -1;
-    }
     self->busy = 1;
     self->n = self->pos = self->off = 0; /* (another thread's next() now finds the iterator busy) */
     if (self->cbuf.cap > (4u << 20))
         pl_buf_free(&self->cbuf); /* a chunk with a large entry: do not keep its buffer */
-    pl_iter *pit = self->it;
-    size_t n = 0, chunk = self->chunk;
-    int positioned = self->positioned, reverse = self->reverse, want = self->want;
-    pl_buf *buf = &self->cbuf;
-    int more = 0;
-    Py_BEGIN_ALLOW_THREADS
-    rc = PL_OK;
-    if (!positioned)
-        rc = reverse ? pl_iter_seek_last(pit) : pl_iter_seek_first(pit);
-    if (!rc)
-        rc = pl_iter_read(pit, reverse, want, chunk, 1u << 20, buf, &n);
-    more = !rc && pl_iter_valid(pit); /* a chunk cut short by the byte limit is not the end */
-    Py_END_ALLOW_THREADS
-    pl_db_leave(db);
+    refill_args a = {self->it, self->positioned, self->reverse, self->want, self->chunk, &self->cbuf, 0, 0};
+    int rc = call_core(self->db->db, core_refill, &a, 0);
     self->busy = 0;
-    self->positioned = 1;
+    self->positioned = a.positioned;
     if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
         return iter_closed_error(self);
@@ -1654,11 +1737,11 @@ static int iter_refill(IterObject *self)
         set_error(self->db->state, rc);
         return -1;
     }
-    if (!more)
+    if (!a.more)
         self->exhausted = 1;
     if (self->chunk < 1024)
         self->chunk *= 2;
-    self->n = n;
+    self->n = a.n;
     return 0;
 }
 
@@ -1738,9 +1821,23 @@ static int cursor_copy(pl_iter *it, pl_buf *buf)
     return PL_OK;
 }
 
-/* One cursor step, without the GIL.  *got: an entry was copied into buf. */
-static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *state, pl_buf *buf, int *got)
+/* One cursor step (op, with key for OP_SEEK) from state, which it updates; got: an entry was copied
+ * into buf. */
+typedef struct {
+    pl_iter *it;
+    int op;
+    const bytes_arg *key;
+    int state;
+    pl_buf *buf;
+    int got;
+} cursor_args;
+
+static int core_cursor_step(pl_db *db, void *ctx, int flag)
 {
+    cursor_args *a = ctx;
+    pl_iter *it = a->it;
+    int op = a->op, *state = &a->state, *got = &a->got;
+    pl_buf *buf = a->buf;
     int rc = PL_OK;
     *got = 0;
 #define AT_OR(s) (pl_iter_valid(it) ? CUR_AT : (s))
@@ -1784,7 +1881,7 @@ static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *s
             rc = pl_iter_next(it);
         break;
     case OP_SEEK:
-        rc = pl_iter_seek(it, key, klen);
+        rc = pl_iter_seek(it, a->key->ptr, (size_t)a->key->len);
         *state = AT_OR(CUR_AFTER);
         break;
     case OP_TO_FIRST:
@@ -1822,22 +1919,11 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
         release_bytes(&k);
         return NULL;
     }
-    pl_db *db = self->db->db;
-    int rc = pl_db_enter(db);
-    if (rc) {
-        release_bytes(&k);
-        return set_error(self->db->state, rc);
-    }
     self->busy = 1;
-    pl_iter *pit = self->it;
-    int state = self->cstate, got = 0;
-    pl_buf *buf = &self->buf;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cursor_step(pit, op, k.ptr, (size_t)k.len, &state, buf, &got);
-    Py_END_ALLOW_THREADS
-    pl_db_leave(db);
+    cursor_args a = {self->it, op, &k, self->cstate, &self->buf, 0};
+    int rc = call_core(self->db->db, core_cursor_step, &a, 0);
     self->busy = 0;
-    self->cstate = state;
+    self->cstate = a.state;
     release_bytes(&k);
     if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
@@ -1846,7 +1932,7 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
     }
     if (rc)
         return set_error(self->db->state, rc);
-    if (!got)
+    if (!a.got)
         Py_RETURN_NONE;
     const char *p = self->buf.data;
     uint64_t kn = le64(p), vn = le64(p + 8);
@@ -1893,14 +1979,19 @@ static int Iter_clear(IterObject *self)
     return 0;
 }
 
-/* Count the entries from the first on.  Runs without the GIL. */
-static int count_entries(pl_iter *it, Py_ssize_t *n)
+/* Count the live keys (into *ctx, a Py_ssize_t). */
+static int core_count(pl_db *db, void *ctx, int flag)
 {
-    int rc = pl_iter_seek_first(it);
+    Py_ssize_t *n = ctx;
+    pl_iter *it = NULL;
+    int rc = pl_iter_new(db, NULL, &it);
+    if (!rc)
+        rc = pl_iter_seek_first(it);
     while (!rc && pl_iter_valid(it)) {
         (*n)++;
         rc = pl_iter_next(it);
     }
+    pl_iter_free(it);
     return rc;
 }
 
@@ -1908,16 +1999,8 @@ static Py_ssize_t DB_len(DBObject *self)
 {
     if (check_open(self) < 0)
         return -1;
-    pl_iter *it = NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_iter_new(db_, NULL, &it));
-    if (rc) {
-        set_error(self->state, rc);
-        return -1;
-    }
     Py_ssize_t n = 0;
-    BLOCKING_CALL(self, count_entries(it, &n));
-    pl_iter_free(it);
+    int rc = call_core(self->db, core_count, &n, 0);
     if (rc) {
         set_error(self->state, rc);
         return -1;
@@ -2220,6 +2303,18 @@ static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
     return (PyObject *)ch;
 }
 
+/* pl_changes_new: a reader of the batches after LSN since, into c. */
+typedef struct {
+    uint64_t since;
+    pl_changes *c;
+} changes_new_args;
+
+static int core_changes_new(pl_db *db, void *ctx, int flag)
+{
+    changes_new_args *a = ctx;
+    return pl_changes_new(db, a->since, &a->c);
+}
+
 static PyObject *DB_changes_raw(DBObject *self, PyObject *arg)
 {
     if (check_open(self) < 0)
@@ -2229,12 +2324,11 @@ static PyObject *DB_changes_raw(DBObject *self, PyObject *arg)
         return NULL;
     if (check_open(self) < 0) /* the conversion may have run Python code (__index__) */
         return NULL;
-    pl_changes *c = NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_changes_new(db_, (uint64_t)since, &c));
+    changes_new_args a = {(uint64_t)since, NULL};
+    int rc = call_core(self->db, core_changes_new, &a, 0);
     if (rc)
         return set_error(self->state, rc);
-    return new_changes(self->state, (PyObject *)self, c);
+    return new_changes(self->state, (PyObject *)self, a.c);
 }
 
 static PyObject *mod_wal_changes(PyObject *m, PyObject *args)

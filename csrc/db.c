@@ -2389,9 +2389,9 @@ int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t 
     while (*n < max_entries && out->len < max_bytes && iter_valid(pi->it)) {
         const char *k = NULL, *v = NULL;
         size_t kn = 0, vn = 0;
-        if (want & 1)
+        if (want & PL_WANT_KEYS)
             iter_key(pi->it, &k, &kn);
-        if (want & 2)
+        if (want & PL_WANT_VALUES)
             iter_value(pi->it, &v, &vn);
         size_t need = out->len + 16 + kn + vn;
         int rc = buf_reserve(out, need);

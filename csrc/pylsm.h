@@ -253,9 +253,10 @@ int pl_iter_status(const pl_iter *it);
 /* Restrict the iterator to user keys in [lo, hi) (has_* 0: open side); takes effect at the next seek. */
 void pl_iter_set_bounds(pl_iter *it, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
                         int has_hi);
+/* What pl_iter_read copies of each entry (the other's length is written as 0). */
+enum pl_want { PL_WANT_KEYS = 1, PL_WANT_VALUES = 2, PL_WANT_ITEMS = PL_WANT_KEYS | PL_WANT_VALUES };
 /* Copy up to max_entries entries (stopping once max_bytes are used) from the current position into
- * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: 1 keys, 2 values,
- * 3 both.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
+ * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: enum pl_want.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
  * At least one entry is copied while the iterator is valid, however large it is.  A chunk with fewer
  * than max_entries is not the end of the range (max_bytes may have cut it): the end is
  * pl_iter_valid() == 0 afterwards.  Returns the iterator's status. */

@@ -33,6 +33,11 @@ from ._pylsm import (  # noqa: F401  (re-exported)
     MAX_KEY,
     MAX_VALUE,
 )
+from ._pylsm import (  # the C iterator's cursor operations (Iter_cursor), and what a scan reads of an entry
+    OP_NEXT as _OP_NEXT, OP_PREV as _OP_PREV, OP_PEEK_NEXT as _OP_PEEK_NEXT, OP_PEEK_PREV as _OP_PEEK_PREV,
+    OP_SEEK as _OP_SEEK, OP_TO_FIRST as _OP_TO_FIRST, OP_TO_LAST as _OP_TO_LAST, OP_TO_END as _OP_TO_END,
+    WANT_KEYS as _KEYS, WANT_VALUES as _VALUES, WANT_ITEMS as _ITEMS,
+)
 
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
@@ -196,8 +201,6 @@ def _range(start: Any, stop: Any, prefix: Any, include_start: bool = True,
 
 _MISSING: Any = object()
 
-# Cursor operations of the C iterator (pylsm/_pylsm.c, Iter_cursor).
-_OP_NEXT, _OP_PREV, _OP_PEEK_NEXT, _OP_PEEK_PREV, _OP_SEEK, _OP_TO_FIRST, _OP_TO_LAST, _OP_TO_END = range(8)
 
 
 class Iterator:
@@ -344,7 +347,7 @@ class _Ranges:
         """(key, value) pairs with start <= key < stop (and key starting with prefix), ascending
         unless reverse; include_start=False / include_stop=True change the ends; one consistent
         view as of this call."""
-        it = self._raw_iter(start, stop, prefix, reverse, 3, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _ITEMS, include_start, include_stop)
         kdec, vdec = self._kdec, self._vdec
         if kdec is None and vdec is None:
             return it
@@ -357,20 +360,20 @@ class _Ranges:
     def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
              include_start: bool = True, include_stop: bool = False) -> Any:
         """Keys of the same range as items()."""
-        it = self._raw_iter(start, stop, prefix, reverse, 1, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _KEYS, include_start, include_stop)
         return it if self._kdec is None else map(self._kdec, it)
 
     def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
                include_start: bool = True, include_stop: bool = False) -> Any:
         """Values of the same range as items()."""
-        it = self._raw_iter(start, stop, prefix, reverse, 2, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _VALUES, include_start, include_stop)
         return it if self._vdec is None else map(self._vdec, it)
 
     def iterator(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
                  include_start: bool = True, include_stop: bool = False) -> Iterator:
         """A cursor (pylsm.Iterator) over the same range as items(): seek, prev, next, peek."""
         lo, hi = self._bounds(start, stop, prefix, include_start, include_stop)
-        raw = self._db_for_iter()._iter(lo, hi, False, 3, self._snapshot_for_iter())
+        raw = self._db_for_iter()._iter(lo, hi, False, _ITEMS, self._snapshot_for_iter())
         return Iterator(raw, bool(reverse), lo, hi, self._kenc, self._kdec, self._vdec)
 
     def __iter__(self) -> Any:
@@ -380,13 +383,13 @@ class _Ranges:
         return self.keys(reverse=True)
 
     def __bool__(self) -> bool:
-        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+        for _ in self._raw_iter(None, None, None, False, _KEYS, True, False):
             return True
         return False
 
     def __len__(self) -> int:
         n = 0
-        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+        for _ in self._raw_iter(None, None, None, False, _KEYS, True, False):
             n += 1
         return n
 
@@ -925,7 +928,7 @@ class Snapshot(_Ranges, Mapping):
         return self._s
 
     def _raw_keys(self) -> Any:
-        return self._s._db._iter(None, None, False, 1, self._s)
+        return self._s._db._iter(None, None, False, _KEYS, self._s)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of key in this view, or default."""

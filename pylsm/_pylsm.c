@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "pylsm.h"
+#include "coding.h" /* get_u64, put_u64: the lengths in pl_iter_read's entries */
 
 /* ---- what CPython 3.9 and 3.10 lack (the API used is 3.11's) ---- */
 #if PY_VERSION_HEX < 0x030A0000
@@ -1553,7 +1554,7 @@ typedef struct {
     DBObject *db;
     pl_iter *it;
     int reverse;
-    int want;          /* 1 keys, 2 values, 3 items */
+    int want;          /* enum pl_want: keys, values or both (items) */
     int positioned;
     int exhausted;
     int busy;          /* a thread is reading a chunk with the GIL released */
@@ -1598,7 +1599,7 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", "reverse", "want", "snapshot", NULL};
     PyObject *start = Py_None, *stop = Py_None, *snap_obj = Py_None;
-    int reverse = 0, want = 3;
+    int reverse = 0, want = PL_WANT_ITEMS;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpiO:_iter", kwlist, &start, &stop, &reverse, &want, &snap_obj))
         return NULL;
     if (check_open(self) < 0)
@@ -1643,7 +1644,7 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
                            stop != Py_None);
         it->db = (DBObject *)Py_NewRef(self);
         it->reverse = reverse;
-        it->want = want & 3;
+        it->want = want & PL_WANT_ITEMS;
         it->chunk = 16; /* grows x2 per refill to 1024: short scans (a seek + a few entries) stay cheap */
     }
     release_bytes(&lo);
@@ -1655,18 +1656,6 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
         return set_error(self->state, rc);
     }
     return (PyObject *)it;
-}
-
-/* The little-endian u64 at p (as the core's pl_iter_read writes the lengths): one load (the byte loop it
- * replaces was not turned into one, and cost about 110 instructions per entry scanned). */
-static inline uint64_t le64(const char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
 }
 
 /* -1 with ClosedError for a closed iterator. */
@@ -1752,12 +1741,12 @@ static int iter_refill(IterObject *self)
 static PyObject *iter_item(IterObject *self)
 {
     const char *p = self->cbuf.data + self->off;
-    uint64_t kn = le64(p), vn = le64(p + 8);
+    uint64_t kn = get_u64(p), vn = get_u64(p + 8);
     const char *k = p + 16, *v = p + 16 + kn;
     PyObject *item;
-    if (self->want == 1) {
+    if (self->want == PL_WANT_KEYS) {
         item = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
-    } else if (self->want == 2) {
+    } else if (self->want == PL_WANT_VALUES) {
         item = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
     } else {
         PyObject *ko = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
@@ -1811,10 +1800,8 @@ static int cursor_copy(pl_iter *it, pl_buf *buf)
         buf->data = p;
         buf->cap = need;
     }
-    for (int i = 0; i < 8; i++) {
-        buf->data[i] = (char)(kn >> (8 * i));
-        buf->data[8 + i] = (char)(vn >> (8 * i));
-    }
+    put_u64(buf->data, kn);
+    put_u64(buf->data + 8, vn);
     memcpy(buf->data + 16, k, kn);
     memcpy(buf->data + 16 + kn, v, vn);
     buf->len = need;
@@ -1935,7 +1922,7 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
     if (!a.got)
         Py_RETURN_NONE;
     const char *p = self->buf.data;
-    uint64_t kn = le64(p), vn = le64(p + 8);
+    uint64_t kn = get_u64(p), vn = get_u64(p + 8);
     PyObject *ko = PyBytes_FromStringAndSize(p + 16, (Py_ssize_t)kn);
     PyObject *vo = ko ? PyBytes_FromStringAndSize(p + 16 + kn, (Py_ssize_t)vn) : NULL;
     PyObject *item = vo ? PyTuple_Pack(2, ko, vo) : NULL;
@@ -2554,9 +2541,22 @@ static int module_exec(PyObject *m)
         add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0 ||
         add_type(m, &st->ChangesType, &Changes_spec) < 0)
         return -1;
-    if (PyModule_AddIntConstant(m, "MAX_KEY", PL_MAX_KEY) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_VALUE", PL_MAX_VALUE) < 0)
-        return -1;
+    /* The numbers pylsm/__init__.py passes back: stated here once, from the core's. */
+    static const struct {
+        const char *name;
+        long value;
+    } constants[] = {
+        {"MAX_KEY", PL_MAX_KEY}, {"MAX_VALUE", PL_MAX_VALUE},
+        /* DB._iter(want=) */
+        {"WANT_KEYS", PL_WANT_KEYS}, {"WANT_VALUES", PL_WANT_VALUES}, {"WANT_ITEMS", PL_WANT_ITEMS},
+        /* Iterator._cursor(op) */
+        {"OP_NEXT", OP_NEXT}, {"OP_PREV", OP_PREV}, {"OP_PEEK_NEXT", OP_PEEK_NEXT},
+        {"OP_PEEK_PREV", OP_PEEK_PREV}, {"OP_SEEK", OP_SEEK}, {"OP_TO_FIRST", OP_TO_FIRST},
+        {"OP_TO_LAST", OP_TO_LAST}, {"OP_TO_END", OP_TO_END},
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0)
+            return -1;
     return 0;
 }
 

@@ -5,6 +5,17 @@ _Bytes = Union[bytes, bytearray, memoryview]
 
 MAX_KEY: int
 MAX_VALUE: int
+WANT_KEYS: int
+WANT_VALUES: int
+WANT_ITEMS: int
+OP_NEXT: int
+OP_PREV: int
+OP_PEEK_NEXT: int
+OP_PEEK_PREV: int
+OP_SEEK: int
+OP_TO_FIRST: int
+OP_TO_LAST: int
+OP_TO_END: int
 
 class Error(Exception): ...
 class CorruptionError(Error): ...

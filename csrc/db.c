@@ -2259,7 +2259,15 @@ struct pl_iter {
     pl_db *db;
     pl_snapshot *snap; /* registered, so compaction keeps every version this iterator can see */
     iter *it;          /* a db_iter over memtables and tables */
+    size_t chunk;      /* entries the next pl_iter_read_chunk copies; 0: the first chunk */
 };
+
+/* A scan's chunks (pl_iter_read_chunk): ITER_CHUNK_FIRST entries, doubling to ITER_CHUNK_MAX, each
+ * cut at ITER_CHUNK_BYTES; a buffer grown past ITER_CHUNK_KEEP by a large entry is given back. */
+#define ITER_CHUNK_FIRST 16
+#define ITER_CHUNK_MAX 1024
+#define ITER_CHUNK_BYTES (1u << 20)
+#define ITER_CHUNK_KEEP (4u << 20)
 
 int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
 {
@@ -2351,16 +2359,19 @@ void pl_iter_set_bounds(pl_iter *pi, const void *lo, size_t lolen, int has_lo, c
 
 int pl_iter_seek(pl_iter *pi, const void *key, size_t klen)
 {
+    pi->chunk = 0;
     iter_seek(pi->it, key, klen);
     return iter_status(pi->it);
 }
 int pl_iter_seek_first(pl_iter *pi)
 {
+    pi->chunk = 0;
     iter_seek_first(pi->it);
     return iter_status(pi->it);
 }
 int pl_iter_seek_last(pl_iter *pi)
 {
+    pi->chunk = 0;
     iter_seek_last(pi->it);
     return iter_status(pi->it);
 }
@@ -2410,4 +2421,13 @@ int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t 
             iter_next(pi->it);
     }
     return iter_status(pi->it);
+}
+
+int pl_iter_read_chunk(pl_iter *pi, int reverse, int want, pl_buf *out, size_t *n)
+{
+    if (out->cap > ITER_CHUNK_KEEP)
+        pl_buf_free(out);
+    size_t chunk = pi->chunk ? pi->chunk : ITER_CHUNK_FIRST;
+    pi->chunk = chunk < ITER_CHUNK_MAX ? 2 * chunk : ITER_CHUNK_MAX;
+    return pl_iter_read(pi, reverse, want, chunk, ITER_CHUNK_BYTES, out, n);
 }

@@ -262,6 +262,12 @@ enum pl_want { PL_WANT_KEYS = 1, PL_WANT_VALUES = 2, PL_WANT_ITEMS = PL_WANT_KEY
  * pl_iter_valid() == 0 afterwards.  Returns the iterator's status. */
 int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
                  size_t *n);
+/* pl_iter_read in the sizes of a scan that hands its entries out one by one (the binding's
+ * iterators): the first call after pl_iter_new or a seek copies up to 16 entries, each later one
+ * twice as many as the one before, up to 1,024, so that a short scan (a seek and a few entries) copies
+ * little and a long one makes a call per 1,024 entries; each stops at 1 MiB (at least one entry,
+ * however large).  A buffer a large entry grew past 4 MiB is given back first. */
+int pl_iter_read_chunk(pl_iter *it, int reverse, int want, pl_buf *out, size_t *n);
 
 /* Whole-database tools on a closed database. */
 /* Progress of the long calls this thread makes (pl_verify, pl_repair, pl_db_compact): fn(ctx, done,

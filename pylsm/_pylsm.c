@@ -1559,8 +1559,7 @@ typedef struct {
     int exhausted;
     int busy;          /* a thread is reading a chunk with the GIL released */
     int closed;
-    size_t chunk;
-    pl_buf cbuf;       /* the current chunk: n entries as pl_iter_read wrote them */
+    pl_buf cbuf;       /* the current chunk: n entries as pl_iter_read_chunk wrote them */
     size_t n, pos;     /* entries in it, and the next one to hand out (pos == n: none left) */
     size_t off;        /* the offset of entry pos in cbuf */
     pl_buf buf;        /* the cursor's entry (Iter_cursor) */
@@ -1645,7 +1644,6 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
         it->db = (DBObject *)Py_NewRef(self);
         it->reverse = reverse;
         it->want = want & PL_WANT_ITEMS;
-        it->chunk = 16; /* grows x2 per refill to 1024: short scans (a seek + a few entries) stay cheap */
     }
     release_bytes(&lo);
     release_bytes(&hi);
@@ -1687,7 +1685,6 @@ static int check_iter(IterObject *self)
 typedef struct {
     pl_iter *it;
     int positioned, reverse, want;
-    size_t chunk;
     pl_buf *buf;
     size_t n;
     int more;
@@ -1701,7 +1698,7 @@ static int core_refill(pl_db *db, void *ctx, int flag)
         rc = a->reverse ? pl_iter_seek_last(a->it) : pl_iter_seek_first(a->it);
     a->positioned = 1;
     if (!rc)
-        rc = pl_iter_read(a->it, a->reverse, a->want, a->chunk, 1u << 20, a->buf, &a->n);
+        rc = pl_iter_read_chunk(a->it, a->reverse, a->want, a->buf, &a->n);
     a->more = !rc && pl_iter_valid(a->it); /* a chunk cut short by the byte limit is not the end */
     return rc;
 }
@@ -1712,9 +1709,7 @@ static int iter_refill(IterObject *self)
         return -1;
     self->busy = 1;
     self->n = self->pos = self->off = 0; /* (another thread's next() now finds the iterator busy) */
-    if (self->cbuf.cap > (4u << 20))
-        pl_buf_free(&self->cbuf); /* a chunk with a large entry: do not keep its buffer */
-    refill_args a = {self->it, self->positioned, self->reverse, self->want, self->chunk, &self->cbuf, 0, 0};
+    refill_args a = {self->it, self->positioned, self->reverse, self->want, &self->cbuf, 0, 0};
     int rc = call_core(self->db->db, core_refill, &a, 0);
     self->busy = 0;
     self->positioned = a.positioned;
@@ -1728,8 +1723,6 @@ static int iter_refill(IterObject *self)
     }
     if (!a.more)
         self->exhausted = 1;
-    if (self->chunk < 1024)
-        self->chunk *= 2;
     self->n = a.n;
     return 0;
 }

@@ -500,6 +500,16 @@ def _card_html(db: "DB") -> str:
 # The database
 
 
+def _pairs(mapping_or_pairs: Any) -> Any:
+    """The (key, value) pairs of what dict.update takes: a mapping (its items(), or keys() and []) or an
+    iterable of pairs (as it is)."""
+    if hasattr(mapping_or_pairs, "items"):
+        return mapping_or_pairs.items()
+    if hasattr(mapping_or_pairs, "keys"):
+        return [(k, mapping_or_pairs[k]) for k in mapping_or_pairs.keys()]
+    return mapping_or_pairs
+
+
 def _unpack_pairs(pairs: Any, who: str) -> Any:
     """(key, value) of each pair, with the binding's errors for an item that is not a pair."""
     for pair in pairs:
@@ -541,14 +551,10 @@ class WriteBatch(_pylsm.WriteBatch):
 
     def put_many(self, mapping_or_pairs: Any) -> None:
         """put() every pair of a mapping or an iterable of (key, value) pairs."""
+        pairs = _pairs(mapping_or_pairs)
         if self._kenc is None and self._venc is None:
-            return super().put_many(mapping_or_pairs)
-        src = mapping_or_pairs
-        if hasattr(src, "items"):
-            src = src.items()
-        elif hasattr(src, "keys"):
-            src = [(k, src[k]) for k in src.keys()]
-        for k, v in _unpack_pairs(src, "put_many"):
+            return super().put_many(pairs)
+        for k, v in _unpack_pairs(pairs, "put_many"):
             self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
@@ -686,10 +692,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         """Write every pair as one atomic batch: all of them or, on any bad pair, none.  Takes what
         dict.update takes: a mapping, an object with keys() and __getitem__, or (key, value) pairs."""
         b = self._new_batch()
-        src = mapping_or_pairs
-        if not hasattr(src, "items") and hasattr(src, "keys"):
-            src = [(k, src[k]) for k in src.keys()]
-        b.put_many(src)
+        b.put_many(mapping_or_pairs)
         if kwargs:
             b.put_many(kwargs)
         self.write(b, sync=sync)
@@ -751,8 +754,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         greater than the one before raises ValueError naming its position, and nothing is written.
         Takes an iterable of pairs or a mapping (its items()).  progress=True shows a tqdm bar when
         tqdm is installed (docs/api.md, "Bulk ingest")."""
-        if hasattr(pairs, "items"):
-            pairs = pairs.items()
+        pairs = _pairs(pairs)
         total = len(pairs) if hasattr(pairs, "__len__") else None
         with _Progress(progress, "ingest", unit="pairs", total=total) as p:
             return _pylsm.DB.ingest(self, self._encode_pairs(pairs), progress=p.count_callback)

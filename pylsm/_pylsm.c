@@ -1193,28 +1193,13 @@ fail:
     return NULL;
 }
 
-static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
+/* put_many(pairs): a put for every (key, value) pair of an iterable, in order.  (pylsm/__init__.py
+ * turns a mapping into its pairs.) */
+static PyObject *Batch_put_many(BatchObject *self, PyObject *pairs)
 {
-    if (PyDict_Check(arg)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(arg, &pos, &k, &v))
-            if (batch_put_pair(self, k, v) < 0)
-                return NULL;
-        Py_RETURN_NONE;
-    }
-    if (PyList_CheckExact(arg) || PyTuple_CheckExact(arg))
-        return put_many_fast(self, arg);
-    PyObject *src = arg;
-    if (PyMapping_Check(arg) && !PyList_Check(arg) && !PyTuple_Check(arg) && PyObject_HasAttrString(arg, "items")) {
-        src = PyMapping_Items(arg);
-        if (!src)
-            return NULL;
-    } else {
-        Py_INCREF(src);
-    }
-    PyObject *it = PyObject_GetIter(src);
-    Py_DECREF(src);
+    if (PyList_CheckExact(pairs) || PyTuple_CheckExact(pairs))
+        return put_many_fast(self, pairs);
+    PyObject *it = PyObject_GetIter(pairs);
     if (!it)
         return NULL;
     PyObject *pair;
@@ -2164,7 +2149,7 @@ static PyMethodDef Batch_methods[] = {
     {"put", (PyCFunction)(void (*)(void))Batch_put, METH_FASTCALL, "put(key, value)\n--\n\nAdd a put."},
     {"delete", (PyCFunction)Batch_delete, METH_O, "delete(key)\n--\n\nAdd a delete."},
     {"put_many", (PyCFunction)Batch_put_many, METH_O,
-     "put_many(mapping_or_pairs)\n--\n\nAdd a put for every (key, value) pair."},
+     "put_many(pairs)\n--\n\nAdd a put for every (key, value) pair of an iterable."},
     {"clear", (PyCFunction)Batch_clear, METH_NOARGS, "clear()\n--\n\nDrop every operation."},
     {NULL, NULL, 0, NULL},
 };

@@ -178,32 +178,56 @@ void pl_options_init(pl_options *o)
     memset(o, 0, sizeof *o);
     o->create_if_missing = 1;
     o->sync_mode = PL_SYNC_NONE;
-    o->sync_count = 1000;
-    o->sync_interval_ms = 100;
-    o->memtable_bytes = 64u << 20;
-    o->block_bytes = 4096;
-    o->bloom_bits_per_key = 10;
+    o->sync_count = PL_DEFAULT_SYNC_COUNT;
+    o->sync_interval_ms = PL_DEFAULT_SYNC_INTERVAL_MS;
+    o->memtable_bytes = PL_DEFAULT_MEMTABLE_BYTES;
+    o->block_bytes = PL_DEFAULT_BLOCK_BYTES;
+    o->bloom_bits_per_key = PL_DEFAULT_BLOOM_BITS_PER_KEY;
     o->point_index = 1;
-    o->block_cache_bytes = 32u << 20;
+    o->block_cache_bytes = PL_DEFAULT_BLOCK_CACHE_BYTES;
     o->wal_recovery = PL_RECOVER_TOLERATE_TAIL;
     o->background_compaction = 1;
 }
+
+/* The options with a range (pylsm.h), in the order of check_options' values. */
+static const pl_option_range option_ranges[] = {
+    {"sync_count", PL_MIN_SYNC_COUNT, PL_MAX_SYNC_COUNT},
+    {"sync_interval_ms", PL_MIN_SYNC_INTERVAL_MS, PL_MAX_SYNC_INTERVAL_MS},
+    {"memtable_bytes", PL_MIN_MEMTABLE_BYTES, PL_MAX_MEMTABLE_BYTES},
+    {"block_bytes", PL_MIN_BLOCK_BYTES, PL_MAX_BLOCK_BYTES},
+    {"bloom_bits_per_key", PL_MIN_BLOOM_BITS_PER_KEY, PL_MAX_BLOOM_BITS_PER_KEY},
+    {"block_cache_bytes", PL_MIN_BLOCK_CACHE_BYTES, PL_MAX_BLOCK_CACHE_BYTES},
+    {"wal_retention_bytes", PL_MIN_WAL_RETENTION, PL_MAX_WAL_RETENTION},
+    {"wal_retention_seconds", PL_MIN_WAL_RETENTION, PL_MAX_WAL_RETENTION},
+    {NULL, 0, 0},
+};
+
+const pl_option_range *pl_option_ranges(void) { return option_ranges; }
 
 static int check_options(const pl_options *o)
 {
     if (o->sync_mode < PL_SYNC_NONE || o->sync_mode > PL_SYNC_HYBRID)
         return PL_FAIL(PL_INVALID, "sync: unknown strategy %d", o->sync_mode);
-    if ((o->sync_mode == PL_SYNC_EVERY_N || o->sync_mode == PL_SYNC_HYBRID) && o->sync_count < 1)
-        return PL_FAIL(PL_INVALID, "sync: count must be at least 1");
-    if ((o->sync_mode == PL_SYNC_TIME_BASED || o->sync_mode == PL_SYNC_HYBRID) &&
-        (o->sync_interval_ms < 1 || o->sync_interval_ms > 86400000u))
-        return PL_FAIL(PL_INVALID, "sync: interval must be 1 ms to 1 day");
-    if (o->memtable_bytes < 4096 || o->memtable_bytes > ((size_t)1 << 40))
-        return PL_FAIL(PL_INVALID, "memtable_bytes must be 4 KiB to 1 TiB");
-    if (o->block_bytes < 256 || o->block_bytes > (64u << 20))
-        return PL_FAIL(PL_INVALID, "block_bytes must be 256 B to 64 MiB");
-    if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64)
-        return PL_FAIL(PL_INVALID, "bloom_bits_per_key must be 0 to 64");
+    int count = o->sync_mode == PL_SYNC_EVERY_N || o->sync_mode == PL_SYNC_HYBRID;
+    int interval = o->sync_mode == PL_SYNC_TIME_BASED || o->sync_mode == PL_SYNC_HYBRID;
+    /* option_ranges' options, in its order: a sync setting its strategy does not use is not checked,
+     * and an int below 0 converts to above any max. */
+    const uint64_t v[] = {
+        count ? o->sync_count : PL_MIN_SYNC_COUNT,
+        interval ? o->sync_interval_ms : PL_MIN_SYNC_INTERVAL_MS,
+        o->memtable_bytes,
+        o->block_bytes,
+        (uint64_t)(int64_t)o->bloom_bits_per_key,
+        o->block_cache_bytes,
+        o->wal_retention_bytes,
+        o->wal_retention_seconds,
+    };
+    _Static_assert(sizeof v / sizeof v[0] + 1 == sizeof option_ranges / sizeof option_ranges[0],
+                   "a value for every ranged option");
+    for (size_t i = 0; option_ranges[i].name; i++)
+        if (v[i] < option_ranges[i].min || v[i] > option_ranges[i].max)
+            return PL_FAIL(PL_INVALID, "%s must be %" PRIu64 " to %" PRIu64, option_ranges[i].name,
+                           option_ranges[i].min, option_ranges[i].max);
     if (o->compression < PL_COMPRESS_NONE || o->compression > PL_COMPRESS_LZ4)
         return PL_FAIL(PL_INVALID, "compression: unknown codec %d", o->compression);
     if (o->wal_recovery < PL_RECOVER_TOLERATE_TAIL || o->wal_recovery > PL_RECOVER_SALVAGE)

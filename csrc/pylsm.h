@@ -54,18 +54,43 @@ enum pl_wal_recovery {
 
 enum pl_compression { PL_COMPRESS_NONE = 0, PL_COMPRESS_ZSTD = 1, PL_COMPRESS_LZ4 = 2 };
 
+/* The options' defaults and ranges, stated here only: pl_options_init() fills the defaults, pl_db_open()
+ * refuses a value out of range (PL_INVALID naming the option; pl_option_ranges() lists them), and the
+ * binding hands both to Python.  Sizes in bytes; the sync count and interval are checked for the
+ * strategies that use them. */
+#define PL_DEFAULT_SYNC_COUNT         1000
+#define PL_MIN_SYNC_COUNT             1
+#define PL_MAX_SYNC_COUNT             INT64_MAX
+#define PL_DEFAULT_SYNC_INTERVAL_MS   100
+#define PL_MIN_SYNC_INTERVAL_MS       1
+#define PL_MAX_SYNC_INTERVAL_MS       86400000 /* one day */
+#define PL_DEFAULT_MEMTABLE_BYTES     (64u << 20)
+#define PL_MIN_MEMTABLE_BYTES         4096
+#define PL_MAX_MEMTABLE_BYTES         ((uint64_t)1 << 40)
+#define PL_DEFAULT_BLOCK_BYTES        4096
+#define PL_MIN_BLOCK_BYTES            256
+#define PL_MAX_BLOCK_BYTES            (64u << 20)
+#define PL_DEFAULT_BLOOM_BITS_PER_KEY 10
+#define PL_MIN_BLOOM_BITS_PER_KEY     0
+#define PL_MAX_BLOOM_BITS_PER_KEY     64
+#define PL_DEFAULT_BLOCK_CACHE_BYTES  (32u << 20)
+#define PL_MIN_BLOCK_CACHE_BYTES      0
+#define PL_MAX_BLOCK_CACHE_BYTES      ((uint64_t)1 << 48)
+#define PL_MIN_WAL_RETENTION          0         /* wal_retention_bytes and wal_retention_seconds */
+#define PL_MAX_WAL_RETENTION          INT64_MAX
+
 typedef struct pl_options {
     int create_if_missing;      /* default 1 */
     int error_if_exists;        /* default 0 */
     int sync_mode;              /* enum pl_sync_mode, default PL_SYNC_NONE */
-    uint64_t sync_count;        /* EVERY_N, HYBRID: records between fsyncs (>= 1) */
-    uint64_t sync_interval_ms;  /* TIME_BASED, HYBRID: milliseconds (>= 1) */
-    size_t memtable_bytes;      /* default 64 MiB */
-    size_t block_bytes;         /* default 4 KiB */
-    int bloom_bits_per_key;     /* default 10; 0 disables filters (tables without a point index) */
+    uint64_t sync_count;        /* EVERY_N, HYBRID: records between fsyncs */
+    uint64_t sync_interval_ms;  /* TIME_BASED, HYBRID: milliseconds */
+    size_t memtable_bytes;      /* the memtable size that triggers a flush */
+    size_t block_bytes;         /* the target size of a table's data blocks */
+    int bloom_bits_per_key;     /* 0 disables filters (tables without a point index) */
     int point_index;            /* default 1: tables carry a point index beside the bloom filter */
-    size_t block_cache_bytes;   /* default 32 MiB; 0 disables (docs/decisions.md) */
-    int wal_recovery;           /* enum pl_wal_recovery */
+    size_t block_cache_bytes;   /* 0 disables (docs/decisions.md) */
+    int wal_recovery;           /* enum pl_wal_recovery, default PL_RECOVER_TOLERATE_TAIL */
     int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */
     int read_only;              /* default 0; 1: open beside a writer, take no lock, write nothing
@@ -94,8 +119,15 @@ int pl_errno(void);
 /* A static name for a return code ("PL_CORRUPT"). */
 const char *pl_code_name(int rc);
 
-/* Fill *o with the defaults documented above. */
+/* Fill *o with the defaults documented above (PL_DEFAULT_*). */
 void pl_options_init(pl_options *o);
+/* The options with a range, {name of the pl_options field, PL_MIN_*, PL_MAX_*}, in a static array ended
+ * by a NULL name: what pl_db_open checks, for a caller that checks first or shows them. */
+typedef struct pl_option_range {
+    const char *name;
+    uint64_t min, max;
+} pl_option_range;
+const pl_option_range *pl_option_ranges(void);
 
 /* Open (or create) the database in directory `path`.  On PL_OK *out is a live handle.
  * Errors: PL_BUSY (locked elsewhere), PL_EXISTS, PL_NOTFOUND (missing and !create_if_missing),

@@ -38,6 +38,14 @@ from ._pylsm import (  # the C iterator's cursor operations (Iter_cursor), and w
     OP_SEEK as _OP_SEEK, OP_TO_FIRST as _OP_TO_FIRST, OP_TO_LAST as _OP_TO_LAST, OP_TO_END as _OP_TO_END,
     WANT_KEYS as _KEYS, WANT_VALUES as _VALUES, WANT_ITEMS as _ITEMS,
 )
+from ._pylsm import (  # the engine's option values, defaults ({option: default}) and ranges ({option: (lo, hi)})
+    SYNC_NONE as _SYNC_NONE, SYNC_EVERY_WRITE as _SYNC_EVERY_WRITE, SYNC_EVERY_N as _SYNC_EVERY_N,
+    SYNC_TIME_BASED as _SYNC_TIME_BASED, SYNC_HYBRID as _SYNC_HYBRID,
+    RECOVER_TOLERATE_TAIL as _RECOVER_TOLERATE_TAIL, RECOVER_ABSOLUTE as _RECOVER_ABSOLUTE,
+    RECOVER_SALVAGE as _RECOVER_SALVAGE,
+    COMPRESS_NONE as _COMPRESS_NONE, COMPRESS_ZSTD as _COMPRESS_ZSTD, COMPRESS_LZ4 as _COMPRESS_LZ4,
+    OPTION_DEFAULTS as _DEFAULTS, OPTION_RANGES as _RANGES,
+)
 
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
@@ -50,24 +58,33 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-MiB = 1 << 20
+# ---------------------------------------------------------------------------------------------
+# Options: their defaults and ranges are the engine's (_DEFAULTS, _RANGES)
+
+
+def _int_option(label: str, value: Any, option: str) -> int:
+    """value, checked to be an int in the engine's range of option; label names it in the errors."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{label} must be an int, not {type(value).__name__}")
+    lo, hi = _RANGES[option]
+    if not lo <= value <= hi:
+        raise ValueError(f"{label} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool_option(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, int)):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return bool(value)
+
+
+def _name_of(names: dict, code: int) -> Any:
+    """The name under which names (name -> the engine's code) holds code."""
+    return next(name for name, c in names.items() if c == code)
+
 
 # ---------------------------------------------------------------------------------------------
 # Sync strategies (the seed's WalSyncStrategy)
-
-_SYNC_NONE, _SYNC_EVERY_WRITE, _SYNC_EVERY_N, _SYNC_TIME_BASED, _SYNC_HYBRID = range(5)
-
-
-_MAX_COUNT = (1 << 63) - 1
-_MAX_INTERVAL_MS = 86_400_000  # one day
-
-
-def _positive_int(name: str, value: Any, cls: str, hi: int = _MAX_COUNT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{cls}: {name} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= hi:
-        raise ValueError(f"{cls}: {name} must be between 1 and {hi}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -93,7 +110,7 @@ class EveryNEntries:
     count: int
 
     def __post_init__(self) -> None:
-        _positive_int("count", self.count, "EveryNEntries")
+        _int_option("EveryNEntries: count", self.count, "sync_count")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_EVERY_N, "sync_count": self.count}
@@ -106,7 +123,7 @@ class TimeBasedBackground:
     interval_ms: int
 
     def __post_init__(self) -> None:
-        _positive_int("interval_ms", self.interval_ms, "TimeBasedBackground", _MAX_INTERVAL_MS)
+        _int_option("TimeBasedBackground: interval_ms", self.interval_ms, "sync_interval_ms")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_TIME_BASED, "sync_interval_ms": self.interval_ms}
@@ -120,15 +137,17 @@ class Hybrid:
     max_delay_ms: int
 
     def __post_init__(self) -> None:
-        _positive_int("count", self.count, "Hybrid")
-        _positive_int("max_delay_ms", self.max_delay_ms, "Hybrid", _MAX_INTERVAL_MS)
+        _int_option("Hybrid: count", self.count, "sync_count")
+        _int_option("Hybrid: max_delay_ms", self.max_delay_ms, "sync_interval_ms")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_HYBRID, "sync_count": self.count, "sync_interval_ms": self.max_delay_ms}
 
 
 _SYNC_NAMES = {"none": NoSync(), "every_write": EveryWrite()}
-_RECOVERY = {"tolerate_tail": 0, "absolute": 1, "salvage": 2}
+_DEFAULT_SYNC = _name_of({n: s._args()["sync_mode"] for n, s in _SYNC_NAMES.items()}, _DEFAULTS["sync_mode"])
+_RECOVERY = {"tolerate_tail": _RECOVER_TOLERATE_TAIL, "absolute": _RECOVER_ABSOLUTE, "salvage": _RECOVER_SALVAGE}
+_COMPRESSION = {None: _COMPRESS_NONE, "zstd": _COMPRESS_ZSTD, "lz4": _COMPRESS_LZ4}
 SyncStrategy = Union[str, NoSync, EveryWrite, EveryNEntries, TimeBasedBackground, Hybrid]
 
 
@@ -143,19 +162,6 @@ def _sync_args(sync: Any) -> dict:
         return sync._args()
     raise TypeError(f"sync: expected a strategy name or object, not {type(sync).__name__}")
 
-
-def _size_option(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _bool_option(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, int)):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return bool(value)
 
 
 def _bytes_or_none(name: str, value: Any) -> Optional[bytes]:
@@ -577,7 +583,6 @@ _OPTION_NAMES = frozenset((
     "background_compaction", "read_only", "key_codec", "value_codec", "point_index",
     "wal_retention_bytes", "wal_retention_seconds", "compression",
 ))
-_COMPRESSION = {None: 0, "zstd": 1, "lz4": 2}
 
 
 class DB(_Ranges, _pylsm.DB, MutableMapping):
@@ -587,11 +592,11 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
     ``len(db)``, ``pop``, ``popitem``, ``setdefault``, ``update``, ``clear`` and ``==`` against any
     mapping; ``keys()``, ``values()`` and ``items()`` are iterators over one view, with range arguments.
 
-    Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
-    memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
-    wal_recovery="tolerate_tail", wal_timestamp=None, background_compaction=True,
-    read_only=False, key_codec=None, value_codec=None, point_index=True, wal_retention_bytes=0,
-    wal_retention_seconds=0, compression=None (see docs/api.md).
+    Options (keyword-only; the defaults, in the signature, and the ranges are the engine's):
+    create_if_missing, error_if_exists, sync, memtable_bytes, block_bytes, bloom_bits_per_key,
+    block_cache_bytes, wal_recovery, wal_timestamp (None: on when WALs are retained),
+    background_compaction, read_only, key_codec, value_codec, point_index, wal_retention_bytes,
+    wal_retention_seconds, compression (see docs/api.md).
     """
 
     __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
@@ -605,23 +610,23 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         self,
         path: Union[str, os.PathLike],
         *,
-        create_if_missing: bool = True,
-        error_if_exists: bool = False,
-        sync: SyncStrategy = "none",
-        memtable_bytes: int = 64 * MiB,
-        block_bytes: int = 4096,
-        bloom_bits_per_key: int = 10,
-        block_cache_bytes: int = 32 * MiB,
-        wal_recovery: str = "tolerate_tail",
+        create_if_missing: bool = _DEFAULTS["create_if_missing"],
+        error_if_exists: bool = _DEFAULTS["error_if_exists"],
+        sync: SyncStrategy = _DEFAULT_SYNC,
+        memtable_bytes: int = _DEFAULTS["memtable_bytes"],
+        block_bytes: int = _DEFAULTS["block_bytes"],
+        bloom_bits_per_key: int = _DEFAULTS["bloom_bits_per_key"],
+        block_cache_bytes: int = _DEFAULTS["block_cache_bytes"],
+        wal_recovery: str = _name_of(_RECOVERY, _DEFAULTS["wal_recovery"]),
         wal_timestamp: Optional[bool] = None,
-        background_compaction: bool = True,
-        read_only: bool = False,
+        background_compaction: bool = _DEFAULTS["background_compaction"],
+        read_only: bool = _DEFAULTS["read_only"],
         key_codec: Any = None,
         value_codec: Any = None,
-        point_index: bool = True,
-        wal_retention_bytes: int = 0,
-        wal_retention_seconds: int = 0,
-        compression: Optional[str] = None,
+        point_index: bool = _DEFAULTS["point_index"],
+        wal_retention_bytes: int = _DEFAULTS["wal_retention_bytes"],
+        wal_retention_seconds: int = _DEFAULTS["wal_retention_seconds"],
+        compression: Optional[str] = _name_of(_COMPRESSION, _DEFAULTS["compression"]),
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
@@ -640,10 +645,10 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         opts = dict(
             create_if_missing=_bool_option("create_if_missing", create_if_missing),
             error_if_exists=_bool_option("error_if_exists", error_if_exists),
-            memtable_bytes=_size_option("memtable_bytes", memtable_bytes, 4096, 1 << 40),
-            block_bytes=_size_option("block_bytes", block_bytes, 256, 64 * MiB),
-            bloom_bits_per_key=_size_option("bloom_bits_per_key", bloom_bits_per_key, 0, 64),
-            block_cache_bytes=_size_option("block_cache_bytes", block_cache_bytes, 0, 1 << 48),
+            memtable_bytes=_int_option("memtable_bytes", memtable_bytes, "memtable_bytes"),
+            block_bytes=_int_option("block_bytes", block_bytes, "block_bytes"),
+            bloom_bits_per_key=_int_option("bloom_bits_per_key", bloom_bits_per_key, "bloom_bits_per_key"),
+            block_cache_bytes=_int_option("block_cache_bytes", block_cache_bytes, "block_cache_bytes"),
             wal_recovery=_RECOVERY[wal_recovery],
             # None: on when logs are kept as history (docs/decisions.md, item 1b)
             wal_timestamp=(bool(wal_retention_bytes or wal_retention_seconds) if wal_timestamp is None
@@ -652,8 +657,8 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             read_only=_bool_option("read_only", read_only),
             point_index=_bool_option("point_index", point_index),
             compression=_COMPRESSION[compression],
-            wal_retention_bytes=_size_option("wal_retention_bytes", wal_retention_bytes, 0, (1 << 63) - 1),
-            wal_retention_seconds=_size_option("wal_retention_seconds", wal_retention_seconds, 0, (1 << 63) - 1),
+            wal_retention_bytes=_int_option("wal_retention_bytes", wal_retention_bytes, "wal_retention_bytes"),
+            wal_retention_seconds=_int_option("wal_retention_seconds", wal_retention_seconds, "wal_retention_seconds"),
         )
         opts.update(_sync_args(sync))
         self._path = path

@@ -252,8 +252,9 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
-    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms, retention_bytes = 0,
-                       retention_seconds = 0;
+    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms,
+                       retention_bytes = o.wal_retention_bytes, retention_seconds = o.wal_retention_seconds;
+    /* (a negative size converts to one above the core's range, which pl_db_open refuses) */
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippppKKi:DB", kwlist, PyUnicode_FSConverter,
@@ -266,11 +267,6 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     if (self->initialized) {
         Py_DECREF(path_obj);
         PyErr_SetString(PyExc_RuntimeError, "DB.__init__ called twice");
-        return -1;
-    }
-    if (memtable < 0 || block < 0 || cache < 0) {
-        Py_DECREF(path_obj);
-        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
         return -1;
     }
     o.sync_count = sync_count;
@@ -2471,6 +2467,37 @@ static int add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec)
     return PyModule_AddType(m, *slot);
 }
 
+/* The core's option defaults (pl_options_init) and ranges (pl_option_ranges), for pylsm/__init__.py:
+ * OPTION_DEFAULTS {keyword: default} and OPTION_RANGES {keyword: (min, max)}. */
+static int add_options(PyObject *m)
+{
+    pl_options o;
+    pl_options_init(&o);
+#define B(x) ((x) ? Py_True : Py_False)
+    PyObject *d = Py_BuildValue(
+        "{s:O,s:O,s:i,s:K,s:K,s:K,s:K,s:i,s:K,s:i,s:O,s:O,s:O,s:O,s:K,s:K,s:i}", "create_if_missing",
+        B(o.create_if_missing), "error_if_exists", B(o.error_if_exists), "sync_mode", o.sync_mode, "sync_count",
+        (unsigned long long)o.sync_count, "sync_interval_ms", (unsigned long long)o.sync_interval_ms,
+        "memtable_bytes", (unsigned long long)o.memtable_bytes, "block_bytes", (unsigned long long)o.block_bytes,
+        "bloom_bits_per_key", o.bloom_bits_per_key, "block_cache_bytes", (unsigned long long)o.block_cache_bytes,
+        "wal_recovery", o.wal_recovery, "wal_timestamp", B(o.wal_timestamp), "background_compaction",
+        B(o.background_compaction), "read_only", B(o.read_only), "point_index", B(o.point_index),
+        "wal_retention_bytes", (unsigned long long)o.wal_retention_bytes, "wal_retention_seconds",
+        (unsigned long long)o.wal_retention_seconds, "compression", o.compression);
+#undef B
+    PyObject *r = PyDict_New();
+    int rc = d && r && PyModule_AddObjectRef(m, "OPTION_DEFAULTS", d) == 0 &&
+                     PyModule_AddObjectRef(m, "OPTION_RANGES", r) == 0 ? 0 : -1;
+    for (const pl_option_range *i = pl_option_ranges(); !rc && i->name; i++) {
+        PyObject *t = Py_BuildValue("(KK)", (unsigned long long)i->min, (unsigned long long)i->max);
+        rc = t && PyDict_SetItemString(r, i->name, t) == 0 ? 0 : -1;
+        Py_XDECREF(t);
+    }
+    Py_XDECREF(d);
+    Py_XDECREF(r);
+    return rc;
+}
+
 static int module_exec(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
@@ -2531,11 +2558,17 @@ static int module_exec(PyObject *m)
         {"OP_NEXT", OP_NEXT}, {"OP_PREV", OP_PREV}, {"OP_PEEK_NEXT", OP_PEEK_NEXT},
         {"OP_PEEK_PREV", OP_PEEK_PREV}, {"OP_SEEK", OP_SEEK}, {"OP_TO_FIRST", OP_TO_FIRST},
         {"OP_TO_LAST", OP_TO_LAST}, {"OP_TO_END", OP_TO_END},
+        /* DB(sync_mode=, wal_recovery=, compression=) */
+        {"SYNC_NONE", PL_SYNC_NONE}, {"SYNC_EVERY_WRITE", PL_SYNC_EVERY_WRITE}, {"SYNC_EVERY_N", PL_SYNC_EVERY_N},
+        {"SYNC_TIME_BASED", PL_SYNC_TIME_BASED}, {"SYNC_HYBRID", PL_SYNC_HYBRID},
+        {"RECOVER_TOLERATE_TAIL", PL_RECOVER_TOLERATE_TAIL}, {"RECOVER_ABSOLUTE", PL_RECOVER_ABSOLUTE},
+        {"RECOVER_SALVAGE", PL_RECOVER_SALVAGE},
+        {"COMPRESS_NONE", PL_COMPRESS_NONE}, {"COMPRESS_ZSTD", PL_COMPRESS_ZSTD}, {"COMPRESS_LZ4", PL_COMPRESS_LZ4},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0)
             return -1;
-    return 0;
+    return add_options(m);
 }
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)

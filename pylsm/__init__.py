@@ -839,7 +839,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 
     def snapshot(self) -> "Snapshot":
         """A read view of the database as it is now; release it with close() or a with block."""
-        return Snapshot(self._snapshot(), self)
+        return Snapshot(self)
 
     def __enter__(self) -> "DB":
         if self.closed:
@@ -912,55 +912,49 @@ class _CodedDB(DB):
 
 
 
-class Snapshot(_Ranges, Mapping):
+class Snapshot(_Ranges, _pylsm.Snapshot, Mapping):
     """A consistent read view: get, [], in, get_many, items, keys, values, iterator and len see the
     database as it was; a collections.abc.Mapping.  Release it with close() or a with block."""
 
-    __slots__ = ("_s", "_db", "_lsn", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
+    __slots__ = ("_lsn", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, raw: Any, db: Any = None) -> None:
-        self._s = raw
-        self._db = db
-        self._lsn = raw.lsn
+    def __init__(self, db: "DB") -> None:
+        self._lsn = self.lsn
         self._kenc = getattr(db, "_kenc", None)
         self._kdec = getattr(db, "_kdec", None)
         self._venc = getattr(db, "_venc", None)
         self._vdec = getattr(db, "_vdec", None)
 
     def _db_for_iter(self) -> "DB":
-        return self._s._db
+        return self._db
 
     def _snapshot_for_iter(self) -> Any:
-        return self._s
+        return self
 
     def _raw_keys(self) -> Any:
-        return self._s._db._iter(None, None, False, _KEYS, self._s)
+        return self._db._iter(None, None, False, _KEYS, self)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of key in this view, or default."""
-        v = self._s.get(self._k(key), _MISSING)
+        v = _pylsm.Snapshot.get(self, self._k(key), _MISSING)
         return default if v is _MISSING else self._out(v)
 
     def __getitem__(self, key: Any) -> Any:
-        v = self._s.get(self._k(key), _MISSING)
+        v = _pylsm.Snapshot.get(self, self._k(key), _MISSING)
         if v is _MISSING:
             raise KeyError(key)
         return self._out(v)
 
     def __contains__(self, key: Any) -> bool:
         k = self._k_or_absent(key)
-        return k is not _MISSING and k in self._s
+        return k is not _MISSING and _pylsm.Snapshot.__contains__(self, k)
 
     def get_many(self, keys: Iterable[Any]) -> list:
         """Values (or None) for keys in this view."""
         if self._kenc is not None:
             keys = [self._kenc(k) for k in keys]
-        return self._outs(self._s.get_many(keys))
-
-    def close(self) -> None:
-        """Release the snapshot (idempotent); later calls raise ClosedError."""
-        self._s.close()
+        return self._outs(_pylsm.Snapshot.get_many(self, keys))
 
     def __enter__(self) -> "Snapshot":
         return self
@@ -969,9 +963,9 @@ class Snapshot(_Ranges, Mapping):
         self.close()
 
     def __repr__(self) -> str:
-        db = self._db
-        where = f" of {db.path!r}" if db is not None else ""
-        state = "closed" if self._s.closed else "open"
+        path = getattr(self._db, "path", None)
+        where = f" of {path!r}" if path is not None else ""
+        state = "closed" if self.closed else "open"
         return f"<pylsm.Snapshot{where} at LSN {self._lsn} ({state})>"
 
     __class_getitem__ = classmethod(GenericAlias)

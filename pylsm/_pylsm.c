@@ -204,11 +204,10 @@ static int check_open(DBObject *self)
 
 typedef struct {
     PyObject_HEAD
-    DBObject *db;
+    DBObject *db;  /* the database it reads, set by Snapshot_new */
     pl_snapshot *snap;
     int busy;      /* calls using snap (GIL-protected); close defers the release to the last one */
     int closed;
-    PyObject *dict;
 } SnapshotObject;
 
 static void snapshot_enter(SnapshotObject *so)
@@ -534,9 +533,7 @@ static PyObject *DB_changes_raw(DBObject *self, PyObject *arg);
 static int check_view(DBObject *self, SnapshotObject *so)
 {
     if (so && (so->closed || !so->snap)) {
-        module_state *st = state_of_type(Py_TYPE(so));
-        if (st)
-            PyErr_SetString(st->ClosedError, "the snapshot is closed");
+        PyErr_SetString(self->state->ClosedError, "the snapshot is closed");
         return -1;
     }
     return check_open(self);
@@ -1432,24 +1429,29 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
 
 /* ---- Snapshot ---- */
 
-static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
+/* Snapshot(db): a read view of the database as it is now (pylsm.Snapshot, a subclass, is what
+ * DB.snapshot() makes). */
+static PyObject *Snapshot_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    if (check_open(self) < 0)
+    static char *kwlist[] = {"db", NULL};
+    module_state *st = state_of_type(tp);
+    DBObject *db;
+    if (!st || !PyArg_ParseTupleAndKeywords(args, kw, "O!:Snapshot", kwlist, st->DBType, &db) ||
+        check_open(db) < 0)
         return NULL;
-    module_state *st = self->state;
-    SnapshotObject *s = (SnapshotObject *)st->SnapshotType->tp_alloc(st->SnapshotType, 0);
+    SnapshotObject *s = (SnapshotObject *)tp->tp_alloc(tp, 0);
     if (!s)
         return NULL;
-    if (check_open(self) < 0) { /* the allocation may have run a finalizer */
+    s->db = (DBObject *)Py_NewRef(db);
+    if (check_open(db) < 0) { /* the allocation may have run a finalizer */
         Py_DECREF(s);
         return NULL;
     }
-    int rc = pl_snapshot_new(self->db, &s->snap);
+    int rc = pl_snapshot_new(db->db, &s->snap);
     if (rc) {
         Py_DECREF(s);
-        return set_error(self->state, rc);
+        return set_error(db->state, rc);
     }
-    s->db = (DBObject *)Py_NewRef(self);
     return (PyObject *)s;
 }
 
@@ -1508,7 +1510,6 @@ static void Snapshot_dealloc(SnapshotObject *self)
     if (self->snap)
         pl_snapshot_release(self->snap);
     Py_CLEAR(self->db);
-    Py_CLEAR(self->dict);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1517,13 +1518,6 @@ static int Snapshot_traverse(SnapshotObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->db);
-    Py_VISIT(self->dict);
-    return 0;
-}
-
-static int Snapshot_clear(SnapshotObject *self)
-{
-    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -2104,7 +2098,6 @@ static PyMethodDef DB_methods[] = {
     {"refresh", (PyCFunction)DB_refresh, METH_NOARGS,
      "refresh()\n--\n\nA read-only handle: catch up with what the writer has written since."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
-    {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
     {"_changes", (PyCFunction)DB_changes_raw, METH_O, NULL},
     {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
@@ -2172,21 +2165,23 @@ static PyType_Spec Batch_spec = {"pylsm._pylsm.WriteBatch", sizeof(BatchObject),
                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Batch_slots};
 
 static PyMethodDef Snapshot_methods[] = {
-    {"get", (PyCFunction)(void (*)(void))Snapshot_get, METH_FASTCALL, "get(key, default=None)"},
-    {"get_many", (PyCFunction)Snapshot_get_many, METH_O, "get_many(keys)"},
-    {"close", (PyCFunction)Snapshot_close, METH_NOARGS, "close()"},
+    {"get", (PyCFunction)(void (*)(void))Snapshot_get, METH_FASTCALL,
+     "get(key, default=None)\n--\n\nThe value of key in this view, or default."},
+    {"get_many", (PyCFunction)Snapshot_get_many, METH_O,
+     "get_many(keys)\n--\n\nValues (or None) for keys in this view."},
+    {"close", (PyCFunction)Snapshot_close, METH_NOARGS,
+     "close()\n--\n\nRelease the snapshot (idempotent); later calls raise ClosedError."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef Snapshot_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(SnapshotObject, dict), READONLY, NULL},
-    {"_db", T_OBJECT, offsetof(SnapshotObject, db), READONLY, NULL},
+    {"_db", T_OBJECT, offsetof(SnapshotObject, db), READONLY, "The database it reads."},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyObject *Snapshot_closed_get(SnapshotObject *self, void *unused)
 {
-    return PyBool_FromLong(self->closed || !self->snap || !self->db || !self->db->db);
+    return PyBool_FromLong(self->closed || !self->snap || !self->db->db);
 }
 
 static PyObject *Snapshot_lsn_get(SnapshotObject *self, void *unused)
@@ -2203,22 +2198,20 @@ static PyGetSetDef Snapshot_getset[] = {
 };
 
 static PyType_Slot Snapshot_slots[] = {
+    {Py_tp_new, Snapshot_new},
     {Py_tp_getset, Snapshot_getset},
     {Py_tp_dealloc, Snapshot_dealloc},
     {Py_tp_traverse, Snapshot_traverse},
-    {Py_tp_clear, Snapshot_clear},
     {Py_tp_methods, Snapshot_methods},
     {Py_tp_members, Snapshot_members},
     {Py_mp_subscript, Snapshot_subscript},
     {Py_sq_contains, Snapshot_contains},
-    {Py_tp_doc, "A consistent read view; use DB.snapshot()."},
+    {Py_tp_doc, "Snapshot(db): a consistent read view of db as it is now; use DB.snapshot()."},
     {0, NULL},
 };
 
 static PyType_Spec Snapshot_spec = {"pylsm._pylsm.Snapshot", sizeof(SnapshotObject), 0,
-                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-                                        Py_TPFLAGS_DISALLOW_INSTANTIATION,
-                                    Snapshot_slots};
+                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Snapshot_slots};
 
 static PyMethodDef Iter_methods[] = {
     {"close", (PyCFunction)Iter_close, METH_NOARGS, "close()\n--\n\nRelease the iterator now."},

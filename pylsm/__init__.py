@@ -709,8 +709,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 
     def batch(self, *, sync: Optional[bool] = None) -> WriteBatch:
         """A WriteBatch bound to this database: ``with db.batch() as b: ...`` applies it atomically."""
-        if self.closed:
-            raise ClosedError("the database is closed")
+        self._check_open()
         b = self._new_batch()
         b._db = self
         b._sync = sync
@@ -842,8 +841,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         return Snapshot(self)
 
     def __enter__(self) -> "DB":
-        if self.closed:
-            raise ClosedError("the database is closed")
+        self._check_open()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

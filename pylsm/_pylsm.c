@@ -980,6 +980,14 @@ fail:
 
 static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(!self->db); }
 
+/* _check_open(): None, or ClosedError (for pylsm/__init__.py's own checks: with, batch()). */
+static PyObject *DB_check_open(DBObject *self, PyObject *unused)
+{
+    if (check_open(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---- WriteBatch ---- */
 
 /* 0, or -1 with an error when a DB.write of this batch is running in another thread. */
@@ -2099,6 +2107,7 @@ static PyMethodDef DB_methods[] = {
      "refresh()\n--\n\nA read-only handle: catch up with what the writer has written since."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
     {"_changes", (PyCFunction)DB_changes_raw, METH_O, NULL},
+    {"_check_open", (PyCFunction)DB_check_open, METH_NOARGS, NULL},
     {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };

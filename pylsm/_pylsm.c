@@ -184,17 +184,29 @@ typedef struct {
     PyObject_HEAD
     pl_db *db;           /* NULL until DB.__init__ opens it, and again from close() on */
     int initialized;     /* DB.__init__ opened it once (it is not opened twice) */
+    unsigned long callback_thread; /* the thread running a progress callback of a call on it, or 0 */
     module_state *state; /* this module's, set by DB_new */
     PyObject *weakreflist;
     PyObject *dict;
 } DBObject;
 
-/* 0 if the database is open, else -1 with ClosedError set.  Runs no Python code, so a call checks
- * again after anything that may run some (a conversion, an allocation), right before the core call. */
+/* -1 with pylsm.Error if this thread is in a progress callback of a call on the database: the core
+ * may hold its locks (pylsm.h, pl_set_progress), so calling into it, close() included, would hang. */
+static int check_not_in_callback(DBObject *self)
+{
+    if (!self->callback_thread || self->callback_thread != PyThread_get_thread_ident())
+        return 0;
+    PyErr_SetString(self->state->Error, "a progress callback cannot call into the database it reports on");
+    return -1;
+}
+
+/* 0 if the database is open (and this thread not in its progress callback), else -1 with ClosedError
+ * set.  Runs no Python code, so a call checks again after anything that may run some (a conversion,
+ * an allocation), right before the core call. */
 static int check_open(DBObject *self)
 {
     if (self->db)
-        return 0;
+        return check_not_in_callback(self);
     PyErr_SetString(self->state->ClosedError,
                     self->initialized ? "the database is closed" : "the database is not open");
     return -1;
@@ -311,6 +323,8 @@ static PyObject *DB_close(DBObject *self, PyObject *unused)
 {
     if (!self->db)
         Py_RETURN_NONE;
+    if (check_not_in_callback(self) < 0)
+        return NULL;
     int rc = close_db(self);
     if (rc)
         return set_error(self->state, rc);
@@ -782,10 +796,12 @@ static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
 }
 
 /* A long call's progress, reported to a Python callable (pylsm's tqdm updater) from the calling
- * thread, which holds no GIL while the core works: the callback takes it for its call.  An
- * exception in the callback is reported as unraisable and stops further reports. */
+ * thread, which holds no GIL while the core works: the callback takes it for its call, marking the
+ * database (if any) as in a callback of this thread (check_not_in_callback).  An exception in the
+ * callback is reported as unraisable and stops further reports. */
 typedef struct {
     PyObject *cb;
+    DBObject *db; /* the database the call works on, or NULL */
     int failed;
 } progress_ctx;
 
@@ -795,7 +811,12 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
     if (p->failed)
         return;
     PyGILState_STATE g = PyGILState_Ensure();
+    unsigned long outer = p->db ? p->db->callback_thread : 0;
+    if (p->db)
+        p->db->callback_thread = PyThread_get_thread_ident();
     PyObject *r = PyObject_CallFunction(p->cb, "KK", (unsigned long long)done, (unsigned long long)total);
+    if (p->db)
+        p->db->callback_thread = outer;
     if (!r) {
         PyErr_WriteUnraisable(p->cb);
         p->failed = 1;
@@ -849,7 +870,7 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *start = Py_None, *stop = Py_None, *cb = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO$O:compact", kwlist, &start, &stop, &cb))
         return NULL;
-    progress_ctx pc = {cb, 0};
+    progress_ctx pc = {cb, self, 0};
     if (check_open(self) < 0)
         return NULL;
     bytes_arg s = {0}, e = {0};
@@ -927,55 +948,76 @@ static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *k
     return PyLong_FromUnsignedLongLong((unsigned long long)bytes);
 }
 
+/* Figures the core reports (pl_db_stats, pl_repair_report), collected with no Python code running
+ * inside the core's call (a finalizer run by an allocation could close the database under it), then
+ * made a dict. */
+#define FIGURES_MAX 64
+#define LEVELS_MAX 16
 typedef struct {
-    PyObject *dict;
-    PyObject *levels;
-    int failed;
-} stats_ctx;
+    const char *name[FIGURES_MAX];
+    uint64_t value[FIGURES_MAX];
+    int n;
+    struct {
+        int level;
+        uint64_t files, bytes;
+    } level[LEVELS_MAX];
+    int nlevels;
+} figures;
 
-static void stat_cb(void *ctx, const char *name, uint64_t value)
+static void figure_cb(void *ctx, const char *name, uint64_t value)
 {
-    stats_ctx *c = ctx;
-    if (c->failed)
-        return;
-    PyObject *v = PyLong_FromUnsignedLongLong(value);
-    if (!v || PyDict_SetItemString(c->dict, name, v) < 0)
-        c->failed = 1;
-    Py_XDECREF(v);
+    figures *f = ctx;
+    if (f->n < FIGURES_MAX) {
+        f->name[f->n] = name;
+        f->value[f->n++] = value;
+    }
 }
 
 static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes)
 {
-    stats_ctx *c = ctx;
-    if (c->failed)
-        return;
-    PyObject *d = Py_BuildValue("{s:i,s:K,s:K}", "level", level, "files", (unsigned long long)files,
-                                "bytes", (unsigned long long)bytes);
-    if (!d || PyList_Append(c->levels, d) < 0)
-        c->failed = 1;
-    Py_XDECREF(d);
+    figures *f = ctx;
+    if (f->nlevels < LEVELS_MAX) {
+        f->level[f->nlevels].level = level;
+        f->level[f->nlevels].files = files;
+        f->level[f->nlevels++].bytes = bytes;
+    }
+}
+
+/* {name: value}, and with levels "levels": [{"level", "files", "bytes"}, ...]; NULL with an exception. */
+static PyObject *figures_dict(const figures *f, int levels)
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < f->n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(f->value[i]);
+        if (!v || PyDict_SetItemString(d, f->name[i], v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    PyObject *l = d && levels ? PyList_New(f->nlevels) : NULL;
+    for (int i = 0; l && i < f->nlevels; i++) {
+        PyObject *e = Py_BuildValue("{s:i,s:K,s:K}", "level", f->level[i].level, "files",
+                                    (unsigned long long)f->level[i].files, "bytes",
+                                    (unsigned long long)f->level[i].bytes);
+        if (!e)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, i, e);
+    }
+    if (d && levels && (!l || PyDict_SetItemString(d, "levels", l) < 0))
+        Py_CLEAR(d);
+    Py_XDECREF(l);
+    return d;
 }
 
 static PyObject *DB_stats(DBObject *self, PyObject *unused)
 {
     if (check_open(self) < 0)
         return NULL;
-    stats_ctx c = {PyDict_New(), PyList_New(0), 0};
-    if (!c.dict || !c.levels)
-        goto fail;
-    int rc = pl_db_stats(self->db, stat_cb, level_cb, &c);
-    if (rc) {
-        set_error(self->state, rc);
-        goto fail;
-    }
-    if (c.failed || PyDict_SetItemString(c.dict, "levels", c.levels) < 0)
-        goto fail;
-    Py_DECREF(c.levels);
-    return c.dict;
-fail:
-    Py_XDECREF(c.dict);
-    Py_XDECREF(c.levels);
-    return NULL;
+    figures f = {.n = 0};
+    int rc = pl_db_stats(self->db, figure_cb, level_cb, &f);
+    if (rc)
+        return set_error(self->state, rc);
+    return figures_dict(&f, 1);
 }
 
 static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(!self->db); }
@@ -1973,22 +2015,6 @@ static Py_ssize_t DB_len(DBObject *self)
 
 /* ---- module functions ---- */
 
-/* Figures collected without the GIL, turned into a dict with it. */
-typedef struct {
-    const char *name[32];
-    uint64_t value[32];
-    int n;
-} figures;
-
-static void figure_cb(void *ctx, const char *name, uint64_t value)
-{
-    figures *f = ctx;
-    if (f->n < 32) {
-        f->name[f->n] = name;
-        f->value[f->n++] = value;
-    }
-}
-
 /* A call on a database directory, with the GIL released and an optional progress callable:
  * fn(path), or (fn NULL) pl_repair_report, whose figures come back as a dict. */
 static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (*fn)(const char *))
@@ -1997,7 +2023,7 @@ static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (
     if (!PyArg_ParseTuple(args, format, PyUnicode_FSConverter, &p, &cb))
         return NULL;
     figures f = {.n = 0};
-    progress_ctx pc = {cb, 0};
+    progress_ctx pc = {cb, NULL, 0};
     int rc;
     const char *path = PyBytes_AS_STRING(p);
     Py_BEGIN_ALLOW_THREADS
@@ -2013,14 +2039,7 @@ static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (
     }
     if (fn)
         Py_RETURN_NONE;
-    PyObject *d = PyDict_New();
-    for (int i = 0; d && i < f.n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(f.value[i]);
-        if (!v || PyDict_SetItemString(d, f.name[i], v) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
-    return d;
+    return figures_dict(&f, 0);
 }
 
 /* verify(path, progress=None); repair(path, progress=None) -> dict of what it kept and dropped;
@@ -2359,22 +2378,20 @@ static PyObject *Changes_next(ChangesObject *self)
     Py_BEGIN_ALLOW_THREADS
     rc = pl_changes_next(c, &lsn, &count, &ts, &has_ts, &p, &len);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     if (rc == PL_NOTFOUND) {
+        self->busy = 0;
         pl_changes_free(self->c);
         self->c = NULL;
         return NULL;
     }
-    if (rc)
-        return set_error(self->state, rc);
-    PyObject *ops = PyList_New(0);
+    /* Busy until the payload (the reader's) is decoded: the allocations may run a finalizer that
+     * closes the reader. */
+    PyObject *ops = rc ? NULL : PyList_New(0);
+    if (ops && (rc = pl_batch_decode(p, len, append_op, ops)) != PL_OK)
+        Py_CLEAR(ops);
+    self->busy = 0;
     if (!ops)
-        return NULL;
-    rc = pl_batch_decode(p, len, append_op, ops);
-    if (rc) {
-        Py_DECREF(ops);
         return PyErr_Occurred() ? NULL : set_error(self->state, rc);
-    }
     PyObject *when = has_ts ? PyFloat_FromDouble((double)ts / 1e6) : Py_NewRef(Py_None);
     if (!when) {
         Py_DECREF(ops);

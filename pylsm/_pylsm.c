@@ -5,10 +5,11 @@
  * object lifetime.  The friendly API (options, sync strategy objects, ranges, context managers) lives
  * in pylsm/__init__.py.
  *
- * GIL policy: writes and reads are first tried with the GIL held and the PL_WRITE_NO_WAIT /
- * PL_READ_NO_IO flags; when the core answers PL_WOULDBLOCK (another writer, an fsync, a file switch,
- * table I/O) the call is repeated with the GIL released.  So cheap in-memory work pays no GIL
- * hand-off, and nothing that waits holds the GIL.  docs/decisions.md has the measurements.
+ * GIL policy (call_core, the one place that releases it around a call on a database): writes and
+ * reads are first tried with the GIL held and the PL_WRITE_NO_WAIT / PL_READ_NO_IO flags; when the core
+ * answers PL_WOULDBLOCK (another writer, an fsync, a file switch, table I/O) the call is repeated with
+ * the GIL released.  So cheap in-memory work pays no GIL hand-off, and nothing that waits holds the
+ * GIL.  docs/decisions.md has the measurements.
  *
  * Lifetime: a call that releases the GIL first enters the database (pl_db_enter).  close() sets the
  * object's handle to NULL under the GIL (so every later call raises ClosedError, from check_open),
@@ -18,9 +19,12 @@
  * Python code can run wherever the binding converts an argument or allocates (a generator, __bool__,
  * __index__, __buffer__, a finalizer run by the GC), and it may close the database, a snapshot or
  * an iterator, or change a batch.  So every call into the core re-checks, under the GIL and with no
- * Python code in between, that what it uses is still open (check_open, check_view, check_iter); a
- * snapshot or batch in use by a call that releases the GIL is marked busy, and closing a busy
- * snapshot defers its release to the last user.
+ * Python code in between, that what it uses is still open (check_open, check_view, check_iter); no
+ * call on a database made with the GIL held runs Python code (stats are collected in C first); a
+ * snapshot, batch or changes reader in use by a call that releases the GIL (or decodes into Python
+ * objects) is marked busy, and closing a busy snapshot defers its release to the last user.  A
+ * progress callback may not call into the database it reports on (the core may hold its locks):
+ * check_open refuses.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -409,13 +413,6 @@ static int core_write(pl_db *db, void *ctx, int flag)
     return pl_db_write(db, a->b, a->flags | flag);
 }
 
-/* A call of the form pl_db_sync(db). */
-typedef struct {
-    int (*op)(pl_db *);
-} db_op;
-
-static int core_db_op(pl_db *db, void *ctx, int flag) { return ((const db_op *)ctx)->op(db); }
-
 static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flags)
 {
     if (check_open(self) < 0)
@@ -748,6 +745,13 @@ static PyObject *DB_get_many(DBObject *self, PyObject *keys)
         return NULL;
     return get_many_impl(self, NULL, keys);
 }
+
+/* A call of the form pl_db_sync(db). */
+typedef struct {
+    int (*op)(pl_db *);
+} db_op;
+
+static int core_db_op(pl_db *db, void *ctx, int flag) { return ((const db_op *)ctx)->op(db); }
 
 /* sync(), flush(), refresh(): op(db) with the GIL released. */
 static PyObject *run_db_op(DBObject *self, int (*op)(pl_db *))

@@ -2287,7 +2287,8 @@ struct pl_iter {
 };
 
 /* A scan's chunks (pl_iter_read_chunk): ITER_CHUNK_FIRST entries, doubling to ITER_CHUNK_MAX, each
- * cut at ITER_CHUNK_BYTES; a buffer grown past ITER_CHUNK_KEEP by a large entry is given back. */
+ * cut at ITER_CHUNK_BYTES; a buffer grown past ITER_CHUNK_KEEP by a large entry is given back (by
+ * pl_iter_copy too). */
 #define ITER_CHUNK_FIRST 16
 #define ITER_CHUNK_MAX 1024
 #define ITER_CHUNK_BYTES (1u << 20)
@@ -2416,28 +2417,37 @@ void pl_iter_key(const pl_iter *pi, const char **k, size_t *klen) { iter_key(pi-
 void pl_iter_value(const pl_iter *pi, const char **v, size_t *vlen) { iter_value(pi->it, v, vlen); }
 int pl_iter_status(const pl_iter *pi) { return iter_status(pi->it); }
 
+/* Append the entry under it to out as pl_iter_read writes one (of its parts, those in want). */
+static inline int append_entry(const iter *it, int want, pl_buf *out)
+{
+    const char *k = NULL, *v = NULL;
+    size_t kn = 0, vn = 0;
+    if (want & PL_WANT_KEYS)
+        iter_key(it, &k, &kn);
+    if (want & PL_WANT_VALUES)
+        iter_value(it, &v, &vn);
+    size_t need = out->len + 16 + kn + vn;
+    int rc = buf_reserve(out, need);
+    if (rc)
+        return rc;
+    char *p = out->data + out->len;
+    put_u64(p, kn);
+    put_u64(p + 8, vn);
+    buf_copy(p + 16, k, kn);
+    buf_copy(p + 16 + kn, v, vn);
+    out->len = need;
+    return PL_OK;
+}
+
 int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
                  size_t *n)
 {
     *n = 0;
     out->len = 0;
     while (*n < max_entries && out->len < max_bytes && iter_valid(pi->it)) {
-        const char *k = NULL, *v = NULL;
-        size_t kn = 0, vn = 0;
-        if (want & PL_WANT_KEYS)
-            iter_key(pi->it, &k, &kn);
-        if (want & PL_WANT_VALUES)
-            iter_value(pi->it, &v, &vn);
-        size_t need = out->len + 16 + kn + vn;
-        int rc = buf_reserve(out, need);
+        int rc = append_entry(pi->it, want, out);
         if (rc)
             return rc;
-        char *p = out->data + out->len;
-        put_u64(p, kn);
-        put_u64(p + 8, vn);
-        buf_copy(p + 16, k, kn);
-        buf_copy(p + 16 + kn, v, vn);
-        out->len = need;
         (*n)++;
         if (reverse)
             iter_prev(pi->it);
@@ -2445,6 +2455,14 @@ int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t 
             iter_next(pi->it);
     }
     return iter_status(pi->it);
+}
+
+int pl_iter_copy(const pl_iter *pi, pl_buf *out)
+{
+    if (out->cap > ITER_CHUNK_KEEP)
+        pl_buf_free(out);
+    out->len = 0;
+    return append_entry(pi->it, PL_WANT_ITEMS, out);
 }
 
 int pl_iter_read_chunk(pl_iter *pi, int reverse, int want, pl_buf *out, size_t *n)

@@ -300,6 +300,9 @@ int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t 
  * little and a long one makes a call per 1,024 entries; each stops at 1 MiB (at least one entry,
  * however large).  A buffer a large entry grew past 4 MiB is given back first. */
 int pl_iter_read_chunk(pl_iter *it, int reverse, int want, pl_buf *out, size_t *n);
+/* The entry under the iterator, key and value, into *out as pl_iter_read writes one (replacing its
+ * contents; a buffer a large entry grew past 4 MiB is given back first).  REQUIRES: pl_iter_valid. */
+int pl_iter_copy(const pl_iter *it, pl_buf *out);
 
 /* Whole-database tools on a closed database. */
 /* Progress of the long calls this thread makes (pl_verify, pl_repair, pl_db_compact): fn(ctx, done,

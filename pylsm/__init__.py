@@ -163,7 +163,6 @@ def _sync_args(sync: Any) -> dict:
     raise TypeError(f"sync: expected a strategy name or object, not {type(sync).__name__}")
 
 
-
 def _bytes_or_none(name: str, value: Any) -> Optional[bytes]:
     if value is None:
         return None
@@ -206,7 +205,6 @@ def _range(start: Any, stop: Any, prefix: Any, include_start: bool = True,
 
 
 _MISSING: Any = object()
-
 
 
 class Iterator:
@@ -907,7 +905,6 @@ class _CodedDB(DB):
     def _encode_pairs(self, pairs: Any) -> Any:
         # ingest(): the order that counts is that of the encoded keys.
         return ((self._k(k), self._v(v)) for k, v in _unpack_pairs(pairs, "ingest"))
-
 
 
 class Snapshot(_Ranges, _pylsm.Snapshot, Mapping):

@@ -35,7 +35,7 @@
 #include <string.h>
 
 #include "pylsm.h"
-#include "coding.h" /* get_u64, put_u64: the lengths in pl_iter_read's entries */
+#include "coding.h" /* get_u64: the lengths in pl_iter_read's entries */
 
 /* ---- what CPython 3.9 and 3.10 lack (the API used is 3.11's) ---- */
 #if PY_VERSION_HEX < 0x030A0000
@@ -1591,7 +1591,7 @@ typedef struct {
     pl_buf cbuf;       /* the current chunk: n entries as pl_iter_read_chunk wrote them */
     size_t n, pos;     /* entries in it, and the next one to hand out (pos == n: none left) */
     size_t off;        /* the offset of entry pos in cbuf */
-    pl_buf buf;        /* the cursor's entry (Iter_cursor) */
+    pl_buf buf;        /* the cursor's entry (Iter_cursor), as pl_iter_copy wrote it */
     int cstate;        /* the cursor (Iter_cursor): CUR_BEFORE, CUR_AT or CUR_AFTER */
 } IterObject;
 
@@ -1807,29 +1807,6 @@ static PyObject *Iter_next(IterObject *self)
     }
 }
 
-/* Copy the entry under pl_iter into buf as [u64 klen][u64 vlen][key][value]. */
-static int cursor_copy(pl_iter *it, pl_buf *buf)
-{
-    const char *k, *v;
-    size_t kn, vn;
-    pl_iter_key(it, &k, &kn);
-    pl_iter_value(it, &v, &vn);
-    size_t need = 16 + kn + vn;
-    if (buf->cap < need) {
-        char *p = realloc(buf->data, need);
-        if (!p)
-            return PL_NOMEM;
-        buf->data = p;
-        buf->cap = need;
-    }
-    put_u64(buf->data, kn);
-    put_u64(buf->data + 8, vn);
-    memcpy(buf->data + 16, k, kn);
-    memcpy(buf->data + 16 + kn, v, vn);
-    buf->len = need;
-    return PL_OK;
-}
-
 /* One cursor step (op, with key for OP_SEEK) from state, which it updates; got: an entry was copied
  * into buf. */
 typedef struct {
@@ -1859,7 +1836,7 @@ static int core_cursor_step(pl_db *db, void *ctx, int flag)
         }
         if (rc || *state != CUR_AT)
             break;
-        rc = cursor_copy(it, buf);
+        rc = pl_iter_copy(it, buf);
         *got = !rc;
         if (!rc && op == OP_NEXT) {
             rc = pl_iter_next(it);
@@ -1880,7 +1857,7 @@ static int core_cursor_step(pl_db *db, void *ctx, int flag)
                 rc = pl_iter_seek_first(it); /* back to where the cursor was */
             break;
         }
-        rc = cursor_copy(it, buf);
+        rc = pl_iter_copy(it, buf);
         *got = !rc;
         if (rc)
             break;
@@ -1950,8 +1927,6 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
     PyObject *item = vo ? PyTuple_Pack(2, ko, vo) : NULL;
     Py_XDECREF(ko);
     Py_XDECREF(vo);
-    if (self->buf.cap > (4u << 20))
-        pl_buf_free(&self->buf);
     return item;
 }
 

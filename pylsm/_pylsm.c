@@ -204,16 +204,22 @@ static int check_not_in_callback(DBObject *self)
     return -1;
 }
 
-/* 0 if the database is open (and this thread not in its progress callback), else -1 with ClosedError
- * set.  Runs no Python code, so a call checks again after anything that may run some (a conversion,
- * an allocation), right before the core call. */
-static int check_open(DBObject *self)
+/* check_open's answer when the database is closed or in a progress callback. */
+static int check_open_slow(DBObject *self)
 {
     if (self->db)
         return check_not_in_callback(self);
     PyErr_SetString(self->state->ClosedError,
                     self->initialized ? "the database is closed" : "the database is not open");
     return -1;
+}
+
+/* 0 if the database is open (and this thread not in its progress callback), else -1 with ClosedError
+ * set.  Runs no Python code, so a call checks again after anything that may run some (a conversion,
+ * an allocation), right before the core call.  Inline: a scan checks once per entry. */
+static inline int check_open(DBObject *self)
+{
+    return self->db && !self->callback_thread ? 0 : check_open_slow(self);
 }
 
 /* ---- snapshots and batches (defined further down; busy while a call uses them) ---- */
@@ -1183,11 +1189,9 @@ static int put_one_pair(BatchObject *self, PyObject *pair)
     return r;
 }
 
-/* put_many of a list or tuple: runs of (bytes, bytes) tuples go to the core PUT_CHUNK pairs per call
- * (no Python code runs while their pointers are gathered and copied: bytes are immutable and the
- * sequence cannot change); anything else goes through batch_put_pair, one pair at a time, in order. */
+/* Add the n pairs of a run (put_many) in one core call.  0, or -1 with an exception. */
 #define PUT_CHUNK 64
-static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, const char **vs, size_t *vl)
+static int put_run(BatchObject *self, size_t n, const char **ks, size_t *kl, const char **vs, size_t *vl)
 {
     if (n == 0)
         return 0;
@@ -1203,61 +1207,49 @@ static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, c
     return rc ? -1 : 0;
 }
 
-static PyObject *put_many_fast(BatchObject *self, PyObject *seq)
+/* put_many(pairs): a put for every (key, value) pair of an iterable, in order (pylsm/__init__.py turns a
+ * mapping into its pairs).  A list, a tuple or a dict's items run no Python code as they are walked and
+ * keep the keys and values they yield alive: from them, runs of (bytes, bytes) tuples go to the core
+ * PUT_CHUNK pairs per call, their pointers borrowed.  Any other pair (its conversion may run code), and
+ * every pair of another iterable, goes in (after the run before it) before the next is taken. */
+static PyObject *Batch_put_many(BatchObject *self, PyObject *pairs)
 {
+    int seq = PyList_CheckExact(pairs) || PyTuple_CheckExact(pairs);
+    size_t run_max = seq || Py_IS_TYPE(pairs, &PyDictItems_Type) ? PUT_CHUNK : 1;
+    PyObject *it = seq ? Py_NewRef(pairs) : PyObject_GetIter(pairs);
+    if (!it)
+        return NULL;
     const char *ks[PUT_CHUNK], *vs[PUT_CHUNK];
     size_t kl[PUT_CHUNK], vl[PUT_CHUNK], n = 0;
-    Py_INCREF(seq);
-    int list = PyList_CheckExact(seq);
-    for (Py_ssize_t i = 0; i < (list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq)); i++) {
-        PyObject *pair = list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+    int r = 0;
+    for (Py_ssize_t i = 0; r == 0; i++) { /* (a list's size is read again: a conversion may change it) */
+        PyObject *pair = !seq ? PyIter_Next(it) : i < Py_SIZE(it) ? Py_NewRef(PySequence_Fast_GET_ITEM(it, i)) : NULL;
+        if (!pair)
+            break;
         PyObject *k, *v;
         if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
             PyBytes_CheckExact(k = PyTuple_GET_ITEM(pair, 0)) && PyBytes_CheckExact(v = PyTuple_GET_ITEM(pair, 1))) {
             ks[n] = PyBytes_AS_STRING(k), kl[n] = (size_t)PyBytes_GET_SIZE(k);
             vs[n] = PyBytes_AS_STRING(v), vl[n] = (size_t)PyBytes_GET_SIZE(v);
-            if (++n == PUT_CHUNK) {
-                if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-                    goto fail;
+            if (++n == run_max) {
+                r = put_run(self, n, ks, kl, vs, vl);
                 n = 0;
             }
+            Py_DECREF(pair); /* (after its run went in, when the iterable may hold it no longer) */
             continue;
         }
-        /* The slow path may run Python code (buffers, sequences): the chunk goes in first. */
-        if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-            goto fail;
+        r = put_run(self, n, ks, kl, vs, vl); /* the run before it goes in first */
         n = 0;
-        Py_INCREF(pair);
-        if (put_one_pair(self, pair) < 0)
-            goto fail;
+        if (r == 0)
+            r = put_one_pair(self, pair); /* consumes pair */
+        else
+            Py_DECREF(pair);
     }
-    if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-        goto fail;
-    Py_DECREF(seq);
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(seq);
-    return NULL;
-}
-
-/* put_many(pairs): a put for every (key, value) pair of an iterable, in order.  (pylsm/__init__.py
- * turns a mapping into its pairs.) */
-static PyObject *Batch_put_many(BatchObject *self, PyObject *pairs)
-{
-    if (PyList_CheckExact(pairs) || PyTuple_CheckExact(pairs))
-        return put_many_fast(self, pairs);
-    PyObject *it = PyObject_GetIter(pairs);
-    if (!it)
-        return NULL;
-    PyObject *pair;
-    while ((pair = PyIter_Next(it)) != NULL) {
-        if (put_one_pair(self, pair) < 0) {
-            Py_DECREF(it);
-            return NULL;
-        }
-    }
+    if (r == 0) /* the last run (an error of a dict's iteration comes after a pair's conversion changed the
+                 * dict, which put the run before it in first) */
+        r = put_run(self, n, ks, kl, vs, vl);
     Py_DECREF(it);
-    if (PyErr_Occurred())
+    if (r < 0 || PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
 }

@@ -54,18 +54,43 @@ enum pl_wal_recovery {
 
 enum pl_compression { PL_COMPRESS_NONE = 0, PL_COMPRESS_ZSTD = 1, PL_COMPRESS_LZ4 = 2 };
 
+/* The options' defaults and ranges, stated here only: pl_options_init() fills the defaults, pl_db_open()
+ * refuses a value out of range (PL_INVALID naming the option; pl_option_ranges() lists them), and the
+ * binding hands both to Python.  Sizes in bytes; the sync count and interval are checked for the
+ * strategies that use them. */
+#define PL_DEFAULT_SYNC_COUNT         1000
+#define PL_MIN_SYNC_COUNT             1
+#define PL_MAX_SYNC_COUNT             INT64_MAX
+#define PL_DEFAULT_SYNC_INTERVAL_MS   100
+#define PL_MIN_SYNC_INTERVAL_MS       1
+#define PL_MAX_SYNC_INTERVAL_MS       86400000 /* one day */
+#define PL_DEFAULT_MEMTABLE_BYTES     (64u << 20)
+#define PL_MIN_MEMTABLE_BYTES         4096
+#define PL_MAX_MEMTABLE_BYTES         ((uint64_t)1 << 40)
+#define PL_DEFAULT_BLOCK_BYTES        4096
+#define PL_MIN_BLOCK_BYTES            256
+#define PL_MAX_BLOCK_BYTES            (64u << 20)
+#define PL_DEFAULT_BLOOM_BITS_PER_KEY 10
+#define PL_MIN_BLOOM_BITS_PER_KEY     0
+#define PL_MAX_BLOOM_BITS_PER_KEY     64
+#define PL_DEFAULT_BLOCK_CACHE_BYTES  (32u << 20)
+#define PL_MIN_BLOCK_CACHE_BYTES      0
+#define PL_MAX_BLOCK_CACHE_BYTES      ((uint64_t)1 << 48)
+#define PL_MIN_WAL_RETENTION          0         /* wal_retention_bytes and wal_retention_seconds */
+#define PL_MAX_WAL_RETENTION          INT64_MAX
+
 typedef struct pl_options {
     int create_if_missing;      /* default 1 */
     int error_if_exists;        /* default 0 */
     int sync_mode;              /* enum pl_sync_mode, default PL_SYNC_NONE */
-    uint64_t sync_count;        /* EVERY_N, HYBRID: records between fsyncs (>= 1) */
-    uint64_t sync_interval_ms;  /* TIME_BASED, HYBRID: milliseconds (>= 1) */
-    size_t memtable_bytes;      /* default 64 MiB */
-    size_t block_bytes;         /* default 4 KiB */
-    int bloom_bits_per_key;     /* default 10; 0 disables filters (tables without a point index) */
+    uint64_t sync_count;        /* EVERY_N, HYBRID: records between fsyncs */
+    uint64_t sync_interval_ms;  /* TIME_BASED, HYBRID: milliseconds */
+    size_t memtable_bytes;      /* the memtable size that triggers a flush */
+    size_t block_bytes;         /* the target size of a table's data blocks */
+    int bloom_bits_per_key;     /* 0 disables filters (tables without a point index) */
     int point_index;            /* default 1: tables carry a point index beside the bloom filter */
-    size_t block_cache_bytes;   /* default 32 MiB; 0 disables (docs/decisions.md) */
-    int wal_recovery;           /* enum pl_wal_recovery */
+    size_t block_cache_bytes;   /* 0 disables (docs/decisions.md) */
+    int wal_recovery;           /* enum pl_wal_recovery, default PL_RECOVER_TOLERATE_TAIL */
     int wal_timestamp;          /* 1: each WAL record carries a wall-clock timestamp (default 0) */
     int background_compaction;  /* default 1; 0 leaves tables where flush put them */
     int read_only;              /* default 0; 1: open beside a writer, take no lock, write nothing
@@ -94,8 +119,15 @@ int pl_errno(void);
 /* A static name for a return code ("PL_CORRUPT"). */
 const char *pl_code_name(int rc);
 
-/* Fill *o with the defaults documented above. */
+/* Fill *o with the defaults documented above (PL_DEFAULT_*). */
 void pl_options_init(pl_options *o);
+/* The options with a range, {name of the pl_options field, PL_MIN_*, PL_MAX_*}, in a static array ended
+ * by a NULL name: what pl_db_open checks, for a caller that checks first or shows them. */
+typedef struct pl_option_range {
+    const char *name;
+    uint64_t min, max;
+} pl_option_range;
+const pl_option_range *pl_option_ranges(void);
 
 /* Open (or create) the database in directory `path`.  On PL_OK *out is a live handle.
  * Errors: PL_BUSY (locked elsewhere), PL_EXISTS, PL_NOTFOUND (missing and !create_if_missing),
@@ -253,14 +285,24 @@ int pl_iter_status(const pl_iter *it);
 /* Restrict the iterator to user keys in [lo, hi) (has_* 0: open side); takes effect at the next seek. */
 void pl_iter_set_bounds(pl_iter *it, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
                         int has_hi);
+/* What pl_iter_read copies of each entry (the other's length is written as 0). */
+enum pl_want { PL_WANT_KEYS = 1, PL_WANT_VALUES = 2, PL_WANT_ITEMS = PL_WANT_KEYS | PL_WANT_VALUES };
 /* Copy up to max_entries entries (stopping once max_bytes are used) from the current position into
- * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: 1 keys, 2 values,
- * 3 both.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
+ * *out, moving forward (reverse 0) or backward, and set *n to the count.  want: enum pl_want.  Each entry is u64 key length, u64 value length (little-endian), key bytes, value bytes.
  * At least one entry is copied while the iterator is valid, however large it is.  A chunk with fewer
  * than max_entries is not the end of the range (max_bytes may have cut it): the end is
  * pl_iter_valid() == 0 afterwards.  Returns the iterator's status. */
 int pl_iter_read(pl_iter *it, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
                  size_t *n);
+/* pl_iter_read in the sizes of a scan that hands its entries out one by one (the binding's
+ * iterators): the first call after pl_iter_new or a seek copies up to 16 entries, each later one
+ * twice as many as the one before, up to 1,024, so that a short scan (a seek and a few entries) copies
+ * little and a long one makes a call per 1,024 entries; each stops at 1 MiB (at least one entry,
+ * however large).  A buffer a large entry grew past 4 MiB is given back first. */
+int pl_iter_read_chunk(pl_iter *it, int reverse, int want, pl_buf *out, size_t *n);
+/* The entry under the iterator, key and value, into *out as pl_iter_read writes one (replacing its
+ * contents; a buffer a large entry grew past 4 MiB is given back first).  REQUIRES: pl_iter_valid. */
+int pl_iter_copy(const pl_iter *it, pl_buf *out);
 
 /* Whole-database tools on a closed database. */
 /* Progress of the long calls this thread makes (pl_verify, pl_repair, pl_db_compact): fn(ctx, done,

@@ -33,6 +33,19 @@ from ._pylsm import (  # noqa: F401  (re-exported)
     MAX_KEY,
     MAX_VALUE,
 )
+from ._pylsm import (  # the C iterator's cursor operations (Iter_cursor), and what a scan reads of an entry
+    OP_NEXT as _OP_NEXT, OP_PREV as _OP_PREV, OP_PEEK_NEXT as _OP_PEEK_NEXT, OP_PEEK_PREV as _OP_PEEK_PREV,
+    OP_SEEK as _OP_SEEK, OP_TO_FIRST as _OP_TO_FIRST, OP_TO_LAST as _OP_TO_LAST, OP_TO_END as _OP_TO_END,
+    WANT_KEYS as _KEYS, WANT_VALUES as _VALUES, WANT_ITEMS as _ITEMS,
+)
+from ._pylsm import (  # the engine's option values, defaults ({option: default}) and ranges ({option: (lo, hi)})
+    SYNC_NONE as _SYNC_NONE, SYNC_EVERY_WRITE as _SYNC_EVERY_WRITE, SYNC_EVERY_N as _SYNC_EVERY_N,
+    SYNC_TIME_BASED as _SYNC_TIME_BASED, SYNC_HYBRID as _SYNC_HYBRID,
+    RECOVER_TOLERATE_TAIL as _RECOVER_TOLERATE_TAIL, RECOVER_ABSOLUTE as _RECOVER_ABSOLUTE,
+    RECOVER_SALVAGE as _RECOVER_SALVAGE,
+    COMPRESS_NONE as _COMPRESS_NONE, COMPRESS_ZSTD as _COMPRESS_ZSTD, COMPRESS_LZ4 as _COMPRESS_LZ4,
+    OPTION_DEFAULTS as _DEFAULTS, OPTION_RANGES as _RANGES,
+)
 
 __all__ = [
     "open", "DB", "WriteBatch", "Snapshot", "verify", "repair", "destroy",
@@ -45,24 +58,33 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-MiB = 1 << 20
+# ---------------------------------------------------------------------------------------------
+# Options: their defaults and ranges are the engine's (_DEFAULTS, _RANGES)
+
+
+def _int_option(label: str, value: Any, option: str) -> int:
+    """value, checked to be an int in the engine's range of option; label names it in the errors."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{label} must be an int, not {type(value).__name__}")
+    lo, hi = _RANGES[option]
+    if not lo <= value <= hi:
+        raise ValueError(f"{label} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool_option(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, int)):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return bool(value)
+
+
+def _name_of(names: dict, code: int) -> Any:
+    """The name under which names (name -> the engine's code) holds code."""
+    return next(name for name, c in names.items() if c == code)
+
 
 # ---------------------------------------------------------------------------------------------
 # Sync strategies (the seed's WalSyncStrategy)
-
-_SYNC_NONE, _SYNC_EVERY_WRITE, _SYNC_EVERY_N, _SYNC_TIME_BASED, _SYNC_HYBRID = range(5)
-
-
-_MAX_COUNT = (1 << 63) - 1
-_MAX_INTERVAL_MS = 86_400_000  # one day
-
-
-def _positive_int(name: str, value: Any, cls: str, hi: int = _MAX_COUNT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{cls}: {name} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= hi:
-        raise ValueError(f"{cls}: {name} must be between 1 and {hi}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,7 @@ class EveryNEntries:
     count: int
 
     def __post_init__(self) -> None:
-        _positive_int("count", self.count, "EveryNEntries")
+        _int_option("EveryNEntries: count", self.count, "sync_count")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_EVERY_N, "sync_count": self.count}
@@ -101,7 +123,7 @@ class TimeBasedBackground:
     interval_ms: int
 
     def __post_init__(self) -> None:
-        _positive_int("interval_ms", self.interval_ms, "TimeBasedBackground", _MAX_INTERVAL_MS)
+        _int_option("TimeBasedBackground: interval_ms", self.interval_ms, "sync_interval_ms")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_TIME_BASED, "sync_interval_ms": self.interval_ms}
@@ -115,15 +137,17 @@ class Hybrid:
     max_delay_ms: int
 
     def __post_init__(self) -> None:
-        _positive_int("count", self.count, "Hybrid")
-        _positive_int("max_delay_ms", self.max_delay_ms, "Hybrid", _MAX_INTERVAL_MS)
+        _int_option("Hybrid: count", self.count, "sync_count")
+        _int_option("Hybrid: max_delay_ms", self.max_delay_ms, "sync_interval_ms")
 
     def _args(self) -> dict:
         return {"sync_mode": _SYNC_HYBRID, "sync_count": self.count, "sync_interval_ms": self.max_delay_ms}
 
 
 _SYNC_NAMES = {"none": NoSync(), "every_write": EveryWrite()}
-_RECOVERY = {"tolerate_tail": 0, "absolute": 1, "salvage": 2}
+_DEFAULT_SYNC = _name_of({n: s._args()["sync_mode"] for n, s in _SYNC_NAMES.items()}, _DEFAULTS["sync_mode"])
+_RECOVERY = {"tolerate_tail": _RECOVER_TOLERATE_TAIL, "absolute": _RECOVER_ABSOLUTE, "salvage": _RECOVER_SALVAGE}
+_COMPRESSION = {None: _COMPRESS_NONE, "zstd": _COMPRESS_ZSTD, "lz4": _COMPRESS_LZ4}
 SyncStrategy = Union[str, NoSync, EveryWrite, EveryNEntries, TimeBasedBackground, Hybrid]
 
 
@@ -137,20 +161,6 @@ def _sync_args(sync: Any) -> dict:
     if isinstance(sync, (NoSync, EveryWrite, EveryNEntries, TimeBasedBackground, Hybrid)):
         return sync._args()
     raise TypeError(f"sync: expected a strategy name or object, not {type(sync).__name__}")
-
-
-def _size_option(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _bool_option(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, int)):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return bool(value)
 
 
 def _bytes_or_none(name: str, value: Any) -> Optional[bytes]:
@@ -195,9 +205,6 @@ def _range(start: Any, stop: Any, prefix: Any, include_start: bool = True,
 
 
 _MISSING: Any = object()
-
-# Cursor operations of the C iterator (pylsm/_pylsm.c, Iter_cursor).
-_OP_NEXT, _OP_PREV, _OP_PEEK_NEXT, _OP_PEEK_PREV, _OP_SEEK, _OP_TO_FIRST, _OP_TO_LAST, _OP_TO_END = range(8)
 
 
 class Iterator:
@@ -344,7 +351,7 @@ class _Ranges:
         """(key, value) pairs with start <= key < stop (and key starting with prefix), ascending
         unless reverse; include_start=False / include_stop=True change the ends; one consistent
         view as of this call."""
-        it = self._raw_iter(start, stop, prefix, reverse, 3, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _ITEMS, include_start, include_stop)
         kdec, vdec = self._kdec, self._vdec
         if kdec is None and vdec is None:
             return it
@@ -357,20 +364,20 @@ class _Ranges:
     def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
              include_start: bool = True, include_stop: bool = False) -> Any:
         """Keys of the same range as items()."""
-        it = self._raw_iter(start, stop, prefix, reverse, 1, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _KEYS, include_start, include_stop)
         return it if self._kdec is None else map(self._kdec, it)
 
     def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
                include_start: bool = True, include_stop: bool = False) -> Any:
         """Values of the same range as items()."""
-        it = self._raw_iter(start, stop, prefix, reverse, 2, include_start, include_stop)
+        it = self._raw_iter(start, stop, prefix, reverse, _VALUES, include_start, include_stop)
         return it if self._vdec is None else map(self._vdec, it)
 
     def iterator(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
                  include_start: bool = True, include_stop: bool = False) -> Iterator:
         """A cursor (pylsm.Iterator) over the same range as items(): seek, prev, next, peek."""
         lo, hi = self._bounds(start, stop, prefix, include_start, include_stop)
-        raw = self._db_for_iter()._iter(lo, hi, False, 3, self._snapshot_for_iter())
+        raw = self._db_for_iter()._iter(lo, hi, False, _ITEMS, self._snapshot_for_iter())
         return Iterator(raw, bool(reverse), lo, hi, self._kenc, self._kdec, self._vdec)
 
     def __iter__(self) -> Any:
@@ -380,13 +387,13 @@ class _Ranges:
         return self.keys(reverse=True)
 
     def __bool__(self) -> bool:
-        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+        for _ in self._raw_iter(None, None, None, False, _KEYS, True, False):
             return True
         return False
 
     def __len__(self) -> int:
         n = 0
-        for _ in self._raw_iter(None, None, None, False, 1, True, False):
+        for _ in self._raw_iter(None, None, None, False, _KEYS, True, False):
             n += 1
         return n
 
@@ -497,6 +504,16 @@ def _card_html(db: "DB") -> str:
 # The database
 
 
+def _pairs(mapping_or_pairs: Any) -> Any:
+    """The (key, value) pairs of what dict.update takes: a mapping (its items(), or keys() and []) or an
+    iterable of pairs (as it is)."""
+    if hasattr(mapping_or_pairs, "items"):
+        return mapping_or_pairs.items()
+    if hasattr(mapping_or_pairs, "keys"):
+        return [(k, mapping_or_pairs[k]) for k in mapping_or_pairs.keys()]
+    return mapping_or_pairs
+
+
 def _unpack_pairs(pairs: Any, who: str) -> Any:
     """(key, value) of each pair, with the binding's errors for an item that is not a pair."""
     for pair in pairs:
@@ -538,14 +555,10 @@ class WriteBatch(_pylsm.WriteBatch):
 
     def put_many(self, mapping_or_pairs: Any) -> None:
         """put() every pair of a mapping or an iterable of (key, value) pairs."""
+        pairs = _pairs(mapping_or_pairs)
         if self._kenc is None and self._venc is None:
-            return super().put_many(mapping_or_pairs)
-        src = mapping_or_pairs
-        if hasattr(src, "items"):
-            src = src.items()
-        elif hasattr(src, "keys"):
-            src = [(k, src[k]) for k in src.keys()]
-        for k, v in _unpack_pairs(src, "put_many"):
+            return super().put_many(pairs)
+        for k, v in _unpack_pairs(pairs, "put_many"):
             self.put(k, v)
 
     def __enter__(self) -> "WriteBatch":
@@ -568,7 +581,6 @@ _OPTION_NAMES = frozenset((
     "background_compaction", "read_only", "key_codec", "value_codec", "point_index",
     "wal_retention_bytes", "wal_retention_seconds", "compression",
 ))
-_COMPRESSION = {None: 0, "zstd": 1, "lz4": 2}
 
 
 class DB(_Ranges, _pylsm.DB, MutableMapping):
@@ -578,11 +590,11 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
     ``len(db)``, ``pop``, ``popitem``, ``setdefault``, ``update``, ``clear`` and ``==`` against any
     mapping; ``keys()``, ``values()`` and ``items()`` are iterators over one view, with range arguments.
 
-    Options (keyword-only): create_if_missing=True, error_if_exists=False, sync="none",
-    memtable_bytes=64 MiB, block_bytes=4 KiB, bloom_bits_per_key=10, block_cache_bytes=32 MiB,
-    wal_recovery="tolerate_tail", wal_timestamp=None, background_compaction=True,
-    read_only=False, key_codec=None, value_codec=None, point_index=True, wal_retention_bytes=0,
-    wal_retention_seconds=0, compression=None (see docs/api.md).
+    Options (keyword-only; the defaults, in the signature, and the ranges are the engine's):
+    create_if_missing, error_if_exists, sync, memtable_bytes, block_bytes, bloom_bits_per_key,
+    block_cache_bytes, wal_recovery, wal_timestamp (None: on when WALs are retained),
+    background_compaction, read_only, key_codec, value_codec, point_index, wal_retention_bytes,
+    wal_retention_seconds, compression (see docs/api.md).
     """
 
     __hash__ = None  # type: ignore[assignment]  # == compares contents, as for dict
@@ -596,23 +608,23 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         self,
         path: Union[str, os.PathLike],
         *,
-        create_if_missing: bool = True,
-        error_if_exists: bool = False,
-        sync: SyncStrategy = "none",
-        memtable_bytes: int = 64 * MiB,
-        block_bytes: int = 4096,
-        bloom_bits_per_key: int = 10,
-        block_cache_bytes: int = 32 * MiB,
-        wal_recovery: str = "tolerate_tail",
+        create_if_missing: bool = _DEFAULTS["create_if_missing"],
+        error_if_exists: bool = _DEFAULTS["error_if_exists"],
+        sync: SyncStrategy = _DEFAULT_SYNC,
+        memtable_bytes: int = _DEFAULTS["memtable_bytes"],
+        block_bytes: int = _DEFAULTS["block_bytes"],
+        bloom_bits_per_key: int = _DEFAULTS["bloom_bits_per_key"],
+        block_cache_bytes: int = _DEFAULTS["block_cache_bytes"],
+        wal_recovery: str = _name_of(_RECOVERY, _DEFAULTS["wal_recovery"]),
         wal_timestamp: Optional[bool] = None,
-        background_compaction: bool = True,
-        read_only: bool = False,
+        background_compaction: bool = _DEFAULTS["background_compaction"],
+        read_only: bool = _DEFAULTS["read_only"],
         key_codec: Any = None,
         value_codec: Any = None,
-        point_index: bool = True,
-        wal_retention_bytes: int = 0,
-        wal_retention_seconds: int = 0,
-        compression: Optional[str] = None,
+        point_index: bool = _DEFAULTS["point_index"],
+        wal_retention_bytes: int = _DEFAULTS["wal_retention_bytes"],
+        wal_retention_seconds: int = _DEFAULTS["wal_retention_seconds"],
+        compression: Optional[str] = _name_of(_COMPRESSION, _DEFAULTS["compression"]),
     ) -> None:
         path = os.fspath(path)
         if isinstance(path, bytes):
@@ -631,10 +643,10 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         opts = dict(
             create_if_missing=_bool_option("create_if_missing", create_if_missing),
             error_if_exists=_bool_option("error_if_exists", error_if_exists),
-            memtable_bytes=_size_option("memtable_bytes", memtable_bytes, 4096, 1 << 40),
-            block_bytes=_size_option("block_bytes", block_bytes, 256, 64 * MiB),
-            bloom_bits_per_key=_size_option("bloom_bits_per_key", bloom_bits_per_key, 0, 64),
-            block_cache_bytes=_size_option("block_cache_bytes", block_cache_bytes, 0, 1 << 48),
+            memtable_bytes=_int_option("memtable_bytes", memtable_bytes, "memtable_bytes"),
+            block_bytes=_int_option("block_bytes", block_bytes, "block_bytes"),
+            bloom_bits_per_key=_int_option("bloom_bits_per_key", bloom_bits_per_key, "bloom_bits_per_key"),
+            block_cache_bytes=_int_option("block_cache_bytes", block_cache_bytes, "block_cache_bytes"),
             wal_recovery=_RECOVERY[wal_recovery],
             # None: on when logs are kept as history (docs/decisions.md, item 1b)
             wal_timestamp=(bool(wal_retention_bytes or wal_retention_seconds) if wal_timestamp is None
@@ -643,8 +655,8 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
             read_only=_bool_option("read_only", read_only),
             point_index=_bool_option("point_index", point_index),
             compression=_COMPRESSION[compression],
-            wal_retention_bytes=_size_option("wal_retention_bytes", wal_retention_bytes, 0, (1 << 63) - 1),
-            wal_retention_seconds=_size_option("wal_retention_seconds", wal_retention_seconds, 0, (1 << 63) - 1),
+            wal_retention_bytes=_int_option("wal_retention_bytes", wal_retention_bytes, "wal_retention_bytes"),
+            wal_retention_seconds=_int_option("wal_retention_seconds", wal_retention_seconds, "wal_retention_seconds"),
         )
         opts.update(_sync_args(sync))
         self._path = path
@@ -683,10 +695,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         """Write every pair as one atomic batch: all of them or, on any bad pair, none.  Takes what
         dict.update takes: a mapping, an object with keys() and __getitem__, or (key, value) pairs."""
         b = self._new_batch()
-        src = mapping_or_pairs
-        if not hasattr(src, "items") and hasattr(src, "keys"):
-            src = [(k, src[k]) for k in src.keys()]
-        b.put_many(src)
+        b.put_many(mapping_or_pairs)
         if kwargs:
             b.put_many(kwargs)
         self.write(b, sync=sync)
@@ -698,8 +707,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 
     def batch(self, *, sync: Optional[bool] = None) -> WriteBatch:
         """A WriteBatch bound to this database: ``with db.batch() as b: ...`` applies it atomically."""
-        if self.closed:
-            raise ClosedError("the database is closed")
+        self._check_open()
         b = self._new_batch()
         b._db = self
         b._sync = sync
@@ -748,8 +756,7 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
         greater than the one before raises ValueError naming its position, and nothing is written.
         Takes an iterable of pairs or a mapping (its items()).  progress=True shows a tqdm bar when
         tqdm is installed (docs/api.md, "Bulk ingest")."""
-        if hasattr(pairs, "items"):
-            pairs = pairs.items()
+        pairs = _pairs(pairs)
         total = len(pairs) if hasattr(pairs, "__len__") else None
         with _Progress(progress, "ingest", unit="pairs", total=total) as p:
             return _pylsm.DB.ingest(self, self._encode_pairs(pairs), progress=p.count_callback)
@@ -829,11 +836,10 @@ class DB(_Ranges, _pylsm.DB, MutableMapping):
 
     def snapshot(self) -> "Snapshot":
         """A read view of the database as it is now; release it with close() or a with block."""
-        return Snapshot(self._snapshot(), self)
+        return Snapshot(self)
 
     def __enter__(self) -> "DB":
-        if self.closed:
-            raise ClosedError("the database is closed")
+        self._check_open()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -901,56 +907,49 @@ class _CodedDB(DB):
         return ((self._k(k), self._v(v)) for k, v in _unpack_pairs(pairs, "ingest"))
 
 
-
-class Snapshot(_Ranges, Mapping):
+class Snapshot(_Ranges, _pylsm.Snapshot, Mapping):
     """A consistent read view: get, [], in, get_many, items, keys, values, iterator and len see the
     database as it was; a collections.abc.Mapping.  Release it with close() or a with block."""
 
-    __slots__ = ("_s", "_db", "_lsn", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
+    __slots__ = ("_lsn", "_kenc", "_kdec", "_venc", "_vdec", "__weakref__")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, raw: Any, db: Any = None) -> None:
-        self._s = raw
-        self._db = db
-        self._lsn = raw.lsn
+    def __init__(self, db: "DB") -> None:
+        self._lsn = self.lsn
         self._kenc = getattr(db, "_kenc", None)
         self._kdec = getattr(db, "_kdec", None)
         self._venc = getattr(db, "_venc", None)
         self._vdec = getattr(db, "_vdec", None)
 
     def _db_for_iter(self) -> "DB":
-        return self._s._db
+        return self._db
 
     def _snapshot_for_iter(self) -> Any:
-        return self._s
+        return self
 
     def _raw_keys(self) -> Any:
-        return self._s._db._iter(None, None, False, 1, self._s)
+        return self._db._iter(None, None, False, _KEYS, self)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of key in this view, or default."""
-        v = self._s.get(self._k(key), _MISSING)
+        v = _pylsm.Snapshot.get(self, self._k(key), _MISSING)
         return default if v is _MISSING else self._out(v)
 
     def __getitem__(self, key: Any) -> Any:
-        v = self._s.get(self._k(key), _MISSING)
+        v = _pylsm.Snapshot.get(self, self._k(key), _MISSING)
         if v is _MISSING:
             raise KeyError(key)
         return self._out(v)
 
     def __contains__(self, key: Any) -> bool:
         k = self._k_or_absent(key)
-        return k is not _MISSING and k in self._s
+        return k is not _MISSING and _pylsm.Snapshot.__contains__(self, k)
 
     def get_many(self, keys: Iterable[Any]) -> list:
         """Values (or None) for keys in this view."""
         if self._kenc is not None:
             keys = [self._kenc(k) for k in keys]
-        return self._outs(self._s.get_many(keys))
-
-    def close(self) -> None:
-        """Release the snapshot (idempotent); later calls raise ClosedError."""
-        self._s.close()
+        return self._outs(_pylsm.Snapshot.get_many(self, keys))
 
     def __enter__(self) -> "Snapshot":
         return self
@@ -959,9 +958,9 @@ class Snapshot(_Ranges, Mapping):
         self.close()
 
     def __repr__(self) -> str:
-        db = self._db
-        where = f" of {db.path!r}" if db is not None else ""
-        state = "closed" if self._s.closed else "open"
+        path = getattr(self._db, "path", None)
+        where = f" of {path!r}" if path is not None else ""
+        state = "closed" if self.closed else "open"
         return f"<pylsm.Snapshot{where} at LSN {self._lsn} ({state})>"
 
     __class_getitem__ = classmethod(GenericAlias)

@@ -5,21 +5,26 @@
  * object lifetime.  The friendly API (options, sync strategy objects, ranges, context managers) lives
  * in pylsm/__init__.py.
  *
- * GIL policy: writes and reads are first tried with the GIL held and the PL_WRITE_NO_WAIT /
- * PL_READ_NO_IO flags; when the core answers PL_WOULDBLOCK (another writer, an fsync, a file switch,
- * table I/O) the call is repeated with the GIL released.  So cheap in-memory work pays no GIL
- * hand-off, and nothing that waits holds the GIL.  docs/decisions.md has the measurements.
+ * GIL policy (call_core, the one place that releases it around a call on a database): writes and
+ * reads are first tried with the GIL held and the PL_WRITE_NO_WAIT / PL_READ_NO_IO flags; when the core
+ * answers PL_WOULDBLOCK (another writer, an fsync, a file switch, table I/O) the call is repeated with
+ * the GIL released.  So cheap in-memory work pays no GIL hand-off, and nothing that waits holds the
+ * GIL.  docs/decisions.md has the measurements.
  *
- * Lifetime: a call that releases the GIL first enters the database (pl_db_enter); close() marks the
- * object closed under the GIL, then pl_db_close() waits for entered calls to leave.  The DB object
- * keeps the handle's memory alive until it is deallocated (pl_db_retain), so a closed handle answers
- * PL_CLOSED, never freed memory.
+ * Lifetime: a call that releases the GIL first enters the database (pl_db_enter).  close() sets the
+ * object's handle to NULL under the GIL (so every later call raises ClosedError, from check_open),
+ * then pl_db_close() waits for the entered calls to leave, and the handle is let go (pl_db_release):
+ * the object never holds a pointer to a closed handle.
  *
  * Python code can run wherever the binding converts an argument or allocates (a generator, __bool__,
  * __index__, __buffer__, a finalizer run by the GC), and it may close the database, a snapshot or
  * an iterator, or change a batch.  So every call into the core re-checks, under the GIL and with no
- * Python code in between, that what it uses is still open; a snapshot or batch in use by a call that
- * releases the GIL is marked busy, and closing a busy snapshot defers its release to the last user.
+ * Python code in between, that what it uses is still open (check_open, check_view, check_iter); no
+ * call on a database made with the GIL held runs Python code (stats are collected in C first); a
+ * snapshot, batch or changes reader in use by a call that releases the GIL (or decodes into Python
+ * objects) is marked busy, and closing a busy snapshot defers its release to the last user.  A
+ * progress callback may not call into the database it reports on (the core may hold its locks):
+ * check_open refuses.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +36,7 @@
 
 #include "pylsm.h"
 #include "testhooks.h"
+#include "coding.h" /* get_u64: the lengths in pl_iter_read's entries */
 
 /* ---- what CPython 3.9 and 3.10 lack (the API used is 3.11's) ---- */
 #if PY_VERSION_HEX < 0x030A0000
@@ -84,12 +90,10 @@ static module_state *state_of_type(PyTypeObject *tp)
     return m ? (module_state *)PyModule_GetState(m) : NULL;
 }
 
-/* The one place where codes become exceptions. */
-static PyObject *set_error(PyTypeObject *tp, int rc)
+/* The one place where codes become exceptions (as _pysqlite_seterror): the exception of rc, with the
+ * calling thread's pl_errmsg().  Returns NULL. */
+static PyObject *set_error(module_state *st, int rc)
 {
-    module_state *st = state_of_type(tp);
-    if (!st)
-        return NULL;
     const char *msg = pl_errmsg();
     if (!msg[0])
         msg = pl_code_name(rc);
@@ -183,43 +187,50 @@ static int sync_flag(PyObject *sync)
 
 typedef struct {
     PyObject_HEAD
-    pl_db *db;
-    int closed;
+    pl_db *db;           /* NULL until DB.__init__ opens it, and again from close() on */
+    int initialized;     /* DB.__init__ opened it once (it is not opened twice) */
+    unsigned long callback_thread; /* the thread running a progress callback of a call on it, or 0 */
+    module_state *state; /* this module's, set by DB_new */
     PyObject *weakreflist;
     PyObject *dict;
 } DBObject;
 
-#define CHECK_OPEN(self)                                                              \
-    do {                                                                              \
-        if ((self)->closed || !(self)->db) {                                          \
-            module_state *st_ = state_of_type(Py_TYPE(self));                         \
-            if (st_)                                                                  \
-                PyErr_SetString(st_->ClosedError, (self)->db ? "the database is closed"    \
-                                                             : "the database is not open"); \
-            return NULL;                                                              \
-        }                                                                             \
-    } while (0)
-
-/* 0 if open, else -1 with ClosedError set.  Runs no Python code. */
-static int db_closed_error(DBObject *self)
+/* -1 with pylsm.Error if this thread is in a progress callback of a call on the database: the core
+ * may hold its locks (pylsm.h, pl_set_progress), so calling into it, close() included, would hang. */
+static int check_not_in_callback(DBObject *self)
 {
-    if (!self->closed && self->db)
+    if (!self->callback_thread || self->callback_thread != PyThread_get_thread_ident())
         return 0;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (st)
-        PyErr_SetString(st->ClosedError, self->db ? "the database is closed" : "the database is not open");
+    PyErr_SetString(self->state->Error, "a progress callback cannot call into the database it reports on");
     return -1;
+}
+
+/* check_open's answer when the database is closed or in a progress callback. */
+static int check_open_slow(DBObject *self)
+{
+    if (self->db)
+        return check_not_in_callback(self);
+    PyErr_SetString(self->state->ClosedError,
+                    self->initialized ? "the database is closed" : "the database is not open");
+    return -1;
+}
+
+/* 0 if the database is open (and this thread not in its progress callback), else -1 with ClosedError
+ * set.  Runs no Python code, so a call checks again after anything that may run some (a conversion,
+ * an allocation), right before the core call.  Inline: a scan checks once per entry. */
+static inline int check_open(DBObject *self)
+{
+    return self->db && !self->callback_thread ? 0 : check_open_slow(self);
 }
 
 /* ---- snapshots and batches (defined further down; busy while a call uses them) ---- */
 
 typedef struct {
     PyObject_HEAD
-    DBObject *db;
+    DBObject *db;  /* the database it reads, set by Snapshot_new */
     pl_snapshot *snap;
     int busy;      /* calls using snap (GIL-protected); close defers the release to the last one */
     int closed;
-    PyObject *dict;
 } SnapshotObject;
 
 static void snapshot_enter(SnapshotObject *so)
@@ -240,8 +251,18 @@ typedef struct {
     PyObject_HEAD
     pl_batch *b;
     int busy;      /* being written by DB.write with the GIL released */
+    module_state *state;
     PyObject *dict;
 } BatchObject;
+
+static PyObject *DB_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    module_state *st = state_of_type(tp);
+    DBObject *self = st ? (DBObject *)tp->tp_alloc(tp, 0) : NULL;
+    if (self)
+        self->state = st;
+    return (PyObject *)self;
+}
 
 static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
 {
@@ -253,8 +274,9 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     pl_options o;
     pl_options_init(&o);
     PyObject *path_obj;
-    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms, retention_bytes = 0,
-                       retention_seconds = 0;
+    unsigned long long sync_count = o.sync_count, interval = o.sync_interval_ms,
+                       retention_bytes = o.wal_retention_bytes, retention_seconds = o.wal_retention_seconds;
+    /* (a negative size converts to one above the core's range, which pl_db_open refuses) */
     Py_ssize_t memtable = (Py_ssize_t)o.memtable_bytes, block = (Py_ssize_t)o.block_bytes,
                cache = (Py_ssize_t)o.block_cache_bytes;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|$ppiKKnninippppKKi:DB", kwlist, PyUnicode_FSConverter,
@@ -264,14 +286,9 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
                                      &o.background_compaction, &o.read_only, &o.point_index,
                                      &retention_bytes, &retention_seconds, &o.compression))
         return -1;
-    if (self->db) {
+    if (self->initialized) {
         Py_DECREF(path_obj);
         PyErr_SetString(PyExc_RuntimeError, "DB.__init__ called twice");
-        return -1;
-    }
-    if (memtable < 0 || block < 0 || cache < 0) {
-        Py_DECREF(path_obj);
-        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
         return -1;
     }
     o.sync_count = sync_count;
@@ -289,27 +306,39 @@ static int DB_init(DBObject *self, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     Py_DECREF(path_obj);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
-    pl_db_retain(db); /* released by DB_dealloc: the memory outlives close() */
+    pl_db_retain(db); /* released by close(), after the calls in flight have left (see close_db) */
     self->db = db;
-    self->closed = 0;
+    self->initialized = 1;
     return 0;
 }
 
-static PyObject *DB_close(DBObject *self, PyObject *unused)
+/* Close the handle: self->db is NULL from here on, so every later call raises ClosedError;
+ * pl_db_close waits (without the GIL) for the calls inside the core to leave.  Each calls pl_db_leave
+ * holding the GIL, so once this thread has it back none touches the handle: its memory may go. */
+static int close_db(DBObject *self)
 {
-    if (self->closed || !self->db)
-        Py_RETURN_NONE;
-    self->closed = 1;
     pl_db *db = self->db;
+    self->db = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = pl_db_close(db);
     Py_END_ALLOW_THREADS
+    pl_db_release(db);
+    return rc;
+}
+
+static PyObject *DB_close(DBObject *self, PyObject *unused)
+{
+    if (!self->db)
+        Py_RETURN_NONE;
+    if (check_not_in_callback(self) < 0)
+        return NULL;
+    int rc = close_db(self);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -319,14 +348,8 @@ static void DB_dealloc(DBObject *self)
     PyObject_GC_UnTrack(self);
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->db && !self->closed) {
-        self->closed = 1;
-        Py_BEGIN_ALLOW_THREADS
-        pl_db_close(self->db);
-        Py_END_ALLOW_THREADS
-    }
-    pl_db_release(self->db);
-    self->db = NULL;
+    if (self->db)
+        close_db(self);
     Py_CLEAR(self->dict);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -345,37 +368,62 @@ static int DB_clear(DBObject *self)
     return 0;
 }
 
-/* Run a write: first with the GIL and PL_WRITE_NO_WAIT, then, if it would wait, without the GIL. */
-static int do_write(DBObject *self, int kind, bytes_arg *k, bytes_arg *v, const pl_batch *b, int flags)
+/* ---- calls into the core ---- */
+
+/* A call into the core: fn(db, ctx, flag) does the work, with flag added to its flags. */
+typedef int (*core_fn)(pl_db *db, void *ctx, int flag);
+
+/* Run fn where the core says it should run.  With try_flag (PL_WRITE_NO_WAIT, PL_READ_NO_IO) it is
+ * first called holding the GIL, and the core answers PL_WOULDBLOCK rather than wait for another
+ * writer, an fsync, a file switch or table I/O; then (and at once when try_flag is 0) it is called
+ * again with flag 0 and the GIL released, between pl_db_enter and pl_db_leave, so that close() waits
+ * for it.  Cheap in-memory work pays no GIL hand-off, and nothing that waits holds the GIL.
+ * REQUIRES: db open (check_open, with no Python code run since); what fn uses stays valid and
+ * unchanged while the GIL is released (buffers exported, snapshots and batches busy).  pl_db_leave is
+ * called holding the GIL: close_db relies on it. */
+static int call_core(pl_db *db, core_fn fn, void *ctx, int try_flag)
 {
     int rc;
-    if (kind == 1)
-        rc = pl_db_put(self->db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags | PL_WRITE_NO_WAIT);
-    else if (kind == 0)
-        rc = pl_db_delete(self->db, k->ptr, (size_t)k->len, flags | PL_WRITE_NO_WAIT);
-    else
-        rc = pl_db_write(self->db, b, flags | PL_WRITE_NO_WAIT);
-    if (rc != PL_WOULDBLOCK)
+    if (try_flag && (rc = fn(db, ctx, try_flag)) != PL_WOULDBLOCK)
         return rc;
-    pl_db *db = self->db;
-    rc = pl_db_enter(db);
-    if (rc)
+    if ((rc = pl_db_enter(db)) != PL_OK)
         return rc;
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 1)
-        rc = pl_db_put(db, k->ptr, (size_t)k->len, v->ptr, (size_t)v->len, flags);
-    else if (kind == 0)
-        rc = pl_db_delete(db, k->ptr, (size_t)k->len, flags);
-    else
-        rc = pl_db_write(db, b, flags);
+    rc = fn(db, ctx, 0);
     Py_END_ALLOW_THREADS
     pl_db_leave(db);
     return rc;
 }
 
+/* A put, a delete or a batch (pl_db_put, pl_db_delete, pl_db_write). */
+typedef struct {
+    const bytes_arg *k, *v;
+    const pl_batch *b;
+    int flags; /* PL_WRITE_SYNC or 0 */
+} write_args;
+
+static int core_put(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_put(db, a->k->ptr, (size_t)a->k->len, a->v->ptr, (size_t)a->v->len, a->flags | flag);
+}
+
+static int core_delete(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_delete(db, a->k->ptr, (size_t)a->k->len, a->flags | flag);
+}
+
+static int core_write(pl_db *db, void *ctx, int flag)
+{
+    const write_args *a = ctx;
+    return pl_db_write(db, a->b, a->flags | flag);
+}
+
 static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flags)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k, v;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
@@ -383,16 +431,17 @@ static PyObject *put_impl(DBObject *self, PyObject *key, PyObject *val, int flag
         release_bytes(&k);
         return NULL;
     }
-    if (db_closed_error(self) < 0) { /* a buffer export may have run Python code */
+    if (check_open(self) < 0) { /* a buffer export may have run Python code */
         release_bytes(&k);
         release_bytes(&v);
         return NULL;
     }
-    int rc = do_write(self, 1, &k, &v, NULL, flags);
+    write_args a = {&k, &v, NULL, flags};
+    int rc = call_core(self->db, core_put, &a, PL_WRITE_NO_WAIT);
     release_bytes(&k);
     release_bytes(&v);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -419,7 +468,7 @@ static PyObject *DB_put(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
     return put_impl(self, args[0], args[1], flags);
 }
 
-static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out);
+static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject **out);
 
 /* A per-thread buffer for values on their way to a bytes object, freed when its thread ends (a
  * thread-local variable would leak one per short-lived thread). */
@@ -454,14 +503,14 @@ static void scratch_trim(pl_buf *b)
 
 static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_exist)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
-    int rc = PL_OK;
     if (must_exist) {
         PyObject *v = NULL;
-        int r = get_one(self, NULL, NULL, key, &v);
+        int r = get_one(self, NULL, key, &v);
         Py_XDECREF(v);
         if (r <= 0) {
             if (r == 0)
@@ -470,15 +519,15 @@ static PyObject *delete_impl(DBObject *self, PyObject *key, int flags, int must_
             return NULL;
         }
     }
-    if (db_closed_error(self) < 0) {
+    if (check_open(self) < 0) {
         release_bytes(&k);
         return NULL;
     }
-    if (!rc)
-        rc = do_write(self, 0, &k, NULL, NULL, flags);
+    write_args a = {&k, NULL, NULL, flags};
+    int rc = call_core(self->db, core_delete, &a, PL_WRITE_NO_WAIT);
     release_bytes(&k);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -497,48 +546,50 @@ static PyObject *DB_delete(DBObject *self, PyObject *args, PyObject *kw)
 static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw);
 static PyObject *DB_changes_raw(DBObject *self, PyObject *arg);
 
-/* 0 if so (NULL: none) is open, else -1 with ClosedError set.  Runs no Python code. */
-static int snapshot_closed_error(SnapshotObject *so)
+/* 0 if snapshot so (NULL: none) and the database are open, else -1 with ClosedError set (for the
+ * snapshot first).  Runs no Python code. */
+static int check_view(DBObject *self, SnapshotObject *so)
 {
-    if (!so || (so->snap && !so->closed))
-        return 0;
-    module_state *st = state_of_type(Py_TYPE(so));
-    if (st)
-        PyErr_SetString(st->ClosedError, "the snapshot is closed");
-    return -1;
+    if (so && (so->closed || !so->snap)) {
+        PyErr_SetString(self->state->ClosedError, "the snapshot is closed");
+        return -1;
+    }
+    return check_open(self);
 }
 
-/* Look up one key: in snapshot object so, else in the caller's own snapshot `own`, else in the latest
- * state.  Returns 1 found (*out set), 0 absent, -1 error set.  REQUIRES: so, if any, is busy
- * (snapshot_enter). */
-static int get_one(DBObject *self, SnapshotObject *so, pl_snapshot *own, PyObject *key, PyObject **out)
+/* A read of one key (pl_db_get) into out. */
+typedef struct {
+    const pl_snapshot *snap;
+    const bytes_arg *k;
+    pl_buf *out;
+} get_args;
+
+static int core_get(pl_db *db, void *ctx, int flag)
+{
+    const get_args *a = ctx;
+    return pl_db_get(db, a->snap, a->k->ptr, (size_t)a->k->len, a->out, flag);
+}
+
+/* Look up one key: in snapshot object so, else in the latest state.  Returns 1 found (*out set), 0
+ * absent, -1 error set.  REQUIRES: so, if any, is busy (snapshot_enter). */
+static int get_one(DBObject *self, SnapshotObject *so, PyObject *key, PyObject **out)
 {
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return -1;
     /* After the conversion (which may run Python code), right before the core call. */
     pl_buf *buf = scratch_buf();
-    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!buf && !PyErr_NoMemory())) {
+    if (check_view(self, so) < 0 || (!buf && !PyErr_NoMemory())) {
         release_bytes(&k);
         return -1;
     }
-    pl_snapshot *snap = so ? so->snap : own;
-    int rc = pl_db_get(self->db, snap, k.ptr, (size_t)k.len, buf, PL_READ_NO_IO);
-    if (rc == PL_WOULDBLOCK) {
-        pl_db *db = self->db;
-        rc = pl_db_enter(db);
-        if (!rc) {
-            Py_BEGIN_ALLOW_THREADS
-            rc = pl_db_get(db, snap, k.ptr, (size_t)k.len, buf, 0);
-            Py_END_ALLOW_THREADS
-            pl_db_leave(db);
-        }
-    }
+    get_args a = {so ? so->snap : NULL, &k, buf};
+    int rc = call_core(self->db, core_get, &a, PL_READ_NO_IO);
     release_bytes(&k);
     if (rc == PL_NOTFOUND)
         return 0;
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     *out = PyBytes_FromStringAndSize(buf->data, (Py_ssize_t)buf->len);
@@ -550,7 +601,7 @@ static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyO
 {
     PyObject *v = NULL;
     snapshot_enter(so);
-    int r = get_one(self, so, NULL, key, &v);
+    int r = get_one(self, so, key, &v);
     snapshot_leave(so);
     if (r < 0)
         return NULL;
@@ -566,7 +617,8 @@ static PyObject *get_impl(DBObject *self, SnapshotObject *so, PyObject *key, PyO
 
 static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     PyObject *dflt = nargs == 2 ? args[1] : Py_None;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) { /* get(key, default=...) as dict.get takes it */
@@ -588,7 +640,8 @@ static PyObject *DB_get(DBObject *self, PyObject *const *args, Py_ssize_t nargs,
 
 static PyObject *DB_subscript(DBObject *self, PyObject *key)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     return get_impl(self, NULL, key, NULL, 1);
 }
 
@@ -603,16 +656,28 @@ static int DB_ass_subscript(DBObject *self, PyObject *key, PyObject *val)
 
 static int DB_contains(DBObject *self, PyObject *key)
 {
-    if (self->closed || !self->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, "the database is closed");
+    if (check_open(self) < 0)
         return -1;
-    }
     PyObject *v = NULL;
-    int r = get_one(self, NULL, NULL, key, &v);
+    int r = get_one(self, NULL, key, &v);
     Py_XDECREF(v);
     return r;
+}
+
+/* pl_db_get_many: n keys (keys[i], klens[i]) into vals and lens. */
+typedef struct {
+    const pl_snapshot *snap;
+    size_t n;
+    const char *const *keys;
+    const size_t *klens;
+    pl_buf *vals;
+    int64_t *lens;
+} get_many_args;
+
+static int core_get_many(pl_db *db, void *ctx, int flag)
+{
+    const get_many_args *a = ctx;
+    return pl_db_get_many(db, a->snap, a->n, a->keys, a->klens, a->vals, a->lens);
 }
 
 /* Values (or None) for keys, all from one view (snapshot so's, or the latest state), read by the core in
@@ -647,20 +712,14 @@ static PyObject *get_many_impl(DBObject *self, SnapshotObject *so, PyObject *key
     }
     /* After the conversions, right before the core call. */
     pl_buf *vals = scratch_buf();
-    if (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0 || (!vals && !PyErr_NoMemory()))
+    if (check_view(self, so) < 0 || (!vals && !PyErr_NoMemory()))
         goto out;
     snapshot_enter(so);
-    pl_db *db = self->db;
-    int rc = pl_db_enter(db);
-    if (!rc) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = pl_db_get_many(db, so ? so->snap : NULL, (size_t)n, kp, kl, vals, lens);
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-    }
+    get_many_args a = {so ? so->snap : NULL, (size_t)n, kp, kl, vals, lens};
+    int rc = call_core(self->db, core_get_many, &a, 0);
     snapshot_leave(so);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         goto out;
     }
     res = PyList_New(n);
@@ -689,64 +748,71 @@ out:
 
 static PyObject *DB_get_many(DBObject *self, PyObject *keys)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     return get_many_impl(self, NULL, keys);
 }
 
-/* Run a call that may block with the GIL released. */
-#define BLOCKING_CALL(self, expr)                                                     \
-    do {                                                                              \
-        pl_db *db_ = (self)->db;                                                      \
-        rc = pl_db_enter(db_);                                                        \
-        if (!rc) {                                                                    \
-            Py_BEGIN_ALLOW_THREADS                                                    \
-            rc = (expr);                                                              \
-            Py_END_ALLOW_THREADS                                                      \
-            pl_db_leave(db_);                                                         \
-        }                                                                             \
-    } while (0)
+/* A call of the form pl_db_sync(db). */
+typedef struct {
+    int (*op)(pl_db *);
+} db_op;
 
-static PyObject *DB_sync(DBObject *self, PyObject *unused)
+static int core_db_op(pl_db *db, void *ctx, int flag) { return ((const db_op *)ctx)->op(db); }
+
+/* sync(), flush(), refresh(): op(db) with the GIL released. */
+static PyObject *run_db_op(DBObject *self, int (*op)(pl_db *))
 {
-    CHECK_OPEN(self);
-    int rc;
-    BLOCKING_CALL(self, pl_db_sync(db_));
+    if (check_open(self) < 0)
+        return NULL;
+    db_op a = {op};
+    int rc = call_core(self->db, core_db_op, &a, 0);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
+}
+
+static PyObject *DB_sync(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_sync); }
+static PyObject *DB_flush(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_flush); }
+static PyObject *DB_refresh(DBObject *self, PyObject *unused) { return run_db_op(self, pl_db_refresh); }
+
+typedef struct {
+    const char *path;
+    uint64_t lsn;
+} checkpoint_args;
+
+static int core_checkpoint(pl_db *db, void *ctx, int flag)
+{
+    checkpoint_args *a = ctx;
+    return pl_db_checkpoint(db, a->path, &a->lsn);
 }
 
 static PyObject *DB_checkpoint(DBObject *self, PyObject *arg)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     PyObject *p = NULL;
     if (!PyUnicode_FSConverter(arg, &p))
         return NULL;
-    int rc;
-    uint64_t lsn = 0;
-    const char *path = PyBytes_AS_STRING(p);
-    BLOCKING_CALL(self, pl_db_checkpoint(db_, path, &lsn));
+    if (check_open(self) < 0) { /* the conversion may have run Python code (__fspath__) */
+        Py_DECREF(p);
+        return NULL;
+    }
+    checkpoint_args a = {PyBytes_AS_STRING(p), 0};
+    int rc = call_core(self->db, core_checkpoint, &a, 0);
     Py_DECREF(p);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
-    return PyLong_FromUnsignedLongLong((unsigned long long)lsn);
-}
-
-static PyObject *DB_flush(DBObject *self, PyObject *unused)
-{
-    CHECK_OPEN(self);
-    int rc;
-    BLOCKING_CALL(self, pl_db_flush(db_));
-    if (rc)
-        return set_error(Py_TYPE(self), rc);
-    Py_RETURN_NONE;
+        return set_error(self->state, rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)a.lsn);
 }
 
 /* A long call's progress, reported to a Python callable (pylsm's tqdm updater) from the calling
- * thread, which holds no GIL while the core works: the callback takes it for its call.  An
- * exception in the callback is reported as unraisable and stops further reports. */
+ * thread, which holds no GIL while the core works: the callback takes it for its call, marking the
+ * database (if any) as in a callback of this thread (check_not_in_callback).  An exception in the
+ * callback is reported as unraisable and stops further reports. */
 typedef struct {
     PyObject *cb;
+    DBObject *db; /* the database the call works on, or NULL */
     int failed;
 } progress_ctx;
 
@@ -756,7 +822,12 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
     if (p->failed)
         return;
     PyGILState_STATE g = PyGILState_Ensure();
+    unsigned long outer = p->db ? p->db->callback_thread : 0;
+    if (p->db)
+        p->db->callback_thread = PyThread_get_thread_ident();
     PyObject *r = PyObject_CallFunction(p->cb, "KK", (unsigned long long)done, (unsigned long long)total);
+    if (p->db)
+        p->db->callback_thread = outer;
     if (!r) {
         PyErr_WriteUnraisable(p->cb);
         p->failed = 1;
@@ -765,14 +836,25 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
     PyGILState_Release(g);
 }
 
-static PyObject *DB_refresh(DBObject *self, PyObject *unused)
+/* A call on a key range [s, e) (an end absent where has_* is 0): compact, delete_range. */
+typedef struct {
+    const bytes_arg *s, *e;
+    int has_s, has_e;
+    int flags;        /* delete_range: PL_WRITE_SYNC or 0 */
+    uint64_t deleted; /* delete_range: how many keys it deleted */
+} range_call;
+
+static int core_compact(pl_db *db, void *ctx, int flag)
 {
-    CHECK_OPEN(self);
-    int rc;
-    BLOCKING_CALL(self, pl_db_refresh(db_));
-    if (rc)
-        return set_error(Py_TYPE(self), rc);
-    Py_RETURN_NONE;
+    const range_call *a = ctx;
+    return pl_db_compact(db, a->s->ptr, (size_t)a->s->len, a->has_s, a->e->ptr, (size_t)a->e->len, a->has_e);
+}
+
+static int core_delete_range(pl_db *db, void *ctx, int flag)
+{
+    range_call *a = ctx;
+    return pl_db_delete_range(db, a->s->ptr, (size_t)a->s->len, a->has_s, a->e->ptr, (size_t)a->e->len, a->has_e,
+                              a->flags, &a->deleted);
 }
 
 /* The ends of a key range (None: open), as buffers, and the database still open after their
@@ -785,7 +867,7 @@ static int range_args(DBObject *self, PyObject *start, PyObject *stop, bytes_arg
         release_bytes(s);
         return -1;
     }
-    if (db_closed_error(self) < 0) {
+    if (check_open(self) < 0) {
         release_bytes(s);
         release_bytes(e);
         return -1;
@@ -799,36 +881,37 @@ static PyObject *DB_compact(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *start = Py_None, *stop = Py_None, *cb = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO$O:compact", kwlist, &start, &stop, &cb))
         return NULL;
-    progress_ctx pc = {cb, 0};
-    CHECK_OPEN(self);
+    progress_ctx pc = {cb, self, 0};
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
-    int rc;
     if (cb != Py_None) /* the core reports from this thread, which keeps the setting through the call */
         pl_set_progress(progress_cb, &pc);
-    BLOCKING_CALL(self, pl_db_compact(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
-                                      stop != Py_None));
+    range_call a = {&s, &e, start != Py_None, stop != Py_None, 0, 0};
+    int rc = call_core(self->db, core_compact, &a, 0);
     pl_set_progress(NULL, NULL);
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *DB_key_may_exist(DBObject *self, PyObject *key)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg k;
     if (get_bytes(key, &k, "key") < 0)
         return NULL;
-    int maybe = 1, rc = db_closed_error(self) < 0 ? -1 : pl_db_key_may_exist(self->db, NULL, k.ptr, (size_t)k.len, &maybe);
+    int maybe = 1, rc = check_open(self) < 0 ? -1 : pl_db_key_may_exist(self->db, NULL, k.ptr, (size_t)k.len, &maybe);
     release_bytes(&k);
     if (rc < 0)
         return NULL;
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyBool_FromLong(maybe);
 }
 
@@ -841,19 +924,18 @@ static PyObject *DB_delete_range(DBObject *self, PyObject *args, PyObject *kw)
     int flags = sync_flag(sync);
     if (flags < 0)
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
-    int rc;
-    uint64_t deleted = 0;
-    BLOCKING_CALL(self, pl_db_delete_range(db_, s.ptr, (size_t)s.len, start != Py_None, e.ptr, (size_t)e.len,
-                                           stop != Py_None, flags, &deleted));
+    range_call a = {&s, &e, start != Py_None, stop != Py_None, flags, 0};
+    int rc = call_core(self->db, core_delete_range, &a, 0);
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
-    return PyLong_FromUnsignedLongLong((unsigned long long)deleted);
+        return set_error(self->state, rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)a.deleted);
 }
 
 static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *kw)
@@ -862,7 +944,8 @@ static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *k
     PyObject *start = Py_None, *stop = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:approximate_size", kwlist, &start, &stop))
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     bytes_arg s = {0}, e = {0};
     if (range_args(self, start, stop, &s, &e) < 0)
         return NULL;
@@ -872,61 +955,91 @@ static PyObject *DB_approximate_size(DBObject *self, PyObject *args, PyObject *k
     release_bytes(&s);
     release_bytes(&e);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     return PyLong_FromUnsignedLongLong((unsigned long long)bytes);
 }
 
+/* Figures the core reports (pl_db_stats, pl_repair_report), collected with no Python code running
+ * inside the core's call (a finalizer run by an allocation could close the database under it), then
+ * made a dict. */
+#define FIGURES_MAX 64
+#define LEVELS_MAX 16
 typedef struct {
-    PyObject *dict;
-    PyObject *levels;
-    int failed;
-} stats_ctx;
+    const char *name[FIGURES_MAX];
+    uint64_t value[FIGURES_MAX];
+    int n;
+    struct {
+        int level;
+        uint64_t files, bytes;
+    } level[LEVELS_MAX];
+    int nlevels;
+} figures;
 
-static void stat_cb(void *ctx, const char *name, uint64_t value)
+static void figure_cb(void *ctx, const char *name, uint64_t value)
 {
-    stats_ctx *c = ctx;
-    if (c->failed)
-        return;
-    PyObject *v = PyLong_FromUnsignedLongLong(value);
-    if (!v || PyDict_SetItemString(c->dict, name, v) < 0)
-        c->failed = 1;
-    Py_XDECREF(v);
+    figures *f = ctx;
+    if (f->n < FIGURES_MAX) {
+        f->name[f->n] = name;
+        f->value[f->n++] = value;
+    }
 }
 
 static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes)
 {
-    stats_ctx *c = ctx;
-    if (c->failed)
-        return;
-    PyObject *d = Py_BuildValue("{s:i,s:K,s:K}", "level", level, "files", (unsigned long long)files,
-                                "bytes", (unsigned long long)bytes);
-    if (!d || PyList_Append(c->levels, d) < 0)
-        c->failed = 1;
-    Py_XDECREF(d);
+    figures *f = ctx;
+    if (f->nlevels < LEVELS_MAX) {
+        f->level[f->nlevels].level = level;
+        f->level[f->nlevels].files = files;
+        f->level[f->nlevels++].bytes = bytes;
+    }
+}
+
+/* {name: value}, and with levels "levels": [{"level", "files", "bytes"}, ...]; NULL with an exception. */
+static PyObject *figures_dict(const figures *f, int levels)
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < f->n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(f->value[i]);
+        if (!v || PyDict_SetItemString(d, f->name[i], v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    PyObject *l = d && levels ? PyList_New(f->nlevels) : NULL;
+    for (int i = 0; l && i < f->nlevels; i++) {
+        PyObject *e = Py_BuildValue("{s:i,s:K,s:K}", "level", f->level[i].level, "files",
+                                    (unsigned long long)f->level[i].files, "bytes",
+                                    (unsigned long long)f->level[i].bytes);
+        if (!e)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, i, e);
+    }
+    if (d && levels && (!l || PyDict_SetItemString(d, "levels", l) < 0))
+        Py_CLEAR(d);
+    Py_XDECREF(l);
+    return d;
 }
 
 static PyObject *DB_stats(DBObject *self, PyObject *unused)
 {
-    CHECK_OPEN(self);
-    stats_ctx c = {PyDict_New(), PyList_New(0), 0};
-    if (!c.dict || !c.levels)
-        goto fail;
-    int rc = pl_db_stats(self->db, stat_cb, level_cb, &c);
-    if (rc) {
-        set_error(Py_TYPE(self), rc);
-        goto fail;
-    }
-    if (c.failed || PyDict_SetItemString(c.dict, "levels", c.levels) < 0)
-        goto fail;
-    Py_DECREF(c.levels);
-    return c.dict;
-fail:
-    Py_XDECREF(c.dict);
-    Py_XDECREF(c.levels);
-    return NULL;
+    if (check_open(self) < 0)
+        return NULL;
+    figures f = {.n = 0};
+    int rc = pl_db_stats(self->db, figure_cb, level_cb, &f);
+    if (rc)
+        return set_error(self->state, rc);
+    return figures_dict(&f, 1);
 }
 
-static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(self->closed || !self->db); }
+static PyObject *DB_closed_get(DBObject *self, void *unused) { return PyBool_FromLong(!self->db); }
+
+/* _check_open(): None, or ClosedError (for pylsm/__init__.py's own checks: with, batch()). */
+static PyObject *DB_check_open(DBObject *self, PyObject *unused)
+{
+    if (check_open(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
 
 /* ---- WriteBatch ---- */
 
@@ -935,9 +1048,7 @@ static int batch_busy_error(BatchObject *self)
 {
     if (!self->busy)
         return 0;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (st)
-        PyErr_SetString(st->Error, "the batch is being written by DB.write() in another thread");
+    PyErr_SetString(self->state->Error, "the batch is being written by DB.write() in another thread");
     return -1;
 }
 
@@ -959,8 +1070,12 @@ static int Batch_init(BatchObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *Batch_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    BatchObject *self = (BatchObject *)tp->tp_alloc(tp, 0);
-    if (self && !(self->b = pl_batch_new())) {
+    module_state *st = state_of_type(tp);
+    BatchObject *self = st ? (BatchObject *)tp->tp_alloc(tp, 0) : NULL;
+    if (!self)
+        return NULL;
+    self->state = st;
+    if (!(self->b = pl_batch_new())) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -1007,7 +1122,7 @@ static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t 
     release_bytes(&k);
     release_bytes(&v);
     if (rc > 0)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     if (rc)
         return NULL;
     Py_RETURN_NONE;
@@ -1015,7 +1130,7 @@ static PyObject *Batch_put(BatchObject *self, PyObject *const *args, Py_ssize_t 
 
 /* The key and value of a (key, value) pair, borrowed from *hold (a new reference: the pair, or the
  * sequence made of it); 0, or -1 with PairError (2 items expected) or TypeError (not a sequence). */
-static int unpack_pair(PyTypeObject *tp, PyObject *pair, const char *who, const char *takes, PyObject **hold,
+static int unpack_pair(module_state *st, PyObject *pair, const char *who, const char *takes, PyObject **hold,
                        PyObject **k, PyObject **v)
 {
     if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
@@ -1030,10 +1145,9 @@ static int unpack_pair(PyTypeObject *tp, PyObject *pair, const char *who, const 
     if (!seq)
         return -1;
     if (PySequence_Fast_GET_SIZE(seq) != 2) {
-        module_state *st = state_of_type(tp);
-        if (st) /* dict.update raises ValueError here, pylsm always raised TypeError: both */
-            PyErr_Format(st->PairError, "%s(): a (key, value) pair has 2 items, not %zd", who,
-                         PySequence_Fast_GET_SIZE(seq));
+        /* dict.update raises ValueError here, pylsm always raised TypeError: both */
+        PyErr_Format(st->PairError, "%s(): a (key, value) pair has 2 items, not %zd", who,
+                     PySequence_Fast_GET_SIZE(seq));
         Py_DECREF(seq);
         return -1;
     }
@@ -1057,7 +1171,7 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
     release_bytes(&ka);
     release_bytes(&va);
     if (rc > 0)
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
     return rc ? -1 : 0;
 }
 
@@ -1066,7 +1180,7 @@ static int batch_put_pair(BatchObject *self, PyObject *k, PyObject *v)
 static int put_one_pair(BatchObject *self, PyObject *pair)
 {
     PyObject *hold, *k, *v;
-    int r = unpack_pair(Py_TYPE(self), pair, "put_many", "a mapping or an iterable of (key, value) pairs", &hold, &k,
+    int r = unpack_pair(self->state, pair, "put_many", "a mapping or an iterable of (key, value) pairs", &hold, &k,
                         &v);
     Py_DECREF(pair);
     if (r == 0) {
@@ -1076,11 +1190,9 @@ static int put_one_pair(BatchObject *self, PyObject *pair)
     return r;
 }
 
-/* put_many of a list or tuple: runs of (bytes, bytes) tuples go to the core PUT_CHUNK pairs per call
- * (no Python code runs while their pointers are gathered and copied: bytes are immutable and the
- * sequence cannot change); anything else goes through batch_put_pair, one pair at a time, in order. */
+/* Add the n pairs of a run (put_many) in one core call.  0, or -1 with an exception. */
 #define PUT_CHUNK 64
-static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, const char **vs, size_t *vl)
+static int put_run(BatchObject *self, size_t n, const char **ks, size_t *kl, const char **vs, size_t *vl)
 {
     if (n == 0)
         return 0;
@@ -1092,80 +1204,53 @@ static int put_chunk(BatchObject *self, size_t n, const char **ks, size_t *kl, c
             ;
     }
     if (rc)
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
     return rc ? -1 : 0;
 }
 
-static PyObject *put_many_fast(BatchObject *self, PyObject *seq)
+/* put_many(pairs): a put for every (key, value) pair of an iterable, in order (pylsm/__init__.py turns a
+ * mapping into its pairs).  A list, a tuple or a dict's items run no Python code as they are walked and
+ * keep the keys and values they yield alive: from them, runs of (bytes, bytes) tuples go to the core
+ * PUT_CHUNK pairs per call, their pointers borrowed.  Any other pair (its conversion may run code), and
+ * every pair of another iterable, goes in (after the run before it) before the next is taken. */
+static PyObject *Batch_put_many(BatchObject *self, PyObject *pairs)
 {
+    int seq = PyList_CheckExact(pairs) || PyTuple_CheckExact(pairs);
+    size_t run_max = seq || Py_IS_TYPE(pairs, &PyDictItems_Type) ? PUT_CHUNK : 1;
+    PyObject *it = seq ? Py_NewRef(pairs) : PyObject_GetIter(pairs);
+    if (!it)
+        return NULL;
     const char *ks[PUT_CHUNK], *vs[PUT_CHUNK];
     size_t kl[PUT_CHUNK], vl[PUT_CHUNK], n = 0;
-    Py_INCREF(seq);
-    int list = PyList_CheckExact(seq);
-    for (Py_ssize_t i = 0; i < (list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq)); i++) {
-        PyObject *pair = list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+    int r = 0;
+    for (Py_ssize_t i = 0; r == 0; i++) { /* (a list's size is read again: a conversion may change it) */
+        PyObject *pair = !seq ? PyIter_Next(it) : i < Py_SIZE(it) ? Py_NewRef(PySequence_Fast_GET_ITEM(it, i)) : NULL;
+        if (!pair)
+            break;
         PyObject *k, *v;
         if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
             PyBytes_CheckExact(k = PyTuple_GET_ITEM(pair, 0)) && PyBytes_CheckExact(v = PyTuple_GET_ITEM(pair, 1))) {
             ks[n] = PyBytes_AS_STRING(k), kl[n] = (size_t)PyBytes_GET_SIZE(k);
             vs[n] = PyBytes_AS_STRING(v), vl[n] = (size_t)PyBytes_GET_SIZE(v);
-            if (++n == PUT_CHUNK) {
-                if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-                    goto fail;
+            if (++n == run_max) {
+                r = put_run(self, n, ks, kl, vs, vl);
                 n = 0;
             }
+            Py_DECREF(pair); /* (after its run went in, when the iterable may hold it no longer) */
             continue;
         }
-        /* The slow path may run Python code (buffers, sequences): the chunk goes in first. */
-        if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-            goto fail;
+        r = put_run(self, n, ks, kl, vs, vl); /* the run before it goes in first */
         n = 0;
-        Py_INCREF(pair);
-        if (put_one_pair(self, pair) < 0)
-            goto fail;
+        if (r == 0)
+            r = put_one_pair(self, pair); /* consumes pair */
+        else
+            Py_DECREF(pair);
     }
-    if (put_chunk(self, n, ks, kl, vs, vl) < 0)
-        goto fail;
-    Py_DECREF(seq);
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(seq);
-    return NULL;
-}
-
-static PyObject *Batch_put_many(BatchObject *self, PyObject *arg)
-{
-    if (PyDict_Check(arg)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(arg, &pos, &k, &v))
-            if (batch_put_pair(self, k, v) < 0)
-                return NULL;
-        Py_RETURN_NONE;
-    }
-    if (PyList_CheckExact(arg) || PyTuple_CheckExact(arg))
-        return put_many_fast(self, arg);
-    PyObject *src = arg;
-    if (PyMapping_Check(arg) && !PyList_Check(arg) && !PyTuple_Check(arg) && PyObject_HasAttrString(arg, "items")) {
-        src = PyMapping_Items(arg);
-        if (!src)
-            return NULL;
-    } else {
-        Py_INCREF(src);
-    }
-    PyObject *it = PyObject_GetIter(src);
-    Py_DECREF(src);
-    if (!it)
-        return NULL;
-    PyObject *pair;
-    while ((pair = PyIter_Next(it)) != NULL) {
-        if (put_one_pair(self, pair) < 0) {
-            Py_DECREF(it);
-            return NULL;
-        }
-    }
+    if (r == 0) /* the last run (an error of a dict's iteration comes after a pair's conversion changed the
+                 * dict, which put the run before it in first) */
+        r = put_run(self, n, ks, kl, vs, vl);
     Py_DECREF(it);
-    if (PyErr_Occurred())
+    if (r < 0 || PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1178,7 +1263,7 @@ static PyObject *Batch_delete(BatchObject *self, PyObject *key)
     int rc = batch_busy_error(self) < 0 ? -1 : pl_batch_delete(self->b, k.ptr, (size_t)k.len);
     release_bytes(&k);
     if (rc > 0)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     if (rc)
         return NULL;
     Py_RETURN_NONE;
@@ -1200,25 +1285,25 @@ static PyObject *DB_write(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *batch, *sync = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:write", kwlist, &batch, &sync))
         return NULL;
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_open(self) < 0)
         return NULL;
+    module_state *st = self->state;
     if (!PyObject_TypeCheck(batch, st->BatchType)) {
         PyErr_Format(PyExc_TypeError, "write() takes a WriteBatch, not %.100s", Py_TYPE(batch)->tp_name);
         return NULL;
     }
     int flags = sync_flag(sync); /* may run Python code (__bool__): check again after it */
-    if (flags < 0 || db_closed_error(self) < 0)
+    if (flags < 0 || check_open(self) < 0)
         return NULL;
     /* The batch object stays referenced by our caller's frame for the whole call; busy keeps other
      * threads from changing it while the write runs without the GIL. */
     BatchObject *bo = (BatchObject *)batch;
     bo->busy++;
-    int rc = do_write(self, 2, NULL, NULL, bo->b, flags);
+    write_args a = {NULL, NULL, bo->b, flags};
+    int rc = call_core(self->db, core_write, &a, PL_WRITE_NO_WAIT);
     bo->busy--;
     if (rc)
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     Py_RETURN_NONE;
 }
 
@@ -1245,22 +1330,42 @@ static void ingest_release(ingest_item *items, Py_ssize_t n)
     }
 }
 
+/* The ingest g: add the n items (core_ingest_add), or finish it (core_ingest_finish, which sets g to
+ * NULL as pl_ingest_finish frees it). */
+typedef struct {
+    pl_ingest *g;
+    const ingest_item *items;
+    Py_ssize_t n;
+    uint64_t count; /* finish: how many pairs it made visible */
+} ingest_args;
+
+static int core_ingest_add(pl_db *db, void *ctx, int flag)
+{
+    const ingest_args *a = ctx;
+    int rc = PL_OK;
+    for (Py_ssize_t i = 0; i < a->n && !rc; i++)
+        rc = pl_ingest_add(a->g, a->items[i].k.ptr, (size_t)a->items[i].k.len, a->items[i].v.ptr,
+                           (size_t)a->items[i].v.len);
+    return rc;
+}
+
+static int core_ingest_finish(pl_db *db, void *ctx, int flag)
+{
+    ingest_args *a = ctx;
+    pl_ingest *g = a->g;
+    a->g = NULL;
+    return pl_ingest_finish(g, &a->count);
+}
+
 /* 0, or -1 with an exception. */
 static int ingest_chunk(DBObject *self, pl_ingest *g, ingest_item *items, Py_ssize_t n)
 {
-    if (db_closed_error(self) < 0)
+    if (check_open(self) < 0)
         return -1;
-    pl_db *db = self->db;
-    int rc = pl_db_enter(db);
-    if (!rc) {
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n && !rc; i++)
-            rc = pl_ingest_add(g, items[i].k.ptr, (size_t)items[i].k.len, items[i].v.ptr, (size_t)items[i].v.len);
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-    }
+    ingest_args a = {g, items, n, 0};
+    int rc = call_core(self->db, core_ingest_add, &a, 0);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     return 0;
@@ -1272,7 +1377,7 @@ static int ingest_next(DBObject *self, PyObject *it, ingest_item *x)
     PyObject *pair = PyIter_Next(it), *hold;
     if (!pair)
         return PyErr_Occurred() ? -1 : 0;
-    int r = unpack_pair(Py_TYPE(self), pair, "ingest", "an iterable of (key, value) pairs", &hold, &x->key,
+    int r = unpack_pair(self->state, pair, "ingest", "an iterable of (key, value) pairs", &hold, &x->key,
                         &x->val);
     Py_DECREF(pair);
     if (r < 0)
@@ -1308,7 +1413,8 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     PyObject *pairs, *cb = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:ingest", kwlist, &pairs, &cb))
         return NULL;
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     if (cb != Py_None && !PyCallable_Check(cb)) {
         PyErr_SetString(PyExc_TypeError, "ingest(): progress must be callable or None");
         return NULL;
@@ -1321,8 +1427,8 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     int rc = PL_OK, failed = 0, cb_failed = 0;
     if (!items)
         PyErr_NoMemory();
-    else if (db_closed_error(self) == 0 && (rc = pl_ingest_new(self->db, &g)))
-        set_error(Py_TYPE(self), rc);
+    else if (check_open(self) == 0 && (rc = pl_ingest_new(self->db, &g)))
+        set_error(self->state, rc);
     failed = !g;
     Py_ssize_t n = 0;
     size_t bytes = 0;
@@ -1351,24 +1457,18 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
     }
     free(items);
     Py_DECREF(it);
-    uint64_t count = 0;
-    if (!failed && db_closed_error(self) < 0)
+    if (!failed && check_open(self) < 0)
         failed = 1;
-    pl_db *db = self->db;
-    if (!failed && (rc = pl_db_enter(db))) {
-        set_error(Py_TYPE(self), rc);
-        failed = 1;
-    }
+    ingest_args a = {g, NULL, 0, 0};
     if (!failed) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = pl_ingest_finish(g, &count); /* frees g */
-        Py_END_ALLOW_THREADS
-        pl_db_leave(db);
-        return rc ? set_error(Py_TYPE(self), rc) : PyLong_FromUnsignedLongLong(count);
+        rc = call_core(self->db, core_ingest_finish, &a, 0);
+        if (!a.g) /* finished (or failed doing so): g is freed */
+            return rc ? set_error(self->state, rc) : PyLong_FromUnsignedLongLong(a.count);
+        set_error(self->state, rc); /* the database is closing */
     }
-    if (g) {
+    if (a.g) {
         Py_BEGIN_ALLOW_THREADS
-        pl_ingest_abort(g); /* removes its tables: file I/O */
+        pl_ingest_abort(a.g); /* removes its tables: file I/O */
         Py_END_ALLOW_THREADS
     }
     return NULL;
@@ -1376,43 +1476,36 @@ static PyObject *DB_ingest(DBObject *self, PyObject *args, PyObject *kw)
 
 /* ---- Snapshot ---- */
 
-static PyObject *DB_snapshot_raw(DBObject *self, PyObject *unused)
+/* Snapshot(db): a read view of the database as it is now (pylsm.Snapshot, a subclass, is what
+ * DB.snapshot() makes). */
+static PyObject *Snapshot_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    static char *kwlist[] = {"db", NULL};
+    module_state *st = state_of_type(tp);
+    DBObject *db;
+    if (!st || !PyArg_ParseTupleAndKeywords(args, kw, "O!:Snapshot", kwlist, st->DBType, &db) ||
+        check_open(db) < 0)
         return NULL;
-    SnapshotObject *s = (SnapshotObject *)st->SnapshotType->tp_alloc(st->SnapshotType, 0);
+    SnapshotObject *s = (SnapshotObject *)tp->tp_alloc(tp, 0);
     if (!s)
         return NULL;
-    if (db_closed_error(self) < 0) { /* the allocation may have run a finalizer */
+    s->db = (DBObject *)Py_NewRef(db);
+    if (check_open(db) < 0) { /* the allocation may have run a finalizer */
         Py_DECREF(s);
         return NULL;
     }
-    int rc = pl_snapshot_new(self->db, &s->snap);
+    int rc = pl_snapshot_new(db->db, &s->snap);
     if (rc) {
         Py_DECREF(s);
-        return set_error(Py_TYPE(self), rc);
+        return set_error(db->state, rc);
     }
-    s->db = (DBObject *)Py_NewRef(self);
     return (PyObject *)s;
 }
 
-static PyObject *snapshot_check(SnapshotObject *self)
-{
-    if (!self->snap || self->closed || !self->db || self->db->closed || !self->db->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, self->snap && !self->closed ? "the database is closed"
-                                                                          : "the snapshot is closed");
-        return NULL;
-    }
-    return Py_None;
-}
 
 static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     if (nargs < 1 || nargs > 2) {
         PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
@@ -1423,18 +1516,18 @@ static PyObject *Snapshot_get(SnapshotObject *self, PyObject *const *args, Py_ss
 
 static PyObject *Snapshot_subscript(SnapshotObject *self, PyObject *key)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     return get_impl(self->db, self, key, NULL, 1);
 }
 
 static int Snapshot_contains(SnapshotObject *self, PyObject *key)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return -1;
     PyObject *v = NULL;
     snapshot_enter(self);
-    int r = get_one(self->db, self, NULL, key, &v);
+    int r = get_one(self->db, self, key, &v);
     snapshot_leave(self);
     Py_XDECREF(v);
     return r;
@@ -1442,7 +1535,7 @@ static int Snapshot_contains(SnapshotObject *self, PyObject *key)
 
 static PyObject *Snapshot_get_many(SnapshotObject *self, PyObject *keys)
 {
-    if (!snapshot_check(self))
+    if (check_view(self->db, self) < 0)
         return NULL;
     return get_many_impl(self->db, self, keys);
 }
@@ -1464,7 +1557,6 @@ static void Snapshot_dealloc(SnapshotObject *self)
     if (self->snap)
         pl_snapshot_release(self->snap);
     Py_CLEAR(self->db);
-    Py_CLEAR(self->dict);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1473,13 +1565,6 @@ static int Snapshot_traverse(SnapshotObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->db);
-    Py_VISIT(self->dict);
-    return 0;
-}
-
-static int Snapshot_clear(SnapshotObject *self)
-{
-    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -1491,16 +1576,15 @@ typedef struct {
     DBObject *db;
     pl_iter *it;
     int reverse;
-    int want;          /* 1 keys, 2 values, 3 items */
+    int want;          /* enum pl_want: keys, values or both (items) */
     int positioned;
     int exhausted;
     int busy;          /* a thread is reading a chunk with the GIL released */
     int closed;
-    size_t chunk;
-    pl_buf cbuf;       /* the current chunk: n entries as pl_iter_read wrote them */
+    pl_buf cbuf;       /* the current chunk: n entries as pl_iter_read_chunk wrote them */
     size_t n, pos;     /* entries in it, and the next one to hand out (pos == n: none left) */
     size_t off;        /* the offset of entry pos in cbuf */
-    pl_buf buf;        /* the cursor's entry (Iter_cursor) */
+    pl_buf buf;        /* the cursor's entry (Iter_cursor), as pl_iter_copy wrote it */
     int cstate;        /* the cursor (Iter_cursor): CUR_BEFORE, CUR_AT or CUR_AFTER */
 } IterObject;
 
@@ -1520,17 +1604,28 @@ static void iter_release(IterObject *self)
     pl_buf_free(&self->buf);
 }
 
+/* pl_iter_new: an iterator over snap (NULL: the latest state) into *it. */
+typedef struct {
+    const pl_snapshot *snap;
+    pl_iter *it;
+} iter_new_args;
+
+static int core_iter_new(pl_db *db, void *ctx, int flag)
+{
+    iter_new_args *a = ctx;
+    return pl_iter_new(db, a->snap, &a->it);
+}
+
 static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "stop", "reverse", "want", "snapshot", NULL};
     PyObject *start = Py_None, *stop = Py_None, *snap_obj = Py_None;
-    int reverse = 0, want = 3;
+    int reverse = 0, want = PL_WANT_ITEMS;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpiO:_iter", kwlist, &start, &stop, &reverse, &want, &snap_obj))
         return NULL;
-    CHECK_OPEN(self);
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_open(self) < 0)
         return NULL;
+    module_state *st = self->state;
     SnapshotObject *so = NULL;
     if (snap_obj != Py_None) {
         if (!PyObject_TypeCheck(snap_obj, st->SnapshotType)) {
@@ -1538,6 +1633,10 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
             return NULL;
         }
         so = (SnapshotObject *)snap_obj;
+        if (so->db != self) {
+            PyErr_SetString(PyExc_ValueError, "snapshot must be one of this database");
+            return NULL;
+        }
     }
     bytes_arg lo = {0}, hi = {0};
     if (start != Py_None && get_bytes(start, &lo, "start") < 0)
@@ -1550,14 +1649,15 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
     int rc = PL_OK;
     /* The conversions and the allocation may have run Python code: check again, then keep the
      * snapshot busy while the GIL is released (another thread may close it meanwhile). */
-    if (it && (db_closed_error(self) < 0 || snapshot_closed_error(so) < 0)) {
+    if (it && check_view(self, so) < 0) {
         Py_DECREF(it);
         it = NULL;
     }
     if (it) { /* may sort the memtable's newest entries: without the GIL */
         snapshot_enter(so);
-        pl_snapshot *snap = so ? so->snap : NULL;
-        BLOCKING_CALL(self, pl_iter_new(db_, snap, &it->it));
+        iter_new_args a = {so ? so->snap : NULL, NULL};
+        rc = call_core(self->db, core_iter_new, &a, 0);
+        it->it = a.it;
         snapshot_leave(so);
     }
     if (it && !rc) {
@@ -1565,8 +1665,7 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
                            stop != Py_None);
         it->db = (DBObject *)Py_NewRef(self);
         it->reverse = reverse;
-        it->want = want & 3;
-        it->chunk = 16; /* grows x2 per refill to 1024: short scans (a seek + a few entries) stay cheap */
+        it->want = want & PL_WANT_ITEMS;
     }
     release_bytes(&lo);
     release_bytes(&hi);
@@ -1574,80 +1673,79 @@ static PyObject *DB_iter_raw(DBObject *self, PyObject *args, PyObject *kw)
         return NULL;
     if (rc) {
         Py_DECREF(it);
-        return set_error(Py_TYPE(self), rc);
+        return set_error(self->state, rc);
     }
     return (PyObject *)it;
 }
 
-/* The little-endian u64 at p (as the core's pl_iter_read writes the lengths): one load (the byte loop it
- * replaces was not turned into one, and cost about 110 instructions per entry scanned). */
-static inline uint64_t le64(const char *p)
+/* -1 with ClosedError for a closed iterator. */
+static int iter_closed_error(IterObject *self)
 {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (st)
+        PyErr_SetString(st->ClosedError, "the iterator is closed");
+    return -1;
+}
+
+/* 0 if the iterator can be used now, else -1 with ClosedError (it or its database is closed) or Error
+ * (a call on it runs in another thread).  Runs no Python code. */
+static int check_iter(IterObject *self)
+{
+    if (self->closed || !self->it)
+        return iter_closed_error(self);
+    if (check_open(self->db) < 0)
+        return -1;
+    if (self->busy) {
+        PyErr_SetString(self->db->state->Error, "the iterator is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
+
+/* The next chunk of a scan into buf (from the first entry, or the last when reverse, unless
+ * positioned); more: entries remain. */
+typedef struct {
+    pl_iter *it;
+    int positioned, reverse, want;
+    pl_buf *buf;
+    size_t n;
+    int more;
+} refill_args;
+
+static int core_refill(pl_db *db, void *ctx, int flag)
+{
+    refill_args *a = ctx;
+    int rc = PL_OK;
+    if (!a->positioned)
+        rc = a->reverse ? pl_iter_seek_last(a->it) : pl_iter_seek_first(a->it);
+    a->positioned = 1;
+    if (!rc)
+        rc = pl_iter_read_chunk(a->it, a->reverse, a->want, a->buf, &a->n);
+    a->more = !rc && pl_iter_valid(a->it); /* a chunk cut short by the byte limit is not the end */
+    return rc;
 }
 
 static int iter_refill(IterObject *self)
 {
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
+    if (check_iter(self) < 0)
         return -1;
-    if (self->closed || !self->it) {
-        PyErr_SetString(st->ClosedError, "the iterator is closed");
-        return -1;
-    }
-    if (self->db->closed) {
-        PyErr_SetString(st->ClosedError, "the database is closed");
-        return -1;
-    }
-    if (self->busy) {
-        PyErr_SetString(st->Error, "the iterator is in use by another thread");
-        return -1;
-    }
-    pl_db *db = self->db->db;
-    int rc = pl_db_enter(db);
-    if (rc) {
-        set_error(Py_TYPE(self->db), rc);
-        return -1;
-    }
     self->busy = 1;
     self->n = self->pos = self->off = 0; /* (another thread's next() now finds the iterator busy) */
-    if (self->cbuf.cap > (4u << 20))
-        pl_buf_free(&self->cbuf); /* a chunk with a large entry: do not keep its buffer */
-    pl_iter *pit = self->it;
-    size_t n = 0, chunk = self->chunk;
-    int positioned = self->positioned, reverse = self->reverse, want = self->want;
-    pl_buf *buf = &self->cbuf;
-    int more = 0;
-    Py_BEGIN_ALLOW_THREADS
-    rc = PL_OK;
-    if (!positioned)
-        rc = reverse ? pl_iter_seek_last(pit) : pl_iter_seek_first(pit);
-    if (!rc)
-        rc = pl_iter_read(pit, reverse, want, chunk, 1u << 20, buf, &n);
-    more = !rc && pl_iter_valid(pit); /* a chunk cut short by the byte limit is not the end */
-    Py_END_ALLOW_THREADS
-    pl_db_leave(db);
+    refill_args a = {self->it, self->positioned, self->reverse, self->want, &self->cbuf, 0, 0};
+    int rc = call_core(self->db->db, core_refill, &a, 0);
     self->busy = 0;
-    self->positioned = 1;
+    self->positioned = a.positioned;
     if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
-        PyErr_SetString(st->ClosedError, "the iterator is closed");
-        return -1;
+        return iter_closed_error(self);
     }
     if (rc) {
-        set_error(Py_TYPE(self->db), rc);
+        set_error(self->db->state, rc);
         return -1;
     }
-    if (!more)
+    if (!a.more)
         self->exhausted = 1;
-    if (self->chunk < 1024)
-        self->chunk *= 2;
-    self->n = n;
+    self->n = a.n;
     return 0;
 }
 
@@ -1658,12 +1756,12 @@ static int iter_refill(IterObject *self)
 static PyObject *iter_item(IterObject *self)
 {
     const char *p = self->cbuf.data + self->off;
-    uint64_t kn = le64(p), vn = le64(p + 8);
+    uint64_t kn = get_u64(p), vn = get_u64(p + 8);
     const char *k = p + 16, *v = p + 16 + kn;
     PyObject *item;
-    if (self->want == 1) {
+    if (self->want == PL_WANT_KEYS) {
         item = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
-    } else if (self->want == 2) {
+    } else if (self->want == PL_WANT_VALUES) {
         item = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
     } else {
         PyObject *ko = PyBytes_FromStringAndSize(k, (Py_ssize_t)kn);
@@ -1688,15 +1786,11 @@ static PyObject *Iter_next(IterObject *self)
 {
     for (;;) {
         if (self->pos < self->n) {
-            if (self->db && self->db->closed) {
-                module_state *st = state_of_type(Py_TYPE(self));
-                if (st)
-                    PyErr_SetString(st->ClosedError, "the database is closed");
+            if (check_open(self->db) < 0)
                 return NULL;
-            }
-            int rc = self->db ? pl_db_check(self->db->db) : PL_OK; /* e.g. in a forked child */
+            int rc = pl_db_check(self->db->db); /* e.g. in a forked child */
             if (rc)
-                return set_error(Py_TYPE(self->db), rc);
+                return set_error(self->db->state, rc);
             return iter_item(self);
         }
         if (self->exhausted && !self->closed)
@@ -1706,34 +1800,23 @@ static PyObject *Iter_next(IterObject *self)
     }
 }
 
-/* Copy the entry under pl_iter into buf as [u64 klen][u64 vlen][key][value]. */
-static int cursor_copy(pl_iter *it, pl_buf *buf)
-{
-    const char *k, *v;
-    size_t kn, vn;
-    pl_iter_key(it, &k, &kn);
-    pl_iter_value(it, &v, &vn);
-    size_t need = 16 + kn + vn;
-    if (buf->cap < need) {
-        char *p = realloc(buf->data, need);
-        if (!p)
-            return PL_NOMEM;
-        buf->data = p;
-        buf->cap = need;
-    }
-    for (int i = 0; i < 8; i++) {
-        buf->data[i] = (char)(kn >> (8 * i));
-        buf->data[8 + i] = (char)(vn >> (8 * i));
-    }
-    memcpy(buf->data + 16, k, kn);
-    memcpy(buf->data + 16 + kn, v, vn);
-    buf->len = need;
-    return PL_OK;
-}
+/* One cursor step (op, with key for OP_SEEK) from state, which it updates; got: an entry was copied
+ * into buf. */
+typedef struct {
+    pl_iter *it;
+    int op;
+    const bytes_arg *key;
+    int state;
+    pl_buf *buf;
+    int got;
+} cursor_args;
 
-/* One cursor step, without the GIL.  *got: an entry was copied into buf. */
-static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *state, pl_buf *buf, int *got)
+static int core_cursor_step(pl_db *db, void *ctx, int flag)
 {
+    cursor_args *a = ctx;
+    pl_iter *it = a->it;
+    int op = a->op, *state = &a->state, *got = &a->got;
+    pl_buf *buf = a->buf;
     int rc = PL_OK;
     *got = 0;
 #define AT_OR(s) (pl_iter_valid(it) ? CUR_AT : (s))
@@ -1746,7 +1829,7 @@ static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *s
         }
         if (rc || *state != CUR_AT)
             break;
-        rc = cursor_copy(it, buf);
+        rc = pl_iter_copy(it, buf);
         *got = !rc;
         if (!rc && op == OP_NEXT) {
             rc = pl_iter_next(it);
@@ -1767,7 +1850,7 @@ static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *s
                 rc = pl_iter_seek_first(it); /* back to where the cursor was */
             break;
         }
-        rc = cursor_copy(it, buf);
+        rc = pl_iter_copy(it, buf);
         *got = !rc;
         if (rc)
             break;
@@ -1777,7 +1860,7 @@ static int cursor_step(pl_iter *it, int op, const char *key, size_t klen, int *s
             rc = pl_iter_next(it);
         break;
     case OP_SEEK:
-        rc = pl_iter_seek(it, key, klen);
+        rc = pl_iter_seek(it, a->key->ptr, (size_t)a->key->len);
         *state = AT_OR(CUR_AFTER);
         break;
     case OP_TO_FIRST:
@@ -1807,56 +1890,36 @@ static PyObject *Iter_cursor(IterObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad cursor op");
         return NULL;
     }
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
-        return NULL;
     bytes_arg k = {0};
     if (op == OP_SEEK && get_bytes(key, &k, "key") < 0)
         return NULL;
     /* The conversion may have run Python code (a buffer's exporter): check the state after it. */
-    const char *why = self->closed || !self->it ? "the iterator is closed"
-                      : self->db->closed        ? "the database is closed"
-                                                : NULL;
-    if (why || self->busy) {
+    if (check_iter(self) < 0) {
         release_bytes(&k);
-        PyErr_SetString(why ? st->ClosedError : st->Error, why ? why : "the iterator is in use by another thread");
         return NULL;
     }
-    pl_db *db = self->db->db;
-    int rc = pl_db_enter(db);
-    if (rc) {
-        release_bytes(&k);
-        return set_error(Py_TYPE(self->db), rc);
-    }
     self->busy = 1;
-    pl_iter *pit = self->it;
-    int state = self->cstate, got = 0;
-    pl_buf *buf = &self->buf;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cursor_step(pit, op, k.ptr, (size_t)k.len, &state, buf, &got);
-    Py_END_ALLOW_THREADS
-    pl_db_leave(db);
+    cursor_args a = {self->it, op, &k, self->cstate, &self->buf, 0};
+    int rc = call_core(self->db->db, core_cursor_step, &a, 0);
     self->busy = 0;
-    self->cstate = state;
+    self->cstate = a.state;
     release_bytes(&k);
-    if (self->closed) {
+    if (self->closed) { /* closed by another thread meanwhile */
         iter_release(self);
-        PyErr_SetString(st->ClosedError, "the iterator is closed");
+        iter_closed_error(self);
         return NULL;
     }
     if (rc)
-        return set_error(Py_TYPE(self->db), rc);
-    if (!got)
+        return set_error(self->db->state, rc);
+    if (!a.got)
         Py_RETURN_NONE;
     const char *p = self->buf.data;
-    uint64_t kn = le64(p), vn = le64(p + 8);
+    uint64_t kn = get_u64(p), vn = get_u64(p + 8);
     PyObject *ko = PyBytes_FromStringAndSize(p + 16, (Py_ssize_t)kn);
     PyObject *vo = ko ? PyBytes_FromStringAndSize(p + 16 + kn, (Py_ssize_t)vn) : NULL;
     PyObject *item = vo ? PyTuple_Pack(2, ko, vo) : NULL;
     Py_XDECREF(ko);
     Py_XDECREF(vo);
-    if (self->buf.cap > (4u << 20))
-        pl_buf_free(&self->buf);
     return item;
 }
 
@@ -1893,59 +1956,36 @@ static int Iter_clear(IterObject *self)
     return 0;
 }
 
-/* Count the entries from the first on.  Runs without the GIL. */
-static int count_entries(pl_iter *it, Py_ssize_t *n)
+/* Count the live keys (into *ctx, a Py_ssize_t). */
+static int core_count(pl_db *db, void *ctx, int flag)
 {
-    int rc = pl_iter_seek_first(it);
+    Py_ssize_t *n = ctx;
+    pl_iter *it = NULL;
+    int rc = pl_iter_new(db, NULL, &it);
+    if (!rc)
+        rc = pl_iter_seek_first(it);
     while (!rc && pl_iter_valid(it)) {
         (*n)++;
         rc = pl_iter_next(it);
     }
+    pl_iter_free(it);
     return rc;
 }
 
 static Py_ssize_t DB_len(DBObject *self)
 {
-    if (self->closed || !self->db) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->ClosedError, "the database is closed");
+    if (check_open(self) < 0)
         return -1;
-    }
-    pl_iter *it = NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_iter_new(db_, NULL, &it));
-    if (rc) {
-        set_error(Py_TYPE(self), rc);
-        return -1;
-    }
     Py_ssize_t n = 0;
-    BLOCKING_CALL(self, count_entries(it, &n));
-    pl_iter_free(it);
+    int rc = call_core(self->db, core_count, &n, 0);
     if (rc) {
-        set_error(Py_TYPE(self), rc);
+        set_error(self->state, rc);
         return -1;
     }
     return n;
 }
 
 /* ---- module functions ---- */
-
-/* Figures collected without the GIL, turned into a dict with it. */
-typedef struct {
-    const char *name[32];
-    uint64_t value[32];
-    int n;
-} figures;
-
-static void figure_cb(void *ctx, const char *name, uint64_t value)
-{
-    figures *f = ctx;
-    if (f->n < 32) {
-        f->name[f->n] = name;
-        f->value[f->n++] = value;
-    }
-}
 
 /* A call on a database directory, with the GIL released and an optional progress callable:
  * fn(path), or (fn NULL) pl_repair_report, whose figures come back as a dict. */
@@ -1955,7 +1995,7 @@ static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (
     if (!PyArg_ParseTuple(args, format, PyUnicode_FSConverter, &p, &cb))
         return NULL;
     figures f = {.n = 0};
-    progress_ctx pc = {cb, 0};
+    progress_ctx pc = {cb, NULL, 0};
     int rc;
     const char *path = PyBytes_AS_STRING(p);
     Py_BEGIN_ALLOW_THREADS
@@ -1967,18 +2007,11 @@ static PyObject *path_job(PyObject *m, PyObject *args, const char *format, int (
     Py_DECREF(p);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     if (fn)
         Py_RETURN_NONE;
-    PyObject *d = PyDict_New();
-    for (int i = 0; d && i < f.n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(f.value[i]);
-        if (!v || PyDict_SetItemString(d, f.name[i], v) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
-    return d;
+    return figures_dict(&f, 0);
 }
 
 /* verify(path, progress=None); repair(path, progress=None) -> dict of what it kept and dropped;
@@ -1997,7 +2030,7 @@ static PyObject *mod_test_fault(PyObject *m, PyObject *args)
     int rc = pl_test_fault(op, nth, err, persistent);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     Py_RETURN_NONE;
 }
@@ -2016,7 +2049,7 @@ static PyObject *mod_test_set(PyObject *m, PyObject *args)
     int rc = pl_test_set(name, (uint64_t)value);
     if (rc) {
         module_state *st = PyModule_GetState(m);
-        return set_error(st->DBType, rc);
+        return set_error(st, rc);
     }
     Py_RETURN_NONE;
 }
@@ -2064,8 +2097,8 @@ static PyMethodDef DB_methods[] = {
     {"refresh", (PyCFunction)DB_refresh, METH_NOARGS,
      "refresh()\n--\n\nA read-only handle: catch up with what the writer has written since."},
     {"close", (PyCFunction)DB_close, METH_NOARGS, "close()\n--\n\nClose the database (idempotent)."},
-    {"_snapshot", (PyCFunction)DB_snapshot_raw, METH_NOARGS, NULL},
     {"_changes", (PyCFunction)DB_changes_raw, METH_O, NULL},
+    {"_check_open", (PyCFunction)DB_check_open, METH_NOARGS, NULL},
     {"_iter", (PyCFunction)(void (*)(void))DB_iter_raw, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -2082,6 +2115,7 @@ static PyGetSetDef DB_getset[] = {
 };
 
 static PyType_Slot DB_slots[] = {
+    {Py_tp_new, DB_new},
     {Py_tp_init, DB_init},
     {Py_tp_dealloc, DB_dealloc},
     {Py_tp_traverse, DB_traverse},
@@ -2104,7 +2138,7 @@ static PyMethodDef Batch_methods[] = {
     {"put", (PyCFunction)(void (*)(void))Batch_put, METH_FASTCALL, "put(key, value)\n--\n\nAdd a put."},
     {"delete", (PyCFunction)Batch_delete, METH_O, "delete(key)\n--\n\nAdd a delete."},
     {"put_many", (PyCFunction)Batch_put_many, METH_O,
-     "put_many(mapping_or_pairs)\n--\n\nAdd a put for every (key, value) pair."},
+     "put_many(pairs)\n--\n\nAdd a put for every (key, value) pair of an iterable."},
     {"clear", (PyCFunction)Batch_clear, METH_NOARGS, "clear()\n--\n\nDrop every operation."},
     {NULL, NULL, 0, NULL},
 };
@@ -2131,21 +2165,23 @@ static PyType_Spec Batch_spec = {"pylsm._pylsm.WriteBatch", sizeof(BatchObject),
                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Batch_slots};
 
 static PyMethodDef Snapshot_methods[] = {
-    {"get", (PyCFunction)(void (*)(void))Snapshot_get, METH_FASTCALL, "get(key, default=None)"},
-    {"get_many", (PyCFunction)Snapshot_get_many, METH_O, "get_many(keys)"},
-    {"close", (PyCFunction)Snapshot_close, METH_NOARGS, "close()"},
+    {"get", (PyCFunction)(void (*)(void))Snapshot_get, METH_FASTCALL,
+     "get(key, default=None)\n--\n\nThe value of key in this view, or default."},
+    {"get_many", (PyCFunction)Snapshot_get_many, METH_O,
+     "get_many(keys)\n--\n\nValues (or None) for keys in this view."},
+    {"close", (PyCFunction)Snapshot_close, METH_NOARGS,
+     "close()\n--\n\nRelease the snapshot (idempotent); later calls raise ClosedError."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef Snapshot_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(SnapshotObject, dict), READONLY, NULL},
-    {"_db", T_OBJECT, offsetof(SnapshotObject, db), READONLY, NULL},
+    {"_db", T_OBJECT, offsetof(SnapshotObject, db), READONLY, "The database it reads."},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyObject *Snapshot_closed_get(SnapshotObject *self, void *unused)
 {
-    return PyBool_FromLong(self->closed || !self->snap || (self->db && self->db->closed));
+    return PyBool_FromLong(self->closed || !self->snap || !self->db->db);
 }
 
 static PyObject *Snapshot_lsn_get(SnapshotObject *self, void *unused)
@@ -2162,22 +2198,20 @@ static PyGetSetDef Snapshot_getset[] = {
 };
 
 static PyType_Slot Snapshot_slots[] = {
+    {Py_tp_new, Snapshot_new},
     {Py_tp_getset, Snapshot_getset},
     {Py_tp_dealloc, Snapshot_dealloc},
     {Py_tp_traverse, Snapshot_traverse},
-    {Py_tp_clear, Snapshot_clear},
     {Py_tp_methods, Snapshot_methods},
     {Py_tp_members, Snapshot_members},
     {Py_mp_subscript, Snapshot_subscript},
     {Py_sq_contains, Snapshot_contains},
-    {Py_tp_doc, "A consistent read view; use DB.snapshot()."},
+    {Py_tp_doc, "Snapshot(db): a consistent read view of db as it is now; use DB.snapshot()."},
     {0, NULL},
 };
 
 static PyType_Spec Snapshot_spec = {"pylsm._pylsm.Snapshot", sizeof(SnapshotObject), 0,
-                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-                                        Py_TPFLAGS_DISALLOW_INSTANTIATION,
-                                    Snapshot_slots};
+                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Snapshot_slots};
 
 static PyMethodDef Iter_methods[] = {
     {"close", (PyCFunction)Iter_close, METH_NOARGS, "close()\n--\n\nRelease the iterator now."},
@@ -2207,6 +2241,7 @@ typedef struct {
     PyObject *db;  /* the DB whose WALs it reads (None: WAL files given by path) */
     pl_changes *c; /* NULL once exhausted or closed */
     int busy;      /* a thread is in next() with the GIL released */
+    module_state *state;
 } ChangesObject;
 
 static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
@@ -2218,24 +2253,36 @@ static PyObject *new_changes(module_state *st, PyObject *db, pl_changes *c)
     }
     ch->db = Py_NewRef(db);
     ch->c = c;
+    ch->state = st;
     return (PyObject *)ch;
+}
+
+/* pl_changes_new: a reader of the batches after LSN since, into c. */
+typedef struct {
+    uint64_t since;
+    pl_changes *c;
+} changes_new_args;
+
+static int core_changes_new(pl_db *db, void *ctx, int flag)
+{
+    changes_new_args *a = ctx;
+    return pl_changes_new(db, a->since, &a->c);
 }
 
 static PyObject *DB_changes_raw(DBObject *self, PyObject *arg)
 {
-    CHECK_OPEN(self);
+    if (check_open(self) < 0)
+        return NULL;
     unsigned long long since = PyLong_AsUnsignedLongLong(arg);
     if (since == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st || db_closed_error(self) < 0)
+    if (check_open(self) < 0) /* the conversion may have run Python code (__index__) */
         return NULL;
-    pl_changes *c = NULL;
-    int rc;
-    BLOCKING_CALL(self, pl_changes_new(db_, (uint64_t)since, &c));
+    changes_new_args a = {(uint64_t)since, NULL};
+    int rc = call_core(self->db, core_changes_new, &a, 0);
     if (rc)
-        return set_error(Py_TYPE(self), rc);
-    return new_changes(st, (PyObject *)self, c);
+        return set_error(self->state, rc);
+    return new_changes(self->state, (PyObject *)self, a.c);
 }
 
 static PyObject *mod_wal_changes(PyObject *m, PyObject *args)
@@ -2269,7 +2316,7 @@ static PyObject *mod_wal_changes(PyObject *m, PyObject *args)
     if (!ok)
         return NULL;
     if (rc)
-        return set_error(st->ChangesType, rc);
+        return set_error(st, rc);
     return new_changes(st, Py_None, c);
 }
 
@@ -2289,11 +2336,8 @@ static PyObject *Changes_next(ChangesObject *self)
 {
     if (!self->c)
         return NULL; /* StopIteration */
-    module_state *st = state_of_type(Py_TYPE(self));
-    if (!st)
-        return NULL;
     if (self->busy) {
-        PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        PyErr_SetString(self->state->Error, "the changes iterator is in use by another thread");
         return NULL;
     }
     self->busy = 1;
@@ -2306,22 +2350,20 @@ static PyObject *Changes_next(ChangesObject *self)
     Py_BEGIN_ALLOW_THREADS
     rc = pl_changes_next(c, &lsn, &count, &ts, &has_ts, &p, &len);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     if (rc == PL_NOTFOUND) {
+        self->busy = 0;
         pl_changes_free(self->c);
         self->c = NULL;
         return NULL;
     }
-    if (rc)
-        return set_error(Py_TYPE(self), rc);
-    PyObject *ops = PyList_New(0);
+    /* Busy until the payload (the reader's) is decoded: the allocations may run a finalizer that
+     * closes the reader. */
+    PyObject *ops = rc ? NULL : PyList_New(0);
+    if (ops && (rc = pl_batch_decode(p, len, append_op, ops)) != PL_OK)
+        Py_CLEAR(ops);
+    self->busy = 0;
     if (!ops)
-        return NULL;
-    rc = pl_batch_decode(p, len, append_op, ops);
-    if (rc) {
-        Py_DECREF(ops);
-        return PyErr_Occurred() ? NULL : set_error(Py_TYPE(self), rc);
-    }
+        return PyErr_Occurred() ? NULL : set_error(self->state, rc);
     PyObject *when = has_ts ? PyFloat_FromDouble((double)ts / 1e6) : Py_NewRef(Py_None);
     if (!when) {
         Py_DECREF(ops);
@@ -2333,9 +2375,7 @@ static PyObject *Changes_next(ChangesObject *self)
 static PyObject *Changes_close(ChangesObject *self, PyObject *unused)
 {
     if (self->busy) {
-        module_state *st = state_of_type(Py_TYPE(self));
-        if (st)
-            PyErr_SetString(st->Error, "the changes iterator is in use by another thread");
+        PyErr_SetString(self->state->Error, "the changes iterator is in use by another thread");
         return NULL;
     }
     pl_changes_free(self->c);
@@ -2418,6 +2458,37 @@ static int add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec)
     return PyModule_AddType(m, *slot);
 }
 
+/* The core's option defaults (pl_options_init) and ranges (pl_option_ranges), for pylsm/__init__.py:
+ * OPTION_DEFAULTS {keyword: default} and OPTION_RANGES {keyword: (min, max)}. */
+static int add_options(PyObject *m)
+{
+    pl_options o;
+    pl_options_init(&o);
+#define B(x) ((x) ? Py_True : Py_False)
+    PyObject *d = Py_BuildValue(
+        "{s:O,s:O,s:i,s:K,s:K,s:K,s:K,s:i,s:K,s:i,s:O,s:O,s:O,s:O,s:K,s:K,s:i}", "create_if_missing",
+        B(o.create_if_missing), "error_if_exists", B(o.error_if_exists), "sync_mode", o.sync_mode, "sync_count",
+        (unsigned long long)o.sync_count, "sync_interval_ms", (unsigned long long)o.sync_interval_ms,
+        "memtable_bytes", (unsigned long long)o.memtable_bytes, "block_bytes", (unsigned long long)o.block_bytes,
+        "bloom_bits_per_key", o.bloom_bits_per_key, "block_cache_bytes", (unsigned long long)o.block_cache_bytes,
+        "wal_recovery", o.wal_recovery, "wal_timestamp", B(o.wal_timestamp), "background_compaction",
+        B(o.background_compaction), "read_only", B(o.read_only), "point_index", B(o.point_index),
+        "wal_retention_bytes", (unsigned long long)o.wal_retention_bytes, "wal_retention_seconds",
+        (unsigned long long)o.wal_retention_seconds, "compression", o.compression);
+#undef B
+    PyObject *r = PyDict_New();
+    int rc = d && r && PyModule_AddObjectRef(m, "OPTION_DEFAULTS", d) == 0 &&
+                     PyModule_AddObjectRef(m, "OPTION_RANGES", r) == 0 ? 0 : -1;
+    for (const pl_option_range *i = pl_option_ranges(); !rc && i->name; i++) {
+        PyObject *t = Py_BuildValue("(KK)", (unsigned long long)i->min, (unsigned long long)i->max);
+        rc = t && PyDict_SetItemString(r, i->name, t) == 0 ? 0 : -1;
+        Py_XDECREF(t);
+    }
+    Py_XDECREF(d);
+    Py_XDECREF(r);
+    return rc;
+}
+
 static int module_exec(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
@@ -2466,10 +2537,29 @@ static int module_exec(PyObject *m)
         add_type(m, &st->SnapshotType, &Snapshot_spec) < 0 || add_type(m, &st->IterType, &Iter_spec) < 0 ||
         add_type(m, &st->ChangesType, &Changes_spec) < 0)
         return -1;
-    if (PyModule_AddIntConstant(m, "MAX_KEY", PL_MAX_KEY) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_VALUE", PL_MAX_VALUE) < 0)
-        return -1;
-    return 0;
+    /* The numbers pylsm/__init__.py passes back: stated here once, from the core's. */
+    static const struct {
+        const char *name;
+        long value;
+    } constants[] = {
+        {"MAX_KEY", PL_MAX_KEY}, {"MAX_VALUE", PL_MAX_VALUE},
+        /* DB._iter(want=) */
+        {"WANT_KEYS", PL_WANT_KEYS}, {"WANT_VALUES", PL_WANT_VALUES}, {"WANT_ITEMS", PL_WANT_ITEMS},
+        /* Iterator._cursor(op) */
+        {"OP_NEXT", OP_NEXT}, {"OP_PREV", OP_PREV}, {"OP_PEEK_NEXT", OP_PEEK_NEXT},
+        {"OP_PEEK_PREV", OP_PEEK_PREV}, {"OP_SEEK", OP_SEEK}, {"OP_TO_FIRST", OP_TO_FIRST},
+        {"OP_TO_LAST", OP_TO_LAST}, {"OP_TO_END", OP_TO_END},
+        /* DB(sync_mode=, wal_recovery=, compression=) */
+        {"SYNC_NONE", PL_SYNC_NONE}, {"SYNC_EVERY_WRITE", PL_SYNC_EVERY_WRITE}, {"SYNC_EVERY_N", PL_SYNC_EVERY_N},
+        {"SYNC_TIME_BASED", PL_SYNC_TIME_BASED}, {"SYNC_HYBRID", PL_SYNC_HYBRID},
+        {"RECOVER_TOLERATE_TAIL", PL_RECOVER_TOLERATE_TAIL}, {"RECOVER_ABSOLUTE", PL_RECOVER_ABSOLUTE},
+        {"RECOVER_SALVAGE", PL_RECOVER_SALVAGE},
+        {"COMPRESS_NONE", PL_COMPRESS_NONE}, {"COMPRESS_ZSTD", PL_COMPRESS_ZSTD}, {"COMPRESS_LZ4", PL_COMPRESS_LZ4},
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0)
+            return -1;
+    return add_options(m);
 }
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)

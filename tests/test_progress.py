@@ -65,3 +65,22 @@ def test_a_failing_progress_callback_does_not_stop_the_work(tmp_path, monkeypatc
     assert len(seen) == 1 and "broke" in str(seen[0])
     with pytest.raises(TypeError):
         pylsm.verify(path, progress="yes")
+
+
+def test_a_progress_callback_calling_into_its_database_is_refused_not_hung(tmp_path, monkeypatch):
+    """The core may hold the database's locks while it reports (pylsm.h, pl_set_progress): a call into
+    the same database from the callback, close() included, raises pylsm.Error instead of hanging, and
+    the compaction completes."""
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+    for name in ("close", "put", "compact", "get"):
+        db = many_tables(str(tmp_path / name))
+        call = {"close": db.close, "put": lambda: db.put(b"x", b"y"), "compact": db.compact,
+                "get": lambda: db.get(b"k0000001")}[name]
+        seen.clear()
+        _pylsm.DB.compact(db, progress=lambda d, t: call())
+        assert len(seen) == 1 and isinstance(seen[0], pylsm.Error), (name, seen)
+        assert not db.closed and db[b"k0000001"] == b"v" * 100
+        db.close()

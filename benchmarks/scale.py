@@ -15,8 +15,9 @@ figures are its own and nothing of one engine's page cache or heap helps the nex
      ("cold"); the first cold get pays the reopen's own reads too.
 
 It reports write amplification (bytes the process caused to be written to storage, /proc/self/io
-write_bytes, over the user bytes N*(16+100)), disk bytes over live bytes, the peak RSS (VmHWM) and the
-peak anonymous memory (RssAnon, sampled every 0.2 s: heap, not the file pages the OS may drop).
+write_bytes, over the user bytes N*(16+100)), disk bytes over live bytes, the peak RSS (VmHWM, which counts the
+mapped file pages the reads touch) and the peak anonymous memory (RssAnon, sampled every 0.2 s: heap, not
+the file pages the OS may drop), over the load and compaction and again with the reads.
 
 The keys are generated, not held in a list: key i is the 8-byte big-endian product of i with an odd
 64-bit constant (a bijection, so the order is random) followed by i itself, so 100M keys cost the
@@ -152,6 +153,8 @@ def child(engine, path, n, gets, cold_gets):
     settle_secs = clock() - t0
     db.close()
     written = io_written() - written0
+    mem.sample()
+    load_anon = mem.peak   # the reads below hold their own lists of keys and values: not the engine's
     user = n * (C.KEY_BYTES + C.VALUE_BYTES)
     disk = C.dir_bytes(path)
 
@@ -174,7 +177,8 @@ def child(engine, path, n, gets, cold_gets):
     out = dict(engine=engine, n=n, load_secs=load_secs, puts_per_s=n / load_secs, tenths=rates,
                longest_stall_s=longest, longest_stall_at=longest_at, settle_secs=settle_secs,
                write_amp=written / user, space=disk / user, disk_bytes=disk,
-               peak_rss=C.read_proc_status("VmHWM"), peak_anon=mem.peak, base_anon=base_anon,
+               peak_rss=C.read_proc_status("VmHWM"), peak_anon=load_anon, peak_anon_reads=mem.peak,
+               base_anon=base_anon,
                warm_gets_per_s=warm, cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
     print(json.dumps(out), flush=True)
 
@@ -196,9 +200,10 @@ def report(results):
             f"  flush + full compaction    {r['settle_secs']:.1f} s",
             f"  write amplification        {r['write_amp']:.1f} (storage writes / user bytes)",
             f"  disk / live bytes          {r['space']:.2f} ({r['disk_bytes'] / 1e9:.2f} GB)",
-            f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB; peak anonymous "
-            f"{r['peak_anon'] / 2**20:.0f} MiB ({(r['peak_anon'] - r['base_anon']) / 2**20:.0f} MiB above "
-            f"the interpreter's)",
+            f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB (mapped file pages included)",
+            f"  peak anonymous memory      {r['peak_anon'] / 2**20:.0f} MiB over the load and compaction "
+            f"({(r['peak_anon'] - r['base_anon']) / 2**20:.0f} MiB above the interpreter's at the start), "
+            f"{r['peak_anon_reads'] / 2**20:.0f} MiB with the reads' own key lists",
             f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s",
             f"  random gets, cold          {fmt_rate(r['cold_gets_per_s'])}/s (reopen after eviction "
             f"{r['cold_reopen_ms']:.1f} ms)",

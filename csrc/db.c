@@ -123,7 +123,9 @@ struct pl_db {
     uint64_t unsynced_records;  /* appended since the last fsync */
     uint64_t oldest_unsynced_ns;
 
-    /* snapshots, oldest first (compaction keeps what they can see) */
+    /* registered snapshots (compaction keeps what they can see), newest registration first: a new
+     * one is pushed at the head.  Not in LSN order (an iterator over an older snapshot registers at
+     * that snapshot's LSN): oldest_snapshot() walks them all for the smallest LSN. */
     pl_snapshot *snaps;
 
     /* lifetime */

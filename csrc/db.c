@@ -1313,6 +1313,14 @@ int pl_db_flush(pl_db *db)
 
 uint64_t ingest_lsn_gap = UINT64_C(1) << 24;
 
+/* The engine constants a test may set (pl_test_set, env.c): the manifest's roll size and the ingest's
+ * LSN gap. */
+const test_knob db_test_knobs[] = {
+    {"manifest_roll_bytes", &manifest_roll_bytes, 0},
+    {"ingest_lsn_gap", &ingest_lsn_gap, 1},
+    {NULL, NULL, 0},
+};
+
 void db_table_env(pl_db *db, compact_env *env) { compact_env_init(db, env); }
 
 int db_ingest_begin(pl_db *db, uint64_t *lsn)
@@ -2081,38 +2089,6 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
 }
 
 
-
-int pl_test_fault(const char *op, long nth, int err, int persistent)
-{
-    static const struct {
-        const char *name;
-        int ops;
-    } names[] = {{"open", ENV_OP_OPEN}, {"read", ENV_OP_READ}, {"write", ENV_OP_WRITE},
-                 {"sync", ENV_OP_SYNC}, {"rename", ENV_OP_RENAME}, {"unlink", ENV_OP_UNLINK},
-                 {"short_write", ENV_OP_WRITE | ENV_OP_SHORT},
-                 {"all", ENV_OP_ALL}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(op, names[i].name) == 0) {
-            env_fault_set(names[i].ops, nth, err, persistent);
-            return PL_OK;
-        }
-    return PL_FAIL(PL_INVALID, "unknown I/O operation class '%s'", op);
-}
-
-void pl_test_fault_clear(void) { env_fault_clear(); }
-
-long pl_test_fault_calls(void) { return env_fault_calls(); }
-
-int pl_test_set(const char *name, uint64_t value)
-{
-    if (strcmp(name, "manifest_roll_bytes") == 0)
-        manifest_roll_bytes = value;
-    else if (strcmp(name, "ingest_lsn_gap") == 0 && value > 0)
-        ingest_lsn_gap = value;
-    else
-        return PL_FAIL(PL_MISUSE, "_test_set: unknown name or bad value: %s", name);
-    return PL_OK;
-}
 
 /* ---- whole-database tools ---- */
 

@@ -15,6 +15,7 @@
  *    when it was last made durable, and env_sync_dir the files whose names are durable;
  *    env_drop_unsynced() then truncates every tracked file to its durable length and removes files
  *    and directories (env_mkdir's) whose directory entry was never synced.
+ * The binding and the C tests reach the fault hooks through testhooks.h (pl_test_*, defined in env.c).
  *
  * Thread safety: all functions may be called from any thread.
  */

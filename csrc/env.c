@@ -585,6 +585,12 @@ int env_copy_fd(int src_fd, uint64_t len, const char *src_path, const char *to)
     return rc;
 }
 
+int env_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int env_rmdir(const char *path)
 {
     FAULT(ENV_OP_UNLINK, "rmdir", path);

@@ -34,8 +34,6 @@
 #include "cache.h"
 #include "changes.h"
 #include "compaction.h"
-#include "dbiter.h"
-#include "merge.h"
 #include "memtable.h"
 #include "sstable.h"
 #include "status.h"
@@ -144,9 +142,11 @@ struct pl_db {
 
 /* ---- small helpers ---- */
 
+int db_forked(const pl_db *db) { return db->fork_gen != atomic_load(&fork_generation); }
+
 static int check_usable(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return PL_FAIL(PL_MISUSE, "this database handle was opened in the parent process before fork()");
     if (atomic_load(&db->closing))
         return PL_FAIL(PL_CLOSED, "the database is closed");
@@ -830,8 +830,7 @@ struct pl_snapshot {
     version *v;
 };
 
-/* A snapshot registered at the visible LSN, or at the LSN of `of` (an older snapshot) when given. */
-static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
+int db_snapshot_new(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
 {
     int rc = check_usable(db);
     if (rc)
@@ -858,7 +857,7 @@ static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
     return PL_OK;
 }
 
-int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, NULL, out); }
+int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return db_snapshot_new(db, NULL, out); }
 
 uint64_t pl_snapshot_lsn(const pl_snapshot *s) { return s->lsn; }
 
@@ -867,7 +866,7 @@ void pl_snapshot_release(pl_snapshot *s)
     if (!s)
         return;
     pl_db *db = s->db;
-    if (db->fork_gen != atomic_load(&fork_generation)) {
+    if (db_forked(db)) {
         free(s); /* in a forked child: db->mu may have been held by a parent thread at the fork */
         return;
     }
@@ -889,14 +888,7 @@ void pl_snapshot_release(pl_snapshot *s)
 
 /* ---- the read path ---- */
 
-/* What a read sees: the LSN and references on the memtables and version that hold it. */
-typedef struct {
-    uint64_t lsn;
-    memtable *mem, *imm;
-    version *v;
-} read_view;
-
-static void view_take(pl_db *db, const pl_snapshot *snap, read_view *rv)
+void db_view_take(pl_db *db, const pl_snapshot *snap, db_view *rv)
 {
     pthread_mutex_lock(&db->mu);
     /* The LSN is read with the references, under mu: a flush or compaction between the two could
@@ -917,7 +909,7 @@ static void view_take(pl_db *db, const pl_snapshot *snap, read_view *rv)
     pthread_mutex_unlock(&db->mu);
 }
 
-static void view_release(read_view *rv)
+void db_view_release(db_view *rv)
 {
     memtable_unref(rv->mem);
     if (rv->imm)
@@ -927,7 +919,7 @@ static void view_release(read_view *rv)
 
 /* The memtables' answer for key: on PL_OK *result is LOOKUP_* (out NULL: the answer without the value);
  * PL_NOMEM. */
-static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out, int *result)
+static int view_mem_get(const db_view *rv, const void *key, size_t klen, pl_buf *out, int *result)
 {
     int rc = memtable_get(rv->mem, key, klen, rv->lsn, out, result);
     if (!rc && *result == LOOKUP_ABSENT && rv->imm)
@@ -941,13 +933,13 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     if (rc)
         return rc;
     env_test_hook("get_start");
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     int r;
     rc = view_mem_get(&rv, key, klen, out, &r);
     if (!rc && r == LOOKUP_ABSENT)
         rc = version_get(rv.v, key, klen, rv.lsn, out, flags, &r);
-    view_release(&rv);
+    db_view_release(&rv);
     if (rc)
         return rc;
     atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
@@ -959,13 +951,13 @@ int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, siz
     int rc = check_usable(db);
     if (rc)
         return rc;
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     int r;
     rc = view_mem_get(&rv, key, klen, NULL, &r); /* (the answer only: no copy of the value) */
     if (!rc)
         *maybe = r == LOOKUP_FOUND ? 1 : r == LOOKUP_DELETED ? 0 : version_may_contain(rv.v, key, klen, rv.lsn);
-    view_release(&rv);
+    db_view_release(&rv);
     return rc;
 }
 
@@ -975,10 +967,10 @@ int pl_db_approximate_size(pl_db *db, const void *start, size_t slen, int has_st
     int rc = check_usable(db);
     if (rc)
         return rc;
-    read_view rv;
-    view_take(db, NULL, &rv);
+    db_view rv;
+    db_view_take(db, NULL, &rv);
     *bytes = version_approximate_size(rv.v, start, slen, has_start, stop, stlen, has_stop);
-    view_release(&rv);
+    db_view_release(&rv);
     return PL_OK;
 }
 
@@ -990,8 +982,8 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
         return rc;
     env_test_hook("get_start");
     vals->len = 0;
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     pl_buf bufs[VERSION_BATCH] = {{0}};
     table_lookup lk[VERSION_BATCH], *pend[VERSION_BATCH];
     int res[VERSION_BATCH];
@@ -1030,7 +1022,7 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
             lens[base + j] = (int64_t)bufs[j].len;
         }
     }
-    view_release(&rv);
+    db_view_release(&rv);
     for (size_t j = 0; j < VERSION_BATCH; j++)
         pl_buf_free(&bufs[j]);
     if (!rc)
@@ -1663,7 +1655,7 @@ static void db_free(pl_db *db)
 void db_ref(pl_db *db) { atomic_fetch_add(&db->refs, 1); }
 void db_unref(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return; /* a forked child's copy: its locks may be held by parent threads that do not exist here */
     if (atomic_fetch_sub(&db->refs, 1) == 1)
         db_free(db);
@@ -1946,7 +1938,7 @@ fail:
 
 int pl_db_enter(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return check_usable(db);
     atomic_fetch_add(&db->active, 1);
     if (atomic_load(&db->closing)) {
@@ -1969,7 +1961,7 @@ int pl_db_close(pl_db *db)
 {
     if (!db)
         return PL_OK;
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return PL_OK; /* a forked child's copy: its threads and files belong to the parent */
     pthread_mutex_lock(&db->mu);
     if (db->closed) {
@@ -2079,164 +2071,4 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "level1_target_bytes", cenv.level_base_bytes);
     fn(ctx, "level_multiplier", LEVEL_MULTIPLIER);
     return PL_OK;
-}
-
-/* ---- iterators ---- */
-
-struct pl_iter {
-    pl_db *db;
-    pl_snapshot *snap; /* registered, so compaction keeps every version this iterator can see */
-    iter *it;          /* a db_iter over memtables and tables */
-};
-
-int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
-{
-    int rc = check_usable(db);
-    if (rc)
-        return rc;
-    pl_iter *pi = calloc(1, sizeof *pi);
-    if (!pi)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    /* Registered (an older snapshot's view at its LSN), so compaction keeps what it can see. */
-    rc = snapshot_new_at(db, snap, &pi->snap);
-    if (rc) {
-        free(pi);
-        return rc;
-    }
-    /* Take references under mu; build the memtable iterators (which sort the newest entries) after
-     * it, so that readers and writers waiting for mu are not held up by the sort. */
-    pthread_mutex_lock(&db->mu);
-    version *v = db->vs.current;
-    memtable *mem = db->mem, *imm = db->imm;
-    if (pi->snap->v) {
-        mem = pi->snap->mem;
-        imm = NULL;
-        v = pi->snap->v;
-    }
-    memtable_ref(mem);
-    if (imm)
-        memtable_ref(imm);
-    version_ref(v);
-    pthread_mutex_unlock(&db->mu);
-    env_test_hook("iter_refs_taken");
-    int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
-    iter **its = malloc(sizeof(iter *) * (size_t)cap);
-    if (its) {
-        /* An empty memtable adds nothing: an entry the snapshot sees was added before the snapshot's LSN
-         * was published, so its count shows it.  Without it a settled database's iterator is its one
-         * level's, with no merging iterator above (merge_iter_new of one child returns the child). */
-        int mrc = PL_OK;
-        if (memtable_count(mem) > 0)
-            mrc = memtable_iter(mem, &its[n++]);
-        if (!mrc && imm && memtable_count(imm) > 0)
-            mrc = memtable_iter(imm, &its[n++]);
-        int k = mrc ? -1 : version_iters(v, its + n);
-        if (k < 0) {
-            while (n > 0)
-                if (its[--n])
-                    iter_destroy(its[n]);
-            free(its);
-            its = NULL;
-        } else {
-            n += k;
-        }
-    }
-    memtable_unref(mem);
-    if (imm)
-        memtable_unref(imm);
-    version_unref(v);
-    if (its) {
-        pi->it = db_iter_new(merge_iter_new(its, n), pi->snap->lsn);
-        free(its);
-    }
-    if (!pi->it) {
-        pl_snapshot_release(pi->snap);
-        free(pi);
-        return PL_FAIL(PL_NOMEM, "out of memory for an iterator");
-    }
-    pi->db = db;
-    db_ref(db);
-    *out = pi;
-    return PL_OK;
-}
-
-void pl_iter_free(pl_iter *pi)
-{
-    if (!pi)
-        return;
-    if (pi->db->fork_gen != atomic_load(&fork_generation))
-        return; /* in a forked child: its tables and cache locks may be held by parent threads */
-    iter_destroy(pi->it);
-    pl_snapshot_release(pi->snap);
-    db_unref(pi->db);
-    free(pi);
-}
-
-void pl_iter_set_bounds(pl_iter *pi, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
-                        int has_hi)
-{
-    db_iter_set_bounds(pi->it, lo, lolen, has_lo, hi, hilen, has_hi);
-}
-
-int pl_iter_seek(pl_iter *pi, const void *key, size_t klen)
-{
-    iter_seek(pi->it, key, klen);
-    return iter_status(pi->it);
-}
-int pl_iter_seek_first(pl_iter *pi)
-{
-    iter_seek_first(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_seek_last(pl_iter *pi)
-{
-    iter_seek_last(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_next(pl_iter *pi)
-{
-    if (iter_valid(pi->it))
-        iter_next(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_prev(pl_iter *pi)
-{
-    if (iter_valid(pi->it))
-        iter_prev(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_valid(const pl_iter *pi) { return iter_valid(pi->it); }
-void pl_iter_key(const pl_iter *pi, const char **k, size_t *klen) { iter_key(pi->it, k, klen); }
-void pl_iter_value(const pl_iter *pi, const char **v, size_t *vlen) { iter_value(pi->it, v, vlen); }
-int pl_iter_status(const pl_iter *pi) { return iter_status(pi->it); }
-
-int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
-                 size_t *n)
-{
-    *n = 0;
-    out->len = 0;
-    while (*n < max_entries && out->len < max_bytes && iter_valid(pi->it)) {
-        const char *k = NULL, *v = NULL;
-        size_t kn = 0, vn = 0;
-        if (want & 1)
-            iter_key(pi->it, &k, &kn);
-        if (want & 2)
-            iter_value(pi->it, &v, &vn);
-        size_t need = out->len + 16 + kn + vn;
-        int rc = buf_reserve(out, need);
-        if (rc)
-            return rc;
-        char *p = out->data + out->len;
-        put_u64(p, kn);
-        put_u64(p + 8, vn);
-        buf_copy(p + 16, k, kn);
-        buf_copy(p + 16 + kn, v, vn);
-        out->len = need;
-        (*n)++;
-        if (reverse)
-            iter_prev(pi->it);
-        else
-            iter_next(pi->it);
-    }
-    return iter_status(pi->it);
 }

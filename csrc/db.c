@@ -343,6 +343,24 @@ static void queue_pop(pl_db *db, writer *w)
     wake_head(db);
 }
 
+/* Make the memtable immutable, for the background thread to flush, and put `fresh` in its place with
+ * a new WAL: imm covers every WAL before the new one and every LSN handed out so far.  Takes fresh:
+ * when new_wal fails it is dropped and nothing is swapped (the error is new_wal's).  REQUIRES: sync_mu
+ * and mu held, no imm, no leader appending (the caller leads the queue, or opens the database). */
+static int switch_memtable(pl_db *db, memtable *fresh)
+{
+    int rc = new_wal(db, 0);
+    if (rc) {
+        memtable_unref(fresh);
+        return rc;
+    }
+    db->imm = db->mem;
+    db->imm_log_number = db->log_number;
+    db->imm_last_lsn = db->last_assigned;
+    db->mem = fresh;
+    return PL_OK;
+}
+
 /* Switch to a fresh memtable and WAL when the memtable is full (or when forced and not empty); wait
  * while the previous memtable is still being flushed.  REQUIRES: mu held, the caller leads the queue. */
 static int make_room(pl_db *db, int force)
@@ -386,17 +404,12 @@ static int make_room(pl_db *db, int force)
         pthread_mutex_unlock(&db->mu);
         pthread_mutex_lock(&db->sync_mu);
         pthread_mutex_lock(&db->mu);
-        rc = new_wal(db, 0);
+        rc = switch_memtable(db, fresh);
         pthread_mutex_unlock(&db->sync_mu);
         if (rc) {
-            memtable_unref(fresh);
             set_bg_error(db);
             return rc;
         }
-        db->imm = db->mem;
-        db->imm_log_number = db->log_number;
-        db->imm_last_lsn = db->last_assigned;
-        db->mem = fresh;
         pthread_cond_broadcast(&db->bg_cv);
         force = 0;
     }
@@ -1886,18 +1899,19 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         goto fail;
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
-    rc = new_wal(db, 0);
-    if (!rc && memtable_count(db->mem) > 0 &&
+    if (memtable_count(db->mem) > 0 &&
         (db->wal_dropped_bytes > 0 || memtable_usage(db->mem) >= opt->memtable_bytes ||
          db->recovered_wals > RECOVERED_WALS_MAX)) {
         /* Salvaged, oversized, or spread over many WALs (open after open with a few writes each):
          * move what was recovered into a table so the old WALs go. */
-        db->imm = db->mem;
-        db->imm_log_number = db->log_number;
-        db->imm_last_lsn = db->last_assigned;
-        rc = memtable_new_in(db->pool, &db->mem);
+        memtable *fresh;
+        rc = memtable_new_in(db->pool, &fresh);
+        if (!rc)
+            rc = switch_memtable(db, fresh);
         if (!rc)
             rc = flush_imm(db);
+    } else {
+        rc = new_wal(db, 0);
     }
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->sync_mu);

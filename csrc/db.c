@@ -174,6 +174,16 @@ static int readonly_error(pl_db *db)
     return rc;
 }
 
+/* Take sync_mu from a thread that holds mu: the lock order puts sync_mu first, so mu is let go for a
+ * moment (what it guards may change meanwhile).  REQUIRES: mu held, sync_mu not held; returns with
+ * both held. */
+static void take_sync_mu(pl_db *db)
+{
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_lock(&db->sync_mu);
+    pthread_mutex_lock(&db->mu);
+}
+
 /* ---- options ---- */
 
 void pl_options_init(pl_options *o)
@@ -289,14 +299,19 @@ static int apply_batch(memtable *mem, uint64_t lsn, const char *rep, size_t len)
     return rc ? rc : memtable_add_many(mem, a.ops, a.n);
 }
 
+/* Would n more records bring those not yet synced to the count of every_n or hybrid (then they are
+ * synced with the append)?  REQUIRES: mu held. */
+static int sync_count_due(const pl_db *db, uint64_t n)
+{
+    int mode = db->opt.sync_mode;
+    return (mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + n >= db->opt.sync_count;
+}
+
 /* Can a lone write of this size go through without waiting on I/O or another thread?
  * REQUIRES: mu held. */
 static int write_is_quick(pl_db *db, size_t len)
 {
-    int mode = db->opt.sync_mode;
-    if (mode == PL_SYNC_EVERY_WRITE)
-        return 0;
-    if ((mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + 1 >= db->opt.sync_count)
+    if (db->opt.sync_mode == PL_SYNC_EVERY_WRITE || sync_count_due(db, 1))
         return 0;
     if (memtable_usage(db->mem) >= db->opt.memtable_bytes)
         return 0;
@@ -401,9 +416,7 @@ static int make_room(pl_db *db, int force)
          * them now rather than doubled as they arrive (best effort; entries >= distinct keys). */
         if (full)
             memtable_reserve(fresh, (size_t)memtable_count(db->mem));
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
+        take_sync_mu(db);
         rc = switch_memtable(db, fresh);
         pthread_mutex_unlock(&db->sync_mu);
         if (rc) {
@@ -452,158 +465,165 @@ static int wait_for_ingest(pl_db *db, uint32_t count)
     return PL_OK;
 }
 
-/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
-static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags,
-                        writer_prepare_fn prepare, void *prepare_ctx)
+/* ---- the group commit ----
+ *
+ * A write takes four steps (write_rep_ex): join_queue, then, for the writer that comes to lead the
+ * queue, take_group, commit_group and finish_group.  The followers the leader takes wake with the
+ * group's status. */
+
+/* The writers one leader commits, with their WAL records (consecutive LSNs). */
+typedef struct {
+    int n;
+    writer *w[GROUP_MAX_WRITERS];
+    wal_rec recs[GROUP_MAX_WRITERS];
+    wal *log;      /* the WAL appended to */
+    int need_sync; /* the append is synced */
+} write_group;
+
+/* Queue w and wait until a leader has written it (w->done; its status is returned) or w leads the
+ * queue (PL_OK, w->done 0).  Refused before it queues: PL_READONLY after a failed write; PL_WOULDBLOCK
+ * for a PL_WRITE_NO_WAIT write that would wait (a queue, a sync, a full memtable or WAL window, an
+ * ingest in the way); wait_for_ingest's errors.  REQUIRES: mu held (released while waiting). */
+static int join_queue(pl_db *db, writer *w, int flags)
 {
-    if (db->opt.read_only)
-        return read_only_error();
-    int sync = flags & PL_WRITE_SYNC;
-    writer w;
-    w.rep = rep;
-    w.len = len;
-    w.prepare = prepare;
-    w.prepare_ctx = prepare_ctx;
-    w.count = rep ? batch_rep_count(rep) : 0;
-    w.user_bytes = user_bytes;
-    w.sync = sync;
-    w.done = 0;
-    w.rc = PL_OK;
-    w.next = NULL;
-    pthread_cond_init(&w.cv, NULL);
-
-    pthread_mutex_lock(&db->mu);
-    if (db->bg_error) {
-        int rc = readonly_error(db);
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
-        return rc;
-    }
-    if ((flags & PL_WRITE_NO_WAIT) && (db->queue_head || sync || !write_is_quick(db, len) ||
-                                       ingest_blocks(db, w.count))) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    if (db->bg_error)
+        return readonly_error(db);
+    if ((flags & PL_WRITE_NO_WAIT) &&
+        (db->queue_head || w->sync || !write_is_quick(db, w->len) || ingest_blocks(db, w->count)))
         return PL_WOULDBLOCK;
-    }
-    int rc = wait_for_ingest(db, w.count);
-    if (rc) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    int rc = wait_for_ingest(db, w->count);
+    if (rc)
         return rc;
-    }
-    db->queued_lsns += w.count;
-    queue_push(db, &w);
-    while (!w.done && db->queue_head != &w)
-        pthread_cond_wait(&w.cv, &db->mu);
-    if (w.done) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
-        if (w.rc)
-            pl_fail(w.rc, 0, "%s", w.rc == PL_READONLY ? "the database is read-only after an earlier failure"
-                                                          : "the group commit this write joined failed");
-        return w.rc;
-    }
+    db->queued_lsns += w->count;
+    queue_push(db, w);
+    while (!w->done && db->queue_head != w)
+        pthread_cond_wait(&w->cv, &db->mu);
+    if (w->done && w->rc)
+        pl_fail(w->rc, 0, "%s", w->rc == PL_READONLY ? "the database is read-only after an earlier failure"
+                                                      : "the group commit this write joined failed");
+    return w->done ? w->rc : PL_OK;
+}
 
-    /* The leader.  A writer that makes its batch now does so (writers wait behind it; nothing is in
-     * flight, so what it reads is every acknowledged write and nothing else). */
-    if (w.prepare) {
+/* The leader's turn begins.  A writer that makes its batch now makes it (writers wait behind it;
+ * nothing is in flight, so what it reads is every acknowledged write and nothing else), room is made
+ * in the memtable, and g takes w and the writers queued behind it, up to GROUP_MAX_WRITERS and
+ * GROUP_MAX_BYTES, stopping at a flush request (it leads its own turn), with consecutive LSNs.  g->n
+ * stays 0 on failure and when there is nothing to write (a flush request, an empty batch made).
+ * REQUIRES: mu held (released while w makes its batch and while make_room waits), w at the head. */
+static int take_group(pl_db *db, writer *w, write_group *g)
+{
+    int rc;
+    if (w->prepare) {
         pthread_mutex_unlock(&db->mu);
-        rc = w.prepare(w.prepare_ctx, db, &w);
+        rc = w->prepare(w->prepare_ctx, db, w);
         pthread_mutex_lock(&db->mu);
-        if (!rc && w.count && ingest_blocks(db, w.count))
+        if (!rc && w->count && ingest_blocks(db, w->count))
             rc = PL_FAIL(PL_BUSY, "an ingest() is running and holds the LSNs this write needs; retry after it");
-        if (rc || !w.count) { /* failed, or nothing to write */
-            queue_pop(db, &w);
-            pthread_mutex_unlock(&db->mu);
-            pthread_cond_destroy(&w.cv);
+        db->queued_lsns += w->count; /* (finish_group gives them back if no group is taken) */
+        if (rc || !w->count) /* failed, or nothing to write */
             return rc;
-        }
-        db->queued_lsns += w.count;
     }
     /* First make room in the memtable; a flush request (rep == NULL) stops there. */
-    rc = make_room(db, w.rep == NULL);
-    if (rc || w.rep == NULL) {
-        db->queued_lsns -= w.count;
-        queue_pop(db, &w);
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    rc = make_room(db, w->rep == NULL);
+    if (rc || w->rep == NULL)
         return rc;
-    }
-
-    /* Take a group. */
-    wal_rec recs[GROUP_MAX_WRITERS];
-    writer *group[GROUP_MAX_WRITERS];
-    int n = 0;
     size_t bytes = 0;
-    int need_sync = db->opt.sync_mode == PL_SYNC_EVERY_WRITE;
-    for (writer *x = db->queue_head; x && n < GROUP_MAX_WRITERS; x = x->next) {
+    for (writer *x = db->queue_head; x && g->n < GROUP_MAX_WRITERS; x = x->next) {
         if (!x->rep)
             break; /* a flush request leads its own turn */
-        if (n > 0 && bytes + x->len > GROUP_MAX_BYTES)
+        if (g->n > 0 && bytes + x->len > GROUP_MAX_BYTES)
             break;
-        group[n] = x;
-        recs[n].lsn = db->last_assigned + 1;
-        recs[n].payload = x->rep;
-        recs[n].len = x->len;
+        g->w[g->n] = x;
+        g->recs[g->n].lsn = db->last_assigned + 1;
+        g->recs[g->n].payload = x->rep;
+        g->recs[g->n].len = x->len;
         db->last_assigned += x->count;
         db->queued_lsns -= x->count;
         bytes += x->len;
-        need_sync |= x->sync;
-        n++;
+        g->n++;
     }
+    return PL_OK;
+}
+
+/* Is the group's append to be synced: under every_write, when a writer of it asked, or when it brings
+ * the records not yet synced to the count (every_n, hybrid)?  REQUIRES: mu held. */
+static int group_needs_sync(const pl_db *db, const write_group *g)
+{
+    if (db->opt.sync_mode == PL_SYNC_EVERY_WRITE || sync_count_due(db, (uint64_t)g->n))
+        return 1;
+    for (int i = 0; i < g->n; i++)
+        if (g->w[i]->sync)
+            return 1;
+    return 0;
+}
+
+/* Write the group: a new WAL when the window cannot take its records, one append, one sync when the
+ * strategy or a writer asks for it, then the batches into the memtable.  A failed WAL switch, append or
+ * sync, or a memtable out of memory, becomes the database's sticky error.  Returns the group's status.
+ * REQUIRES: mu held (released during the I/O), the caller leads the queue, g->n > 0. */
+static int commit_group(pl_db *db, write_group *g)
+{
+    int rc = PL_OK;
     memtable *mem = db->mem;
     wal *log = db->log;
     size_t need = wal_append_overhead(log);
-    for (int i = 0; i < n; i++)
-        need += wal_record_size(log, recs[i].len);
-    if (!rc && need > wal_room(log)) {
-        /* The window is full: switch to a new WAL (takes sync_mu before mu). */
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
+    for (int i = 0; i < g->n; i++)
+        need += wal_record_size(log, g->recs[i].len);
+    if (need > wal_room(log)) {
+        /* The window is full: switch to a new WAL. */
+        take_sync_mu(db);
         rc = new_wal(db, need);
         if (rc)
             set_bg_error(db);
         pthread_mutex_unlock(&db->sync_mu);
         log = db->log;
     }
-    if (!rc && db->opt.sync_mode == PL_SYNC_EVERY_N &&
-        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
-        need_sync = 1;
-    if (!rc && db->opt.sync_mode == PL_SYNC_HYBRID &&
-        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
-        need_sync = 1;
+    g->log = log;
+    g->need_sync = group_needs_sync(db, g); /* (after a switch: new_wal synced the old WAL) */
     pthread_mutex_unlock(&db->mu);
     env_test_hook("write_group_unlocked");
 
     if (!rc) {
-        rc = wal_append(log, recs, n);
+        rc = wal_append(log, g->recs, g->n);
         atomic_fetch_add_explicit(&db->st_wal_writes, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&db->st_wal_records, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->st_wal_records, (uint64_t)g->n, memory_order_relaxed);
         atomic_fetch_add_explicit(&db->st_wal_bytes, need, memory_order_relaxed);
     }
-    if (!rc && need_sync) {
+    if (!rc && g->need_sync) {
         pthread_mutex_lock(&db->sync_mu);
         rc = wal_sync(log);
         pthread_mutex_unlock(&db->sync_mu);
         atomic_fetch_add_explicit(&db->st_wal_syncs, 1, memory_order_relaxed);
     }
     int wal_failed = rc != PL_OK && rc != PL_READONLY;
-    if (!rc) {
-        for (int i = 0; i < n && !rc; i++)
-            rc = apply_batch(mem, recs[i].lsn, group[i]->rep, group[i]->len);
-    }
+    for (int i = 0; i < g->n && !rc; i++)
+        rc = apply_batch(mem, g->recs[i].lsn, g->w[i]->rep, g->w[i]->len);
 
     pthread_mutex_lock(&db->mu);
     if (wal_failed || rc == PL_NOMEM)
         set_bg_error(db);
+    return rc;
+}
+
+/* The leader's turn ends.  On success the group's writes become visible and the count of records not
+ * yet synced moves on.  Every writer of the group leaves the queue with rc, the followers woken to it;
+ * on failure nothing of the group becomes visible, and the sticky error stops all writes, so the LSNs
+ * it was handed are never reused or followed by others.  With no group taken, w leaves alone and gives
+ * back the LSNs it had queued.  Then the next leader is woken.  REQUIRES: mu held, w at the head. */
+static void finish_group(pl_db *db, writer *w, write_group *g, int rc)
+{
+    if (g->n == 0) {
+        db->queued_lsns -= w->count;
+        queue_pop(db, w);
+        return;
+    }
     if (!rc) {
         atomic_store_explicit(&db->visible, db->last_assigned, memory_order_release);
         uint64_t ub = 0;
-        for (int i = 0; i < n; i++)
-            ub += group[i]->user_bytes;
+        for (int i = 0; i < g->n; i++)
+            ub += g->w[i]->user_bytes;
         atomic_fetch_add_explicit(&db->st_user_bytes, ub, memory_order_relaxed);
-        if (need_sync && wal_synced(log) >= wal_written(log)) {
+        if (g->need_sync && wal_synced(g->log) >= wal_written(g->log)) {
             db->unsynced_records = 0;
         } else {
             if (db->unsynced_records == 0) {
@@ -611,15 +631,13 @@ static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_by
                 if (db->opt.sync_mode == PL_SYNC_HYBRID)
                     pthread_cond_signal(&db->sync_cv);
             }
-            db->unsynced_records += (uint64_t)n;
+            db->unsynced_records += (uint64_t)g->n;
         }
     }
-    /* On failure nothing of this group becomes visible, and the sticky error stops all writes, so
-     * the LSNs it was handed are never reused or followed by others. */
-    for (int i = 0; i < n; i++) {
-        writer *x = group[i];
+    for (int i = 0; i < g->n; i++) {
+        writer *x = g->w[i];
         db->queue_head = x->next;
-        if (x != &w) {
+        if (x != w) {
             x->rc = rc;
             x->done = 1;
             pthread_cond_signal(&x->cv);
@@ -628,6 +646,29 @@ static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_by
     if (!db->queue_head)
         db->queue_tail = NULL;
     wake_head(db);
+}
+
+/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch, or,
+ * with prepare, for a batch made while leading. */
+static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags,
+                        writer_prepare_fn prepare, void *prepare_ctx)
+{
+    if (db->opt.read_only)
+        return read_only_error();
+    writer w = {.rep = rep, .len = len, .prepare = prepare, .prepare_ctx = prepare_ctx,
+                .count = rep ? batch_rep_count(rep) : 0, .user_bytes = user_bytes,
+                .sync = flags & PL_WRITE_SYNC, .rc = PL_OK};
+    pthread_cond_init(&w.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    int rc = join_queue(db, &w, flags);
+    if (!rc && !w.done) { /* w leads the queue */
+        write_group g;
+        g.n = 0;
+        rc = take_group(db, &w, &g);
+        if (!rc && g.n > 0)
+            rc = commit_group(db, &g);
+        finish_group(db, &w, &g, rc);
+    }
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&w.cv);
     return rc;
@@ -808,9 +849,7 @@ static void *sync_thread_main(void *arg)
         }
         if (atomic_load(&db->closing) || db->unsynced_records == 0 || db->bg_error)
             continue;
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
+        take_sync_mu(db);
         wal *log = db->log;
         uint64_t pending = db->unsynced_records;
         pthread_mutex_unlock(&db->mu);

@@ -34,11 +34,8 @@
 #include "cache.h"
 #include "changes.h"
 #include "compaction.h"
-#include "dbiter.h"
-#include "merge.h"
 #include "memtable.h"
 #include "sstable.h"
-#include "repair.h"
 #include "status.h"
 #include "testhooks.h"
 #include "progress.h"
@@ -123,7 +120,9 @@ struct pl_db {
     uint64_t unsynced_records;  /* appended since the last fsync */
     uint64_t oldest_unsynced_ns;
 
-    /* snapshots, oldest first (compaction keeps what they can see) */
+    /* registered snapshots (compaction keeps what they can see), newest registration first: a new
+     * one is pushed at the head.  Not in LSN order (an iterator over an older snapshot registers at
+     * that snapshot's LSN): oldest_snapshot() walks them all for the smallest LSN. */
     pl_snapshot *snaps;
 
     /* lifetime */
@@ -143,9 +142,11 @@ struct pl_db {
 
 /* ---- small helpers ---- */
 
+int db_forked(const pl_db *db) { return db->fork_gen != atomic_load(&fork_generation); }
+
 static int check_usable(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return PL_FAIL(PL_MISUSE, "this database handle was opened in the parent process before fork()");
     if (atomic_load(&db->closing))
         return PL_FAIL(PL_CLOSED, "the database is closed");
@@ -171,6 +172,16 @@ static int readonly_error(pl_db *db)
                      db->bg_msg);
     pl_set_errno(db->bg_errno);
     return rc;
+}
+
+/* Take sync_mu from a thread that holds mu: the lock order puts sync_mu first, so mu is let go for a
+ * moment (what it guards may change meanwhile).  REQUIRES: mu held, sync_mu not held; returns with
+ * both held. */
+static void take_sync_mu(pl_db *db)
+{
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_lock(&db->sync_mu);
+    pthread_mutex_lock(&db->mu);
 }
 
 /* ---- options ---- */
@@ -312,14 +323,19 @@ static int apply_batch(memtable *mem, uint64_t lsn, const char *rep, size_t len)
     return rc ? rc : memtable_add_many(mem, a.ops, a.n);
 }
 
+/* Would n more records bring those not yet synced to the count of every_n or hybrid (then they are
+ * synced with the append)?  REQUIRES: mu held. */
+static int sync_count_due(const pl_db *db, uint64_t n)
+{
+    int mode = db->opt.sync_mode;
+    return (mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + n >= db->opt.sync_count;
+}
+
 /* Can a lone write of this size go through without waiting on I/O or another thread?
  * REQUIRES: mu held. */
 static int write_is_quick(pl_db *db, size_t len)
 {
-    int mode = db->opt.sync_mode;
-    if (mode == PL_SYNC_EVERY_WRITE)
-        return 0;
-    if ((mode == PL_SYNC_EVERY_N || mode == PL_SYNC_HYBRID) && db->unsynced_records + 1 >= db->opt.sync_count)
+    if (db->opt.sync_mode == PL_SYNC_EVERY_WRITE || sync_count_due(db, 1))
         return 0;
     if (memtable_usage(db->mem) >= db->opt.memtable_bytes)
         return 0;
@@ -366,6 +382,24 @@ static void queue_pop(pl_db *db, writer *w)
     wake_head(db);
 }
 
+/* Make the memtable immutable, for the background thread to flush, and put `fresh` in its place with
+ * a new WAL: imm covers every WAL before the new one and every LSN handed out so far.  Takes fresh:
+ * when new_wal fails it is dropped and nothing is swapped (the error is new_wal's).  REQUIRES: sync_mu
+ * and mu held, no imm, no leader appending (the caller leads the queue, or opens the database). */
+static int switch_memtable(pl_db *db, memtable *fresh)
+{
+    int rc = new_wal(db, 0);
+    if (rc) {
+        memtable_unref(fresh);
+        return rc;
+    }
+    db->imm = db->mem;
+    db->imm_log_number = db->log_number;
+    db->imm_last_lsn = db->last_assigned;
+    db->mem = fresh;
+    return PL_OK;
+}
+
 /* Switch to a fresh memtable and WAL when the memtable is full (or when forced and not empty); wait
  * while the previous memtable is still being flushed.  REQUIRES: mu held, the caller leads the queue. */
 static int make_room(pl_db *db, int force)
@@ -406,20 +440,13 @@ static int make_room(pl_db *db, int force)
          * them now rather than doubled as they arrive (best effort; entries >= distinct keys). */
         if (full)
             memtable_reserve(fresh, (size_t)memtable_count(db->mem));
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
-        rc = new_wal(db, 0);
+        take_sync_mu(db);
+        rc = switch_memtable(db, fresh);
         pthread_mutex_unlock(&db->sync_mu);
         if (rc) {
-            memtable_unref(fresh);
             set_bg_error(db);
             return rc;
         }
-        db->imm = db->mem;
-        db->imm_log_number = db->log_number;
-        db->imm_last_lsn = db->last_assigned;
-        db->mem = fresh;
         pthread_cond_broadcast(&db->bg_cv);
         force = 0;
     }
@@ -462,158 +489,165 @@ static int wait_for_ingest(pl_db *db, uint32_t count)
     return PL_OK;
 }
 
-/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch. */
-static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags,
-                        writer_prepare_fn prepare, void *prepare_ctx)
+/* ---- the group commit ----
+ *
+ * A write takes four steps (write_rep_ex): join_queue, then, for the writer that comes to lead the
+ * queue, take_group, commit_group and finish_group.  The followers the leader takes wake with the
+ * group's status. */
+
+/* The writers one leader commits, with their WAL records (consecutive LSNs). */
+typedef struct {
+    int n;
+    writer *w[GROUP_MAX_WRITERS];
+    wal_rec recs[GROUP_MAX_WRITERS];
+    wal *log;      /* the WAL appended to */
+    int need_sync; /* the append is synced */
+} write_group;
+
+/* Queue w and wait until a leader has written it (w->done; its status is returned) or w leads the
+ * queue (PL_OK, w->done 0).  Refused before it queues: PL_READONLY after a failed write; PL_WOULDBLOCK
+ * for a PL_WRITE_NO_WAIT write that would wait (a queue, a sync, a full memtable or WAL window, an
+ * ingest in the way); wait_for_ingest's errors.  REQUIRES: mu held (released while waiting). */
+static int join_queue(pl_db *db, writer *w, int flags)
 {
-    if (db->opt.read_only)
-        return read_only_error();
-    int sync = flags & PL_WRITE_SYNC;
-    writer w;
-    w.rep = rep;
-    w.len = len;
-    w.prepare = prepare;
-    w.prepare_ctx = prepare_ctx;
-    w.count = rep ? batch_rep_count(rep) : 0;
-    w.user_bytes = user_bytes;
-    w.sync = sync;
-    w.done = 0;
-    w.rc = PL_OK;
-    w.next = NULL;
-    pthread_cond_init(&w.cv, NULL);
-
-    pthread_mutex_lock(&db->mu);
-    if (db->bg_error) {
-        int rc = readonly_error(db);
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
-        return rc;
-    }
-    if ((flags & PL_WRITE_NO_WAIT) && (db->queue_head || sync || !write_is_quick(db, len) ||
-                                       ingest_blocks(db, w.count))) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    if (db->bg_error)
+        return readonly_error(db);
+    if ((flags & PL_WRITE_NO_WAIT) &&
+        (db->queue_head || w->sync || !write_is_quick(db, w->len) || ingest_blocks(db, w->count)))
         return PL_WOULDBLOCK;
-    }
-    int rc = wait_for_ingest(db, w.count);
-    if (rc) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    int rc = wait_for_ingest(db, w->count);
+    if (rc)
         return rc;
-    }
-    db->queued_lsns += w.count;
-    queue_push(db, &w);
-    while (!w.done && db->queue_head != &w)
-        pthread_cond_wait(&w.cv, &db->mu);
-    if (w.done) {
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
-        if (w.rc)
-            pl_fail(w.rc, 0, "%s", w.rc == PL_READONLY ? "the database is read-only after an earlier failure"
-                                                          : "the group commit this write joined failed");
-        return w.rc;
-    }
+    db->queued_lsns += w->count;
+    queue_push(db, w);
+    while (!w->done && db->queue_head != w)
+        pthread_cond_wait(&w->cv, &db->mu);
+    if (w->done && w->rc)
+        pl_fail(w->rc, 0, "%s", w->rc == PL_READONLY ? "the database is read-only after an earlier failure"
+                                                      : "the group commit this write joined failed");
+    return w->done ? w->rc : PL_OK;
+}
 
-    /* The leader.  A writer that makes its batch now does so (writers wait behind it; nothing is in
-     * flight, so what it reads is every acknowledged write and nothing else). */
-    if (w.prepare) {
+/* The leader's turn begins.  A writer that makes its batch now makes it (writers wait behind it;
+ * nothing is in flight, so what it reads is every acknowledged write and nothing else), room is made
+ * in the memtable, and g takes w and the writers queued behind it, up to GROUP_MAX_WRITERS and
+ * GROUP_MAX_BYTES, stopping at a flush request (it leads its own turn), with consecutive LSNs.  g->n
+ * stays 0 on failure and when there is nothing to write (a flush request, an empty batch made).
+ * REQUIRES: mu held (released while w makes its batch and while make_room waits), w at the head. */
+static int take_group(pl_db *db, writer *w, write_group *g)
+{
+    int rc;
+    if (w->prepare) {
         pthread_mutex_unlock(&db->mu);
-        rc = w.prepare(w.prepare_ctx, db, &w);
+        rc = w->prepare(w->prepare_ctx, db, w);
         pthread_mutex_lock(&db->mu);
-        if (!rc && w.count && ingest_blocks(db, w.count))
+        if (!rc && w->count && ingest_blocks(db, w->count))
             rc = PL_FAIL(PL_BUSY, "an ingest() is running and holds the LSNs this write needs; retry after it");
-        if (rc || !w.count) { /* failed, or nothing to write */
-            queue_pop(db, &w);
-            pthread_mutex_unlock(&db->mu);
-            pthread_cond_destroy(&w.cv);
+        db->queued_lsns += w->count; /* (finish_group gives them back if no group is taken) */
+        if (rc || !w->count) /* failed, or nothing to write */
             return rc;
-        }
-        db->queued_lsns += w.count;
     }
     /* First make room in the memtable; a flush request (rep == NULL) stops there. */
-    rc = make_room(db, w.rep == NULL);
-    if (rc || w.rep == NULL) {
-        db->queued_lsns -= w.count;
-        queue_pop(db, &w);
-        pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+    rc = make_room(db, w->rep == NULL);
+    if (rc || w->rep == NULL)
         return rc;
-    }
-
-    /* Take a group. */
-    wal_rec recs[GROUP_MAX_WRITERS];
-    writer *group[GROUP_MAX_WRITERS];
-    int n = 0;
     size_t bytes = 0;
-    int need_sync = db->opt.sync_mode == PL_SYNC_EVERY_WRITE;
-    for (writer *x = db->queue_head; x && n < GROUP_MAX_WRITERS; x = x->next) {
+    for (writer *x = db->queue_head; x && g->n < GROUP_MAX_WRITERS; x = x->next) {
         if (!x->rep)
             break; /* a flush request leads its own turn */
-        if (n > 0 && bytes + x->len > GROUP_MAX_BYTES)
+        if (g->n > 0 && bytes + x->len > GROUP_MAX_BYTES)
             break;
-        group[n] = x;
-        recs[n].lsn = db->last_assigned + 1;
-        recs[n].payload = x->rep;
-        recs[n].len = x->len;
+        g->w[g->n] = x;
+        g->recs[g->n].lsn = db->last_assigned + 1;
+        g->recs[g->n].payload = x->rep;
+        g->recs[g->n].len = x->len;
         db->last_assigned += x->count;
         db->queued_lsns -= x->count;
         bytes += x->len;
-        need_sync |= x->sync;
-        n++;
+        g->n++;
     }
+    return PL_OK;
+}
+
+/* Is the group's append to be synced: under every_write, when a writer of it asked, or when it brings
+ * the records not yet synced to the count (every_n, hybrid)?  REQUIRES: mu held. */
+static int group_needs_sync(const pl_db *db, const write_group *g)
+{
+    if (db->opt.sync_mode == PL_SYNC_EVERY_WRITE || sync_count_due(db, (uint64_t)g->n))
+        return 1;
+    for (int i = 0; i < g->n; i++)
+        if (g->w[i]->sync)
+            return 1;
+    return 0;
+}
+
+/* Write the group: a new WAL when the window cannot take its records, one append, one sync when the
+ * strategy or a writer asks for it, then the batches into the memtable.  A failed WAL switch, append or
+ * sync, or a memtable out of memory, becomes the database's sticky error.  Returns the group's status.
+ * REQUIRES: mu held (released during the I/O), the caller leads the queue, g->n > 0. */
+static int commit_group(pl_db *db, write_group *g)
+{
+    int rc = PL_OK;
     memtable *mem = db->mem;
     wal *log = db->log;
     size_t need = wal_append_overhead(log);
-    for (int i = 0; i < n; i++)
-        need += wal_record_size(log, recs[i].len);
-    if (!rc && need > wal_room(log)) {
-        /* The window is full: switch to a new WAL (takes sync_mu before mu). */
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
+    for (int i = 0; i < g->n; i++)
+        need += wal_record_size(log, g->recs[i].len);
+    if (need > wal_room(log)) {
+        /* The window is full: switch to a new WAL. */
+        take_sync_mu(db);
         rc = new_wal(db, need);
         if (rc)
             set_bg_error(db);
         pthread_mutex_unlock(&db->sync_mu);
         log = db->log;
     }
-    if (!rc && db->opt.sync_mode == PL_SYNC_EVERY_N &&
-        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
-        need_sync = 1;
-    if (!rc && db->opt.sync_mode == PL_SYNC_HYBRID &&
-        db->unsynced_records + (uint64_t)n >= db->opt.sync_count)
-        need_sync = 1;
+    g->log = log;
+    g->need_sync = group_needs_sync(db, g); /* (after a switch: new_wal synced the old WAL) */
     pthread_mutex_unlock(&db->mu);
     env_test_hook("write_group_unlocked");
 
     if (!rc) {
-        rc = wal_append(log, recs, n);
+        rc = wal_append(log, g->recs, g->n);
         atomic_fetch_add_explicit(&db->st_wal_writes, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&db->st_wal_records, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->st_wal_records, (uint64_t)g->n, memory_order_relaxed);
         atomic_fetch_add_explicit(&db->st_wal_bytes, need, memory_order_relaxed);
     }
-    if (!rc && need_sync) {
+    if (!rc && g->need_sync) {
         pthread_mutex_lock(&db->sync_mu);
         rc = wal_sync(log);
         pthread_mutex_unlock(&db->sync_mu);
         atomic_fetch_add_explicit(&db->st_wal_syncs, 1, memory_order_relaxed);
     }
     int wal_failed = rc != PL_OK && rc != PL_READONLY;
-    if (!rc) {
-        for (int i = 0; i < n && !rc; i++)
-            rc = apply_batch(mem, recs[i].lsn, group[i]->rep, group[i]->len);
-    }
+    for (int i = 0; i < g->n && !rc; i++)
+        rc = apply_batch(mem, g->recs[i].lsn, g->w[i]->rep, g->w[i]->len);
 
     pthread_mutex_lock(&db->mu);
     if (wal_failed || rc == PL_NOMEM)
         set_bg_error(db);
+    return rc;
+}
+
+/* The leader's turn ends.  On success the group's writes become visible and the count of records not
+ * yet synced moves on.  Every writer of the group leaves the queue with rc, the followers woken to it;
+ * on failure nothing of the group becomes visible, and the sticky error stops all writes, so the LSNs
+ * it was handed are never reused or followed by others.  With no group taken, w leaves alone and gives
+ * back the LSNs it had queued.  Then the next leader is woken.  REQUIRES: mu held, w at the head. */
+static void finish_group(pl_db *db, writer *w, write_group *g, int rc)
+{
+    if (g->n == 0) {
+        db->queued_lsns -= w->count;
+        queue_pop(db, w);
+        return;
+    }
     if (!rc) {
         atomic_store_explicit(&db->visible, db->last_assigned, memory_order_release);
         uint64_t ub = 0;
-        for (int i = 0; i < n; i++)
-            ub += group[i]->user_bytes;
+        for (int i = 0; i < g->n; i++)
+            ub += g->w[i]->user_bytes;
         atomic_fetch_add_explicit(&db->st_user_bytes, ub, memory_order_relaxed);
-        if (need_sync && wal_synced(log) >= wal_written(log)) {
+        if (g->need_sync && wal_synced(g->log) >= wal_written(g->log)) {
             db->unsynced_records = 0;
         } else {
             if (db->unsynced_records == 0) {
@@ -621,15 +655,13 @@ static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_by
                 if (db->opt.sync_mode == PL_SYNC_HYBRID)
                     pthread_cond_signal(&db->sync_cv);
             }
-            db->unsynced_records += (uint64_t)n;
+            db->unsynced_records += (uint64_t)g->n;
         }
     }
-    /* On failure nothing of this group becomes visible, and the sticky error stops all writes, so
-     * the LSNs it was handed are never reused or followed by others. */
-    for (int i = 0; i < n; i++) {
-        writer *x = group[i];
+    for (int i = 0; i < g->n; i++) {
+        writer *x = g->w[i];
         db->queue_head = x->next;
-        if (x != &w) {
+        if (x != w) {
             x->rc = rc;
             x->done = 1;
             pthread_cond_signal(&x->cv);
@@ -638,6 +670,29 @@ static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_by
     if (!db->queue_head)
         db->queue_tail = NULL;
     wake_head(db);
+}
+
+/* flags: PL_WRITE_SYNC, PL_WRITE_NO_WAIT (see pylsm.h).  rep == NULL asks for a memtable switch, or,
+ * with prepare, for a batch made while leading. */
+static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_bytes, int flags,
+                        writer_prepare_fn prepare, void *prepare_ctx)
+{
+    if (db->opt.read_only)
+        return read_only_error();
+    writer w = {.rep = rep, .len = len, .prepare = prepare, .prepare_ctx = prepare_ctx,
+                .count = rep ? batch_rep_count(rep) : 0, .user_bytes = user_bytes,
+                .sync = flags & PL_WRITE_SYNC, .rc = PL_OK};
+    pthread_cond_init(&w.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    int rc = join_queue(db, &w, flags);
+    if (!rc && !w.done) { /* w leads the queue */
+        write_group g;
+        g.n = 0;
+        rc = take_group(db, &w, &g);
+        if (!rc && g.n > 0)
+            rc = commit_group(db, &g);
+        finish_group(db, &w, &g, rc);
+    }
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&w.cv);
     return rc;
@@ -818,9 +873,7 @@ static void *sync_thread_main(void *arg)
         }
         if (atomic_load(&db->closing) || db->unsynced_records == 0 || db->bg_error)
             continue;
-        pthread_mutex_unlock(&db->mu);
-        pthread_mutex_lock(&db->sync_mu);
-        pthread_mutex_lock(&db->mu);
+        take_sync_mu(db);
         wal *log = db->log;
         uint64_t pending = db->unsynced_records;
         pthread_mutex_unlock(&db->mu);
@@ -853,8 +906,7 @@ struct pl_snapshot {
     version *v;
 };
 
-/* A snapshot registered at the visible LSN, or at the LSN of `of` (an older snapshot) when given. */
-static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
+int db_snapshot_new(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
 {
     int rc = check_usable(db);
     if (rc)
@@ -881,7 +933,7 @@ static int snapshot_new_at(pl_db *db, const pl_snapshot *of, pl_snapshot **out)
     return PL_OK;
 }
 
-int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return snapshot_new_at(db, NULL, out); }
+int pl_snapshot_new(pl_db *db, pl_snapshot **out) { return db_snapshot_new(db, NULL, out); }
 
 uint64_t pl_snapshot_lsn(const pl_snapshot *s) { return s->lsn; }
 
@@ -890,7 +942,7 @@ void pl_snapshot_release(pl_snapshot *s)
     if (!s)
         return;
     pl_db *db = s->db;
-    if (db->fork_gen != atomic_load(&fork_generation)) {
+    if (db_forked(db)) {
         free(s); /* in a forked child: db->mu may have been held by a parent thread at the fork */
         return;
     }
@@ -912,14 +964,7 @@ void pl_snapshot_release(pl_snapshot *s)
 
 /* ---- the read path ---- */
 
-/* What a read sees: the LSN and references on the memtables and version that hold it. */
-typedef struct {
-    uint64_t lsn;
-    memtable *mem, *imm;
-    version *v;
-} read_view;
-
-static void view_take(pl_db *db, const pl_snapshot *snap, read_view *rv)
+void db_view_take(pl_db *db, const pl_snapshot *snap, db_view *rv)
 {
     pthread_mutex_lock(&db->mu);
     /* The LSN is read with the references, under mu: a flush or compaction between the two could
@@ -940,7 +985,7 @@ static void view_take(pl_db *db, const pl_snapshot *snap, read_view *rv)
     pthread_mutex_unlock(&db->mu);
 }
 
-static void view_release(read_view *rv)
+void db_view_release(db_view *rv)
 {
     memtable_unref(rv->mem);
     if (rv->imm)
@@ -950,7 +995,7 @@ static void view_release(read_view *rv)
 
 /* The memtables' answer for key: on PL_OK *result is LOOKUP_* (out NULL: the answer without the value);
  * PL_NOMEM. */
-static int view_mem_get(const read_view *rv, const void *key, size_t klen, pl_buf *out, int *result)
+static int view_mem_get(const db_view *rv, const void *key, size_t klen, pl_buf *out, int *result)
 {
     int rc = memtable_get(rv->mem, key, klen, rv->lsn, out, result);
     if (!rc && *result == LOOKUP_ABSENT && rv->imm)
@@ -964,13 +1009,13 @@ int pl_db_get(pl_db *db, const pl_snapshot *snap, const void *key, size_t klen, 
     if (rc)
         return rc;
     env_test_hook("get_start");
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     int r;
     rc = view_mem_get(&rv, key, klen, out, &r);
     if (!rc && r == LOOKUP_ABSENT)
         rc = version_get(rv.v, key, klen, rv.lsn, out, flags, &r);
-    view_release(&rv);
+    db_view_release(&rv);
     if (rc)
         return rc;
     atomic_fetch_add_explicit(&db->st_gets, 1, memory_order_relaxed);
@@ -982,13 +1027,13 @@ int pl_db_key_may_exist(pl_db *db, const pl_snapshot *snap, const void *key, siz
     int rc = check_usable(db);
     if (rc)
         return rc;
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     int r;
     rc = view_mem_get(&rv, key, klen, NULL, &r); /* (the answer only: no copy of the value) */
     if (!rc)
         *maybe = r == LOOKUP_FOUND ? 1 : r == LOOKUP_DELETED ? 0 : version_may_contain(rv.v, key, klen, rv.lsn);
-    view_release(&rv);
+    db_view_release(&rv);
     return rc;
 }
 
@@ -998,10 +1043,10 @@ int pl_db_approximate_size(pl_db *db, const void *start, size_t slen, int has_st
     int rc = check_usable(db);
     if (rc)
         return rc;
-    read_view rv;
-    view_take(db, NULL, &rv);
+    db_view rv;
+    db_view_take(db, NULL, &rv);
     *bytes = version_approximate_size(rv.v, start, slen, has_start, stop, stlen, has_stop);
-    view_release(&rv);
+    db_view_release(&rv);
     return PL_OK;
 }
 
@@ -1013,8 +1058,8 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
         return rc;
     env_test_hook("get_start");
     vals->len = 0;
-    read_view rv;
-    view_take(db, snap, &rv);
+    db_view rv;
+    db_view_take(db, snap, &rv);
     pl_buf bufs[VERSION_BATCH] = {{0}};
     table_lookup lk[VERSION_BATCH], *pend[VERSION_BATCH];
     int res[VERSION_BATCH];
@@ -1053,7 +1098,7 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
             lens[base + j] = (int64_t)bufs[j].len;
         }
     }
-    view_release(&rv);
+    db_view_release(&rv);
     for (size_t j = 0; j < VERSION_BATCH; j++)
         pl_buf_free(&bufs[j]);
     if (!rc)
@@ -1334,6 +1379,14 @@ int pl_db_flush(pl_db *db)
 /* ---- bulk ingest: the database's side (ingest.c writes the tables and places them) ---- */
 
 uint64_t ingest_lsn_gap = UINT64_C(1) << 24;
+
+/* The engine constants a test may set (pl_test_set, env.c): the manifest's roll size and the ingest's
+ * LSN gap. */
+const test_knob db_test_knobs[] = {
+    {"manifest_roll_bytes", &manifest_roll_bytes, 0},
+    {"ingest_lsn_gap", &ingest_lsn_gap, 1},
+    {NULL, NULL, 0},
+};
 
 void db_table_env(pl_db *db, compact_env *env) { compact_env_init(db, env); }
 
@@ -1645,12 +1698,6 @@ static int remove_obsolete(void *ctx, const char *name)
     return PL_OK;
 }
 
-static int dir_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int has_database(const char *path)
 {
     char *cur = db_file_name(path, 0, FILE_LOCK);
@@ -1684,7 +1731,7 @@ static void db_free(pl_db *db)
 void db_ref(pl_db *db) { atomic_fetch_add(&db->refs, 1); }
 void db_unref(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return; /* a forked child's copy: its locks may be held by parent threads that do not exist here */
     if (atomic_fetch_sub(&db->refs, 1) == 1)
         db_free(db);
@@ -1842,7 +1889,7 @@ int pl_db_refresh(pl_db *db)
 
 static int open_read_only(const char *path, const pl_options *opt, pl_db **out)
 {
-    if (!dir_exists(path) || !has_database(path))
+    if (!env_is_dir(path) || !has_database(path))
         return PL_FAIL(PL_NOTFOUND, "no database at %s (a read-only open creates nothing)", path);
     pl_db *db = db_alloc(path, opt);
     if (!db)
@@ -1873,12 +1920,12 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         return PL_FAIL(PL_INVALID, "empty database path");
     if (opt->read_only)
         return open_read_only(path, opt, out);
-    int exists = dir_exists(path) && has_database(path);
+    int exists = env_is_dir(path) && has_database(path);
     if (exists && opt->error_if_exists)
         return PL_FAIL(PL_EXISTS, "a database already exists at %s", path);
     if (!exists && !opt->create_if_missing)
         return PL_FAIL(PL_NOTFOUND, "no database at %s (create_if_missing is off)", path);
-    if (!dir_exists(path) && (rc = env_mkdir(path)))
+    if (!env_is_dir(path) && (rc = env_mkdir(path)))
         return rc;
 
     pl_db *db = db_alloc(path, opt);
@@ -1915,18 +1962,19 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         goto fail;
     pthread_mutex_lock(&db->sync_mu);
     pthread_mutex_lock(&db->mu);
-    rc = new_wal(db, 0);
-    if (!rc && memtable_count(db->mem) > 0 &&
+    if (memtable_count(db->mem) > 0 &&
         (db->wal_dropped_bytes > 0 || memtable_usage(db->mem) >= opt->memtable_bytes ||
          db->recovered_wals > RECOVERED_WALS_MAX)) {
         /* Salvaged, oversized, or spread over many WALs (open after open with a few writes each):
          * move what was recovered into a table so the old WALs go. */
-        db->imm = db->mem;
-        db->imm_log_number = db->log_number;
-        db->imm_last_lsn = db->last_assigned;
-        rc = memtable_new_in(db->pool, &db->mem);
+        memtable *fresh;
+        rc = memtable_new_in(db->pool, &fresh);
+        if (!rc)
+            rc = switch_memtable(db, fresh);
         if (!rc)
             rc = flush_imm(db);
+    } else {
+        rc = new_wal(db, 0);
     }
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->sync_mu);
@@ -1967,7 +2015,7 @@ fail:
 
 int pl_db_enter(pl_db *db)
 {
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return check_usable(db);
     atomic_fetch_add(&db->active, 1);
     if (atomic_load(&db->closing)) {
@@ -1990,7 +2038,7 @@ int pl_db_close(pl_db *db)
 {
     if (!db)
         return PL_OK;
-    if (db->fork_gen != atomic_load(&fork_generation))
+    if (db_forked(db))
         return PL_OK; /* a forked child's copy: its threads and files belong to the parent */
     pthread_mutex_lock(&db->mu);
     if (db->closed) {
@@ -2100,342 +2148,4 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "level1_target_bytes", cenv.level_base_bytes);
     fn(ctx, "level_multiplier", LEVEL_MULTIPLIER);
     return PL_OK;
-}
-
-
-
-int pl_test_fault(const char *op, long nth, int err, int persistent)
-{
-    static const struct {
-        const char *name;
-        int ops;
-    } names[] = {{"open", ENV_OP_OPEN}, {"read", ENV_OP_READ}, {"write", ENV_OP_WRITE},
-                 {"sync", ENV_OP_SYNC}, {"rename", ENV_OP_RENAME}, {"unlink", ENV_OP_UNLINK},
-                 {"short_write", ENV_OP_WRITE | ENV_OP_SHORT},
-                 {"all", ENV_OP_ALL}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(op, names[i].name) == 0) {
-            env_fault_set(names[i].ops, nth, err, persistent);
-            return PL_OK;
-        }
-    return PL_FAIL(PL_INVALID, "unknown I/O operation class '%s'", op);
-}
-
-void pl_test_fault_clear(void) { env_fault_clear(); }
-
-long pl_test_fault_calls(void) { return env_fault_calls(); }
-
-int pl_test_set(const char *name, uint64_t value)
-{
-    if (strcmp(name, "manifest_roll_bytes") == 0)
-        manifest_roll_bytes = value;
-    else if (strcmp(name, "ingest_lsn_gap") == 0 && value > 0)
-        ingest_lsn_gap = value;
-    else
-        return PL_FAIL(PL_MISUSE, "_test_set: unknown name or bad value: %s", name);
-    return PL_OK;
-}
-
-/* ---- whole-database tools ---- */
-
-/* Remove dir/name if the name is the database's (the archive directory is emptied and removed by
- * itself). */
-static int destroy_entry(void *ctx, const char *name)
-{
-    uint64_t n;
-    enum file_type type;
-    if (!parse_file_name(name, &n, &type) || type == FILE_ARCHIVE)
-        return PL_OK;
-    char *p = db_path_join(ctx, name);
-    if (!p)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    int rc = env_unlink(p);
-    free(p);
-    return rc;
-}
-
-int pl_destroy(const char *path)
-{
-    if (!dir_exists(path))
-        return PL_OK;
-    char *lock = db_file_name(path, 0, FILE_LOCK);
-    int fd = -1, rc = lock ? env_lock(lock, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
-    free(lock);
-    if (rc)
-        return rc;
-    char *arch = db_file_name(path, 0, FILE_ARCHIVE);
-    if (!arch)
-        rc = PL_FAIL(PL_NOMEM, "out of memory");
-    else if (dir_exists(arch)) { /* the WALs kept for the changes feed */
-        rc = env_list_dir(arch, destroy_entry, arch);
-        if (!rc && rmdir(arch) != 0 && errno != ENOTEMPTY && errno != EEXIST)
-            rc = PL_IOFAIL(errno, "remove directory %s", arch);
-    }
-    free(arch);
-    if (!rc)
-        rc = env_list_dir(path, destroy_entry, (void *)path);
-    env_unlock(fd);
-    if (!rc && rmdir(path) != 0 && errno != ENOTEMPTY && errno != EEXIST)
-        rc = PL_IOFAIL(errno, "remove directory %s", path);
-    return rc;
-}
-
-static int verify_record(void *ctx, uint64_t lsn, const char *payload, size_t len) { return PL_OK; }
-
-int pl_verify(const char *path)
-{
-    if (!dir_exists(path))
-        return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
-    file_list l = {0};
-    uint64_t log_number = 0, last_lsn = 0;
-    int rc = versions_verify(path, &log_number, &last_lsn);
-    if (!rc)
-        rc = list_wals(path, &l);
-    file_list_sort(&l);
-    /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
-    wal_replay_result res = {0};
-    res.next_lsn = last_lsn + 1;
-    uint64_t *sizes = l.n ? calloc(l.n, sizeof *sizes) : NULL;
-    for (size_t i = 0; !rc && sizes && i < l.n; i++) {
-        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
-        struct stat st;
-        if (p && l.numbers[i] >= log_number && stat(p, &st) == 0)
-            progress_expect(sizes[i] = (uint64_t)st.st_size);
-        free(p);
-    }
-    for (size_t i = 0; !rc && i < l.n; i++) {
-        if (l.numbers[i] < log_number)
-            continue;
-        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
-        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
-               : PL_FAIL(PL_NOMEM, "out of memory");
-        free(p);
-        if (!rc && sizes)
-            progress_done(sizes[i]);
-    }
-    free(sizes);
-    file_list_free(&l);
-    return rc;
-}
-
-int pl_repair(const char *path) { return repair_run(path); }
-
-int pl_repair_report(const char *path, pl_stat_fn fn, void *ctx)
-{
-    repair_report r;
-    memset(&r, 0, sizeof r);
-    int rc = repair_run_report(path, &r);
-    const struct { const char *name; uint64_t v; } figures[] = {
-        {"tables_kept", r.tables_kept},         {"tables_renamed", r.tables_renamed},
-        {"tables_merged", r.tables_merged},     {"tables_damaged", r.tables_damaged},
-        {"tables_dropped", r.tables_dropped},   {"blocks_salvaged", r.blocks_salvaged},
-        {"blocks_lost", r.blocks_lost},         {"bytes_lost", r.bytes_lost},
-        {"entries_salvaged", r.entries_salvaged}, {"wals_replayed", r.wals_replayed},
-        {"wals_damaged", r.wals_damaged},       {"wal_records", r.wal_records},
-        {"wal_records_skipped", r.wal_records_skipped}, {"wal_dropped_bytes", r.wal_dropped_bytes},
-        {"tables", r.tables},                   {"last_lsn", r.last_lsn},
-    };
-    if (fn)
-        for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
-            fn(ctx, figures[i].name, figures[i].v);
-    return rc;
-}
-
-/* ---- iterators ---- */
-
-struct pl_iter {
-    pl_db *db;
-    pl_snapshot *snap; /* registered, so compaction keeps every version this iterator can see */
-    iter *it;          /* a db_iter over memtables and tables */
-    size_t chunk;      /* entries the next pl_iter_read_chunk copies; 0: the first chunk */
-};
-
-/* A scan's chunks (pl_iter_read_chunk): ITER_CHUNK_FIRST entries, doubling to ITER_CHUNK_MAX, each
- * cut at ITER_CHUNK_BYTES; a buffer grown past ITER_CHUNK_KEEP by a large entry is given back (by
- * pl_iter_copy too). */
-#define ITER_CHUNK_FIRST 16
-#define ITER_CHUNK_MAX 1024
-#define ITER_CHUNK_BYTES (1u << 20)
-#define ITER_CHUNK_KEEP (4u << 20)
-
-int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
-{
-    int rc = check_usable(db);
-    if (rc)
-        return rc;
-    pl_iter *pi = calloc(1, sizeof *pi);
-    if (!pi)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    /* Registered (an older snapshot's view at its LSN), so compaction keeps what it can see. */
-    rc = snapshot_new_at(db, snap, &pi->snap);
-    if (rc) {
-        free(pi);
-        return rc;
-    }
-    /* Take references under mu; build the memtable iterators (which sort the newest entries) after
-     * it, so that readers and writers waiting for mu are not held up by the sort. */
-    pthread_mutex_lock(&db->mu);
-    version *v = db->vs.current;
-    memtable *mem = db->mem, *imm = db->imm;
-    if (pi->snap->v) {
-        mem = pi->snap->mem;
-        imm = NULL;
-        v = pi->snap->v;
-    }
-    memtable_ref(mem);
-    if (imm)
-        memtable_ref(imm);
-    version_ref(v);
-    pthread_mutex_unlock(&db->mu);
-    env_test_hook("iter_refs_taken");
-    int cap = 2 + v->n[0] + NUM_LEVELS, n = 0;
-    iter **its = malloc(sizeof(iter *) * (size_t)cap);
-    if (its) {
-        /* An empty memtable adds nothing: an entry the snapshot sees was added before the snapshot's LSN
-         * was published, so its count shows it.  Without it a settled database's iterator is its one
-         * level's, with no merging iterator above (merge_iter_new of one child returns the child). */
-        int mrc = PL_OK;
-        if (memtable_count(mem) > 0)
-            mrc = memtable_iter(mem, &its[n++]);
-        if (!mrc && imm && memtable_count(imm) > 0)
-            mrc = memtable_iter(imm, &its[n++]);
-        int k = mrc ? -1 : version_iters(v, its + n);
-        if (k < 0) {
-            while (n > 0)
-                if (its[--n])
-                    iter_destroy(its[n]);
-            free(its);
-            its = NULL;
-        } else {
-            n += k;
-        }
-    }
-    memtable_unref(mem);
-    if (imm)
-        memtable_unref(imm);
-    version_unref(v);
-    if (its) {
-        pi->it = db_iter_new(merge_iter_new(its, n), pi->snap->lsn);
-        free(its);
-    }
-    if (!pi->it) {
-        pl_snapshot_release(pi->snap);
-        free(pi);
-        return PL_FAIL(PL_NOMEM, "out of memory for an iterator");
-    }
-    pi->db = db;
-    db_ref(db);
-    *out = pi;
-    return PL_OK;
-}
-
-void pl_iter_free(pl_iter *pi)
-{
-    if (!pi)
-        return;
-    if (pi->db->fork_gen != atomic_load(&fork_generation))
-        return; /* in a forked child: its tables and cache locks may be held by parent threads */
-    iter_destroy(pi->it);
-    pl_snapshot_release(pi->snap);
-    db_unref(pi->db);
-    free(pi);
-}
-
-void pl_iter_set_bounds(pl_iter *pi, const void *lo, size_t lolen, int has_lo, const void *hi, size_t hilen,
-                        int has_hi)
-{
-    db_iter_set_bounds(pi->it, lo, lolen, has_lo, hi, hilen, has_hi);
-}
-
-int pl_iter_seek(pl_iter *pi, const void *key, size_t klen)
-{
-    pi->chunk = 0;
-    iter_seek(pi->it, key, klen);
-    return iter_status(pi->it);
-}
-int pl_iter_seek_first(pl_iter *pi)
-{
-    pi->chunk = 0;
-    iter_seek_first(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_seek_last(pl_iter *pi)
-{
-    pi->chunk = 0;
-    iter_seek_last(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_next(pl_iter *pi)
-{
-    if (iter_valid(pi->it))
-        iter_next(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_prev(pl_iter *pi)
-{
-    if (iter_valid(pi->it))
-        iter_prev(pi->it);
-    return iter_status(pi->it);
-}
-int pl_iter_valid(const pl_iter *pi) { return iter_valid(pi->it); }
-void pl_iter_key(const pl_iter *pi, const char **k, size_t *klen) { iter_key(pi->it, k, klen); }
-void pl_iter_value(const pl_iter *pi, const char **v, size_t *vlen) { iter_value(pi->it, v, vlen); }
-int pl_iter_status(const pl_iter *pi) { return iter_status(pi->it); }
-
-/* Append the entry under it to out as pl_iter_read writes one (of its parts, those in want).  Inlined
- * into pl_iter_read's loop, as it was written there (a call per entry scanned cost 20 instructions). */
-static inline __attribute__((always_inline)) int append_entry(const iter *it, int want, pl_buf *out)
-{
-    const char *k = NULL, *v = NULL;
-    size_t kn = 0, vn = 0;
-    if (want & PL_WANT_KEYS)
-        iter_key(it, &k, &kn);
-    if (want & PL_WANT_VALUES)
-        iter_value(it, &v, &vn);
-    size_t need = out->len + 16 + kn + vn;
-    int rc = buf_reserve(out, need);
-    if (rc)
-        return rc;
-    char *p = out->data + out->len;
-    put_u64(p, kn);
-    put_u64(p + 8, vn);
-    buf_copy(p + 16, k, kn);
-    buf_copy(p + 16 + kn, v, vn);
-    out->len = need;
-    return PL_OK;
-}
-
-int pl_iter_read(pl_iter *pi, int reverse, int want, size_t max_entries, size_t max_bytes, pl_buf *out,
-                 size_t *n)
-{
-    *n = 0;
-    out->len = 0;
-    while (*n < max_entries && out->len < max_bytes && iter_valid(pi->it)) {
-        int rc = append_entry(pi->it, want, out);
-        if (rc)
-            return rc;
-        (*n)++;
-        if (reverse)
-            iter_prev(pi->it);
-        else
-            iter_next(pi->it);
-    }
-    return iter_status(pi->it);
-}
-
-int pl_iter_copy(const pl_iter *pi, pl_buf *out)
-{
-    if (out->cap > ITER_CHUNK_KEEP)
-        pl_buf_free(out);
-    out->len = 0;
-    return append_entry(pi->it, PL_WANT_ITEMS, out);
-}
-
-int pl_iter_read_chunk(pl_iter *pi, int reverse, int want, pl_buf *out, size_t *n)
-{
-    if (out->cap > ITER_CHUNK_KEEP)
-        pl_buf_free(out);
-    size_t chunk = pi->chunk ? pi->chunk : ITER_CHUNK_FIRST;
-    pi->chunk = chunk < ITER_CHUNK_MAX ? 2 * chunk : ITER_CHUNK_MAX;
-    return pl_iter_read(pi, reverse, want, chunk, ITER_CHUNK_BYTES, out, n);
 }

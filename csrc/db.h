@@ -7,12 +7,35 @@
 #define PL_DB_H
 
 #include "compaction.h"
+#include "memtable.h"
 #include "pylsm.h"
 #include "version.h"
 
 /* Take / drop a reference that keeps the pl_db's memory alive (iterators, snapshots). */
 void db_ref(pl_db *db);
 void db_unref(pl_db *db);
+
+/* Is db a fork()ed child's copy of a handle the parent opened?  Then its locks may be held by threads
+ * that do not exist in this process: nothing of it may be touched, freed or closed. */
+int db_forked(const pl_db *db);
+
+/* ---- iterators (dbiter.c): what pl_iter needs of the database ----
+ *
+ * db_snapshot_new registers a snapshot (pl_snapshot_release drops it) at the LSN of `of`, an older
+ * snapshot, or at the visible LSN when of is NULL, so that compaction keeps every version it can see.
+ * PL_OK; PL_CLOSED, PL_MISUSE (a closed handle, a forked child's); PL_NOMEM.
+ *
+ * db_view_take pins what a read as of snap (NULL: the visible LSN) sees: the LSN, and references on the
+ * memtables and the version that hold it (a read-only handle's snapshot holds the state it was taken
+ * in).  db_view_release drops the references. */
+typedef struct db_view {
+    uint64_t lsn;
+    memtable *mem, *imm; /* imm: NULL when there is none */
+    version *v;
+} db_view;
+int db_snapshot_new(pl_db *db, const pl_snapshot *of, pl_snapshot **out);
+void db_view_take(pl_db *db, const pl_snapshot *snap, db_view *view);
+void db_view_release(db_view *view);
 
 /* How tables of this database are written (directory, cache, block size, filter, target size, file
  * numbers), as flush and compaction write them. */

@@ -16,6 +16,10 @@
  * key shorter than its trailer gives PL_CORRUPT, a failed buffer allocation PL_NOMEM.  Its own errors
  * are sticky: every later positioning call leaves it invalid.
  *
+ * pl_iter (pylsm.h) is this iterator as the public API hands it out, defined in dbiter.c: it registers
+ * a snapshot (so compaction keeps what it can see), pins the memtables and version of that view
+ * (db_view_take, db.h), merges their iterators and runs db_iter over them at the snapshot's LSN.
+ *
  * Thread safety: one thread at a time per iterator (iter.h).
  */
 #ifndef PL_DBITER_H

@@ -1,10 +1,12 @@
-/* env.c -- POSIX file I/O with fault injection, kill points and power-loss tracking; see env.h. */
+/* env.c -- POSIX file I/O with fault injection, kill points and power-loss tracking, and the test entry
+ * points of testhooks.h over them; see env.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "env.h"
 
 #include "status.h"
+#include "testhooks.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +48,39 @@ void env_fault_set(int ops, long nth, int err, int persistent)
 void env_fault_clear(void) { atomic_store(&fault_ops, 0); }
 
 long env_fault_calls(void) { return atomic_load(&fault_nth) - atomic_load(&fault_countdown); }
+
+/* ---- the test entry points (testhooks.h) ---- */
+
+int pl_test_fault(const char *op, long nth, int err, int persistent)
+{
+    static const struct {
+        const char *name;
+        int ops;
+    } names[] = {{"open", ENV_OP_OPEN}, {"read", ENV_OP_READ}, {"write", ENV_OP_WRITE},
+                 {"sync", ENV_OP_SYNC}, {"rename", ENV_OP_RENAME}, {"unlink", ENV_OP_UNLINK},
+                 {"short_write", ENV_OP_WRITE | ENV_OP_SHORT},
+                 {"all", ENV_OP_ALL}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(op, names[i].name) == 0) {
+            env_fault_set(names[i].ops, nth, err, persistent);
+            return PL_OK;
+        }
+    return PL_FAIL(PL_INVALID, "unknown I/O operation class '%s'", op);
+}
+
+void pl_test_fault_clear(void) { env_fault_clear(); }
+
+long pl_test_fault_calls(void) { return env_fault_calls(); }
+
+int pl_test_set(const char *name, uint64_t value)
+{
+    for (const test_knob *k = db_test_knobs; k->name; k++)
+        if (strcmp(name, k->name) == 0 && value >= k->min) {
+            *k->value = value;
+            return PL_OK;
+        }
+    return PL_FAIL(PL_MISUSE, "_test_set: unknown name or bad value: %s", name);
+}
 
 /* Returns an errno to fail with, or 0. */
 static int fault_check(int op)
@@ -548,6 +583,12 @@ int env_copy_fd(int src_fd, uint64_t len, const char *src_path, const char *to)
     if (rc)
         unlink(to);
     return rc;
+}
+
+int env_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 int env_rmdir(const char *path)

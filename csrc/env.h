@@ -15,6 +15,7 @@
  *    when it was last made durable, and env_sync_dir the files whose names are durable;
  *    env_drop_unsynced() then truncates every tracked file to its durable length and removes files
  *    and directories (env_mkdir's) whose directory entry was never synced.
+ * The binding and the C tests reach the fault hooks through testhooks.h (pl_test_*, defined in env.c).
  *
  * Thread safety: all functions may be called from any thread.
  */
@@ -54,6 +55,9 @@ int env_link(const char *from, const char *to);
 /* Create `to` (which must not exist) holding the first `len` bytes of the open file src_fd, and make
  * it durable (not its directory).  copy_file_range where the kernel can, else read and write. */
 int env_copy_fd(int src_fd, uint64_t len, const char *src_path, const char *to);
+/* Is path a directory (links followed)?  1 or 0, 0 also when it cannot be stat'ed.  A plain stat: no
+ * fault is injected into it, and it counts for no class. */
+int env_is_dir(const char *path);
 /* Remove an empty directory. */
 int env_rmdir(const char *path);
 int env_unlink(const char *path);

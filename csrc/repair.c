@@ -1,10 +1,13 @@
-/* repair.c -- rebuild a damaged database from what is intact; see repair.h. */
+/* repair.c -- rebuild a damaged database from what is intact, and the other whole-database tools (verify,
+ * destroy); see repair.h. */
 #include "repair.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "batch.h"
 #include "block.h"
@@ -1010,8 +1013,7 @@ static uint64_t file_bytes(const char *dir, uint64_t number, enum file_type type
 
 int repair_run_report(const char *path, repair_report *rep)
 {
-    struct stat st;
-    if (!path || !*path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (!path || !*path || !env_is_dir(path))
         return PL_FAIL(PL_NOTFOUND, "no database at %s", path ? path : "(null)");
     repairer r;
     memset(&r, 0, sizeof r);
@@ -1093,3 +1095,108 @@ out:
 }
 
 int repair_run(const char *path) { return repair_run_report(path, NULL); }
+
+/* ---- the whole-database tools of pylsm.h: repair, verify, destroy ---- */
+
+int pl_repair(const char *path) { return repair_run(path); }
+
+int pl_repair_report(const char *path, pl_stat_fn fn, void *ctx)
+{
+    repair_report r;
+    memset(&r, 0, sizeof r);
+    int rc = repair_run_report(path, &r);
+    const struct { const char *name; uint64_t v; } figures[] = {
+        {"tables_kept", r.tables_kept},         {"tables_renamed", r.tables_renamed},
+        {"tables_merged", r.tables_merged},     {"tables_damaged", r.tables_damaged},
+        {"tables_dropped", r.tables_dropped},   {"blocks_salvaged", r.blocks_salvaged},
+        {"blocks_lost", r.blocks_lost},         {"bytes_lost", r.bytes_lost},
+        {"entries_salvaged", r.entries_salvaged}, {"wals_replayed", r.wals_replayed},
+        {"wals_damaged", r.wals_damaged},       {"wal_records", r.wal_records},
+        {"wal_records_skipped", r.wal_records_skipped}, {"wal_dropped_bytes", r.wal_dropped_bytes},
+        {"tables", r.tables},                   {"last_lsn", r.last_lsn},
+    };
+    if (fn)
+        for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+            fn(ctx, figures[i].name, figures[i].v);
+    return rc;
+}
+
+static int verify_record(void *ctx, uint64_t lsn, const char *payload, size_t len) { return PL_OK; }
+
+int pl_verify(const char *path)
+{
+    if (!env_is_dir(path))
+        return PL_FAIL(PL_NOTFOUND, "no database at %s", path);
+    file_list l = {0};
+    uint64_t log_number = 0, last_lsn = 0;
+    int rc = versions_verify(path, &log_number, &last_lsn);
+    if (!rc)
+        rc = list_wals(path, &l);
+    file_list_sort(&l);
+    /* The live WALs, as recovery reads them: LSNs follow on from the manifest's last LSN. */
+    wal_replay_result res = {0};
+    res.next_lsn = last_lsn + 1;
+    uint64_t *sizes = l.n ? calloc(l.n, sizeof *sizes) : NULL;
+    for (size_t i = 0; !rc && sizes && i < l.n; i++) {
+        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
+        struct stat st;
+        if (p && l.numbers[i] >= log_number && stat(p, &st) == 0)
+            progress_expect(sizes[i] = (uint64_t)st.st_size);
+        free(p);
+    }
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        if (l.numbers[i] < log_number)
+            continue;
+        char *p = db_file_name(path, l.numbers[i], FILE_WAL);
+        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
+               : PL_FAIL(PL_NOMEM, "out of memory");
+        free(p);
+        if (!rc && sizes)
+            progress_done(sizes[i]);
+    }
+    free(sizes);
+    file_list_free(&l);
+    return rc;
+}
+
+/* Remove dir/name if the name is the database's (the archive directory is emptied and removed by
+ * itself). */
+static int destroy_entry(void *ctx, const char *name)
+{
+    uint64_t n;
+    enum file_type type;
+    if (!parse_file_name(name, &n, &type) || type == FILE_ARCHIVE)
+        return PL_OK;
+    char *p = db_path_join(ctx, name);
+    if (!p)
+        return PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = env_unlink(p);
+    free(p);
+    return rc;
+}
+
+int pl_destroy(const char *path)
+{
+    if (!env_is_dir(path))
+        return PL_OK;
+    char *lock = db_file_name(path, 0, FILE_LOCK);
+    int fd = -1, rc = lock ? env_lock(lock, &fd) : PL_FAIL(PL_NOMEM, "out of memory");
+    free(lock);
+    if (rc)
+        return rc;
+    char *arch = db_file_name(path, 0, FILE_ARCHIVE);
+    if (!arch)
+        rc = PL_FAIL(PL_NOMEM, "out of memory");
+    else if (env_is_dir(arch)) { /* the WALs kept for the changes feed */
+        rc = env_list_dir(arch, destroy_entry, arch);
+        if (!rc && rmdir(arch) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+            rc = PL_IOFAIL(errno, "remove directory %s", arch);
+    }
+    free(arch);
+    if (!rc)
+        rc = env_list_dir(path, destroy_entry, (void *)path);
+    env_unlock(fd);
+    if (!rc && rmdir(path) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+        rc = PL_IOFAIL(errno, "remove directory %s", path);
+    return rc;
+}

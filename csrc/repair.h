@@ -1,6 +1,13 @@
 /*
  * repair.h -- rebuild a damaged database from what is intact (pl_repair; LevelDB's RepairDB idea).
  *
+ * repair.c also defines the other whole-database tools of pylsm.h, which work on a closed database
+ * beside it: pl_verify reads the manifest chain and every table it names (versions_verify), then every
+ * live WAL as recovery reads it (a torn tail of the newest one is not damage), writing nothing;
+ * pl_destroy takes the LOCK (PL_BUSY while the database is open) and removes every file whose name is
+ * the database's (filename.h), the WALs kept in archive/ and the directories left empty (PL_OK when
+ * there is no directory).
+ *
  * On a closed database (the LOCK is taken; PL_BUSY if it is held) repair_run trusts neither CURRENT
  * nor any manifest.  It:
  *   1. checks every NNNNNN.sst (table_verify).  An intact table is kept whole.  A damaged one is

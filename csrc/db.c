@@ -874,6 +874,12 @@ static void *sync_thread_main(void *arg)
         if (atomic_load(&db->closing) || db->unsynced_records == 0 || db->bg_error)
             continue;
         take_sync_mu(db);
+        /* mu was let go to take sync_mu: a WAL switch may have failed meanwhile (db->log is then
+         * NULL and the database read-only), or a close begun. */
+        if (atomic_load(&db->closing) || db->bg_error || !db->log) {
+            pthread_mutex_unlock(&db->sync_mu);
+            continue;
+        }
         wal *log = db->log;
         uint64_t pending = db->unsynced_records;
         pthread_mutex_unlock(&db->mu);

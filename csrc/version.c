@@ -11,6 +11,7 @@
 
 #include "batch.h"
 #include "coding.h"
+#include "concat.h"
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
@@ -244,143 +245,48 @@ void version_get_batch(version *v, uint64_t snap, table_lookup *const *reqs, siz
     }
 }
 
-/* ---- level iterator: the tables of one sorted level, concatenated ---- */
+/* ---- iterators: a sorted level's tables as one concatenation ---- */
 
+/* The parts of a level's concatenation: its tables, one reference each while the iterator lives. */
 typedef struct {
-    iter base;
-    file_meta **files; /* referenced */
+    file_meta **files;
     int n;
-    int idx;   /* file under cur, or -1 */
-    iter *cur; /* table iterator of files[idx] */
-    int status;
-} level_iter;
+} level_run;
 
-static void li_open(level_iter *li, int idx)
+static iter *run_open(void *ctx, int i) { return table_iter(((level_run *)ctx)->files[i]->t); }
+
+static void run_largest(void *ctx, int i, const char **k, size_t *n)
 {
-    if (li->cur && li->idx == idx)
-        return;
-    if (li->cur) {
-        int st = iter_status(li->cur);
-        if (st && !li->status)
-            li->status = st;
-    }
-    iter_destroy(li->cur);
-    li->cur = NULL;
-    li->idx = -1;
-    if (idx < 0 || idx >= li->n)
-        return;
-    li->cur = table_iter(li->files[idx]->t);
-    if (!li->cur) {
-        li->status = PL_FAIL(PL_NOMEM, "out of memory");
-        return;
-    }
-    li->idx = idx;
+    const file_meta *f = ((level_run *)ctx)->files[i];
+    *k = f->m.largest;
+    *n = f->m.largest_len;
 }
 
-static void li_skip_forward(level_iter *li)
+static void run_release(void *ctx)
 {
-    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx + 1 < li->n) {
-        li_open(li, li->idx + 1);
-        if (li->cur)
-            iter_seek_first(li->cur);
-    }
+    level_run *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        file_unref(r->files[i]);
+    free(r->files);
+    free(r);
 }
 
-static void li_skip_backward(level_iter *li)
-{
-    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx > 0) {
-        li_open(li, li->idx - 1);
-        if (li->cur)
-            iter_seek_last(li->cur);
-    }
-}
+static const struct concat_ops level_run_ops = {run_open, run_largest, run_release};
 
-static void li_seek(iter *it, const char *k, size_t n)
-{
-    level_iter *li = (level_iter *)it;
-    int idx = find_file(li->files, li->n, k, ikey_ulen(n));
-    if (idx >= li->n) {
-        li_open(li, -1);
-        return;
-    }
-    li_open(li, idx);
-    if (li->cur)
-        iter_seek(li->cur, k, n);
-    li_skip_forward(li);
-}
-static void li_seek_first(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    li_open(li, 0);
-    if (li->cur)
-        iter_seek_first(li->cur);
-    li_skip_forward(li);
-}
-static void li_seek_last(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    li_open(li, li->n - 1);
-    if (li->cur)
-        iter_seek_last(li->cur);
-    li_skip_backward(li);
-}
-static void li_next(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_next(li->cur);
-    li_skip_forward(li);
-}
-static void li_prev(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_prev(li->cur);
-    li_skip_backward(li);
-}
-static int li_valid(const iter *it)
-{
-    const level_iter *li = (const level_iter *)it;
-    return li->cur && iter_valid(li->cur);
-}
-static void li_key(const iter *it, const char **k, size_t *n) { iter_key(((const level_iter *)it)->cur, k, n); }
-static void li_value(const iter *it, const char **v, size_t *n)
-{
-    iter_value(((const level_iter *)it)->cur, v, n);
-}
-static int li_status(const iter *it)
-{
-    const level_iter *li = (const level_iter *)it;
-    if (li->status)
-        return li->status;
-    return li->cur ? iter_status(li->cur) : PL_OK;
-}
-static void li_destroy(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_destroy(li->cur);
-    for (int i = 0; i < li->n; i++)
-        file_unref(li->files[i]);
-    free(li->files);
-    free(li);
-}
-
-static const struct iter_ops level_iter_ops = {li_seek, li_seek_first, li_seek_last, li_next, li_prev,
-                                               li_valid, li_key, li_value, li_status, li_destroy};
-
+/* The n tables at files (sorted, not overlapping) as one iterator; NULL when out of memory. */
 static iter *level_iter_new(file_meta **files, int n)
 {
-    level_iter *li = calloc(1, sizeof *li);
-    if (!li || !(li->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
-        free(li);
+    level_run *r = calloc(1, sizeof *r);
+    if (!r || !(r->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
+        free(r);
         return NULL;
     }
-    li->base.ops = &level_iter_ops;
-    li->n = n;
-    li->idx = -1;
+    r->n = n;
     for (int i = 0; i < n; i++) {
-        li->files[i] = files[i];
+        r->files[i] = files[i];
         file_ref(files[i]);
     }
-    return &li->base;
+    return concat_iter_new(&level_run_ops, r, n);
 }
 
 int version_iters(version *v, iter **its)

@@ -289,9 +289,10 @@ static iter *level_iter_new(file_meta **files, int n)
     return concat_iter_new(&level_run_ops, r, n);
 }
 
-int version_iters(version *v, iter **its)
+int version_iters(version *v, iter **its, int *count)
 {
     int k = 0;
+    *count = 0;
     for (int i = v->n[0] - 1; i >= 0; i--) {
         iter *it = level_iter_new(&v->files[0][i], 1);
         if (!it)
@@ -306,11 +307,12 @@ int version_iters(version *v, iter **its)
             goto nomem;
         its[k++] = it;
     }
-    return k;
+    *count = k;
+    return PL_OK;
 nomem:
     while (k > 0)
         iter_destroy(its[--k]);
-    return -PL_FAIL(PL_NOMEM, "out of memory");
+    return PL_FAIL(PL_NOMEM, "out of memory");
 }
 
 /* ---- edits ---- */

@@ -70,9 +70,10 @@ int version_may_contain(const version *v, const char *ukey, size_t klen, uint64_
  * the range cuts count the span between the blocks that hold its ends. */
 uint64_t version_approximate_size(const version *v, const char *start, size_t slen, int has_start,
                                   const char *stop, size_t stlen, int has_stop);
-/* Append one iterator per L0 table and one per non-empty level to its[] (room for n[0] + NUM_LEVELS).
- * Returns the count or -PL_NOMEM. */
-int version_iters(version *v, iter **its);
+/* Append one iterator per L0 table and one per non-empty level (a concatenation of its tables,
+ * concat.h) to its[] (room for n[0] + NUM_LEVELS), newest first; each holds references on its tables.
+ * PL_OK with *count iterators stored, or PL_NOMEM with none (*count = 0). */
+int version_iters(version *v, iter **its, int *count);
 uint64_t version_level_bytes(const version *v, int level);
 
 /* A change to the set of live tables, with the log and sequence bookkeeping. */

@@ -529,6 +529,7 @@ static int write_rep_ex(pl_db *db, const char *rep, size_t len, uint64_t user_by
             break;
         group[n] = x;
         recs[n].lsn = db->last_assigned + 1;
+        recs[n].lsns = x->count;
         recs[n].payload = x->rep;
         recs[n].len = x->len;
         db->last_assigned += x->count;
@@ -1562,7 +1563,8 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
             goto out;
         }
         int is_last = i + 1 == l.n;
-        rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, replay_record, &ctx, &res);
+        rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, batch_record_lsns, replay_record,
+                        &ctx, &res);
         if (!rc && res.records > 0)
             db->recovered_wals++;
         if (!rc && !array_reserve(&db->wals, &db->capwals, db->nwals + 1, sizeof *db->wals))
@@ -2183,7 +2185,8 @@ int pl_verify(const char *path)
         if (l.numbers[i] < log_number)
             continue;
         char *p = db_file_name(path, l.numbers[i], FILE_WAL);
-        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
+        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, batch_record_lsns, verify_record, NULL,
+                            &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
         if (!rc && sizes)

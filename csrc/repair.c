@@ -634,7 +634,7 @@ static int add_wal(repairer *r, uint64_t number)
     if (wal_header_ok(d, size, NULL)) {
         if ((rc = memtable_new(&w.m)))
             goto out;
-        rc = wal_replay(path, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+        rc = wal_replay(path, WAL_SALVAGE, 1, 0, batch_record_lsns, wal_apply, &w, &res);
         /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
         damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
         r->rep.wal_dropped_bytes += res.dropped_bytes;
@@ -657,7 +657,7 @@ static int add_wal(repairer *r, uint64_t number)
             rc = env_write_file(tmp, d, size);
             memset(&res, 0, sizeof res);
             if (!rc)
-                rc = wal_replay(tmp, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+                rc = wal_replay(tmp, WAL_SALVAGE, 1, 0, batch_record_lsns, wal_apply, &w, &res);
             env_unlink(tmp);
             if (!rc && w.applied)
                 break;

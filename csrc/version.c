@@ -347,7 +347,8 @@ int edit_delete_file(version_edit *e, int level, uint64_t number)
     return PL_OK;
 }
 
-/* Encode e as a manifest record payload: u32 1 (the batch-style count) then tagged fields. */
+/* Encode e as a manifest record payload: u32 1 then tagged fields.  The WAL framing reads no count;
+ * the u32 1 stays for earlier versions, which read it as the LSNs the record takes (docs/format.md). */
 static int edit_encode(const version_edit *e, pl_buf *out)
 {
     size_t cap = 64;
@@ -441,7 +442,7 @@ static void state_remove(manifest_state *s, int level, uint64_t number)
 static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, size_t len)
 {
     manifest_state *s = ctx;
-    const char *p = payload + 4, *end = payload + len;
+    const char *p = payload + 4, *end = payload + len; /* past the u32 1 (len >= WAL_PAYLOAD_MIN) */
     while (p < end) {
         int tag = (unsigned char)*p++;
         uint64_t a, b;
@@ -517,7 +518,7 @@ static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_
     s->path = path;
     wal_replay_result res = {0};
     /* The manifest's tail may be an edit torn by a crash before it was acknowledged (fsynced). */
-    rc = wal_replay(path, WAL_TOLERATE_TAIL, 1, 0, apply_manifest_record, s, &res);
+    rc = wal_replay(path, WAL_TOLERATE_TAIL, 1, 0, NULL, apply_manifest_record, s, &res);
     if (!rc && (!s->has_next_file || !s->has_log_number || !s->has_last_lsn))
         rc = PL_FAIL(PL_CORRUPT, "%s: incomplete manifest at offset %" PRIu64, path, res.valid_end);
     free(path);

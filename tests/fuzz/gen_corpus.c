@@ -72,7 +72,7 @@ static void wals(const char *dir)
         uint64_t lsn = 1;
         for (int i = 0; i < 6; i++) {
             pl_batch *b = sample_batch(i);
-            wal_rec r = {lsn, b->rep.data, b->rep.len};
+            wal_rec r = {lsn, pl_batch_count(b), b->rep.data, b->rep.len};
             FUZZ_CHECK(wal_append(w, &r, 1) == PL_OK, "wal_append");
             lsn += pl_batch_count(b);
             pl_batch_free(b);

@@ -16,6 +16,7 @@
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
+#include "manifest.h"
 #include "memtable.h"
 #include "merge.h"
 #include "sstable.h"
@@ -954,7 +955,7 @@ static int write_state(repairer *r, int *installed)
     e.last_lsn = last_lsn;
     r->rep.last_lsn = last_lsn;
     if (!rc)
-        rc = versions_write_manifest(r->dir, number, &e);
+        rc = manifest_create(r->dir, number, 1, &e, NULL, NULL, NULL);
     *installed = !rc || current_names(r->dir, number);
     if (rc && !*installed)
         unlink_numbered(r->dir, number, FILE_MANIFEST);

@@ -1,30 +1,21 @@
-/* version.c -- versions, version edits and the manifest; see version.h and docs/format.md. */
+/* version.c -- versions, version edits and the version set; see version.h (the manifest: manifest.c). */
 #include "version.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "batch.h"
-#include "coding.h"
+#include "buf.h"
 #include "concat.h"
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
-#include "buf.h"
-#include "memtable.h"
+#include "manifest.h"
 #include "progress.h"
 #include "status.h"
-#include "wal.h"
 
 uint64_t manifest_roll_bytes = UINT64_C(64) << 20;
-
-/* Edit field tags (docs/format.md, "Manifest"). */
-enum { TAG_LOG_NUMBER = 1, TAG_NEXT_FILE = 2, TAG_LAST_LSN = 3, TAG_ADD = 4, TAG_DELETE = 5 };
 
 /* ---- files and versions ---- */
 
@@ -347,192 +338,6 @@ int edit_delete_file(version_edit *e, int level, uint64_t number)
     return PL_OK;
 }
 
-/* Encode e as a manifest record payload: u32 1 then tagged fields.  The WAL framing reads no count;
- * the u32 1 stays for earlier versions, which read it as the LSNs the record takes (docs/format.md). */
-static int edit_encode(const version_edit *e, pl_buf *out)
-{
-    size_t cap = 64;
-    for (int i = 0; i < e->nadded; i++)
-        cap += 80 + e->added[i].f->m.smallest_len + e->added[i].f->m.largest_len;
-    cap += (size_t)e->ndeleted * 24;
-    int rc = buf_reserve(out, cap);
-    if (rc)
-        return rc;
-    char *p = out->data;
-    put_u32(p, 1);
-    p += 4;
-    if (e->has_log_number) {
-        *p++ = TAG_LOG_NUMBER;
-        p = put_varint64(p, e->log_number);
-    }
-    if (e->has_next_file) {
-        *p++ = TAG_NEXT_FILE;
-        p = put_varint64(p, e->next_file);
-    }
-    if (e->has_last_lsn) {
-        *p++ = TAG_LAST_LSN;
-        p = put_varint64(p, e->last_lsn);
-    }
-    for (int i = 0; i < e->ndeleted; i++) {
-        *p++ = TAG_DELETE;
-        p = put_varint64(p, (uint64_t)e->deleted[i].level);
-        p = put_varint64(p, e->deleted[i].number);
-    }
-    for (int i = 0; i < e->nadded; i++) {
-        const file_meta *f = e->added[i].f;
-        *p++ = TAG_ADD;
-        p = put_varint64(p, (uint64_t)e->added[i].level);
-        p = put_varint64(p, f->number);
-        p = put_varint64(p, f->m.file_size);
-        p = put_varint64(p, f->m.entries);
-        p = put_varint64(p, f->m.deletes);
-        p = put_varint64(p, f->m.min_lsn);
-        p = put_varint64(p, f->m.max_lsn);
-        p = put_varint64(p, f->m.smallest_len);
-        memcpy(p, f->m.smallest, f->m.smallest_len);
-        p += f->m.smallest_len;
-        p = put_varint64(p, f->m.largest_len);
-        memcpy(p, f->m.largest, f->m.largest_len);
-        p += f->m.largest_len;
-    }
-    out->len = (size_t)(p - out->data);
-    return PL_OK;
-}
-
-/* A table named by a manifest, before it is opened. */
-typedef struct {
-    int level;
-    uint64_t number;
-    table_meta m;
-} manifest_file;
-
-typedef struct {
-    const char *path;
-    manifest_file *files;
-    int n;
-    size_t cap;
-    int has_log_number, has_next_file, has_last_lsn;
-    uint64_t log_number, next_file, last_lsn;
-} manifest_state;
-
-static const char *get_key(const char *p, const char *end, char **key, size_t *len)
-{
-    uint64_t n;
-    p = get_varint64(p, end, &n);
-    if (!p || n < IKEY_TRAILER || n > (uint64_t)(end - p))
-        return NULL;
-    *key = malloc(n);
-    if (!*key)
-        return NULL;
-    memcpy(*key, p, n);
-    *len = n;
-    return p + n;
-}
-
-static void state_remove(manifest_state *s, int level, uint64_t number)
-{
-    for (int i = 0; i < s->n; i++)
-        if (s->files[i].number == number && s->files[i].level == level) {
-            table_meta_free(&s->files[i].m);
-            s->files[i] = s->files[--s->n];
-            return;
-        }
-}
-
-static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, size_t len)
-{
-    manifest_state *s = ctx;
-    const char *p = payload + 4, *end = payload + len; /* past the u32 1 (len >= WAL_PAYLOAD_MIN) */
-    while (p < end) {
-        int tag = (unsigned char)*p++;
-        uint64_t a, b;
-        switch (tag) {
-        case TAG_LOG_NUMBER:
-            if (!(p = get_varint64(p, end, &s->log_number)))
-                goto bad;
-            s->has_log_number = 1;
-            break;
-        case TAG_NEXT_FILE:
-            if (!(p = get_varint64(p, end, &s->next_file)))
-                goto bad;
-            s->has_next_file = 1;
-            break;
-        case TAG_LAST_LSN:
-            if (!(p = get_varint64(p, end, &s->last_lsn)))
-                goto bad;
-            s->has_last_lsn = 1;
-            break;
-        case TAG_DELETE:
-            if (!(p = get_varint64(p, end, &a)) || !(p = get_varint64(p, end, &b)) || a >= NUM_LEVELS)
-                goto bad;
-            state_remove(s, (int)a, b);
-            break;
-        case TAG_ADD: {
-            int rc = array_reserve(&s->files, &s->cap, (size_t)s->n + 1, sizeof *s->files);
-            if (rc)
-                return rc;
-            manifest_file *f = &s->files[s->n];
-            memset(f, 0, sizeof *f);
-            if (!(p = get_varint64(p, end, &a)) || a >= NUM_LEVELS)
-                goto bad;
-            f->level = (int)a;
-            if (!(p = get_varint64(p, end, &f->number)) || !(p = get_varint64(p, end, &f->m.file_size)) ||
-                !(p = get_varint64(p, end, &f->m.entries)) || !(p = get_varint64(p, end, &f->m.deletes)) ||
-                !(p = get_varint64(p, end, &f->m.min_lsn)) || !(p = get_varint64(p, end, &f->m.max_lsn)))
-                goto bad;
-            if (!(p = get_key(p, end, &f->m.smallest, &f->m.smallest_len)))
-                goto bad;
-            if (!(p = get_key(p, end, &f->m.largest, &f->m.largest_len))) {
-                table_meta_free(&f->m);
-                goto bad;
-            }
-            s->n++;
-            break;
-        }
-        default:
-            goto bad;
-        }
-    }
-    return PL_OK;
-bad:
-    return PL_FAIL(PL_CORRUPT, "%s: malformed version edit %" PRIu64, s->path, seq);
-}
-
-/* Read CURRENT and the manifest it names into s.  PL_NOTFOUND when there is no CURRENT. */
-static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_number)
-{
-    char *cur = db_file_name(dir, 0, FILE_CURRENT);
-    if (!cur)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    int fd, rc = env_open(cur, O_RDONLY, &fd);
-    free(cur);
-    if (rc)
-        return pl_errno() == ENOENT ? PL_NOTFOUND : rc; /* only a missing CURRENT means "no manifest" */
-    env_close(fd);
-    rc = read_current(dir, manifest_number);
-    if (rc)
-        return rc;
-    char *path = db_file_name(dir, *manifest_number, FILE_MANIFEST);
-    if (!path)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    s->path = path;
-    wal_replay_result res = {0};
-    /* The manifest's tail may be an edit torn by a crash before it was acknowledged (fsynced). */
-    rc = wal_replay(path, WAL_TOLERATE_TAIL, 1, 0, NULL, apply_manifest_record, s, &res);
-    if (!rc && (!s->has_next_file || !s->has_log_number || !s->has_last_lsn))
-        rc = PL_FAIL(PL_CORRUPT, "%s: incomplete manifest at offset %" PRIu64, path, res.valid_end);
-    free(path);
-    s->path = NULL;
-    return rc;
-}
-
-static void state_free(manifest_state *s)
-{
-    for (int i = 0; i < s->n; i++)
-        table_meta_free(&s->files[i].m);
-    free(s->files);
-}
-
 /* ---- building versions ---- */
 
 static int cmp_file_smallest(const void *a, const void *b)
@@ -609,30 +414,15 @@ static void mark_obsolete(const version *base, const version_edit *e)
 
 /* ---- the manifest ---- */
 
-static int manifest_append(versions *vs, const version_edit *e)
+/* Append e to the live manifest as the next edit. */
+static int append_edit(versions *vs, const version_edit *e)
 {
     if (vs->manifest_failed)
         return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
-    pl_buf payload = {0}, rec = {0};
-    int rc = edit_encode(e, &payload);
-    if (!rc)
-        rc = buf_reserve(&rec, WAL_REC_HEADER + payload.len);
-    if (!rc) {
-        rec.len = wal_encode(rec.data, 0, ++vs->edit_seq, 0, payload.data, payload.len);
-        char *path = db_file_name(vs->dir, vs->manifest_number, FILE_MANIFEST);
-        rc = path ? env_write(vs->manifest_fd, rec.data, rec.len, path) : PL_FAIL(PL_NOMEM, "out of memory");
-        if (!rc) {
-            env_kill_point("manifest_append");
-            rc = env_sync(vs->manifest_fd, vs->manifest_bytes + rec.len, path);
-        }
-        if (!rc)
-            vs->manifest_bytes += rec.len;
-        else
-            vs->manifest_failed = 1; /* the record may be on disk in part: append nothing after it */
-        free(path);
-    }
-    pl_buf_free(&payload);
-    pl_buf_free(&rec);
+    int rc = manifest_append(vs->dir, vs->manifest_number, vs->manifest_fd, &vs->manifest_bytes, ++vs->edit_seq,
+                             e);
+    if (rc && rc != PL_NOMEM)
+        vs->manifest_failed = 1; /* the record may be on disk in part: append nothing after it */
     return rc;
 }
 
@@ -647,99 +437,34 @@ static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
             edit_add_file(e, l, v->files[l][i]);
 }
 
-/* For repair (a closed database): MANIFEST-number holding e alone, fsynced with its directory, then
- * CURRENT pointed at it.  On failure before CURRENT is replaced the new manifest is removed. */
-int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e)
-{
-    if (!e->has_log_number || !e->has_next_file || !e->has_last_lsn || e->next_file <= number)
-        return PL_FAIL(PL_INVALID, "a whole-state edit needs log number, next file and last LSN");
-    char *path = db_file_name(dir, number, FILE_MANIFEST);
-    pl_buf payload = {0}, rec = {0};
-    int fd = -1, rc = path ? edit_encode(e, &payload) : PL_FAIL(PL_NOMEM, "out of memory");
-    if (!rc)
-        rc = buf_reserve(&rec, WAL_FILE_HEADER + WAL_REC_HEADER + payload.len);
-    if (!rc) {
-        wal_encode_file_header(rec.data, 0);
-        rec.len = WAL_FILE_HEADER + wal_encode(rec.data + WAL_FILE_HEADER, 0, 1, 0, payload.data, payload.len);
-        rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
-    }
-    if (!rc)
-        rc = env_write(fd, rec.data, rec.len, path);
-    if (!rc)
-        rc = env_sync(fd, rec.len, path);
-    if (fd >= 0)
-        env_close(fd);
-    if (!rc)
-        rc = env_sync_dir(dir);
-    if (rc && fd >= 0)
-        env_unlink(path);
-    int renamed;
-    if (!rc)
-        rc = set_current(dir, number, &renamed);
-    pl_buf_free(&payload);
-    pl_buf_free(&rec);
-    free(path);
-    return rc;
-}
-
-/* Start a new manifest holding the whole current state and make CURRENT name it. */
+/* Start a new manifest holding the whole current state and make CURRENT name it; the old one goes. */
 static int new_manifest(versions *vs)
 {
     if (vs->manifest_failed)
         return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
     uint64_t number = vs->next_file++;
-    char *path = db_file_name(vs->dir, number, FILE_MANIFEST);
-    if (!path)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    int fd, rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
-    if (rc) {
-        free(path);
-        return rc;
-    }
-    char hdr[WAL_FILE_HEADER];
-    wal_encode_file_header(hdr, 0);
-    rc = env_write(fd, hdr, sizeof hdr, path);
-    int old_fd = vs->manifest_fd;
-    uint64_t old_number = vs->manifest_number, old_bytes = vs->manifest_bytes;
-    vs->manifest_fd = fd;
-    vs->manifest_number = number;
-    vs->manifest_bytes = sizeof hdr;
     version_edit e;
     edit_init(&e);
-    if (!rc) {
-        snapshot_edit(vs, vs->current, &e);
-        rc = manifest_append(vs, &e);
-    }
+    snapshot_edit(vs, vs->current, &e);
+    int fd, renamed;
+    uint64_t bytes = 0;
+    int rc = manifest_create(vs->dir, number, ++vs->edit_seq, &e, &fd, &bytes, &renamed);
     edit_free(&e);
-    /* The new manifest's name is durable before CURRENT may name it. */
-    if (!rc)
-        rc = env_sync_dir(vs->dir);
-    int renamed = 0;
-    if (!rc)
-        rc = set_current(vs->dir, number, &renamed);
-    if (rc && renamed) {
-        /* CURRENT names the new manifest but its directory entry may not be durable: keep both
-         * manifests (either may be the one named after a crash) and go on with the new one. */
-        if (old_fd >= 0)
-            env_close(old_fd);
-    } else if (rc) {
-        env_close(fd);
-        env_unlink(path);
-        vs->manifest_fd = old_fd;
-        vs->manifest_number = old_number;
-        vs->manifest_bytes = old_bytes;
-        vs->manifest_failed = 0; /* the old manifest is intact */
-    } else {
-        if (old_fd >= 0)
-            env_close(old_fd);
-        if (old_number) {
-            char *old = db_file_name(vs->dir, old_number, FILE_MANIFEST);
-            if (old)
-                env_unlink(old);
-            free(old);
-        }
+    if (rc && !renamed)
+        return rc; /* the old manifest is intact, and still the live one */
+    /* CURRENT names the new manifest.  After a failure its directory entry may not be durable: both
+     * manifests stay (either may be the one named after a crash), and the new one is used. */
+    if (vs->manifest_fd >= 0)
+        env_close(vs->manifest_fd);
+    if (!rc && vs->manifest_number) {
+        char *old = db_file_name(vs->dir, vs->manifest_number, FILE_MANIFEST);
+        if (old)
+            env_unlink(old);
+        free(old);
     }
-    free(path);
+    vs->manifest_fd = fd;
+    vs->manifest_number = number;
+    vs->manifest_bytes = bytes;
     return rc;
 }
 
@@ -753,7 +478,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
         return PL_FAIL(PL_NOMEM, "out of memory");
     manifest_state s = {0};
     uint64_t old_manifest = 0;
-    int rc = load_manifest(dir, &s, &old_manifest);
+    int rc = manifest_load(dir, &s, &old_manifest);
     version_edit e;
     edit_init(&e);
     if (rc == PL_NOTFOUND) {
@@ -798,7 +523,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     }
 out:
     edit_free(&e);
-    state_free(&s);
+    manifest_state_free(&s);
     if (rc)
         versions_close(vs);
     return rc;
@@ -860,7 +585,7 @@ int versions_apply(versions *vs, version_edit *e, version **out)
     int rc = build_version(vs->current, e, &v);
     if (rc)
         return rc;
-    rc = manifest_append(vs, e);
+    rc = append_edit(vs, e);
     if (rc) {
         version_unref(v);
         return rc;
@@ -924,7 +649,7 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
 {
     manifest_state s = {0};
     uint64_t number;
-    int rc = load_manifest(dir, &s, &number);
+    int rc = manifest_load(dir, &s, &number);
     *log_number = s.log_number;
     *last_lsn = s.last_lsn;
     if (rc == PL_NOTFOUND)
@@ -940,6 +665,6 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
         if (!rc)
             progress_done(s.files[i].m.file_size);
     }
-    state_free(&s);
+    manifest_state_free(&s);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "env.h"
 #include "fuzz.h"
+#include "manifest.h"
 #include "version.h"
 
 static const char *outdir;
@@ -166,7 +167,7 @@ static void manifests(const char *dir)
     e.log_number = 12;
     e.next_file = 13;
     e.last_lsn = 900;
-    FUZZ_CHECK(versions_write_manifest(dir, 9, &e) == PL_OK, "versions_write_manifest");
+    FUZZ_CHECK(manifest_create(dir, 9, 1, &e, NULL, NULL, NULL) == PL_OK, "manifest_create");
     edit_free(&e);
     char path[300], *data;
     size_t len;

@@ -446,12 +446,13 @@ static int new_manifest(versions *vs)
     version_edit e;
     edit_init(&e);
     snapshot_edit(vs, vs->current, &e);
-    int fd, renamed;
+    int fd = -1, renamed = 0;
     uint64_t bytes = 0;
-    int rc = manifest_create(vs->dir, number, ++vs->edit_seq, &e, &fd, &bytes, &renamed);
+    int rc = manifest_create(vs->dir, number, vs->edit_seq + 1, &e, &fd, &bytes, &renamed);
     edit_free(&e);
     if (rc && !renamed)
-        return rc; /* the old manifest is intact, and still the live one */
+        return rc; /* the old manifest is intact, still the live one, and its next edit follows on */
+    vs->edit_seq++;
     /* CURRENT names the new manifest.  After a failure its directory entry may not be durable: both
      * manifests stay (either may be the one named after a crash), and the new one is used. */
     if (vs->manifest_fd >= 0)

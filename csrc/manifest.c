@@ -91,18 +91,22 @@ static int encode_record(const version_edit *e, uint64_t seq, int with_header, p
 
 /* ---- reading ---- */
 
-static const char *get_key(const char *p, const char *end, char **key, size_t *len)
+/* The key (len:varint bytes[len], an internal key) at *p, before end, copied to a malloc'd *key; *p
+ * moves past it.  PL_OK; PL_CORRUPT when malformed (not recorded: the caller names the edit);
+ * PL_NOMEM. */
+static int get_key(const char **p, const char *end, char **key, size_t *len)
 {
     uint64_t n;
-    p = get_varint64(p, end, &n);
-    if (!p || n < IKEY_TRAILER || n > (uint64_t)(end - p))
-        return NULL;
+    const char *q = get_varint64(*p, end, &n);
+    if (!q || n < IKEY_TRAILER || n > (uint64_t)(end - q))
+        return PL_CORRUPT;
     *key = malloc(n);
     if (!*key)
-        return NULL;
-    memcpy(*key, p, n);
+        return PL_FAIL(PL_NOMEM, "out of memory reading a manifest");
+    memcpy(*key, q, n);
     *len = n;
-    return p + n;
+    *p = q + n;
+    return PL_OK;
 }
 
 static void state_remove(manifest_state *s, int level, uint64_t number)
@@ -164,10 +168,13 @@ static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, s
                 !(p = get_varint64(p, end, &f->m.entries)) || !(p = get_varint64(p, end, &f->m.deletes)) ||
                 !(p = get_varint64(p, end, &f->m.min_lsn)) || !(p = get_varint64(p, end, &f->m.max_lsn)))
                 goto bad;
-            if (!(p = get_key(p, end, &f->m.smallest, &f->m.smallest_len)))
-                goto bad;
-            if (!(p = get_key(p, end, &f->m.largest, &f->m.largest_len))) {
+            int krc = get_key(&p, end, &f->m.smallest, &f->m.smallest_len);
+            if (!krc)
+                krc = get_key(&p, end, &f->m.largest, &f->m.largest_len);
+            if (krc) {
                 table_meta_free(&f->m);
+                if (krc == PL_NOMEM)
+                    return krc; /* not the manifest's fault */
                 goto bad;
             }
             s->n++;

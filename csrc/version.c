@@ -426,15 +426,18 @@ static int append_edit(versions *vs, const version_edit *e)
     return rc;
 }
 
-static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
+/* The whole state as one edit: every table of v, and the bookkeeping.  PL_OK or PL_NOMEM. */
+static int snapshot_edit(const versions *vs, const version *v, version_edit *e)
 {
     e->has_log_number = e->has_next_file = e->has_last_lsn = 1;
     e->log_number = vs->log_number;
     e->next_file = vs->next_file;
     e->last_lsn = vs->last_lsn;
-    for (int l = 0; v && l < NUM_LEVELS; l++)
-        for (int i = 0; i < v->n[l]; i++)
-            edit_add_file(e, l, v->files[l][i]);
+    int rc = PL_OK;
+    for (int l = 0; v && l < NUM_LEVELS && !rc; l++)
+        for (int i = 0; i < v->n[l] && !rc; i++)
+            rc = edit_add_file(e, l, v->files[l][i]);
+    return rc;
 }
 
 /* Start a new manifest holding the whole current state and make CURRENT name it; the old one goes. */
@@ -445,10 +448,12 @@ static int new_manifest(versions *vs)
     uint64_t number = vs->next_file++;
     version_edit e;
     edit_init(&e);
-    snapshot_edit(vs, vs->current, &e);
     int fd = -1, renamed = 0;
     uint64_t bytes = 0;
-    int rc = manifest_create(vs->dir, number, vs->edit_seq + 1, &e, &fd, &bytes, &renamed);
+    /* A state with a table left out would lose it: the old manifest is deleted below. */
+    int rc = snapshot_edit(vs, vs->current, &e);
+    if (!rc)
+        rc = manifest_create(vs->dir, number, vs->edit_seq + 1, &e, &fd, &bytes, &renamed);
     edit_free(&e);
     if (rc && !renamed)
         return rc; /* the old manifest is intact, still the live one, and its next edit follows on */

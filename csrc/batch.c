@@ -34,6 +34,8 @@ char *batch_encode_op(char *dst, int kind, const void *key, size_t klen, const v
     return dst;
 }
 
+uint64_t batch_record_lsns(const char *rep, size_t len) { return batch_rep_count(rep); }
+
 int batch_iterate(const char *rep, size_t len, batch_op_fn fn, void *ctx)
 {
     if (len < BATCH_HEADER)

@@ -40,5 +40,8 @@ int batch_iterate(const char *rep, size_t len, batch_op_fn fn, void *ctx);
 static inline uint32_t batch_rep_count(const char *rep) { return (uint32_t)(unsigned char)rep[0] |
     ((uint32_t)(unsigned char)rep[1] << 8) | ((uint32_t)(unsigned char)rep[2] << 16) |
     ((uint32_t)(unsigned char)rep[3] << 24); }
+/* The LSNs that the WAL record holding this batch takes: one per operation, its count (the
+ * wal_lsns_fn of every WAL of batches, wal.h).  REQUIRES: len >= BATCH_HEADER. */
+uint64_t batch_record_lsns(const char *rep, size_t len);
 
 #endif

@@ -209,8 +209,7 @@ int pl_changes_next(pl_changes *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
                 return rc;
         }
         uint64_t l;
-        uint32_t k;
-        int rc = wal_cursor_next(&c->cur, &l, &k, ts, has_ts, payload, len);
+        int rc = wal_cursor_next(&c->cur, &l, ts, has_ts, payload, len);
         if (rc == PL_NOTFOUND) {
             int damaged = c->cur.damaged;
             uint64_t off = c->cur.off;
@@ -223,6 +222,7 @@ int pl_changes_next(pl_changes *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
         }
         if (rc)
             return rc;
+        uint32_t k = batch_rep_count(*payload); /* the record's LSNs: l .. l + k - 1 */
         if (l + k - 1 < c->next)
             continue; /* before the start, or yielded */
         if (l > c->bound)

@@ -14,6 +14,7 @@
 #include "db.h"
 #include "env.h"
 #include "filename.h"
+#include "manifest.h"
 #include "status.h"
 #include "version.h"
 
@@ -165,7 +166,7 @@ static int write_manifest(const db_state *cap, const char *dir)
         for (int i = 0; i < cap->v->n[l] && !rc; i++)
             rc = edit_add_file(&e, l, cap->v->files[l][i]);
     if (!rc)
-        rc = versions_write_manifest(dir, number, &e);
+        rc = manifest_create(dir, number, 1, &e, NULL, NULL, NULL);
     edit_free(&e);
     return rc;
 }

@@ -559,6 +559,7 @@ static int take_group(pl_db *db, writer *w, write_group *g)
             break;
         g->w[g->n] = x;
         g->recs[g->n].lsn = db->last_assigned + 1;
+        g->recs[g->n].lsns = x->count;
         g->recs[g->n].payload = x->rep;
         g->recs[g->n].len = x->len;
         db->last_assigned += x->count;
@@ -1645,7 +1646,8 @@ static int recover(pl_db *db, char **torn_path, uint64_t *torn_end)
             goto out;
         }
         int is_last = i + 1 == l.n;
-        rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, replay_record, &ctx, &res);
+        rc = wal_replay(path, db->opt.wal_recovery, is_last, db->vs.last_lsn + 1, batch_record_lsns, replay_record,
+                        &ctx, &res);
         if (!rc && res.records > 0)
             db->recovered_wals++;
         if (!rc && !array_reserve(&db->wals, &db->capwals, db->nwals + 1, sizeof *db->wals))

@@ -457,8 +457,10 @@ int pl_iter_new(pl_db *db, const pl_snapshot *snap, pl_iter **out)
             mrc = memtable_iter(mem, &its[n++]);
         if (!mrc && imm && memtable_count(imm) > 0)
             mrc = memtable_iter(imm, &its[n++]);
-        int k = mrc ? -1 : version_iters(v, its + n);
-        if (k < 0) {
+        int k = 0;
+        if (!mrc)
+            mrc = version_iters(v, its + n, &k);
+        if (mrc) {
             while (n > 0)
                 if (its[--n])
                     iter_destroy(its[n]);

@@ -1,6 +1,6 @@
 /*
  * iter.h -- the one iterator contract every source of entries implements (memtable, block, table,
- * level, merging iterator, database iterator).
+ * level (a concatenation, concat.h), merging iterator, database iterator).
  *
  * Keys are internal keys (ikey.h) except at the database iterator, which shows user keys.  A fresh
  * iterator is not valid; a positioning call (seek, seek_first, seek_last) makes it valid if an entry

@@ -19,6 +19,7 @@
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
+#include "manifest.h"
 #include "memtable.h"
 #include "merge.h"
 #include "sstable.h"
@@ -637,7 +638,7 @@ static int add_wal(repairer *r, uint64_t number)
     if (wal_header_ok(d, size, NULL)) {
         if ((rc = memtable_new(&w.m)))
             goto out;
-        rc = wal_replay(path, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+        rc = wal_replay(path, WAL_SALVAGE, 1, 0, batch_record_lsns, wal_apply, &w, &res);
         /* Bytes dropped after the last intact record are a torn tail (a crash), not damage. */
         damaged = w.skipped || (res.dropped_bytes && !(w.applied && res.dropped_bytes == size - res.valid_end));
         r->rep.wal_dropped_bytes += res.dropped_bytes;
@@ -660,7 +661,7 @@ static int add_wal(repairer *r, uint64_t number)
             rc = env_write_file(tmp, d, size);
             memset(&res, 0, sizeof res);
             if (!rc)
-                rc = wal_replay(tmp, WAL_SALVAGE, 1, 0, wal_apply, &w, &res);
+                rc = wal_replay(tmp, WAL_SALVAGE, 1, 0, batch_record_lsns, wal_apply, &w, &res);
             env_unlink(tmp);
             if (!rc && w.applied)
                 break;
@@ -957,7 +958,7 @@ static int write_state(repairer *r, int *installed)
     e.last_lsn = last_lsn;
     r->rep.last_lsn = last_lsn;
     if (!rc)
-        rc = versions_write_manifest(r->dir, number, &e);
+        rc = manifest_create(r->dir, number, 1, &e, NULL, NULL, NULL);
     *installed = !rc || current_names(r->dir, number);
     if (rc && !*installed)
         unlink_numbered(r->dir, number, FILE_MANIFEST);
@@ -1148,7 +1149,8 @@ int pl_verify(const char *path)
         if (l.numbers[i] < log_number)
             continue;
         char *p = db_file_name(path, l.numbers[i], FILE_WAL);
-        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, verify_record, NULL, &res)
+        rc = p ? wal_replay(p, PL_RECOVER_TOLERATE_TAIL, i + 1 == l.n, 0, batch_record_lsns, verify_record, NULL,
+                            &res)
                : PL_FAIL(PL_NOMEM, "out of memory");
         free(p);
         if (!rc && sizes)

@@ -1,29 +1,21 @@
-/* version.c -- versions, version edits and the manifest; see version.h and docs/format.md. */
+/* version.c -- versions, version edits and the version set; see version.h (the manifest: manifest.c). */
 #include "version.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "batch.h"
-#include "coding.h"
+#include "buf.h"
+#include "concat.h"
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
-#include "buf.h"
-#include "memtable.h"
+#include "manifest.h"
 #include "progress.h"
 #include "status.h"
-#include "wal.h"
 
 uint64_t manifest_roll_bytes = UINT64_C(64) << 20;
-
-/* Edit field tags (docs/format.md, "Manifest"). */
-enum { TAG_LOG_NUMBER = 1, TAG_NEXT_FILE = 2, TAG_LAST_LSN = 3, TAG_ADD = 4, TAG_DELETE = 5 };
 
 /* ---- files and versions ---- */
 
@@ -244,148 +236,54 @@ void version_get_batch(version *v, uint64_t snap, table_lookup *const *reqs, siz
     }
 }
 
-/* ---- level iterator: the tables of one sorted level, concatenated ---- */
+/* ---- iterators: a sorted level's tables as one concatenation ---- */
 
+/* The parts of a level's concatenation: its tables, one reference each while the iterator lives. */
 typedef struct {
-    iter base;
-    file_meta **files; /* referenced */
+    file_meta **files;
     int n;
-    int idx;   /* file under cur, or -1 */
-    iter *cur; /* table iterator of files[idx] */
-    int status;
-} level_iter;
+} level_run;
 
-static void li_open(level_iter *li, int idx)
+static iter *run_open(void *ctx, int i) { return table_iter(((level_run *)ctx)->files[i]->t); }
+
+static void run_largest(void *ctx, int i, const char **k, size_t *n)
 {
-    if (li->cur && li->idx == idx)
-        return;
-    if (li->cur) {
-        int st = iter_status(li->cur);
-        if (st && !li->status)
-            li->status = st;
-    }
-    iter_destroy(li->cur);
-    li->cur = NULL;
-    li->idx = -1;
-    if (idx < 0 || idx >= li->n)
-        return;
-    li->cur = table_iter(li->files[idx]->t);
-    if (!li->cur) {
-        li->status = PL_FAIL(PL_NOMEM, "out of memory");
-        return;
-    }
-    li->idx = idx;
+    const file_meta *f = ((level_run *)ctx)->files[i];
+    *k = f->m.largest;
+    *n = f->m.largest_len;
 }
 
-static void li_skip_forward(level_iter *li)
+static void run_release(void *ctx)
 {
-    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx + 1 < li->n) {
-        li_open(li, li->idx + 1);
-        if (li->cur)
-            iter_seek_first(li->cur);
-    }
+    level_run *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        file_unref(r->files[i]);
+    free(r->files);
+    free(r);
 }
 
-static void li_skip_backward(level_iter *li)
-{
-    while (li->cur && !iter_valid(li->cur) && !iter_status(li->cur) && li->idx > 0) {
-        li_open(li, li->idx - 1);
-        if (li->cur)
-            iter_seek_last(li->cur);
-    }
-}
+static const struct concat_ops level_run_ops = {run_open, run_largest, run_release};
 
-static void li_seek(iter *it, const char *k, size_t n)
-{
-    level_iter *li = (level_iter *)it;
-    int idx = find_file(li->files, li->n, k, ikey_ulen(n));
-    if (idx >= li->n) {
-        li_open(li, -1);
-        return;
-    }
-    li_open(li, idx);
-    if (li->cur)
-        iter_seek(li->cur, k, n);
-    li_skip_forward(li);
-}
-static void li_seek_first(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    li_open(li, 0);
-    if (li->cur)
-        iter_seek_first(li->cur);
-    li_skip_forward(li);
-}
-static void li_seek_last(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    li_open(li, li->n - 1);
-    if (li->cur)
-        iter_seek_last(li->cur);
-    li_skip_backward(li);
-}
-static void li_next(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_next(li->cur);
-    li_skip_forward(li);
-}
-static void li_prev(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_prev(li->cur);
-    li_skip_backward(li);
-}
-static int li_valid(const iter *it)
-{
-    const level_iter *li = (const level_iter *)it;
-    return li->cur && iter_valid(li->cur);
-}
-static void li_key(const iter *it, const char **k, size_t *n) { iter_key(((const level_iter *)it)->cur, k, n); }
-static void li_value(const iter *it, const char **v, size_t *n)
-{
-    iter_value(((const level_iter *)it)->cur, v, n);
-}
-static int li_status(const iter *it)
-{
-    const level_iter *li = (const level_iter *)it;
-    if (li->status)
-        return li->status;
-    return li->cur ? iter_status(li->cur) : PL_OK;
-}
-static void li_destroy(iter *it)
-{
-    level_iter *li = (level_iter *)it;
-    iter_destroy(li->cur);
-    for (int i = 0; i < li->n; i++)
-        file_unref(li->files[i]);
-    free(li->files);
-    free(li);
-}
-
-static const struct iter_ops level_iter_ops = {li_seek, li_seek_first, li_seek_last, li_next, li_prev,
-                                               li_valid, li_key, li_value, li_status, li_destroy};
-
+/* The n tables at files (sorted, not overlapping) as one iterator; NULL when out of memory. */
 static iter *level_iter_new(file_meta **files, int n)
 {
-    level_iter *li = calloc(1, sizeof *li);
-    if (!li || !(li->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
-        free(li);
+    level_run *r = calloc(1, sizeof *r);
+    if (!r || !(r->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
+        free(r);
         return NULL;
     }
-    li->base.ops = &level_iter_ops;
-    li->n = n;
-    li->idx = -1;
+    r->n = n;
     for (int i = 0; i < n; i++) {
-        li->files[i] = files[i];
+        r->files[i] = files[i];
         file_ref(files[i]);
     }
-    return &li->base;
+    return concat_iter_new(&level_run_ops, r, n);
 }
 
-int version_iters(version *v, iter **its)
+int version_iters(version *v, iter **its, int *count)
 {
     int k = 0;
+    *count = 0;
     for (int i = v->n[0] - 1; i >= 0; i--) {
         iter *it = level_iter_new(&v->files[0][i], 1);
         if (!it)
@@ -400,11 +298,12 @@ int version_iters(version *v, iter **its)
             goto nomem;
         its[k++] = it;
     }
-    return k;
+    *count = k;
+    return PL_OK;
 nomem:
     while (k > 0)
         iter_destroy(its[--k]);
-    return -PL_FAIL(PL_NOMEM, "out of memory");
+    return PL_FAIL(PL_NOMEM, "out of memory");
 }
 
 /* ---- edits ---- */
@@ -437,191 +336,6 @@ int edit_delete_file(version_edit *e, int level, uint64_t number)
         return rc;
     e->deleted[e->ndeleted++] = (edit_file){level, NULL, number};
     return PL_OK;
-}
-
-/* Encode e as a manifest record payload: u32 1 (the batch-style count) then tagged fields. */
-static int edit_encode(const version_edit *e, pl_buf *out)
-{
-    size_t cap = 64;
-    for (int i = 0; i < e->nadded; i++)
-        cap += 80 + e->added[i].f->m.smallest_len + e->added[i].f->m.largest_len;
-    cap += (size_t)e->ndeleted * 24;
-    int rc = buf_reserve(out, cap);
-    if (rc)
-        return rc;
-    char *p = out->data;
-    put_u32(p, 1);
-    p += 4;
-    if (e->has_log_number) {
-        *p++ = TAG_LOG_NUMBER;
-        p = put_varint64(p, e->log_number);
-    }
-    if (e->has_next_file) {
-        *p++ = TAG_NEXT_FILE;
-        p = put_varint64(p, e->next_file);
-    }
-    if (e->has_last_lsn) {
-        *p++ = TAG_LAST_LSN;
-        p = put_varint64(p, e->last_lsn);
-    }
-    for (int i = 0; i < e->ndeleted; i++) {
-        *p++ = TAG_DELETE;
-        p = put_varint64(p, (uint64_t)e->deleted[i].level);
-        p = put_varint64(p, e->deleted[i].number);
-    }
-    for (int i = 0; i < e->nadded; i++) {
-        const file_meta *f = e->added[i].f;
-        *p++ = TAG_ADD;
-        p = put_varint64(p, (uint64_t)e->added[i].level);
-        p = put_varint64(p, f->number);
-        p = put_varint64(p, f->m.file_size);
-        p = put_varint64(p, f->m.entries);
-        p = put_varint64(p, f->m.deletes);
-        p = put_varint64(p, f->m.min_lsn);
-        p = put_varint64(p, f->m.max_lsn);
-        p = put_varint64(p, f->m.smallest_len);
-        memcpy(p, f->m.smallest, f->m.smallest_len);
-        p += f->m.smallest_len;
-        p = put_varint64(p, f->m.largest_len);
-        memcpy(p, f->m.largest, f->m.largest_len);
-        p += f->m.largest_len;
-    }
-    out->len = (size_t)(p - out->data);
-    return PL_OK;
-}
-
-/* A table named by a manifest, before it is opened. */
-typedef struct {
-    int level;
-    uint64_t number;
-    table_meta m;
-} manifest_file;
-
-typedef struct {
-    const char *path;
-    manifest_file *files;
-    int n;
-    size_t cap;
-    int has_log_number, has_next_file, has_last_lsn;
-    uint64_t log_number, next_file, last_lsn;
-} manifest_state;
-
-static const char *get_key(const char *p, const char *end, char **key, size_t *len)
-{
-    uint64_t n;
-    p = get_varint64(p, end, &n);
-    if (!p || n < IKEY_TRAILER || n > (uint64_t)(end - p))
-        return NULL;
-    *key = malloc(n);
-    if (!*key)
-        return NULL;
-    memcpy(*key, p, n);
-    *len = n;
-    return p + n;
-}
-
-static void state_remove(manifest_state *s, int level, uint64_t number)
-{
-    for (int i = 0; i < s->n; i++)
-        if (s->files[i].number == number && s->files[i].level == level) {
-            table_meta_free(&s->files[i].m);
-            s->files[i] = s->files[--s->n];
-            return;
-        }
-}
-
-static int apply_manifest_record(void *ctx, uint64_t seq, const char *payload, size_t len)
-{
-    manifest_state *s = ctx;
-    const char *p = payload + 4, *end = payload + len;
-    while (p < end) {
-        int tag = (unsigned char)*p++;
-        uint64_t a, b;
-        switch (tag) {
-        case TAG_LOG_NUMBER:
-            if (!(p = get_varint64(p, end, &s->log_number)))
-                goto bad;
-            s->has_log_number = 1;
-            break;
-        case TAG_NEXT_FILE:
-            if (!(p = get_varint64(p, end, &s->next_file)))
-                goto bad;
-            s->has_next_file = 1;
-            break;
-        case TAG_LAST_LSN:
-            if (!(p = get_varint64(p, end, &s->last_lsn)))
-                goto bad;
-            s->has_last_lsn = 1;
-            break;
-        case TAG_DELETE:
-            if (!(p = get_varint64(p, end, &a)) || !(p = get_varint64(p, end, &b)) || a >= NUM_LEVELS)
-                goto bad;
-            state_remove(s, (int)a, b);
-            break;
-        case TAG_ADD: {
-            int rc = array_reserve(&s->files, &s->cap, (size_t)s->n + 1, sizeof *s->files);
-            if (rc)
-                return rc;
-            manifest_file *f = &s->files[s->n];
-            memset(f, 0, sizeof *f);
-            if (!(p = get_varint64(p, end, &a)) || a >= NUM_LEVELS)
-                goto bad;
-            f->level = (int)a;
-            if (!(p = get_varint64(p, end, &f->number)) || !(p = get_varint64(p, end, &f->m.file_size)) ||
-                !(p = get_varint64(p, end, &f->m.entries)) || !(p = get_varint64(p, end, &f->m.deletes)) ||
-                !(p = get_varint64(p, end, &f->m.min_lsn)) || !(p = get_varint64(p, end, &f->m.max_lsn)))
-                goto bad;
-            if (!(p = get_key(p, end, &f->m.smallest, &f->m.smallest_len)))
-                goto bad;
-            if (!(p = get_key(p, end, &f->m.largest, &f->m.largest_len))) {
-                table_meta_free(&f->m);
-                goto bad;
-            }
-            s->n++;
-            break;
-        }
-        default:
-            goto bad;
-        }
-    }
-    return PL_OK;
-bad:
-    return PL_FAIL(PL_CORRUPT, "%s: malformed version edit %" PRIu64, s->path, seq);
-}
-
-/* Read CURRENT and the manifest it names into s.  PL_NOTFOUND when there is no CURRENT. */
-static int load_manifest(const char *dir, manifest_state *s, uint64_t *manifest_number)
-{
-    char *cur = db_file_name(dir, 0, FILE_CURRENT);
-    if (!cur)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    int fd, rc = env_open(cur, O_RDONLY, &fd);
-    free(cur);
-    if (rc)
-        return pl_errno() == ENOENT ? PL_NOTFOUND : rc; /* only a missing CURRENT means "no manifest" */
-    env_close(fd);
-    rc = read_current(dir, manifest_number);
-    if (rc)
-        return rc;
-    char *path = db_file_name(dir, *manifest_number, FILE_MANIFEST);
-    if (!path)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    s->path = path;
-    wal_replay_result res = {0};
-    /* The manifest's tail may be an edit torn by a crash before it was acknowledged (fsynced). */
-    rc = wal_replay(path, WAL_TOLERATE_TAIL, 1, 0, apply_manifest_record, s, &res);
-    if (!rc && (!s->has_next_file || !s->has_log_number || !s->has_last_lsn))
-        rc = PL_FAIL(PL_CORRUPT, "%s: incomplete manifest at offset %" PRIu64, path, res.valid_end);
-    free(path);
-    s->path = NULL;
-    return rc;
-}
-
-static void state_free(manifest_state *s)
-{
-    for (int i = 0; i < s->n; i++)
-        table_meta_free(&s->files[i].m);
-    free(s->files);
 }
 
 /* ---- building versions ---- */
@@ -700,137 +414,63 @@ static void mark_obsolete(const version *base, const version_edit *e)
 
 /* ---- the manifest ---- */
 
-static int manifest_append(versions *vs, const version_edit *e)
+/* Append e to the live manifest as the next edit. */
+static int append_edit(versions *vs, const version_edit *e)
 {
     if (vs->manifest_failed)
         return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
-    pl_buf payload = {0}, rec = {0};
-    int rc = edit_encode(e, &payload);
-    if (!rc)
-        rc = buf_reserve(&rec, WAL_REC_HEADER + payload.len);
-    if (!rc) {
-        rec.len = wal_encode(rec.data, 0, ++vs->edit_seq, 0, payload.data, payload.len);
-        char *path = db_file_name(vs->dir, vs->manifest_number, FILE_MANIFEST);
-        rc = path ? env_write(vs->manifest_fd, rec.data, rec.len, path) : PL_FAIL(PL_NOMEM, "out of memory");
-        if (!rc) {
-            env_kill_point("manifest_append");
-            rc = env_sync(vs->manifest_fd, vs->manifest_bytes + rec.len, path);
-        }
-        if (!rc)
-            vs->manifest_bytes += rec.len;
-        else
-            vs->manifest_failed = 1; /* the record may be on disk in part: append nothing after it */
-        free(path);
-    }
-    pl_buf_free(&payload);
-    pl_buf_free(&rec);
+    int rc = manifest_append(vs->dir, vs->manifest_number, vs->manifest_fd, &vs->manifest_bytes, ++vs->edit_seq,
+                             e);
+    if (rc && rc != PL_NOMEM)
+        vs->manifest_failed = 1; /* the record may be on disk in part: append nothing after it */
     return rc;
 }
 
-static void snapshot_edit(const versions *vs, const version *v, version_edit *e)
+/* The whole state as one edit: every table of v, and the bookkeeping.  PL_OK or PL_NOMEM. */
+static int snapshot_edit(const versions *vs, const version *v, version_edit *e)
 {
     e->has_log_number = e->has_next_file = e->has_last_lsn = 1;
     e->log_number = vs->log_number;
     e->next_file = vs->next_file;
     e->last_lsn = vs->last_lsn;
-    for (int l = 0; v && l < NUM_LEVELS; l++)
-        for (int i = 0; i < v->n[l]; i++)
-            edit_add_file(e, l, v->files[l][i]);
-}
-
-/* For repair (a closed database): MANIFEST-number holding e alone, fsynced with its directory, then
- * CURRENT pointed at it.  On failure before CURRENT is replaced the new manifest is removed. */
-int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e)
-{
-    if (!e->has_log_number || !e->has_next_file || !e->has_last_lsn || e->next_file <= number)
-        return PL_FAIL(PL_INVALID, "a whole-state edit needs log number, next file and last LSN");
-    char *path = db_file_name(dir, number, FILE_MANIFEST);
-    pl_buf payload = {0}, rec = {0};
-    int fd = -1, rc = path ? edit_encode(e, &payload) : PL_FAIL(PL_NOMEM, "out of memory");
-    if (!rc)
-        rc = buf_reserve(&rec, WAL_FILE_HEADER + WAL_REC_HEADER + payload.len);
-    if (!rc) {
-        wal_encode_file_header(rec.data, 0);
-        rec.len = WAL_FILE_HEADER + wal_encode(rec.data + WAL_FILE_HEADER, 0, 1, 0, payload.data, payload.len);
-        rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
-    }
-    if (!rc)
-        rc = env_write(fd, rec.data, rec.len, path);
-    if (!rc)
-        rc = env_sync(fd, rec.len, path);
-    if (fd >= 0)
-        env_close(fd);
-    if (!rc)
-        rc = env_sync_dir(dir);
-    if (rc && fd >= 0)
-        env_unlink(path);
-    int renamed;
-    if (!rc)
-        rc = set_current(dir, number, &renamed);
-    pl_buf_free(&payload);
-    pl_buf_free(&rec);
-    free(path);
+    int rc = PL_OK;
+    for (int l = 0; v && l < NUM_LEVELS && !rc; l++)
+        for (int i = 0; i < v->n[l] && !rc; i++)
+            rc = edit_add_file(e, l, v->files[l][i]);
     return rc;
 }
 
-/* Start a new manifest holding the whole current state and make CURRENT name it. */
+/* Start a new manifest holding the whole current state and make CURRENT name it; the old one goes. */
 static int new_manifest(versions *vs)
 {
     if (vs->manifest_failed)
         return PL_FAIL(PL_READONLY, "an earlier manifest write failed; reopen the database");
     uint64_t number = vs->next_file++;
-    char *path = db_file_name(vs->dir, number, FILE_MANIFEST);
-    if (!path)
-        return PL_FAIL(PL_NOMEM, "out of memory");
-    int fd, rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd);
-    if (rc) {
-        free(path);
-        return rc;
-    }
-    char hdr[WAL_FILE_HEADER];
-    wal_encode_file_header(hdr, 0);
-    rc = env_write(fd, hdr, sizeof hdr, path);
-    int old_fd = vs->manifest_fd;
-    uint64_t old_number = vs->manifest_number, old_bytes = vs->manifest_bytes;
-    vs->manifest_fd = fd;
-    vs->manifest_number = number;
-    vs->manifest_bytes = sizeof hdr;
     version_edit e;
     edit_init(&e);
-    if (!rc) {
-        snapshot_edit(vs, vs->current, &e);
-        rc = manifest_append(vs, &e);
-    }
+    int fd = -1, renamed = 0;
+    uint64_t bytes = 0;
+    /* A state with a table left out would lose it: the old manifest is deleted below. */
+    int rc = snapshot_edit(vs, vs->current, &e);
+    if (!rc)
+        rc = manifest_create(vs->dir, number, vs->edit_seq + 1, &e, &fd, &bytes, &renamed);
     edit_free(&e);
-    /* The new manifest's name is durable before CURRENT may name it. */
-    if (!rc)
-        rc = env_sync_dir(vs->dir);
-    int renamed = 0;
-    if (!rc)
-        rc = set_current(vs->dir, number, &renamed);
-    if (rc && renamed) {
-        /* CURRENT names the new manifest but its directory entry may not be durable: keep both
-         * manifests (either may be the one named after a crash) and go on with the new one. */
-        if (old_fd >= 0)
-            env_close(old_fd);
-    } else if (rc) {
-        env_close(fd);
-        env_unlink(path);
-        vs->manifest_fd = old_fd;
-        vs->manifest_number = old_number;
-        vs->manifest_bytes = old_bytes;
-        vs->manifest_failed = 0; /* the old manifest is intact */
-    } else {
-        if (old_fd >= 0)
-            env_close(old_fd);
-        if (old_number) {
-            char *old = db_file_name(vs->dir, old_number, FILE_MANIFEST);
-            if (old)
-                env_unlink(old);
-            free(old);
-        }
+    if (rc && !renamed)
+        return rc; /* the old manifest is intact, still the live one, and its next edit follows on */
+    vs->edit_seq++;
+    /* CURRENT names the new manifest.  After a failure its directory entry may not be durable: both
+     * manifests stay (either may be the one named after a crash), and the new one is used. */
+    if (vs->manifest_fd >= 0)
+        env_close(vs->manifest_fd);
+    if (!rc && vs->manifest_number) {
+        char *old = db_file_name(vs->dir, vs->manifest_number, FILE_MANIFEST);
+        if (old)
+            env_unlink(old);
+        free(old);
     }
-    free(path);
+    vs->manifest_fd = fd;
+    vs->manifest_number = number;
+    vs->manifest_bytes = bytes;
     return rc;
 }
 
@@ -844,7 +484,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
         return PL_FAIL(PL_NOMEM, "out of memory");
     manifest_state s = {0};
     uint64_t old_manifest = 0;
-    int rc = load_manifest(dir, &s, &old_manifest);
+    int rc = manifest_load(dir, &s, &old_manifest);
     version_edit e;
     edit_init(&e);
     if (rc == PL_NOTFOUND) {
@@ -889,7 +529,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     }
 out:
     edit_free(&e);
-    state_free(&s);
+    manifest_state_free(&s);
     if (rc)
         versions_close(vs);
     return rc;
@@ -951,7 +591,7 @@ int versions_apply(versions *vs, version_edit *e, version **out)
     int rc = build_version(vs->current, e, &v);
     if (rc)
         return rc;
-    rc = manifest_append(vs, e);
+    rc = append_edit(vs, e);
     if (rc) {
         version_unref(v);
         return rc;
@@ -1015,7 +655,7 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
 {
     manifest_state s = {0};
     uint64_t number;
-    int rc = load_manifest(dir, &s, &number);
+    int rc = manifest_load(dir, &s, &number);
     *log_number = s.log_number;
     *last_lsn = s.last_lsn;
     if (rc == PL_NOTFOUND)
@@ -1031,6 +671,6 @@ int versions_verify(const char *dir, uint64_t *log_number, uint64_t *last_lsn)
         if (!rc)
             progress_done(s.files[i].m.file_size);
     }
-    state_free(&s);
+    manifest_state_free(&s);
     return rc;
 }

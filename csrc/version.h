@@ -1,6 +1,6 @@
 /*
- * version.h -- the version set: which tables are live, per level, and the manifest that records it
- * (docs/format.md, "Manifest").
+ * version.h -- the version set: which tables are live, per level, the edits that change it, and the
+ * live manifest that records them (manifest.h; docs/format.md, "Manifest").
  *
  * A version is an immutable, reference-counted set of live tables: L0 holds flushed tables, which may
  * overlap, oldest first (a flush appends in O(1) amortised, reads walk it newest first); L1..L6 hold
@@ -8,12 +8,16 @@
  * without any lock.  A table file is deleted when the last version naming it is released after an
  * edit removed it.
  *
- * The manifest is a log in the WAL framing whose records are version edits.  CURRENT names the live
- * manifest; it is replaced by write temp -> fsync -> rename -> fsync(dir).
+ * Each edit is appended to the live manifest before the version it makes is used; a manifest grown
+ * past manifest_roll_bytes is replaced by a new one holding the whole state, which CURRENT then names.
  *
- * Thread safety: version_ref/unref/get/iterators from any thread.  versions_* calls that change the
- * set are made by one thread at a time (the opener, then the background thread); the caller installs
- * the result under its own lock.
+ * Thread safety: version_ref/unref/get/iterators from any thread.  A versions is the database's
+ * (db.c), and the REQUIRES lines below name the pl_db locks that guard it.  Edits come from the
+ * opener, then under apply_mu from whichever thread holds it: the background thread (flushes,
+ * compactions), and user threads in pl_db_compact and an ingest's commit.  apply_mu makes them one at
+ * a time; mu guards what readers and writers look at (current, next_file).  Until pl_db_open starts
+ * the background thread, and after pl_db_close has stopped it, the opener (closer) is the only thread
+ * and needs no lock.
  */
 #ifndef PL_VERSION_H
 #define PL_VERSION_H
@@ -70,9 +74,10 @@ int version_may_contain(const version *v, const char *ukey, size_t klen, uint64_
  * the range cuts count the span between the blocks that hold its ends. */
 uint64_t version_approximate_size(const version *v, const char *start, size_t slen, int has_start,
                                   const char *stop, size_t stlen, int has_stop);
-/* Append one iterator per L0 table and one per non-empty level to its[] (room for n[0] + NUM_LEVELS).
- * Returns the count or -PL_NOMEM. */
-int version_iters(version *v, iter **its);
+/* Append one iterator per L0 table and one per non-empty level (a concatenation of its tables,
+ * concat.h) to its[] (room for n[0] + NUM_LEVELS), newest first; each holds references on its tables.
+ * PL_OK with *count iterators stored, or PL_NOMEM with none (*count = 0). */
+int version_iters(version *v, iter **its, int *count);
 uint64_t version_level_bytes(const version *v, int level);
 
 /* A change to the set of live tables, with the log and sequence bookkeeping. */
@@ -102,47 +107,53 @@ int edit_delete_file(version_edit *e, int level, uint64_t number);
  * small, through pl_test_set, to roll often). */
 extern uint64_t manifest_roll_bytes;
 
+/* The version set.  Which pl_db lock guards each field (see the thread safety note above): */
 typedef struct versions {
     char *dir;
     cache *cache;
-    version *current;
+    version *current; /* written under apply_mu and mu; read under either */
+    /* The live manifest, and its last edit's number: under apply_mu. */
     int manifest_fd;
     uint64_t manifest_number;
     uint64_t manifest_bytes;
     uint64_t edit_seq;
-    /* WALs below this number are in tables.  Atomic: versions_apply stores it under the caller's
-     * apply lock, and the database reads it under its state lock to delete those WALs. */
+    /* WALs below this number are in tables.  Atomic: versions_apply stores it under apply_mu, and the
+     * database reads it under mu to delete those WALs. */
     _Atomic uint64_t log_number;
-    uint64_t next_file;
-    uint64_t last_lsn;   /* every LSN up to this is in tables */
-    int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it */
+    uint64_t next_file;  /* under mu */
+    uint64_t last_lsn;   /* every LSN up to this is in tables; under apply_mu */
+    int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it (apply_mu) */
 } versions;
 
 /* Load the state named by CURRENT (or start an empty one when there is none and create is set) and
- * open every table.  Writes nothing: an open that fails later leaves the directory as it was. */
+ * open every table.  Writes nothing: an open that fails later leaves the directory as it was.
+ * REQUIRES: vs is the caller's alone (the opener's, before any other thread can see it). */
 int versions_open(versions *vs, const char *dir, cache *c, int create);
 /* Start a fresh manifest holding the whole state (numbered from next_file, which the caller first
- * raises past every file on disk) and make CURRENT name it; the old manifest goes. */
+ * raises past every file on disk) and make CURRENT name it; the old manifest goes.
+ * REQUIRES: the opener, before any other thread uses vs (no lock). */
 int versions_start(versions *vs);
 /* The live manifest's number and size, without reading it (0, 0 when there is none): a reader
  * beside a writer compares them before and after loading to know it read one state. */
 int versions_probe(const char *dir, uint64_t *number, uint64_t *size);
+/* REQUIRES: no other thread uses vs any more (pl_db_close, after the background thread stopped). */
 void versions_close(versions *vs);
-/* A new file number. */
+/* A new file number.  REQUIRES: mu held (it guards next_file), or the opener alone. */
 uint64_t versions_new_file(versions *vs);
 /* Write edit to the manifest (fsynced) and build the version it makes; the caller installs it with
  * versions_install.  On failure nothing changes, except that a failed append (which may have left
- * part of a record) makes every later one fail too (manifest_failed). */
+ * part of a record) makes every later one fail too (manifest_failed).
+ * REQUIRES: apply_mu held and mu not held (the append waits for an fsync); an edit without next file
+ * is given next_file, which needs mu, so db.c sets e's under mu first.  Or the opener alone. */
 int versions_apply(versions *vs, version_edit *e, version **out);
-/* Make v current (takes over the caller's reference); REQUIRES: the caller's lock. */
+/* Make v (from versions_apply) current, taking over the caller's reference; may replace the manifest
+ * with a new one (manifest_roll_bytes; a failure keeps the old one, still valid).
+ * REQUIRES: apply_mu and mu held (readers take current, and file numbers, under mu); or the opener
+ * alone. */
 void versions_install(versions *vs, version *v);
 /* Open a table file as a file_meta with one reference. */
 int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out);
 
-/* Repair: write MANIFEST-number holding e (which sets log number, next file > number and last LSN)
- * as its only edit, fsync it and its directory, and point CURRENT at it (temp -> fsync -> rename ->
- * fsync(dir)).  REQUIRES: the database is closed and locked. */
-int versions_write_manifest(const char *dir, uint64_t number, const version_edit *e);
 /* Read-only check of the manifest chain and every table of a closed database (pl_verify): each table
  * verifies (table_verify) and holds what the manifest says (its first and last keys, its LSN range,
  * none above the manifest's last LSN); reports

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
 #include "buf.h"
 #include "coding.h"
 #include "crc.h"
@@ -31,6 +30,10 @@ struct wal {
 };
 
 static size_t rec_header(unsigned flags) { return WAL_REC_HEADER + ((flags & WAL_FLAG_TIMESTAMP) ? 8 : 0); }
+
+/* Is this (at least WAL_PAYLOAD_MIN bytes) a sync mark's payload?  Those alone begin with four zero
+ * bytes. */
+static int is_mark(const char *payload) { return get_u32(payload) == 0; }
 
 size_t wal_record_size(const wal *w, size_t payload_len) { return rec_header(w->flags) + payload_len; }
 size_t wal_append_overhead(const wal *w)
@@ -203,7 +206,7 @@ int wal_append(wal *w, const wal_rec *recs, int n)
     if ((rc = write_out(w, by_pwrite, start, off)))
         return rc;
     if (n > 0)
-        w->next_lsn = recs[n - 1].lsn + batch_rep_count(recs[n - 1].payload);
+        w->next_lsn = recs[n - 1].lsn + recs[n - 1].lsns;
     atomic_store_explicit(&w->written, off, memory_order_release);
     return PL_OK;
 }
@@ -276,23 +279,22 @@ static int record_crc_ok(const char *p, size_t hdr, uint32_t len)
     return crc_extend(crc_value(p, 8), p + 12, hdr - 12 + len) == get_u32(p + 8);
 }
 
-/* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and count
- * (count 0: a sync mark, whose durable end lies at or before the mark itself). */
-static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, uint32_t *len,
-                     uint32_t *count)
+/* Is the record at off whole and intact, with an LSN in [lo, hi]?  Stores its length and whether it
+ * is a sync mark (whose durable end must lie at or before the mark itself). */
+static int record_ok(const logview *v, uint64_t off, uint64_t lo, uint64_t hi, uint32_t *len, int *mark)
 {
     if (v->size - off < v->hdr)
         return 0;
     const char *p = v->buf + off;
     uint64_t lsn = get_u64(p);
     uint32_t l = get_u32(p + 12);
-    if (lsn == 0 || lsn < lo || lsn > hi || l < BATCH_HEADER || l > v->size - off - v->hdr)
+    if (lsn == 0 || lsn < lo || lsn > hi || l < WAL_PAYLOAD_MIN || l > v->size - off - v->hdr)
         return 0;
     if (!record_crc_ok(p, v->hdr, l))
         return 0;
     *len = l;
-    *count = get_u32(p + v->hdr);
-    if (*count == 0)
+    *mark = is_mark(p + v->hdr);
+    if (*mark)
         return l == WAL_MARK_LEN && get_u64(p + v->hdr + 4) <= off;
     return 1;
 }
@@ -305,32 +307,35 @@ int wal_all_zero(const char *p, uint64_t n)
     return 1;
 }
 
-/* The offset of the next intact record after off (LSN at least lo), or v->size; its length and count. */
-static uint64_t next_good_rec(const logview *v, uint64_t off, uint64_t lo, uint32_t *len, uint32_t *count)
+/* The offset of the next intact record after off (LSN at least lo), or v->size; its length and
+ * whether it is a mark. */
+static uint64_t next_good_rec(const logview *v, uint64_t off, uint64_t lo, uint32_t *len, int *mark)
 {
     for (uint64_t o = off + 1; o + v->hdr <= v->size; o++)
         /* A plausible LSN first (cheap), then the CRC: random bytes almost never get that far, so
          * the scan stays linear in practice. */
-        if (record_ok(v, o, lo ? lo : 1, lo ? lo + (UINT64_C(1) << 40) : (UINT64_C(1) << 48), len, count))
+        if (record_ok(v, o, lo ? lo : 1, lo ? lo + (UINT64_C(1) << 40) : (UINT64_C(1) << 48), len, mark))
             return o;
     return v->size;
 }
 
 static uint64_t next_good(const logview *v, uint64_t off, uint64_t lo)
 {
-    uint32_t len, count;
-    return next_good_rec(v, off, lo, &len, &count);
+    uint32_t len;
+    int mark;
+    return next_good_rec(v, off, lo, &len, &mark);
 }
 
 /* The highest durable end that an intact sync mark after off declares (0: none). */
 static uint64_t later_durable_end(const logview *v, uint64_t off, uint64_t lo)
 {
     uint64_t best = 0;
-    uint32_t len, count;
-    for (uint64_t o = next_good_rec(v, off, lo, &len, &count); o < v->size;) {
-        if (count == 0 && get_u64(v->buf + o + v->hdr + 4) > best)
+    uint32_t len;
+    int mark;
+    for (uint64_t o = next_good_rec(v, off, lo, &len, &mark); o < v->size;) {
+        if (mark && get_u64(v->buf + o + v->hdr + 4) > best)
             best = get_u64(v->buf + o + v->hdr + 4);
-        o = next_good_rec(v, o + v->hdr + len - 1, lo, &len, &count);
+        o = next_good_rec(v, o + v->hdr + len - 1, lo, &len, &mark);
     }
     return best;
 }
@@ -346,8 +351,8 @@ static int any_intact_record(const char *data, uint64_t size)
     return 0;
 }
 
-int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
-               void *ctx, wal_replay_result *res)
+int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_lsns_fn lsns,
+               wal_apply_fn fn, void *ctx, wal_replay_result *res)
 {
     char *data = NULL;
     size_t size = 0;
@@ -390,13 +395,14 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
     uint64_t off = WAL_FILE_HEADER;
     while (off < size) {
         const char *p = data + off;
-        uint32_t len = 0, count = 0;
+        uint32_t len = 0;
+        int mark = 0;
         uint64_t expect = res->next_lsn;
         if (p[0] == 0 && wal_all_zero(p, size - off))
             break; /* the zero-filled tail: the clean end of the log */
-        if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &count)) {
+        if (record_ok(&v, off, expect ? expect : 1, expect ? expect : ((UINT64_C(1) << 56) - 1), &len, &mark)) {
             uint64_t lsn = get_u64(p);
-            if (count == 0) { /* a sync mark: it carries the next record's LSN */
+            if (mark) { /* a sync mark: it carries the next record's LSN */
                 uint64_t end = get_u64(p + v.hdr + 4);
                 if (end > res->durable_end)
                     res->durable_end = end;
@@ -408,7 +414,7 @@ int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal
                         goto out;
                 }
                 res->records++;
-                res->next_lsn = lsn + count;
+                res->next_lsn = lsn + (lsns ? lsns(p + v.hdr, len) : 1);
             }
             off += v.hdr + len;
             res->valid_end = off;
@@ -497,8 +503,8 @@ static int cursor_read(wal_cursor *c, char *buf, size_t n, uint64_t off, int *re
     return rc;
 }
 
-int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
-                    const char **payload, size_t *len)
+int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint64_t *ts, int *has_ts, const char **payload,
+                    size_t *len)
 {
     int rc, recut = 0;
     for (;;) {
@@ -524,7 +530,7 @@ int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
         uint32_t l = get_u32(h + 12);
         if (wal_all_zero(h, c->hdr))
             return PL_NOTFOUND; /* the zero tail */
-        if (l < BATCH_HEADER || l > c->size - c->off - c->hdr) {
+        if (l < WAL_PAYLOAD_MIN || l > c->size - c->off - c->hdr) {
             c->damaged = 1; /* (or a record still being written) */
             return PL_NOTFOUND;
         }
@@ -546,11 +552,9 @@ int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts,
             return PL_NOTFOUND;
         }
         c->off += c->hdr + l;
-        uint32_t cnt = get_u32(p + c->hdr);
-        if (cnt == 0)
-            continue; /* a sync mark */
+        if (is_mark(p + c->hdr))
+            continue;
         *lsn = get_u64(p);
-        *count = cnt;
         *has_ts = (c->flags & WAL_FLAG_TIMESTAMP) != 0;
         *ts = *has_ts ? get_u64(p + WAL_REC_HEADER) : 0;
         *payload = p + c->hdr;

@@ -3,6 +3,13 @@
  * The byte layout (file header, records, sync marks, the zero tail) and the rules replay applies to a
  * damaged file are in docs/format.md, "WAL".
  *
+ * The WAL frames opaque payloads: what a record holds is its caller's (db.c writes batches, batch.h;
+ * the manifest, version edits).  It asks two things of them.  A payload is at least WAL_PAYLOAD_MIN
+ * bytes and does not begin with four zero bytes: those begin a sync mark's payload, the one payload
+ * the WAL reads.  And each record takes a run of LSNs, which its caller states (a batch takes one
+ * per operation, its count): the record after it must carry the LSN after that run, which is how
+ * replay tells a stale or repeated record from the next one.
+ *
  * The writer appends through a shared memory mapping of the file: a record is in the OS page cache
  * (and so survives kill -9 of the process) as soon as wal_append returns, with no system call per
  * record.  wal_sync makes everything appended so far durable (fdatasync).
@@ -27,14 +34,17 @@
 #define WAL_MAGIC "PLSMWAL1"
 #define WAL_FLAG_TIMESTAMP 1u
 #define WAL_FLAG_MARKS 2u   /* the writer records sync marks (see above) */
-#define WAL_MARK_LEN 12     /* a mark's payload: u32 count = 0, u64 durable end offset */
+#define WAL_MARK_LEN 12     /* a mark's payload: u32 0, u64 durable end offset */
+#define WAL_PAYLOAD_MIN 4   /* a record's payload: at least this long, its first 4 bytes not all zero */
 #define WAL_REC_HEADER 16 /* lsn + crc + len */
 
 typedef struct wal wal;
 
-/* One record to append: its LSN and its payload (an encoded batch). */
+/* One record to append: its LSN, how many LSNs it takes (>= 1; a batch's count), and its payload
+ * (WAL_PAYLOAD_MIN bytes or more, not beginning with four zero bytes). */
 typedef struct wal_rec {
     uint64_t lsn;
+    uint64_t lsns;
     const char *payload;
     size_t len;
 } wal_rec;
@@ -91,17 +101,21 @@ typedef struct wal_replay_result {
 
 /* Called per good record, in order; a non-zero return stops the replay with that code. */
 typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, const char *payload, size_t len);
+/* How many LSNs (>= 1) the record of this payload takes: the next record's LSN is its LSN plus that.
+ * Called for every intact record (not for marks), applied or not; len >= WAL_PAYLOAD_MIN. */
+typedef uint64_t (*wal_lsns_fn)(const char *payload, size_t len);
 
 /* Replay one WAL file.  *res->next_lsn on entry is the LSN the first record must carry
- * (0: whatever the first record has).  Records whose LSNs lie below skip_below are checked but not
- * applied (they are already in tables).  is_last: this is the newest WAL (only its tail may be torn).
+ * (0: whatever the first record has); lsns says how far each record moves it (NULL: one LSN per
+ * record).  Records whose LSNs lie below skip_below are checked but not applied (they are already in
+ * tables).  is_last: this is the newest WAL (only its tail may be torn).
  * WAL_TOLERATE_TAIL, in the newest file: damage past its last durable point is a torn tail (the log
  * ends there, res->torn_tail); in a file with sync marks that is damage no intact later mark covers,
  * in one without (the manifest, older WALs) damage with no intact record after it.  A damaged header
  * with no intact record after it is a file torn as it was created.
  * Returns PL_OK, PL_CORRUPT (file and offset in the message), PL_IOERR, or fn's code. */
-int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_apply_fn fn,
-               void *ctx, wal_replay_result *res);
+int wal_replay(const char *path, int mode, int is_last, uint64_t skip_below, wal_lsns_fn lsns,
+               wal_apply_fn fn, void *ctx, wal_replay_result *res);
 
 /* ---- reading a WAL record by record (the changes feed) ----
  *
@@ -124,12 +138,12 @@ typedef struct wal_cursor {
  * PL_CORRUPT for a bad header; PL_IOERR.  An empty or zero header (a WAL just created, or torn as it
  * was) reads as a WAL without records (PL_OK). */
 int wal_cursor_open(const char *path, wal_cursor *c);
-/* The next record: PL_OK with its LSN, batch count, timestamp (*has_ts = 0 without timestamps) and
- * payload (valid until the next call); PL_NOTFOUND at the end of what the file holds now -- zeros,
- * its end, or a record that is incomplete or fails its CRC (c->damaged then: the caller decides
- * whether that is a tail being written or damage); PL_IOERR, PL_NOMEM. */
-int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint32_t *count, uint64_t *ts, int *has_ts,
-                    const char **payload, size_t *len);
+/* The next record: PL_OK with its LSN, timestamp (*has_ts = 0 without timestamps) and payload
+ * (valid until the next call; WAL_PAYLOAD_MIN bytes or more); PL_NOTFOUND at the end of what the
+ * file holds now -- zeros, its end, or a record that is incomplete or fails its CRC (c->damaged then:
+ * the caller decides whether that is a tail being written or damage); PL_IOERR, PL_NOMEM. */
+int wal_cursor_next(wal_cursor *c, uint64_t *lsn, uint64_t *ts, int *has_ts, const char **payload,
+                    size_t *len);
 void wal_cursor_close(wal_cursor *c);
 
 #endif

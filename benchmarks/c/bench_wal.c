@@ -209,7 +209,7 @@ static double run_append(const char *dir, int ts, long n, double *bytes_per_rec)
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
         put_u64(payload + key_at + 8, (uint64_t)i); /* a distinct key per record */
-        wal_rec r = {(uint64_t)i + 1, payload, len};
+        wal_rec r = {(uint64_t)i + 1, 1, payload, len};
         if (wal_append(w, &r, 1) != PL_OK) {
             fprintf(stderr, "wal_append: %s\n", pl_errmsg());
             exit(1);

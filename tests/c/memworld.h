@@ -1,12 +1,14 @@
 /*
  * memworld.h -- memtables as the C tests use them: constructors that check their PL_OK, and the
- * model worlds of the iterator tests (test_merge.c, test_dbiter.c): a set of memtables, each one
- * child of a merged view, random user keys over a small alphabet, and the model's seek.
+ * model worlds of the iterator tests (test_merge.c, test_dbiter.c, test_concat.c): a set of
+ * memtables, each one child of a merged view, random user keys over a small alphabet, the model's
+ * seek, and an iterator checked against a model entry.
  */
 #ifndef PL_TEST_MEMWORLD_H
 #define PL_TEST_MEMWORLD_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "iter.h"
 #include "memtable.h"
@@ -61,6 +63,33 @@ static inline iter *mw_children_merge(mw_children *c)
 }
 
 /* ---- the model ---- */
+
+/* Does it sit on the entry of internal key k and value v?  With k NULL: is it invalid with no
+ * failure, as past the model's end?  1 when it does. */
+static inline int mw_at(iter *it, const char *k, size_t kn, const char *v, size_t vn)
+{
+    if (!k)
+        return !iter_valid(it) && iter_status(it) == PL_OK;
+    if (!iter_valid(it))
+        return 0;
+    const char *ik, *iv;
+    size_t ikn, ivn;
+    iter_key(it, &ik, &ikn);
+    iter_value(it, &iv, &ivn);
+    return ikn == kn && memcmp(ik, k, kn) == 0 && ivn == vn && memcmp(iv, v, vn) == 0;
+}
+
+/* An iterator over nothing: no positioning call makes it valid, and none fails. */
+static inline void mw_check_empty(iter *it)
+{
+    iter_seek_first(it);
+    CHECK(!iter_valid(it));
+    iter_seek_last(it);
+    CHECK(!iter_valid(it));
+    iter_seek(it, "k\0\0\0\0\0\0\0\0", 9);
+    CHECK(!iter_valid(it));
+    CHECK_RC(iter_status(it), PL_OK);
+}
 
 /* A random user key of 0 .. maxlen bytes from {0, 'a', 'b', 0xff} (empty keys, prefixes and the
  * extreme bytes all come up); out has room for maxlen bytes.  Returns its length. */

@@ -372,6 +372,43 @@ static void test_manifest_append_after_a_short_write(void)
     tu_rm_rf(path);
 }
 
+/* A manifest roll that fails before CURRENT names the new manifest leaves the old one live, and the
+ * edits after it are appended there in sequence: none may be lost at the next open. */
+static void test_edits_after_a_failed_roll(void)
+{
+    const char *path = sub("manifest_roll");
+    tu_rm_rf(path);
+    CHECK_RC(env_mkdir(path), PL_OK);
+    cache *c = cache_new(0);
+    versions vs;
+    CHECK_RC(versions_open(&vs, path, c, 1), PL_OK); /* a new version set, then its first manifest */
+    CHECK_RC(versions_start(&vs), PL_OK);
+    uint64_t lsn0 = vs.last_lsn, roll = manifest_roll_bytes;
+    for (int i = 1; i <= 3; i++) {
+        version_edit e;
+        edit_init(&e);
+        e.has_last_lsn = 1;
+        e.last_lsn = lsn0 + (uint64_t)i;
+        version *v = NULL;
+        CHECK_RC(versions_apply(&vs, &e, &v), PL_OK);
+        edit_free(&e);
+        if (i == 1) { /* the roll after the first edit fails at the new manifest's open */
+            manifest_roll_bytes = 0;
+            env_fault_set(ENV_OP_OPEN, 1, EIO, 0);
+        }
+        if (v)
+            versions_install(&vs, v);
+        env_fault_clear();
+        manifest_roll_bytes = roll;
+    }
+    versions_close(&vs);
+    CHECK_RC(versions_open(&vs, path, c, 0), PL_OK);
+    CHECK_EQ(vs.last_lsn, lsn0 + 3);
+    versions_close(&vs);
+    cache_free(c);
+    tu_rm_rf(path);
+}
+
 /* A read-only handle beside a writer in this process: no lock, no byte written, the state of the
  * open until pl_db_refresh, writes refused, snapshots pinned across a refresh that follows a
  * compaction which dropped the versions they read. */
@@ -1112,6 +1149,7 @@ int main(void)
     test_iterator_sort_does_not_block_reads();
     test_manifest_durable_before_current_names_it();
     test_manifest_append_after_a_short_write();
+    test_edits_after_a_failed_roll();
     test_read_only_beside_a_writer();
     test_power_cut_after_flush_compact_repair_and_close();
     test_get_many_matches_get();

@@ -77,16 +77,8 @@ static void world_build(world *w, unsigned long long *s, int nc, int nent)
 /* Does it sit on model entry pos (-1: invalid)?  Returns 1 when it matches. */
 static int at(iter *it, const world *w, int pos)
 {
-    if (pos < 0 || pos >= w->n)
-        return !iter_valid(it) && iter_status(it) == PL_OK;
-    if (!iter_valid(it))
-        return 0;
-    const char *k, *v;
-    size_t kn, vn;
-    iter_key(it, &k, &kn);
-    iter_value(it, &v, &vn);
-    const ent *e = &w->e[pos];
-    return kn == e->kn && memcmp(k, e->ik, kn) == 0 && vn == e->vn && memcmp(v, e->val, vn) == 0;
+    const ent *e = pos >= 0 && pos < w->n ? &w->e[pos] : NULL;
+    return e ? mw_at(it, e->ik, e->kn, e->val, e->vn) : mw_at(it, NULL, 0, NULL, 0);
 }
 
 static void test_scans(unsigned long long *s)
@@ -252,13 +244,7 @@ static void test_degenerate(void)
     /* No children: never valid. */
     iter *it = merge_iter_new(NULL, 0);
     CHECK(it != NULL);
-    iter_seek_first(it);
-    CHECK(!iter_valid(it));
-    iter_seek_last(it);
-    CHECK(!iter_valid(it));
-    iter_seek(it, "k\0\0\0\0\0\0\0\0", 9);
-    CHECK(!iter_valid(it));
-    CHECK_RC(iter_status(it), PL_OK);
+    mw_check_empty(it);
     iter_destroy(it);
 
     /* Empty children. */

@@ -145,7 +145,7 @@ static void build_log(const char *path, int ts, size_t n, unsigned long long see
             r->payload = make_payload(&s, r->count, maxval, &r->len);
             r->lsn = lsn;
             lsn += r->count;
-            wr[g] = (wal_rec){r->lsn, r->payload, r->len};
+            wr[g] = (wal_rec){r->lsn, r->count, r->payload, r->len};
             need += wal_record_size(w, r->len);
             r->end = before + need;
         }
@@ -220,7 +220,7 @@ static int replay(const char *path, int mode, int is_last, uint64_t skip, uint64
     sink_reset(s);
     memset(res, 0xEE, sizeof *res); /* fields the replay must set */
     res->next_lsn = first;
-    return wal_replay(path, mode, is_last, skip, sink_fn, s, res);
+    return wal_replay(path, mode, is_last, skip, batch_record_lsns, sink_fn, s, res);
 }
 
 /* Did the sink get exactly the records of l whose indexes are listed (-1 ends the list)? */
@@ -329,7 +329,7 @@ static void test_roundtrip(int ts)
     char *big = malloc(300000);
     memset(big, 'x', 300000);
     pl_batch_put(bt, "k", 1, big, 300000);
-    wal_rec wr = {42, bt->rep.data, bt->rep.len};
+    wal_rec wr = {42, pl_batch_count(bt), bt->rep.data, bt->rep.len};
     CHECK_RC(wal_append(w, &wr, 1), PL_OK);
     CHECK_RC(wal_close(w, 0), PL_OK);
     CHECK_RC(replay(b, WAL_ABSOLUTE, 1, 0, 0, &s, &res), PL_OK);
@@ -344,7 +344,7 @@ static void test_roundtrip(int ts)
     log_t l2;
     build_log(p2, ts, 5, 7, l.next_lsn, 50, &l2);
     CHECK_RC(replay(p, WAL_TOLERATE_TAIL, 0, 0, 0, &s, &res), PL_OK);
-    CHECK_RC(wal_replay(p2, WAL_TOLERATE_TAIL, 1, 0, sink_fn, &s, &res), PL_OK);
+    CHECK_RC(wal_replay(p2, WAL_TOLERATE_TAIL, 1, 0, batch_record_lsns, sink_fn, &s, &res), PL_OK);
     CHECK_EQ(s.n, l.n + l2.n);
     CHECK_EQ(res.next_lsn, l2.next_lsn);
     CHECK_RC(replay(p2, WAL_ABSOLUTE, 1, 0, l.next_lsn + 1, &s, &res), PL_CORRUPT);
@@ -421,7 +421,7 @@ static void test_zero_tail(int ts)
         r->count = 1;
         r->payload = make_payload(&s0, 1, 200, &r->len);
         r->lsn = lsn++;
-        wal_rec wr = {r->lsn, r->payload, r->len};
+        wal_rec wr = {r->lsn, r->count, r->payload, r->len};
         CHECK_RC(wal_append(w, &wr, 1), PL_OK);
         r->end = wal_written(w);
     }
@@ -489,7 +489,7 @@ static void test_zero_tail(int ts)
     pl_batch_put(b, "key", 3, val, 900);
     size_t rs = wal_record_size(w, b->rep.len);
     while (boundary - leave - wal_written(w) > 2 * rs) {
-        wal_rec wr = {lsn++, b->rep.data, b->rep.len};
+        wal_rec wr = {lsn++, pl_batch_count(b), b->rep.data, b->rep.len};
         CHECK_RC(wal_append(w, &wr, 1), PL_OK);
         appended++;
     }
@@ -498,7 +498,7 @@ static void test_zero_tail(int ts)
     pl_batch_clear(b);
     pl_batch_put(b, "key", 3, val, want - rs + 900);
     CHECK_EQ(wal_record_size(w, b->rep.len), want);
-    wal_rec wr = {lsn++, b->rep.data, b->rep.len};
+    wal_rec wr = {lsn++, pl_batch_count(b), b->rep.data, b->rep.len};
     CHECK_RC(wal_append(w, &wr, 1), PL_OK);
     appended++;
     CHECK_EQ(wal_written(w), boundary - leave);
@@ -701,7 +701,7 @@ static void test_lsn_order(int ts)
         CHECK_RC(create(p, ts, 0, &w), PL_OK);
         for (int i = 0; i < cases[ci].n; i++) {
             pl_batch *x = i == cases[ci].three_at ? b3 : b;
-            wal_rec wr = {cases[ci].lsns[i], x->rep.data, x->rep.len};
+            wal_rec wr = {cases[ci].lsns[i], pl_batch_count(x), x->rep.data, x->rep.len};
             CHECK_RC(wal_append(w, &wr, 1), PL_OK);
         }
         CHECK_RC(wal_close(w, 0), PL_OK);
@@ -788,7 +788,7 @@ static void test_apply_error(void)
     build_log(p, 0, 6, 3, 1, 10, &l);
     int calls = 0;
     wal_replay_result res = {0};
-    CHECK_RC(wal_replay(p, WAL_TOLERATE_TAIL, 1, 0, stop_fn, &calls, &res), PL_NOMEM);
+    CHECK_RC(wal_replay(p, WAL_TOLERATE_TAIL, 1, 0, batch_record_lsns, stop_fn, &calls, &res), PL_NOMEM);
     CHECK_EQ(calls, 3);
     log_free(&l);
 }
@@ -802,7 +802,7 @@ static void test_faults(void)
     pl_batch *b = pl_batch_new();
     pl_batch_put(b, "k", 1, "v", 1);
     uint64_t lsn = 1;
-    wal_rec wr = {lsn++, b->rep.data, b->rep.len};
+    wal_rec wr = {lsn++, pl_batch_count(b), b->rep.data, b->rep.len};
     CHECK_RC(wal_append(w, &wr, 1), PL_OK);
 
     /* The next fdatasync fails once. */
@@ -842,7 +842,7 @@ static void test_faults(void)
     int grew_failed = 0;
     for (int i = 0; i < 8 && !grew_failed; i++) {
         env_fault_set(ENV_OP_WRITE, 1, ENOSPC, 0);
-        wal_rec br = {lsn, big->rep.data, big->rep.len};
+        wal_rec br = {lsn, pl_batch_count(big), big->rep.data, big->rep.len};
         int rc = wal_append(w, &br, 1);
         env_fault_clear();
         if (rc == PL_IOERR) {
@@ -856,7 +856,7 @@ static void test_faults(void)
         }
     }
     CHECK(grew_failed); /* some 1 MiB append crossed a 4 MiB allocation step */
-    wal_rec br = {lsn++, big->rep.data, big->rep.len};
+    wal_rec br = {lsn++, pl_batch_count(big), big->rep.data, big->rep.len};
     CHECK_RC(wal_append(w, &br, 1), PL_OK); /* and the retry succeeds */
     uint64_t written = wal_written(w);
     free(v);
@@ -900,7 +900,7 @@ static void test_faults(void)
         unlink(t);
         CHECK_RC(create(t, 0, 16u << 20, &w), PL_OK);
         uint64_t tl = 1;
-        wal_rec tr = {tl++, b->rep.data, b->rep.len};
+        wal_rec tr = {tl++, pl_batch_count(b), b->rep.data, b->rep.len};
         CHECK_RC(wal_append(w, &tr, 1), PL_OK);
         uint64_t at = wal_written(w);
         env_fault_set(ENV_OP_WRITE | ENV_OP_SHORT, 1, ENOSPC, 0);
@@ -937,7 +937,7 @@ static void test_sync_marks(int ts)
     uint64_t end[9];
     for (int i = 0; i < 9; i++) {
         pay[i] = make_payload(&seed, 1, 300, &plen[i]);
-        wal_rec wr = {(uint64_t)i + 1, pay[i], plen[i]};
+        wal_rec wr = {(uint64_t)i + 1, 1, pay[i], plen[i]};
         CHECK_RC(wal_append(w, &wr, 1), PL_OK);
         end[i] = wal_written(w);
         if (i == 2)
@@ -1017,6 +1017,82 @@ static void test_sync_marks(int ts)
     sink_free(&s);
 }
 
+/* ---- opaque payloads: the WAL reads no batch count ---- */
+
+/* These payloads say how many LSNs their record takes in their first byte ('1'..'4'). */
+static uint64_t span_of(const char *payload, size_t len)
+{
+    (void)len;
+    return (uint64_t)(payload[0] - '0');
+}
+
+/* Records whose payloads are no batches, each taking the run of LSNs its writer states: replay and
+ * the cursor hand them back as they were written, replay checks the LSNs by the runs its caller
+ * states (NULL: one per record), and the closing mark carries the LSN after the last run. */
+static void test_opaque_payloads(int ts)
+{
+    const char *p = path_in("opaque.wal");
+    unlink(p);
+    wal *w = NULL;
+    CHECK_RC(create(p, ts, 0, &w), PL_OK);
+    if (!w)
+        return;
+    char pay[12][24];
+    size_t plen[12];
+    uint64_t lsn[12], next = 100;
+    for (int i = 0; i < 12; i++) {
+        int span = 1 + (i * 7 + 1) % 4;
+        plen[i] = (size_t)snprintf(pay[i], sizeof pay[i], "%d opaque record %d", span, i);
+        lsn[i] = next;
+        next += (uint64_t)span;
+        wal_rec wr = {lsn[i], (uint64_t)span, pay[i], plen[i]};
+        CHECK_RC(wal_append(w, &wr, 1), PL_OK);
+        if (i % 5 == 4)
+            CHECK_RC(wal_sync(w), PL_OK); /* marks between the records */
+    }
+    CHECK_RC(wal_close(w, 1), PL_OK); /* its last mark carries `next` */
+    size_t size;
+    free(read_bytes(p, &size));
+
+    sink s = {0};
+    wal_replay_result res = {0};
+    res.next_lsn = 100;
+    CHECK_RC(wal_replay(p, WAL_ABSOLUTE, 1, 0, span_of, sink_fn, &s, &res), PL_OK);
+    CHECK_EQ(s.n, 12);
+    int same = s.n == 12;
+    for (size_t i = 0; same && i < 12; i++)
+        same = s.v[i].lsn == lsn[i] && s.v[i].n == plen[i] && memcmp(s.v[i].p, pay[i], plen[i]) == 0;
+    CHECK(same);
+    CHECK_EQ(res.next_lsn, next);
+    CHECK(!res.torn_tail);
+    CHECK_EQ(res.valid_end, size); /* the closing mark too: its LSN follows on from the last run */
+
+    /* Read as one LSN per record, the second record does not follow on from the first. */
+    sink_reset(&s);
+    memset(&res, 0, sizeof res);
+    CHECK_RC(wal_replay(p, WAL_ABSOLUTE, 1, 0, NULL, sink_fn, &s, &res), PL_CORRUPT);
+    CHECK_EQ(s.n, 1);
+
+    /* The cursor yields the records, payloads as written, and skips the marks. */
+    wal_cursor c;
+    CHECK_RC(wal_cursor_open(p, &c), PL_OK);
+    int k = 0, ok = 1, rc;
+    uint64_t l, t;
+    int has_ts;
+    const char *payload;
+    size_t len;
+    while ((rc = wal_cursor_next(&c, &l, &t, &has_ts, &payload, &len)) == PL_OK && k < 12) {
+        ok &= l == lsn[k] && len == plen[k] && memcmp(payload, pay[k], len) == 0 && has_ts == ts;
+        k++;
+    }
+    CHECK(ok);
+    CHECK_EQ(k, 12);
+    CHECK_RC(rc, PL_NOTFOUND);
+    CHECK(!c.damaged);
+    wal_cursor_close(&c);
+    sink_free(&s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pylsm_test_wal_XXXXXX");
@@ -1034,6 +1110,7 @@ int main(void)
             test_sync_marks(ts);
             test_lsn_order(ts);
             test_skip_below(ts);
+            test_opaque_payloads(ts);
         }
         test_apply_error();
         test_faults();

@@ -84,8 +84,8 @@ static void inspect(versions *vs, state *s)
     }
     pl_buf_free(&out);
     iter **its = malloc(sizeof(iter *) * (size_t)(total + NUM_LEVELS));
-    int n = version_iters(v, its);
-    FUZZ_CHECK(n >= 0, "version_iters");
+    int n = 0;
+    FUZZ_CHECK(version_iters(v, its, &n) == PL_OK, "version_iters");
     iter *m = merge_iter_new(its, n);
     free(its);
     size_t steps = 0;

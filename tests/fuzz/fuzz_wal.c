@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r1.exact = mode != WAL_SALVAGE;
     r1.skip_below = skip;
     wal_replay_result res = {0};
-    int rc = wal_replay(path, mode, is_last, skip, apply, &r1, &res);
+    int rc = wal_replay(path, mode, is_last, skip, batch_record_lsns, apply, &r1, &res);
     FUZZ_RC(rc, PL_OK, PL_CORRUPT);
     if (rc == PL_OK) {
         FUZZ_CHECK(res.valid_end <= n, "valid_end %llu past %zu", (unsigned long long)res.valid_end, n);
@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             r2.exact = 1;
             r2.skip_below = skip;
             wal_replay_result res2 = {0};
-            int rc2 = wal_replay(path, mode, is_last, skip, apply, &r2, &res2);
+            int rc2 = wal_replay(path, mode, is_last, skip, batch_record_lsns, apply, &r2, &res2);
             FUZZ_CHECK(rc2 == PL_OK, "the prefix to valid_end %llu gives %s", (unsigned long long)res.valid_end,
                        pl_code_name(rc2));
             FUZZ_CHECK(!res2.torn_tail && res2.valid_end == res.valid_end,

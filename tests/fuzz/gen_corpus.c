@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "env.h"
 #include "fuzz.h"
+#include "manifest.h"
 #include "version.h"
 
 static const char *outdir;
@@ -72,7 +73,7 @@ static void wals(const char *dir)
         uint64_t lsn = 1;
         for (int i = 0; i < 6; i++) {
             pl_batch *b = sample_batch(i);
-            wal_rec r = {lsn, b->rep.data, b->rep.len};
+            wal_rec r = {lsn, pl_batch_count(b), b->rep.data, b->rep.len};
             FUZZ_CHECK(wal_append(w, &r, 1) == PL_OK, "wal_append");
             lsn += pl_batch_count(b);
             pl_batch_free(b);
@@ -166,7 +167,7 @@ static void manifests(const char *dir)
     e.log_number = 12;
     e.next_file = 13;
     e.last_lsn = 900;
-    FUZZ_CHECK(versions_write_manifest(dir, 9, &e) == PL_OK, "versions_write_manifest");
+    FUZZ_CHECK(manifest_create(dir, 9, 1, &e, NULL, NULL, NULL) == PL_OK, "manifest_create");
     edit_free(&e);
     char path[300], *data;
     size_t len;

@@ -12,8 +12,8 @@
  * reader (its LSN <= the oldest snapshot), and a tombstone that every reader sees when no deeper level
  * can hold an older version of its key.  Flush is the same writer with no size cut.
  *
- * Thread safety: everything here runs on the background thread (or a manual compaction holding the
- * database's compaction turn); inputs are immutable tables held by references.
+ * Thread safety: a compaction runs on the compaction thread (or as a manual compaction), holding
+ * the database's compaction turn (compact_mu); a flush, on the flush thread, may run beside it; inputs are immutable tables held by references.
  */
 #ifndef PL_COMPACTION_H
 #define PL_COMPACTION_H

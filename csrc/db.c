@@ -94,10 +94,12 @@ struct pl_db {
     cache *cache;
     arena_pool *pool; /* the memtables' arena blocks, kept from one memtable for the next */
 
-    /* the background thread: flushes (and compactions) */
-    pthread_t bg_thread;
-    int bg_started;
-    pthread_cond_t bg_cv;     /* work for the thread, or work done (flush waiters, stalled writers) */
+    /* the background threads: one flushes, one compacts, so that a long compaction never holds a full
+     * memtable back (writers would stall behind it) and the two use both cores */
+    pthread_t flush_thread, compact_thread;
+    int flush_started, compact_started;
+    pthread_cond_t bg_cv;     /* work for the threads, or work done (flush waiters, stalled writers) */
+    uint64_t installs;        /* versions installed (under mu): work a compaction pick may have missed */
     uint64_t flushes;
     uint64_t compactions;
     uint64_t stalls;
@@ -154,7 +156,7 @@ static int check_usable(pl_db *db)
 }
 
 /* Record a failed write or fsync: from now on the database refuses writes, and the writers waiting
- * for the background thread (a flush, L0 to shrink) wake to return the error. REQUIRES: mu held. */
+ * for the background threads (a flush, L0 to shrink) wake to return the error. REQUIRES: mu held. */
 static void set_bg_error(pl_db *db)
 {
     if (!db->bg_error) {
@@ -382,7 +384,7 @@ static void queue_pop(pl_db *db, writer *w)
     wake_head(db);
 }
 
-/* Make the memtable immutable, for the background thread to flush, and put `fresh` in its place with
+/* Make the memtable immutable, for the flush thread to flush, and put `fresh` in its place with
  * a new WAL: imm covers every WAL before the new one and every LSN handed out so far.  Takes fresh:
  * when new_wal fails it is dropped and nothing is swapped (the error is new_wal's).  REQUIRES: sync_mu
  * and mu held, no imm, no leader appending (the caller leads the queue, or opens the database). */
@@ -1113,7 +1115,7 @@ int pl_db_get_many(pl_db *db, const pl_snapshot *snap, size_t n, const char *con
     return rc;
 }
 
-/* ---- flush and the background thread ---- */
+/* ---- flush and compaction: the background threads ---- */
 
 static int retains_wals(const pl_db *db) { return db->opt.wal_retention_bytes || db->opt.wal_retention_seconds; }
 
@@ -1193,10 +1195,12 @@ static int apply_edit(pl_db *db, version_edit *e)
     version *v = NULL;
     int rc = versions_apply(&db->vs, e, &v);
     pthread_mutex_lock(&db->mu);
-    if (rc)
+    if (rc) {
         set_bg_error(db);
-    else
+    } else {
         versions_install(&db->vs, v);
+        db->installs++;
+    }
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->mu);
     return rc;
@@ -1305,26 +1309,59 @@ static int maybe_compact(pl_db *db)
     return did;
 }
 
-static void *bg_main(void *arg)
+/* The flush thread: each full memtable to an L0 table, as soon as it is full (a compaction running
+ * meanwhile in the other thread waits only for the flush's short manifest edit, under apply_mu). */
+static void *flush_main(void *arg)
 {
     pl_db *db = arg;
     pthread_mutex_lock(&db->mu);
     while (!atomic_load(&db->closing)) {
-        if (db->imm && !db->bg_error) {
-            flush_imm(db);
-            continue;
-        }
-        if (maybe_compact(db))
-            continue;
-        /* mu was released while looking for compaction work: recheck what may have happened. */
-        if (atomic_load(&db->closing))
-            break;
         if (db->imm && !db->bg_error)
-            continue;
-        pthread_cond_wait(&db->bg_cv, &db->mu);
+            flush_imm(db);
+        else
+            pthread_cond_wait(&db->bg_cv, &db->mu);
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;
+}
+
+/* The compaction thread: one compaction after another while one is due. */
+static void *compact_main(void *arg)
+{
+    pl_db *db = arg;
+    pthread_mutex_lock(&db->mu);
+    while (!atomic_load(&db->closing)) {
+        uint64_t seen = db->installs;
+        if (maybe_compact(db))
+            continue;
+        /* mu was let go while it looked: a flush installed meanwhile may have made work. */
+        if (!atomic_load(&db->closing) && db->installs == seen)
+            pthread_cond_wait(&db->bg_cv, &db->mu);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+/* Start the flush and compaction threads. */
+static int start_bg_threads(pl_db *db)
+{
+    if (pthread_create(&db->flush_thread, NULL, flush_main, db) != 0)
+        return PL_FAIL(PL_NOMEM, "cannot start the flush thread");
+    db->flush_started = 1;
+    if (pthread_create(&db->compact_thread, NULL, compact_main, db) != 0)
+        return PL_FAIL(PL_NOMEM, "cannot start the compaction thread");
+    db->compact_started = 1;
+    return PL_OK;
+}
+
+/* Wait for the flush and compaction threads to end.  REQUIRES: closing set and bg_cv broadcast. */
+static void join_bg_threads(pl_db *db)
+{
+    if (db->flush_started)
+        pthread_join(db->flush_thread, NULL);
+    if (db->compact_started)
+        pthread_join(db->compact_thread, NULL);
+    db->flush_started = db->compact_started = 0;
 }
 
 int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, const void *stop,
@@ -1440,7 +1477,7 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
     queue_lead(db, &w);
     /* Every LSN before the ingest's must be in tables before the manifest can say the ingest's is the
      * last one there (recovery replays the WALs from the LSN after it), so the memtable is flushed
-     * first, by the background thread as always. */
+     * first, by the flush thread as always. */
     rc = make_room(db, 1);
     while (!rc && db->imm) {
         if (db->bg_error)
@@ -1487,7 +1524,7 @@ int db_ingest_commit(pl_db *db, version_edit *e, uint64_t lsn, db_place_fn place
             db->ingest_lsn = 0;
     }
     queue_pop(db, &w);
-    pthread_cond_broadcast(&db->bg_cv); /* the background thread: L0 may have grown */
+    pthread_cond_broadcast(&db->bg_cv); /* the compaction thread: L0 may have grown */
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&w.cv);
     return rc;
@@ -1991,11 +2028,8 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     env_list_dir(path, remove_obsolete, db);
     if (retains_wals(db))
         changes_trim(path, db->opt.wal_retention_bytes, db->opt.wal_retention_seconds);
-    if (pthread_create(&db->bg_thread, NULL, bg_main, db) != 0) {
-        rc = PL_FAIL(PL_NOMEM, "cannot start the background thread");
+    if ((rc = start_bg_threads(db)))
         goto fail;
-    }
-    db->bg_started = 1;
     if (opt->sync_mode == PL_SYNC_TIME_BASED || opt->sync_mode == PL_SYNC_HYBRID) {
         if (pthread_create(&db->sync_thread, NULL, sync_thread_main, db) != 0) {
             rc = PL_FAIL(PL_NOMEM, "cannot start the sync thread");
@@ -2006,12 +2040,12 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     *out = db;
     return PL_OK;
 fail:
-    if (db->bg_started) {
+    if (db->flush_started) {
         atomic_store(&db->closing, 1);
         pthread_mutex_lock(&db->mu);
         pthread_cond_broadcast(&db->bg_cv);
         pthread_mutex_unlock(&db->mu);
-        pthread_join(db->bg_thread, NULL);
+        join_bg_threads(db);
     }
     if (db->log)
         wal_close(db->log, 0);
@@ -2062,8 +2096,7 @@ int pl_db_close(pl_db *db)
     pthread_mutex_unlock(&db->mu);
     if (db->sync_thread_started)
         pthread_join(db->sync_thread, NULL);
-    if (db->bg_started)
-        pthread_join(db->bg_thread, NULL);
+    join_bg_threads(db);
 
     int rc = PL_OK;
     if (db->log) {

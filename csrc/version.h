@@ -13,10 +13,10 @@
  *
  * Thread safety: version_ref/unref/get/iterators from any thread.  A versions is the database's
  * (db.c), and the REQUIRES lines below name the pl_db locks that guard it.  Edits come from the
- * opener, then under apply_mu from whichever thread holds it: the background thread (flushes,
- * compactions), and user threads in pl_db_compact and an ingest's commit.  apply_mu makes them one at
+ * opener, then under apply_mu from whichever thread holds it: the flush thread, the compaction
+ * thread, and user threads in pl_db_compact and an ingest's commit.  apply_mu makes them one at
  * a time; mu guards what readers and writers look at (current, next_file).  Until pl_db_open starts
- * the background thread, and after pl_db_close has stopped it, the opener (closer) is the only thread
+ * the background threads, and after pl_db_close has stopped them, the opener (closer) is the only thread
  * and needs no lock.
  */
 #ifndef PL_VERSION_H
@@ -136,7 +136,7 @@ int versions_start(versions *vs);
 /* The live manifest's number and size, without reading it (0, 0 when there is none): a reader
  * beside a writer compares them before and after loading to know it read one state. */
 int versions_probe(const char *dir, uint64_t *number, uint64_t *size);
-/* REQUIRES: no other thread uses vs any more (pl_db_close, after the background thread stopped). */
+/* REQUIRES: no other thread uses vs any more (pl_db_close, after the background threads stopped). */
 void versions_close(versions *vs);
 /* A new file number.  REQUIRES: mu held (it guards next_file), or the opener alone. */
 uint64_t versions_new_file(versions *vs);

@@ -54,30 +54,32 @@ const char *compress_name(int codec)
     return codec == COMPRESS_ZSTD ? "zstd" : codec == COMPRESS_LZ4 ? "lz4" : "none";
 }
 
-int compress_block(int codec, const char *in, size_t n, pl_buf *out)
+int compress_block(int codec, const char *in, size_t n, pl_buf *out, int *pays)
 {
+    *pays = 0;
     if (n > MAX_RAW || (codec != COMPRESS_ZSTD && codec != COMPRESS_LZ4))
-        return 0;
+        return PL_OK;
     size_t bound = codec == COMPRESS_ZSTD ? ZSTD_compressBound(n) : (size_t)LZ4_compressBound((int)n);
     if (buf_reserve(out, 5 + bound))
-        return -PL_NOMEM;
+        return PL_FAIL(PL_NOMEM, "out of memory (compressing a block of %zu bytes)", n);
     char *p = put_varint32(out->data, (uint32_t)n);
     size_t head = (size_t)(p - out->data), got;
     if (codec == COMPRESS_ZSTD) {
         ZSTD_CCtx *c = thread_cctx();
         if (!c)
-            return -PL_NOMEM;
+            return PL_FAIL(PL_NOMEM, "out of memory (a zstd context)");
         got = ZSTD_compressCCtx(c, p, bound, in, n, ZSTD_LEVEL);
         if (ZSTD_isError(got))
-            return 0;
+            return PL_OK; /* stored raw */
     } else {
         int r = LZ4_compress_default(in, p, (int)n, (int)bound);
         if (r <= 0)
-            return 0;
+            return PL_OK;
         got = (size_t)r;
     }
     out->len = head + got;
-    return out->len <= n - n / 8;
+    *pays = out->len <= n - n / 8;
+    return PL_OK;
 }
 
 int decompress_block(int codec, const char *in, size_t n, char **out, size_t *out_len)

@@ -22,9 +22,9 @@
 #define COMPRESS_MAX 2
 _Static_assert(COMPRESS_ZSTD == PL_COMPRESS_ZSTD && COMPRESS_LZ4 == PL_COMPRESS_LZ4, "one numbering");
 
-/* Compress n bytes at in with codec into *out (replacing its contents).  1 when the result is worth
- * keeping (at least n/8 smaller), 0 when the block should be stored raw, -PL_NOMEM. */
-int compress_block(int codec, const char *in, size_t n, pl_buf *out);
+/* Compress n bytes at in with codec into *out (replacing its contents).  PL_OK with *pays 1 when the
+ * result is worth keeping (at least n/8 smaller), 0 when the block should be stored raw; PL_NOMEM. */
+int compress_block(int codec, const char *in, size_t n, pl_buf *out, int *pays);
 /* Decompress a stored block (in, n) of codec into a malloc'd buffer of its raw size.  PL_OK,
  * PL_CORRUPT (bad length prefix, codec error, wrong size; no message: the caller names the block),
  * PL_NOMEM. */

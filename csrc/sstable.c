@@ -258,10 +258,9 @@ static int flush_data_block(table_builder *tb)
     size_t n;
     int rc = block_builder_finish(&tb->data, &d, &n), type = TABLE_BLOCK_RAW;
     if (!rc && tb->codec != COMPRESS_NONE) {
-        int pays = compress_block(tb->codec, d, n, &tb->packed);
-        if (pays < 0)
-            rc = PL_FAIL(PL_NOMEM, "out of memory (compressing a block of %s)", tb->path);
-        else if (pays) {
+        int pays = 0;
+        rc = compress_block(tb->codec, d, n, &tb->packed, &pays);
+        if (!rc && pays) {
             d = tb->packed.data;
             n = tb->packed.len;
             type = tb->codec;

@@ -6,13 +6,15 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)   # the checkout, with the extension built in place (make build)
 
 
 def test_scale_script_reports_every_figure(tmp_path):
     out = tmp_path / "scale.json"
     p = subprocess.run([sys.executable, os.path.join(HERE, "scale.py"), "--n", "5000", "--gets", "2000",
                         "--cold-gets", "500", "--dir", str(tmp_path), "--json", str(out)],
-                       capture_output=True, text=True, timeout=300, env=dict(os.environ, SCALE_PROGRESS="0"))
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, SCALE_PROGRESS="0",
+                                PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
     assert p.returncode == 0, p.stdout + p.stderr
     (r,) = json.loads(out.read_text())
     assert r["engine"] == "pylsm" and r["n"] == 5000

@@ -97,9 +97,8 @@ def progress(total, desc):
     return None
 
 
-def timed_gets(db, n, rnd, total, check):
+def timed_gets(db, n, rnd, total, vals, check):
     """n gets of random present keys; returns gets/s (a missing or wrong value is an error)."""
-    vals = Values()
     idx = [rnd.randrange(total) for _ in range(n)]
     keys = [key_at(i) for i in idx]
     get = db.get
@@ -161,16 +160,16 @@ def child(engine, path, n, gets, cold_gets):
     rnd = random.Random(C.SEED + 7)
     db.reopen()
     db.begin_reads()
-    timed_gets(db, max(1, gets // 4), rnd, n, check=False)           # warm-up, untimed
+    timed_gets(db, max(1, gets // 4), rnd, n, vals, check=False)           # warm-up, untimed
     db.begin_reads()
-    warm = timed_gets(db, gets, rnd, n, check=True)
+    warm = timed_gets(db, gets, rnd, n, vals, check=True)
     db.close()
     C.evict(path)
     t0 = clock()
     db.reopen()
     db.begin_reads()
     reopen_ms = (clock() - t0) * 1000
-    cold = timed_gets(db, cold_gets, rnd, n, check=True)
+    cold = timed_gets(db, cold_gets, rnd, n, vals, check=True)
     db.close()
     mem.stop.set()
     mem.sample()

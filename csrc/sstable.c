@@ -528,18 +528,25 @@ struct table {
     cache *c;          /* NULL or disabled: every data block is read from the file */
     uint64_t cache_id;
     uint64_t filter_off, index_off; /* data blocks live in [0, filter_off) */
-    char *filter;      /* the filter block's bytes (trailer after them), filter_len may be 0 */
+    /* The filter and the index block, checked at open.  A mapped table reads them in place from the
+     * mapping (under a SIGBUS guard, like its data blocks), so they cost no heap memory and the OS may
+     * drop their pages (meta_mapped); otherwise they are heap copies, owned by filter_own/index_own. */
+    const char *filter; /* the filter's bytes, filter_len may be 0 */
     size_t filter_len;
-    char *index;
+    const char *index;
     size_t index_len;
+    char *filter_own, *index_own;
+    int meta_mapped;
     /* Fences: the index entries unpacked for the point-read search (NULL: search the index block).
      * Entry i separates block i from block i + 1; every separator's user key starts with the table's
      * common prefix (prefix_len bytes of `prefix`), and fence[i] holds the 8 bytes after it, big-endian,
      * zero padded, so that fence[i] < fence[j] implies separator i < separator j. */
     uint64_t nfences;
     uint64_t *fence;
-    uint64_t *block_off;   /* block i's handle */
-    uint32_t *block_size;
+    /* Where block i starts; block_at[nfences] is the end of the data region.  The data blocks lie back
+     * to back (check_index), so block i's size is block_at[i + 1] - block_at[i] - the trailer: 12 bytes
+     * of memory per block in all.  (Tables whose data region passes 4 GiB get no fences.) */
+    uint32_t *block_at;
     char *prefix;
     size_t prefix_len;
     /* The point index (pindex.h), read in place from the mapping: pidx is bucket 0 (NULL: none, or the
@@ -795,13 +802,19 @@ out:
 static void free_fences(table *t)
 {
     free(t->fence);
-    free(t->block_off);
-    free(t->block_size);
+    free(t->block_at);
     free(t->prefix);
-    t->fence = t->block_off = NULL;
-    t->block_size = NULL;
+    t->fence = NULL;
+    t->block_at = NULL;
     t->prefix = NULL;
     t->nfences = 0;
+}
+
+/* Data block i's offset and size, from the fences.  REQUIRES: i < t->nfences. */
+static inline uint64_t block_off(const table *t, uint64_t i) { return t->block_at[i]; }
+static inline uint64_t block_size(const table *t, uint64_t i)
+{
+    return (uint64_t)t->block_at[i + 1] - t->block_at[i] - TABLE_BLOCK_TRAILER;
 }
 
 /* Unpack the (checked) index into fences.  Leaves none when out of memory or the index is empty. */
@@ -813,7 +826,7 @@ static void build_fences(table *t)
     uint64_t n = 0;
     for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c))
         n++;
-    if (n == 0 || block_cursor_status(&c)) {
+    if (n == 0 || block_cursor_status(&c) || t->filter_off > UINT32_MAX) {
         block_cursor_free(&c);
         return;
     }
@@ -822,9 +835,8 @@ static void build_fences(table *t)
     size_t l0 = block_cursor_klen(&c) - IKEY_TRAILER;
     t->prefix = malloc(l0 ? l0 : 1);
     t->fence = malloc(sizeof *t->fence * n);
-    t->block_off = malloc(sizeof *t->block_off * n);
-    t->block_size = malloc(sizeof *t->block_size * n);
-    if (!t->prefix || !t->fence || !t->block_off || !t->block_size) {
+    t->block_at = malloc(sizeof *t->block_at * (n + 1));
+    if (!t->prefix || !t->fence || !t->block_at) {
         free_fences(t);
         block_cursor_free(&c);
         return;
@@ -842,15 +854,42 @@ static void build_fences(table *t)
         ok = !table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) && size <= UINT32_MAX &&
              block_cursor_restart(&c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
         t->fence[i] = fence_window(block_cursor_key(&c), block_cursor_klen(&c) - IKEY_TRAILER, l);
-        t->block_off[i] = off;
-        t->block_size[i] = (uint32_t)size;
+        t->block_at[i] = (uint32_t)off; /* check_index: back to back, below filter_off */
     }
+    t->block_at[n] = (uint32_t)t->filter_off;
     block_cursor_free(&c);
     if (!ok || i != n) {
         free_fences(t);
         return;
     }
     t->nfences = n;
+}
+
+/* The index entry (interval 1: entry i is restart point i) of the first separator >= (ukey, target
+ * trailer) into *r (UINT64_MAX when none is).  The index may be mapped: read under a guard. */
+static int index_seek(const table *t, const char *ukey, size_t klen, uint64_t target, uint64_t *r)
+{
+    block_cursor ic;
+    block_cursor_init_empty(&ic); /* freed after the guard, whichever way it ends */
+    env_guard g;
+    int rc;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        *r = UINT64_MAX;
+        if (block_cursor_init(&ic, t->index, t->index_len)) {
+            rc = PL_CORRUPT;
+        } else {
+            block_cursor_seek(&ic, ukey, klen, target);
+            rc = block_cursor_status(&ic);
+            if (!rc && block_cursor_valid(&ic))
+                *r = block_cursor_restart(&ic);
+        }
+        env_guard_leave(&g);
+    } else {
+        rc = mapped_fault(t, t->index_off);
+    }
+    block_cursor_free(&ic);
+    return rc;
 }
 
 /* The first index entry whose separator is >= (ukey, target trailer), found in the fences; n when
@@ -879,23 +918,10 @@ static uint64_t fence_seek(const table *t, const char *ukey, size_t klen, uint64
         end++;
     if (end == lo)
         return lo;
-    /* Separators lo..end-1 share the key's window: compare them whole, in the index block (interval
-     * 1: entry i is restart point i). */
-    block_cursor ic;
-    if (block_cursor_init(&ic, t->index, t->index_len)) {
-        *err = PL_CORRUPT;
-        return n;
-    }
-    uint64_t r = end;
-    block_cursor_seek(&ic, ukey, klen, target);
-    if (block_cursor_status(&ic))
-        *err = block_cursor_status(&ic);
-    else if (block_cursor_valid(&ic))
-        r = block_cursor_restart(&ic);
-    else
-        r = n;
-    block_cursor_free(&ic);
-    return r;
+    /* Separators lo..end-1 share the key's window: compare them whole, in the index block. */
+    uint64_t r;
+    *err = index_seek(t, ukey, klen, target, &r);
+    return *err || r > n ? n : r;
 }
 
 /* A copy of [p, p + n) on a cache-line boundary (so that a blocked filter's line is one cache line). */
@@ -938,14 +964,24 @@ static int open_point_index(table *t, uint64_t off, uint64_t size)
         (rc = pindex_check_crcs(&t->pidx_lay, t->pidx_crcs, tail, t->path)))
         return rc;
     if (t->pidx_lay.filter_len) {
-        if (!(t->filter = aligned_copy(t->pidx_crcs + ncrc, t->pidx_lay.filter_len)))
-            return PL_FAIL(PL_NOMEM, "out of memory (filter of %s)", t->path);
+        if (t->meta_mapped) {
+            t->filter = t->map + t->pidx_lay.crcs_off + ncrc;
+        } else {
+            if (!(t->filter_own = aligned_copy(t->pidx_crcs + ncrc, t->pidx_lay.filter_len)))
+                return PL_FAIL(PL_NOMEM, "out of memory (filter of %s)", t->path);
+            t->filter = t->filter_own;
+        }
         t->filter_len = t->pidx_lay.filter_len;
     }
+    char *crcs = realloc(t->pidx_crcs, ncrc ? ncrc : 1); /* the chunk CRCs are all a read needs */
+    if (crcs)
+        t->pidx_crcs = crcs;
     return PL_OK;
 }
 
-int table_open(const char *path, uint64_t file_size, cache *c, table **out)
+/* table_open; heap_meta: keep the filter and index as heap copies even when the file is mapped (verify
+ * walks them without a guard). */
+static int open_table(const char *path, uint64_t file_size, cache *c, int heap_meta, table **out)
 {
     if (file_size < TABLE_FOOTER_SIZE)
         return PL_FAIL(PL_CORRUPT, "%s: file of %llu bytes is too short for a table (footer of %d "
@@ -972,26 +1008,6 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
     t->filter_off = ft.filter_off;
     t->index_off = ft.index_off;
     t->compressed = ft.version >= TABLE_VERSION_COMPRESSED;
-    if ((rc = open_point_index(t, ft.filter_off, ft.filter_size)))
-        goto out;
-    if (!t->pidx_crcs) { /* a bloom filter (or none) */
-        if ((rc = read_block_raw(path, t->fd, ft.filter_off, ft.filter_size, &t->filter)))
-            goto out;
-        t->filter_len = (size_t)ft.filter_size;
-        char *a = aligned_copy(t->filter, t->filter_len);
-        if (a) {
-            free(t->filter);
-            t->filter = a;
-        }
-    }
-    if ((rc = read_block_raw(path, t->fd, ft.index_off, ft.index_size, &t->index)))
-        goto out;
-    t->index_len = (size_t)ft.index_size;
-    if ((rc = check_index(t)))
-        goto out;
-    build_fences(t); /* best effort: without them the index block is searched */
-    if (c)
-        t->cache_id = cache_new_id(c);
     /* Read data blocks in place from a mapping of the file: no system call and no copy per read,
      * the page cache as the block cache (docs/decisions.md, item 5).  Without a mapping (mmap
      * refused), blocks are read with pread through the block cache. */
@@ -1000,6 +1016,42 @@ int table_open(const char *path, uint64_t file_size, cache *c, table **out)
         t->map = NULL;
         pl_clear_error();
     }
+    /* The filter and index are read (and checked) once here; a mapped table then reads them in place,
+     * so that their memory is the OS's page cache, not the heap (docs/decisions.md, item 13). */
+    t->meta_mapped = t->map && !heap_meta;
+    if ((rc = open_point_index(t, ft.filter_off, ft.filter_size)))
+        goto out;
+    if (!t->pidx_crcs) { /* a bloom filter (or none) */
+        char *fb;
+        if ((rc = read_block_raw(path, t->fd, ft.filter_off, ft.filter_size, &fb)))
+            goto out;
+        t->filter_len = (size_t)ft.filter_size;
+        if (t->meta_mapped) {
+            free(fb);
+            t->filter = t->map + ft.filter_off;
+        } else {
+            char *a = aligned_copy(fb, t->filter_len);
+            if (a) {
+                free(fb);
+                fb = a;
+            }
+            t->filter = t->filter_own = fb;
+        }
+    }
+    if ((rc = read_block_raw(path, t->fd, ft.index_off, ft.index_size, &t->index_own)))
+        goto out;
+    t->index = t->index_own;
+    t->index_len = (size_t)ft.index_size;
+    if ((rc = check_index(t)))
+        goto out;
+    build_fences(t); /* best effort: without them the index block is searched */
+    if (t->meta_mapped) {
+        free(t->index_own);
+        t->index_own = NULL;
+        t->index = t->map + ft.index_off;
+    }
+    if (c)
+        t->cache_id = cache_new_id(c);
     /* The point index names places in blocks read in place: a compressed table (which the writer
      * never gives one) answers through its filter and fences instead. */
     t->inplace = t->map && !t->compressed;
@@ -1015,6 +1067,11 @@ out:
     return PL_OK;
 }
 
+int table_open(const char *path, uint64_t file_size, cache *c, table **out)
+{
+    return open_table(path, file_size, c, 0, out);
+}
+
 void table_close(table *t)
 {
     if (!t)
@@ -1025,28 +1082,58 @@ void table_close(table *t)
     free(t->pidx_crcs);
     free_fences(t);
     env_close(t->fd);
-    free(t->filter);
-    free(t->index);
+    free(t->filter_own);
+    free(t->index_own);
     free(t->path);
     free(t);
 }
 
 uint64_t table_file_size(const table *t) { return t->size; }
 const char *table_path(const table *t) { return t->path; }
+/* Whether the filter lets a key with this hash through (1 when there is none).  A mapped filter is read
+ * under a SIGBUS guard, a fault answering "maybe": the read that follows goes to the data and reports
+ * its own error, if any. */
+static int filter_may_contain(const table *t, uint32_t hash)
+{
+    if (!t->filter_len)
+        return 1;
+    if (!t->meta_mapped)
+        return bloom_may_contain(t->filter, t->filter_len, hash);
+    env_guard g;
+    int r;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        r = bloom_may_contain(t->filter, t->filter_len, hash);
+        env_guard_leave(&g);
+    } else {
+        r = 1;
+    }
+    return r;
+}
+
 int table_may_contain(const table *t, const char *ukey, size_t klen)
 {
-    return !t->filter_len || bloom_may_contain(t->filter, t->filter_len, bloom_hash(ukey, klen));
+    return filter_may_contain(t, bloom_hash(ukey, klen));
 }
 
 uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen)
 {
     block_cursor ic;
+    block_cursor_init_empty(&ic);
     uint64_t off = t->size, size;
-    if (block_cursor_init(&ic, t->index, t->index_len))
-        return t->size;
-    block_cursor_seek(&ic, ukey, klen, ikey_pack(LSN_MAX, KIND_SEEK));
-    if (block_cursor_valid(&ic) && table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+    env_guard g; /* the index may be mapped */
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        if (!block_cursor_init(&ic, t->index, t->index_len)) {
+            block_cursor_seek(&ic, ukey, klen, ikey_pack(LSN_MAX, KIND_SEEK));
+            if (block_cursor_valid(&ic) &&
+                table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+                off = t->size;
+        }
+        env_guard_leave(&g);
+    } else {
         off = t->size;
+    }
     block_cursor_free(&ic);
     return off;
 }
@@ -1113,10 +1200,10 @@ static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey
 static void prefetch_region(const table *t, uint64_t s)
 {
     uint32_t b = pindex_slot_block(s), roff = pindex_slot_region(s);
-    if (b >= t->nfences || roff >= t->block_size[b])
+    if (b >= t->nfences || roff >= block_size(t, b))
         return;
-    size_t size = t->block_size[b], want = 128 * ((size_t)pindex_slot_pos(s) + 1);
-    const char *p = t->map + t->block_off[b] + roff, *end = t->map + t->block_off[b] + (roff + want < size ? roff + want : size);
+    size_t size = block_size(t, b), want = 128 * ((size_t)pindex_slot_pos(s) + 1);
+    const char *p = t->map + block_off(t, b) + roff, *end = t->map + block_off(t, b) + (roff + want < size ? roff + want : size);
     for (; p < end; p += 64)
         __builtin_prefetch(p);
 }
@@ -1160,8 +1247,8 @@ static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint6
                       (ull)t->nfences);
         return PIDX_DONE;
     }
-    uint64_t off = t->block_off[b];
-    size_t size = t->block_size[b];
+    uint64_t off = block_off(t, b);
+    size_t size = block_size(t, b);
     prefetch_region(t, s);
     const char *data, *val;
     if ((*rc = mapped_block(t, off, size, flags, &data)))
@@ -1249,7 +1336,7 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
     *result = LOOKUP_ABSENT;
     uint32_t hash = bloom_hash(ukey, klen);
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
-    if (t->filter_len && !(flags & TABLE_GET_NO_FILTER && t->pidx) && !bloom_may_contain(t->filter, t->filter_len, hash))
+    if (!(flags & TABLE_GET_NO_FILTER && t->pidx) && !filter_may_contain(t, hash))
         return PL_OK;
     if (t->pidx) {
         int fallback;
@@ -1268,22 +1355,31 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
         if (i >= t->nfences)
             return PL_OK; /* past the last key */
         if (t->inplace)
-            return search_mapped(t, t->block_off[i], t->block_size[i], ukey, klen, hash, target, out, flags,
+            return search_mapped(t, block_off(t, i), block_size(t, i), ukey, klen, hash, target, out, flags,
                                  result);
-        off = t->block_off[i];
-        size = t->block_size[i];
+        off = block_off(t, i);
+        size = block_size(t, i);
         goto search;
     }
     block_cursor ic;
-    rc = block_cursor_init(&ic, t->index, t->index_len);
-    if (!rc) {
-        block_cursor_seek(&ic, ukey, klen, target);
-        if (!block_cursor_valid(&ic)) /* past the last key, or a bad index */
-            rc = block_cursor_status(&ic);
-        else if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
-            rc = PL_FAIL(PL_CORRUPT, "bad block handle");
-        else
-            rc = -1; /* a block to search */
+    block_cursor_init_empty(&ic);
+    env_guard g; /* the index may be mapped */
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        rc = block_cursor_init(&ic, t->index, t->index_len);
+        if (!rc) {
+            block_cursor_seek(&ic, ukey, klen, target);
+            if (!block_cursor_valid(&ic)) /* past the last key, or a bad index */
+                rc = block_cursor_status(&ic);
+            else if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size))
+                rc = PL_FAIL(PL_CORRUPT, "bad block handle");
+            else
+                rc = -1; /* a block to search */
+        }
+        env_guard_leave(&g);
+    } else {
+        block_cursor_free(&ic);
+        return mapped_fault(t, t->index_off);
     }
     block_cursor_free(&ic);
     if (rc >= 0)
@@ -1312,7 +1408,7 @@ static void hint_mapped(table *t, const table_lookup *r)
     if (sigsetjmp(g.jb, 0) == 0) {
         env_guard_enter(&g);
         const char *end = NULL;
-        const char *p = block_lookup_hint(t->map + t->block_off[r->block], t->block_size[r->block], r->hash,
+        const char *p = block_lookup_hint(t->map + block_off(t, r->block), block_size(t, r->block), r->hash,
                                           &end);
         /* the region's lines (the key's entry is one of the region's), at most HINT_LINES */
         for (int k = 0; p && k < HINT_LINES && p < end; k++, p += 64)
@@ -1351,7 +1447,7 @@ static void batch_pidx(table *t, uint64_t snap_lsn, table_lookup *const *reqs, s
     for (size_t i = 0; i < n; i++) {
         reqs[i]->result = LOOKUP_ABSENT;
         reqs[i]->rc = PL_OK;
-        if (!t->filter_len || bloom_may_contain(t->filter, t->filter_len, reqs[i]->hash)) {
+        if (filter_may_contain(t, reqs[i]->hash)) {
             maybe[m++] = reqs[i];
             __builtin_prefetch(t->pidx + (size_t)pindex_home(reqs[i]->hash, t->pidx_lay.nbuckets) *
                                              PINDEX_BUCKET_BYTES);
@@ -1376,17 +1472,24 @@ void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, siz
             reqs[i]->rc = table_get(t, reqs[i]->ukey, reqs[i]->klen, snap_lsn, reqs[i]->out, 0, &reqs[i]->result);
         return;
     }
-    /* 1: every key's filter line */
-    if (t->filter_len)
-        for (size_t i = 0; i < n; i++)
-            bloom_prefetch(t->filter, t->filter_len, reqs[i]->hash);
+    /* 1: every key's filter line (bloom_prefetch reads the filter's last byte: under a guard, as the
+     * filter may be mapped; a fault skips the hints) */
+    if (t->filter_len) {
+        env_guard g;
+        if (sigsetjmp(g.jb, 0) == 0) {
+            env_guard_enter(&g);
+            for (size_t i = 0; i < n; i++)
+                bloom_prefetch(t->filter, t->filter_len, reqs[i]->hash);
+            env_guard_leave(&g);
+        }
+    }
     /* 2: the filters answer; the fences name each remaining key's block, whose tail is requested */
     for (size_t i = 0; i < n; i++) {
         table_lookup *r = reqs[i];
         r->block = UINT64_MAX;
         r->result = LOOKUP_ABSENT;
         r->rc = PL_OK;
-        if (t->filter_len && !bloom_may_contain(t->filter, t->filter_len, r->hash))
+        if (!filter_may_contain(t, r->hash))
             continue;
         int err;
         uint64_t b = fence_seek(t, r->ukey, r->klen, target, &err);
@@ -1397,7 +1500,7 @@ void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, siz
         if (b >= t->nfences)
             continue;
         r->block = b;
-        const char *end = t->map + t->block_off[b] + t->block_size[b];
+        const char *end = t->map + block_off(t, b) + block_size(t, b);
         __builtin_prefetch(end - 1);
         __builtin_prefetch(end - 65);
     }
@@ -1409,7 +1512,7 @@ void table_get_batch(table *t, uint64_t snap_lsn, table_lookup *const *reqs, siz
     for (size_t i = 0; i < n; i++) {
         table_lookup *r = reqs[i];
         if (r->block != UINT64_MAX)
-            r->rc = search_mapped(t, t->block_off[r->block], t->block_size[r->block], r->ukey, r->klen,
+            r->rc = search_mapped(t, block_off(t, r->block), block_size(t, r->block), r->ukey, r->klen,
                                   r->hash, target, r->out, 0, &r->result);
     }
 }
@@ -1440,15 +1543,66 @@ static void ti_fail(table_iter_t *ti, int rc)
     ti_unload(ti);
 }
 
-/* Load the data block the index cursor is on. Returns non-zero (and fails the iterator) on error. */
-static int ti_load(table_iter_t *ti)
+enum { TI_INIT, TI_SEEK, TI_FIRST, TI_LAST, TI_NEXT, TI_PREV };
+
+/* Move the index cursor (op; TI_SEEK to (u, ul, tr)) and decode the handle of the block it then names.
+ * The index block may be read in place from the table's mapping, so this runs under a SIGBUS guard.
+ * Returns 1 with *off, *size when the cursor is on an entry; 0 when it is past either end (the block
+ * unloaded) or on an error (the iterator failed). */
+static int ti_index_move(table_iter_t *ti, int op, const char *u, size_t ul, uint64_t tr, uint64_t *off,
+                         uint64_t *size)
 {
-    uint64_t off, size;
-    if (table_decode_handle(block_cursor_value(&ti->index), block_cursor_vlen(&ti->index), &off, &size)) {
-        ti_fail(ti, block_error(ti->t->path, ti->t->index_off,
-                                PL_FAIL(PL_CORRUPT, "bad block handle")));
-        return ti->status;
+    const table *t = ti->t;
+    env_guard g;
+    int rc, on;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        rc = PL_OK;
+        on = 0;
+        switch (op) {
+        case TI_INIT:
+            rc = block_cursor_init(&ti->index, t->index, t->index_len);
+            break;
+        case TI_SEEK:
+            block_cursor_seek(&ti->index, u, ul, tr);
+            break;
+        case TI_FIRST:
+            block_cursor_seek_first(&ti->index);
+            break;
+        case TI_LAST:
+            block_cursor_seek_last(&ti->index);
+            break;
+        case TI_NEXT:
+            block_cursor_next(&ti->index);
+            break;
+        default:
+            block_cursor_prev(&ti->index);
+            break;
+        }
+        if (rc || op == TI_INIT)
+            ;
+        else if (!block_cursor_valid(&ti->index))
+            rc = block_cursor_status(&ti->index);
+        else if (table_decode_handle(block_cursor_value(&ti->index), block_cursor_vlen(&ti->index), off, size))
+            rc = PL_FAIL(PL_CORRUPT, "bad block handle");
+        else
+            on = 1;
+        env_guard_leave(&g);
+    } else {
+        rc = mapped_fault(t, t->index_off);
+        on = 0;
     }
+    if (rc)
+        ti_fail(ti, block_error(t->path, t->index_off, rc));
+    else if (!on)
+        ti_unload(ti);
+    return on && !rc;
+}
+
+/* Load the data block at off (the one the index cursor names). Returns non-zero (and fails the
+ * iterator) on error. */
+static int ti_load(table_iter_t *ti, uint64_t off, uint64_t size)
+{
     if (ti->loaded && off == ti->data_off)
         return PL_OK;
     ti_unload(ti);
@@ -1476,18 +1630,8 @@ static void ti_settle(table_iter_t *ti, int forward)
             ti_unload(ti);
             return;
         }
-        if (forward)
-            block_cursor_next(&ti->index);
-        else
-            block_cursor_prev(&ti->index);
-        if (!block_cursor_valid(&ti->index)) {
-            if (block_cursor_status(&ti->index))
-                ti_fail(ti, block_error(ti->t->path, ti->t->index_off, block_cursor_status(&ti->index)));
-            else
-                ti_unload(ti);
-            return;
-        }
-        if (ti_load(ti))
+        uint64_t off, size;
+        if (!ti_index_move(ti, forward ? TI_NEXT : TI_PREV, NULL, 0, 0, &off, &size) || ti_load(ti, off, size))
             return;
         if (forward)
             block_cursor_seek_first(&ti->data);
@@ -1496,17 +1640,11 @@ static void ti_settle(table_iter_t *ti, int forward)
     }
 }
 
-/* The index cursor was just positioned: load its block (or end) and position the data cursor. */
-static int ti_enter(table_iter_t *ti)
+/* Position the index cursor (op) and load the block it names; 1 when a block is loaded. */
+static int ti_enter(table_iter_t *ti, int op, const char *u, size_t ul, uint64_t tr)
 {
-    if (!block_cursor_valid(&ti->index)) {
-        if (block_cursor_status(&ti->index))
-            ti_fail(ti, block_error(ti->t->path, ti->t->index_off, block_cursor_status(&ti->index)));
-        else
-            ti_unload(ti);
-        return 0;
-    }
-    return ti_load(ti) == PL_OK;
+    uint64_t off, size;
+    return ti_index_move(ti, op, u, ul, tr, &off, &size) && ti_load(ti, off, size) == PL_OK;
 }
 
 static void ti_seek(iter *it, const char *k, size_t n)
@@ -1521,8 +1659,7 @@ static void ti_seek(iter *it, const char *k, size_t n)
         ul = n - IKEY_TRAILER;
         tr = get_u64(k + ul);
     }
-    block_cursor_seek(&ti->index, u, ul, tr);
-    if (!ti_enter(ti))
+    if (!ti_enter(ti, TI_SEEK, u, ul, tr))
         return;
     block_cursor_seek(&ti->data, u, ul, tr);
     ti_settle(ti, 1);
@@ -1531,10 +1668,7 @@ static void ti_seek(iter *it, const char *k, size_t n)
 static void ti_seek_first(iter *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
-    if (ti->status)
-        return;
-    block_cursor_seek_first(&ti->index);
-    if (!ti_enter(ti))
+    if (ti->status || !ti_enter(ti, TI_FIRST, NULL, 0, 0))
         return;
     block_cursor_seek_first(&ti->data);
     ti_settle(ti, 1);
@@ -1543,10 +1677,7 @@ static void ti_seek_first(iter *it)
 static void ti_seek_last(iter *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
-    if (ti->status)
-        return;
-    block_cursor_seek_last(&ti->index);
-    if (!ti_enter(ti))
+    if (ti->status || !ti_enter(ti, TI_LAST, NULL, 0, 0))
         return;
     block_cursor_seek_last(&ti->data);
     ti_settle(ti, 0);
@@ -1614,8 +1745,9 @@ iter *table_iter(table *t)
     ti->base.ops = &table_iter_ops;
     ti->t = t;
     /* The index was checked by table_open; the data cursor waits, invalid, for its first block. */
-    ti->status = block_error(t->path, t->index_off, block_cursor_init(&ti->index, t->index, t->index_len));
+    block_cursor_init_empty(&ti->index);
     block_cursor_init_empty(&ti->data);
+    ti_index_move(ti, TI_INIT, NULL, 0, 0, NULL, NULL);
     return &ti->base;
 }
 
@@ -1657,7 +1789,7 @@ static uint64_t pidx_used(const table *t, const char *fblk)
 int table_verify(const char *path, uint64_t file_size)
 {
     table *t = NULL;
-    int rc = table_open(path, file_size, NULL, &t);
+    int rc = open_table(path, file_size, NULL, 1, &t);
     if (rc)
         return rc;
     block_cursor ic, dc;

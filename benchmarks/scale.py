@@ -1,6 +1,7 @@
 """The scale run: load SCALE_N random keys into one store from one Python thread, settle it, read it.
 
-    python benchmarks/scale.py [--n N] [--peers] [--dir DIR] [--json FILE] [--gets G] [--cold-gets C]
+    python benchmarks/scale.py [--n N] [--peers] [--engines E,..] [--dir DIR] [--json FILE] [--gets G]
+                               [--cold-gets C]
 
 Each engine runs in a child process of its own (``scale.py --child ENGINE PATH N ...``), so its memory
 figures are its own and nothing of one engine's page cache or heap helps the next. The child
@@ -216,6 +217,8 @@ def main():
     ap.add_argument("--peers", action="store_true", default=os.environ.get("SCALE_PEERS") == "1")
     ap.add_argument("--dir", default=os.environ.get("SCALE_DIR"), help="where the databases go (default: a "
                     "temporary directory beside the project; it needs about 130 bytes a key per engine)")
+    ap.add_argument("--engines", default=None,
+                    help="comma-separated engines to run instead (of pylsm, lmdb, plyvel), e.g. the peers alone")
     ap.add_argument("--gets", type=int, default=200_000)
     ap.add_argument("--cold-gets", type=int, default=20_000)
     ap.add_argument("--json", default=None, help="write the results here too")
@@ -226,6 +229,11 @@ def main():
         child(a.child[0], a.child[1], a.n, gets, cold_gets)
         return
     engines = ENGINES + (PEERS if a.peers else ())
+    if a.engines:
+        engines = tuple(e.strip() for e in a.engines.split(",") if e.strip())
+        unknown = set(engines) - set(ENGINES + PEERS)
+        if unknown:
+            ap.error(f"unknown engine(s) {', '.join(sorted(unknown))}; known: {', '.join(ENGINES + PEERS)}")
     root = tempfile.mkdtemp(prefix="pylsm-scale-", dir=a.dir)
     results = []
     try:

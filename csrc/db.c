@@ -1429,6 +1429,7 @@ uint64_t ingest_lsn_gap = UINT64_C(1) << 24;
 const test_knob db_test_knobs[] = {
     {"manifest_roll_bytes", &manifest_roll_bytes, 0},
     {"ingest_lsn_gap", &ingest_lsn_gap, 1},
+    {"read_around_bytes", &read_around_bytes, 0},
     {NULL, NULL, 0},
 };
 

@@ -838,6 +838,19 @@ int env_map_readonly(int fd, size_t len, const char **addr, const char *path)
     return PL_OK;
 }
 
+void env_advise_random(const char *addr, size_t len, int random)
+{
+    if (addr && len)
+        madvise((void *)addr, len, random ? MADV_RANDOM : MADV_NORMAL);
+}
+
+void env_advise_willneed(const char *addr, size_t len)
+{
+    uintptr_t a = (uintptr_t)addr, page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = a & ~(page - 1);
+    if (addr && len)
+        madvise((void *)lo, len + (a - lo), MADV_WILLNEED);
+}
+
 void env_unmap_readonly(const char *addr, size_t len)
 {
     if (addr)
@@ -857,6 +870,12 @@ void env_guard_enter(env_guard *g)
 }
 
 void env_guard_leave(env_guard *g) { guard_top = g->prev; }
+
+uint64_t env_physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
 
 uint64_t env_now_ns(void)
 {

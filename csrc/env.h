@@ -98,6 +98,11 @@ void env_unmap(char *addr, size_t len);
  * guard goes to the handler that was there before (or the default action). */
 int env_map_readonly(int fd, size_t len, const char **addr, const char *path);
 void env_unmap_readonly(const char *addr, size_t len);
+/* Read-around of a read-only mapping: random (a fault reads the page it needs) or the kernel's default
+ * (a fault reads a window around the page, up to the device's read-ahead: 8 MiB on some disks); and
+ * a request to read [addr, addr + len) in ahead, asynchronously.  Hints: errors are ignored. */
+void env_advise_random(const char *addr, size_t len, int random);
+void env_advise_willneed(const char *addr, size_t len);
 typedef struct env_guard {
     sigjmp_buf jb;
     struct env_guard *prev;
@@ -107,6 +112,8 @@ void env_guard_enter(env_guard *g);
  * injected PL_IOERR of an ENV_OP_READ fault. */
 int env_read_check(const char *path);
 void env_guard_leave(env_guard *g);
+/* Bytes of physical memory (0 when unknown). */
+uint64_t env_physical_memory(void);
 /* Monotonic clock in nanoseconds, and wall clock in microseconds. */
 uint64_t env_now_ns(void);
 uint64_t env_wall_us(void);

@@ -523,6 +523,7 @@ struct table {
     const char *map;   /* the whole file mapped read-only (NULL: read with pread through the cache) */
     int compressed;    /* version 3: data blocks may be compressed (read through the cache, decompressed) */
     int inplace;       /* data blocks are read in place from the mapping: mapped and not compressed */
+    _Atomic int random_reads; /* the mapping is advised random: iterators request their read-ahead */
     _Atomic unsigned char *verified; /* per 256-byte granule: the block starting there passed its CRC */
     int granules_unique; /* no two data blocks start in one granule (else verify on every read) */
     cache *c;          /* NULL or disabled: every data block is read from the file */
@@ -1138,6 +1139,13 @@ uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen)
     return off;
 }
 
+void table_set_random_reads(table *t, int on)
+{
+    on = !!on;
+    if (t->map && atomic_exchange_explicit(&t->random_reads, on, memory_order_relaxed) != on)
+        env_advise_random(t->map, (size_t)t->size, on);
+}
+
 int table_has_filter(const table *t) { return t->filter_len > 0 || t->pidx_crcs != NULL; }
 int table_has_point_index(const table *t) { return t->pidx != NULL; }
 
@@ -1526,9 +1534,40 @@ typedef struct {
     block_cursor data;   /* over ref; not valid while nothing is loaded */
     block_ref ref;
     uint64_t data_off;
+    uint64_t ra_lo, ra_hi; /* the range of the mapping whose read-ahead this iterator requested */
     int loaded;
     int status;          /* sticky */
 } table_iter_t;
+
+#define TABLE_ITER_READAHEAD (256u * 1024u)
+
+/* A mapped table advised random reads only the page a fault needs: an iterator asks for the next
+ * TABLE_ITER_READAHEAD bytes ahead of it (behind it, going backward) as it reaches the end of what it
+ * asked for before, so that a scan reads the file in large requests. */
+static void ti_readahead(table_iter_t *ti, uint64_t off, uint64_t size, int forward)
+{
+    const table *t = ti->t;
+    if (!t->map || !atomic_load_explicit(&t->random_reads, memory_order_relaxed))
+        return;
+    uint64_t end = off + size + TABLE_BLOCK_TRAILER, lo, hi;
+    if (off < ti->ra_lo || end > ti->ra_hi) /* outside what was asked for (a seek): start again here */
+        ti->ra_lo = ti->ra_hi = forward ? off : end;
+    if (forward) {
+        if (end + TABLE_ITER_READAHEAD / 2 <= ti->ra_hi)
+            return;
+        lo = ti->ra_hi;
+        hi = lo + TABLE_ITER_READAHEAD < t->filter_off ? lo + TABLE_ITER_READAHEAD : t->filter_off;
+        ti->ra_hi = hi > lo ? hi : lo;
+    } else {
+        if (off >= ti->ra_lo + TABLE_ITER_READAHEAD / 2)
+            return;
+        hi = ti->ra_lo;
+        lo = hi > TABLE_ITER_READAHEAD ? hi - TABLE_ITER_READAHEAD : 0;
+        ti->ra_lo = lo;
+    }
+    if (hi > lo)
+        env_advise_willneed(t->map + lo, (size_t)(hi - lo));
+}
 
 static void ti_unload(table_iter_t *ti)
 {
@@ -1601,11 +1640,12 @@ static int ti_index_move(table_iter_t *ti, int op, const char *u, size_t ul, uin
 
 /* Load the data block at off (the one the index cursor names). Returns non-zero (and fails the
  * iterator) on error. */
-static int ti_load(table_iter_t *ti, uint64_t off, uint64_t size)
+static int ti_load(table_iter_t *ti, uint64_t off, uint64_t size, int forward)
 {
     if (ti->loaded && off == ti->data_off)
         return PL_OK;
     ti_unload(ti);
+    ti_readahead(ti, off, size, forward);
     int rc = read_data_block(ti->t, off, size, 0, &ti->ref);
     if (!rc && (rc = block_cursor_reset(&ti->data, ti->ref.data, ti->ref.len)))
         rc = block_error(ti->t->path, off, rc);
@@ -1631,7 +1671,8 @@ static void ti_settle(table_iter_t *ti, int forward)
             return;
         }
         uint64_t off, size;
-        if (!ti_index_move(ti, forward ? TI_NEXT : TI_PREV, NULL, 0, 0, &off, &size) || ti_load(ti, off, size))
+        if (!ti_index_move(ti, forward ? TI_NEXT : TI_PREV, NULL, 0, 0, &off, &size) ||
+            ti_load(ti, off, size, forward))
             return;
         if (forward)
             block_cursor_seek_first(&ti->data);
@@ -1644,7 +1685,7 @@ static void ti_settle(table_iter_t *ti, int forward)
 static int ti_enter(table_iter_t *ti, int op, const char *u, size_t ul, uint64_t tr)
 {
     uint64_t off, size;
-    return ti_index_move(ti, op, u, ul, tr, &off, &size) && ti_load(ti, off, size) == PL_OK;
+    return ti_index_move(ti, op, u, ul, tr, &off, &size) && ti_load(ti, off, size, op != TI_LAST) == PL_OK;
 }
 
 static void ti_seek(iter *it, const char *k, size_t n)

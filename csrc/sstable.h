@@ -8,10 +8,14 @@
  * a bad table never yields a wrong value.
  *
  * Thread safety: a table_builder is used by one thread at a time.  A table keeps no file position and
- * takes no lock to read: it is read with pread only, its index and filter are immutable after
- * table_open, and the block cache is thread safe, so any number of threads may call table_get and use
- * (their own) iterators on one table at once.  table_close REQUIRES that no other thread uses the
- * table and that its iterators are destroyed.
+ * takes no lock to read: it is read through a read-only mapping (pread when mmap is refused), its
+ * index, filter and fences are immutable after table_open, and the block cache is thread safe, so any
+ * number of threads may call table_get and use (their own) iterators on one table at once.
+ * table_close REQUIRES that no other thread uses the table and that its iterators are destroyed.
+ *
+ * Memory: a mapped table reads its filter and index block in place (checked at open; every read of
+ * the mapping is under a SIGBUS guard), so the heap holds 12 bytes per data block (the fences), the
+ * point index's chunk CRCs and a bit per 256 bytes of file (docs/decisions.md, item 13).
  */
 #ifndef PL_SSTABLE_H
 #define PL_SSTABLE_H
@@ -163,6 +167,10 @@ int table_may_contain(const table *t, const char *ukey, size_t klen);
  * index answers the file size. */
 uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen);
 /* Whether the table has a filter: a bloom filter or a point index. */
+/* Advise the table's mapping for random reads (on) or the kernel's read-around (off, the default): with
+ * random reads a point read's page fault reads one page, not a window of up to the device's read-ahead
+ * around it, and iterators request their own read-ahead as they go.  Idempotent; any thread. */
+void table_set_random_reads(table *t, int on);
 int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */
 int table_has_point_index(const table *t);

@@ -84,6 +84,29 @@ uint64_t version_level_bytes(const version *v, int level)
     return b;
 }
 
+/* Read-around pays while the data is small next to memory: a restart's first reads then warm all of it
+ * in a few faults, and it would end up in the page cache anyway.  Past a sixteenth of physical memory
+ * (1 GiB when that is unknown), a page fault reads only its page (docs/decisions.md, item 14). */
+uint64_t read_around_bytes = 0; /* 0: a sixteenth of physical memory */
+
+static uint64_t read_around_max(void)
+{
+    uint64_t mem = env_physical_memory();
+    return read_around_bytes ? read_around_bytes : mem ? mem / 16 : (uint64_t)1 << 30;
+}
+
+/* Advise every table of v random reads when v's tables pass read_around_max(). */
+static void version_advise(version *v)
+{
+    uint64_t total = 0;
+    for (int l = 0; l < NUM_LEVELS; l++)
+        total += version_level_bytes(v, l);
+    int on = total > read_around_max();
+    for (int l = 0; l < NUM_LEVELS; l++)
+        for (int i = 0; i < v->n[l]; i++)
+            table_set_random_reads(v->files[l][i]->t, on);
+}
+
 static int ukey_in_file(const file_meta *f, const char *ukey, size_t klen)
 {
     return ukey_cmp(ukey, klen, f->m.smallest, ikey_ulen(f->m.smallest_len)) >= 0 &&
@@ -526,6 +549,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     if (!rc) {
         vs->current->log_number = vs->log_number;
         vs->current->last_lsn = vs->last_lsn;
+        version_advise(vs->current);
     }
 out:
     edit_free(&e);
@@ -607,6 +631,7 @@ void versions_install(versions *vs, version *v)
 {
     version *old = vs->current;
     vs->current = v;
+    version_advise(v);
     version_unref(old);
     if (vs->manifest_bytes > manifest_roll_bytes)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */

@@ -106,6 +106,9 @@ int edit_delete_file(version_edit *e, int level, uint64_t number);
 /* A manifest past this size is replaced by a new one holding only the current version (tests make it
  * small, through pl_test_set, to roll often). */
 extern uint64_t manifest_roll_bytes;
+/* Tables totalling more than this are read with random read-around advice (0: a sixteenth of physical
+ * memory); a test knob. */
+extern uint64_t read_around_bytes;
 
 /* The version set.  Which pl_db lock guards each field (see the thread safety note above): */
 typedef struct versions {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 
@@ -822,3 +823,45 @@ def test_point_index_option_is_checked():
     with pytest.raises(TypeError):
         pylsm.open("/nonexistent/never/created", point_index="yes")
     assert not os.path.exists("/nonexistent/never/created")
+
+
+def _table_mappings_random(db_dir):
+    """{table file name: whether its mapping is advised random ('rr' in smaps' VmFlags)} of this process."""
+    out, name = {}, None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", parts[0]):  # a mapping's first line (5 fields if anonymous)
+                path = parts[5] if len(parts) >= 6 else ""
+                inside = os.path.dirname(path) == os.path.realpath(db_dir) and path.endswith(".sst")
+                name = os.path.basename(path) if inside else None
+            elif name and line.startswith("VmFlags:"):
+                out[name] = "rr" in parts[1:]
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_tables_past_the_read_around_limit_are_mapped_for_random_reads(db_path):
+    """Small databases keep the kernel's read-around (a restart warms them in a few faults); past the limit
+    (a sixteenth of memory; lowered here) every table's mapping is advised random, a scan asks for its
+    own read-ahead, and reads and scans give the same answers."""
+    vals = {key_of(i): os.urandom(100) for i in range(30000)}
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.flush()
+        advice = _table_mappings_random(db.path)
+        assert advice and not any(advice.values())
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        with pylsm.open(db_path) as db:
+            advice = _table_mappings_random(db.path)
+            assert advice and all(advice.values())
+            assert dict(db.items()) == vals
+            assert list(db.keys(reverse=True)) == sorted(vals, reverse=True)
+            assert all(db[k] == v for k, v in vals.items())
+            db.update({key_of(i): b"new" for i in range(0, 30000, 3)})
+            db.flush()  # a table added later is advised too
+            advice = _table_mappings_random(db.path)
+            assert len(advice) > 1 and all(advice.values())
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)

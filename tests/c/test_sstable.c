@@ -1581,6 +1581,9 @@ static void run_suite(cache *c)
     test_fences();
     test_format_pieces();
     test_iteration(big);
+    table_set_random_reads(big, 1); /* iterators then request their own read-ahead */
+    test_iteration(big);
+    table_set_random_reads(big, 0);
     {
         /* the same through no cache, and a disabled cache */
         table *t;

@@ -149,8 +149,10 @@ def child(engine, path, n, gets, cold_gets):
         bar.close()
     t0 = clock()
     db.flush()
+    load_levels = level_written(db)
     db.compact()
     settle_secs = clock() - t0
+    levels = level_written(db)
     db.close()
     written = io_written() - written0
     mem.sample()
@@ -178,9 +180,21 @@ def child(engine, path, n, gets, cold_gets):
                longest_stall_s=longest, longest_stall_at=longest_at, settle_secs=settle_secs,
                write_amp=written / user, space=disk / user, disk_bytes=disk,
                peak_rss=C.read_proc_status("VmHWM"), peak_anon=load_anon, peak_anon_reads=mem.peak,
-               base_anon=base_anon,
+               base_anon=base_anon, load_level_written=load_levels, level_written=levels,
                warm_gets_per_s=warm, cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
     print(json.dumps(out), flush=True)
+
+
+def level_written(db):
+    """pylsm's table bytes written into each level since open ([] for the peers)."""
+    inner = getattr(db, "db", None)
+    if engine_name(db) != "pylsm" or inner is None:
+        return []
+    return [lv["bytes_written"] for lv in inner.stats()["levels"]]
+
+
+def engine_name(db):
+    return getattr(db, "name", "")
 
 
 def fmt_rate(r):
@@ -199,6 +213,14 @@ def report(results):
             f"  longest single put         {r['longest_stall_s'] * 1000:.1f} ms (put #{r['longest_stall_at']:,})",
             f"  flush + full compaction    {r['settle_secs']:.1f} s",
             f"  write amplification        {r['write_amp']:.1f} (storage writes / user bytes)",
+        ]
+        user = r['n'] * (C.KEY_BYTES + C.VALUE_BYTES)
+        if r.get("load_level_written"):
+            lines.append("  table writes per level     " + " ".join(
+                f"L{i} {w / user:.1f}" for i, w in enumerate(r["load_level_written"]) if w)
+                + " over the load; the full compaction adds "
+                + f"{(sum(r['level_written']) - sum(r['load_level_written'])) / user:.1f} (x user bytes)")
+        lines += [
             f"  disk / live bytes          {r['space']:.2f} ({r['disk_bytes'] / 1e9:.2f} GB)",
             f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB (mapped file pages included)",
             f"  peak anonymous memory      {r['peak_anon'] / 2**20:.0f} MiB over the load and compaction "

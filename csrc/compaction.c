@@ -9,6 +9,7 @@
 #include "ikey.h"
 #include "memtable.h"
 #include "merge.h"
+#include "progress.h"
 #include "sstable.h"
 #include "status.h"
 
@@ -44,14 +45,32 @@ void compaction_free(compaction *c)
         free(c->inputs[i]);
         c->inputs[i] = NULL;
         c->n[i] = 0;
+        c->cap[i] = 0;
     }
+    free(c->from);
+    c->from = NULL;
 }
 
-static int add_input(compaction *c, int which, file_meta *f, int cap)
+/* Add f, a table of `level`, to c's upper inputs (which 0) or its output level's (which 1). */
+static int add_input(compaction *c, int which, file_meta *f, int level)
 {
-    if (!c->inputs[which] && !(c->inputs[which] = malloc(sizeof(file_meta *) * (size_t)(cap ? cap : 1))))
-        return PL_FAIL(PL_NOMEM, "out of memory");
+    if (c->n[which] == c->cap[which]) {
+        int cap = c->cap[which] ? 2 * c->cap[which] : 8;
+        file_meta **in = realloc(c->inputs[which], sizeof(file_meta *) * (size_t)cap);
+        if (!in)
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        c->inputs[which] = in;
+        if (which == 0) {
+            int *from = realloc(c->from, sizeof(int) * (size_t)cap);
+            if (!from)
+                return PL_FAIL(PL_NOMEM, "out of memory");
+            c->from = from;
+        }
+        c->cap[which] = cap;
+    }
     file_ref(f);
+    if (which == 0)
+        c->from[c->n[0]] = level;
     c->inputs[which][c->n[which]++] = f;
     return PL_OK;
 }
@@ -84,10 +103,10 @@ static void input_range(const compaction *c, const char **lo, size_t *lolen, con
     }
 }
 
-/* Add the files of level + 1 overlapping the level inputs. */
+/* Add the files of the output level overlapping the upper inputs. */
 static int add_next_level(version *v, compaction *c)
 {
-    int next = c->level + 1;
+    int next = c->out_level;
     if (next >= NUM_LEVELS)
         return PL_OK;
     const char *lo, *hi;
@@ -95,11 +114,23 @@ static int add_next_level(version *v, compaction *c)
     input_range(c, &lo, &lolen, &hi, &hilen);
     for (int i = 0; i < v->n[next]; i++)
         if (overlaps(v->files[next][i], lo, lolen, hi, hilen)) {
-            int rc = add_input(c, 1, v->files[next][i], v->n[next]);
+            int rc = add_input(c, 1, v->files[next][i], next);
             if (rc)
                 return rc;
         }
     return PL_OK;
+}
+
+/* Widen the bound *b (NULL: none yet) to f's key: its smallest when lower, else its largest. */
+static void widen(const file_meta *f, int lower, const char **b, size_t *blen)
+{
+    const char *k = lower ? f->m.smallest : f->m.largest;
+    size_t n = ikey_ulen(lower ? f->m.smallest_len : f->m.largest_len);
+    int c = *b ? ukey_cmp(k, n, *b, *blen) : 0;
+    if (!*b || (lower ? c < 0 : c > 0)) {
+        *b = k;
+        *blen = n;
+    }
 }
 
 int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, const char *hi,
@@ -107,10 +138,11 @@ int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, c
 {
     memset(c, 0, sizeof *c);
     c->level = level;
+    c->out_level = level + 1;
     if (level + 1 >= NUM_LEVELS)
         return 0;
     for (int i = 0; i < v->n[level]; i++)
-        if (overlaps(v->files[level][i], lo, lolen, hi, hilen) && add_input(c, 0, v->files[level][i], v->n[level])) {
+        if (overlaps(v->files[level][i], lo, lolen, hi, hilen) && add_input(c, 0, v->files[level][i], level)) {
             compaction_free(c);
             return 0;
         }
@@ -120,13 +152,60 @@ int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, c
          * safe; it may rewrite more than the range asked for). */
         compaction_free(c);
         c->level = 0;
+        c->out_level = 1;
         for (int i = 0; i < v->n[0]; i++)
-            if (add_input(c, 0, v->files[0][i], v->n[0])) {
+            if (add_input(c, 0, v->files[0][i], 0)) {
                 compaction_free(c);
                 return 0;
             }
     }
     if (!c->n[0] || add_next_level(v, c)) {
+        compaction_free(c);
+        return 0;
+    }
+    return 1;
+}
+
+int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen, const char *hi, size_t hilen,
+                         compaction *c)
+{
+    memset(c, 0, sizeof *c);
+    c->level = 0;
+    c->out_level = out_level;
+    if (out_level < 1 || out_level >= NUM_LEVELS)
+        return 0;
+    /* The hull of [lo, hi] and of every table taken so far: a table of a deeper level that overlaps
+     * it may hold an older version of a key taken above, so it moves down too (taking more is always
+     * safe: what stays behind is then newer than what moved past it). */
+    const char *hlo = lo, *hhi = hi;
+    size_t hlolen = lolen, hhilen = hilen;
+    for (int l = 0; l < out_level; l++) {
+        int first = c->n[0], any = 0;
+        for (int i = 0; i < v->n[l]; i++)
+            any |= overlaps(v->files[l][i], hlo, hlolen, hhi, hhilen);
+        for (int i = 0; any && i < v->n[l]; i++) {
+            /* L0 tables overlap one another: all of them or none */
+            if (l > 0 && !overlaps(v->files[l][i], hlo, hlolen, hhi, hhilen))
+                continue;
+            if (add_input(c, 0, v->files[l][i], l)) {
+                compaction_free(c);
+                return 0;
+            }
+        }
+        for (int j = first; j < c->n[0]; j++) {
+            if (hlo)
+                widen(c->inputs[0][j], 1, &hlo, &hlolen);
+            if (hhi)
+                widen(c->inputs[0][j], 0, &hhi, &hhilen);
+        }
+    }
+    if (!c->n[0]) {
+        /* Nothing above the output level: its own tables in the range, rewritten in place, are no
+         * one's business here. */
+        compaction_free(c);
+        return 0;
+    }
+    if (add_next_level(v, c)) {
         compaction_free(c);
         return 0;
     }
@@ -149,14 +228,29 @@ int compaction_pick(version *v, const compact_env *env, compaction *c)
         return 0;
     if (level == 0)
         return compaction_pick_range(v, 0, NULL, 0, NULL, 0, c);
-    /* One table of the level: the largest, which frees the most room for the least merge work. */
+    /* One table of the level: the one whose key range overlaps the fewest bytes of the level below
+     * per byte of its own, so the merge rewrites the least to move the most down (RocksDB's
+     * "min overlapping ratio"; docs/decisions.md, item 15). */
     memset(c, 0, sizeof *c);
     c->level = level;
+    c->out_level = level + 1;
     file_meta *pick = NULL;
-    for (int i = 0; i < v->n[level]; i++)
-        if (!pick || v->files[level][i]->m.file_size > pick->m.file_size)
-            pick = v->files[level][i];
-    if (add_input(c, 0, pick, 1) || add_next_level(v, c)) {
+    double pick_ratio = 0;
+    for (int i = 0; i < v->n[level]; i++) {
+        file_meta *f = v->files[level][i];
+        const char *lo = f->m.smallest, *hi = f->m.largest;
+        size_t lolen = ikey_ulen(f->m.smallest_len), hilen = ikey_ulen(f->m.largest_len);
+        uint64_t below = 0;
+        for (int j = 0; j < v->n[level + 1]; j++)
+            if (overlaps(v->files[level + 1][j], lo, lolen, hi, hilen))
+                below += v->files[level + 1][j]->m.file_size;
+        double ratio = (double)below / (double)(f->m.file_size ? f->m.file_size : 1);
+        if (!pick || ratio < pick_ratio) {
+            pick = f;
+            pick_ratio = ratio;
+        }
+    }
+    if (add_input(c, 0, pick, level) || add_next_level(v, c)) {
         compaction_free(c);
         return 0;
     }
@@ -251,8 +345,10 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
             last_lsn_for_key = UINT64_MAX;
             /* A table may be cut only between user keys. */
             if (o.tb && table_builder_file_size(o.tb) >= env->target_file_bytes) {
+                uint64_t before = env->bytes_written;
                 if ((rc = compaction_output_finish(&o, env, level, e)))
                     break;
+                progress_done(env->bytes_written - before); /* a manual compaction's bar, by tables */
             }
         }
         int drop = 0;
@@ -283,25 +379,41 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
 
 int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
 {
-    int total = c->n[0] + c->n[1];
-    iter **its = calloc((size_t)(total ? total : 1), sizeof(iter *));
+    /* L0 tables one iterator each; the tables a sorted level gives (in key order) one concatenation */
+    int total = c->n[0] + 1;
+    iter **its = calloc((size_t)total, sizeof(iter *));
     if (!its)
         return PL_FAIL(PL_NOMEM, "out of memory");
-    int k = 0;
-    for (int w = 0; w < 2; w++)
-        for (int j = 0; j < c->n[w]; j++)
-            its[k++] = table_iter(c->inputs[w][j]->t);
+    int k = 0, rc = PL_OK;
+    for (int j = 0; j < c->n[0];) {
+        int run = 1;
+        if (c->from[j] > 0)
+            while (j + run < c->n[0] && c->from[j + run] == c->from[j])
+                run++;
+        if (!(its[k++] = version_files_iter(&c->inputs[0][j], run)))
+            rc = PL_FAIL(PL_NOMEM, "out of memory");
+        j += run;
+    }
+    if (c->n[1] && !(its[k++] = version_files_iter(c->inputs[1], c->n[1])))
+        rc = PL_FAIL(PL_NOMEM, "out of memory");
+    if (rc) {
+        while (k > 0)
+            if (its[--k])
+                iter_destroy(its[k]);
+        free(its);
+        return rc;
+    }
     iter *merged = merge_iter_new(its, k);
     free(its);
     if (!merged)
         return PL_FAIL(PL_NOMEM, "out of memory");
     for (int w = 0; w < 2; w++)
         for (int j = 0; j < c->n[w]; j++) {
-            int rc = edit_delete_file(e, c->level + w, c->inputs[w][j]->number);
+            rc = edit_delete_file(e, w ? c->out_level : c->from[j], c->inputs[w][j]->number);
             if (rc) {
                 iter_destroy(merged);
                 return rc;
             }
         }
-    return compaction_write(merged, v, c->level + 1, env, e);
+    return compaction_write(merged, v, c->out_level, env, e);
 }

@@ -30,9 +30,11 @@
 #define LEVEL_MULTIPLIER 10
 
 typedef struct compaction {
-    int level;                 /* inputs come from level and level + 1 */
-    file_meta **inputs[2];
-    int n[2];
+    int level;                 /* the shallowest level of the upper inputs */
+    int out_level;             /* the output level: level + 1, deeper for compaction_pick_deep */
+    file_meta **inputs[2];     /* [0]: the upper inputs, by level then key; [1]: the output level's */
+    int *from;                 /* the level of each upper input */
+    int n[2], cap[2];
 } compaction;
 
 typedef struct compact_env {
@@ -65,9 +67,16 @@ int compaction_pick(version *v, const compact_env *env, compaction *c);
  * in level + 1.  Returns 1 with c filled, 0 if level holds none. */
 int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, const char *hi,
                           size_t hilen, compaction *c);
+/* Pick, for one merge into out_level (>= 1), the tables of every level above it that hold keys in
+ * [lo, hi] or in what the levels above it picked (all of L0 when any of it does), and the tables of
+ * out_level they overlap: a manual compaction's single pass, which writes the data once where one
+ * merge per level would write it once per level.  Returns 1 with c filled, 0 if no level above
+ * out_level holds any. */
+int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen, const char *hi, size_t hilen,
+                         compaction *c);
 void compaction_free(compaction *c);
 
-/* Merge the inputs of c into level + 1 and describe the result in e (deleted inputs, added outputs). */
+/* Merge the inputs of c into its out_level and describe the result in e (deleted inputs, added outputs). */
 int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e);
 
 /* Write the entries of `input` (takes it over) as tables of `level`, adding them to e.  v: the version

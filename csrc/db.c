@@ -137,6 +137,7 @@ struct pl_db {
     /* statistics */
     _Atomic uint64_t st_wal_writes, st_wal_syncs, st_wal_records, st_user_bytes, st_wal_bytes;
     _Atomic uint64_t st_puts, st_deletes, st_gets, st_table_bytes, st_ingested;
+    _Atomic uint64_t st_level_written[NUM_LEVELS]; /* table bytes written into each level */
     uint64_t wal_dropped_bytes;
     uint64_t recovered_records;
     int recovered_wals;         /* WAL files that held records at open */
@@ -1200,6 +1201,8 @@ static int apply_edit(pl_db *db, version_edit *e)
     } else {
         versions_install(&db->vs, v);
         db->installs++;
+        for (int i = 0; i < e->nadded; i++)
+            atomic_fetch_add(&db->st_level_written[e->added[i].level], e->added[i].f->m.file_size);
     }
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->mu);
@@ -1371,35 +1374,31 @@ int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, cons
     if (rc)
         return rc;
     pthread_mutex_lock(&db->compact_mu);
+    /* One merge of the range, from every level down to the deepest level that holds anything (level 1
+     * when only level 0 does): the data is written once, not once per level it passes. */
     pthread_mutex_lock(&db->mu);
-    for (int l = 0; l < NUM_LEVELS; l++)
-        progress_expect(version_level_bytes(db->vs.current, l));
+    version *v = db->vs.current;
+    version_ref(v);
     pthread_mutex_unlock(&db->mu);
-    for (int level = 0; !rc && level < NUM_LEVELS - 1; level++) {
-        pthread_mutex_lock(&db->mu);
-        version *v = db->vs.current;
-        version_ref(v);
-        int deeper = 0;
-        for (int l = level + 1; l < NUM_LEVELS; l++)
-            deeper |= v->n[l] > 0;
-        pthread_mutex_unlock(&db->mu);
-        compaction c;
-        /* Move the range down level by level, to the deepest level that holds anything. */
-        if ((deeper || level == 0) &&
-            compaction_pick_range(v, level, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c)) {
-            uint64_t in = 0;
-            for (int k = 0; k < 2; k++)
-                for (int j = 0; j < c.n[k]; j++)
-                    in += c.inputs[k][j]->m.file_size;
-            rc = run_compaction(db, &c, v);
-            compaction_free(&c);
-            if (!rc)
-                progress_done(in);
-        }
-        version_unref(v);
-        if (!rc && atomic_load(&db->closing))
-            rc = PL_FAIL(PL_CLOSED, "the database is closed");
+    int out = 1;
+    for (int l = 2; l < NUM_LEVELS; l++)
+        if (v->n[l] > 0)
+            out = l;
+    compaction c;
+    if (compaction_pick_deep(v, out, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c)) {
+        uint64_t in = 0;
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < c.n[k]; j++)
+                in += c.inputs[k][j]->m.file_size;
+        progress_expect(in); /* reported as each output table is written */
+        rc = run_compaction(db, &c, v);
+        compaction_free(&c);
+        if (!rc)
+            progress_finish();
     }
+    version_unref(v);
+    if (!rc && atomic_load(&db->closing))
+        rc = PL_FAIL(PL_CLOSED, "the database is closed");
     pthread_mutex_unlock(&db->compact_mu);
     return rc;
 }
@@ -2158,7 +2157,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
         for (int i = 0; i < v->n[l]; i++)
             table_entries += v->files[l][i]->m.entries;
         if (fn_level)
-            fn_level(ctx, l, (uint64_t)v->n[l], version_level_bytes(v, l));
+            fn_level(ctx, l, (uint64_t)v->n[l], version_level_bytes(v, l), atomic_load(&db->st_level_written[l]));
     }
     version_unref(v);
     fn(ctx, "lsn", atomic_load(&db->visible));

@@ -27,3 +27,9 @@ void progress_done(uint64_t bytes)
         progress_total = progress_sofar; /* work found on the way (compaction moving data twice) */
     progress_fn(progress_ctx, progress_sofar, progress_total);
 }
+
+void progress_finish(void)
+{
+    if (progress_fn && progress_sofar < progress_total)
+        progress_done(progress_total - progress_sofar);
+}

@@ -230,7 +230,10 @@ typedef int (*pl_op_fn)(void *ctx, int is_put, const char *key, size_t klen, con
 int pl_batch_decode(const char *payload, size_t len, pl_op_fn fn, void *ctx);
 
 typedef void (*pl_stat_fn)(void *ctx, const char *name, uint64_t value);
-typedef void (*pl_level_fn)(void *ctx, int level, uint64_t files, uint64_t bytes);
+/* fn(ctx, name, value) for each figure; fn_level (may be NULL) for each level: its tables, their bytes,
+ * and the table bytes written into it since open (flushes into level 0, compactions into their output
+ * level, ingests where they placed their tables). */
+typedef void (*pl_level_fn)(void *ctx, int level, uint64_t files, uint64_t bytes, uint64_t bytes_written);
 int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx);
 
 /* Write batches: operations applied atomically by pl_db_write. */

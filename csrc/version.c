@@ -287,8 +287,7 @@ static void run_release(void *ctx)
 
 static const struct concat_ops level_run_ops = {run_open, run_largest, run_release};
 
-/* The n tables at files (sorted, not overlapping) as one iterator; NULL when out of memory. */
-static iter *level_iter_new(file_meta **files, int n)
+iter *version_files_iter(file_meta **files, int n)
 {
     level_run *r = calloc(1, sizeof *r);
     if (!r || !(r->files = malloc(sizeof(file_meta *) * (size_t)(n ? n : 1)))) {
@@ -308,7 +307,7 @@ int version_iters(version *v, iter **its, int *count)
     int k = 0;
     *count = 0;
     for (int i = v->n[0] - 1; i >= 0; i--) {
-        iter *it = level_iter_new(&v->files[0][i], 1);
+        iter *it = version_files_iter(&v->files[0][i], 1);
         if (!it)
             goto nomem;
         its[k++] = it;
@@ -316,7 +315,7 @@ int version_iters(version *v, iter **its, int *count)
     for (int l = 1; l < NUM_LEVELS; l++) {
         if (!v->n[l])
             continue;
-        iter *it = level_iter_new(v->files[l], v->n[l]);
+        iter *it = version_files_iter(v->files[l], v->n[l]);
         if (!it)
             goto nomem;
         its[k++] = it;

@@ -74,6 +74,9 @@ int version_may_contain(const version *v, const char *ukey, size_t klen, uint64_
  * the range cuts count the span between the blocks that hold its ends. */
 uint64_t version_approximate_size(const version *v, const char *start, size_t slen, int has_start,
                                   const char *stop, size_t stlen, int has_stop);
+/* The n tables at files (sorted by key, not overlapping; or one table) as one iterator, holding a
+ * reference on each while it lives; NULL when out of memory. */
+iter *version_files_iter(file_meta **files, int n);
 /* Append one iterator per L0 table and one per non-empty level (a concatenation of its tables,
  * concat.h) to its[] (room for n[0] + NUM_LEVELS), newest first; each holds references on its tables.
  * PL_OK with *count iterators stored, or PL_NOMEM with none (*count = 0). */

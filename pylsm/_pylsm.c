@@ -970,7 +970,7 @@ typedef struct {
     int n;
     struct {
         int level;
-        uint64_t files, bytes;
+        uint64_t files, bytes, written;
     } level[LEVELS_MAX];
     int nlevels;
 } figures;
@@ -984,17 +984,19 @@ static void figure_cb(void *ctx, const char *name, uint64_t value)
     }
 }
 
-static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes)
+static void level_cb(void *ctx, int level, uint64_t files, uint64_t bytes, uint64_t written)
 {
     figures *f = ctx;
     if (f->nlevels < LEVELS_MAX) {
         f->level[f->nlevels].level = level;
         f->level[f->nlevels].files = files;
+        f->level[f->nlevels].written = written;
         f->level[f->nlevels++].bytes = bytes;
     }
 }
 
-/* {name: value}, and with levels "levels": [{"level", "files", "bytes"}, ...]; NULL with an exception. */
+/* {name: value}, and with levels "levels": [{"level", "files", "bytes", "bytes_written"}, ...]; NULL with
+ * an exception. */
 static PyObject *figures_dict(const figures *f, int levels)
 {
     PyObject *d = PyDict_New();
@@ -1006,9 +1008,10 @@ static PyObject *figures_dict(const figures *f, int levels)
     }
     PyObject *l = d && levels ? PyList_New(f->nlevels) : NULL;
     for (int i = 0; l && i < f->nlevels; i++) {
-        PyObject *e = Py_BuildValue("{s:i,s:K,s:K}", "level", f->level[i].level, "files",
+        PyObject *e = Py_BuildValue("{s:i,s:K,s:K,s:K}", "level", f->level[i].level, "files",
                                     (unsigned long long)f->level[i].files, "bytes",
-                                    (unsigned long long)f->level[i].bytes);
+                                    (unsigned long long)f->level[i].bytes, "bytes_written",
+                                    (unsigned long long)f->level[i].written);
         if (!e)
             Py_CLEAR(l);
         else

@@ -833,7 +833,8 @@ def test_stats_keys_and_values(db):
         assert isinstance(st[key], int) and st[key] >= 0, (key, st[key])
     assert isinstance(st["levels"], list)
     for lv in st["levels"]:
-        assert set(lv) >= {"level", "files", "bytes"}
+        assert set(lv) >= {"level", "files", "bytes", "bytes_written"}
+        assert lv["bytes_written"] == 0
     assert st["lsn"] == 0
     assert st["user_bytes_written"] == 0
     assert st["wal_dropped_bytes"] == 0

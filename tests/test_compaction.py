@@ -60,6 +60,12 @@ def _overwrite(path, rounds, nkeys=100_000, vsize=100):
         wal = dir_bytes(path, ".wal")
         other = dir_bytes(path) - sst - wal
         assert sst == sum(lv["bytes"] for lv in st["levels"]), (sst, st["levels"])
+        # bytes written into each level since open: every table there now was written in this session,
+        # level 0 took every flush, and the tables' share of all writes leaves at least the WAL's
+        written = [lv["bytes_written"] for lv in st["levels"]]
+        assert all(lv["bytes_written"] >= lv["bytes"] for lv in st["levels"]), st["levels"]
+        assert written[0] >= (rounds * live) // 2 and sum(written[1:]) > 0, st["levels"]
+        assert sum(written) <= st["disk_bytes_written"] - st["user_bytes_written"], (written, st)
         assert sst <= 1.5 * live, f"after compact(): {sst} table bytes for {live} live bytes"
         # the WAL is a fresh, preallocated file (1 MiB chunks); the manifest holds one edit per change
         assert wal <= 1 * MiB + 64 * KiB, (wal, wal_names(path))
@@ -319,6 +325,37 @@ def test_compact_range_without_overlapping_l0_leaves_l0_alone(db_path):
         assert level_files(db.stats(), 0) == 0
         for i in range(0, 20_000, 11):
             assert db[key_of(i)] == round_value(1 if 15_000 <= i < 16_000 else 0, i)
+
+
+def test_compact_merges_every_level_in_one_pass(db_path):
+    """compact() writes the data once: one merge from level 0 into the deepest level that holds
+    anything, not one merge per level the data passes through."""
+    n = 150_000
+    with pylsm.open(db_path, memtable_bytes=1 * MiB) as db:
+        for i in random.Random(5).sample(range(n), n):
+            db.put(key_of(i), round_value(0, i))
+        db.flush()
+    # reopened without background compaction: the levels stay as the load left them, and the bytes
+    # written into each level count from zero
+    with pylsm.open(db_path, memtable_bytes=1 * MiB, background_compaction=False) as db:
+        for i in range(0, n, 3):
+            db.put(key_of(i), round_value(1, i))
+        db.flush()
+        st = db.stats()
+        deepest = max(lv["level"] for lv in st["levels"] if lv["files"])
+        filled = [lv["level"] for lv in st["levels"] if lv["files"]]
+        assert 0 in filled and len(filled) >= 3 and deepest >= 2, st["levels"]
+        flushed = st["levels"][0]["bytes_written"]
+        db.compact()
+        st = db.stats()
+        assert [lv["level"] for lv in st["levels"] if lv["files"]] == [deepest], st["levels"]
+        written = [lv["bytes_written"] for lv in st["levels"]]
+        assert written[0] == flushed, st["levels"]
+        assert all(w == 0 for lv, w in enumerate(written) if lv not in (0, deepest)), st["levels"]
+        assert written[deepest] == st["levels"][deepest]["bytes"], st["levels"]
+        for i in range(0, n, 7):
+            assert db[key_of(i)] == round_value(1 if i % 3 == 0 else 0, i), i
+        assert len(db) == n
 
 
 @pytest.mark.parametrize("bounds", [(None, None), (b"", None), (None, b""), (b"k0000500", b"k0000400"),

@@ -141,8 +141,9 @@ static void stat_fn(void *ctx, const char *name, uint64_t value)
         s->lsn = value;
 }
 
-static void level_fn(void *ctx, int level, uint64_t files, uint64_t bytes)
+static void level_fn(void *ctx, int level, uint64_t files, uint64_t bytes, uint64_t written)
 {
+    (void)written;
     ((stats *)ctx)->files[level] = files;
 }
 

@@ -36,6 +36,7 @@
 
 #define LOG_CHUNK 4096
 #define MAX_RUNS 48
+#define RUN_PREFETCH 8 /* entries read ahead of a walk over a run (ri_next, sort_entries) */
 
 typedef struct mentry mentry;
 struct mentry {
@@ -144,9 +145,109 @@ static inline int entry_cmp(const mentry *a, const mentry *b)
     return ta > tb ? -1 : ta < tb;
 }
 
+/* Sorting a run: each entry with 8 bytes of its key (from past the prefix every key of the run
+ * shares, big-endian, zero-padded) beside its pointer, so that most comparisons read no entry (each
+ * such read is a cache miss); equal prefixes fall back to the whole internal key.  Zero padding keeps
+ * the order: a key's padded prefix never sorts after a greater key's. */
+typedef struct {
+    uint64_t prefix;
+    mentry *e;
+} keyed;
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const keyed *x = a, *y = b;
+    if (x->prefix != y->prefix)
+        return x->prefix < y->prefix ? -1 : 1;
+    return entry_cmp(x->e, y->e);
+}
+
+static uint64_t key_prefix(const mentry *e, size_t skip)
+{
+    unsigned char b[8] = {0};
+    if (e->klen > skip)
+        memcpy(b, ekey(e) + skip, e->klen - skip < 8 ? e->klen - skip : 8);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
 static int entry_qcmp(const void *a, const void *b)
 {
     return entry_cmp(*(mentry *const *)a, *(mentry *const *)b);
+}
+
+/* Sort a[0..n) by prefix: a least-significant-digit radix sort, a byte per pass, through tmp (n
+ * places), skipping the bytes every prefix has alike (stable: equal prefixes keep their order). */
+static void radix_sort(keyed *a, keyed *tmp, size_t n)
+{
+    static const int bytes = 8;
+    size_t (*count)[256] = calloc((size_t)bytes, sizeof *count);
+    if (!count) {
+        qsort(a, n, sizeof(keyed), keyed_cmp);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < bytes; b++)
+            count[b][(a[i].prefix >> (8 * b)) & 0xff]++;
+    keyed *src = a, *dst = tmp;
+    for (int b = 0; b < bytes; b++) {
+        if (count[b][(a[0].prefix >> (8 * b)) & 0xff] == n)
+            continue; /* one value of this byte: nothing to order */
+        size_t at = 0;
+        for (int v = 0; v < 256; v++) {
+            size_t c = count[b][v];
+            count[b][v] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[b][(src[i].prefix >> (8 * b)) & 0xff]++] = src[i];
+        keyed *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, sizeof(keyed) * n);
+    free(count);
+}
+
+/* Sort the n entries at e into internal-key order. */
+static void sort_entries(mentry **e, size_t n)
+{
+    keyed *k = n > 1 ? malloc(sizeof(keyed) * n * 2) : NULL;
+    if (!k) { /* out of memory for the keyed copy: sort the pointers themselves */
+        qsort(e, n, sizeof(mentry *), entry_qcmp);
+        return;
+    }
+    /* the prefix all keys share: the first key against every other */
+    size_t skip = e[0]->klen;
+    for (size_t i = 1; i < n && skip; i++) {
+        size_t m = e[i]->klen < skip ? e[i]->klen : skip, j = 0;
+        const char *a = ekey(e[0]), *b = ekey(e[i]);
+        while (j < m && a[j] == b[j])
+            j++;
+        skip = j;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i + RUN_PREFETCH < n)
+            __builtin_prefetch(e[i + RUN_PREFETCH]);
+        k[i].prefix = key_prefix(e[i], skip);
+        k[i].e = e[i];
+    }
+    radix_sort(k, k + n, n);
+    /* equal prefixes (versions of one key, keys alike past their first 8 bytes): by the whole key */
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && k[j].prefix == k[i].prefix)
+            j++;
+        if (j - i > 1)
+            qsort(k + i, j - i, sizeof(keyed), keyed_cmp);
+        i = j;
+    }
+    for (size_t i = 0; i < n; i++)
+        e[i] = k[i].e;
+    free(k);
 }
 
 static run *run_merge(const run *a, const run *b)
@@ -188,7 +289,7 @@ static runset *current_runs(memtable *m)
         while (k < r->n && entry_cmp(r->e[k - 1], r->e[k]) < 0)
             k++;
         if (k < r->n)
-            qsort(r->e, r->n, sizeof(mentry *), entry_qcmp);
+            sort_entries(r->e, r->n);
         env_test_hook("memtable_sorted");
         for (int i = 0; cur && i < cur->n; i++) {
             s->runs[s->n++] = cur->runs[i];
@@ -467,11 +568,29 @@ static void ri_seek_last(iter *it)
     run_iter *ri = (run_iter *)it;
     ri->i = ri->r->n ? ri->r->n - 1 : 0;
 }
-static void ri_next(iter *it) { ((run_iter *)it)->i++; }
+/* The entries of a run lie wherever the arena put them (in write order, not key order): a walk asks
+ * for the entry RUN_PREFETCH places ahead, its header and key and the start of its value, so that the
+ * cache misses overlap (a flush reads every entry this way). */
+static inline void ri_prefetch(const run_iter *ri, size_t i)
+{
+    if (i < ri->r->n) {
+        const char *p = (const char *)ri->r->e[i];
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 64);
+    }
+}
+static void ri_next(iter *it)
+{
+    run_iter *ri = (run_iter *)it;
+    ri->i++;
+    ri_prefetch(ri, ri->i + RUN_PREFETCH);
+}
 static void ri_prev(iter *it)
 {
     run_iter *ri = (run_iter *)it;
     ri->i = ri->i == 0 ? ri->r->n : ri->i - 1;
+    if (ri->i >= RUN_PREFETCH && ri->i < ri->r->n)
+        ri_prefetch(ri, ri->i - RUN_PREFETCH);
 }
 static int ri_valid(const iter *it)
 {

@@ -390,7 +390,19 @@ out:
     return rc;
 }
 
-void table_builder_set_point_index(table_builder *tb, int on) { tb->point_index = on; }
+void table_builder_set_point_index(table_builder *tb, int on)
+{
+    if (tb->entries)
+        return;
+    tb->point_index = on;
+    /* The point index leads a get straight to its entry; the data blocks' own hash index would only
+     * serve reads at an older snapshot (and tables whose keys outgrow the point index), where the
+     * binary search over restarts does: it is left out (docs/decisions.md, item 15). */
+    block_builder_free(&tb->data);
+    block_builder_init(&tb->data, BLOCK_RESTART_INTERVAL);
+    if (!on)
+        block_builder_set_hash(&tb->data);
+}
 
 void table_builder_set_compression(table_builder *tb, int codec)
 {

@@ -75,7 +75,8 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
 /* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
 /* Give the table a point index (pindex.h), which carries the bloom filter (if bloom_bits_per_key > 0) in
  * its tail: call before the first add.  A table whose keys' places do not all fit a slot (a block past
- * 16M, a region past 4 MiB into its block, a restart interval above 4) gets the plain filter block. */
+ * 16M, a region past 4 MiB into its block, a restart interval above 4) gets the plain filter block.
+ * The data blocks of a table with a point index have no hash index of their own. */
 void table_builder_set_point_index(table_builder *tb, int on);
 
 /* Compress data blocks with codec (compress.h: COMPRESS_ZSTD or COMPRESS_LZ4; COMPRESS_NONE is the

@@ -685,7 +685,8 @@ def test_bloom_hash_check_values_of_the_format_document():
 
 
 def test_data_blocks_carry_a_hash_index_that_finds_every_key(db_path):
-    db = pylsm.open(db_path, background_compaction=False)
+    """Tables without a point index (point_index=False) give each data block a hash index."""
+    db = pylsm.open(db_path, background_compaction=False, point_index=False)
     r = random.Random(5)
     keys = sorted({r.randbytes(r.randrange(1, 40)) for _ in range(4000)})
     for k in keys:
@@ -722,6 +723,39 @@ def test_data_blocks_carry_a_hash_index_that_finds_every_key(db_path):
     # the engine reads through the same index: every version, at both views
     for k in keys[::7]:
         assert db.get(k) == (b"newer" if keys.index(k) % 3 == 0 else snap.get(k))
+    snap.close()
+    db.close()
+    pylsm.verify(db_path)
+
+
+def test_point_indexed_tables_have_no_block_hash_index_and_read_old_versions(db_path):
+    """A table with a point index (the default) leaves the blocks' own hash index out: the point index
+    leads a get to its entry, and a read at an older snapshot searches the block's restarts."""
+    db = pylsm.open(db_path, background_compaction=False)
+    r = random.Random(6)
+    keys = sorted({r.randbytes(r.randrange(1, 40)) for _ in range(4000)})
+    present = set(keys)
+    for k in keys:
+        db.put(k, b"old:" + k)
+    snap = db.snapshot()
+    for k in keys[::3]:
+        db.put(k, b"newer")
+    for k in keys[1::3]:
+        db.delete(k)
+    db.flush()
+    [name] = sst_files(db_path)
+    data = open(os.path.join(db_path, name), "rb").read()
+    layout = table_layout(data)
+    assert layout["data_blocks"] and len(layout["data_blocks"]) > 10
+    for b in layout["data_blocks"]:
+        parts = helpers_tables.block_parts(data[b["offset"]: b["offset"] + b["size"]])
+        assert parts["slots"] is None, b
+    for i, k in enumerate(keys):
+        assert db.get(k) == (b"newer" if i % 3 == 0 else None if i % 3 == 1 else b"old:" + k), k
+        assert snap.get(k) == b"old:" + k, k
+        if k + b"\x00" not in present:
+            assert db.get(k + b"\x00") is None and snap.get(k + b"\x00") is None
+    assert snap.get_many(keys[:500]) == [b"old:" + k for k in keys[:500]]
     snap.close()
     db.close()
     pylsm.verify(db_path)

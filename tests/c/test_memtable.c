@@ -779,8 +779,77 @@ static void test_many_keys_and_versions(void)
     memtable_unref(m);
 }
 
+/* Iteration order (the sort a flush relies on) for keys that defeat a sort by 8-byte prefix: a long
+ * prefix shared by every key, keys alike for 8 bytes and more past it, keys that are prefixes of
+ * others, 0x00 and 0xff bytes, and many versions of some keys, against an order computed here. */
+typedef struct {
+    char k[40];
+    size_t n;
+    uint64_t lsn;
+} sortcase;
+
+static int sortcase_cmp(const void *a, const void *b)
+{
+    const sortcase *x = a, *y = b;
+    size_t m = x->n < y->n ? x->n : y->n;
+    int r = memcmp(x->k, y->k, m);
+    if (r)
+        return r;
+    if (x->n != y->n)
+        return x->n < y->n ? -1 : 1;
+    return x->lsn > y->lsn ? -1 : x->lsn < y->lsn; /* newest first */
+}
+
+static void test_sort_orders(void)
+{
+    unsigned long long s = 77;
+    for (int shape = 0; shape < 4; shape++) {
+        enum { N = 20000 };
+        sortcase *c = malloc(sizeof *c * N);
+        memtable *m = mw_memtable();
+        const char *common = shape == 0 ? "" : shape == 1 ? "shared-prefix-of-all:" : shape == 2 ? "x" : "ab";
+        size_t cn = strlen(common);
+        for (size_t i = 0; i < N; i++) {
+            sortcase *e = &c[i];
+            if (i > 0 && tu_rand(&s) % 4 == 0) { /* another version of an earlier key */
+                *e = c[tu_rand(&s) % i];
+            } else {
+                memcpy(e->k, common, cn);
+                size_t tail = (size_t)(tu_rand(&s) % 14);
+                /* bytes from a small alphabet with 0x00 and 0xff, so that keys agree for long stretches */
+                static const char alpha[] = {0, 1, 'a', (char)0xfe, (char)0xff};
+                for (size_t j = 0; j < tail; j++)
+                    e->k[cn + j] = tu_rand(&s) % 3 ? alpha[j % 5] : alpha[tu_rand(&s) % 5];
+                e->n = cn + tail;
+            }
+            e->lsn = i + 1;
+            CHECK_RC(memtable_add(m, e->lsn, KIND_PUT, e->k, e->n, (const char *)&e->lsn, sizeof e->lsn), PL_OK);
+        }
+        qsort(c, N, sizeof *c, sortcase_cmp);
+        iter *it = mw_iter(m);
+        size_t i = 0, wrong = 0;
+        for (iter_seek_first(it); iter_valid(it) && i < N; iter_next(it), i++) {
+            const char *k, *v;
+            size_t kn, vn;
+            iter_key(it, &k, &kn);
+            iter_value(it, &v, &vn);
+            uint64_t lsn;
+            memcpy(&lsn, v, sizeof lsn);
+            wrong += kn - IKEY_TRAILER != c[i].n || memcmp(k, c[i].k, c[i].n) != 0 ||
+                     ikey_lsn(k, kn) != c[i].lsn || lsn != c[i].lsn;
+        }
+        CHECK_EQ(i, (size_t)N);
+        CHECK(!iter_valid(it));
+        CHECK_EQ(wrong, 0);
+        iter_destroy(it);
+        memtable_unref(m);
+        free(c);
+    }
+}
+
 int main(void)
 {
+    test_sort_orders();
     test_many_keys_and_versions();
     test_small_order();
     test_add_many();

@@ -886,7 +886,7 @@ def test_repr_and_repr_html(db_path):
     assert "<details" in h and "wal_bytes" in h  # every statistic, folded away
     db.flush()
     h = db._repr_html_()
-    assert ">L0<" in h and "1 of 4 tables" in h
+    assert ">L0<" in h and "1 of 8 tables" in h
     db.close()
     r = repr(db)
     assert "closed" in r and db_path in r

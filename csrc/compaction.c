@@ -294,7 +294,7 @@ int compaction_output_finish(compaction_output *o, compact_env *env, int level, 
         rc = env_sync_dir(env->dir);
     file_meta *f = NULL;
     if (!rc)
-        rc = file_meta_open(env->dir, o->number, &m, env->cache, &f);
+        rc = file_meta_open(env->dir, o->number, &m, env->cache, env->lean_tables, &f);
     if (!rc) {
         env->bytes_written += m.file_size;
         rc = edit_add_file(e, level, f);

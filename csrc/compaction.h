@@ -53,6 +53,7 @@ typedef struct compact_env {
     uint64_t level_base_bytes;
     uint64_t (*new_file)(void *ctx); /* a fresh file number */
     void *ctx;
+    int lean_tables;             /* outputs open with table_open_lean */
     uint64_t bytes_written;      /* out: table bytes written */
     uint64_t entries_dropped;    /* out */
 } compact_env;

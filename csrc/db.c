@@ -1175,6 +1175,7 @@ static void compact_env_init(pl_db *db, compact_env *env)
 {
     compaction_env_init(env, db->path, &db->opt, new_file_number, db);
     env->cache = db->cache;
+    env->lean_tables = atomic_load_explicit(&db->vs.lean_tables, memory_order_relaxed);
 }
 
 /* Write edit e, install the version it makes, wake waiters.  REQUIRES: apply_mu held, mu not held. */
@@ -2150,12 +2151,14 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     compact_env_init(db, &cenv);
     uint64_t user = atomic_load(&db->st_user_bytes);
     uint64_t disk = atomic_load(&db->st_wal_bytes) + atomic_load(&db->st_table_bytes);
-    uint64_t tables = 0, table_bytes = 0, table_entries = 0;
+    uint64_t tables = 0, table_bytes = 0, table_entries = 0, table_heap = 0;
     for (int l = 0; l < NUM_LEVELS; l++) {
         tables += (uint64_t)v->n[l];
         table_bytes += version_level_bytes(v, l);
-        for (int i = 0; i < v->n[l]; i++)
+        for (int i = 0; i < v->n[l]; i++) {
             table_entries += v->files[l][i]->m.entries;
+            table_heap += table_heap_bytes(v->files[l][i]->t);
+        }
         if (fn_level)
             fn_level(ctx, l, (uint64_t)v->n[l], version_level_bytes(v, l), atomic_load(&db->st_level_written[l]));
     }
@@ -2185,6 +2188,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     /* Entries, not keys: overwritten and deleted keys count until compaction drops them. */
     fn(ctx, "memtable_entries", mem_entries);
     fn(ctx, "table_entries", table_entries);
+    fn(ctx, "table_heap_bytes", table_heap);
     fn(ctx, "level0_compaction_trigger", L0_COMPACT_TRIGGER);
     fn(ctx, "level1_target_bytes", cenv.level_base_bytes);
     fn(ctx, "level_multiplier", LEVEL_MULTIPLIER);

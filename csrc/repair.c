@@ -548,7 +548,7 @@ static int add_table(repairer *r, uint64_t number)
         }
         file_meta *f;
         item it = {0};
-        if ((rc = file_meta_open(r->dir, number, &m, NULL, &f)))
+        if ((rc = file_meta_open(r->dir, number, &m, NULL, 0, &f)))
             goto out;
         memset(&m, 0, sizeof m); /* now f's */
         it.min_lsn = f->m.min_lsn;
@@ -875,7 +875,7 @@ static int renumber(repairer *r, file_meta **fp)
         rc = move_file(r, f->path, to);
     }
     if (!rc) {
-        rc = file_meta_open(r->dir, number, &m, NULL, &nf);
+        rc = file_meta_open(r->dir, number, &m, NULL, 0, &nf);
         if (!rc) {
             memset(&m, 0, sizeof m);
             *fp = nf;

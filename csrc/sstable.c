@@ -562,6 +562,12 @@ struct table {
     uint32_t *block_at;
     char *prefix;
     size_t prefix_len;
+    /* A lean table (TABLE_OPEN_LEAN) has no fences: the point index finds block i's handle in index entry
+     * i, read in place (every index entry is a restart point: the restart array at index_restarts
+     * names it), and other reads search the index block.  nblocks: the index's entries. */
+    int lean;
+    uint64_t nblocks;
+    size_t index_restarts;
     /* The point index (pindex.h), read in place from the mapping: pidx is bucket 0 (NULL: none, or the
      * table is not mapped).  pidx_crcs holds the chunks' CRCs; a chunk's bit in pidx_verified is set
      * once its CRC matched in this open. */
@@ -830,6 +836,52 @@ static inline uint64_t block_size(const table *t, uint64_t i)
     return (uint64_t)t->block_at[i + 1] - t->block_at[i] - TABLE_BLOCK_TRAILER;
 }
 
+/* Data block b's offset and size, for a point-index read: from the fences, or (a lean table) from index
+ * entry b read in place, checked against the data region.  0, or -1 when b is past the table or the
+ * entry is malformed.  REQUIRES: a SIGBUS guard for a lean table (its index is mapped). */
+static int pidx_block(const table *t, uint64_t b, uint64_t *off, uint64_t *size)
+{
+    if (t->nfences) {
+        if (b >= t->nfences)
+            return -1;
+        *off = block_off(t, b);
+        *size = block_size(t, b);
+        return 0;
+    }
+    if (b >= t->nblocks)
+        return -1;
+    const char *end = t->index + t->index_restarts;
+    const char *p = t->index + get_u32(t->index + t->index_restarts + 4 * b);
+    uint32_t shared, nonshared, vlen;
+    if (p >= end || !(p = get_varint32(p, end, &shared)) || shared != 0 || !(p = get_varint32(p, end, &nonshared)) ||
+        !(p = get_varint32(p, end, &vlen)) || (size_t)(end - p) < (size_t)nonshared + vlen ||
+        table_decode_handle(p + nonshared, vlen, off, size) || !table_data_handle_fits(*off, *size, t->filter_off))
+        return -1;
+    return 0;
+}
+
+/* Make t lean (no fences, see the struct) if its index allows: every entry a restart point, in a
+ * restart array that lies in the block.  Leaves t as it was otherwise (then fences are built). */
+static void make_lean(table *t)
+{
+    block_cursor c;
+    if (t->index_len < 4 || block_cursor_init(&c, t->index, t->index_len))
+        return;
+    uint64_t n = 0;
+    int ok = 1;
+    for (block_cursor_seek_first(&c); ok && block_cursor_valid(&c); block_cursor_next(&c), n++)
+        ok = block_cursor_restart(&c) == n;
+    uint32_t nr = get_u32(t->index + t->index_len - 4);
+    ok = ok && !block_cursor_status(&c) && n > 0 && nr == n && !(nr & UINT32_C(0x80000000)) &&
+         (uint64_t)nr * 4 + 4 <= t->index_len;
+    block_cursor_free(&c);
+    if (!ok)
+        return;
+    t->lean = 1;
+    t->nblocks = n;
+    t->index_restarts = t->index_len - 4 - 4 * (size_t)nr;
+}
+
 /* Unpack the (checked) index into fences.  Leaves none when out of memory or the index is empty. */
 static void build_fences(table *t)
 {
@@ -994,7 +1046,7 @@ static int open_point_index(table *t, uint64_t off, uint64_t size)
 
 /* table_open; heap_meta: keep the filter and index as heap copies even when the file is mapped (verify
  * walks them without a guard). */
-static int open_table(const char *path, uint64_t file_size, cache *c, int heap_meta, table **out)
+static int open_table(const char *path, uint64_t file_size, cache *c, int heap_meta, int lean, table **out)
 {
     if (file_size < TABLE_FOOTER_SIZE)
         return PL_FAIL(PL_CORRUPT, "%s: file of %llu bytes is too short for a table (footer of %d "
@@ -1057,18 +1109,40 @@ static int open_table(const char *path, uint64_t file_size, cache *c, int heap_m
     t->index_len = (size_t)ft.index_size;
     if ((rc = check_index(t)))
         goto out;
-    build_fences(t); /* best effort: without them the index block is searched */
     if (t->meta_mapped) {
         free(t->index_own);
         t->index_own = NULL;
         t->index = t->map + ft.index_off;
+    }
+    if (lean && t->meta_mapped && t->pidx_crcs && !t->compressed) {
+        env_guard g; /* the index is now read in place */
+        if (sigsetjmp(g.jb, 0) == 0) {
+            env_guard_enter(&g);
+            make_lean(t);
+            env_guard_leave(&g);
+        } else {
+            rc = mapped_fault(t, t->index_off);
+            goto out;
+        }
+    }
+    if (!t->lean) {
+        env_guard g;
+        if (sigsetjmp(g.jb, 0) == 0) {
+            env_guard_enter(&g);
+            build_fences(t); /* best effort: without them the index block is searched */
+            env_guard_leave(&g);
+        } else {
+            free_fences(t);
+            rc = mapped_fault(t, t->index_off);
+            goto out;
+        }
     }
     if (c)
         t->cache_id = cache_new_id(c);
     /* The point index names places in blocks read in place: a compressed table (which the writer
      * never gives one) answers through its filter and fences instead. */
     t->inplace = t->map && !t->compressed;
-    if (t->inplace && t->pidx_crcs && t->nfences &&
+    if (t->inplace && t->pidx_crcs && (t->nfences || t->lean) &&
         (t->pidx_verified = calloc((size_t)t->pidx_lay.nchunks / 8 + 1, 1)))
         t->pidx = t->map + t->pidx_lay.buckets_off;
 out:
@@ -1082,7 +1156,12 @@ out:
 
 int table_open(const char *path, uint64_t file_size, cache *c, table **out)
 {
-    return open_table(path, file_size, c, 0, out);
+    return open_table(path, file_size, c, 0, 0, out);
+}
+
+int table_open_lean(const char *path, uint64_t file_size, cache *c, table **out)
+{
+    return open_table(path, file_size, c, 0, 1, out);
 }
 
 void table_close(table *t)
@@ -1161,6 +1240,20 @@ void table_set_random_reads(table *t, int on)
 int table_has_filter(const table *t) { return t->filter_len > 0 || t->pidx_crcs != NULL; }
 int table_has_point_index(const table *t) { return t->pidx != NULL; }
 
+uint64_t table_heap_bytes(const table *t)
+{
+    uint64_t b = sizeof *t + (t->size >> GRANULE_SHIFT) / 8 + 1;
+    if (t->nfences)
+        b += t->nfences * (sizeof *t->fence + sizeof *t->block_at) + sizeof *t->block_at + t->prefix_len;
+    if (t->pidx_crcs)
+        b += 4 * (uint64_t)t->pidx_lay.nchunks + t->pidx_lay.nchunks / 8 + 1;
+    if (t->filter_own)
+        b += t->filter_len;
+    if (t->index_own)
+        b += t->index_len;
+    return b;
+}
+
 /* Find ukey's newest version <= target in the data block at off (data, len); *result as table_get. */
 static int search_block(const table *t, block_cursor *dc, const char *data, size_t len, uint64_t off,
                         const char *ukey, size_t klen, uint32_t hash, uint64_t target, pl_buf *out,
@@ -1220,10 +1313,11 @@ static int search_mapped(table *t, uint64_t off, uint64_t size, const char *ukey
 static void prefetch_region(const table *t, uint64_t s)
 {
     uint32_t b = pindex_slot_block(s), roff = pindex_slot_region(s);
-    if (b >= t->nfences || roff >= block_size(t, b))
+    uint64_t off, size;
+    if (pidx_block(t, b, &off, &size) || roff >= size)
         return;
-    size_t size = block_size(t, b), want = 128 * ((size_t)pindex_slot_pos(s) + 1);
-    const char *p = t->map + block_off(t, b) + roff, *end = t->map + block_off(t, b) + (roff + want < size ? roff + want : size);
+    size_t want = 128 * ((size_t)pindex_slot_pos(s) + 1);
+    const char *p = t->map + off + roff, *end = t->map + off + (roff + want < size ? roff + want : size);
     for (; p < end; p += 64)
         __builtin_prefetch(p);
 }
@@ -1262,13 +1356,12 @@ static int pidx_entry(table *t, uint64_t s, const char *ukey, size_t klen, uint6
                       int flags, int *result, int *rc)
 {
     uint32_t b = pindex_slot_block(s);
-    if (b >= t->nfences) {
-        *rc = PL_FAIL(PL_CORRUPT, "%s: point index names data block %u of %llu", t->path, b,
-                      (ull)t->nfences);
+    uint64_t off, size;
+    if (pidx_block(t, b, &off, &size)) {
+        *rc = PL_FAIL(PL_CORRUPT, "%s: point index names data block %u of %llu, or its index entry is bad",
+                      t->path, b, (ull)(t->nfences ? t->nfences : t->nblocks));
         return PIDX_DONE;
     }
-    uint64_t off = block_off(t, b);
-    size_t size = block_size(t, b);
     prefetch_region(t, s);
     const char *data, *val;
     if ((*rc = mapped_block(t, off, size, flags, &data)))
@@ -1842,7 +1935,7 @@ static uint64_t pidx_used(const table *t, const char *fblk)
 int table_verify(const char *path, uint64_t file_size)
 {
     table *t = NULL;
-    int rc = open_table(path, file_size, NULL, 1, &t);
+    int rc = open_table(path, file_size, NULL, 1, 0, &t);
     if (rc)
         return rc;
     block_cursor ic, dc;

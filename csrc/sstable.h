@@ -112,6 +112,11 @@ typedef struct table table;
  * version, checksum or layout; the message names the file and offset), PL_IOERR or PL_NOMEM.
  * The file stays open (read-only) until table_close. */
 int table_open(const char *path, uint64_t file_size, cache *c, table **out);
+/* table_open, keeping nothing per data block on the heap when it can: a mapped table with a point
+ * index then finds a block from the point index through the index block read in place (one more
+ * read of the mapping per get) instead of 12 bytes a block of fences, so that the heap does not grow
+ * with the data (docs/decisions.md, item 16).  Other tables open as with table_open. */
+int table_open_lean(const char *path, uint64_t file_size, cache *c, table **out);
 
 /* Close the file and free the table.  NULL is ignored.  REQUIRES: see Thread safety. */
 void table_close(table *t);
@@ -175,6 +180,9 @@ void table_set_random_reads(table *t, int on);
 int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */
 int table_has_point_index(const table *t);
+/* About how many bytes of heap the open table holds (its structure, fences, checksum bookkeeping, and
+ * the filter and index when they are not read in place). */
+uint64_t table_heap_bytes(const table *t);
 
 /* ---- the format's pieces, for readers of damaged files (repair) ---- */
 

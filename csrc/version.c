@@ -35,7 +35,7 @@ void file_unref(file_meta *f)
     free(f);
 }
 
-int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out)
+int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, int lean, file_meta **out)
 {
     file_meta *f = calloc(1, sizeof *f);
     if (!f)
@@ -44,7 +44,9 @@ int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache 
     f->m = *m;
     atomic_init(&f->refs, 1);
     f->path = db_file_name(dir, number, FILE_TABLE);
-    int rc = f->path ? table_open(f->path, m->file_size, c, &f->t) : PL_FAIL(PL_NOMEM, "out of memory");
+    int rc = !f->path ? PL_FAIL(PL_NOMEM, "out of memory")
+             : lean   ? table_open_lean(f->path, m->file_size, c, &f->t)
+                      : table_open(f->path, m->file_size, c, &f->t);
     if (rc) {
         free(f->path);
         free(f);
@@ -95,13 +97,15 @@ static uint64_t read_around_max(void)
     return read_around_bytes ? read_around_bytes : mem ? mem / 16 : (uint64_t)1 << 30;
 }
 
-/* Advise every table of v random reads when v's tables pass read_around_max(). */
-static void version_advise(version *v)
+/* Advise every table of v random reads when v's tables pass read_around_max(), and make the tables
+ * opened from then on lean (their heap does not grow with the data: docs/decisions.md, item 16). */
+static void version_advise(versions *vs, version *v)
 {
     uint64_t total = 0;
     for (int l = 0; l < NUM_LEVELS; l++)
         total += version_level_bytes(v, l);
     int on = total > read_around_max();
+    atomic_store_explicit(&vs->lean_tables, on, memory_order_relaxed);
     for (int l = 0; l < NUM_LEVELS; l++)
         for (int i = 0; i < v->n[l]; i++)
             table_set_random_reads(v->files[l][i]->t, on);
@@ -530,9 +534,14 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
         vs->manifest_number = old_manifest;
         if (vs->next_file <= old_manifest)
             vs->next_file = old_manifest + 1;
+        uint64_t total = 0;
+        for (int i = 0; i < s.n; i++)
+            total += s.files[i].m.file_size;
+        int lean = total > read_around_max();
+        atomic_store_explicit(&vs->lean_tables, lean, memory_order_relaxed);
         for (int i = 0; i < s.n; i++) {
             file_meta *f;
-            rc = file_meta_open(dir, s.files[i].number, &s.files[i].m, c, &f);
+            rc = file_meta_open(dir, s.files[i].number, &s.files[i].m, c, lean, &f);
             if (rc)
                 goto out;
             memset(&s.files[i].m, 0, sizeof s.files[i].m); /* now owned by f */
@@ -548,7 +557,7 @@ int versions_open(versions *vs, const char *dir, cache *c, int create)
     if (!rc) {
         vs->current->log_number = vs->log_number;
         vs->current->last_lsn = vs->last_lsn;
-        version_advise(vs->current);
+        version_advise(vs, vs->current);
     }
 out:
     edit_free(&e);
@@ -630,7 +639,7 @@ void versions_install(versions *vs, version *v)
 {
     version *old = vs->current;
     vs->current = v;
-    version_advise(v);
+    version_advise(vs, v);
     version_unref(old);
     if (vs->manifest_bytes > manifest_roll_bytes)
         new_manifest(vs); /* a failure keeps the old, still valid manifest */

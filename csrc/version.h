@@ -129,6 +129,9 @@ typedef struct versions {
     uint64_t next_file;  /* under mu */
     uint64_t last_lsn;   /* every LSN up to this is in tables; under apply_mu */
     int manifest_failed; /* sticky: an append failed, perhaps part-way; nothing may follow it (apply_mu) */
+    /* Tables opened from now on keep nothing per data block on the heap (table_open_lean): set while the
+     * tables total more than the read-around limit (version.c), at open and at each install. */
+    _Atomic int lean_tables;
 } versions;
 
 /* Load the state named by CURRENT (or start an empty one when there is none and create is set) and
@@ -158,7 +161,7 @@ int versions_apply(versions *vs, version_edit *e, version **out);
  * alone. */
 void versions_install(versions *vs, version *v);
 /* Open a table file as a file_meta with one reference. */
-int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, file_meta **out);
+int file_meta_open(const char *dir, uint64_t number, const table_meta *m, cache *c, int lean, file_meta **out);
 
 /* Read-only check of the manifest chain and every table of a closed database (pl_verify): each table
  * verifies (table_verify) and holds what the manifest says (its first and last keys, its LSN range,

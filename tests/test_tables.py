@@ -899,3 +899,35 @@ def test_tables_past_the_read_around_limit_are_mapped_for_random_reads(db_path):
             assert len(advice) > 1 and all(advice.values())
     finally:
         pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
+def test_tables_past_the_read_around_limit_keep_no_heap_per_block(db_path):
+    """Past the read-around limit the tables opened are lean: nothing per data block on the heap (the
+    point index finds a block's place in the index block, read in place), and every read, old snapshot,
+    scan and batch gives the same answers as from tables with fences."""
+    vals = {key_of(i): os.urandom(100) for i in range(40000)}
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.compact()
+        fat = db.stats()["table_heap_bytes"]
+        assert fat > 0
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        with pylsm.open(db_path) as db:
+            lean = db.stats()["table_heap_bytes"]
+            blocks = sum(lv["bytes"] for lv in db.stats()["levels"]) // 4096
+            assert lean + 12 * blocks // 2 < fat, (lean, fat, blocks)
+            snap = db.snapshot()
+            assert all(db[k] == v for k, v in vals.items())
+            assert db.get_many(list(vals)[:3000]) == list(vals.values())[:3000]
+            assert db.get(b"absent") is None and db.get(key_of(40000)) is None
+            db.update({key_of(i): b"new" for i in range(0, 40000, 3)})
+            db.compact()  # the new tables open lean too
+            assert db.stats()["table_heap_bytes"] < fat
+            assert all(snap[k] == v for k, v in list(vals.items())[::7])  # older versions: the blocks searched
+            assert all(db[key_of(i)] == (b"new" if i % 3 == 0 else vals[key_of(i)]) for i in range(0, 40000, 5))
+            assert list(db.keys(start=key_of(100), stop=key_of(200))) == [key_of(i) for i in range(100, 200)]
+            snap.close()
+        pylsm.verify(db_path)
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)

@@ -922,7 +922,7 @@ static void test_manifest_lies(void)
                 table_meta m; /* the range starts at its last key */
                 CHECK_RC(table_meta_copy(&m, &f->m), PL_OK);
                 memcpy(m.smallest, m.largest, m.largest_len < m.smallest_len ? m.largest_len : m.smallest_len);
-                CHECK_RC(file_meta_open(dir, f->number, &m, NULL, &bad), PL_OK);
+                CHECK_RC(file_meta_open(dir, f->number, &m, NULL, 0, &bad), PL_OK);
                 edit_add_file(&e, l, bad);
                 file_unref(bad);
             }

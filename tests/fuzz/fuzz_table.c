@@ -2,7 +2,8 @@
  * bytes written to a file of that size.
  *
  * Input: a flag byte (bit 0: recompute every block trailer and the footer CRC first, so mutations reach
- * the index, the filter and the data blocks), then the file.  Asserted:
+ * the index, the filter and the data blocks; bit 1: open it lean, table_open_lean), then the file.
+ * Asserted:
  *  - table_verify and table_open give PL_OK or PL_CORRUPT; gets, seeks and walks report PL_OK or
  *    PL_CORRUPT and never read outside what they were given (ASan); walks end;
  *  - a table that table_verify accepts opens, and then:
@@ -112,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_RC(vrc, PL_OK, PL_CORRUPT);
     int verified = vrc == PL_OK;
     table *t = NULL;
-    int rc = table_open(path, n, NULL, &t);
+    int rc = data[0] & 2 ? table_open_lean(path, n, NULL, &t) : table_open(path, n, NULL, &t);
     FUZZ_RC(rc, PL_OK, PL_CORRUPT);
     FUZZ_CHECK(!verified || rc == PL_OK, "verified, but open gives %s", pl_code_name(rc));
     if (rc == PL_OK) {

@@ -159,7 +159,7 @@ static void manifests(const char *dir)
         table_meta m;
         FUZZ_CHECK(fuzz_make_table(dir, k, &m) == PL_OK, "table");
         file_meta *f;
-        FUZZ_CHECK(file_meta_open(dir, (uint64_t)k, &m, NULL, &f) == PL_OK, "file_meta_open");
+        FUZZ_CHECK(file_meta_open(dir, (uint64_t)k, &m, NULL, 0, &f) == PL_OK, "file_meta_open");
         edit_add_file(&e, level[k], f);
         file_unref(f);
     }

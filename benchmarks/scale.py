@@ -153,6 +153,7 @@ def child(engine, path, n, gets, cold_gets):
     db.compact()
     settle_secs = clock() - t0
     levels = level_written(db)
+    heap = table_heap(db)
     db.close()
     written = io_written() - written0
     mem.sample()
@@ -180,7 +181,7 @@ def child(engine, path, n, gets, cold_gets):
                longest_stall_s=longest, longest_stall_at=longest_at, settle_secs=settle_secs,
                write_amp=written / user, space=disk / user, disk_bytes=disk,
                peak_rss=C.read_proc_status("VmHWM"), peak_anon=load_anon, peak_anon_reads=mem.peak,
-               base_anon=base_anon, load_level_written=load_levels, level_written=levels,
+               base_anon=base_anon, load_level_written=load_levels, level_written=levels, table_heap=heap,
                warm_gets_per_s=warm, cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
     print(json.dumps(out), flush=True)
 
@@ -191,6 +192,12 @@ def level_written(db):
     if engine_name(db) != "pylsm" or inner is None:
         return []
     return [lv["bytes_written"] for lv in inner.stats()["levels"]]
+
+
+def table_heap(db):
+    """pylsm's heap bytes held by its open tables after the full compaction (None for the peers)."""
+    inner = getattr(db, "db", None)
+    return inner.stats()["table_heap_bytes"] if engine_name(db) == "pylsm" and inner is not None else None
 
 
 def engine_name(db):
@@ -225,7 +232,9 @@ def report(results):
             f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB (mapped file pages included)",
             f"  peak anonymous memory      {r['peak_anon'] / 2**20:.0f} MiB over the load and compaction "
             f"({(r['peak_anon'] - r['base_anon']) / 2**20:.0f} MiB above the interpreter's at the start), "
-            f"{r['peak_anon_reads'] / 2**20:.0f} MiB with the reads' own key lists",
+            f"{r['peak_anon_reads'] / 2**20:.0f} MiB with the reads' own key lists"
+            + (f" (the tables' own at the end: {r['table_heap'] / 2**20:.1f} MiB)"
+               if r.get("table_heap") is not None else ""),
             f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s",
             f"  random gets, cold          {fmt_rate(r['cold_gets_per_s'])}/s (reopen after eviction "
             f"{r['cold_reopen_ms']:.1f} ms)",

@@ -189,7 +189,7 @@ int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen
                 continue;
             if (add_input(c, 0, v->files[l][i], l)) {
                 compaction_free(c);
-                return 0;
+                return -1;
             }
         }
         for (int j = first; j < c->n[0]; j++) {
@@ -207,7 +207,7 @@ int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen
     }
     if (add_next_level(v, c)) {
         compaction_free(c);
-        return 0;
+        return -1;
     }
     return 1;
 }
@@ -348,7 +348,8 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
                 uint64_t before = env->bytes_written;
                 if ((rc = compaction_output_finish(&o, env, level, e)))
                     break;
-                progress_done(env->bytes_written - before); /* a manual compaction's bar, by tables */
+                if (env->report_progress)
+                    progress_done(env->bytes_written - before); /* a manual compaction's bar, by tables */
             }
         }
         int drop = 0;

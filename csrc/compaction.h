@@ -54,6 +54,7 @@ typedef struct compact_env {
     uint64_t (*new_file)(void *ctx); /* a fresh file number */
     void *ctx;
     int lean_tables;             /* outputs open with table_open_lean */
+    int report_progress;         /* progress_done per table written (a manual compaction's bar) */
     uint64_t bytes_written;      /* out: table bytes written */
     uint64_t entries_dropped;    /* out */
 } compact_env;
@@ -76,7 +77,7 @@ int compaction_pick_range(version *v, int level, const char *lo, size_t lolen, c
  * [lo, hi] or in what the levels above it picked (all of L0 when any of it does), and the tables of
  * out_level they overlap: a manual compaction's single pass, which writes the data once where one
  * merge per level would write it once per level.  Returns 1 with c filled, 0 if no level above
- * out_level holds any. */
+ * out_level holds any, -1 when out of memory (the error recorded). */
 int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen, const char *hi, size_t hilen,
                          compaction *c);
 void compaction_free(compaction *c);

@@ -1255,11 +1255,12 @@ static int flush_imm(pl_db *db)
 }
 
 /* Run compaction c (picked from v).  REQUIRES: compact_mu held, mu not held. */
-static int run_compaction(pl_db *db, compaction *c, version *v)
+static int run_compaction(pl_db *db, compaction *c, version *v, int report_progress)
 {
     env_test_hook("compaction_run");
     compact_env env;
     compact_env_init(db, &env);
+    env.report_progress = report_progress;
     pthread_mutex_lock(&db->mu);
     env.oldest_snapshot = oldest_snapshot(db);
     pthread_mutex_unlock(&db->mu);
@@ -1301,7 +1302,7 @@ static int maybe_compact(pl_db *db)
     version_ref(v);
     pthread_mutex_unlock(&db->mu);
     if (compaction_pick(v, &env, &c)) {
-        run_compaction(db, &c, v);
+        run_compaction(db, &c, v, 0);
         compaction_free(&c);
         did = 1;
     }
@@ -1386,13 +1387,16 @@ int pl_db_compact(pl_db *db, const void *start, size_t slen, int has_start, cons
         if (v->n[l] > 0)
             out = l;
     compaction c;
-    if (compaction_pick_deep(v, out, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c)) {
+    int picked = compaction_pick_deep(v, out, has_start ? start : NULL, slen, has_stop ? stop : NULL, elen, &c);
+    if (picked < 0)
+        rc = PL_NOMEM; /* recorded by the pick */
+    if (picked > 0) {
         uint64_t in = 0;
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < c.n[k]; j++)
                 in += c.inputs[k][j]->m.file_size;
         progress_expect(in); /* reported as each output table is written */
-        rc = run_compaction(db, &c, v);
+        rc = run_compaction(db, &c, v, 1);
         compaction_free(&c);
         if (!rc)
             progress_finish();

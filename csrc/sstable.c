@@ -860,69 +860,65 @@ static int pidx_block(const table *t, uint64_t b, uint64_t *off, uint64_t *size)
     return 0;
 }
 
-/* Make t lean (no fences, see the struct) if its index allows: every entry a restart point, in a
- * restart array that lies in the block.  Leaves t as it was otherwise (then fences are built). */
-static void make_lean(table *t)
+/* Make t lean (no fences, see the struct) if its index allows: every entry a restart point, named by
+ * its slot of a restart array that lies in the block.  Leaves t as it was otherwise (then fences are
+ * built).  c: a cursor the caller frees (the index may be mapped: a fault must not leak it). */
+static void make_lean(table *t, block_cursor *c)
 {
-    block_cursor c;
-    if (t->index_len < 4 || block_cursor_init(&c, t->index, t->index_len))
+    if (t->index_len < 8 || block_cursor_reset(c, t->index, t->index_len))
         return;
+    uint32_t nr = get_u32(t->index + t->index_len - 4);
+    if (nr == 0 || (nr & UINT32_C(0x80000000)) || (uint64_t)nr * 4 + 4 > t->index_len)
+        return;
+    size_t restarts = t->index_len - 4 - 4 * (size_t)nr;
     uint64_t n = 0;
     int ok = 1;
-    for (block_cursor_seek_first(&c); ok && block_cursor_valid(&c); block_cursor_next(&c), n++)
-        ok = block_cursor_restart(&c) == n;
-    uint32_t nr = get_u32(t->index + t->index_len - 4);
-    ok = ok && !block_cursor_status(&c) && n > 0 && nr == n && !(nr & UINT32_C(0x80000000)) &&
-         (uint64_t)nr * 4 + 4 <= t->index_len;
-    block_cursor_free(&c);
-    if (!ok)
+    for (block_cursor_seek_first(c); ok && block_cursor_valid(c); block_cursor_next(c), n++)
+        ok = n < nr && block_cursor_restart(c) == n && get_u32(t->index + restarts + 4 * n) == c->cur;
+    if (!ok || block_cursor_status(c) || n != nr)
         return;
     t->lean = 1;
     t->nblocks = n;
-    t->index_restarts = t->index_len - 4 - 4 * (size_t)nr;
+    t->index_restarts = restarts;
 }
 
-/* Unpack the (checked) index into fences.  Leaves none when out of memory or the index is empty. */
-static void build_fences(table *t)
+/* Unpack the (checked) index into fences.  Leaves none when out of memory or the index is empty.
+ * c: a cursor the caller frees (the index may be mapped: a fault must not leak it). */
+static void build_fences(table *t, block_cursor *c)
 {
-    block_cursor c;
-    if (block_cursor_init(&c, t->index, t->index_len))
+    if (block_cursor_reset(c, t->index, t->index_len))
         return;
     uint64_t n = 0;
-    for (block_cursor_seek_first(&c); block_cursor_valid(&c); block_cursor_next(&c))
+    for (block_cursor_seek_first(c); block_cursor_valid(c); block_cursor_next(c))
         n++;
-    if (n == 0 || block_cursor_status(&c) || t->filter_off > UINT32_MAX) {
-        block_cursor_free(&c);
+    if (n == 0 || block_cursor_status(c) || t->filter_off > UINT32_MAX)
         return;
-    }
     /* the common prefix of every separator's user key: that of the first and the last */
-    block_cursor_seek_first(&c);
-    size_t l0 = block_cursor_klen(&c) - IKEY_TRAILER;
+    block_cursor_seek_first(c);
+    size_t l0 = block_cursor_klen(c) - IKEY_TRAILER;
     t->prefix = malloc(l0 ? l0 : 1);
     t->fence = malloc(sizeof *t->fence * n);
     t->block_at = malloc(sizeof *t->block_at * (n + 1));
     if (!t->prefix || !t->fence || !t->block_at) {
         free_fences(t);
-        block_cursor_free(&c);
         return;
     }
-    memcpy(t->prefix, block_cursor_key(&c), l0);
-    block_cursor_seek_last(&c);
-    size_t ln = block_cursor_klen(&c) - IKEY_TRAILER, l = 0;
-    while (l < l0 && l < ln && block_cursor_key(&c)[l] == t->prefix[l])
+    memcpy(t->prefix, block_cursor_key(c), l0);
+    block_cursor_seek_last(c);
+    size_t ln = block_cursor_klen(c) - IKEY_TRAILER, l = 0;
+    while (l < l0 && l < ln && block_cursor_key(c)[l] == t->prefix[l])
         l++;
     t->prefix_len = l;
     uint64_t i = 0;
     int ok = 1;
-    for (block_cursor_seek_first(&c); ok && block_cursor_valid(&c); block_cursor_next(&c), i++) {
+    for (block_cursor_seek_first(c); ok && block_cursor_valid(c); block_cursor_next(c), i++) {
         uint64_t off, size;
-        ok = !table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) && size <= UINT32_MAX &&
-             block_cursor_restart(&c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
-        t->fence[i] = fence_window(block_cursor_key(&c), block_cursor_klen(&c) - IKEY_TRAILER, l);
+        ok = !table_decode_handle(block_cursor_value(c), block_cursor_vlen(c), &off, &size) && size <= UINT32_MAX &&
+             block_cursor_restart(c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
+        t->fence[i] = fence_window(block_cursor_key(c), block_cursor_klen(c) - IKEY_TRAILER, l);
         t->block_at[i] = (uint32_t)off; /* check_index: back to back, below filter_off */
     }
     t->block_at[n] = (uint32_t)t->filter_off;
-    block_cursor_free(&c);
     if (!ok || i != n) {
         free_fences(t);
         return;
@@ -1114,28 +1110,26 @@ static int open_table(const char *path, uint64_t file_size, cache *c, int heap_m
         t->index_own = NULL;
         t->index = t->map + ft.index_off;
     }
-    if (lean && t->meta_mapped && t->pidx_crcs && !t->compressed) {
-        env_guard g; /* the index is now read in place */
-        if (sigsetjmp(g.jb, 0) == 0) {
-            env_guard_enter(&g);
-            make_lean(t);
-            env_guard_leave(&g);
-        } else {
-            rc = mapped_fault(t, t->index_off);
-            goto out;
-        }
-    }
-    if (!t->lean) {
+    {
+        /* a lean table, or fences (best effort: without them the index block is searched); the index
+         * may be read in place now, so under a guard, the cursor freed whichever way it ends */
+        block_cursor ic;
+        block_cursor_init_empty(&ic);
         env_guard g;
         if (sigsetjmp(g.jb, 0) == 0) {
             env_guard_enter(&g);
-            build_fences(t); /* best effort: without them the index block is searched */
+            if (lean && t->meta_mapped && t->pidx_crcs && !t->compressed)
+                make_lean(t, &ic);
+            if (!t->lean)
+                build_fences(t, &ic);
             env_guard_leave(&g);
         } else {
             free_fences(t);
             rc = mapped_fault(t, t->index_off);
-            goto out;
         }
+        block_cursor_free(&ic);
+        if (rc)
+            goto out;
     }
     if (c)
         t->cache_id = cache_new_id(c);

@@ -101,13 +101,14 @@ static int workload(const char *dir, int *errors, int *nomem)
     int acked = 0;
 #define NOTE(r)                              \
     do {                                     \
-        if (r) {                             \
+        int r_ = (r); /* once: r is a call */ \
+        if (r_) {                            \
             if (!*errors) {                  \
-                first_code = (r);            \
+                first_code = r_;             \
                 snprintf(first_msg, sizeof first_msg, "%s", pl_errmsg()); \
             }                                \
             (*errors)++;                     \
-            *nomem |= (r) == PL_NOMEM;       \
+            *nomem |= r_ == PL_NOMEM;        \
         }                                    \
     } while (0)
     NOTE(rc);

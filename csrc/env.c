@@ -407,6 +407,11 @@ int env_sync(int fd, uint64_t len, const char *path)
     return PL_OK;
 }
 
+void env_start_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int env_sync_dir(const char *dir)
 {
     FAULT(ENV_OP_SYNC, "fsync directory", dir);

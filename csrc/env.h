@@ -47,6 +47,10 @@ int env_pread(int fd, void *buf, size_t n, uint64_t off, const char *path);
 /* Make the first `len` bytes of the file durable (fdatasync); `len` only feeds power-loss tracking. */
 int env_sync(int fd, uint64_t len, const char *path);
 int env_sync_dir(const char *dir);
+/* Start writing back [off, off + len) of a file being written (sync_file_range, SYNC_FILE_RANGE_WRITE),
+ * so that its final env_sync finds most of it on disk: advisory, promises nothing (env_sync does),
+ * and a failure (a file system without it) is ignored. */
+void env_start_writeback(int fd, uint64_t off, uint64_t len);
 int env_rename(const char *from, const char *to);
 /* A second name for an existing file (link(2)): no data is copied; the new name is durable after an
  * env_sync_dir of its directory.  Fails (errno EXDEV, EPERM, ...) where hard links are not possible:

@@ -151,6 +151,8 @@ struct table_builder {
     block_builder index;
     pl_buf wbuf;        /* bytes not yet handed to write(2) */
     uint64_t offset;    /* file bytes so far, buffered ones included */
+    uint64_t written;   /* file bytes handed to write(2) */
+    uint64_t wb_from;   /* where the writeback not yet started begins (TABLE_WRITEBACK_BYTES) */
     pl_buf last;        /* the last key added */
     pl_buf smallest;    /* the first key added */
     pl_buf sep;         /* scratch: index keys */
@@ -207,11 +209,25 @@ out:
     return PL_OK;
 }
 
+/* n more bytes were written: start the writeback of each TABLE_WRITEBACK_BYTES as it fills, so that
+ * the disk writes the table while it is built and the sync at its end waits for little (RocksDB's
+ * bytes_per_sync; docs/decisions.md, item 17). */
+static void written(table_builder *tb, size_t n)
+{
+    tb->written += n;
+    if (tb->written - tb->wb_from >= TABLE_WRITEBACK_BYTES) {
+        env_start_writeback(tb->fd, tb->wb_from, tb->written - tb->wb_from);
+        tb->wb_from = tb->written;
+    }
+}
+
 static int flush_wbuf(table_builder *tb)
 {
     if (!tb->wbuf.len)
         return PL_OK;
     int rc = env_write(tb->fd, tb->wbuf.data, tb->wbuf.len, tb->path);
+    if (!rc)
+        written(tb, tb->wbuf.len);
     tb->wbuf.len = 0;
     return rc;
 }
@@ -222,7 +238,8 @@ static int append(table_builder *tb, const char *p, size_t n)
     if (tb->wbuf.len + n > TABLE_WRITE_BUFFER && (rc = flush_wbuf(tb)))
         return rc;
     if (n >= TABLE_WRITE_BUFFER) {
-        rc = env_write(tb->fd, p, n, tb->path);
+        if (!(rc = env_write(tb->fd, p, n, tb->path)))
+            written(tb, n);
     } else if (n) {
         memcpy(tb->wbuf.data + tb->wbuf.len, p, n);
         tb->wbuf.len += n;

@@ -37,6 +37,7 @@
 #define TABLE_BLOCK_RAW 0
 #define TABLE_INDEX_RESTART_INTERVAL 1 /* index blocks: every key whole, the binary search is exact */
 #define TABLE_WRITE_BUFFER (64u * 1024u)
+#define TABLE_WRITEBACK_BYTES (1u << 20) /* a table's writeback is started every this many bytes */
 
 /* What a finished table holds; the key copies belong to the meta (table_meta_free). */
 typedef struct table_meta {

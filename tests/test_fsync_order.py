@@ -205,3 +205,49 @@ def test_fsync_order_follows_the_rules(tmp_path, sync):
     assert not audit.violations, "\n".join(audit.violations[:20])
     for rule, n in audit.exercised.items():
         assert n > 0, f"rule {rule} was never exercised: {audit.exercised}"
+
+
+WRITEBACK = r"""
+import os, sys
+import pylsm
+db = pylsm.open(sys.argv[1], memtable_bytes=16 << 20)
+v = os.urandom(100)
+for i in range(40_000):  # about 5 MiB of tables
+    db.put(b"k%08d" % i, v)
+db.flush()
+db.close()
+"""
+
+
+def test_a_table_is_written_back_as_it_is_built(tmp_path):
+    """A table's writeback is started every TABLE_WRITEBACK_BYTES (1 MiB) as it is written
+    (sync_file_range with SYNC_FILE_RANGE_WRITE, over ranges that follow on), so its closing fdatasync
+    waits for little; the fdatasync still comes last and is what makes it durable."""
+    db = str(tmp_path / "db")
+    out, script = str(tmp_path / "trace.txt"), str(tmp_path / "w.py")
+    with open(script, "w") as f:
+        f.write(WRITEBACK)
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,sync_file_range,fdatasync,close", "-o", out,
+                        sys.executable, script, db], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    fds, ranges, synced = {}, {}, {}
+    for call, args, ret in parse(out):
+        if call == "openat" and ret is not None and ret >= 0:
+            fds[ret] = STR.findall(args)[0]
+        elif call in ("sync_file_range", "fdatasync") and ret == 0:
+            p = fds.get(int(re.match(r"(\d+)", args).group(1)), "")
+            if not p.endswith(".sst"):
+                continue
+            if call == "fdatasync":
+                synced[p] = True
+                continue
+            assert not synced.get(p), f"writeback of {p} started after its fdatasync"
+            assert "SYNC_FILE_RANGE_WRITE" in args and "WAIT" not in args, args
+            off, n = (int(x) for x in re.findall(r"\b\d+\b", args)[1:3])
+            ranges.setdefault(p, []).append((off, n))
+    assert ranges, "no table had its writeback started"
+    for p, rs in ranges.items():
+        assert synced.get(p), f"{p} was never fdatasynced"
+        assert rs[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(rs, rs[1:])), rs
+        assert all(n >= 1 << 20 for _, n in rs), rs
+        assert len(rs) >= 4, rs

@@ -36,6 +36,19 @@ int buf_set(pl_buf *b, const void *data, size_t n)
     return PL_OK;
 }
 
+int buf_append(pl_buf *b, const void *data, size_t n)
+{
+    if (n > SIZE_MAX - b->len)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", n);
+    int rc = buf_reserve(b, b->len + n);
+    if (rc)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return PL_OK;
+}
+
 void pl_buf_free(pl_buf *b)
 {
     free(b->data);

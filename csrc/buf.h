@@ -43,5 +43,7 @@ static inline void buf_copy(char *dst, const char *src, size_t n)
 
 /* Replace b's contents with n bytes of data.  PL_OK or PL_NOMEM. */
 int buf_set(pl_buf *b, const void *data, size_t n);
+/* Append n bytes of data to b's contents.  PL_OK or PL_NOMEM. */
+int buf_append(pl_buf *b, const void *data, size_t n);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#define ZDICT_STATIC_LINKING_ONLY /* ZDICT_trainFromBuffer_fastCover with set parameters */
+#include <zdict.h>
 
 #include "buf.h"
 #include "coding.h"
@@ -51,8 +53,17 @@ static ZSTD_DCtx *thread_dctx(void)
 
 const char *compress_name(int codec)
 {
-    return codec == COMPRESS_ZSTD ? "zstd" : codec == COMPRESS_LZ4 ? "lz4" : "none";
+    return codec == COMPRESS_ZSTD        ? "zstd"
+           : codec == COMPRESS_ZSTD_DICT ? "zstd (with the table's dictionary)"
+           : codec == COMPRESS_LZ4       ? "lz4"
+                                         : "none";
 }
+
+struct compress_dict {
+    ZSTD_CDict *cd; /* for_write */
+    ZSTD_DDict *dd; /* to read */
+    size_t len;
+};
 
 int compress_block(int codec, const char *in, size_t n, pl_buf *out, int *pays)
 {
@@ -82,24 +93,27 @@ int compress_block(int codec, const char *in, size_t n, pl_buf *out, int *pays)
     return PL_OK;
 }
 
-int decompress_block(int codec, const char *in, size_t n, char **out, size_t *out_len)
+int decompress_block(int codec, const compress_dict *dict, const char *in, size_t n, char **out,
+                     size_t *out_len)
 {
     uint32_t raw;
     const char *p = get_varint32(in, in + n, &raw);
-    if (!p || raw > MAX_RAW || (codec != COMPRESS_ZSTD && codec != COMPRESS_LZ4))
+    if (!p || raw > MAX_RAW ||
+        (codec != COMPRESS_ZSTD && codec != COMPRESS_LZ4 && !(codec == COMPRESS_ZSTD_DICT && dict)))
         return PL_CORRUPT;
     size_t clen = n - (size_t)(p - in);
     char *buf = malloc(raw ? raw : 1);
     if (!buf)
         return PL_FAIL(PL_NOMEM, "out of memory (a %u-byte block)", raw);
     int ok;
-    if (codec == COMPRESS_ZSTD) {
+    if (codec != COMPRESS_LZ4) {
         ZSTD_DCtx *d = thread_dctx();
         if (!d) {
             free(buf);
             return PL_FAIL(PL_NOMEM, "out of memory (a zstd context)");
         }
-        size_t got = ZSTD_decompressDCtx(d, buf, raw, p, clen);
+        size_t got = codec == COMPRESS_ZSTD_DICT ? ZSTD_decompress_usingDDict(d, buf, raw, p, clen, dict->dd)
+                                                 : ZSTD_decompressDCtx(d, buf, raw, p, clen);
         ok = !ZSTD_isError(got) && got == raw;
     } else {
         int got = LZ4_decompress_safe(p, buf, (int)clen, (int)raw);
@@ -111,5 +125,101 @@ int decompress_block(int codec, const char *in, size_t n, char **out, size_t *ou
     }
     *out = buf;
     *out_len = raw;
+    return PL_OK;
+}
+
+/* fastCover with set parameters (k: segment, d: d-mer size), trained once: about 10 ms for 512 KiB of
+ * samples, where the library's default search over parameters takes over 100 ms, for the same ratio
+ * on the records measured (docs/decisions.md, item 18). */
+#define DICT_K 200
+#define DICT_D 8
+#define DICT_F 20
+
+int compress_train(const char *samples, size_t len, size_t piece, size_t max_bytes, pl_buf *out)
+{
+    out->len = 0;
+    size_t n = piece ? len / piece : 0;
+    if (n < 8 || max_bytes < 256) /* too few samples to learn from */
+        return PL_OK;
+    size_t *sizes = malloc(n * sizeof *sizes);
+    if (!sizes || buf_reserve(out, max_bytes)) {
+        free(sizes);
+        return PL_FAIL(PL_NOMEM, "out of memory (a compression dictionary)");
+    }
+    for (size_t i = 0; i < n; i++)
+        sizes[i] = piece;
+    ZDICT_fastCover_params_t fp;
+    memset(&fp, 0, sizeof fp);
+    fp.k = DICT_K;
+    fp.d = DICT_D;
+    fp.f = DICT_F;
+    fp.accel = 1;
+    fp.zParams.compressionLevel = ZSTD_LEVEL;
+    size_t got = ZDICT_trainFromBuffer_fastCover(out->data, max_bytes, samples, sizes, (unsigned)n, fp);
+    free(sizes);
+    out->len = ZDICT_isError(got) ? 0 : got; /* samples that make no dictionary: none */
+    return PL_OK;
+}
+
+int compress_dict_new(const char *dict, size_t len, int for_write, compress_dict **out)
+{
+    compress_dict *d = calloc(1, sizeof *d);
+    if (!d)
+        return PL_FAIL(PL_NOMEM, "out of memory (a compression dictionary)");
+    d->len = len;
+    if (for_write)
+        d->cd = ZSTD_createCDict(dict, len, ZSTD_LEVEL);
+    else
+        d->dd = ZSTD_createDDict(dict, len);
+    if (!d->cd && !d->dd) {
+        free(d);
+        return PL_CORRUPT; /* (zstd says no more: a refused dictionary or no memory) */
+    }
+    *out = d;
+    return PL_OK;
+}
+
+void compress_dict_free(compress_dict *d)
+{
+    if (!d)
+        return;
+    ZSTD_freeCDict(d->cd);
+    ZSTD_freeDDict(d->dd);
+    free(d);
+}
+
+size_t compress_dict_heap_bytes(const compress_dict *d)
+{
+    return d ? sizeof *d + (d->cd ? ZSTD_sizeof_CDict(d->cd) : 0) + (d->dd ? ZSTD_sizeof_DDict(d->dd) : 0) : 0;
+}
+
+int compress_block_dict(const compress_dict *d, const char *in, size_t n, pl_buf *out, int *pays)
+{
+    *pays = 0;
+    if (n > MAX_RAW || !d->cd)
+        return PL_OK;
+    size_t bound = ZSTD_compressBound(n);
+    if (buf_reserve(out, 5 + bound))
+        return PL_FAIL(PL_NOMEM, "out of memory (compressing a block of %zu bytes)", n);
+    ZSTD_CCtx *c = thread_cctx();
+    if (!c)
+        return PL_FAIL(PL_NOMEM, "out of memory (a zstd context)");
+    char *p = put_varint32(out->data, (uint32_t)n);
+    size_t head = (size_t)(p - out->data);
+    /* The frame leaves out what the block's own header and trailer say (its size) or what the table
+     * implies (which dictionary): a few bytes of a block of a few hundred. */
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+    size_t got = ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0);
+    if (!ZSTD_isError(got))
+        got = ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+    if (!ZSTD_isError(got))
+        got = ZSTD_CCtx_refCDict(c, d->cd);
+    if (!ZSTD_isError(got))
+        got = ZSTD_compress2(c, p, bound, in, n);
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters); /* (the plain compress_block's context again) */
+    if (ZSTD_isError(got))
+        return PL_OK; /* stored raw */
+    out->len = head + got;
+    *pays = out->len <= n - n / 8;
     return PL_OK;
 }

@@ -14,6 +14,7 @@
 #include "progress.h"
 #include "buf.h"
 #include "compaction.h"
+#include "coding.h"
 #include "compress.h"
 #include "crc.h"
 #include "env.h"
@@ -221,16 +222,20 @@ typedef struct {
     size_t n, cap;
     pl_buf last; /* the last key of the last block taken */
     uint64_t entries;
+    const compress_dict *dict; /* the table's dictionary (format 4), if it was found intact */
 } salvage_set;
 
+/* (The dictionary is not the set's: it stays.) */
 static void salvage_free(salvage_set *s)
 {
+    const compress_dict *dict = s->dict;
     for (size_t i = 0; i < s->n; i++)
         free(s->blocks[i]);
     free(s->blocks);
     free(s->lens);
     pl_buf_free(&s->last);
     memset(s, 0, sizeof *s);
+    s->dict = dict;
 }
 
 /* Take the block [data, data + len) if it is a well-formed, non-empty data block of known kinds whose
@@ -306,7 +311,7 @@ static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
         return take_block(s, blk, n, taken);
     char *raw;
     size_t len;
-    int rc = decompress_block(type, blk, n, &raw, &len);
+    int rc = decompress_block(type, s->dict, blk, n, &raw, &len);
     if (rc) {
         *taken = 0;
         return rc == PL_NOMEM ? PL_NOMEM : PL_OK;
@@ -318,7 +323,7 @@ static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
 
 /* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
  * itself is unusable: nothing was taken), PL_NOMEM. */
-static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_off, uint64_t index_size,
+static int salvage_by_index(const char *d, uint64_t data_end, uint64_t index_off, uint64_t index_size,
                             salvage_set *s, repair_report *rep)
 {
     if (!trailer_ok(d + index_off, (size_t)index_size))
@@ -329,7 +334,7 @@ static int salvage_by_index(const char *d, uint64_t filter_off, uint64_t index_o
     for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic)) {
         uint64_t off, bsize;
         if (table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &bsize) ||
-            !table_data_handle_fits(off, bsize, filter_off) || !trailer_ok(d + off, (size_t)bsize)) {
+            !table_data_handle_fits(off, bsize, data_end) || !trailer_ok(d + off, (size_t)bsize)) {
             lost++;
             continue;
         }
@@ -394,9 +399,22 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
     /* (a damaged footer's message is not the repair's to report: the data area is scanned) */
     int footer_ok = size >= TABLE_FOOTER_SIZE &&
                     table_footer_decode(d + size - TABLE_FOOTER_SIZE, size, path, &ft) == PL_OK;
+    compress_dict *dict = NULL;
     if (footer_ok) {
         limit = ft.filter_off;
-        rc = salvage_by_index(d, ft.filter_off, ft.index_off, ft.index_size, s, rep);
+        /* A format-4 table's dictionary block ends the data area; without it intact, the blocks
+         * compressed with it do not decompress and are lost. */
+        uint64_t doff, dsize;
+        if (ft.version >= TABLE_VERSION_DICT && ft.filter_off >= 4 + TABLE_BLOCK_TRAILER &&
+            table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff,
+                              &dsize) == PL_OK) {
+            limit = doff;
+            if (table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0) &&
+                (rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)) == PL_NOMEM)
+                goto out;
+            s->dict = dict;
+        }
+        rc = salvage_by_index(d, limit, ft.index_off, ft.index_size, s, rep);
         if (rc != PL_CORRUPT)
             goto out;
         salvage_free(s); /* the index is unusable: scan the data area */
@@ -409,6 +427,8 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
             rep->blocks_lost++; /* at least one; the scan cannot tell how many */
     }
 out:
+    s->dict = NULL;
+    compress_dict_free(dict);
     free(d);
     return rc;
 }

@@ -52,10 +52,21 @@ int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end)
     return size <= data_end && off <= data_end - size && data_end - size - off >= TABLE_BLOCK_TRAILER;
 }
 
-/* A trailer type a block may have: raw, or with codecs a compression codec's. */
+/* A trailer type a block may have: raw, or with codecs a compression codec's (a dictionary's too: a
+ * table without one then fails to decompress the block). */
 static int trailer_type_ok(unsigned type, int codecs)
 {
-    return type == TABLE_BLOCK_RAW || (codecs && type <= COMPRESS_MAX);
+    return type == TABLE_BLOCK_RAW || (codecs && type <= COMPRESS_ZSTD_DICT);
+}
+
+int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uint64_t *size)
+{
+    uint64_t n = (uint64_t)dict_len + 4;
+    if (dict_len > TABLE_DICT_MAX_BYTES || filter_off < n + TABLE_BLOCK_TRAILER)
+        return PL_CORRUPT;
+    *off = filter_off - TABLE_BLOCK_TRAILER - n;
+    *size = n;
+    return PL_OK;
 }
 
 int table_trailer_matches(const char *t, uint32_t block_crc, int codecs)
@@ -168,6 +179,11 @@ struct table_builder {
     uint64_t entries, deletes, min_lsn, max_lsn;
     int codec;          /* COMPRESS_*: data blocks compressed with it where that pays */
     pl_buf packed;      /* scratch: a compressed block */
+    /* zstd: the dictionary (TABLE_DICT_*), trained once the samples are in */
+    pl_buf samples;     /* the raw data blocks so far, until the dictionary is trained */
+    pl_buf dict_bytes;  /* the trained dictionary, stored at finish */
+    compress_dict *dict;
+    int dict_tried;     /* trained (or found none): the samples are no longer kept */
     int rc;             /* sticky failure */
 };
 
@@ -269,22 +285,48 @@ static int write_block(table_builder *tb, const char *block, size_t n, uint64_t 
     return write_typed_block(tb, block, n, TABLE_BLOCK_RAW, off, size);
 }
 
+/* The samples are in: train the dictionary; with one, the next blocks are small and use it. */
+static int start_dict(table_builder *tb)
+{
+    tb->dict_tried = 1;
+    int rc = compress_train(tb->samples.data, tb->samples.len, TABLE_DICT_BLOCK_BYTES, TABLE_DICT_MAX_BYTES,
+                            &tb->dict_bytes);
+    pl_buf_free(&tb->samples);
+    if (rc || !tb->dict_bytes.len)
+        return rc;
+    if (compress_dict_new(tb->dict_bytes.data, tb->dict_bytes.len, 1, &tb->dict) != PL_OK) {
+        tb->dict_bytes.len = 0; /* (zstd refused it: the table goes on without one) */
+        return PL_OK;
+    }
+    if (tb->block_bytes > TABLE_DICT_BLOCK_BYTES)
+        tb->block_bytes = TABLE_DICT_BLOCK_BYTES;
+    return PL_OK;
+}
+
 static int flush_data_block(table_builder *tb)
 {
-    const char *d;
-    size_t n;
+    const char *d, *raw;
+    size_t n, raw_n;
     int rc = block_builder_finish(&tb->data, &d, &n), type = TABLE_BLOCK_RAW;
+    raw = d;
+    raw_n = n;
     if (!rc && tb->codec != COMPRESS_NONE) {
         int pays = 0;
-        rc = compress_block(tb->codec, d, n, &tb->packed, &pays);
+        rc = tb->dict ? compress_block_dict(tb->dict, d, n, &tb->packed, &pays)
+                      : compress_block(tb->codec, d, n, &tb->packed, &pays);
         if (!rc && pays) {
             d = tb->packed.data;
             n = tb->packed.len;
-            type = tb->codec;
+            type = tb->dict ? COMPRESS_ZSTD_DICT : tb->codec;
         }
     }
     if (!rc)
         rc = write_typed_block(tb, d, n, type, &tb->pending_off, &tb->pending_size);
+    if (!rc && tb->codec == COMPRESS_ZSTD && !tb->dict_tried) {
+        rc = buf_append(&tb->samples, raw, raw_n);
+        if (!rc && tb->samples.len >= TABLE_DICT_SAMPLE_BYTES)
+            rc = start_dict(tb);
+    }
     if (rc)
         return rc;
     block_builder_reset(&tb->data);
@@ -453,6 +495,9 @@ static void builder_free(table_builder *tb)
     pl_buf_free(&tb->smallest);
     pl_buf_free(&tb->sep);
     pl_buf_free(&tb->packed);
+    pl_buf_free(&tb->samples);
+    pl_buf_free(&tb->dict_bytes);
+    compress_dict_free(tb->dict);
     free(tb->hashes);
     free(tb->locs);
     free(tb->path);
@@ -478,6 +523,14 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         rc = flush_data_block(tb);
     if (!rc && tb->pending)
         rc = add_pending_index(tb, NULL, 0);
+    if (!rc && tb->dict) { /* the dictionary block: its bytes, then their length */
+        char len4[4];
+        put_u32(len4, (uint32_t)tb->dict_bytes.len);
+        uint64_t doff, dsize;
+        rc = buf_append(&tb->dict_bytes, len4, 4);
+        if (!rc)
+            rc = write_block(tb, tb->dict_bytes.data, tb->dict_bytes.len, &doff, &dsize);
+    }
     if (!rc && tb->point_index && tb->pidx_ok && tb->nhash) {
         pl_buf bloom = {0}; /* carried in the point index's tail */
         if (tb->bits_per_key > 0)
@@ -504,7 +557,9 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         put_u64(f + 8, filter_size);
         put_u64(f + 16, index_off);
         put_u64(f + 24, index_size);
-        put_u32(f + 32, tb->codec != COMPRESS_NONE ? TABLE_VERSION_COMPRESSED : TABLE_VERSION);
+        put_u32(f + 32, tb->dict                      ? TABLE_VERSION_DICT
+                        : tb->codec != COMPRESS_NONE ? TABLE_VERSION_COMPRESSED
+                                                     : TABLE_VERSION);
         put_u32(f + 36, crc_value(f, 36));
         put_u64(f + 40, TABLE_MAGIC);
         rc = append(tb, f, sizeof f);
@@ -557,7 +612,9 @@ struct table {
     int granules_unique; /* no two data blocks start in one granule (else verify on every read) */
     cache *c;          /* NULL or disabled: every data block is read from the file */
     uint64_t cache_id;
-    uint64_t filter_off, index_off; /* data blocks live in [0, filter_off) */
+    uint64_t filter_off, index_off;
+    uint64_t data_end;  /* data blocks live in [0, data_end): the dictionary block's offset, or filter_off */
+    compress_dict *dict; /* format 4: the zstd dictionary of its blocks of type COMPRESS_ZSTD_DICT */
     /* The filter and the index block, checked at open.  A mapped table reads them in place from the
      * mapping (under a SIGBUS guard, like its data blocks), so they cost no heap memory and the OS may
      * drop their pages (meta_mapped); otherwise they are heap copies, owned by filter_own/index_own. */
@@ -664,7 +721,7 @@ static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size,
 
 static int check_data_handle(const table *t, uint64_t off, uint64_t size)
 {
-    if (!table_data_handle_fits(off, size, t->filter_off))
+    if (!table_data_handle_fits(off, size, t->data_end))
         return PL_FAIL(PL_CORRUPT, "%s: index block at offset %llu: data block handle %llu+%llu "
                        "outside the data region", t->path, (ull)t->index_off, (ull)off, (ull)size);
     return PL_OK;
@@ -730,12 +787,13 @@ static int copy_mapped_block(table *t, uint64_t off, uint64_t size, char **out, 
 }
 
 /* A stored data block (*buf, *len, malloc'd) of the given type, replaced by its decompressed bytes. */
-static int unpack_block(const char *path, uint64_t off, int type, char **buf, size_t *len)
+static int unpack_block(const table *t, uint64_t off, int type, char **buf, size_t *len)
 {
+    const char *path = t->path;
     if (type == TABLE_BLOCK_RAW)
         return PL_OK;
     char *raw;
-    int rc = decompress_block(type, *buf, *len, &raw, len);
+    int rc = decompress_block(type, t->dict, *buf, *len, &raw, len);
     free(*buf);
     *buf = NULL;
     if (rc == PL_CORRUPT)
@@ -780,7 +838,7 @@ static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, blo
     if (rc)
         return rc;
     size_t len = (size_t)size;
-    if ((rc = unpack_block(t->path, off, type, &buf, &len))) /* the cache holds blocks decompressed */
+    if ((rc = unpack_block(t, off, type, &buf, &len))) /* the cache holds blocks decompressed */
         return rc;
     if (cached)
         ref->h = cache_insert(t->c, t->cache_id, off, buf, len, len + TABLE_BLOCK_TRAILER + CACHE_ENTRY_OVERHEAD);
@@ -810,7 +868,7 @@ static int check_index(table *t)
         const char *k = block_cursor_key(&c);
         size_t kn = block_cursor_klen(&c);
         if (table_decode_handle(block_cursor_value(&c), block_cursor_vlen(&c), &off, &size) ||
-            off != expect || !table_data_handle_fits(off, size, t->filter_off)) {
+            off != expect || !table_data_handle_fits(off, size, t->data_end)) {
             rc = PL_FAIL(PL_CORRUPT, "bad block handle in entry %llu", (ull)n);
             goto out;
         }
@@ -826,9 +884,9 @@ static int check_index(table *t)
         expect = off + size + TABLE_BLOCK_TRAILER;
     }
     rc = block_cursor_status(&c);
-    if (!rc && expect != t->filter_off)
-        rc = PL_FAIL(PL_CORRUPT, "data blocks end at %llu, the filter block starts at %llu",
-                     (ull)expect, (ull)t->filter_off);
+    if (!rc && expect != t->data_end)
+        rc = PL_FAIL(PL_CORRUPT, "data blocks end at %llu, the %s block starts at %llu", (ull)expect,
+                     t->dict ? "dictionary" : "filter", (ull)t->data_end);
 out:
     block_cursor_free(&c);
     pl_buf_free(&prev);
@@ -872,7 +930,7 @@ static int pidx_block(const table *t, uint64_t b, uint64_t *off, uint64_t *size)
     uint32_t shared, nonshared, vlen;
     if (p >= end || !(p = get_varint32(p, end, &shared)) || shared != 0 || !(p = get_varint32(p, end, &nonshared)) ||
         !(p = get_varint32(p, end, &vlen)) || (size_t)(end - p) < (size_t)nonshared + vlen ||
-        table_decode_handle(p + nonshared, vlen, off, size) || !table_data_handle_fits(*off, *size, t->filter_off))
+        table_decode_handle(p + nonshared, vlen, off, size) || !table_data_handle_fits(*off, *size, t->data_end))
         return -1;
     return 0;
 }
@@ -908,7 +966,7 @@ static void build_fences(table *t, block_cursor *c)
     uint64_t n = 0;
     for (block_cursor_seek_first(c); block_cursor_valid(c); block_cursor_next(c))
         n++;
-    if (n == 0 || block_cursor_status(c) || t->filter_off > UINT32_MAX)
+    if (n == 0 || block_cursor_status(c) || t->data_end > UINT32_MAX)
         return;
     /* the common prefix of every separator's user key: that of the first and the last */
     block_cursor_seek_first(c);
@@ -933,9 +991,9 @@ static void build_fences(table *t, block_cursor *c)
         ok = !table_decode_handle(block_cursor_value(c), block_cursor_vlen(c), &off, &size) && size <= UINT32_MAX &&
              block_cursor_restart(c) == i; /* every entry a restart point (TABLE_INDEX_RESTART_INTERVAL) */
         t->fence[i] = fence_window(block_cursor_key(c), block_cursor_klen(c) - IKEY_TRAILER, l);
-        t->block_at[i] = (uint32_t)off; /* check_index: back to back, below filter_off */
+        t->block_at[i] = (uint32_t)off; /* check_index: back to back, below data_end */
     }
-    t->block_at[n] = (uint32_t)t->filter_off;
+    t->block_at[n] = (uint32_t)t->data_end;
     if (!ok || i != n) {
         free_fences(t);
         return;
@@ -1057,6 +1115,30 @@ static int open_point_index(table *t, uint64_t off, uint64_t size)
     return PL_OK;
 }
 
+/* A format-4 table's dictionary block, just before its filter block, read and checked: data_end moves
+ * to its start. */
+static int open_dict(table *t)
+{
+    char len4[4];
+    uint64_t off, size;
+    int rc = t->filter_off >= 4 + TABLE_BLOCK_TRAILER
+                 ? env_pread(t->fd, len4, 4, t->filter_off - TABLE_BLOCK_TRAILER - 4, t->path)
+                 : PL_CORRUPT;
+    if (rc == PL_CORRUPT || (!rc && table_dict_handle(get_u32(len4), t->filter_off, &off, &size)))
+        return PL_FAIL(PL_CORRUPT, "%s: the dictionary block before offset %llu does not fit the table",
+                       t->path, (ull)t->filter_off);
+    char *blk;
+    if (rc || (rc = read_block_raw(t->path, t->fd, off, size, &blk)))
+        return rc;
+    /* (its length field is the one read above: the block was found by it) */
+    if ((rc = compress_dict_new(blk, (size_t)size - 4, 0, &t->dict)) == PL_CORRUPT)
+        rc = PL_FAIL(PL_CORRUPT, "%s: dictionary block at offset %llu: zstd does not take it", t->path, (ull)off);
+    free(blk);
+    if (!rc)
+        t->data_end = off;
+    return rc;
+}
+
 /* table_open; heap_meta: keep the filter and index as heap copies even when the file is mapped (verify
  * walks them without a guard). */
 static int open_table(const char *path, uint64_t file_size, cache *c, int heap_meta, int lean, table **out)
@@ -1085,7 +1167,10 @@ static int open_table(const char *path, uint64_t file_size, cache *c, int heap_m
         goto out;
     t->filter_off = ft.filter_off;
     t->index_off = ft.index_off;
+    t->data_end = ft.filter_off;
     t->compressed = ft.version >= TABLE_VERSION_COMPRESSED;
+    if (ft.version >= TABLE_VERSION_DICT && (rc = open_dict(t)))
+        goto out;
     /* Read data blocks in place from a mapping of the file: no system call and no copy per read,
      * the page cache as the block cache (docs/decisions.md, item 5).  Without a mapping (mmap
      * refused), blocks are read with pread through the block cache. */
@@ -1187,6 +1272,7 @@ void table_close(table *t)
     env_close(t->fd);
     free(t->filter_own);
     free(t->index_own);
+    compress_dict_free(t->dict);
     free(t->path);
     free(t);
 }
@@ -1262,7 +1348,7 @@ uint64_t table_heap_bytes(const table *t)
         b += t->filter_len;
     if (t->index_own)
         b += t->index_len;
-    return b;
+    return b + compress_dict_heap_bytes(t->dict);
 }
 
 /* Find ukey's newest version <= target in the data block at off (data, len); *result as table_get. */
@@ -1672,7 +1758,7 @@ static void ti_readahead(table_iter_t *ti, uint64_t off, uint64_t size, int forw
         if (end + TABLE_ITER_READAHEAD / 2 <= ti->ra_hi)
             return;
         lo = ti->ra_hi;
-        hi = lo + TABLE_ITER_READAHEAD < t->filter_off ? lo + TABLE_ITER_READAHEAD : t->filter_off;
+        hi = lo + TABLE_ITER_READAHEAD < t->data_end ? lo + TABLE_ITER_READAHEAD : t->data_end;
         ti->ra_hi = hi > lo ? hi : lo;
     } else {
         if (off >= ti->ra_lo + TABLE_ITER_READAHEAD / 2)
@@ -1973,7 +2059,7 @@ int table_verify(const char *path, uint64_t file_size)
         int type = TABLE_BLOCK_RAW;
         size_t blen = (size_t)size;
         if ((rc = read_block_typed(path, t->fd, off, size, &blk, t->compressed ? &type : NULL)) ||
-            (rc = unpack_block(path, off, type, &blk, &blen)))
+            (rc = unpack_block(t, off, type, &blk, &blen)))
             goto out;
         if ((rc = block_cursor_reset(&dc, blk, blen)) || (rc = block_cursor_check(&dc)))
             goto out_data;

@@ -30,8 +30,16 @@
 #define TABLE_MAGIC UINT64_C(0x504c534d54424c31)
 #define TABLE_VERSION 2     /* written: data blocks with a hash index */
 #define TABLE_VERSION_COMPRESSED 3 /* written when data blocks may be compressed (trailer types 1, 2) */
-#define TABLE_VERSION_MIN 1 /* read: 1 (no hash index), 2 and 3 */
-#define TABLE_VERSION_MAX 3
+#define TABLE_VERSION_DICT 4 /* compressed, with a zstd dictionary block after the data (trailer type 3) */
+#define TABLE_VERSION_MIN 1 /* read: 1 (no hash index), 2, 3 and 4 */
+#define TABLE_VERSION_MAX 4
+/* A table of format 4: its first TABLE_DICT_SAMPLE_BYTES of data blocks (compressed alone) are the
+ * samples its dictionary is trained from, at most TABLE_DICT_MAX_BYTES; the blocks after them are cut at
+ * TABLE_DICT_BLOCK_BYTES (or the table's block size, if smaller) and compressed with the dictionary
+ * (docs/decisions.md, item 18). */
+#define TABLE_DICT_SAMPLE_BYTES (512u << 10)
+#define TABLE_DICT_MAX_BYTES (16u << 10)
+#define TABLE_DICT_BLOCK_BYTES 1536u
 #define TABLE_FOOTER_SIZE 48
 #define TABLE_BLOCK_TRAILER 5
 #define TABLE_BLOCK_RAW 0
@@ -212,6 +220,10 @@ int table_check_trailer(const char *blk, size_t n, int codecs, const char *path,
 /* Decode an index entry's value (varint offset, varint size) into a block handle.  PL_OK, or
  * PL_CORRUPT with no message (the caller names the file and the entry). */
 int table_decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size);
+/* A format-4 table's dictionary block lies just before its filter block and ends with its own length
+ * (u32): given that length (the 4 bytes before the trailer that precedes filter_off), the block's
+ * handle (its size with the length field).  PL_OK, or PL_CORRUPT with no message (it does not fit). */
+int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uint64_t *size);
 /* Does the data block at (off, size) lie, with its trailer, before data_end (the filter block's
  * offset)?  1 or 0. */
 int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end);

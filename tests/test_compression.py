@@ -129,3 +129,95 @@ def test_damage_in_a_compressed_table_is_reported_and_repair_salvages_the_rest(t
     assert 0.9 * len(data) < len(got) < len(data)
     assert all(data[k] == v for k, v in got.items())  # what is left is right
     pylsm.verify(path)
+
+
+def footer(path):
+    """(format version, filter offset) of a table file, from its 48-byte footer."""
+    with open(path, "rb") as f:
+        f.seek(-48, os.SEEK_END)
+        ft = f.read(48)
+    return int.from_bytes(ft[32:36], "little"), int.from_bytes(ft[0:8], "little")
+
+
+def dict_table(tmp_path, n=40000):
+    path = tmp_path / "db"
+    data = records(n)
+    with pylsm.open(path, compression="zstd") as db:
+        db.update(data)
+        settle(db)
+    (sst,) = [path / f for f in os.listdir(path) if f.endswith(".sst")]
+    return path, sst, data
+
+
+def test_zstd_tables_train_a_dictionary_and_small_ones_do_without(tmp_path):
+    """A zstd table past its samples (512 KiB of blocks) trains a dictionary, stores it (format 4) and
+    compresses the rest of its blocks with it; a smaller table stays format 3.  Both read back whole."""
+    path, sst, data = dict_table(tmp_path)
+    version, filter_off = footer(sst)
+    assert version == 4
+    with open(sst, "rb") as f:  # the dictionary block ends with its own length, before its trailer
+        f.seek(filter_off - 5 - 4)
+        dict_len = int.from_bytes(f.read(4), "little")
+    assert 1000 < dict_len <= 16 << 10
+    with pylsm.open(path, compression="zstd") as db:
+        assert dict(db.items()) == data
+        keys = random.Random(3).sample(sorted(data), 3000)
+        assert db.get_many(keys) == [data[k] for k in keys]
+        assert db.stats()["table_heap_bytes"] > dict_len  # the reader's dictionary is counted
+    pylsm.verify(path)
+    small = tmp_path / "small"
+    few = records(500)
+    with pylsm.open(small, compression="zstd") as db:
+        db.update(few)
+        settle(db)
+    (s,) = [small / f for f in os.listdir(small) if f.endswith(".sst")]
+    assert footer(s)[0] == 3
+    with pylsm.open(small) as db:
+        assert dict(db.items()) == few
+
+
+def test_repair_salvages_the_blocks_compressed_with_the_dictionary(tmp_path):
+    """Damage late in the data (blocks compressed with the dictionary): repair reads the dictionary
+    block and keeps every other block; without it, every block after the samples would be lost."""
+    path, sst, data = dict_table(tmp_path)
+    _, filter_off = footer(sst)
+    with open(sst, "r+b") as f:
+        at = filter_off * 3 // 4
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x08]))
+    with pytest.raises(pylsm.CorruptionError):
+        pylsm.verify(path)
+    report = pylsm.repair(path)
+    assert report["blocks_lost"] == 1, report
+    with pylsm.open(path) as db:
+        got = dict(db.items())
+    assert 0.99 * len(data) < len(got) < len(data)
+    assert all(data[k] == v for k, v in got.items())
+    pylsm.verify(path)
+
+
+def test_a_damaged_dictionary_is_reported_and_repair_keeps_what_does_not_need_it(tmp_path):
+    path, sst, data = dict_table(tmp_path)
+    _, filter_off = footer(sst)
+    with open(sst, "r+b") as f:  # a byte inside the dictionary block
+        f.seek(filter_off - 5 - 4)
+        dict_len = int.from_bytes(f.read(4), "little")
+        at = filter_off - 5 - 4 - dict_len // 2
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x40]))
+    with pytest.raises(pylsm.CorruptionError):
+        pylsm.verify(path)
+    with pytest.raises(pylsm.CorruptionError, match="checksum"):
+        with pylsm.open(path) as db:
+            dict(db.items())
+    report = pylsm.repair(path)
+    assert report["blocks_salvaged"] > 10 and report["blocks_lost"] > 10, report
+    with pylsm.open(path) as db:
+        got = dict(db.items())
+    assert 0 < len(got) < len(data) // 2  # the samples' blocks, compressed on their own
+    assert all(data[k] == v for k, v in got.items())
+    pylsm.verify(path)

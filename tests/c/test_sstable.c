@@ -1441,7 +1441,7 @@ static void test_compressed_damage(void)
     CHECK_RC(env_read_file(big_path, &d, &n), PL_OK);
     if (!d)
         return;
-    CHECK_EQ(get_u32(d + n - 48 + 32), 3);
+    CHECK_EQ(get_u32(d + n - 48 + 32), TABLE_VERSION_DICT); /* (its first blocks are compressed alone) */
     /* The first data blocks, found as repair finds them: back to back from 0, each ending where its
      * trailer's CRC matches the bytes since its start.  ends[i]: the offset of block i's trailer. */
     size_t ends[3], starts[3], nb = 0, zstd_blocks = 0;
@@ -1518,6 +1518,82 @@ static void test_compressed_damage(void)
     }
     free(d);
     unlink(bad_path);
+}
+
+/* A table past its samples: blocks of both kinds (alone, then with the dictionary), a dictionary
+ * block that must be intact and whose length field must agree, and a table without its dictionary
+ * that reports the blocks needing it as corrupt. */
+static void test_dictionary(void)
+{
+    char *d;
+    size_t n;
+    CHECK_RC(env_read_file(big_path, &d, &n), PL_OK);
+    if (!d)
+        return;
+    table_footer ft;
+    CHECK_RC(table_footer_decode(d + n - TABLE_FOOTER_SIZE, n, big_path, &ft), PL_OK);
+    CHECK_EQ(ft.version, TABLE_VERSION_DICT);
+    uint64_t doff = 0, dsize = 0;
+    CHECK_RC(table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff, &dsize),
+             PL_OK);
+    CHECK(dsize > 1000 && dsize <= TABLE_DICT_MAX_BYTES + 4);
+    CHECK_RC(table_check_trailer(d + doff, (size_t)dsize, 0, big_path, doff), PL_OK);
+    CHECK_RC(table_dict_handle(TABLE_DICT_MAX_BYTES + 1, ft.filter_off, &doff, &dsize), PL_CORRUPT);
+    CHECK_RC(table_dict_handle((uint32_t)ft.filter_off, ft.filter_off, &doff, &dsize), PL_CORRUPT);
+    CHECK_RC(table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff, &dsize),
+             PL_OK);
+    /* every data block, by the index: both kinds are there, the dictionary's after the others */
+    block_cursor ic;
+    CHECK_RC(block_cursor_init(&ic, d + ft.index_off, (size_t)ft.index_size), PL_OK);
+    uint64_t alone = 0, with = 0, alone_after = 0, end = 0;
+    for (block_cursor_seek_first(&ic); block_cursor_valid(&ic); block_cursor_next(&ic)) {
+        uint64_t off, size;
+        CHECK_RC(table_decode_handle(block_cursor_value(&ic), block_cursor_vlen(&ic), &off, &size), PL_OK);
+        int type = (unsigned char)d[off + size];
+        with += type == COMPRESS_ZSTD_DICT;
+        alone += type == COMPRESS_ZSTD;
+        alone_after += type == COMPRESS_ZSTD && with > 0;
+        end = off + size + TABLE_BLOCK_TRAILER;
+    }
+    block_cursor_free(&ic);
+    CHECK(alone > 10 && with > 10 * alone);
+    CHECK_EQ(alone_after, 0);
+    CHECK_EQ(end, doff); /* the data ends where the dictionary begins */
+
+    char bad_path[512];
+    path_of(bad_path, "damaged.sst");
+    for (int how = 0; how < 3; how++) {
+        char *nd = malloc(n);
+        memcpy(nd, d, n);
+        if (how == 0) { /* a bit in the dictionary: its checksum */
+            nd[doff + dsize / 3] ^= 0x04;
+        } else if (how == 1) { /* its length one less, under a checksum that holds: the block then starts
+                                * a byte later, where the data does not end */
+            put_u32(nd + doff + dsize - 4, (uint32_t)dsize - 4 - 1);
+            uint32_t crc = crc_extend(crc_value(nd + doff + 1, (size_t)dsize - 1), nd + doff + dsize, 1);
+            put_u32(nd + doff + dsize + 1, crc_mask(crc));
+        } else { /* the footer says format 3: the dictionary's blocks do not decompress */
+            put_u32(nd + n - TABLE_FOOTER_SIZE + 32, TABLE_VERSION_COMPRESSED);
+            put_u32(nd + n - TABLE_FOOTER_SIZE + 36, crc_value(nd + n - TABLE_FOOTER_SIZE, 36));
+        }
+        CHECK_RC(env_write_file(bad_path, nd, n), PL_OK);
+        free(nd);
+        table *t = NULL;
+        int rc = table_open(bad_path, n, NULL, &t);
+        if (how < 2) {
+            CHECK_RC(rc, PL_CORRUPT);
+            CHECK(strstr(pl_errmsg(), how == 0 ? "checksum mismatch" : "the dictionary block starts") != NULL);
+            CHECK(t == NULL);
+        } else {
+            /* (open reads the index: the data region then seems to end at the dictionary block, which
+             * the index does not name) */
+            CHECK_RC(rc, PL_CORRUPT);
+        }
+        table_close(t);
+        CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
+    }
+    unlink(bad_path);
+    free(d);
 }
 
 /* The format's pieces that repair reads damaged tables with: the footer, trailers, block handles. */
@@ -1648,8 +1724,10 @@ static void test_lean_rejects_a_misplaced_restart(void)
 static void run_suite(cache *c)
 {
     test_round_trip(c);
-    if (compress_mode)
+    if (compress_mode) {
         test_compressed_damage();
+        test_dictionary();
+    }
     else if (pidx_mode)
         test_pidx();
     else

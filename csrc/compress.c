@@ -173,7 +173,9 @@ int compress_dict_new(const char *dict, size_t len, int for_write, compress_dict
         d->dd = ZSTD_createDDict(dict, len);
     if (!d->cd && !d->dd) {
         free(d);
-        return PL_CORRUPT; /* (zstd says no more: a refused dictionary or no memory) */
+        /* zstd says no more than that: a dictionary it refuses, or no memory.  One that passed its
+         * block's CRC is the one its writer made (and zstd took then), so memory is the likely cause. */
+        return PL_FAIL(PL_NOMEM, "out of memory (a compression dictionary of %zu bytes)", len);
     }
     *out = d;
     return PL_OK;

@@ -410,7 +410,7 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
                               &dsize) == PL_OK) {
             limit = doff;
             if (table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0) &&
-                (rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)) == PL_NOMEM)
+                (rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)))
                 goto out;
             s->dict = dict;
         }

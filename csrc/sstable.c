@@ -295,7 +295,8 @@ static int start_dict(table_builder *tb)
     if (rc || !tb->dict_bytes.len)
         return rc;
     if (compress_dict_new(tb->dict_bytes.data, tb->dict_bytes.len, 1, &tb->dict) != PL_OK) {
-        tb->dict_bytes.len = 0; /* (zstd refused it: the table goes on without one) */
+        pl_clear_error(); /* (refused, or no memory for it: the table goes on without one) */
+        tb->dict_bytes.len = 0;
         return PL_OK;
     }
     if (tb->block_bytes > TABLE_DICT_BLOCK_BYTES)
@@ -1131,8 +1132,7 @@ static int open_dict(table *t)
     if (rc || (rc = read_block_raw(t->path, t->fd, off, size, &blk)))
         return rc;
     /* (its length field is the one read above: the block was found by it) */
-    if ((rc = compress_dict_new(blk, (size_t)size - 4, 0, &t->dict)) == PL_CORRUPT)
-        rc = PL_FAIL(PL_CORRUPT, "%s: dictionary block at offset %llu: zstd does not take it", t->path, (ull)off);
+    rc = compress_dict_new(blk, (size_t)size - 4, 0, &t->dict);
     free(blk);
     if (!rc)
         t->data_end = off;

@@ -1428,12 +1428,13 @@ int pl_db_flush(pl_db *db)
 
 uint64_t ingest_lsn_gap = UINT64_C(1) << 24;
 
-/* The engine constants a test may set (pl_test_set, env.c): the manifest's roll size and the ingest's
- * LSN gap. */
+/* The engine constants a test may set (pl_test_set, env.c): the manifest's roll size, the ingest's LSN
+ * gap, the read-around limit, and the samples a zstd table trains its dictionary from. */
 const test_knob db_test_knobs[] = {
     {"manifest_roll_bytes", &manifest_roll_bytes, 0},
     {"ingest_lsn_gap", &ingest_lsn_gap, 1},
     {"read_around_bytes", &read_around_bytes, 0},
+    {"table_dict_sample_bytes", &table_dict_sample_bytes, 1},
     {NULL, NULL, 0},
 };
 

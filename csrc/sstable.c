@@ -285,6 +285,8 @@ static int write_block(table_builder *tb, const char *block, size_t n, uint64_t 
     return write_typed_block(tb, block, n, TABLE_BLOCK_RAW, off, size);
 }
 
+uint64_t table_dict_sample_bytes = TABLE_DICT_SAMPLE_BYTES;
+
 /* The samples are in: train the dictionary; with one, the next blocks are small and use it. */
 static int start_dict(table_builder *tb)
 {
@@ -325,7 +327,7 @@ static int flush_data_block(table_builder *tb)
         rc = write_typed_block(tb, d, n, type, &tb->pending_off, &tb->pending_size);
     if (!rc && tb->codec == COMPRESS_ZSTD && !tb->dict_tried) {
         rc = buf_append(&tb->samples, raw, raw_n);
-        if (!rc && tb->samples.len >= TABLE_DICT_SAMPLE_BYTES)
+        if (!rc && tb->samples.len >= table_dict_sample_bytes)
             rc = start_dict(tb);
     }
     if (rc)

@@ -38,6 +38,7 @@
  * TABLE_DICT_BLOCK_BYTES (or the table's block size, if smaller) and compressed with the dictionary
  * (docs/decisions.md, item 18). */
 #define TABLE_DICT_SAMPLE_BYTES (512u << 10)
+extern uint64_t table_dict_sample_bytes; /* TABLE_DICT_SAMPLE_BYTES; a test may lower it (pl_test_set) */
 #define TABLE_DICT_MAX_BYTES (16u << 10)
 #define TABLE_DICT_BLOCK_BYTES 1536u
 #define TABLE_FOOTER_SIZE 48

@@ -21,7 +21,8 @@ int pl_test_fault(const char *op, long nth, int err, int persistent);
 void pl_test_fault_clear(void);
 /* The I/O calls counted since pl_test_fault (a run with nth past them all counts them). */
 long pl_test_fault_calls(void);
-/* Set an engine constant by name ("manifest_roll_bytes", "ingest_lsn_gap" > 0, "read_around_bytes").  PL_OK, or PL_MISUSE
+/* Set an engine constant by name ("manifest_roll_bytes", "ingest_lsn_gap" > 0, "read_around_bytes",
+ * "table_dict_sample_bytes" > 0).  PL_OK, or PL_MISUSE
  * for an unknown name or a bad value. */
 int pl_test_set(const char *name, uint64_t value);
 

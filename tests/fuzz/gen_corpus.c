@@ -149,6 +149,42 @@ static void tables(const char *dir)
     }
 }
 
+/* A zstd table with a dictionary (format 4): the samples lowered to 12 KiB so that the seed stays
+ * small; JSON-like values from a few words, so that the samples make a dictionary. */
+static void dict_table(const char *dir)
+{
+    static const char *words[] = {"alpha", "bravo", "lisbon", "oslo", "true", "false", "score", "tags"};
+    char path[300], *data;
+    size_t len;
+    snprintf(path, sizeof path, "%s/dict.sst", dir);
+    table_dict_sample_bytes = 12 << 10;
+    table_builder *tb;
+    FUZZ_CHECK(table_builder_new(path, 1024, 10, &tb) == PL_OK, "builder");
+    table_builder_set_compression(tb, COMPRESS_ZSTD);
+    int rc = PL_OK;
+    uint32_t r = 7;
+    for (int i = 0; i < 400 && !rc; i++) {
+        char key[32], val[160];
+        int kl = snprintf(key, sizeof key, "user:%05d", i), vl = 0;
+        put_u64(key + kl, ikey_pack((uint64_t)(1000 + i), KIND_PUT));
+        vl += snprintf(val + vl, sizeof val - (size_t)vl, "{\"id\":%d", i);
+        for (int w = 0; w < 6; w++) {
+            r = r * 1103515245u + 12345u;
+            vl += snprintf(val + vl, sizeof val - (size_t)vl, ",\"%s\":\"%s\"", words[(r >> 8) % 8], words[(r >> 16) % 8]);
+        }
+        vl += snprintf(val + vl, sizeof val - (size_t)vl, "}");
+        rc = table_builder_add(tb, key, (size_t)kl + 8, val, (size_t)vl);
+    }
+    table_meta m;
+    FUZZ_CHECK(!rc && table_builder_finish(tb, &m) == PL_OK, "dict table");
+    table_dict_sample_bytes = TABLE_DICT_SAMPLE_BYTES;
+    read_whole(path, &data, &len);
+    FUZZ_CHECK(get_u32(data + len - TABLE_FOOTER_SIZE + 32) == TABLE_VERSION_DICT, "no dictionary was trained");
+    seed("table", "seed-dict", FUZZ_FIX_CRC, data, len);
+    table_meta_free(&m);
+    free(data);
+}
+
 /* MANIFEST-000009 naming the harness's tables 1..8 at several levels. */
 static void manifests(const char *dir)
 {
@@ -263,6 +299,7 @@ int main(int argc, char **argv)
     wals(fuzz_fresh_dir("wal"));
     blocks();
     tables(fuzz_fresh_dir("table"));
+    dict_table(fuzz_fresh_dir("table"));
     manifests(fuzz_fresh_dir("manifest"));
     databases(fuzz_dir());
     printf("seed corpora written to %s\n", outdir);

@@ -173,8 +173,10 @@ int compress_dict_new(const char *dict, size_t len, int for_write, compress_dict
         d->dd = ZSTD_createDDict(dict, len);
     if (!d->cd && !d->dd) {
         free(d);
-        /* zstd says no more than that: a dictionary it refuses, or no memory.  One that passed its
-         * block's CRC is the one its writer made (and zstd took then), so memory is the likely cause. */
+        /* zstd says only that it failed: a dictionary in its format whose header (entropy tables) it
+         * refuses, or no memory.  Raw content (no magic number) is always taken. */
+        if (len >= 8 && get_u32(dict) == ZSTD_MAGIC_DICTIONARY && ZDICT_isError(ZDICT_getDictHeaderSize(dict, len)))
+            return PL_CORRUPT;
         return PL_FAIL(PL_NOMEM, "out of memory (a compression dictionary of %zu bytes)", len);
     }
     *out = d;

@@ -45,8 +45,8 @@ const char *compress_name(int codec);
  * bytes, into *out (replacing its contents).  PL_OK with out->len 0 when the samples make none;
  * PL_NOMEM. */
 int compress_train(const char *samples, size_t len, size_t piece, size_t max_bytes, pl_buf *out);
-/* A dictionary made ready to compress with (for_write) or to decompress with.  PL_OK, or PL_NOMEM
- * (also when zstd refuses it, which it does not tell apart). */
+/* A dictionary made ready to compress with (for_write) or to decompress with.  PL_OK, PL_CORRUPT (zstd
+ * refuses its header; no message: the caller names the table), PL_NOMEM. */
 int compress_dict_new(const char *dict, size_t len, int for_write, compress_dict **out);
 void compress_dict_free(compress_dict *d);
 /* The heap it holds. */

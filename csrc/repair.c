@@ -223,6 +223,7 @@ typedef struct {
     pl_buf last; /* the last key of the last block taken */
     uint64_t entries;
     const compress_dict *dict; /* the table's dictionary (format 4), if it was found intact */
+    int needed_dict;           /* a block with an intact trailer needed a dictionary it did not have */
 } salvage_set;
 
 /* (The dictionary is not the set's: it stays.) */
@@ -300,7 +301,7 @@ out:
 
 /* Is the block of n bytes at blk followed by an intact trailer (blk has n + 5 bytes) of a known type
  * (raw, or a codec's)? */
-static int trailer_ok(const char *blk, size_t n) { return table_trailer_matches(blk + n, crc_value(blk, n), 1); }
+static int trailer_ok(const char *blk, size_t n) { return table_trailer_matches(blk + n, crc_value(blk, n), 2); }
 
 /* take_block of a stored data block whose trailer is intact: a compressed one is decompressed first
  * (one that does not decompress is not taken). */
@@ -309,6 +310,8 @@ static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
     int type = (unsigned char)blk[n];
     if (type == TABLE_BLOCK_RAW)
         return take_block(s, blk, n, taken);
+    if (type == COMPRESS_ZSTD_DICT && !s->dict)
+        s->needed_dict = 1;
     char *raw;
     size_t len;
     int rc = decompress_block(type, s->dict, blk, n, &raw, &len);
@@ -319,6 +322,32 @@ static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
     rc = take_block(s, raw, len, taken);
     free(raw);
     return rc;
+}
+
+/* Is there an intact dictionary block (dict, u32 length, raw trailer) of dsize bytes at doff? */
+static int dict_block_at(const char *d, uint64_t doff, uint64_t dsize)
+{
+    return dsize >= 4 && get_u32(d + doff + dsize - 4) == dsize - 4 &&
+           table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0);
+}
+
+/* A format-4 table whose footer is damaged: its dictionary block, found in [from, size) from the end of
+ * the file as it describes itself (a raw trailer after a length that fits, and a CRC over both that
+ * matches).  Only looked for when a block needed it, so only in such tables. */
+static int find_dict_block(const char *d, uint64_t from, size_t size, uint64_t *doff, uint64_t *dsize)
+{
+    for (size_t e = size >= TABLE_BLOCK_TRAILER ? size - TABLE_BLOCK_TRAILER : 0; e >= 4 && e > from; e--) {
+        if (d[e] != TABLE_BLOCK_RAW)
+            continue;
+        uint64_t off, n;
+        if (table_dict_handle(get_u32(d + e - 4), e + TABLE_BLOCK_TRAILER, &off, &n) == PL_OK && off >= from &&
+            dict_block_at(d, off, n)) {
+            *doff = off;
+            *dsize = n;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Through the index: every block it names whose trailer is intact.  PL_OK, PL_CORRUPT (the index
@@ -360,15 +389,16 @@ static int salvage_by_index(const char *d, uint64_t data_end, uint64_t index_off
  * block ends at the first offset whose 5 bytes are a trailer matching the CRC of the bytes since the
  * block's start (and the block parses and continues the key order).  Stops at the first block that
  * cannot be found; *stop is where. */
-static int salvage_by_scan(const char *d, uint64_t limit, salvage_set *s, uint64_t *stop, repair_report *rep)
+static int salvage_by_scan(const char *d, uint64_t from, uint64_t limit, salvage_set *s, uint64_t *stop,
+                           repair_report *rep)
 {
-    uint64_t start = 0;
+    uint64_t start = from;
     while (start < limit && limit - start >= 8 + TABLE_BLOCK_TRAILER) {
         uint32_t c = crc_value(d + start, 8);
         uint64_t e = start + 8;
         int found = 0;
         for (; e + TABLE_BLOCK_TRAILER <= limit; e++) {
-            if (table_trailer_matches(d + e, c, 1)) {
+            if (table_trailer_matches(d + e, c, 2)) {
                 int rc = take_stored(s, d + start, (size_t)(e - start), &found);
                 if (rc)
                     return rc;
@@ -400,30 +430,48 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
     int footer_ok = size >= TABLE_FOOTER_SIZE &&
                     table_footer_decode(d + size - TABLE_FOOTER_SIZE, size, path, &ft) == PL_OK;
     compress_dict *dict = NULL;
+    uint64_t doff = 0, dsize = 0;
+    int has_dict = 0;
     if (footer_ok) {
         limit = ft.filter_off;
-        /* A format-4 table's dictionary block ends the data area; without it intact, the blocks
-         * compressed with it do not decompress and are lost. */
-        uint64_t doff, dsize;
-        if (ft.version >= TABLE_VERSION_DICT && ft.filter_off >= 4 + TABLE_BLOCK_TRAILER &&
-            table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff,
-                              &dsize) == PL_OK) {
-            limit = doff;
-            if (table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0) &&
-                (rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)))
-                goto out;
-            s->dict = dict;
-        }
+        /* A format-4 table's dictionary block ends the data area. */
+        has_dict = ft.version >= TABLE_VERSION_DICT && ft.filter_off >= 4 + TABLE_BLOCK_TRAILER &&
+                   table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff,
+                                     &dsize) == PL_OK;
+        if (has_dict && !dict_block_at(d, doff, dsize))
+            has_dict = 0; /* damaged: the blocks compressed with it are lost, the others are not */
+    }
+    if (has_dict) {
+        limit = doff;
+        rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict);
+        if (rc == PL_NOMEM)
+            goto out;
+        rc = PL_OK; /* (one zstd refuses: as if damaged) */
+        s->dict = dict;
+    }
+    if (footer_ok) {
         rc = salvage_by_index(d, limit, ft.index_off, ft.index_size, s, rep);
         if (rc != PL_CORRUPT)
             goto out;
         salvage_free(s); /* the index is unusable: scan the data area */
     }
     uint64_t stop = 0;
-    rc = salvage_by_scan(d, limit, s, &stop, rep);
+    rc = salvage_by_scan(d, 0, limit, s, &stop, rep);
+    if (!rc && !footer_ok && s->needed_dict && find_dict_block(d, stop, size, &doff, &dsize)) {
+        /* the footer is damaged, and the scan stopped at a block compressed with the dictionary: find
+         * the dictionary after it, and go on to it */
+        has_dict = 1;
+        limit = doff;
+        if ((rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)) == PL_OK) {
+            s->dict = dict;
+            rc = salvage_by_scan(d, stop, limit, s, &stop, rep);
+        } else if (rc == PL_CORRUPT) {
+            rc = PL_OK;
+        }
+    }
     if (!rc && stop < limit) {
         rep->bytes_lost += limit - stop;
-        if (footer_ok)
+        if (footer_ok || has_dict) /* (limit is then where the data ends) */
             rep->blocks_lost++; /* at least one; the scan cannot tell how many */
     }
 out:

@@ -52,11 +52,11 @@ int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end)
     return size <= data_end && off <= data_end - size && data_end - size - off >= TABLE_BLOCK_TRAILER;
 }
 
-/* A trailer type a block may have: raw, or with codecs a compression codec's (a dictionary's too: a
- * table without one then fails to decompress the block). */
+/* A trailer type a block may have: raw; with codecs, a codec's (compress.h); with codecs >= 2 (format
+ * 4), also zstd with the table's dictionary. */
 static int trailer_type_ok(unsigned type, int codecs)
 {
-    return type == TABLE_BLOCK_RAW || (codecs && type <= COMPRESS_ZSTD_DICT);
+    return type == TABLE_BLOCK_RAW || (codecs && type <= COMPRESS_MAX) || (codecs >= 2 && type == COMPRESS_ZSTD_DICT);
 }
 
 int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uint64_t *size)
@@ -184,6 +184,7 @@ struct table_builder {
     pl_buf dict_bytes;  /* the trained dictionary, stored at finish */
     compress_dict *dict;
     int dict_tried;     /* trained (or found none): the samples are no longer kept */
+    uint64_t dict_blocks; /* blocks compressed with it (none: the table is stored without it) */
     int rc;             /* sticky failure */
 };
 
@@ -291,15 +292,14 @@ uint64_t table_dict_sample_bytes = TABLE_DICT_SAMPLE_BYTES;
 static int start_dict(table_builder *tb)
 {
     tb->dict_tried = 1;
-    int rc = compress_train(tb->samples.data, tb->samples.len, TABLE_DICT_BLOCK_BYTES, TABLE_DICT_MAX_BYTES,
-                            &tb->dict_bytes);
+    size_t n = tb->samples.len < table_dict_sample_bytes ? tb->samples.len : (size_t)table_dict_sample_bytes;
+    int rc = compress_train(tb->samples.data, n, TABLE_DICT_BLOCK_BYTES, TABLE_DICT_MAX_BYTES, &tb->dict_bytes);
     pl_buf_free(&tb->samples);
     if (rc || !tb->dict_bytes.len)
         return rc;
-    if (compress_dict_new(tb->dict_bytes.data, tb->dict_bytes.len, 1, &tb->dict) != PL_OK) {
-        pl_clear_error(); /* (refused, or no memory for it: the table goes on without one) */
-        tb->dict_bytes.len = 0;
-        return PL_OK;
+    if ((rc = compress_dict_new(tb->dict_bytes.data, tb->dict_bytes.len, 1, &tb->dict)) != PL_OK) {
+        tb->dict_bytes.len = 0; /* refused (not seen from zstd's own trainer): the table goes on without */
+        return rc == PL_CORRUPT ? PL_OK : rc;
     }
     if (tb->block_bytes > TABLE_DICT_BLOCK_BYTES)
         tb->block_bytes = TABLE_DICT_BLOCK_BYTES;
@@ -321,6 +321,7 @@ static int flush_data_block(table_builder *tb)
             d = tb->packed.data;
             n = tb->packed.len;
             type = tb->dict ? COMPRESS_ZSTD_DICT : tb->codec;
+            tb->dict_blocks += tb->dict != NULL;
         }
     }
     if (!rc)
@@ -526,7 +527,8 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         rc = flush_data_block(tb);
     if (!rc && tb->pending)
         rc = add_pending_index(tb, NULL, 0);
-    if (!rc && tb->dict) { /* the dictionary block: its bytes, then their length */
+    int with_dict = tb->dict && tb->dict_blocks;
+    if (!rc && with_dict) { /* the dictionary block: its bytes, then their length */
         char len4[4];
         put_u32(len4, (uint32_t)tb->dict_bytes.len);
         uint64_t doff, dsize;
@@ -560,7 +562,7 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         put_u64(f + 8, filter_size);
         put_u64(f + 16, index_off);
         put_u64(f + 24, index_size);
-        put_u32(f + 32, tb->dict                      ? TABLE_VERSION_DICT
+        put_u32(f + 32, with_dict                     ? TABLE_VERSION_DICT
                         : tb->codec != COMPRESS_NONE ? TABLE_VERSION_COMPRESSED
                                                      : TABLE_VERSION);
         put_u32(f + 36, crc_value(f, 36));
@@ -608,7 +610,8 @@ struct table {
     int fd;
     uint64_t size;
     const char *map;   /* the whole file mapped read-only (NULL: read with pread through the cache) */
-    int compressed;    /* version 3: data blocks may be compressed (read through the cache, decompressed) */
+    int compressed;    /* data blocks may be compressed (read through the cache, decompressed): 1 (version
+                        * 3), 2 (version 4: also with the dictionary) -- trailer_type_ok's codecs */
     int inplace;       /* data blocks are read in place from the mapping: mapped and not compressed */
     _Atomic int random_reads; /* the mapping is advised random: iterators request their read-ahead */
     _Atomic unsigned char *verified; /* per 256-byte granule: the block starting there passed its CRC */
@@ -693,8 +696,8 @@ static int block_error(const char *path, uint64_t off, int rc)
 }
 
 /* Read the block at [off, off + size) and its trailer into a malloc'd buffer and check it: its type
- * must be raw, or (types != NULL) a codec, stored in *types. */
-static int read_block_typed(const char *path, int fd, uint64_t off, uint64_t size, char **out, int *types)
+ * must be raw, or one codecs allows (trailer_type_ok), stored in *types when types is not NULL. */
+static int read_block_typed(const char *path, int fd, uint64_t off, uint64_t size, char **out, int codecs, int *types)
 {
     if (size > SIZE_MAX - TABLE_BLOCK_TRAILER)
         return PL_FAIL(PL_CORRUPT, "%s: block at offset %llu: size %llu too large", path, (ull)off,
@@ -706,7 +709,7 @@ static int read_block_typed(const char *path, int fd, uint64_t off, uint64_t siz
     int rc = env_pread(fd, buf, n + TABLE_BLOCK_TRAILER, off, path);
     if (rc)
         goto out;
-    if ((rc = table_check_trailer(buf, n, types != NULL, path, off)))
+    if ((rc = table_check_trailer(buf, n, codecs, path, off)))
         goto out;
     if (types)
         *types = (unsigned char)buf[n];
@@ -719,7 +722,7 @@ out:
 
 static int read_block_raw(const char *path, int fd, uint64_t off, uint64_t size, char **out)
 {
-    return read_block_typed(path, fd, off, size, out, NULL);
+    return read_block_typed(path, fd, off, size, out, 0, NULL);
 }
 
 static int check_data_handle(const table *t, uint64_t off, uint64_t size)
@@ -837,7 +840,7 @@ static int read_data_block(table *t, uint64_t off, uint64_t size, int flags, blo
     if (t->map)
         rc = copy_mapped_block(t, off, size, &buf, &type);
     else
-        rc = read_block_typed(t->path, t->fd, off, size, &buf, t->compressed ? &type : NULL);
+        rc = read_block_typed(t->path, t->fd, off, size, &buf, t->compressed, &type);
     if (rc)
         return rc;
     size_t len = (size_t)size;
@@ -1134,7 +1137,8 @@ static int open_dict(table *t)
     if (rc || (rc = read_block_raw(t->path, t->fd, off, size, &blk)))
         return rc;
     /* (its length field is the one read above: the block was found by it) */
-    rc = compress_dict_new(blk, (size_t)size - 4, 0, &t->dict);
+    if ((rc = compress_dict_new(blk, (size_t)size - 4, 0, &t->dict)) == PL_CORRUPT)
+        rc = PL_FAIL(PL_CORRUPT, "%s: dictionary block at offset %llu: zstd refuses it", t->path, (ull)off);
     free(blk);
     if (!rc)
         t->data_end = off;
@@ -1170,7 +1174,7 @@ static int open_table(const char *path, uint64_t file_size, cache *c, int heap_m
     t->filter_off = ft.filter_off;
     t->index_off = ft.index_off;
     t->data_end = ft.filter_off;
-    t->compressed = ft.version >= TABLE_VERSION_COMPRESSED;
+    t->compressed = ft.version >= TABLE_VERSION_DICT ? 2 : ft.version >= TABLE_VERSION_COMPRESSED;
     if (ft.version >= TABLE_VERSION_DICT && (rc = open_dict(t)))
         goto out;
     /* Read data blocks in place from a mapping of the file: no system call and no copy per read,
@@ -2060,7 +2064,7 @@ int table_verify(const char *path, uint64_t file_size)
         blk = NULL;
         int type = TABLE_BLOCK_RAW;
         size_t blen = (size_t)size;
-        if ((rc = read_block_typed(path, t->fd, off, size, &blk, t->compressed ? &type : NULL)) ||
+        if ((rc = read_block_typed(path, t->fd, off, size, &blk, t->compressed, &type)) ||
             (rc = unpack_block(t, off, type, &blk, &blen)))
             goto out;
         if ((rc = block_cursor_reset(&dc, blk, blen)) || (rc = block_cursor_check(&dc)))

@@ -210,8 +210,8 @@ typedef struct table_footer {
 int table_footer_decode(const char *f, uint64_t file_size, const char *path, table_footer *out);
 
 /* Is the trailer t (TABLE_BLOCK_TRAILER bytes) that of a block whose bytes have CRC32C block_crc
- * (crc_value of them): a known type (raw; with codecs, also a codec's, compress.h) and the masked
- * CRC of the block and its type byte?  1 or 0. */
+ * (crc_value of them): a known type (raw; with codecs, also a codec's, compress.h; with codecs >= 2,
+ * also zstd with a dictionary) and the masked CRC of the block and its type byte?  1 or 0. */
 int table_trailer_matches(const char *t, uint32_t block_crc, int codecs);
 /* Check the trailer that follows the n-byte block at blk (blk holds n + TABLE_BLOCK_TRAILER bytes),
  * which lies at offset off of the table `path`.  PL_OK, or PL_CORRUPT (an unknown type, or a checksum
@@ -225,8 +225,8 @@ int table_decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size);
  * (u32): given that length (the 4 bytes before the trailer that precedes filter_off), the block's
  * handle (its size with the length field).  PL_OK, or PL_CORRUPT with no message (it does not fit). */
 int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uint64_t *size);
-/* Does the data block at (off, size) lie, with its trailer, before data_end (the filter block's
- * offset)?  1 or 0. */
+/* Does the data block at (off, size) lie, with its trailer, before data_end (the dictionary block's
+ * offset, or the filter block's)?  1 or 0. */
 int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end);
 
 #endif

@@ -188,7 +188,8 @@ static inline void fuzz_fix_block_trailer(char *d, size_t n, uint64_t off, uint6
     put_u32(t + 1, crc_mask(crc));
 }
 
-/* A table: every data block the index names, the filter and index blocks, the footer. */
+/* A table: every data block the index names, the filter and index blocks, the dictionary block, the
+ * footer. */
 static inline void fuzz_fix_table(char *d, size_t n)
 {
     if (n < TABLE_FOOTER_SIZE)
@@ -227,6 +228,10 @@ static inline void fuzz_fix_table(char *d, size_t n)
     }
     fuzz_fix_block_trailer(d, n, filter_off, filter_size);
     fuzz_fix_block_trailer(d, n, index_off, index_size);
+    uint64_t doff, dsize; /* format 4: the dictionary block, before the filter */
+    if (get_u32(f + 32) == TABLE_VERSION_DICT && filter_off <= n && filter_off >= 4 + TABLE_BLOCK_TRAILER &&
+        table_dict_handle(get_u32(d + filter_off - TABLE_BLOCK_TRAILER - 4), filter_off, &doff, &dsize) == PL_OK)
+        fuzz_fix_block_trailer(d, n, doff, dsize);
     char *foot = d + n - TABLE_FOOTER_SIZE;
     put_u32(foot + 36, crc_value(foot, 36));
 }

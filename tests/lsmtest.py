@@ -765,13 +765,17 @@ if __name__ == "__main__":
 
 def dir_snapshot(path: str) -> Dict[str, Tuple[int, int, str]]:
     """Every file's name, size, mtime and SHA-256: a directory byte for byte, to show that a command
-    changed nothing."""
+    changed nothing.  A file removed while it is listed (a live writer's old log) is left out: callers
+    that wait for a directory to settle compare two snapshots."""
     import hashlib
 
     out = {}
     for name in sorted(os.listdir(path)):
         p = os.path.join(path, name)
-        st = os.stat(p)
-        with open(p, "rb") as f:
-            out[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+        try:
+            st = os.stat(p)
+            with open(p, "rb") as f:
+                out[name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+        except FileNotFoundError:
+            continue
     return out

@@ -13,8 +13,11 @@
  *    detect_leaks=1);
  *  - reopened with allocations working, the database holds a prefix of the puts with every put that
  *    returned PL_OK, and reads right.
- * Then the same for an open of a database with tables (reopen_sweep): nothing is lost.
+ * Then the same for an open of a database with tables (reopen_sweep): nothing is lost.  Then the whole
+ * sweep again with zstd tables whose dictionary is trained from 12 KiB of samples (the compaction's
+ * table trains one and compresses its later blocks with it).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testhooks.h"
 #include "testutil.h"
 
 void *__real_malloc(size_t n);
@@ -81,9 +85,26 @@ int __wrap_posix_memalign(void **p, size_t align, size_t n)
 
 #define NKEYS 500
 
+static int zstd_run; /* the workload writes zstd tables, with words for values */
+
 static void key_of(int i, char *k) { snprintf(k, 16, "key%06d", i); }
 static void val_of(int i, char *v)
 {
+    if (zstd_run) {
+        static const char *words[] = {"alpha", "bravo", "lisbon", "oslo", "score", "tags", "true", "null"};
+        uint32_t r = (uint32_t)i * 2654435761u;
+        size_t n = 0;
+        while (n < 128) {
+            r = r * 1103515245u + 12345u;
+            const char *w = words[(r >> 16) % 8];
+            size_t wl = strlen(w);
+            memcpy(v + n, w, 128 - n < wl ? 128 - n : wl);
+            n += 128 - n < wl ? 128 - n : wl;
+            if (n < 128)
+                v[n++] = ' ';
+        }
+        return;
+    }
     memset(v, 'a' + i % 26, 128);
     memcpy(v, &i, sizeof i);
 }
@@ -96,6 +117,8 @@ static int workload(const char *dir, int *errors, int *nomem)
     pl_options_init(&o);
     o.memtable_bytes = 16 << 10;
     o.sync_mode = PL_SYNC_NONE;
+    if (zstd_run)
+        o.compression = PL_COMPRESS_ZSTD;
     pl_db *db = NULL;
     int rc = pl_db_open(dir, &o, &db);
     int acked = 0;
@@ -271,11 +294,32 @@ static void reopen_sweep(const char *base)
     CHECK(failed > total / 2);
 }
 
-int main(void)
+/* Does a table of format 4 (with a dictionary) lie in dir? */
+static int has_dict_table(const char *dir)
 {
-    char base[] = "/tmp/pylsm-alloc-XXXXXX";
-    if (!mkdtemp(base))
-        return 2;
+    int found = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 4, ".sst") != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        unsigned char ft[48];
+        if (f && fseek(f, -48, SEEK_END) == 0 && fread(ft, 1, 48, f) == 48)
+            found |= ((uint32_t)ft[32] | (uint32_t)ft[33] << 8 | (uint32_t)ft[34] << 16 | (uint32_t)ft[35] << 24) == 4;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* The clean run, then the Nth allocation failed for every N of it. */
+static void sweep(const char *base)
+{
     char dir[256];
     snprintf(dir, sizeof dir, "%s/clean", base);
     int errors = 0, nomem = 0;
@@ -286,6 +330,8 @@ int main(void)
     CHECK_EQ(errors, 0);
     CHECK_EQ(acked, NKEYS);
     CHECK(total > 500);
+    if (zstd_run)
+        CHECK(has_dict_table(dir)); /* the sweep goes through the dictionary's training and use */
     tu_rm_rf(dir);
     long failed_runs = 0, nomem_runs = 0;
     for (long nth = 1; nth <= total; nth++) {
@@ -313,11 +359,22 @@ int main(void)
         check(dir, acked, nth);
         tu_rm_rf(dir);
     }
-    printf("allocations per run: %ld; runs with an error reported: %ld, with PL_NOMEM: %ld\n", total,
-           failed_runs, nomem_runs);
+    printf("%sallocations per run: %ld; runs with an error reported: %ld, with PL_NOMEM: %ld\n",
+           zstd_run ? "zstd tables with a dictionary: " : "", total, failed_runs, nomem_runs);
     CHECK(failed_runs > total / 2);
     CHECK(nomem_runs > total / 10);
+}
+
+int main(void)
+{
+    char base[] = "/tmp/pylsm-alloc-XXXXXX";
+    if (!mkdtemp(base))
+        return 2;
+    sweep(base);
     reopen_sweep(base);
+    zstd_run = 1;
+    CHECK_RC(pl_test_set("table_dict_sample_bytes", 12 << 10), PL_OK);
+    sweep(base);
     tu_rm_rf(base);
     return test_report();
 }

@@ -62,7 +62,6 @@ const char *compress_name(int codec)
 struct compress_dict {
     ZSTD_CDict *cd; /* for_write */
     ZSTD_DDict *dd; /* to read */
-    size_t len;
 };
 
 int compress_block(int codec, const char *in, size_t n, pl_buf *out, int *pays)
@@ -166,7 +165,6 @@ int compress_dict_new(const char *dict, size_t len, int for_write, compress_dict
     compress_dict *d = calloc(1, sizeof *d);
     if (!d)
         return PL_FAIL(PL_NOMEM, "out of memory (a compression dictionary)");
-    d->len = len;
     if (for_write)
         d->cd = ZSTD_createCDict(dict, len, ZSTD_LEVEL);
     else

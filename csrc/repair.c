@@ -324,11 +324,21 @@ static int take_stored(salvage_set *s, const char *blk, size_t n, int *taken)
     return rc;
 }
 
-/* Is there an intact dictionary block (dict, u32 length, raw trailer) of dsize bytes at doff? */
+/* Is the dictionary block of dsize bytes at doff (dict, u32 length: the handle was made from that
+ * length) followed by an intact raw trailer? */
 static int dict_block_at(const char *d, uint64_t doff, uint64_t dsize)
 {
-    return dsize >= 4 && get_u32(d + doff + dsize - 4) == dsize - 4 &&
-           table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0);
+    return table_trailer_matches(d + doff + dsize, crc_value(d + doff, (size_t)dsize), 0);
+}
+
+/* The salvage's dictionary from the intact block at (doff, dsize) into *dict and s.  PL_OK (also when
+ * zstd refuses it: the blocks that need it are lost, as if it were damaged) or PL_NOMEM. */
+static int load_dict(salvage_set *s, const char *d, uint64_t doff, uint64_t dsize, compress_dict **dict)
+{
+    int rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, dict);
+    if (rc == PL_OK)
+        s->dict = *dict;
+    return rc == PL_NOMEM ? rc : PL_OK;
 }
 
 /* A format-4 table whose footer is damaged: its dictionary block, found in [from, size) from the end of
@@ -435,19 +445,13 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
     if (footer_ok) {
         limit = ft.filter_off;
         /* A format-4 table's dictionary block ends the data area. */
-        has_dict = ft.version >= TABLE_VERSION_DICT && ft.filter_off >= 4 + TABLE_BLOCK_TRAILER &&
-                   table_dict_handle(get_u32(d + ft.filter_off - TABLE_BLOCK_TRAILER - 4), ft.filter_off, &doff,
-                                     &dsize) == PL_OK;
-        if (has_dict && !dict_block_at(d, doff, dsize))
-            has_dict = 0; /* damaged: the blocks compressed with it are lost, the others are not */
+        has_dict = ft.version >= TABLE_VERSION_DICT && table_dict_locate(d, ft.filter_off, &doff, &dsize) == PL_OK &&
+                   dict_block_at(d, doff, dsize); /* damaged: the blocks compressed with it are lost */
     }
     if (has_dict) {
         limit = doff;
-        rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict);
-        if (rc == PL_NOMEM)
+        if ((rc = load_dict(s, d, doff, dsize, &dict)))
             goto out;
-        rc = PL_OK; /* (one zstd refuses: as if damaged) */
-        s->dict = dict;
     }
     if (footer_ok) {
         rc = salvage_by_index(d, limit, ft.index_off, ft.index_size, s, rep);
@@ -462,12 +466,8 @@ static int salvage_blocks(const char *path, salvage_set *s, repair_report *rep)
          * the dictionary after it, and go on to it */
         has_dict = 1;
         limit = doff;
-        if ((rc = compress_dict_new(d + doff, (size_t)dsize - 4, 0, &dict)) == PL_OK) {
-            s->dict = dict;
+        if (!(rc = load_dict(s, d, doff, dsize, &dict)) && dict)
             rc = salvage_by_scan(d, stop, limit, s, &stop, rep);
-        } else if (rc == PL_CORRUPT) {
-            rc = PL_OK;
-        }
     }
     if (!rc && stop < limit) {
         rep->bytes_lost += limit - stop;

@@ -69,6 +69,13 @@ int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uin
     return PL_OK;
 }
 
+int table_dict_locate(const char *file, uint64_t filter_off, uint64_t *off, uint64_t *size)
+{
+    if (filter_off < 4 + TABLE_BLOCK_TRAILER)
+        return PL_CORRUPT;
+    return table_dict_handle(get_u32(file + filter_off - TABLE_BLOCK_TRAILER - 4), filter_off, off, size);
+}
+
 int table_trailer_matches(const char *t, uint32_t block_crc, int codecs)
 {
     return trailer_type_ok((unsigned char)t[0], codecs) && crc_unmask(get_u32(t + 1)) == crc_extend(block_crc, t, 1);

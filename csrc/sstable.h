@@ -225,6 +225,9 @@ int table_decode_handle(const char *v, size_t n, uint64_t *off, uint64_t *size);
  * (u32): given that length (the 4 bytes before the trailer that precedes filter_off), the block's
  * handle (its size with the length field).  PL_OK, or PL_CORRUPT with no message (it does not fit). */
 int table_dict_handle(uint32_t dict_len, uint64_t filter_off, uint64_t *off, uint64_t *size);
+/* The same from a whole table file held in memory (file, at least filter_off bytes), its length field
+ * read there.  PL_OK or PL_CORRUPT with no message. */
+int table_dict_locate(const char *file, uint64_t filter_off, uint64_t *off, uint64_t *size);
 /* Does the data block at (off, size) lie, with its trailer, before data_end (the dictionary block's
  * offset, or the filter block's)?  1 or 0. */
 int table_data_handle_fits(uint64_t off, uint64_t size, uint64_t data_end);

@@ -112,12 +112,7 @@ def test_damage_in_a_compressed_table_is_reported_and_repair_salvages_the_rest(t
         db.update(data)
         settle(db)
     (sst,) = [f for f in os.listdir(path) if f.endswith(".sst")]
-    with open(path / sst, "r+b") as f:  # a byte in the middle of the data blocks
-        size = os.path.getsize(path / sst)
-        f.seek(size // 4)
-        b = f.read(1)
-        f.seek(size // 4)
-        f.write(bytes([b[0] ^ 0x10]))
+    flip(path / sst, os.path.getsize(path / sst) // 4, 0x10)  # a byte in the middle of the data blocks
     with pytest.raises(pylsm.CorruptionError):
         pylsm.verify(path)
     with pylsm.open(path) as db:
@@ -130,6 +125,22 @@ def test_damage_in_a_compressed_table_is_reported_and_repair_salvages_the_rest(t
     assert 0.9 * len(data) < len(got) < len(data)
     assert all(data[k] == v for k, v in got.items())  # what is left is right
     pylsm.verify(path)
+
+
+def flip(path, at, mask):
+    """XOR the byte at offset `at` of the file with mask."""
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ mask]))
+
+
+def dict_len(sst, filter_off):
+    """The length field that ends a format-4 table's dictionary block (before its 5-byte trailer)."""
+    with open(sst, "rb") as f:
+        f.seek(filter_off - 5 - 4)
+        return int.from_bytes(f.read(4), "little")
 
 
 def footer(path):
@@ -156,10 +167,7 @@ def test_zstd_tables_train_a_dictionary_and_small_ones_do_without(tmp_path):
     path, sst, data = dict_table(tmp_path)
     version, filter_off = footer(sst)
     assert version == 4
-    with open(sst, "rb") as f:  # the dictionary block ends with its own length, before its trailer
-        f.seek(filter_off - 5 - 4)
-        dict_len = int.from_bytes(f.read(4), "little")
-    assert 1000 < dict_len <= 16 << 10
+    assert 1000 < dict_len(sst, filter_off) <= 16 << 10
     with pylsm.open(path, compression="zstd") as db:
         assert dict(db.items()) == data
         keys = random.Random(3).sample(sorted(data), 3000)
@@ -181,12 +189,7 @@ def test_repair_salvages_the_blocks_compressed_with_the_dictionary(tmp_path):
     block and keeps every other block; without it, every block after the samples would be lost."""
     path, sst, data = dict_table(tmp_path)
     _, filter_off = footer(sst)
-    with open(sst, "r+b") as f:
-        at = filter_off * 3 // 4
-        f.seek(at)
-        b = f.read(1)
-        f.seek(at)
-        f.write(bytes([b[0] ^ 0x08]))
+    flip(sst, filter_off * 3 // 4, 0x08)
     with pytest.raises(pylsm.CorruptionError):
         pylsm.verify(path)
     report = pylsm.repair(path)
@@ -201,14 +204,7 @@ def test_repair_salvages_the_blocks_compressed_with_the_dictionary(tmp_path):
 def test_a_damaged_dictionary_is_reported_and_repair_keeps_what_does_not_need_it(tmp_path):
     path, sst, data = dict_table(tmp_path)
     _, filter_off = footer(sst)
-    with open(sst, "r+b") as f:  # a byte inside the dictionary block
-        f.seek(filter_off - 5 - 4)
-        dict_len = int.from_bytes(f.read(4), "little")
-        at = filter_off - 5 - 4 - dict_len // 2
-        f.seek(at)
-        b = f.read(1)
-        f.seek(at)
-        f.write(bytes([b[0] ^ 0x40]))
+    flip(sst, filter_off - 5 - 4 - dict_len(sst, filter_off) // 2, 0x40)  # a byte inside the dictionary block
     with pytest.raises(pylsm.CorruptionError):
         pylsm.verify(path)
     with pytest.raises(pylsm.CorruptionError, match="checksum"):
@@ -239,11 +235,7 @@ def test_repair_finds_the_dictionary_when_the_footer_is_damaged(tmp_path):
             f.seek(size - 48 + 16)
             index_off = int.from_bytes(f.read(8), "little")
         at = size - 10 if what == "footer" else index_off + 10
-        with open(sst, "r+b") as f:
-            f.seek(at)
-            b = f.read(1)
-            f.seek(at)
-            f.write(bytes([b[0] ^ 0x01]))
+        flip(sst, at, 0x01)
         report = pylsm.repair(path)
         assert report["blocks_lost"] == 0 and report["bytes_lost"] == 0, (what, report)
         with pylsm.open(path) as db:
@@ -257,12 +249,11 @@ def test_a_dictionary_zstd_refuses_is_corruption_and_repair_goes_on(tmp_path):
     keeps the blocks that do not need the dictionary."""
     path, sst, data = dict_table(tmp_path)
     _, filter_off = footer(sst)
+    n = dict_len(sst, filter_off)
+    start = filter_off - 5 - 4 - n
     with open(sst, "r+b") as f:
-        f.seek(filter_off - 5 - 4)
-        dict_len = int.from_bytes(f.read(4), "little")
-        start = filter_off - 5 - 4 - dict_len
         f.seek(start)
-        blk = bytearray(f.read(dict_len + 4))
+        blk = bytearray(f.read(n + 4))
         assert blk[:4] == bytes.fromhex("37a430ec")  # zstd's dictionary magic: entropy tables follow
         blk[8:72] = b"\xff" * 64
         f.seek(start)

@@ -1434,6 +1434,46 @@ static void test_pidx(void)
  * are found compressed; a flipped byte in a stored block is reported by get, iteration and verify; a
  * block whose CRC holds but whose declared raw size is wrong (a forged trailer: what a codec checks
  * beyond the CRC) is reported as not decompressing, never returned. */
+/* A table written to bad_path (n bytes) with one data block damaged: it opens; gets of the keys
+ * 2k for k in [k_lo, k_hi) either answer right or report PL_CORRUPT (at least one does); *corrupt and
+ * *with_msg count those, and those whose message holds msg; a walk and verify report PL_CORRUPT. */
+static void check_damaged_block(const char *bad_path, size_t n, uint32_t k_lo, uint32_t k_hi, const char *msg,
+                                int *corrupt, int *with_msg)
+{
+    *corrupt = *with_msg = 0;
+    table *t = NULL;
+    CHECK_RC(table_open(bad_path, n, NULL, &t), PL_OK);
+    if (!t)
+        return;
+    pl_buf out = {0};
+    int wrong = 0;
+    for (uint32_t k = k_lo; k < k_hi; k++) {
+        char key[32];
+        size_t kl = key_str(key, 2 * k);
+        int result = -1;
+        int rc = table_get(t, key, kl, LSN_MAX, &out, 0, &result);
+        if (rc == PL_CORRUPT) {
+            (*corrupt)++;
+            *with_msg += strstr(pl_errmsg(), msg) != NULL;
+            continue;
+        }
+        const mentry *hit = NULL;
+        int want = expect_get(2 * k, LSN_MAX, &hit);
+        wrong += rc != PL_OK || result != want ||
+                 (want == LOOKUP_FOUND && !value_is(2 * k, hit->lsn, out.data, out.len));
+    }
+    CHECK(*corrupt > 0);
+    CHECK_EQ(wrong, 0);
+    pl_buf_free(&out);
+    iter *it = table_iter(t);
+    for (iter_seek_first(it); iter_valid(it); iter_next(it))
+        ;
+    CHECK_RC(iter_status(it), PL_CORRUPT);
+    iter_destroy(it);
+    table_close(t);
+    CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
+}
+
 static void test_compressed_damage(void)
 {
     char *d;
@@ -1481,40 +1521,10 @@ static void test_compressed_damage(void)
         }
         CHECK_RC(env_write_file(bad_path, nd, n), PL_OK);
         free(nd);
-        table *t = NULL;
-        CHECK_RC(table_open(bad_path, n, NULL, &t), PL_OK);
-        if (!t)
-            continue;
-        pl_buf out = {0};
-        int corrupt = 0, wrong = 0;
-        int decompress_msg = 0;
-        for (uint32_t k = 0; k < 2000; k++) {
-            char key[32];
-            size_t kl = key_str(key, 2 * k);
-            int result = -1;
-            int rc = table_get(t, key, kl, LSN_MAX, &out, 0, &result);
-            if (rc == PL_CORRUPT) {
-                corrupt++;
-                decompress_msg += strstr(pl_errmsg(), "does not decompress") != NULL;
-                continue;
-            }
-            const mentry *hit = NULL;
-            int want = expect_get(2 * k, LSN_MAX, &hit);
-            wrong += rc != PL_OK || result != want ||
-                     (want == LOOKUP_FOUND && !value_is(2 * k, hit->lsn, out.data, out.len));
-        }
-        CHECK(corrupt > 0);
-        CHECK_EQ(wrong, 0);
+        int corrupt, decompress_msg;
+        check_damaged_block(bad_path, n, 0, 2000, "does not decompress", &corrupt, &decompress_msg);
         if (forge)
             CHECK(decompress_msg > 0);
-        pl_buf_free(&out);
-        iter *it = table_iter(t);
-        for (iter_seek_first(it); iter_valid(it); iter_next(it))
-            ;
-        CHECK_RC(iter_status(it), PL_CORRUPT);
-        iter_destroy(it);
-        table_close(t);
-        CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
     }
     free(d);
     unlink(bad_path);
@@ -1583,38 +1593,10 @@ static void test_dictionary(void)
         }
         CHECK_RC(env_write_file(bad_path, nd, n), PL_OK);
         free(nd);
-        table *t = NULL;
-        CHECK_RC(table_open(bad_path, n, NULL, &t), PL_OK);
-        if (!t)
-            continue;
-        pl_buf out = {0};
-        int corrupt = 0, wrong = 0, msg = 0;
-        for (uint32_t k = NKEYS - 2000; k < NKEYS; k++) {
-            char key[32];
-            size_t kl = key_str(key, 2 * k);
-            int result = -1;
-            int rc = table_get(t, key, kl, LSN_MAX, &out, 0, &result);
-            if (rc == PL_CORRUPT) {
-                corrupt++;
-                msg += strstr(pl_errmsg(), forge ? "does not decompress" : "checksum mismatch") != NULL;
-                continue;
-            }
-            const mentry *hit = NULL;
-            int want = expect_get(2 * k, LSN_MAX, &hit);
-            wrong += rc != PL_OK || result != want ||
-                     (want == LOOKUP_FOUND && !value_is(2 * k, hit->lsn, out.data, out.len));
-        }
-        CHECK(corrupt > 0);
+        int corrupt, msg;
+        check_damaged_block(bad_path, n, NKEYS - 2000, NKEYS, forge ? "does not decompress" : "checksum mismatch",
+                            &corrupt, &msg);
         CHECK_EQ(msg, corrupt);
-        CHECK_EQ(wrong, 0);
-        pl_buf_free(&out);
-        iter *it = table_iter(t);
-        for (iter_seek_first(it); iter_valid(it); iter_next(it))
-            ;
-        CHECK_RC(iter_status(it), PL_CORRUPT);
-        iter_destroy(it);
-        table_close(t);
-        CHECK_RC(table_verify(bad_path, n), PL_CORRUPT);
     }
     for (int how = 0; how < 3; how++) {
         char *nd = malloc(n);

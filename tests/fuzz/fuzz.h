@@ -229,8 +229,7 @@ static inline void fuzz_fix_table(char *d, size_t n)
     fuzz_fix_block_trailer(d, n, filter_off, filter_size);
     fuzz_fix_block_trailer(d, n, index_off, index_size);
     uint64_t doff, dsize; /* format 4: the dictionary block, before the filter */
-    if (get_u32(f + 32) == TABLE_VERSION_DICT && filter_off <= n && filter_off >= 4 + TABLE_BLOCK_TRAILER &&
-        table_dict_handle(get_u32(d + filter_off - TABLE_BLOCK_TRAILER - 4), filter_off, &doff, &dsize) == PL_OK)
+    if (get_u32(f + 32) == TABLE_VERSION_DICT && filter_off <= n && table_dict_locate(d, filter_off, &doff, &dsize) == PL_OK)
         fuzz_fix_block_trailer(d, n, doff, dsize);
     char *foot = d + n - TABLE_FOOTER_SIZE;
     put_u32(foot + 36, crc_value(foot, 36));

@@ -41,6 +41,7 @@
 #include "progress.h"
 #include "version.h"
 #include "wal.h"
+#include "warm.h"
 
 #define GROUP_MAX_WRITERS 128
 #define GROUP_MAX_BYTES (1u << 20)
@@ -118,6 +119,7 @@ struct pl_db {
     /* time-based / hybrid sync */
     pthread_t sync_thread;
     int sync_thread_started;
+    warm *warmer; /* maps a warm database's tables after open (warm.h); guarded by mu */
     pthread_cond_t sync_cv;
     uint64_t unsynced_records;  /* appended since the last fsync */
     uint64_t oldest_unsynced_ns;
@@ -2034,6 +2036,10 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     env_list_dir(path, remove_obsolete, db);
     if (retains_wals(db))
         changes_trim(path, db->opt.wal_retention_bytes, db->opt.wal_retention_seconds);
+    /* Tables past the read-around limit fault page by page: map what the page cache holds (warm.h).
+     * Below it the kernel's read-around warms the mapping in a few faults. */
+    if (atomic_load(&db->vs.lean_tables) && (rc = warm_start(db->vs.current, &db->warmer)))
+        goto fail;
     if ((rc = start_bg_threads(db)))
         goto fail;
     if (opt->sync_mode == PL_SYNC_TIME_BASED || opt->sync_mode == PL_SYNC_HYBRID) {
@@ -2046,6 +2052,8 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
     *out = db;
     return PL_OK;
 fail:
+    warm_stop(db->warmer);
+    db->warmer = NULL;
     if (db->flush_started) {
         atomic_store(&db->closing, 1);
         pthread_mutex_lock(&db->mu);
@@ -2099,7 +2107,10 @@ int pl_db_close(pl_db *db)
     pthread_cond_broadcast(&db->bg_cv);
     while (atomic_load(&db->active) > 0)
         pthread_cond_wait(&db->close_cv, &db->mu);
+    warm *w = db->warmer;
+    db->warmer = NULL;
     pthread_mutex_unlock(&db->mu);
+    warm_stop(w);
     if (db->sync_thread_started)
         pthread_join(db->sync_thread, NULL);
     join_bg_threads(db);
@@ -2151,6 +2162,8 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     }
     version *v = db->vs.current;
     version_ref(v);
+    uint64_t warmed = warm_bytes(db->warmer);
+    int warming = warm_running(db->warmer);
     pthread_mutex_unlock(&db->mu);
     compact_env cenv;
     compact_env_init(db, &cenv);
@@ -2194,6 +2207,8 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "memtable_entries", mem_entries);
     fn(ctx, "table_entries", table_entries);
     fn(ctx, "table_heap_bytes", table_heap);
+    fn(ctx, "warmed_bytes", warmed);
+    fn(ctx, "warming", (uint64_t)warming);
     fn(ctx, "level0_compaction_trigger", L0_COMPACT_TRIGGER);
     fn(ctx, "level1_target_bytes", cenv.level_base_bytes);
     fn(ctx, "level_multiplier", LEVEL_MULTIPLIER);

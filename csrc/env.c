@@ -856,6 +856,28 @@ void env_advise_willneed(const char *addr, size_t len)
         madvise((void *)lo, len + (a - lo), MADV_WILLNEED);
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+int env_map_resident(const char *addr, size_t len, unsigned char *vec)
+{
+    return len && mincore((void *)addr, len, vec) != 0 ? -1 : 0;
+}
+
+int env_map_populate(const char *addr, size_t len)
+{
+    if (!len || madvise((void *)addr, len, MADV_POPULATE_READ) == 0)
+        return 0;
+    return errno == EINVAL ? 1 : -1;
+}
+
+size_t env_page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
 void env_unmap_readonly(const char *addr, size_t len)
 {
     if (addr)

@@ -107,6 +107,15 @@ void env_unmap_readonly(const char *addr, size_t len);
  * a request to read [addr, addr + len) in ahead, asynchronously.  Hints: errors are ignored. */
 void env_advise_random(const char *addr, size_t len, int random);
 void env_advise_willneed(const char *addr, size_t len);
+/* Which pages of [addr, addr + len) (addr page-aligned) the page cache holds: vec[i] & 1 for page i
+ * (mincore).  0, or -1 when the kernel refuses. */
+int env_map_resident(const char *addr, size_t len, unsigned char *vec);
+/* Map [addr, addr + len) (addr page-aligned) into the page tables, reading in what is not in memory
+ * (madvise(MADV_POPULATE_READ)), so that later reads take no page fault.  0; 1 where the kernel lacks
+ * the advice (Linux < 5.14: the caller stops asking); -1 on another failure (an I/O error: the read
+ * will report it).  Never raises SIGBUS. */
+int env_map_populate(const char *addr, size_t len);
+size_t env_page_size(void);
 typedef struct env_guard {
     sigjmp_buf jb;
     struct env_guard *prev;

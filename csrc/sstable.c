@@ -1347,6 +1347,83 @@ void table_set_random_reads(table *t, int on)
         env_advise_random(t->map, (size_t)t->size, on);
 }
 
+#define WARM_PIECE (4u << 20) /* populated per call: a stop waits for at most one piece */
+
+static int pages_resident(const unsigned char *vec, size_t page, uint64_t off, uint64_t len)
+{
+    for (uint64_t p = off / page; p <= (off + len - 1) / page; p++)
+        if (!(vec[p] & 1))
+            return 0;
+    return 1;
+}
+
+/* Check the data blocks and point index chunks that lie on resident pages (vec), as their first read
+ * would, and mark them checked.  REQUIRES: a SIGBUS guard. */
+static void warm_check(table *t, const unsigned char *vec, size_t page, const atomic_int *stop)
+{
+    uint64_t nb = t->nfences ? t->nfences : t->lean ? t->nblocks : 0;
+    for (uint64_t b = 0; t->inplace && t->granules_unique && b < nb; b++) {
+        uint64_t off, size;
+        if ((b & 1023) == 0 && atomic_load_explicit(stop, memory_order_relaxed))
+            return;
+        if (pidx_block(t, b, &off, &size) || check_data_handle(t, off, size))
+            return; /* a damaged index: the reads will say so */
+        size_t g = (size_t)(off >> GRANULE_SHIFT);
+        unsigned char bit = (unsigned char)(1u << (g & 7));
+        if (!(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit) &&
+            pages_resident(vec, page, off, size + TABLE_BLOCK_TRAILER) &&
+            trailer_type_ok((unsigned char)t->map[off + size], t->compressed) &&
+            table_trailer_matches(t->map + off + size, crc_value(t->map + off, (size_t)size), t->compressed))
+            atomic_fetch_or_explicit(&t->verified[g >> 3], bit, memory_order_relaxed);
+    }
+    for (uint32_t c = 0; t->pidx && c < t->pidx_lay.nchunks; c++) {
+        unsigned char bit = (unsigned char)(1u << (c & 7));
+        uint64_t off = t->pidx_lay.buckets_off + (uint64_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES;
+        if ((c & 1023) == 0 && atomic_load_explicit(stop, memory_order_relaxed))
+            return;
+        if (!(atomic_load_explicit(&t->pidx_verified[c >> 3], memory_order_relaxed) & bit) &&
+            pages_resident(vec, page, off, pindex_chunk_bytes(&t->pidx_lay, c)) &&
+            pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, t->pidx, c))
+            atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], bit, memory_order_relaxed);
+    }
+}
+
+uint64_t table_warm(table *t, const atomic_int *stop)
+{
+    size_t page = env_page_size(), size = (size_t)t->size;
+    unsigned char *vec = t->map && size ? malloc((size + page - 1) / page) : NULL;
+    if (!vec || env_map_resident(t->map, size, vec)) {
+        free(vec);
+        return 0;
+    }
+    uint64_t mapped = 0;
+    int populate = 1;
+    for (size_t i = 0, n = (size + page - 1) / page, per = WARM_PIECE / page; populate && i < n;) {
+        if (atomic_load_explicit(stop, memory_order_relaxed))
+            break;
+        while (i < n && !(vec[i] & 1))
+            i++;
+        size_t j = i;
+        while (j < n && (vec[j] & 1) && j - i < per)
+            j++;
+        if (j > i) {
+            int rc = env_map_populate(t->map + i * page, (j - i) * page);
+            if (rc == 0)
+                mapped += (uint64_t)(j - i) * page;
+            populate = rc != 1;
+        }
+        i = j;
+    }
+    env_guard g;
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        warm_check(t, vec, page, stop);
+        env_guard_leave(&g);
+    }
+    free(vec);
+    return mapped;
+}
+
 int table_has_filter(const table *t) { return t->filter_len > 0 || t->pidx_crcs != NULL; }
 int table_has_point_index(const table *t) { return t->pidx != NULL; }
 

@@ -20,6 +20,7 @@
 #ifndef PL_SSTABLE_H
 #define PL_SSTABLE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -187,6 +188,12 @@ uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen);
  * random reads a point read's page fault reads one page, not a window of up to the device's read-ahead
  * around it, and iterators request their own read-ahead as they go.  Idempotent; any thread. */
 void table_set_random_reads(table *t, int on);
+/* Warm a mapped table whose file the page cache holds (warm.h): map its resident pages into the page
+ * tables, in pieces of a few MiB, then check the trailers of the data blocks and the CRCs of the
+ * point index's chunks that lie wholly on resident pages, as a first read would (a block or chunk
+ * that fails is left for the read to report).  Reads nothing that is not in memory; stops early once
+ * *stop is set.  Returns the bytes mapped (0 for a table read through pread).  Any thread. */
+uint64_t table_warm(table *t, const atomic_int *stop);
 int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */
 int table_has_point_index(const table *t);

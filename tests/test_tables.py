@@ -901,6 +901,139 @@ def test_tables_past_the_read_around_limit_are_mapped_for_random_reads(db_path):
         pylsm._pylsm._test_set("read_around_bytes", 0)
 
 
+def _table_mappings_rss(db_dir):
+    """The bytes of this process's table mappings that are mapped into its page tables (smaps' Rss)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", parts[0]):
+                path = parts[5] if len(parts) >= 6 else ""
+                inside = os.path.dirname(path) == os.path.realpath(db_dir) and path.endswith(".sst")
+            elif inside and parts[0] == "Rss:":
+                total += int(parts[1]) * 1024
+    return total
+
+
+def _wait_warmed(db, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while db.stats()["warming"]:
+        assert time.monotonic() < deadline, "the warmer did not finish"
+        time.sleep(0.01)
+    return db.stats()["warmed_bytes"]
+
+
+def _read_bytes():
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("read_bytes:")).split()[1])
+
+
+def _pindex_buckets(data):
+    """(offset, length) of a table's point index buckets, from the filter block's tail."""
+    f = helpers_tables.parse_footer(data)
+    block = data[f["filter_offset"]: f["filter_offset"] + f["filter_size"]]
+    assert block[-1] == 0xC2, "no point index"
+    nbuckets, pad = int.from_bytes(block[-10:-6], "little"), block[-6]
+    return f["filter_offset"] + pad, 64 * nbuckets
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_a_warm_database_past_the_read_around_limit_is_mapped_after_open(db_path):
+    """Past the read-around limit a page fault maps one page (or a few), so a new process would fault
+    on most pages its first gets touch; the open starts a warmer that maps every table page the page cache
+    holds and checks the blocks and index chunks on them, and reads give the same answers."""
+    vals = {key_of(i): os.urandom(100) for i in range(40000)}
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.compact()
+        assert db.stats()["warmed_bytes"] == 0 and not db.stats()["warming"]  # under the limit: no warmer
+    size = helpers_tables.dir_bytes(db_path, ".sst")
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        with pylsm.open(db_path) as db:
+            warmed = _wait_warmed(db)
+            assert warmed >= size * 0.9, (warmed, size)  # just written: in the page cache
+            assert _table_mappings_rss(db_path) >= size * 0.9
+            assert all(db[k] == v for k, v in vals.items())
+            assert db.get_many(list(vals)[::7]) == list(vals.values())[::7]
+            assert db.get(key_of(40000)) is None
+            assert dict(db.items()) == vals
+        for _ in range(5):  # closed while it maps: it stops within a few MiB, nothing leaks or crashes
+            with pylsm.open(db_path) as db:
+                assert db[key_of(5)] == vals[key_of(5)]
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+def test_the_warmer_reads_nothing_of_a_cold_database(db_path):
+    """Files evicted from the page cache: the warmer maps nothing and starts no reads (a cold database
+    larger than memory must not be streamed in behind the user's back); gets then read what they need."""
+    vals = {key_of(i): os.urandom(100) for i in range(40000)}
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.compact()
+    size = helpers_tables.dir_bytes(db_path, ".sst")
+    for name in helpers_tables.sst_files(db_path):
+        fd = os.open(os.path.join(db_path, name), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        before = _read_bytes()
+        with pylsm.open(db_path) as db:
+            warmed = _wait_warmed(db)
+            read = _read_bytes() - before
+            assert warmed < size * 0.25, (warmed, size)
+            assert read < size * 0.25, (read, size)  # the open's own reads (footers, filters), not the data
+            assert all(db[k] == v for k, v in list(vals.items())[::97])
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
+@pytest.mark.parametrize("where", ["data block", "point index"])
+def test_the_warmer_does_not_pass_a_damaged_block(db_path, where):
+    """The warmer checks what it maps as a first read would; what fails its check is left unchecked, so
+    the gets that need it still raise CorruptionError naming the table, and the others still answer."""
+    vals = {key_of(i): os.urandom(100) for i in range(40000)}
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.compact()
+    names = helpers_tables.sst_files(db_path)
+    assert len(names) == 1
+    path = os.path.join(db_path, names[0])
+    with open(path, "rb") as f:
+        data = f.read()
+    if where == "data block":
+        block = table_layout(data)["data_blocks"][10]
+        pos, hit = block["offset"] + 100, set(block["user_keys"])
+    else:
+        off, length = _pindex_buckets(data)
+        pos, hit = off + length // 2, None
+    with open(path, "r+b") as f:  # through the page cache: the damaged page stays resident
+        f.seek(pos)
+        f.write(bytes([data[pos] ^ 0x40]))
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        with pylsm.open(db_path) as db:
+            assert _wait_warmed(db) > 0
+            errors = set()
+            for k, v in vals.items():
+                try:
+                    assert db[k] == v
+                except pylsm.CorruptionError as e:
+                    assert names[0] in str(e)
+                    errors.add(k)
+            assert errors
+            if hit is not None:
+                assert errors <= hit
+            assert len(errors) < len(vals) // 10
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
 def test_tables_past_the_read_around_limit_keep_no_heap_per_block(db_path):
     """Past the read-around limit the tables opened are lean: nothing per data block on the heap (the
     point index finds a block's place in the index block, read in place), and every read, old snapshot,

@@ -860,8 +860,14 @@ void env_advise_willneed(const char *addr, size_t len)
 #define MADV_POPULATE_READ 22
 #endif
 
-int env_map_resident(const char *addr, size_t len, unsigned char *vec)
+int env_map_resident(const char *path, const char *addr, size_t len, unsigned char *vec)
 {
+    struct stat st;
+    /* The kernel's rule (mm/mincore.c, can_do_mincore): the owner, a writer, or CAP_FOWNER sees the
+     * truth; anyone else sees every page resident, which would read the whole file in. */
+    if (stat(path, &st) != 0 ||
+        (st.st_uid != geteuid() && geteuid() != 0 && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) != 0))
+        return -1;
     return len && mincore((void *)addr, len, vec) != 0 ? -1 : 0;
 }
 

@@ -107,9 +107,10 @@ void env_unmap_readonly(const char *addr, size_t len);
  * a request to read [addr, addr + len) in ahead, asynchronously.  Hints: errors are ignored. */
 void env_advise_random(const char *addr, size_t len, int random);
 void env_advise_willneed(const char *addr, size_t len);
-/* Which pages of [addr, addr + len) (addr page-aligned) the page cache holds: vec[i] & 1 for page i
- * (mincore).  0, or -1 when the kernel refuses. */
-int env_map_resident(const char *addr, size_t len, unsigned char *vec);
+/* Which pages of [addr, addr + len) (addr page-aligned), a mapping of the file at path, the page cache
+ * holds: vec[i] & 1 for page i (mincore).  0; -1 when the kernel refuses, or would not tell: for a
+ * file the process neither owns nor may write, Linux reports every page resident (since 5.0). */
+int env_map_resident(const char *path, const char *addr, size_t len, unsigned char *vec);
 /* Map [addr, addr + len) (addr page-aligned) into the page tables, reading in what is not in memory
  * (madvise(MADV_POPULATE_READ)), so that later reads take no page fault.  0; 1 where the kernel lacks
  * the advice (Linux < 5.14: the caller stops asking); -1 on another failure (an I/O error: the read

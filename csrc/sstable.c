@@ -1366,8 +1366,8 @@ static void warm_check(table *t, const unsigned char *vec, size_t page, const at
         uint64_t off, size;
         if ((b & 1023) == 0 && atomic_load_explicit(stop, memory_order_relaxed))
             return;
-        if (pidx_block(t, b, &off, &size) || check_data_handle(t, off, size))
-            return; /* a damaged index: the reads will say so */
+        if (pidx_block(t, b, &off, &size) || !table_data_handle_fits(off, size, t->data_end))
+            break; /* a damaged index: the reads will say so */
         size_t g = (size_t)(off >> GRANULE_SHIFT);
         unsigned char bit = (unsigned char)(1u << (g & 7));
         if (!(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit) &&
@@ -1392,7 +1392,7 @@ uint64_t table_warm(table *t, const atomic_int *stop)
 {
     size_t page = env_page_size(), size = (size_t)t->size;
     unsigned char *vec = t->map && size ? malloc((size + page - 1) / page) : NULL;
-    if (!vec || env_map_resident(t->map, size, vec)) {
+    if (!vec || env_map_resident(t->path, t->map, size, vec)) {
         free(vec);
         return 0;
     }

@@ -18,10 +18,16 @@ struct warm {
 static void *warm_main(void *arg)
 {
     warm *w = arg;
-    /* Newest data first: level 0, then down the levels, as gets reach them. */
+    /* Newest data first: level 0, then down the levels, as gets reach them.  A table a compaction
+     * has replaced meanwhile is skipped. */
     for (int l = 0; l < NUM_LEVELS && !atomic_load(&w->stop); l++)
         for (int i = 0; i < w->v->n[l] && !atomic_load(&w->stop); i++)
-            atomic_fetch_add(&w->bytes, table_warm(w->v->files[l][i]->t, &w->stop));
+            if (!atomic_load(&w->v->files[l][i]->obsolete))
+                atomic_fetch_add(&w->bytes, table_warm(w->v->files[l][i]->t, &w->stop));
+    /* Let the tables go now, not at close: the ones compaction replaced are deleted at their last
+     * reference. */
+    version_unref(w->v);
+    w->v = NULL;
     atomic_store(&w->running, 0);
     return NULL;
 }
@@ -50,7 +56,6 @@ void warm_stop(warm *w)
         return;
     atomic_store(&w->stop, 1);
     pthread_join(w->thread, NULL);
-    version_unref(w->v);
     free(w);
 }
 

@@ -915,6 +915,27 @@ def _table_mappings_rss(db_dir):
     return total
 
 
+def _kernel_populates():
+    """Whether the kernel has madvise(MADV_POPULATE_READ) (Linux 5.14): without it the warmer only checks."""
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (5, 14)
+
+
+needs_populate = pytest.mark.skipif(not _kernel_populates(), reason="needs Linux 5.14 (MADV_POPULATE_READ)")
+
+
+def _on_tmpfs(path):
+    """Whether path is on tmpfs, whose pages POSIX_FADV_DONTNEED cannot evict."""
+    best, fstype = "", ""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mnt = parts[1]
+            if os.path.realpath(path).startswith(mnt.rstrip("/") + "/") and len(mnt) > len(best):
+                best, fstype = mnt, parts[2]
+    return fstype in ("tmpfs", "ramfs")
+
+
 def _wait_warmed(db, timeout=60.0):
     deadline = time.monotonic() + timeout
     while db.stats()["warming"]:
@@ -937,6 +958,7 @@ def _pindex_buckets(data):
     return f["filter_offset"] + pad, 64 * nbuckets
 
 
+@needs_populate
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
 def test_a_warm_database_past_the_read_around_limit_is_mapped_after_open(db_path):
     """Past the read-around limit a page fault maps one page (or a few), so a new process would fault
@@ -969,6 +991,8 @@ def test_a_warm_database_past_the_read_around_limit_is_mapped_after_open(db_path
 def test_the_warmer_reads_nothing_of_a_cold_database(db_path):
     """Files evicted from the page cache: the warmer maps nothing and starts no reads (a cold database
     larger than memory must not be streamed in behind the user's back); gets then read what they need."""
+    if _on_tmpfs(db_path):
+        pytest.skip("tmpfs pages cannot be evicted")
     vals = {key_of(i): os.urandom(100) for i in range(40000)}
     with pylsm.open(db_path) as db:
         db.update(vals)
@@ -993,6 +1017,26 @@ def test_the_warmer_reads_nothing_of_a_cold_database(db_path):
         pylsm._pylsm._test_set("read_around_bytes", 0)
 
 
+def test_the_warmer_lets_replaced_tables_go(db_path):
+    """The warmer holds the tables of the version it warms only while it warms them: a table that a
+    compaction replaces afterwards is deleted then, not at close."""
+    with pylsm.open(db_path) as db:
+        db.update({key_of(i): os.urandom(100) for i in range(20000)})
+        db.compact()
+    old = set(helpers_tables.sst_files(db_path))
+    pylsm._pylsm._test_set("read_around_bytes", 1)
+    try:
+        with pylsm.open(db_path) as db:
+            _wait_warmed(db)
+            db.update({key_of(i): b"new" for i in range(20000)})
+            db.compact()
+            assert not old & set(helpers_tables.sst_files(db_path))
+            assert db[key_of(7)] == b"new"
+    finally:
+        pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
+@needs_populate
 @pytest.mark.parametrize("where", ["data block", "point index"])
 def test_the_warmer_does_not_pass_a_damaged_block(db_path, where):
     """The warmer checks what it maps as a first read would; what fails its check is left unchecked, so

@@ -1,7 +1,8 @@
 /* race_db.c -- run under ThreadSanitizer (make tsan): the memtable with its writer and readers at
  * once (memtable_usage while the hash index grows: issue 9, bug 9), and the database with writers,
  * readers, snapshots, iterators, flushes, compactions, bulk ingests, checkpoints and the changes feed at once (a small
- * LSN gap makes the writers wait for the ingests' commits).  Any data race TSan sees fails the
+ * LSN gap makes the writers wait for the ingests' commits), then the warmer of a reopened database with
+ * readers, a writer and a compaction.  Any data race TSan sees fails the
  * run (halt_on_error). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include "db.h"
 #include "memtable.h"
 #include "pylsm.h"
+#include "testhooks.h"
 #include "testutil.h"
 
 static memtable *mt;
@@ -205,12 +207,52 @@ static void test_db_all_at_once(const char *path)
     CHECK_RC(pl_db_close(db), PL_OK);
 }
 
+static void count_warming(void *ctx, const char *name, uint64_t v)
+{
+    if (strcmp(name, "warming") == 0)
+        ((uint64_t *)ctx)[0] = v;
+    else if (strcmp(name, "warmed_bytes") == 0)
+        ((uint64_t *)ctx)[1] = v;
+}
+
+/* The warmer (past the read-around limit, lowered here) checking blocks and chunks while readers read
+ * them, a writer and a compaction replace the tables it holds, and a close that may stop it. */
+static void test_warmer_and_readers(const char *path)
+{
+    CHECK_RC(pl_test_set("read_around_bytes", 1), PL_OK);
+    for (int round = 0; round < 3; round++) {
+        CHECK_RC(pl_db_open(path, NULL, &db), PL_OK);
+        if (!db)
+            break;
+        atomic_store(&stop, 0);
+        pthread_t r[2], w;
+        for (int i = 0; i < 2; i++)
+            pthread_create(&r[i], NULL, db_reader, NULL);
+        pthread_create(&w, NULL, db_writer, (void *)(long)round);
+        if (round > 0) /* round 0 closes at once, likely while it warms */
+            CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
+        uint64_t warm[2] = {1, 0}; /* warming, warmed_bytes */
+        for (int i = 0; i < 5000 && round > 0 && warm[0]; i++) {
+            CHECK_RC(pl_db_stats(db, count_warming, NULL, warm), PL_OK);
+            usleep(1000);
+        }
+        CHECK(round == 0 || (warm[0] == 0 && warm[1] > 0));
+        atomic_store(&stop, 1);
+        pthread_join(w, NULL);
+        for (int i = 0; i < 2; i++)
+            pthread_join(r[i], NULL);
+        CHECK_RC(pl_db_close(db), PL_OK);
+    }
+    CHECK_RC(pl_test_set("read_around_bytes", 0), PL_OK);
+}
+
 int main(void)
 {
     char path[64];
     snprintf(path, sizeof path, "/tmp/pylsm-race-%d", (int)getpid());
     test_memtable_writer_and_readers();
     test_db_all_at_once(path);
+    test_warmer_and_readers(path);
     pl_destroy(path);
     return test_report();
 }

@@ -191,24 +191,28 @@ def child(engine, path, n, gets, cold_gets):
     print(json.dumps(out), flush=True)
 
 
+def pylsm_stats(db):
+    """pylsm's stats() (None for the peers)."""
+    inner = getattr(db, "db", None)
+    return inner.stats() if engine_name(db) == "pylsm" and inner is not None else None
+
+
 def level_written(db):
     """pylsm's table bytes written into each level since open ([] for the peers)."""
-    inner = getattr(db, "db", None)
-    if engine_name(db) != "pylsm" or inner is None:
-        return []
-    return [lv["bytes_written"] for lv in inner.stats()["levels"]]
+    st = pylsm_stats(db)
+    return [lv["bytes_written"] for lv in st["levels"]] if st else []
 
 
 def warming(db):
     """Whether pylsm's warmer is still mapping the tables after an open (False for the peers)."""
-    inner = getattr(db, "db", None)
-    return bool(inner.stats()["warming"]) if engine_name(db) == "pylsm" and inner is not None else False
+    st = pylsm_stats(db)
+    return bool(st and st["warming"])
 
 
 def table_heap(db):
     """pylsm's heap bytes held by its open tables after the full compaction (None for the peers)."""
-    inner = getattr(db, "db", None)
-    return inner.stats()["table_heap_bytes"] if engine_name(db) == "pylsm" and inner is not None else None
+    st = pylsm_stats(db)
+    return st["table_heap_bytes"] if st else None
 
 
 def engine_name(db):

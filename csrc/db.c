@@ -2038,8 +2038,8 @@ int pl_db_open(const char *path, const pl_options *opt, pl_db **out)
         changes_trim(path, db->opt.wal_retention_bytes, db->opt.wal_retention_seconds);
     /* Tables past the read-around limit fault page by page: map what the page cache holds (warm.h).
      * Below it the kernel's read-around warms the mapping in a few faults. */
-    if (atomic_load(&db->vs.lean_tables) && (rc = warm_start(db->vs.current, &db->warmer)))
-        goto fail;
+    if (atomic_load(&db->vs.lean_tables))
+        warm_start(db->vs.current, &db->warmer);
     if ((rc = start_bg_threads(db)))
         goto fail;
     if (opt->sync_mode == PL_SYNC_TIME_BASED || opt->sync_mode == PL_SYNC_HYBRID) {

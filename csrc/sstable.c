@@ -740,6 +740,32 @@ static int check_data_handle(const table *t, uint64_t off, uint64_t size)
     return PL_OK;
 }
 
+/* Whether the data block at off was checked in this open (never, when two blocks share a granule), and
+ * recording that it was: a bit per granule in t->verified, set by reads and the warmer alike (a
+ * relaxed bit: the file never changes, so a check done twice by two threads is only work). */
+static int block_checked(const table *t, uint64_t off)
+{
+    size_t g = (size_t)(off >> GRANULE_SHIFT);
+    return t->granules_unique && (atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & (1u << (g & 7)));
+}
+
+static void set_block_checked(table *t, uint64_t off)
+{
+    size_t g = (size_t)(off >> GRANULE_SHIFT);
+    atomic_fetch_or_explicit(&t->verified[g >> 3], (unsigned char)(1u << (g & 7)), memory_order_relaxed);
+}
+
+/* The same for chunk c of the point index (t->pidx_verified). */
+static int chunk_checked(const table *t, uint32_t c)
+{
+    return atomic_load_explicit(&t->pidx_verified[c >> 3], memory_order_relaxed) & (1u << (c & 7));
+}
+
+static void set_chunk_checked(table *t, uint32_t c)
+{
+    atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], (unsigned char)(1u << (c & 7)), memory_order_relaxed);
+}
+
 /* The mapped data block at off, its trailer checked the first time it is read in this open (a block
  * not yet checked is PL_WOULDBLOCK under PL_READ_NO_IO: its pages may not be in memory either, so the
  * caller retries without its lock).  REQUIRES: a SIGBUS guard (env.h). */
@@ -751,14 +777,12 @@ static int mapped_block(table *t, uint64_t off, uint64_t size, int flags, const 
     if (rc)
         return rc;
     const char *p = t->map + off;
-    size_t g = (size_t)(off >> GRANULE_SHIFT);
-    unsigned char bit = (unsigned char)(1u << (g & 7));
-    if (!t->granules_unique || !(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit)) {
+    if (!block_checked(t, off)) {
         if (flags & PL_READ_NO_IO)
             return PL_WOULDBLOCK;
         if ((rc = table_check_trailer(p, (size_t)size, t->compressed, t->path, off)))
             return rc;
-        atomic_fetch_or_explicit(&t->verified[g >> 3], bit, memory_order_relaxed);
+        set_block_checked(t, off);
     }
     *data = p;
     return PL_OK;
@@ -1366,25 +1390,19 @@ static void warm_check(table *t, const unsigned char *vec, size_t page, const at
         uint64_t off, size;
         if ((b & 1023) == 0 && atomic_load_explicit(stop, memory_order_relaxed))
             return;
-        if (pidx_block(t, b, &off, &size) || !table_data_handle_fits(off, size, t->data_end))
+        if (pidx_block(t, b, &off, &size)) /* (a handle it gives lies in the data region) */
             break; /* a damaged index: the reads will say so */
-        size_t g = (size_t)(off >> GRANULE_SHIFT);
-        unsigned char bit = (unsigned char)(1u << (g & 7));
-        if (!(atomic_load_explicit(&t->verified[g >> 3], memory_order_relaxed) & bit) &&
-            pages_resident(vec, page, off, size + TABLE_BLOCK_TRAILER) &&
-            trailer_type_ok((unsigned char)t->map[off + size], t->compressed) &&
-            table_trailer_matches(t->map + off + size, crc_value(t->map + off, (size_t)size), t->compressed))
-            atomic_fetch_or_explicit(&t->verified[g >> 3], bit, memory_order_relaxed);
+        if (!block_checked(t, off) && pages_resident(vec, page, off, size + TABLE_BLOCK_TRAILER) &&
+            table_check_trailer(t->map + off, (size_t)size, t->compressed, t->path, off) == PL_OK)
+            set_block_checked(t, off);
     }
     for (uint32_t c = 0; t->pidx && c < t->pidx_lay.nchunks; c++) {
-        unsigned char bit = (unsigned char)(1u << (c & 7));
         uint64_t off = t->pidx_lay.buckets_off + (uint64_t)c * PINDEX_CHUNK_BUCKETS * PINDEX_BUCKET_BYTES;
         if ((c & 1023) == 0 && atomic_load_explicit(stop, memory_order_relaxed))
             return;
-        if (!(atomic_load_explicit(&t->pidx_verified[c >> 3], memory_order_relaxed) & bit) &&
-            pages_resident(vec, page, off, pindex_chunk_bytes(&t->pidx_lay, c)) &&
+        if (!chunk_checked(t, c) && pages_resident(vec, page, off, pindex_chunk_bytes(&t->pidx_lay, c)) &&
             pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, t->pidx, c))
-            atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], bit, memory_order_relaxed);
+            set_chunk_checked(t, c);
     }
 }
 
@@ -1520,8 +1538,7 @@ static int pidx_chunk_error(const table *t, uint32_t c)
  * under PL_READ_NO_IO until then).  REQUIRES: a SIGBUS guard. */
 static int pidx_chunk(table *t, uint32_t c, int flags)
 {
-    unsigned char bit = (unsigned char)(1u << (c & 7));
-    if (atomic_load_explicit(&t->pidx_verified[c >> 3], memory_order_relaxed) & bit)
+    if (chunk_checked(t, c))
         return PL_OK;
     if (flags & PL_READ_NO_IO)
         return PL_WOULDBLOCK;
@@ -1530,7 +1547,7 @@ static int pidx_chunk(table *t, uint32_t c, int flags)
         return rc;
     if (!pindex_chunk_ok(&t->pidx_lay, t->pidx_crcs, t->pidx, c))
         return pidx_chunk_error(t, c);
-    atomic_fetch_or_explicit(&t->pidx_verified[c >> 3], bit, memory_order_relaxed);
+    set_chunk_checked(t, c);
     return PL_OK;
 }
 

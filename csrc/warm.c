@@ -5,8 +5,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "status.h"
-
 struct warm {
     version *v;
     pthread_t thread;
@@ -32,22 +30,21 @@ static void *warm_main(void *arg)
     return NULL;
 }
 
-int warm_start(version *v, warm **out)
+void warm_start(version *v, warm **out)
 {
     *out = NULL;
     warm *w = calloc(1, sizeof *w);
     if (!w)
-        return PL_OK;
+        return;
     w->v = v;
     version_ref(v);
     atomic_store(&w->running, 1);
     if (pthread_create(&w->thread, NULL, warm_main, w) != 0) {
         version_unref(v);
         free(w);
-        return PL_OK;
+        return;
     }
     *out = w;
-    return PL_OK;
 }
 
 void warm_stop(warm *w)

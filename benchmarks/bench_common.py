@@ -6,6 +6,7 @@ Nothing here is timed.
 """
 import os
 import random
+import time
 
 SEED = 20240601
 KEY_BYTES = 16
@@ -187,6 +188,46 @@ def evict(path):
         finally:
             os.close(fd)
     return total
+
+
+def load_cache(path):
+    """Read every file of the database at ``path`` once, so the OS page cache holds all of it (what
+    ``cat`` of each file does; a file the cache holds already costs a copy, no I/O). Returns the bytes
+    read."""
+    total = 0
+    for p in db_files(path):
+        with open(p, "rb", buffering=0) as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            buf = bytearray(8 << 20)
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                total += n
+    return total
+
+
+def wait_quiet(max_secs=30.0, busy=0.15):
+    """Wait until the machine's CPUs are idle (their busy share over one second, /proc/stat, under
+    ``busy``) or ``max_secs`` have passed: after a load writes tens of GB, the kernel's own work (memory
+    compaction, writeback, a VM's free page reporting) goes on for a while and shares the cores with
+    whatever is timed next. Returns the seconds waited (0 off Linux)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]   # total, idle + iowait
+    try:
+        sample()
+    except OSError:
+        return 0.0
+    t0 = time.perf_counter()
+    while True:
+        a = sample()
+        time.sleep(1.0)
+        b = sample()
+        total, idle = b[0] - a[0], b[1] - a[1]
+        if total <= 0 or 1 - idle / total < busy or time.perf_counter() - t0 >= max_secs:
+            return time.perf_counter() - t0
 
 
 def storage_read_bytes():

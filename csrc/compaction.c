@@ -279,6 +279,14 @@ int compaction_output_open(compaction_output *o, compact_env *env)
     if (!rc) {
         table_builder_set_point_index(o->tb, env->point_index);
         table_builder_set_compression(o->tb, env->compression);
+        if (env->huge_pieces)
+            rc = table_builder_set_huge_pieces(o->tb);
+        if (rc) {
+            table_builder_abandon(o->tb);
+            o->tb = NULL;
+            free(o->path);
+            o->path = NULL;
+        }
     }
     return rc;
 }
@@ -317,10 +325,23 @@ void compaction_output_abandon(compaction_output *o)
     o->path = NULL;
 }
 
+/* Whether no level below `level` holds a table: what is written there stays until it is overwritten. */
+static int is_last_level(const version *v, int level)
+{
+    for (int l = level + 1; v && l < NUM_LEVELS; l++)
+        if (v->n[l])
+            return 0;
+    return 1;
+}
+
 int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e)
 {
     if (!input)
         return PL_FAIL(PL_NOMEM, "out of memory");
+    /* The last level holds most of the data and is read the longest: its tables are written in huge
+     * pieces (docs/decisions.md, item 20); a flush's and the upper levels' are soon rewritten. */
+    int huge = env->huge_pieces;
+    env->huge_pieces = level > 0 && v && is_last_level(v, level);
     compaction_output o = {0};
     pl_buf cur = {0}; /* the current user key */
     int have_cur = 0;
@@ -375,6 +396,7 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
     compaction_output_abandon(&o);
     pl_buf_free(&cur);
     iter_destroy(input);
+    env->huge_pieces = huge;
     return rc;
 }
 

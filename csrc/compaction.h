@@ -55,6 +55,7 @@ typedef struct compact_env {
     void *ctx;
     int lean_tables;             /* outputs open with table_open_lean */
     int report_progress;         /* progress_done per table written (a manual compaction's bar) */
+    int huge_pieces;             /* outputs written in 2 MiB pieces (table_builder_set_huge_pieces) */
     uint64_t bytes_written;      /* out: table bytes written */
     uint64_t entries_dropped;    /* out */
 } compact_env;

@@ -859,6 +859,7 @@ static void deadline_after(struct timespec *ts, uint64_t ns)
 static void *sync_thread_main(void *arg)
 {
     pl_db *db = arg;
+    env_thread_name("pylsm-sync");
     uint64_t interval = db->opt.sync_interval_ms * 1000000u;
     pthread_mutex_lock(&db->mu);
     while (!atomic_load(&db->closing)) {
@@ -1321,6 +1322,7 @@ static int maybe_compact(pl_db *db)
 static void *flush_main(void *arg)
 {
     pl_db *db = arg;
+    env_thread_name("pylsm-flush");
     pthread_mutex_lock(&db->mu);
     while (!atomic_load(&db->closing)) {
         if (db->imm && !db->bg_error)
@@ -1336,6 +1338,7 @@ static void *flush_main(void *arg)
 static void *compact_main(void *arg)
 {
     pl_db *db = arg;
+    env_thread_name("pylsm-compact");
     pthread_mutex_lock(&db->mu);
     while (!atomic_load(&db->closing)) {
         uint64_t seen = db->installs;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -884,6 +885,18 @@ size_t env_page_size(void)
     return p > 0 ? (size_t)p : 4096;
 }
 
+void *env_alloc_pages(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void env_free_pages(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len);
+}
+
 void env_unmap_readonly(const char *addr, size_t len)
 {
     if (addr)
@@ -909,6 +922,8 @@ uint64_t env_physical_memory(void)
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
+
+void env_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 uint64_t env_now_ns(void)
 {

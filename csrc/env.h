@@ -117,6 +117,10 @@ int env_map_resident(const char *path, const char *addr, size_t len, unsigned ch
  * will report it).  Never raises SIGBUS. */
 int env_map_populate(const char *addr, size_t len);
 size_t env_page_size(void);
+/* len bytes of zeroed memory straight from the OS (mmap), given back whole by env_free_pages: for big
+ * buffers that come and go, which malloc would keep in its arenas.  NULL when out of memory. */
+void *env_alloc_pages(size_t len);
+void env_free_pages(void *p, size_t len);
 typedef struct env_guard {
     sigjmp_buf jb;
     struct env_guard *prev;
@@ -129,6 +133,8 @@ void env_guard_leave(env_guard *g);
 /* Bytes of physical memory (0 when unknown). */
 uint64_t env_physical_memory(void);
 /* Monotonic clock in nanoseconds, and wall clock in microseconds. */
+/* Name the calling thread (up to 15 characters: `top -H`, `ps -L`, gdb and perf show it).  A hint. */
+void env_thread_name(const char *name);
 uint64_t env_now_ns(void);
 uint64_t env_wall_us(void);
 

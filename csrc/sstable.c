@@ -167,7 +167,8 @@ struct table_builder {
     int bits_per_key;
     block_builder data;
     block_builder index;
-    pl_buf wbuf;        /* bytes not yet handed to write(2) */
+    char *wbuf;         /* bytes not yet handed to write(2): wlen of wcap (the piece), from env_alloc_pages */
+    size_t wlen, wcap;
     uint64_t offset;    /* file bytes so far, buffered ones included */
     uint64_t written;   /* file bytes handed to write(2) */
     uint64_t wb_from;   /* where the writeback not yet started begins (TABLE_WRITEBACK_BYTES) */
@@ -217,14 +218,17 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
         rc = PL_FAIL(PL_NOMEM, "out of memory (table builder)");
         goto out;
     }
-    if ((rc = buf_reserve(&tb->wbuf, TABLE_WRITE_BUFFER)))
+    if (!(tb->wbuf = env_alloc_pages(TABLE_WRITE_BUFFER))) {
+        rc = PL_FAIL(PL_NOMEM, "out of memory (table builder)");
         goto out;
+    }
+    tb->wcap = TABLE_WRITE_BUFFER;
     rc = env_open(path, O_WRONLY | O_CREAT | O_TRUNC, &tb->fd);
 out:
     if (rc) {
         block_builder_free(&tb->data);
         block_builder_free(&tb->index);
-        pl_buf_free(&tb->wbuf);
+        env_free_pages(tb->wbuf, tb->wcap);
         free(tb->path);
         free(tb);
         return rc;
@@ -247,29 +251,29 @@ static void written(table_builder *tb, size_t n)
 
 static int flush_wbuf(table_builder *tb)
 {
-    if (!tb->wbuf.len)
+    if (!tb->wlen)
         return PL_OK;
-    int rc = env_write(tb->fd, tb->wbuf.data, tb->wbuf.len, tb->path);
+    int rc = env_write(tb->fd, tb->wbuf, tb->wlen, tb->path);
     if (!rc)
-        written(tb, tb->wbuf.len);
-    tb->wbuf.len = 0;
+        written(tb, tb->wlen);
+    tb->wlen = 0;
     return rc;
 }
 
+/* Every write(2) but a table's last is one piece (wcap bytes) at a multiple of it. */
 static int append(table_builder *tb, const char *p, size_t n)
 {
     int rc = PL_OK;
-    if (tb->wbuf.len + n > TABLE_WRITE_BUFFER && (rc = flush_wbuf(tb)))
-        return rc;
-    if (n >= TABLE_WRITE_BUFFER) {
-        if (!(rc = env_write(tb->fd, p, n, tb->path)))
-            written(tb, n);
-    } else if (n) {
-        memcpy(tb->wbuf.data + tb->wbuf.len, p, n);
-        tb->wbuf.len += n;
+    while (n && !rc) {
+        size_t take = tb->wcap - tb->wlen < n ? tb->wcap - tb->wlen : n;
+        memcpy(tb->wbuf + tb->wlen, p, take);
+        tb->wlen += take;
+        tb->offset += take;
+        p += take;
+        n -= take;
+        if (tb->wlen == tb->wcap)
+            rc = flush_wbuf(tb);
     }
-    if (!rc)
-        tb->offset += n;
     return rc;
 }
 
@@ -474,6 +478,19 @@ void table_builder_set_point_index(table_builder *tb, int on)
         block_builder_set_hash(&tb->data);
 }
 
+int table_builder_set_huge_pieces(table_builder *tb)
+{
+    if (tb->offset || tb->wcap == TABLE_HUGE_PIECE)
+        return PL_OK;
+    char *b = env_alloc_pages(TABLE_HUGE_PIECE);
+    if (!b)
+        return PL_FAIL(PL_NOMEM, "out of memory (table builder)");
+    env_free_pages(tb->wbuf, tb->wcap);
+    tb->wbuf = b;
+    tb->wcap = TABLE_HUGE_PIECE;
+    return PL_OK;
+}
+
 void table_builder_set_compression(table_builder *tb, int codec)
 {
     tb->codec = codec >= COMPRESS_NONE && codec <= COMPRESS_MAX ? codec : COMPRESS_NONE;
@@ -501,7 +518,7 @@ static void builder_free(table_builder *tb)
     env_close(tb->fd);
     block_builder_free(&tb->data);
     block_builder_free(&tb->index);
-    pl_buf_free(&tb->wbuf);
+    env_free_pages(tb->wbuf, tb->wcap);
     pl_buf_free(&tb->last);
     pl_buf_free(&tb->smallest);
     pl_buf_free(&tb->sep);

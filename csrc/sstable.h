@@ -46,8 +46,12 @@ extern uint64_t table_dict_sample_bytes; /* TABLE_DICT_SAMPLE_BYTES; a test may 
 #define TABLE_BLOCK_TRAILER 5
 #define TABLE_BLOCK_RAW 0
 #define TABLE_INDEX_RESTART_INTERVAL 1 /* index blocks: every key whole, the binary search is exact */
-#define TABLE_WRITE_BUFFER (64u * 1024u)
-#define TABLE_WRITEBACK_BYTES (1u << 20) /* a table's writeback is started every this many bytes */
+#define TABLE_WRITE_BUFFER (64u * 1024u) /* a table is written this many bytes at a time... */
+/* ...or, after table_builder_set_huge_pieces, 2 MiB at a time at multiples of 2 MiB: the page cache then
+ * holds the table in 2 MiB folios, which a reader's mapping maps with one page-table entry each (a huge
+ * page: far fewer TLB misses on random reads; docs/decisions.md, item 20). */
+#define TABLE_HUGE_PIECE (2u << 20)
+#define TABLE_WRITEBACK_BYTES (1u << 20) /* a table's writeback is started every this many bytes (at least) */
 
 /* What a finished table holds; the key copies belong to the meta (table_meta_free). */
 typedef struct table_meta {
@@ -96,6 +100,10 @@ void table_builder_set_point_index(table_builder *tb, int on);
  * The table is written as version 3, its data blocks with a restart every 16 entries and no hash
  * index, and with a plain bloom filter rather than a point index. */
 void table_builder_set_compression(table_builder *tb, int codec);
+
+/* Write the table in TABLE_HUGE_PIECE pieces (for tables that will be read long and hard: the last
+ * level): call before the first add.  PL_NOMEM when the 2 MiB buffer cannot be had (nothing changes). */
+int table_builder_set_huge_pieces(table_builder *tb);
 
 uint64_t table_builder_file_size(const table_builder *tb);
 uint64_t table_builder_entries(const table_builder *tb);

@@ -1,6 +1,8 @@
 /* warm.c -- mapping a warm database's tables into the page tables after open; see warm.h. */
 #include "warm.h"
 
+#include "env.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ struct warm {
 static void *warm_main(void *arg)
 {
     warm *w = arg;
+    env_thread_name("pylsm-warm");
     /* Newest data first: level 0, then down the levels, as gets reach them.  A table a compaction
      * has replaced meanwhile is skipped. */
     for (int l = 0; l < NUM_LEVELS && !atomic_load(&w->stop); l++)

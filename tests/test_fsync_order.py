@@ -212,32 +212,43 @@ import os, sys
 import pylsm
 db = pylsm.open(sys.argv[1], memtable_bytes=16 << 20)
 v = os.urandom(100)
-for i in range(40_000):  # about 5 MiB of tables
+for i in range(80_000):  # about 10 MiB of table
     db.put(b"k%08d" % i, v)
 db.flush()
+db.compact()  # rewrites the table into the last level
 db.close()
 """
+PIECE = 2 << 20  # TABLE_WRITE_BUFFER
 
 
-def test_a_table_is_written_back_as_it_is_built(tmp_path):
-    """A table's writeback is started every TABLE_WRITEBACK_BYTES (1 MiB) as it is written
-    (sync_file_range with SYNC_FILE_RANGE_WRITE, over ranges that follow on), so its closing fdatasync
-    waits for little; the fdatasync still comes last and is what makes it durable."""
+def test_a_table_is_written_in_aligned_pieces_and_written_back_as_it_is_built(tmp_path):
+    """A table of the last level is written in pieces of 2 MiB, each at a multiple of 2 MiB (the page
+    cache then holds it in 2 MiB folios, which readers map as huge pages); a flushed table in pieces of
+    64 KiB.  A table's writeback is started every 1 MiB or more as it is written (sync_file_range with SYNC_FILE_RANGE_WRITE, over ranges that follow on), so its closing
+    fdatasync waits for little; the fdatasync still comes last and is what makes it durable."""
     db = str(tmp_path / "db")
     out, script = str(tmp_path / "trace.txt"), str(tmp_path / "w.py")
     with open(script, "w") as f:
         f.write(WRITEBACK)
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,sync_file_range,fdatasync,close", "-o", out,
+    r = subprocess.run(["strace", "-f", "-qq", "-s", "0", "-e",
+                        "trace=openat,write,pwrite64,sync_file_range,fdatasync,close", "-o", out,
                         sys.executable, script, db], env=child_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    fds, ranges, synced = {}, {}, {}
+    fds, ranges, synced, writes = {}, {}, {}, {}
     for call, args, ret in parse(out):
         if call == "openat" and ret is not None and ret >= 0:
             fds[ret] = STR.findall(args)[0]
+            continue
+        fd = re.match(r"(\d+)", args)
+        p = fds.get(int(fd.group(1)), "") if fd else ""
+        if not p.endswith(".sst"):
+            continue
+        if call == "close":
+            fds = {k: v for k, v in fds.items() if v != p}
+        elif call in ("write", "pwrite64") and ret is not None:
+            assert call == "write", f"a table written out of order: {args}"
+            writes.setdefault(p, []).append(ret)
         elif call in ("sync_file_range", "fdatasync") and ret == 0:
-            p = fds.get(int(re.match(r"(\d+)", args).group(1)), "")
-            if not p.endswith(".sst"):
-                continue
             if call == "fdatasync":
                 synced[p] = True
                 continue
@@ -245,7 +256,10 @@ def test_a_table_is_written_back_as_it_is_built(tmp_path):
             assert "SYNC_FILE_RANGE_WRITE" in args and "WAIT" not in args, args
             off, n = (int(x) for x in re.findall(r"\b\d+\b", args)[1:3])
             ranges.setdefault(p, []).append((off, n))
-    assert ranges, "no table had its writeback started"
+    assert len(writes) == 2 and ranges, "expected a flushed and a compacted table, with their writeback started"
+    (flushed, fw), (compacted, cw) = sorted(writes.items())
+    assert len(cw) >= 5 and all(n == PIECE for n in cw[:-1]) and 0 < cw[-1] <= PIECE, cw
+    assert len(fw) >= 100 and all(n == 64 << 10 for n in fw[:-1]), fw[:10]
     for p, rs in ranges.items():
         assert synced.get(p), f"{p} was never fdatasynced"
         assert rs[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(rs, rs[1:])), rs

@@ -901,8 +901,9 @@ def test_tables_past_the_read_around_limit_are_mapped_for_random_reads(db_path):
         pylsm._pylsm._test_set("read_around_bytes", 0)
 
 
-def _table_mappings_rss(db_dir):
-    """The bytes of this process's table mappings that are mapped into its page tables (smaps' Rss)."""
+def _table_mappings_rss(db_dir, field="Rss"):
+    """The bytes of this process's table mappings that are mapped into its page tables (smaps' Rss; with
+    field="FilePmdMapped", those mapped as huge pages)."""
     total, inside = 0, False
     with open("/proc/self/smaps") as f:
         for line in f:
@@ -910,9 +911,27 @@ def _table_mappings_rss(db_dir):
             if re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", parts[0]):
                 path = parts[5] if len(parts) >= 6 else ""
                 inside = os.path.dirname(path) == os.path.realpath(db_dir) and path.endswith(".sst")
-            elif inside and parts[0] == "Rss:":
+            elif inside and parts[0] == field + ":":
                 total += int(parts[1]) * 1024
     return total
+
+
+def _huge_folios_from_aligned_writes(tmp_dir):
+    """Whether this kernel and filesystem keep a file written 2 MiB at a time in 2 MiB folios that a
+    mapping maps as huge pages (ext4 and XFS on Linux 6.16 and later with transparent huge pages)."""
+    import mmap
+    probe, size = os.path.join(tmp_dir, "probe"), 4 << 20
+    with open(probe, "wb", buffering=0) as f:
+        f.write(os.urandom(2 << 20))
+        f.write(os.urandom(2 << 20))
+    try:
+        with open(probe, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+            for off in range(0, size, 4096):
+                m[off]
+            with open("/proc/self/smaps") as s:
+                return any(line.startswith("FilePmdMapped:") and int(line.split()[1]) > 0 for line in s)
+    finally:
+        os.unlink(probe)
 
 
 def _kernel_populates():
@@ -985,6 +1004,26 @@ def test_a_warm_database_past_the_read_around_limit_is_mapped_after_open(db_path
                 assert db[key_of(5)] == vals[key_of(5)]
     finally:
         pylsm._pylsm._test_set("read_around_bytes", 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_just_written_tables_of_the_last_level_are_mapped_as_huge_pages(db_path, tmp_path):
+    """A table of the last level is written 2 MiB at a time at multiples of 2 MiB, so the page cache
+    holds it in 2 MiB folios and a reader maps it with one page-table entry per 2 MiB (a random read
+    then rarely misses the TLB).  Where the kernel or filesystem does not keep large folios, the probe says so and the test
+    skips: the tables read the same, with 4 KiB pages."""
+    if not _huge_folios_from_aligned_writes(str(tmp_path)):
+        pytest.skip("this kernel and filesystem keep no 2 MiB folios for a file written 2 MiB at a time")
+    vals = {key_of(i): os.urandom(100) for i in range(80000)}  # a table of about 12 MiB
+    with pylsm.open(db_path) as db:
+        db.update(vals)
+        db.compact()  # into the last level
+    size = helpers_tables.dir_bytes(db_path, ".sst")
+    with pylsm.open(db_path) as db:
+        assert all(db[k] == v for k, v in vals.items())
+        huge = _table_mappings_rss(db_path, "FilePmdMapped")
+        # every whole 2 MiB piece of the table but the one holding its index, which the open reads
+        assert huge >= (size // (2 << 20) - 1) * (2 << 20) > 0, (huge, size)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")

@@ -1,6 +1,7 @@
 /* compaction.c -- leveled compaction; see compaction.h. */
 #include "compaction.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -334,7 +335,9 @@ static int is_last_level(const version *v, int level)
     return 1;
 }
 
-int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e)
+/* compaction_write over the entries whose user keys lie in [lo, hi) (NULL: unbounded). */
+static int write_range(iter *input, version *v, int level, compact_env *env, version_edit *e, const char *lo,
+                       size_t lolen, const char *hi, size_t hilen)
 {
     if (!input)
         return PL_FAIL(PL_NOMEM, "out of memory");
@@ -347,7 +350,20 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
     int have_cur = 0;
     uint64_t last_lsn_for_key = 0; /* LSN of the previous (newer) entry of cur, or UINT64_MAX */
     int rc = PL_OK;
-    for (iter_seek_first(input); !rc && iter_valid(input); iter_next(input)) {
+    if (lo) {
+        char *seek = malloc(lolen + IKEY_TRAILER);
+        if (!seek) {
+            iter_destroy(input);
+            env->huge_pieces = huge;
+            return PL_FAIL(PL_NOMEM, "out of memory");
+        }
+        ikey_build(seek, lo, lolen, LSN_MAX, KIND_SEEK);
+        iter_seek(input, seek, lolen + IKEY_TRAILER);
+        free(seek);
+    } else {
+        iter_seek_first(input);
+    }
+    for (; !rc && iter_valid(input); iter_next(input)) {
         const char *k, *val;
         size_t kn, vn;
         iter_key(input, &k, &kn);
@@ -359,6 +375,8 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
         size_t ulen = ikey_ulen(kn);
         uint64_t lsn = ikey_lsn(k, kn);
         int new_key = !have_cur || ukey_cmp(k, ulen, cur.data, cur.len) != 0;
+        if (new_key && hi && ukey_cmp(k, ulen, hi, hilen) >= 0)
+            break; /* the next range's */
         if (new_key) {
             if ((rc = buf_set(&cur, k, ulen)))
                 break;
@@ -400,13 +418,21 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
     return rc;
 }
 
-int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
+int compaction_write(iter *input, version *v, int level, compact_env *env, version_edit *e)
+{
+    return write_range(input, v, level, env, e, NULL, 0, NULL, 0);
+}
+
+uint64_t subcompaction_min_bytes = SUBCOMPACTION_MIN_BYTES;
+
+/* The merge of all of c's inputs. */
+static iter *inputs_iter(compaction *c)
 {
     /* L0 tables one iterator each; the tables a sorted level gives (in key order) one concatenation */
     int total = c->n[0] + 1;
     iter **its = calloc((size_t)total, sizeof(iter *));
     if (!its)
-        return PL_FAIL(PL_NOMEM, "out of memory");
+        return NULL;
     int k = 0, rc = PL_OK;
     for (int j = 0; j < c->n[0];) {
         int run = 1;
@@ -419,24 +445,103 @@ int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
     }
     if (c->n[1] && !(its[k++] = version_files_iter(c->inputs[1], c->n[1])))
         rc = PL_FAIL(PL_NOMEM, "out of memory");
-    if (rc) {
+    iter *merged = rc ? NULL : merge_iter_new(its, k);
+    if (!merged)
         while (k > 0)
             if (its[--k])
                 iter_destroy(its[k]);
-        free(its);
-        return rc;
-    }
-    iter *merged = merge_iter_new(its, k);
     free(its);
-    if (!merged)
-        return PL_FAIL(PL_NOMEM, "out of memory");
+    return merged;
+}
+
+/* The upper half of a compaction split in two, on a thread of its own. */
+typedef struct subcompaction {
+    compaction *c;
+    version *v;
+    compact_env env;      /* a copy of the compaction's; its counters are this half's */
+    version_edit e;       /* this half's outputs */
+    const char *lo;       /* the split: this half's first user key */
+    size_t lolen;
+    int rc;
+    pl_error_state err;   /* the failure's message, from this thread to the caller's */
+} subcompaction;
+
+static void *subcompaction_main(void *arg)
+{
+    subcompaction *s = arg;
+    env_thread_name("pylsm-subcomp");
+    iter *in = inputs_iter(s->c);
+    s->rc = in ? write_range(in, s->v, s->c->out_level, &s->env, &s->e, s->lo, s->lolen, NULL, 0)
+               : PL_FAIL(PL_NOMEM, "out of memory");
+    if (s->rc)
+        pl_error_save(&s->err);
+    return NULL;
+}
+
+/* Where to split c in two (a user key of the output level's middle table), or NULL when c is too
+ * small to pay for a second thread or has no such key. */
+static const char *split_key(const compaction *c, const compact_env *env, size_t *len)
+{
+    uint64_t bytes = 0;
     for (int w = 0; w < 2; w++)
-        for (int j = 0; j < c->n[w]; j++) {
+        for (int j = 0; j < c->n[w]; j++)
+            bytes += c->inputs[w][j]->m.file_size;
+    if (!env->subcompactions || bytes < subcompaction_min_bytes || c->n[1] < 2)
+        return NULL;
+    const file_meta *mid = c->inputs[1][c->n[1] / 2];
+    *len = ikey_ulen(mid->m.smallest_len);
+    return mid->m.smallest;
+}
+
+int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
+{
+    int rc = PL_OK;
+    for (int w = 0; w < 2 && !rc; w++)
+        for (int j = 0; j < c->n[w] && !rc; j++)
             rc = edit_delete_file(e, w ? c->out_level : c->from[j], c->inputs[w][j]->number);
-            if (rc) {
-                iter_destroy(merged);
-                return rc;
-            }
+    if (rc)
+        return rc;
+    size_t splitlen = 0;
+    const char *split = split_key(c, env, &splitlen);
+    subcompaction *sub = split ? calloc(1, sizeof *sub) : NULL;
+    pthread_t thread;
+    if (sub) {
+        /* Two halves by key range, each merged and written by a thread of its own: the load's writer
+         * waits on compaction for much of its time, so the second core has room (docs/decisions.md,
+         * item 21).  The halves' tables meet at the split and never overlap. */
+        sub->c = c;
+        sub->v = v;
+        sub->env = *env;
+        sub->env.report_progress = 0; /* the caller's thread reports its half; the finish the rest */
+        sub->env.bytes_written = sub->env.entries_dropped = 0;
+        sub->lo = split;
+        sub->lolen = splitlen;
+        edit_init(&sub->e);
+        if (pthread_create(&thread, NULL, subcompaction_main, sub) != 0) {
+            edit_free(&sub->e);
+            free(sub);
+            sub = NULL;
+        } else {
+            env->splits++;
         }
-    return compaction_write(merged, v, c->out_level, env, e);
+    }
+    iter *in = inputs_iter(c);
+    rc = in ? write_range(in, v, c->out_level, env, e, NULL, 0, sub ? split : NULL, splitlen)
+            : PL_FAIL(PL_NOMEM, "out of memory");
+    if (sub) {
+        pthread_join(thread, NULL);
+        if (!rc && sub->rc)
+            rc = pl_error_restore(&sub->err, sub->rc);
+        /* Its tables join the edit even on failure: the caller's cleanup of e takes them too. */
+        for (int i = 0; i < sub->e.nadded; i++) {
+            int arc = edit_add_file(e, sub->e.added[i].level, sub->e.added[i].f);
+            if (!rc)
+                rc = arc;
+        }
+        env->bytes_written += sub->env.bytes_written;
+        env->entries_dropped += sub->env.entries_dropped;
+        edit_free(&sub->e);
+        free(sub);
+    }
+    return rc;
 }

@@ -41,6 +41,9 @@ typedef struct compaction {
     int n[2], cap[2];
 } compaction;
 
+#define SUBCOMPACTION_MIN_BYTES (64u << 20)
+extern uint64_t subcompaction_min_bytes; /* SUBCOMPACTION_MIN_BYTES; a test may lower it (pl_test_set) */
+
 typedef struct compact_env {
     const char *dir;
     cache *cache;
@@ -56,8 +59,10 @@ typedef struct compact_env {
     int lean_tables;             /* outputs open with table_open_lean */
     int report_progress;         /* progress_done per table written (a manual compaction's bar) */
     int huge_pieces;             /* outputs written in 2 MiB pieces (table_builder_set_huge_pieces) */
+    int subcompactions;          /* compaction_run may split a big compaction over two threads */
     uint64_t bytes_written;      /* out: table bytes written */
     uint64_t entries_dropped;    /* out */
+    uint64_t splits;             /* out: compactions run as two halves (subcompactions) */
 } compact_env;
 
 /* Set *env (all of it) to write the tables of a database in dir with options opt, taking file
@@ -83,7 +88,9 @@ int compaction_pick_deep(version *v, int out_level, const char *lo, size_t lolen
                          compaction *c);
 void compaction_free(compaction *c);
 
-/* Merge the inputs of c into its out_level and describe the result in e (deleted inputs, added outputs). */
+/* Merge the inputs of c into its out_level and describe the result in e (deleted inputs, added outputs).
+ * With env->subcompactions, a compaction of SUBCOMPACTION_MIN_BYTES or more whose output level gives it
+ * a middle key is split there: the upper half merged and written on a second thread. */
 int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e);
 
 /* Write the entries of `input` (takes it over) as tables of `level`, adding them to e.  v: the version

@@ -103,6 +103,7 @@ struct pl_db {
     uint64_t installs;        /* versions installed (under mu): work a compaction pick may have missed */
     uint64_t flushes;
     uint64_t compactions;
+    uint64_t subcompactions; /* compactions split over two threads */
     uint64_t stalls;
     pthread_mutex_t compact_mu; /* one compaction at a time (background or manual) */
     pthread_mutex_t apply_mu;   /* one version edit at a time; order: compact_mu, apply_mu, sync_mu, mu */
@@ -1264,6 +1265,7 @@ static int run_compaction(pl_db *db, compaction *c, version *v, int report_progr
     compact_env env;
     compact_env_init(db, &env);
     env.report_progress = report_progress;
+    env.subcompactions = 1;
     pthread_mutex_lock(&db->mu);
     env.oldest_snapshot = oldest_snapshot(db);
     pthread_mutex_unlock(&db->mu);
@@ -1282,6 +1284,7 @@ static int run_compaction(pl_db *db, compaction *c, version *v, int report_progr
         set_bg_error(db);
     else
         db->compactions++;
+    db->subcompactions += env.splits;
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
@@ -1440,6 +1443,7 @@ const test_knob db_test_knobs[] = {
     {"ingest_lsn_gap", &ingest_lsn_gap, 1},
     {"read_around_bytes", &read_around_bytes, 0},
     {"table_dict_sample_bytes", &table_dict_sample_bytes, 1},
+    {"subcompaction_min_bytes", &subcompaction_min_bytes, 0},
     {NULL, NULL, 0},
 };
 
@@ -2158,6 +2162,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     uint64_t dropped = db->wal_dropped_bytes;
     uint64_t unsynced = db->unsynced_records;
     uint64_t flushes = db->flushes, compactions = db->compactions, stalls = db->stalls;
+    uint64_t subcompactions = db->subcompactions;
     uint64_t mem_entries = memtable_count(db->mem);
     if (db->imm) {
         mem_bytes += memtable_usage(db->imm);
@@ -2200,6 +2205,7 @@ int pl_db_stats(pl_db *db, pl_stat_fn fn, pl_level_fn fn_level, void *ctx)
     fn(ctx, "flushes", flushes);
     fn(ctx, "write_amplification_x1000", user ? disk * 1000 / user : 0);
     fn(ctx, "compactions", compactions);
+    fn(ctx, "subcompactions", subcompactions);
     fn(ctx, "write_stalls", stalls);
     fn(ctx, "puts", atomic_load(&db->st_puts));
     fn(ctx, "deletes", atomic_load(&db->st_deletes));

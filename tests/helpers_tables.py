@@ -271,6 +271,8 @@ def describe_diff(got: Dict[bytes, bytes], want: Dict[bytes, bytes], limit: int 
 def _open(spec: dict):
     import pylsm
 
+    for name, value in spec.get("test_knobs", {}).items():  # engine constants (pl_test_set)
+        pylsm._pylsm._test_set(name, value)
     return pylsm.open(spec["path"], sync=spec.get("sync", "none"),
                       memtable_bytes=spec.get("memtable_bytes", 64 * 1024),
                       block_bytes=spec.get("block_bytes", 4096),

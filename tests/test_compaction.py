@@ -413,10 +413,10 @@ def test_stats_levels_and_amplification(db_path):
 # ---------------------------------------------------------------------------------------------
 # kill -9 while compactions run in a loop.
 
-def _kill_during_compactions(path, iterations, seed):
+def _kill_during_compactions(path, iterations, seed, knobs=None):
     rng = random.Random(seed)
     spec = {"path": path, "keys": 4000, "vsize": 100, "total": 10_000_000, "memtable_bytes": 32 * KiB,
-            "compact_loop": True, "compact_pause": 0.005}
+            "compact_loop": True, "compact_pause": 0.005, "test_knobs": knobs or {}}
     model = Model(spec)
     m = 0
     for it in range(iterations):
@@ -437,6 +437,53 @@ def _kill_during_compactions(path, iterations, seed):
 def test_kill9_during_compactions_keeps_the_model(tmp_path):
     m = _kill_during_compactions(str(tmp_path / "db"), 3, 7)
     assert m > 0
+
+
+def test_kill9_during_split_compactions_keeps_the_model(tmp_path):
+    """Every compaction with two or more output tables split over two threads (subcompactions): a kill
+    while both halves write leaves the database as before the compaction or after it."""
+    m = _kill_during_compactions(str(tmp_path / "db"), 3, 11, {"subcompaction_min_bytes": 0})
+    assert m > 0
+
+
+@pytest.fixture
+def split_everything():
+    """Compactions split over two threads whatever their size (the engine splits those of 64 MiB up)."""
+    pylsm._pylsm._test_set("subcompaction_min_bytes", 0)
+    yield
+    pylsm._pylsm._test_set("subcompaction_min_bytes", 64 * MiB)
+
+
+def test_split_compactions_keep_every_key_version_and_tombstone(db_path, split_everything):
+    """A compaction split in two at a key of its output level: each half merges and writes its own key
+    range on its own thread, and together they give what one merge gives -- newest values, deletes
+    that hide older values below, and the versions an open snapshot still needs."""
+    rnd = random.Random(5)
+    model, snap_model = {}, None
+    with pylsm.open(db_path, memtable_bytes=256 * KiB) as db:
+        snap = None
+        for i in range(120_000):
+            k = key_of(rnd.randrange(30_000))
+            if rnd.random() < 0.15:
+                db.delete(k)
+                model.pop(k, None)
+            else:
+                v = os.urandom(rnd.randrange(1, 300))
+                db.put(k, v)
+                model[k] = v
+            if i == 60_000:
+                snap, snap_model = db.snapshot(), dict(model)
+        db.compact()
+        st = db.stats()
+        assert st["subcompactions"] > 0, st
+        assert dict(db.items()) == model
+        assert all(db.get(k) == v for k, v in model.items())
+        assert dict(snap.items()) == snap_model
+        assert all(snap.get(k) == v for k, v in list(snap_model.items())[::5])
+        snap.close()
+    pylsm.verify(db_path)
+    with pylsm.open(db_path) as db:
+        assert dict(db.items()) == model
 
 
 @pytest.mark.slow

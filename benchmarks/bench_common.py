@@ -191,9 +191,10 @@ def evict(path):
 
 
 def load_cache(path):
-    """Read every file of the database at ``path`` once, so the OS page cache holds all of it (what
-    ``cat`` of each file does; a file the cache holds already costs a copy, no I/O). Returns the bytes
-    read."""
+    """Evict every file of the database at ``path`` from the OS page cache, then read each once, so the
+    cache holds all of it in the state a sequential read leaves (what ``cat`` of each file does after a
+    restart), whatever the load before left in it. The store must be closed. Returns the bytes read."""
+    evict(path)
     total = 0
     for p in db_files(path):
         with open(p, "rb", buffering=0) as f:

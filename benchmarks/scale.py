@@ -10,9 +10,10 @@ figures are its own and nothing of one engine's page cache or heap helps the nex
      default sizes: 64 MiB memtable, 32 MiB block cache, 10 bloom bits per key), timing every put: the
      rate of each tenth of the load, and the longest single put (the longest stall a writer saw);
   2. flushes and fully compacts (LMDB has nothing to do), timed;
-  3. closes, reads every file of the database once so the page cache holds all of it (the load wrote
-     it, but tens of GB went through the cache since, and a cache may drop what sat unread for a minute:
-     on this benchmark's VM the kernel pages out memory idle that long), waits until the machine's
+  3. closes, evicts the database's files from the page cache and reads each once, so the cache holds
+     all of it in a state that does not depend on the load's history (the load wrote it, but tens of
+     GB went through the cache since, and a cache may drop what sat unread for a minute: on this
+     benchmark's VM the kernel pages out memory idle that long), waits until the machine's
      CPUs are idle (up to 30 s: after a load the kernel's own work goes on for a while), reopens, and
      times G random gets of present keys ("warm"): pylsm first lets its warmer map the tables
      (reported: how long that took, with the gets running meanwhile), then the first G/4 gets are an
@@ -256,8 +257,8 @@ def report(results):
             f"{r['peak_anon_reads'] / 2**20:.0f} MiB with the reads' own key lists"
             + (f" (the tables' own at the end: {r['table_heap'] / 2**20:.1f} MiB)"
                if r.get("table_heap") is not None else ""),
-            f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s (files read into the page "
-            f"cache, then {r.get('quiet_secs', 0):.0f} s for the CPUs to go idle"
+            f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s (files evicted and read into "
+            f"the page cache, then {r.get('quiet_secs', 0):.0f} s for the CPUs to go idle"
             + (f"; the warmer mapped the tables in {r['warming_secs']:.1f} s, gets running)"
                if r.get("warming_secs") is not None else ")"),
             f"  random gets, cold          {fmt_rate(r['cold_gets_per_s'])}/s (reopen after eviction "

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
 #include "status.h"
 
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
@@ -23,6 +24,36 @@ int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
     *p = q;
     *cap = c;
     return PL_OK;
+}
+
+int big_array_reserve(void *arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return PL_OK;
+    size_t page = env_page_size();
+    size_t c = *cap ? *cap : (64u << 10) / size;
+    while (c < need)
+        c = c <= SIZE_MAX / 2 ? c * 2 : need;
+    if (c > (SIZE_MAX - page) / size)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu elements of %zu bytes)", need, size);
+    size_t bytes = (c * size + page - 1) / page * page;
+    void **p = arr;
+    void *q = env_realloc_pages(*p, *cap ? (*cap * size + page - 1) / page * page : 0, bytes);
+    if (!q)
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", bytes);
+    *p = q;
+    *cap = bytes / size;
+    return PL_OK;
+}
+
+void big_array_free(void *arr, size_t *cap, size_t size)
+{
+    void **p = arr;
+    size_t page = env_page_size();
+    if (*p)
+        env_free_pages(*p, (*cap * size + page - 1) / page * page);
+    *p = NULL;
+    *cap = 0;
 }
 
 int buf_set(pl_buf *b, const void *data, size_t n)

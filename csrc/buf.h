@@ -15,6 +15,11 @@
 /* Make room for `need` elements of `size` bytes in the array *arr of capacity *cap (in elements).
  * PL_OK or PL_NOMEM. */
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size);
+/* array_reserve for arrays that grow to megabytes and go when their job is done (a table builder's
+ * per-key arrays): their memory comes from the OS (env_alloc_pages) and goes back whole at
+ * big_array_free, where malloc would keep it in the thread's arena.  Capacities are whole pages. */
+int big_array_reserve(void *arr, size_t *cap, size_t need, size_t size);
+void big_array_free(void *arr, size_t *cap, size_t size);
 /* qsort's comparison of two uint64_t (file numbers), ascending. */
 int array_cmp_u64(const void *a, const void *b);
 

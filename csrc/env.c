@@ -891,6 +891,14 @@ void *env_alloc_pages(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+void *env_realloc_pages(void *p, size_t old, size_t len)
+{
+    if (!p)
+        return env_alloc_pages(len);
+    void *q = mremap(p, old, len, MREMAP_MAYMOVE);
+    return q == MAP_FAILED ? NULL : q;
+}
+
 void env_free_pages(void *p, size_t len)
 {
     if (p)

@@ -111,9 +111,16 @@ struct memtable {
 
 /* ---- runs ---- */
 
+/* A run's bytes.  Runs of a big memtable take megabytes and are merged into larger ones as entries
+ * come: those from RUN_PAGES_BYTES up come from the OS and go back whole (env_alloc_pages), where
+ * malloc would keep them in the flush thread's arena. */
+#define RUN_PAGES_BYTES (1u << 20)
+static size_t run_bytes(size_t n) { return sizeof(run) + sizeof(mentry *) * (n ? n : 1); }
+
 static run *run_new(size_t n)
 {
-    run *r = malloc(sizeof(run) + sizeof(mentry *) * (n ? n : 1));
+    size_t bytes = run_bytes(n);
+    run *r = bytes >= RUN_PAGES_BYTES ? env_alloc_pages(bytes) : malloc(bytes);
     if (!r)
         return NULL;
     atomic_init(&r->refs, 1);
@@ -121,10 +128,18 @@ static run *run_new(size_t n)
     return r;
 }
 
+static void run_free(run *r)
+{
+    if (r && run_bytes(r->n) >= RUN_PAGES_BYTES)
+        env_free_pages(r, run_bytes(r->n));
+    else
+        free(r);
+}
+
 static void run_unref(run *r)
 {
     if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
-        free(r);
+        run_free(r);
 }
 
 static void runset_unref(runset *s)
@@ -215,7 +230,8 @@ static void radix_sort(keyed *a, keyed *tmp, size_t n)
 /* Sort the n entries at e into internal-key order. */
 static void sort_entries(mentry **e, size_t n)
 {
-    keyed *k = n > 1 ? malloc(sizeof(keyed) * n * 2) : NULL;
+    /* from the OS and back whole (a flush's sort of a 64 MiB memtable takes about 14 MB) */
+    keyed *k = n > 1 ? env_alloc_pages(sizeof(keyed) * n * 2) : NULL;
     if (!k) { /* out of memory for the keyed copy: sort the pointers themselves */
         qsort(e, n, sizeof(mentry *), entry_qcmp);
         return;
@@ -247,7 +263,7 @@ static void sort_entries(mentry **e, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         e[i] = k[i].e;
-    free(k);
+    env_free_pages(k, sizeof(keyed) * n * 2);
 }
 
 static run *run_merge(const run *a, const run *b)
@@ -276,7 +292,7 @@ static runset *current_runs(memtable *m)
         run *r = run_new(n - m->sorted);
         if (!s || !r) {
             free(s);
-            free(r);
+            run_free(r);
             pthread_mutex_unlock(&m->sort_mu);
             return NULL;
         }

@@ -9,16 +9,29 @@
 
 typedef unsigned long long ull;
 
+/* Buckets for n keys: at least one free slot, so that every search ends. */
+static uint64_t pindex_buckets(size_t n)
+{
+    double want = (double)n / (PINDEX_BUCKET_SLOTS * PINDEX_KEYS_PER_SLOT);
+    uint64_t nb = (uint64_t)want + 1;
+    if (nb * PINDEX_BUCKET_SLOTS <= n)
+        nb = n / PINDEX_BUCKET_SLOTS + 1;
+    return nb;
+}
+
+size_t pindex_max_bytes(size_t n, size_t filter_len)
+{
+    uint64_t nb = pindex_buckets(n);
+    return (PINDEX_BUCKET_BYTES - 1) + (size_t)nb * PINDEX_BUCKET_BYTES +
+           (size_t)((nb + PINDEX_CHUNK_BUCKETS - 1) / PINDEX_CHUNK_BUCKETS) * 4 + filter_len + PINDEX_TAIL_BYTES;
+}
+
 int pindex_build(const uint32_t *hashes, const uint64_t *slots, size_t n, uint64_t block_off, const char *filter,
                  size_t filter_len, pl_buf *out)
 {
     if (n == 0)
         return PL_FAIL(PL_INVALID, "point index: no keys");
-    /* at least one free slot, so that every search ends */
-    double want = (double)n / (PINDEX_BUCKET_SLOTS * PINDEX_KEYS_PER_SLOT);
-    uint64_t nb = (uint64_t)want + 1;
-    if (nb * PINDEX_BUCKET_SLOTS <= n)
-        nb = n / PINDEX_BUCKET_SLOTS + 1;
+    uint64_t nb = pindex_buckets(n);
     if (nb > UINT32_MAX / 2 || filter_len > UINT32_MAX)
         return PL_FAIL(PL_INVALID, "point index: %zu keys are too many", n);
     uint64_t nchunks = (nb + PINDEX_CHUNK_BUCKETS - 1) / PINDEX_CHUNK_BUCKETS;

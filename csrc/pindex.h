@@ -92,6 +92,9 @@ static inline int pindex_scan(const char *bucket, uint16_t fp, unsigned *i, uint
  * ends; *probes (may be NULL): the buckets read.  For checks (verify, tests): a read compares keys. */
 int pindex_contains(const char *buckets, uint32_t nbuckets, uint32_t h, uint64_t slot, int *probes);
 
+/* The most bytes pindex_build appends for n keys and a bloom filter of filter_len bytes. */
+size_t pindex_max_bytes(size_t n, size_t filter_len);
+
 /* Append to *out a point index over n keys: hashes[i] is key i's bloom_hash and slots[i] its slot
  * (pindex_slot), the filter block starting at file offset block_off (for the alignment), carrying the
  * bloom filter [filter, filter + filter_len) (filter_len may be 0).  Keys must be distinct (duplicates

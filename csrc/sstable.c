@@ -415,10 +415,10 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
                   (!tb->entries || ukey_cmp(ikey, ulen, tb->last.data, tb->last.len - IKEY_TRAILER) != 0);
     if (new_key) {
         if (tb->nhash == tb->caphash &&
-            (rc = array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
+            (rc = big_array_reserve(&tb->hashes, &tb->caphash, tb->nhash + 1, sizeof *tb->hashes)))
             goto out;
         if (tb->point_index && tb->nhash >= tb->caplocs &&
-            (rc = array_reserve(&tb->locs, &tb->caplocs, tb->nhash + 1, sizeof *tb->locs)))
+            (rc = big_array_reserve(&tb->locs, &tb->caplocs, tb->nhash + 1, sizeof *tb->locs)))
             goto out;
     }
 
@@ -526,8 +526,8 @@ static void builder_free(table_builder *tb)
     pl_buf_free(&tb->samples);
     pl_buf_free(&tb->dict_bytes);
     compress_dict_free(tb->dict);
-    free(tb->hashes);
-    free(tb->locs);
+    big_array_free(&tb->hashes, &tb->caphash, sizeof *tb->hashes);
+    big_array_free(&tb->locs, &tb->caplocs, sizeof *tb->locs);
     free(tb->path);
     free(tb);
 }
@@ -545,6 +545,7 @@ void table_builder_abandon(table_builder *tb)
 int table_builder_finish(table_builder *tb, table_meta *meta)
 {
     pl_buf filter = {0};
+    size_t filter_pages = 0; /* filter.data from env_alloc_pages, this many bytes (else malloc's) */
     uint64_t filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
     int rc = tb->rc;
     if (!rc && !block_builder_empty(&tb->data))
@@ -564,6 +565,14 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         pl_buf bloom = {0}; /* carried in the point index's tail */
         if (tb->bits_per_key > 0)
             rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &bloom);
+        if (!rc) {
+            /* from the OS and back whole (a 64 MiB table's index is about 6 MB): see filter_pages */
+            filter_pages = pindex_max_bytes(tb->nhash, bloom.len);
+            if (!(filter.data = env_alloc_pages(filter_pages)))
+                rc = PL_FAIL(PL_NOMEM, "out of memory (point index of %zu keys)", tb->nhash);
+            filter.cap = filter.data ? filter_pages : 0;
+            filter_pages = filter.cap;
+        }
         if (!rc)
             rc = pindex_build(tb->hashes, tb->locs, tb->nhash, tb->offset, bloom.data, bloom.len, &filter);
         pl_buf_free(&bloom);
@@ -617,7 +626,10 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         tb->smallest.len = tb->smallest.cap = tb->last.len = tb->last.cap = 0;
     }
 out:
-    pl_buf_free(&filter);
+    if (filter_pages)
+        env_free_pages(filter.data, filter_pages);
+    else
+        pl_buf_free(&filter);
     if (rc) {
         env_close(tb->fd);
         tb->fd = -1;

@@ -169,6 +169,13 @@ static void *db_checkpointer(void *arg)
     return NULL;
 }
 
+static void count_splits(void *ctx, const char *name, uint64_t v)
+{
+    if (strcmp(name, "subcompactions") == 0)
+        *(uint64_t *)ctx = v;
+}
+
+/* Writers, readers, ingests, checkpoints and compactions (split over two threads) all at once. */
 static void test_db_all_at_once(const char *path)
 {
     pl_options o;
@@ -205,6 +212,55 @@ static void test_db_all_at_once(const char *path)
     CHECK(out.len == 100 && out.data[0] == 'i');
     pl_buf_free(&out);
     CHECK_RC(pl_db_close(db), PL_OK);
+}
+
+/* Writes of fresh keys spread over the key space (many tables in L1 and L2), readers and snapshot
+ * scans beside them, and compactions split over two threads (every one that can be). */
+static void *spread_writer(void *arg)
+{
+    (void)arg;
+    char v[100];
+    memset(v, 's', sizeof v);
+    for (uint32_t i = 0; i < 120000; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "w%u-%u", (i * 2654435761u) % 2, (i * 2654435761u) % 90001u);
+        if (pl_db_put(db, k, (size_t)kl, v, sizeof v, 0) != PL_OK)
+            break;
+    }
+    return NULL;
+}
+
+static void test_split_compactions_and_readers(const char *path)
+{
+    pl_destroy(path);
+    CHECK_RC(pl_test_set("subcompaction_min_bytes", 0), PL_OK);
+    pl_options o;
+    pl_options_init(&o);
+    o.memtable_bytes = 256 << 10;
+    CHECK_RC(pl_db_open(path, &o, &db), PL_OK);
+    if (db) {
+        atomic_store(&stop, 0);
+        pthread_t w, r[2];
+        pthread_create(&w, NULL, spread_writer, NULL);
+        for (int i = 0; i < 2; i++)
+            pthread_create(&r[i], NULL, db_reader, NULL);
+        pthread_join(w, NULL);
+        CHECK_RC(pl_db_compact(db, NULL, 0, 0, NULL, 0, 0), PL_OK);
+        atomic_store(&stop, 1);
+        for (int i = 0; i < 2; i++)
+            pthread_join(r[i], NULL);
+        uint64_t splits = 0;
+        CHECK_RC(pl_db_stats(db, count_splits, NULL, &splits), PL_OK);
+        CHECK(splits > 0);
+        pl_buf out = {0};
+        char k[32];
+        int kl = snprintf(k, sizeof k, "w%u-%u", (7u * 2654435761u) % 2, (7u * 2654435761u) % 90001u);
+        CHECK_RC(pl_db_get(db, NULL, k, (size_t)kl, &out, 0), PL_OK);
+        CHECK(out.len == 100 && out.data[0] == 's');
+        pl_buf_free(&out);
+        CHECK_RC(pl_db_close(db), PL_OK);
+    }
+    CHECK_RC(pl_test_set("subcompaction_min_bytes", 64u << 20), PL_OK);
 }
 
 static void count_warming(void *ctx, const char *name, uint64_t v)
@@ -253,6 +309,7 @@ int main(void)
     test_memtable_writer_and_readers();
     test_db_all_at_once(path);
     test_warmer_and_readers(path);
+    test_split_compactions_and_readers(path);
     pl_destroy(path);
     return test_report();
 }

@@ -10,10 +10,11 @@ figures are its own and nothing of one engine's page cache or heap helps the nex
      default sizes: 64 MiB memtable, 32 MiB block cache, 10 bloom bits per key), timing every put: the
      rate of each tenth of the load, and the longest single put (the longest stall a writer saw);
   2. flushes and fully compacts (LMDB has nothing to do), timed;
-  3. closes, evicts the database's files from the page cache and reads each once, so the cache holds
-     all of it in a state that does not depend on the load's history (the load wrote it, but tens of
-     GB went through the cache since, and a cache may drop what sat unread for a minute: on this
-     benchmark's VM the kernel pages out memory idle that long), waits until the machine's
+  3. closes, evicts the database's files from the page cache, waits 30 s (a VM's balloon hands the
+     memory the load freed back to the host meanwhile, flushing the guest's TLBs) and reads each file
+     once, so the cache holds all of it in a state that does not depend on the load's history (the
+     load wrote it, but tens of GB went through the cache since, and a cache may drop what sat unread
+     for a minute: on this benchmark's VM the kernel pages out memory idle that long), waits until the machine's
      CPUs are idle (up to 30 s: after a load the kernel's own work goes on for a while), reopens, and
      times G random gets of present keys ("warm"): pylsm first lets its warmer map the tables
      (reported: how long that took, with the gets running meanwhile), then the first G/4 gets are an
@@ -119,7 +120,7 @@ def timed_gets(db, n, rnd, total, vals, check):
     return n / secs
 
 
-def child(engine, path, n, gets, cold_gets):
+def child(engine, path, n, gets, cold_gets, settle):
     import backends as B
     mem = MemorySampler()
     mem.sample()
@@ -168,8 +169,8 @@ def child(engine, path, n, gets, cold_gets):
     disk = C.dir_bytes(path)
 
     rnd = random.Random(C.SEED + 7)
-    C.load_cache(path)
-    quiet_secs = C.wait_quiet()
+    C.load_cache(path, settle=settle)
+    quiet_secs = C.wait_quiet(max_secs=settle) if settle > 0 else 0.0
     db.reopen()
     db.begin_reads()
     t0, warm_secs = clock(), None
@@ -194,7 +195,8 @@ def child(engine, path, n, gets, cold_gets):
                write_amp=written / user, space=disk / user, disk_bytes=disk,
                peak_rss=C.read_proc_status("VmHWM"), peak_anon=load_anon, peak_anon_reads=mem.peak,
                base_anon=base_anon, load_level_written=load_levels, level_written=levels, table_heap=heap,
-               warm_gets_per_s=warm, warming_secs=warm_secs, quiet_secs=quiet_secs, cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
+               warm_gets_per_s=warm, warming_secs=warm_secs, quiet_secs=quiet_secs, cache_wait_secs=settle,
+               cold_gets_per_s=cold, cold_reopen_ms=reopen_ms)
     print(json.dumps(out), flush=True)
 
 
@@ -257,8 +259,9 @@ def report(results):
             f"{r['peak_anon_reads'] / 2**20:.0f} MiB with the reads' own key lists"
             + (f" (the tables' own at the end: {r['table_heap'] / 2**20:.1f} MiB)"
                if r.get("table_heap") is not None else ""),
-            f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s (files evicted and read into "
-            f"the page cache, then {r.get('quiet_secs', 0):.0f} s for the CPUs to go idle"
+            f"  random gets, warm          {fmt_rate(r['warm_gets_per_s'])}/s (files evicted, "
+            f"{r.get('cache_wait_secs', 30):.0f} s, read into the page cache, then "
+            f"{r.get('quiet_secs', 0):.0f} s for the CPUs to go idle"
             + (f"; the warmer mapped the tables in {r['warming_secs']:.1f} s, gets running)"
                if r.get("warming_secs") is not None else ")"),
             f"  random gets, cold          {fmt_rate(r['cold_gets_per_s'])}/s (reopen after eviction "
@@ -277,12 +280,15 @@ def main():
                     help="comma-separated engines to run instead (of pylsm, lmdb, plyvel), e.g. the peers alone")
     ap.add_argument("--gets", type=int, default=200_000)
     ap.add_argument("--cold-gets", type=int, default=20_000)
+    ap.add_argument("--settle", type=float, default=30.0,
+                    help="seconds to wait after the eviction before the warm reads' page cache is loaded, "
+                         "and at most for the CPUs to go idle (0: no waits)")
     ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     gets, cold_gets = min(a.gets, a.n), min(a.cold_gets, a.n)
     if a.child:
-        child(a.child[0], a.child[1], a.n, gets, cold_gets)
+        child(a.child[0], a.child[1], a.n, gets, cold_gets, a.settle)
         return
     engines = ENGINES + (PEERS if a.peers else ())
     if a.engines:
@@ -297,7 +303,7 @@ def main():
             path = os.path.join(root, e)
             os.makedirs(path)
             p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", e, path, "--n", str(a.n),
-                                "--gets", str(gets), "--cold-gets", str(cold_gets)],
+                                "--gets", str(gets), "--cold-gets", str(cold_gets), "--settle", str(a.settle)],
                                stdout=subprocess.PIPE, text=True)
             if p.returncode:
                 raise SystemExit(f"{e}: the scale child failed (exit {p.returncode})")

@@ -12,6 +12,7 @@ ROOT = os.path.dirname(HERE)   # the checkout, with the extension built in place
 def test_scale_script_reports_every_figure(tmp_path):
     out = tmp_path / "scale.json"
     p = subprocess.run([sys.executable, os.path.join(HERE, "scale.py"), "--n", "5000", "--gets", "2000",
+                        "--settle", "0",
                         "--cold-gets", "500", "--dir", str(tmp_path), "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env=dict(os.environ, SCALE_PROGRESS="0",
                                 PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))

@@ -445,11 +445,14 @@ static iter *inputs_iter(compaction *c)
     }
     if (c->n[1] && !(its[k++] = version_files_iter(c->inputs[1], c->n[1])))
         rc = PL_FAIL(PL_NOMEM, "out of memory");
-    iter *merged = rc ? NULL : merge_iter_new(its, k);
-    if (!merged)
+    iter *merged = NULL;
+    if (rc) {
         while (k > 0)
             if (its[--k])
                 iter_destroy(its[k]);
+    } else {
+        merged = merge_iter_new(its, k); /* (takes the inputs, even when it fails) */
+    }
     free(its);
     return merged;
 }

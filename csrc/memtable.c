@@ -230,8 +230,9 @@ static void radix_sort(keyed *a, keyed *tmp, size_t n)
 /* Sort the n entries at e into internal-key order. */
 static void sort_entries(mentry **e, size_t n)
 {
-    /* from the OS and back whole (a flush's sort of a 64 MiB memtable takes about 14 MB) */
-    keyed *k = n > 1 ? env_alloc_pages(sizeof(keyed) * n * 2) : NULL;
+    /* big ones from the OS and back whole (a flush's sort of a 64 MiB memtable takes about 14 MB) */
+    size_t bytes = sizeof(keyed) * n * 2;
+    keyed *k = n < 2 ? NULL : bytes >= RUN_PAGES_BYTES ? env_alloc_pages(bytes) : malloc(bytes);
     if (!k) { /* out of memory for the keyed copy: sort the pointers themselves */
         qsort(e, n, sizeof(mentry *), entry_qcmp);
         return;
@@ -263,7 +264,10 @@ static void sort_entries(mentry **e, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         e[i] = k[i].e;
-    env_free_pages(k, sizeof(keyed) * n * 2);
+    if (bytes >= RUN_PAGES_BYTES)
+        env_free_pages(k, bytes);
+    else
+        free(k);
 }
 
 static run *run_merge(const run *a, const run *b)

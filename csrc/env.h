@@ -121,8 +121,8 @@ size_t env_page_size(void);
  * buffers that come and go, which malloc would keep in its arenas.  NULL when out of memory. */
 void *env_alloc_pages(size_t len);
 void env_free_pages(void *p, size_t len);
-/* Grow (or shrink) env_alloc_pages memory from old to len bytes, moving it if need be (mremap); p NULL
- * allocates.  NULL when out of memory (p still good). */
+/* Grow (or shrink) env_alloc_pages memory from old to len bytes: a new mapping with p's bytes, p given
+ * back; p NULL allocates.  NULL when out of memory (p still good). */
 void *env_realloc_pages(void *p, size_t old, size_t len);
 typedef struct env_guard {
     sigjmp_buf jb;

@@ -157,6 +157,8 @@ def child(engine, path, n, gets, cold_gets, settle):
     t0 = clock()
     db.flush()
     load_levels = level_written(db)
+    st = pylsm_stats(db)
+    splits = (st["compactions"], st["subcompactions"]) if st else None
     db.compact()
     settle_secs = clock() - t0
     levels = level_written(db)
@@ -192,7 +194,7 @@ def child(engine, path, n, gets, cold_gets, settle):
     mem.sample()
     out = dict(engine=engine, n=n, load_secs=load_secs, puts_per_s=n / load_secs, tenths=rates,
                longest_stall_s=longest, longest_stall_at=longest_at, settle_secs=settle_secs,
-               write_amp=written / user, space=disk / user, disk_bytes=disk,
+               load_compactions=splits, write_amp=written / user, space=disk / user, disk_bytes=disk,
                peak_rss=C.read_proc_status("VmHWM"), peak_anon=load_anon, peak_anon_reads=mem.peak,
                base_anon=base_anon, load_level_written=load_levels, level_written=levels, table_heap=heap,
                warm_gets_per_s=warm, warming_secs=warm_secs, quiet_secs=quiet_secs, cache_wait_secs=settle,
@@ -251,6 +253,9 @@ def report(results):
                 f"L{i} {w / user:.1f}" for i, w in enumerate(r["load_level_written"]) if w)
                 + " over the load; the full compaction adds "
                 + f"{(sum(r['level_written']) - sum(r['load_level_written'])) / user:.1f} (x user bytes)")
+        if r.get("load_compactions"):
+            lines.append(f"  compactions over the load   {r['load_compactions'][0]:,}, "
+                         f"{r['load_compactions'][1]:,} of them split over two threads")
         lines += [
             f"  disk / live bytes          {r['space']:.2f} ({r['disk_bytes'] / 1e9:.2f} GB)",
             f"  peak RSS                   {r['peak_rss'] / 2**20:.0f} MiB (mapped file pages included)",

@@ -27,6 +27,8 @@ def test_scale_script_reports_every_figure(tmp_path):
     assert len(r["level_written"]) == 7 and r["level_written"][0] > 0
     assert sum(r["level_written"]) >= sum(r["load_level_written"]) > 0
     assert 0 < r["table_heap"] < r["peak_anon"]
+    compactions, split = r["load_compactions"]
+    assert 0 <= split <= compactions
     assert "longest single put" in p.stdout and "random gets, cold" in p.stdout
     assert "table writes per level" in p.stdout and "the tables' own at the end" in p.stdout
     assert os.listdir(tmp_path) == ["scale.json"]   # the databases are removed

@@ -8,14 +8,21 @@
 #include "env.h"
 #include "status.h"
 
+/* The capacity, in elements, that makes room for need: doubled from cap (16 at first). 0 on overflow. */
+static size_t grown(size_t cap, size_t need, size_t size)
+{
+    size_t c = cap ? cap : 16;
+    while (c < need)
+        c = c <= SIZE_MAX / 2 ? c * 2 : need;
+    return c > SIZE_MAX / size ? 0 : c;
+}
+
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
         return PL_OK;
-    size_t c = *cap ? *cap : 16;
-    while (c < need)
-        c = c <= SIZE_MAX / 2 ? c * 2 : need;
-    if (c > SIZE_MAX / size)
+    size_t c = grown(*cap, need, size);
+    if (!c)
         return PL_FAIL(PL_NOMEM, "out of memory (%zu elements of %zu bytes)", need, size);
     void **p = arr;
     void *q = realloc(*p, c * size);
@@ -26,32 +33,43 @@ int array_reserve(void *arr, size_t *cap, size_t need, size_t size)
     return PL_OK;
 }
 
+void *big_alloc(size_t bytes) { return bytes >= BIG_BYTES ? env_alloc_pages(bytes) : malloc(bytes ? bytes : 1); }
+
+void big_free(void *p, size_t bytes)
+{
+    if (bytes >= BIG_BYTES)
+        env_free_pages(p, bytes);
+    else
+        free(p);
+}
+
 int big_array_reserve(void *arr, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
         return PL_OK;
-    size_t page = env_page_size();
-    size_t c = *cap ? *cap : (64u << 10) / size;
-    while (c < need)
-        c = c <= SIZE_MAX / 2 ? c * 2 : need;
-    if (c > (SIZE_MAX - page) / size)
+    size_t c = grown(*cap, need, size);
+    if (!c)
         return PL_FAIL(PL_NOMEM, "out of memory (%zu elements of %zu bytes)", need, size);
-    size_t bytes = (c * size + page - 1) / page * page;
     void **p = arr;
-    void *q = env_realloc_pages(*p, *cap ? (*cap * size + page - 1) / page * page : 0, bytes);
+    void *q = c * size < BIG_BYTES ? realloc(*p, c * size) : big_alloc(c * size);
     if (!q)
-        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", bytes);
+        return PL_FAIL(PL_NOMEM, "out of memory (%zu bytes)", c * size);
+    if (c * size >= BIG_BYTES && *p) {
+        /* a new mapping and a copy, not mremap: the thread sanitizer does not follow pages mremap
+         * moves (their old accesses show as races at the new address); doubling amortizes the copy */
+        memcpy(q, *p, *cap * size);
+        big_free(*p, *cap * size);
+    }
     *p = q;
-    *cap = bytes / size;
+    *cap = c;
     return PL_OK;
 }
 
 void big_array_free(void *arr, size_t *cap, size_t size)
 {
     void **p = arr;
-    size_t page = env_page_size();
     if (*p)
-        env_free_pages(*p, (*cap * size + page - 1) / page * page);
+        big_free(*p, *cap * size);
     *p = NULL;
     *cap = 0;
 }

@@ -15,9 +15,14 @@
 /* Make room for `need` elements of `size` bytes in the array *arr of capacity *cap (in elements).
  * PL_OK or PL_NOMEM. */
 int array_reserve(void *arr, size_t *cap, size_t need, size_t size);
-/* array_reserve for arrays that grow to megabytes and go when their job is done (a table builder's
- * per-key arrays): their memory comes from the OS (env_alloc_pages) and goes back whole at
- * big_array_free, where malloc would keep it in the thread's arena.  Capacities are whole pages. */
+/* Memory for buffers that grow to megabytes and go when their job is done (a table builder's per-key
+ * arrays and point index, a memtable's sorted runs): from BIG_BYTES up it comes from the OS
+ * (env_alloc_pages) and goes back whole at big_free, where malloc would keep it in the thread's arena
+ * (docs/decisions.md, item 21); below, it is malloc's.  big_free takes the size big_alloc was given. */
+#define BIG_BYTES (1u << 20)
+void *big_alloc(size_t bytes);
+void big_free(void *p, size_t bytes);
+/* array_reserve over big_alloc's memory; such an array is freed by big_array_free. */
 int big_array_reserve(void *arr, size_t *cap, size_t need, size_t size);
 void big_array_free(void *arr, size_t *cap, size_t size);
 /* qsort's comparison of two uint64_t (file numbers), ascending. */

@@ -270,7 +270,7 @@ static int is_base_level(version *v, int level, const char *ukey, size_t ulen)
     return 1;
 }
 
-int compaction_output_open(compaction_output *o, compact_env *env)
+int compaction_output_open(compaction_output *o, compact_env *env, int huge)
 {
     o->number = env->new_file(env->ctx);
     o->path = db_file_name(env->dir, o->number, FILE_TABLE);
@@ -280,14 +280,8 @@ int compaction_output_open(compaction_output *o, compact_env *env)
     if (!rc) {
         table_builder_set_point_index(o->tb, env->point_index);
         table_builder_set_compression(o->tb, env->compression);
-        if (env->huge_pieces)
-            rc = table_builder_set_huge_pieces(o->tb);
-        if (rc) {
-            table_builder_abandon(o->tb);
-            o->tb = NULL;
-            free(o->path);
-            o->path = NULL;
-        }
+        if (huge && (rc = table_builder_set_huge_pieces(o->tb)))
+            compaction_output_abandon(o);
     }
     return rc;
 }
@@ -343,8 +337,7 @@ static int write_range(iter *input, version *v, int level, compact_env *env, ver
         return PL_FAIL(PL_NOMEM, "out of memory");
     /* The last level holds most of the data and is read the longest: its tables are written in huge
      * pieces (docs/decisions.md, item 20); a flush's and the upper levels' are soon rewritten. */
-    int huge = env->huge_pieces;
-    env->huge_pieces = level > 0 && v && is_last_level(v, level);
+    int huge = level > 0 && v && is_last_level(v, level);
     compaction_output o = {0};
     pl_buf cur = {0}; /* the current user key */
     int have_cur = 0;
@@ -354,7 +347,6 @@ static int write_range(iter *input, version *v, int level, compact_env *env, ver
         char *seek = malloc(lolen + IKEY_TRAILER);
         if (!seek) {
             iter_destroy(input);
-            env->huge_pieces = huge;
             return PL_FAIL(PL_NOMEM, "out of memory");
         }
         ikey_build(seek, lo, lolen, LSN_MAX, KIND_SEEK);
@@ -403,7 +395,7 @@ static int write_range(iter *input, version *v, int level, compact_env *env, ver
             env->entries_dropped++;
             continue;
         }
-        if (!o.tb && (rc = compaction_output_open(&o, env)))
+        if (!o.tb && (rc = compaction_output_open(&o, env, huge)))
             break;
         rc = table_builder_add(o.tb, k, kn, val, vn);
     }
@@ -414,7 +406,6 @@ static int write_range(iter *input, version *v, int level, compact_env *env, ver
     compaction_output_abandon(&o);
     pl_buf_free(&cur);
     iter_destroy(input);
-    env->huge_pieces = huge;
     return rc;
 }
 

@@ -58,7 +58,6 @@ typedef struct compact_env {
     void *ctx;
     int lean_tables;             /* outputs open with table_open_lean */
     int report_progress;         /* progress_done per table written (a manual compaction's bar) */
-    int huge_pieces;             /* outputs written in 2 MiB pieces (table_builder_set_huge_pieces) */
     int subcompactions;          /* compaction_run may split a big compaction over two threads */
     uint64_t bytes_written;      /* out: table bytes written */
     uint64_t entries_dropped;    /* out */
@@ -100,13 +99,14 @@ int compaction_write(iter *input, version *v, int level, compact_env *env, versi
 /* One output table on its way (compaction, flush, ingest): opened with a fresh file number, then
  * finished -- written, fdatasynced, its directory fsynced, opened for reading and added to e at
  * `level` (its bytes counted in env->bytes_written) -- or abandoned (the partial file removed).
- * A finish that fails removes the file too.  The path is freed by finish and abandon. */
+ * A finish that fails removes the file too.  The path is freed by finish and abandon.  huge: the
+ * table is written in 2 MiB pieces (table_builder_set_huge_pieces: tables of the last level). */
 typedef struct compaction_output {
     table_builder *tb; /* NULL when no table is open */
     uint64_t number;
     char *path;
 } compaction_output;
-int compaction_output_open(compaction_output *o, compact_env *env);
+int compaction_output_open(compaction_output *o, compact_env *env, int huge);
 int compaction_output_finish(compaction_output *o, compact_env *env, int level, version_edit *e);
 void compaction_output_abandon(compaction_output *o); /* no-op when none is open */
 

@@ -891,18 +891,6 @@ void *env_alloc_pages(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
-void *env_realloc_pages(void *p, size_t old, size_t len)
-{
-    /* A new mapping and a copy, not mremap: the thread sanitizer does not follow pages mremap moves
-     * (their old accesses show as races at the new address), and the copy is amortized by doubling. */
-    void *q = env_alloc_pages(len);
-    if (q && p) {
-        memcpy(q, p, old < len ? old : len);
-        env_free_pages(p, old);
-    }
-    return q;
-}
-
 void env_free_pages(void *p, size_t len)
 {
     if (p)

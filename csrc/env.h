@@ -121,9 +121,6 @@ size_t env_page_size(void);
  * buffers that come and go, which malloc would keep in its arenas.  NULL when out of memory. */
 void *env_alloc_pages(size_t len);
 void env_free_pages(void *p, size_t len);
-/* Grow (or shrink) env_alloc_pages memory from old to len bytes: a new mapping with p's bytes, p given
- * back; p NULL allocates.  NULL when out of memory (p still good). */
-void *env_realloc_pages(void *p, size_t old, size_t len);
 typedef struct env_guard {
     sigjmp_buf jb;
     struct env_guard *prev;
@@ -135,9 +132,9 @@ int env_read_check(const char *path);
 void env_guard_leave(env_guard *g);
 /* Bytes of physical memory (0 when unknown). */
 uint64_t env_physical_memory(void);
-/* Monotonic clock in nanoseconds, and wall clock in microseconds. */
 /* Name the calling thread (up to 15 characters: `top -H`, `ps -L`, gdb and perf show it).  A hint. */
 void env_thread_name(const char *name);
+/* Monotonic clock in nanoseconds, and wall clock in microseconds. */
 uint64_t env_now_ns(void);
 uint64_t env_wall_us(void);
 

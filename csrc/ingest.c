@@ -88,7 +88,7 @@ int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, s
         /* Within a table the builder checks the order; across tables, this. */
         if (g->count > 0 && ukey_cmp(key, klen, g->last.data, g->last.len) <= 0)
             return order_error(g, key, klen, g->last.data, g->last.len);
-        if ((rc = compaction_output_open(&g->out, &g->env)))
+        if ((rc = compaction_output_open(&g->out, &g->env, 0)))
             return fail(g, rc);
     }
     if ((rc = buf_reserve(&g->ikey, klen + IKEY_TRAILER)))

@@ -29,6 +29,7 @@
 
 #include "arena.h"
 #include "bloom.h"
+#include "buf.h"
 #include "env.h"
 #include "ikey.h"
 #include "merge.h"
@@ -111,16 +112,13 @@ struct memtable {
 
 /* ---- runs ---- */
 
-/* A run's bytes.  Runs of a big memtable take megabytes and are merged into larger ones as entries
- * come: those from RUN_PAGES_BYTES up come from the OS and go back whole (env_alloc_pages), where
- * malloc would keep them in the flush thread's arena. */
-#define RUN_PAGES_BYTES (1u << 20)
+/* A run's bytes: a big memtable's runs take megabytes, merged into larger ones as entries come, so
+ * they come from big_alloc (buf.h). */
 static size_t run_bytes(size_t n) { return sizeof(run) + sizeof(mentry *) * (n ? n : 1); }
 
 static run *run_new(size_t n)
 {
-    size_t bytes = run_bytes(n);
-    run *r = bytes >= RUN_PAGES_BYTES ? env_alloc_pages(bytes) : malloc(bytes);
+    run *r = big_alloc(run_bytes(n));
     if (!r)
         return NULL;
     atomic_init(&r->refs, 1);
@@ -130,10 +128,8 @@ static run *run_new(size_t n)
 
 static void run_free(run *r)
 {
-    if (r && run_bytes(r->n) >= RUN_PAGES_BYTES)
-        env_free_pages(r, run_bytes(r->n));
-    else
-        free(r);
+    if (r)
+        big_free(r, run_bytes(r->n));
 }
 
 static void run_unref(run *r)
@@ -230,9 +226,8 @@ static void radix_sort(keyed *a, keyed *tmp, size_t n)
 /* Sort the n entries at e into internal-key order. */
 static void sort_entries(mentry **e, size_t n)
 {
-    /* big ones from the OS and back whole (a flush's sort of a 64 MiB memtable takes about 14 MB) */
-    size_t bytes = sizeof(keyed) * n * 2;
-    keyed *k = n < 2 ? NULL : bytes >= RUN_PAGES_BYTES ? env_alloc_pages(bytes) : malloc(bytes);
+    size_t bytes = sizeof(keyed) * n * 2; /* a flush's sort of a 64 MiB memtable takes about 14 MB */
+    keyed *k = n < 2 ? NULL : big_alloc(bytes);
     if (!k) { /* out of memory for the keyed copy: sort the pointers themselves */
         qsort(e, n, sizeof(mentry *), entry_qcmp);
         return;
@@ -264,10 +259,7 @@ static void sort_entries(mentry **e, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         e[i] = k[i].e;
-    if (bytes >= RUN_PAGES_BYTES)
-        env_free_pages(k, bytes);
-    else
-        free(k);
+    big_free(k, bytes);
 }
 
 static run *run_merge(const run *a, const run *b)

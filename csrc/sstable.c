@@ -167,7 +167,7 @@ struct table_builder {
     int bits_per_key;
     block_builder data;
     block_builder index;
-    char *wbuf;         /* bytes not yet handed to write(2): wlen of wcap (the piece), from env_alloc_pages */
+    char *wbuf;         /* bytes not yet handed to write(2): wlen of wcap (the piece), from big_alloc */
     size_t wlen, wcap;
     uint64_t offset;    /* file bytes so far, buffered ones included */
     uint64_t written;   /* file bytes handed to write(2) */
@@ -218,7 +218,7 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
         rc = PL_FAIL(PL_NOMEM, "out of memory (table builder)");
         goto out;
     }
-    if (!(tb->wbuf = env_alloc_pages(TABLE_WRITE_BUFFER))) {
+    if (!(tb->wbuf = big_alloc(TABLE_WRITE_BUFFER))) {
         rc = PL_FAIL(PL_NOMEM, "out of memory (table builder)");
         goto out;
     }
@@ -228,7 +228,7 @@ out:
     if (rc) {
         block_builder_free(&tb->data);
         block_builder_free(&tb->index);
-        env_free_pages(tb->wbuf, tb->wcap);
+        big_free(tb->wbuf, tb->wcap);
         free(tb->path);
         free(tb);
         return rc;
@@ -482,10 +482,10 @@ int table_builder_set_huge_pieces(table_builder *tb)
 {
     if (tb->offset || tb->wcap == TABLE_HUGE_PIECE)
         return PL_OK;
-    char *b = env_alloc_pages(TABLE_HUGE_PIECE);
+    char *b = big_alloc(TABLE_HUGE_PIECE);
     if (!b)
         return PL_FAIL(PL_NOMEM, "out of memory (table builder)");
-    env_free_pages(tb->wbuf, tb->wcap);
+    big_free(tb->wbuf, tb->wcap);
     tb->wbuf = b;
     tb->wcap = TABLE_HUGE_PIECE;
     return PL_OK;
@@ -518,7 +518,7 @@ static void builder_free(table_builder *tb)
     env_close(tb->fd);
     block_builder_free(&tb->data);
     block_builder_free(&tb->index);
-    env_free_pages(tb->wbuf, tb->wcap);
+    big_free(tb->wbuf, tb->wcap);
     pl_buf_free(&tb->last);
     pl_buf_free(&tb->smallest);
     pl_buf_free(&tb->sep);
@@ -545,7 +545,7 @@ void table_builder_abandon(table_builder *tb)
 int table_builder_finish(table_builder *tb, table_meta *meta)
 {
     pl_buf filter = {0};
-    size_t filter_pages = 0; /* filter.data from env_alloc_pages, this many bytes (else malloc's) */
+    size_t filter_big = 0; /* filter.data from big_alloc, this many bytes (else grown by pl_buf) */
     uint64_t filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
     int rc = tb->rc;
     if (!rc && !block_builder_empty(&tb->data))
@@ -565,13 +565,12 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         pl_buf bloom = {0}; /* carried in the point index's tail */
         if (tb->bits_per_key > 0)
             rc = bloom_build(tb->hashes, tb->nhash, tb->bits_per_key, &bloom);
-        if (!rc) {
-            /* from the OS and back whole (a 64 MiB table's index is about 6 MB): see filter_pages */
-            filter_pages = pindex_max_bytes(tb->nhash, bloom.len);
-            if (!(filter.data = env_alloc_pages(filter_pages)))
+        if (!rc) { /* a 64 MiB table's point index is about 6 MB: big_alloc's (buf.h) */
+            size_t max = pindex_max_bytes(tb->nhash, bloom.len);
+            if ((filter.data = big_alloc(max)))
+                filter.cap = filter_big = max;
+            else
                 rc = PL_FAIL(PL_NOMEM, "out of memory (point index of %zu keys)", tb->nhash);
-            filter.cap = filter.data ? filter_pages : 0;
-            filter_pages = filter.cap;
         }
         if (!rc)
             rc = pindex_build(tb->hashes, tb->locs, tb->nhash, tb->offset, bloom.data, bloom.len, &filter);
@@ -626,8 +625,8 @@ int table_builder_finish(table_builder *tb, table_meta *meta)
         tb->smallest.len = tb->smallest.cap = tb->last.len = tb->last.cap = 0;
     }
 out:
-    if (filter_pages)
-        env_free_pages(filter.data, filter_pages);
+    if (filter_big)
+        big_free(filter.data, filter_big);
     else
         pl_buf_free(&filter);
     if (rc) {

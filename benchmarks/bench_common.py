@@ -200,10 +200,9 @@ def load_cache(path, settle=30.0):
     Returns the bytes read."""
     evict(path)
     time.sleep(settle)
-    total = 0
+    total, buf = 0, bytearray(128 << 10)   # read as cat reads: the kernel's read-ahead grows its folios
     for p in db_files(path):
         with open(p, "rb", buffering=0) as f:
-            buf = bytearray(128 << 10)   # as cat reads: the kernel's read-ahead then grows its folios
             while True:
                 n = f.readinto(buf)
                 if not n:

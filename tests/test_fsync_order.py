@@ -224,8 +224,9 @@ PIECE = 2 << 20  # TABLE_WRITE_BUFFER
 def test_a_table_is_written_in_aligned_pieces_and_written_back_as_it_is_built(tmp_path):
     """A table of the last level is written in pieces of 2 MiB, each at a multiple of 2 MiB (the page
     cache then holds it in 2 MiB folios, which readers map as huge pages); a flushed table in pieces of
-    64 KiB.  A table's writeback is started every 1 MiB or more as it is written (sync_file_range with SYNC_FILE_RANGE_WRITE, over ranges that follow on), so its closing
-    fdatasync waits for little; the fdatasync still comes last and is what makes it durable."""
+    64 KiB.  A table's writeback is started every 1 MiB or more as it is written (sync_file_range with
+    SYNC_FILE_RANGE_WRITE, over ranges that follow on), so its closing fdatasync waits for little; the
+    fdatasync still comes last and is what makes it durable."""
     db = str(tmp_path / "db")
     out, script = str(tmp_path / "trace.txt"), str(tmp_path / "w.py")
     with open(script, "w") as f:

@@ -175,7 +175,7 @@ static void count_splits(void *ctx, const char *name, uint64_t v)
         *(uint64_t *)ctx = v;
 }
 
-/* Writers, readers, ingests, checkpoints and compactions (split over two threads) all at once. */
+/* Writers, readers, ingests, checkpoints and compactions all at once. */
 static void test_db_all_at_once(const char *path)
 {
     pl_options o;

@@ -2,27 +2,60 @@
 #include "ingest.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "batch.h"
+#include "bloom.h"
 #include "buf.h"
+#include "coding.h"
 #include "compaction.h"
 #include "db.h"
+#include "env.h"
 #include "ikey.h"
 #include "status.h"
+
+/* Pairs travel from the caller to the builder in chunks of about this many bytes, each pair as
+ * [u32 internal key length][u32 value length][u32 bloom_hash of the key][internal key][value]. */
+#define PAIR_HEAD 12
+#define CHUNK_BYTES (1u << 18)
+#define NCHUNKS 4 /* one the caller fills, the rest queued for (or being built by) the builder */
+
+typedef struct chunk {
+    char *data;
+    size_t len, cap;
+} chunk;
 
 struct pl_ingest {
     pl_db *db;           /* referenced: the memory outlives a close */
     uint64_t lsn;        /* of every entry; reserved by db_ingest_begin */
+    /* The caller's: */
+    pl_buf first;        /* the first user key added */
+    pl_buf prev;         /* the last user key of the chunks handed over */
+    size_t prev_off;     /* the last pair's user key in the chunk being filled (when prev_in_chunk) */
+    size_t prev_len;
+    int prev_in_chunk;
+    uint64_t count, user_bytes;
+    int rc;              /* sticky: the first failure */
+    /* The builder's (the caller's thread when no builder thread runs; after the join, the caller's): */
     compact_env env;     /* where and how tables are written; bytes_written */
     compaction_output out;
     version_edit e;      /* the finished tables (level 0 until placed) */
-    pl_buf first, last;  /* user keys: the first added, the last of the tables cut so far */
-    pl_buf ikey;         /* scratch: the internal key being added */
-    uint64_t count, user_bytes;
-    int rc;              /* sticky: the first failure */
+    pl_buf last;         /* user key: the last of the tables cut so far */
+    /* The chunks: the caller fills chunks[(head + nready) % NCHUNKS]; chunks[head .. head + nready)
+     * wait for the builder, which holds chunks[head] while it builds it. */
+    chunk chunks[NCHUNKS];
+    int head, nready;    /* the builder's and the caller's, under mu */
+    int fill;            /* the caller's own: (head + nready) % NCHUNKS as it last saw them */
+    int threaded, stop;  /* a builder thread runs; stop: it ends once the queue is empty */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, room;
+    atomic_int brc;      /* the builder's failure, its message in berr */
+    pl_error_state berr;
 };
 
 int pl_ingest_new(pl_db *db, pl_ingest **out)
@@ -41,6 +74,9 @@ int pl_ingest_new(pl_db *db, pl_ingest **out)
     db_ref(db);
     db_table_env(db, &g->env);
     edit_init(&g->e);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->work, NULL);
+    pthread_cond_init(&g->room, NULL);
     *out = g;
     return PL_OK;
 }
@@ -53,6 +89,125 @@ static int fail(pl_ingest *g, int rc)
     return rc;
 }
 
+/* ---- the builder: chunks into tables ---- */
+
+/* Keep the last key added (the range's end). */
+static int save_last(pl_ingest *g)
+{
+    const char *k;
+    size_t n;
+    table_builder_last_key(g->out.tb, &k, &n);
+    return n ? buf_set(&g->last, k, ikey_ulen(n)) : PL_OK;
+}
+
+/* Add the pairs of c to the tables, cutting them at the target size. */
+static int build_chunk(pl_ingest *g, const chunk *c)
+{
+    int rc = pl_db_check(g->db); /* a closed database's directory is no longer ours to write in */
+    for (size_t at = 0; at < c->len && !rc;) {
+        uint32_t iklen = get_u32(c->data + at), vlen = get_u32(c->data + at + 4);
+        uint32_t hash = get_u32(c->data + at + 8);
+        const char *ikey = c->data + at + PAIR_HEAD;
+        at += PAIR_HEAD + (size_t)iklen + vlen;
+        if (!g->out.tb && (rc = compaction_output_open(&g->out, &g->env, 0)))
+            break;
+        rc = table_builder_add_hashed(g->out.tb, ikey, iklen, ikey + iklen, vlen, &hash);
+        /* Every key is distinct, so a cut here never splits one key's versions. */
+        if (!rc && table_builder_file_size(g->out.tb) >= g->env.target_file_bytes && !(rc = save_last(g)))
+            rc = compaction_output_finish(&g->out, &g->env, 0, &g->e);
+    }
+    return rc;
+}
+
+static void *builder_main(void *arg)
+{
+    pl_ingest *g = arg;
+    env_thread_name("pylsm-ingest");
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        while (!g->nready && !g->stop)
+            pthread_cond_wait(&g->work, &g->mu);
+        if (!g->nready)
+            break;
+        chunk *c = &g->chunks[g->head];
+        pthread_mutex_unlock(&g->mu);
+        if (!atomic_load(&g->brc)) { /* after a failure, chunks are let go unread */
+            int rc = build_chunk(g, c);
+            if (rc) {
+                pl_error_save(&g->berr);
+                atomic_store(&g->brc, rc);
+            }
+        }
+        c->len = 0;
+        pthread_mutex_lock(&g->mu);
+        g->head = (g->head + 1) % NCHUNKS;
+        g->nready--;
+        pthread_cond_signal(&g->room);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+/* The builder's failure, made the calling thread's. */
+static int builder_failed(pl_ingest *g)
+{
+    int rc = atomic_load(&g->brc);
+    return rc ? fail(g, pl_error_restore(&g->berr, rc)) : PL_OK;
+}
+
+/* Let the builder thread go, after the chunks queued (stop: unread) and join it. */
+static void builder_join(pl_ingest *g, int discard)
+{
+    if (!g->threaded)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->stop = 1;
+    if (discard && !atomic_load(&g->brc))
+        atomic_store(&g->brc, PL_CLOSED); /* (never reported: the ingest is being aborted) */
+    pthread_cond_signal(&g->work);
+    pthread_mutex_unlock(&g->mu);
+    pthread_join(g->thread, NULL);
+    g->threaded = 0;
+}
+
+/* The chunk being filled. */
+static chunk *filling(pl_ingest *g) { return &g->chunks[g->fill]; }
+
+/* Hand the chunk being filled to the builder -- its own thread, started at the first hand-off that is
+ * not the last (an ingest of one chunk starts none), or this one when no thread runs -- and wait until
+ * another is free to fill. */
+static int hand_over(pl_ingest *g, int last)
+{
+    chunk *c = filling(g);
+    if (c->len && g->prev_in_chunk) { /* the next pair's order is checked against this */
+        int rc = buf_set(&g->prev, c->data + g->prev_off, g->prev_len);
+        if (rc)
+            return fail(g, rc);
+        g->prev_in_chunk = 0;
+    }
+    if (!g->threaded && !g->stop && !last) {
+        if (pthread_create(&g->thread, NULL, builder_main, g) == 0)
+            g->threaded = 1;
+        else
+            g->stop = 1; /* built here from now on */
+    }
+    if (!g->threaded) {
+        int rc = build_chunk(g, c);
+        c->len = 0;
+        return rc ? fail(g, rc) : PL_OK;
+    }
+    pthread_mutex_lock(&g->mu);
+    g->nready++;
+    g->fill = (g->fill + 1) % NCHUNKS;
+    pthread_cond_signal(&g->work);
+    while (g->nready == NCHUNKS)
+        pthread_cond_wait(&g->room, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return builder_failed(g);
+}
+
+/* ---- the caller ---- */
+
 /* The pair at g->count has a key not greater than `prev` (a user key): the error naming it. */
 static int order_error(pl_ingest *g, const void *key, size_t klen, const char *prev, size_t plen)
 {
@@ -60,15 +215,6 @@ static int order_error(pl_ingest *g, const void *key, size_t klen, const char *p
                            "ingest: the key at position %" PRIu64 " is %s the key before it; keys must be "
                            "in strictly ascending (bytewise) order",
                            g->count, ukey_cmp(key, klen, prev, plen) ? "less than" : "equal to"));
-}
-
-/* Keep the last key added (the range's end, and what the next table's first key must exceed). */
-static int save_last(pl_ingest *g)
-{
-    const char *k;
-    size_t n;
-    table_builder_last_key(g->out.tb, &k, &n);
-    return n ? buf_set(&g->last, k, ikey_ulen(n)) : PL_OK;
 }
 
 int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, size_t vlen)
@@ -84,34 +230,36 @@ int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, s
         snprintf(msg, sizeof msg, "%s", pl_errmsg());
         return fail(g, PL_FAIL(rc, "ingest: pair %" PRIu64 ": %s", g->count, msg));
     }
-    if (!g->out.tb) {
-        /* Within a table the builder checks the order; across tables, this. */
-        if (g->count > 0 && ukey_cmp(key, klen, g->last.data, g->last.len) <= 0)
-            return order_error(g, key, klen, g->last.data, g->last.len);
-        if ((rc = compaction_output_open(&g->out, &g->env, 0)))
-            return fail(g, rc);
-    }
-    if ((rc = buf_reserve(&g->ikey, klen + IKEY_TRAILER)))
+    chunk *c = filling(g);
+    if (g->count > 0) {
+        const char *prev = g->prev_in_chunk ? c->data + g->prev_off : g->prev.data;
+        size_t plen = g->prev_in_chunk ? g->prev_len : g->prev.len;
+        if (ukey_cmp(key, klen, prev, plen) <= 0)
+            return order_error(g, key, klen, prev, plen);
+    } else if ((rc = buf_set(&g->first, key, klen))) {
         return fail(g, rc);
-    ikey_build(g->ikey.data, key, klen, g->lsn, KIND_PUT);
-    rc = table_builder_add(g->out.tb, g->ikey.data, klen + IKEY_TRAILER, val, vlen);
-    if (rc == PL_INVALID) { /* not sticky: the key is not greater than the one before */
-        const char *prev;
-        size_t plen;
-        table_builder_last_key(g->out.tb, &prev, &plen);
-        if (plen && ukey_cmp(key, klen, prev, ikey_ulen(plen)) <= 0)
-            return order_error(g, key, klen, prev, ikey_ulen(plen));
     }
-    if (!rc && g->count == 0)
-        rc = buf_set(&g->first, key, klen);
-    if (rc)
+    size_t need = PAIR_HEAD + klen + IKEY_TRAILER + vlen;
+    if (c->len && c->len + need > c->cap) { /* full: a chunk holds CHUNK_BYTES, or one bigger pair */
+        if ((rc = hand_over(g, 0)))
+            return rc;
+        c = filling(g);
+    }
+    if ((rc = big_array_reserve(&c->data, &c->cap, need > CHUNK_BYTES ? need : CHUNK_BYTES, 1)))
         return fail(g, rc);
+    char *p = c->data + c->len;
+    put_u32(p, (uint32_t)(klen + IKEY_TRAILER));
+    put_u32(p + 4, (uint32_t)vlen);
+    put_u32(p + 8, bloom_hash(key, klen)); /* work the caller's thread has time for */
+    ikey_build(p + PAIR_HEAD, key, klen, g->lsn, KIND_PUT);
+    if (vlen)
+        memcpy(p + PAIR_HEAD + klen + IKEY_TRAILER, val, vlen);
+    g->prev_off = c->len + PAIR_HEAD;
+    g->prev_len = klen;
+    g->prev_in_chunk = 1;
+    c->len += need;
     g->count++;
     g->user_bytes += klen + vlen;
-    /* Every key is distinct, so a cut here never splits one key's versions. */
-    if (table_builder_file_size(g->out.tb) >= g->env.target_file_bytes &&
-        ((rc = save_last(g)) || (rc = compaction_output_finish(&g->out, &g->env, 0, &g->e))))
-        return fail(g, rc);
     return PL_OK;
 }
 
@@ -139,7 +287,8 @@ static int place(void *ctx, const version *v, version_edit *e)
     return PL_OK;
 }
 
-/* Free g; its tables go with it unless `keep` (a manifest record naming them may be durable). */
+/* Free g (the builder joined); its tables go with it unless `keep` (a manifest record naming them may
+ * be durable). */
 static void ingest_free(pl_ingest *g, int keep)
 {
     compaction_output_abandon(&g->out);
@@ -149,20 +298,34 @@ static void ingest_free(pl_ingest *g, int keep)
     db_ingest_end(g->db, g->lsn);
     db_unref(g->db);
     pl_buf_free(&g->first);
+    pl_buf_free(&g->prev);
     pl_buf_free(&g->last);
-    pl_buf_free(&g->ikey);
+    for (int i = 0; i < NCHUNKS; i++)
+        big_array_free(&g->chunks[i].data, &g->chunks[i].cap, 1);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->work);
+    pthread_cond_destroy(&g->room);
     free(g);
 }
 
 void pl_ingest_abort(pl_ingest *g)
 {
-    if (g)
+    if (g) {
+        builder_join(g, 1);
         ingest_free(g, 0);
+    }
 }
 
 int pl_ingest_finish(pl_ingest *g, uint64_t *count)
 {
     int rc = g->rc, applied = 0;
+    if (!rc && filling(g)->len)
+        rc = hand_over(g, 1);
+    builder_join(g, rc != PL_OK);
+    if (!rc)
+        rc = builder_failed(g);
+    if (!rc)
+        rc = pl_db_check(g->db);
     if (!rc && g->out.tb && !(rc = save_last(g)))
         rc = compaction_output_finish(&g->out, &g->env, 0, &g->e);
     if (!rc && g->count > 0)

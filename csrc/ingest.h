@@ -22,6 +22,13 @@
  * overlaps.  Levels 1-6 stay non-overlapping: the ingested tables do not overlap each other, and no
  * table of the level chosen overlaps their range.
  *
+ * A builder thread:  pl_ingest_add checks a pair (sizes, order against the pair before), and copies it
+ * with its internal key and bloom hash into a chunk of 256 KiB; full chunks go to a thread of the
+ * ingest's own ("pylsm-ingest", started at the first full chunk) that writes them into the tables, up
+ * to four chunks behind the caller, who waits when it is.  The builder's failure (I/O, memory, a
+ * closed database) is the caller's at its next hand-off or at the finish, with its message.  An ingest
+ * of one chunk is built by the finish on the caller's thread.  docs/decisions.md, item 9b.
+ *
  * Thread safety: one pl_ingest per thread at a time; one ingest per database at a time.
  */
 #ifndef PL_INGEST_H

@@ -399,6 +399,12 @@ static int add_pending_index(table_builder *tb, const char *next, size_t nn)
 
 int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen)
 {
+    return table_builder_add_hashed(tb, ikey, klen, val, vlen, NULL);
+}
+
+int table_builder_add_hashed(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen,
+                             const uint32_t *hash)
+{
     if (tb->rc)
         return tb->rc;
     if (klen < IKEY_TRAILER)
@@ -431,7 +437,7 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
     if ((rc = block_builder_add(&tb->data, ikey, klen, val, vlen)))
         goto out;
     if (new_key) {
-        uint32_t h = bloom_hash(ikey, ulen);
+        uint32_t h = hash ? *hash : bloom_hash(ikey, ulen);
         if (tb->point_index) {
             uint32_t roff;
             memcpy(&roff, tb->data.restarts.data + tb->data.restarts.len - 4, 4);

@@ -86,6 +86,10 @@ int table_builder_new(const char *path, size_t block_bytes, int bloom_bits_per_k
  * too large for a block) are sticky: every later add and finish returns them; then call
  * table_builder_abandon (or finish, which cleans up the same way). */
 int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen);
+/* The same, given the user key's bloom_hash (or NULL: computed here), which a caller may have worked
+ * out on another thread (ingest). */
+int table_builder_add_hashed(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen,
+                             const uint32_t *hash);
 
 /* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
 /* Give the table a point index (pindex.h), which carries the bloom filter (if bloom_bits_per_key > 0) in

@@ -101,7 +101,8 @@ static void *db_reader(void *arg)
     return NULL;
 }
 
-/* Ingests of 2,000 pairs: even rounds over the writers' keys (into L0), odd ones a fresh range. */
+/* Ingests of 5,000 pairs (about 600 KB: more than one chunk, so the ingest's builder thread runs):
+ * even rounds over the writers' keys (into L0), odd ones a fresh range. */
 static void *db_ingester(void *arg)
 {
     atomic_int *ok = arg;
@@ -112,7 +113,7 @@ static void *db_ingester(void *arg)
         if (pl_ingest_new(db, &g) != PL_OK)
             return NULL;
         int rc = PL_OK;
-        for (int i = 0; i < 2000 && !rc; i++) {
+        for (int i = 0; i < 5000 && !rc; i++) {
             char k[32];
             int kl = round % 2 ? snprintf(k, sizeof k, "x%d-%06d", round, i) : snprintf(k, sizeof k, "w0-%04d", i);
             rc = pl_ingest_add(g, k, (size_t)kl, v, sizeof v);
@@ -122,7 +123,7 @@ static void *db_ingester(void *arg)
             pl_ingest_abort(g);
             return NULL;
         }
-        if (pl_ingest_finish(g, &n) == PL_OK && n == 2000)
+        if (pl_ingest_finish(g, &n) == PL_OK && n == 5000)
             atomic_fetch_add(ok, 1);
     }
     return NULL;

@@ -65,8 +65,6 @@ static int probes_for(int bits_per_key)
     return k < 1 ? 1 : k > BLOOM_MAX_PROBES ? BLOOM_MAX_PROBES : k;
 }
 
-/* The line of a key: h scaled onto [0, nlines) by a multiply and a shift (no division). */
-static inline size_t line_of(uint32_t h, size_t nlines) { return (size_t)(((uint64_t)h * nlines) >> 32); }
 
 /* The k bit positions inside a line: the top 9 bits of a remix of h, remultiplied for each probe. */
 #define LINE_PROBES(h, k, body)                                                          \
@@ -99,7 +97,7 @@ int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out)
     memset(a, 0, bytes);
     for (size_t i = 0; i < n; i++) {
         uint32_t h = hashes[i];
-        unsigned char *line = a + line_of(h, nlines) * (BLOOM_LINE_BITS / 8);
+        unsigned char *line = a + bloom_line_of(h, nlines) * (BLOOM_LINE_BITS / 8);
         LINE_PROBES(h, k, line[bit / 8] |= (unsigned char)(1u << (bit % 8)));
     }
     a[bytes] = (unsigned char)k;
@@ -108,11 +106,19 @@ int bloom_build(const uint32_t *hashes, size_t n, int bits_per_key, pl_buf *out)
     return PL_OK;
 }
 
+size_t bloom_lines(const char *filter, size_t len)
+{
+    const unsigned char *a = (const unsigned char *)filter;
+    if (len < 2 || a[len - 1] != BLOOM_BLOCKED_TAG || (len - 2) % (BLOOM_LINE_BITS / 8))
+        return 0;
+    return (len - 2) / (BLOOM_LINE_BITS / 8);
+}
+
 void bloom_prefetch(const char *filter, size_t len, uint32_t hash)
 {
     const unsigned char *a = (const unsigned char *)filter;
     if (len >= 2 && a[len - 1] == BLOOM_BLOCKED_TAG && (len - 2) % (BLOOM_LINE_BITS / 8) == 0)
-        __builtin_prefetch(a + line_of(hash, (len - 2) / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8));
+        __builtin_prefetch(a + bloom_line_of(hash, (len - 2) / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8));
 }
 
 int bloom_may_contain(const char *filter, size_t len, uint32_t hash)
@@ -125,7 +131,7 @@ int bloom_may_contain(const char *filter, size_t len, uint32_t hash)
         size_t bytes = len - 2;
         if (k < 1 || k > BLOOM_MAX_PROBES || bytes == 0 || bytes % (BLOOM_LINE_BITS / 8))
             return 1;
-        const unsigned char *line = a + line_of(hash, bytes / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8);
+        const unsigned char *line = a + bloom_line_of(hash, bytes / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8);
         LINE_PROBES(hash, k, if (!(line[bit / 8] & (1u << (bit % 8)))) return 0);
         return 1;
     }

@@ -32,6 +32,18 @@ uint32_t bloom_hash(const char *key, size_t n);
 /* Start loading the part of the filter that bloom_may_contain(filter, len, hash) reads (a hint: it
  * reads nothing but the filter's last byte and never faults). */
 void bloom_prefetch(const char *filter, size_t len, uint32_t hash);
+/* The lines of a blocked filter of len bytes (0 for the first format or bytes that are no filter), for
+ * bloom_prefetch_line: read once from bytes that cannot fault (a heap copy), then kept. */
+size_t bloom_lines(const char *filter, size_t len);
+/* The line of a key: h scaled onto [0, nlines) by a multiply and a shift (no division). */
+static inline size_t bloom_line_of(uint32_t h, size_t nlines) { return (size_t)(((uint64_t)h * nlines) >> 32); }
+/* Start loading the line of a blocked filter of nlines lines (bloom_lines) that a key with this hash
+ * probes: reads nothing, so a mapped filter needs no guard. */
+static inline void bloom_prefetch_line(const char *filter, size_t nlines, uint32_t hash)
+{
+    if (nlines)
+        __builtin_prefetch(filter + bloom_line_of(hash, nlines) * (BLOOM_LINE_BITS / 8));
+}
 
 /* Append to *out a filter over the n keys whose bloom_hash values are hashes[0..n) (duplicates are
  * harmless).  bits_per_key >= 1; the probe count is bits_per_key * 0.69 clamped to 1..30.

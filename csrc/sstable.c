@@ -667,6 +667,7 @@ struct table {
      * drop their pages (meta_mapped); otherwise they are heap copies, owned by filter_own/index_own. */
     const char *filter; /* the filter's bytes, filter_len may be 0 */
     size_t filter_len;
+    size_t filter_lines; /* bloom_lines of the filter, from its heap copy at open (table_prefetch_get) */
     const char *index;
     size_t index_len;
     char *filter_own, *index_own;
@@ -1179,6 +1180,7 @@ static int open_point_index(table *t, uint64_t off, uint64_t size)
             t->filter = t->filter_own;
         }
         t->filter_len = t->pidx_lay.filter_len;
+        t->filter_lines = bloom_lines(t->pidx_crcs + ncrc, t->filter_len);
     }
     char *crcs = realloc(t->pidx_crcs, ncrc ? ncrc : 1); /* the chunk CRCs are all a read needs */
     if (crcs)
@@ -1260,6 +1262,7 @@ static int open_table(const char *path, uint64_t file_size, cache *c, int heap_m
         if ((rc = read_block_raw(path, t->fd, ft.filter_off, ft.filter_size, &fb)))
             goto out;
         t->filter_len = (size_t)ft.filter_size;
+        t->filter_lines = bloom_lines(fb, t->filter_len);
         if (t->meta_mapped) {
             free(fb);
             t->filter = t->map + ft.filter_off;
@@ -1681,11 +1684,24 @@ static int pidx_get(table *t, const char *ukey, size_t klen, uint32_t hash, uint
     return rc;
 }
 
+void table_prefetch_get(const table *t, uint32_t hash, int flags)
+{
+    if (!(flags & TABLE_GET_NO_FILTER && t->pidx))
+        bloom_prefetch_line(t->filter, t->filter_lines, hash);
+    if (t->pidx)
+        __builtin_prefetch(t->pidx + (size_t)pindex_home(hash, t->pidx_lay.nbuckets) * PINDEX_BUCKET_BYTES);
+}
+
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result)
 {
+    return table_get_hashed(t, ukey, klen, bloom_hash(ukey, klen), snap_lsn, out, flags, result);
+}
+
+int table_get_hashed(table *t, const char *ukey, size_t klen, uint32_t hash, uint64_t snap_lsn, pl_buf *out,
+                     int flags, int *result)
+{
     *result = LOOKUP_ABSENT;
-    uint32_t hash = bloom_hash(ukey, klen);
     uint64_t target = ikey_pack(snap_lsn > LSN_MAX ? LSN_MAX : snap_lsn, KIND_SEEK);
     if (!(flags & TABLE_GET_NO_FILTER && t->pidx) && !filter_may_contain(t, hash))
         return PL_OK;

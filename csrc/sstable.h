@@ -151,6 +151,13 @@ void table_close(table *t);
  * Errors: PL_CORRUPT (file and offset in the message), PL_IOERR, PL_NOMEM; *out is then unspecified. */
 int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf *out, int flags,
               int *result);
+/* The same given hash = bloom_hash(ukey, klen), which a get through several tables works out once. */
+int table_get_hashed(table *t, const char *ukey, size_t klen, uint32_t hash, uint64_t snap_lsn, pl_buf *out,
+                     int flags, int *result);
+/* Start loading the first memory a get of a key with this hash reads in t: its filter line, or with
+ * TABLE_GET_NO_FILTER its point index bucket.  A hint (prefetches, which never fault): a get that must
+ * look in several tables issues them all before the first lookup, so their cache misses overlap. */
+void table_prefetch_get(const table *t, uint32_t hash, int flags);
 /* A table_get flag: go to the point index without asking the bloom filter first.  For the last table a
  * get can reach (the deepest level that may hold the key): a key there is likely present, and the index
  * answers "absent" with its one bucket read too.  Ignored by tables without a point index. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bloom.h"
 #include "buf.h"
 #include "concat.h"
 #include "env.h"
@@ -151,24 +152,40 @@ int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf
             last_level = 0;
             last = i;
         }
-    /* L0 newest first: a newer table's version of the key shadows an older one's. */
-    for (int i = v->n[0] - 1; i >= 0; i--) {
-        file_meta *f = v->files[0][i];
-        if (f->m.min_lsn > snap || !ukey_in_file(f, ukey, klen))
-            continue;
-        int rc = table_get(f->t, ukey, klen, snap, out,
-                           flags | (last_level == 0 && last == i ? TABLE_GET_NO_FILTER : 0), result);
-        if (rc || *result != LOOKUP_ABSENT)
-            return rc;
-    }
-    for (int l = 1; l <= last_level; l++) {
-        int i = l == last_level ? last : find_file(v->files[l], v->n[l], ukey, klen);
-        if (i >= v->n[l] || !ukey_in_file(v->files[l][i], ukey, klen))
-            continue;
-        int rc = table_get(v->files[l][i]->t, ukey, klen, snap, out,
-                           flags | (l == last_level ? TABLE_GET_NO_FILTER : 0), result);
-        if (rc || *result != LOOKUP_ABSENT)
-            return rc;
+    if (last < 0)
+        return PL_OK;
+    uint32_t hash = bloom_hash(ukey, klen);
+    /* Two passes over the tables the key may be in (L0's, then one per level down to the last): the
+     * first starts each one's first cache miss (a filter line, the last table's point index bucket), so
+     * that they overlap; the second asks them in order. */
+    for (int pass = 0; pass < 2; pass++) {
+        /* L0 newest first: a newer table's version of the key shadows an older one's. */
+        for (int i = v->n[0] - 1; i >= 0; i--) {
+            file_meta *f = v->files[0][i];
+            if (f->m.min_lsn > snap || !ukey_in_file(f, ukey, klen))
+                continue;
+            int fl = flags | (last_level == 0 && last == i ? TABLE_GET_NO_FILTER : 0);
+            if (!pass) {
+                table_prefetch_get(f->t, hash, fl);
+                continue;
+            }
+            int rc = table_get_hashed(f->t, ukey, klen, hash, snap, out, fl, result);
+            if (rc || *result != LOOKUP_ABSENT)
+                return rc;
+        }
+        for (int l = 1; l <= last_level; l++) {
+            int i = l == last_level ? last : find_file(v->files[l], v->n[l], ukey, klen);
+            if (i >= v->n[l] || !ukey_in_file(v->files[l][i], ukey, klen))
+                continue;
+            int fl = flags | (l == last_level ? TABLE_GET_NO_FILTER : 0);
+            if (!pass) {
+                table_prefetch_get(v->files[l][i]->t, hash, fl);
+                continue;
+            }
+            int rc = table_get_hashed(v->files[l][i]->t, ukey, klen, hash, snap, out, fl, result);
+            if (rc || *result != LOOKUP_ABSENT)
+                return rc;
+        }
     }
     return PL_OK;
 }

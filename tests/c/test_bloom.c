@@ -137,6 +137,42 @@ int main(void)
         CHECK_EQ(bloom_may_contain(b, 66, 12345), 1);
     }
     {
+        /* bloom_lines: the lines of a blocked filter, 0 for anything else (no prefetch then). */
+        uint32_t hs[3] = {1, 2, 3};
+        pl_buf f = {0};
+        CHECK_RC(bloom_build(hs, 3, 10, &f), PL_OK);
+        CHECK_EQ(bloom_lines(f.data, f.len), 1);
+        f.len = 0;
+        uint32_t *many = calloc(1000, sizeof *many);
+        CHECK_RC(bloom_build(many, 1000, 10, &f), PL_OK);
+        CHECK_EQ(bloom_lines(f.data, f.len), (1000 * 10 + 511) / 512);
+        CHECK_EQ(bloom_lines(f.data + 1, f.len - 1), 0);  /* not whole lines */
+        CHECK_EQ(bloom_lines(f.data, f.len - 1), 0);      /* no tag */
+        CHECK_EQ(bloom_lines(NULL, 0), 0);
+        CHECK_EQ(bloom_lines("\x06", 1), 0);
+        /* The line a prefetch starts is the one a probe reads: a filter whose other lines are cleared
+         * still holds each key. */
+        for (int i = 0; i < 1000; i++)
+            many[i] = bloom_hash((const char *)&i, sizeof i);
+        f.len = 0;
+        CHECK_RC(bloom_build(many, 1000, 10, &f), PL_OK);
+        size_t nl = bloom_lines(f.data, f.len), line_bytes = BLOOM_LINE_BITS / 8;
+        char *only = malloc(f.len);
+        for (int i = 0; i < 1000; i += 7) {
+            size_t line = bloom_line_of(many[i], nl);
+            CHECK(line < nl);
+            memset(only, 0, f.len);
+            memcpy(only + line * line_bytes, f.data + line * line_bytes, line_bytes);
+            memcpy(only + f.len - 2, f.data + f.len - 2, 2);
+            CHECK_EQ(bloom_may_contain(only, f.len, many[i]), 1);
+            bloom_prefetch_line(f.data, nl, many[i]);
+        }
+        free(only);
+        bloom_prefetch_line(NULL, 0, 7); /* no lines: nothing */
+        free(many);
+        pl_buf_free(&f);
+    }
+    {
         /* The first format (tables written before the blocked one) still reads: build one as that
          * writer did (k probes, double hashing mod nbits over the whole array) and probe it. */
         enum { N = 2000 };

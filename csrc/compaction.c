@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "env.h"
 #include "filename.h"
 #include "ikey.h"
@@ -472,19 +473,53 @@ static void *subcompaction_main(void *arg)
     return NULL;
 }
 
-/* Where to split c in two (a user key of the output level's middle table), or NULL when c is too
- * small to pay for a second thread or has no such key. */
-static const char *split_key(const compaction *c, const compact_env *env, size_t *len)
+static int cmp_buf_keys(const void *a, const void *b)
+{
+    const pl_buf *x = a, *y = b;
+    return ukey_cmp(x->data, x->len, y->data, y->len);
+}
+
+/* Where to split c in two, or NULL when c is too small to pay for a second thread or gives no key:
+ * with two or more tables of the output level, the middle one's smallest key; else (level 0 into a
+ * level that holds at most one of the inputs) the median of the inputs' own middle keys, read from
+ * their indexes into *scratch: level-0 tables of random keys each span the whole range, so any of
+ * them splits it near its middle, and tables of disjoint ranges split between them. */
+static const char *split_key(const compaction *c, const compact_env *env, pl_buf *scratch, size_t *len)
 {
     uint64_t bytes = 0;
+    int n = 0;
+    for (int w = 0; w < 2; w++)
+        for (int j = 0; j < c->n[w]; j++, n++)
+            bytes += c->inputs[w][j]->m.file_size;
+    if (!env->subcompactions || bytes < subcompaction_min_bytes)
+        return NULL;
+    if (c->n[1] >= 2) {
+        const file_meta *mid = c->inputs[1][c->n[1] / 2];
+        *len = ikey_ulen(mid->m.smallest_len);
+        return mid->m.smallest;
+    }
+    pl_buf *keys = calloc((size_t)n, sizeof *keys);
+    if (!keys)
+        return NULL;
+    int got = 0;
     for (int w = 0; w < 2; w++)
         for (int j = 0; j < c->n[w]; j++)
-            bytes += c->inputs[w][j]->m.file_size;
-    if (!env->subcompactions || bytes < subcompaction_min_bytes || c->n[1] < 2)
-        return NULL;
-    const file_meta *mid = c->inputs[1][c->n[1] / 2];
-    *len = ikey_ulen(mid->m.smallest_len);
-    return mid->m.smallest;
+            if (table_middle_key(c->inputs[w][j]->t, &keys[got]) == PL_OK)
+                got++;
+    const char *split = NULL;
+    if (got > 0) {
+        qsort(keys, (size_t)got, sizeof *keys, cmp_buf_keys);
+        const pl_buf *m = &keys[got / 2];
+        if (buf_set(scratch, m->data, m->len) == PL_OK) {
+            split = scratch->data;
+            *len = scratch->len;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        pl_buf_free(&keys[i]);
+    free(keys);
+    pl_clear_error(); /* a table whose index gave no key only means no split */
+    return split;
 }
 
 int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
@@ -496,7 +531,8 @@ int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
     if (rc)
         return rc;
     size_t splitlen = 0;
-    const char *split = split_key(c, env, &splitlen);
+    pl_buf scratch = {0};
+    const char *split = split_key(c, env, &scratch, &splitlen);
     subcompaction *sub = split ? calloc(1, sizeof *sub) : NULL;
     pthread_t thread;
     if (sub) {
@@ -537,5 +573,6 @@ int compaction_run(compaction *c, version *v, compact_env *env, version_edit *e)
         edit_free(&sub->e);
         free(sub);
     }
+    pl_buf_free(&scratch);
     return rc;
 }

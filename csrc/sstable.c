@@ -1401,6 +1401,40 @@ uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen)
     return off;
 }
 
+int table_middle_key(const table *t, pl_buf *out)
+{
+    block_cursor ic;
+    block_cursor_init_empty(&ic);
+    int rc;
+    env_guard g; /* the index may be mapped */
+    if (sigsetjmp(g.jb, 0) == 0) {
+        env_guard_enter(&g);
+        rc = block_cursor_init(&ic, t->index, t->index_len);
+        uint64_t n = 0;
+        for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic))
+            n++;
+        if (!rc)
+            rc = block_cursor_status(&ic);
+        if (!rc) {
+            block_cursor_seek_first(&ic);
+            for (uint64_t i = 0; i < n / 2 && block_cursor_valid(&ic); i++)
+                block_cursor_next(&ic);
+            if (!block_cursor_valid(&ic))
+                rc = block_cursor_status(&ic) ? block_cursor_status(&ic) : PL_NOTFOUND;
+            else if (block_cursor_klen(&ic) < IKEY_TRAILER)
+                rc = PL_FAIL(PL_CORRUPT, "index key shorter than its trailer");
+            else
+                rc = buf_set(out, block_cursor_key(&ic), ikey_ulen(block_cursor_klen(&ic)));
+        }
+        env_guard_leave(&g);
+    } else {
+        block_cursor_free(&ic);
+        return mapped_fault(t, t->index_off);
+    }
+    block_cursor_free(&ic);
+    return rc == PL_CORRUPT ? block_error(t->path, t->index_off, rc) : rc;
+}
+
 void table_set_random_reads(table *t, int on)
 {
     on = !!on;

@@ -202,7 +202,10 @@ int table_may_contain(const table *t, const char *ukey, size_t klen);
  * first block, the file size for one past the last.  Approximate (block granularity); a damaged
  * index answers the file size. */
 uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen);
-/* Whether the table has a filter: a bloom filter or a point index. */
+/* The user key of the middle entry of t's index (a separator between data blocks: about half of t's
+ * blocks lie below it) into *out.  PL_OK; PL_NOTFOUND for an empty index; PL_CORRUPT (a bad index, or a
+ * fault reading a mapped one) or PL_NOMEM. */
+int table_middle_key(const table *t, pl_buf *out);
 /* Advise the table's mapping for random reads (on) or the kernel's read-around (off, the default): with
  * random reads a point read's page fault reads one page, not a window of up to the device's read-ahead
  * around it, and iterators request their own read-ahead as they go.  Idempotent; any thread. */
@@ -213,6 +216,7 @@ void table_set_random_reads(table *t, int on);
  * that fails is left for the read to report).  Reads nothing that is not in memory; stops early once
  * *stop is set.  Returns the bytes mapped (0 for a table read through pread).  Any thread. */
 uint64_t table_warm(table *t, const atomic_int *stop);
+/* Whether the table has a filter: a bloom filter or a point index. */
 int table_has_filter(const table *t);
 /* Whether point reads go through the table's point index (it has one, and it is mapped). */
 int table_has_point_index(const table *t);

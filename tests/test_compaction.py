@@ -486,6 +486,38 @@ def test_split_compactions_keep_every_key_version_and_tombstone(db_path, split_e
         assert dict(db.items()) == model
 
 
+@pytest.mark.parametrize("keys", ["random", "sequential"])
+def test_level0_into_an_empty_level_is_split_at_the_inputs_middle_keys(db_path, split_everything, keys):
+    """A compaction into a level holding none of its inputs' range (the first compaction of a load, a
+    manual compaction into an empty bottom level) has no output table to split at: it splits at the
+    median of its inputs' middle index keys, and the halves give what one merge gives."""
+    rnd = random.Random(7)
+    model = {}
+    with pylsm.open(db_path, memtable_bytes=256 * KiB, background_compaction=False) as db:
+        for t in range(6):
+            for i in range(3_000):
+                n = rnd.randrange(100_000) if keys == "random" else t * 3_000 + i
+                k, v = key_of(n), os.urandom(rnd.randrange(50, 200))
+                db.put(k, v)
+                model[k] = v
+            if keys == "random":
+                victim = key_of(rnd.randrange(100_000))
+                db.delete(victim)
+                model.pop(victim, None)
+            db.flush()
+        assert db.stats()["levels"][0]["files"] >= 6
+        assert sum(lv["files"] for lv in db.stats()["levels"][1:]) == 0
+        db.compact()
+        st = db.stats()
+        assert st["subcompactions"] > 0, st
+        assert st["levels"][0]["files"] == 0
+        assert dict(db.items()) == model
+        assert all(db.get(k) == v for k, v in list(model.items())[::7])
+    pylsm.verify(db_path)
+    with pylsm.open(db_path) as db:
+        assert dict(db.items()) == model
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2))
 def test_kill9_during_compactions_stress(tmp_path, seed):

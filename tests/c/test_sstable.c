@@ -306,6 +306,14 @@ static void test_round_trip(cache *c)
         CHECK_RC(table_get(big, "zzz", 3, LSN_MAX, &out, 0, &result), PL_OK);
         CHECK_EQ(result, LOOKUP_ABSENT);
     }
+    /* The middle key (a subcompaction's split): a user key inside the table's range with about half
+     * of the data blocks before it. */
+    {
+        CHECK_RC(table_middle_key(big, &out), PL_OK);
+        CHECK(out.len > 0 && out.len <= 12 && memcmp(out.data, "key", 3) == 0);
+        uint64_t at = table_approx_offset(big, out.data, out.len);
+        CHECK(at > big_meta.file_size * 4 / 10 && at < big_meta.file_size * 6 / 10);
+    }
     pl_buf_free(&out);
 }
 

@@ -100,10 +100,14 @@ static int save_last(pl_ingest *g)
     return n ? buf_set(&g->last, k, ikey_ulen(n)) : PL_OK;
 }
 
-/* Add the pairs of c to the tables, cutting them at the target size. */
+/* Add the pairs of c to the tables, cutting them at the target size.  Entered (pl_db_enter) for the
+ * chunk's time: a close waits for it, and a closed database's directory (which another process may
+ * open) is no longer written in. */
 static int build_chunk(pl_ingest *g, const chunk *c)
 {
-    int rc = pl_db_check(g->db); /* a closed database's directory is no longer ours to write in */
+    int rc = pl_db_enter(g->db);
+    if (rc)
+        return rc;
     for (size_t at = 0; at < c->len && !rc;) {
         uint32_t iklen = get_u32(c->data + at), vlen = get_u32(c->data + at + 4);
         uint32_t hash = get_u32(c->data + at + 8);
@@ -116,6 +120,7 @@ static int build_chunk(pl_ingest *g, const chunk *c)
         if (!rc && table_builder_file_size(g->out.tb) >= g->env.target_file_bytes && !(rc = save_last(g)))
             rc = compaction_output_finish(&g->out, &g->env, 0, &g->e);
     }
+    pl_db_leave(g->db);
     return rc;
 }
 

@@ -26,8 +26,10 @@
  * with its internal key and bloom hash into a chunk of 256 KiB; full chunks go to a thread of the
  * ingest's own ("pylsm-ingest", started at the first full chunk) that writes them into the tables, up
  * to four chunks behind the caller, who waits when it is.  The builder's failure (I/O, memory, a
- * closed database) is the caller's at its next hand-off or at the finish, with its message.  An ingest
- * of one chunk is built by the finish on the caller's thread.  docs/decisions.md, item 9b.
+ * closed database) is the caller's at its next hand-off or at the finish, with its message.  The
+ * builder is entered (pl_db_enter) while it builds a chunk, so pl_db_close waits for that chunk and no
+ * file is written once the close has returned.  An ingest of one chunk is built by the finish on the
+ * caller's thread.  docs/decisions.md, item 9b.
  *
  * Thread safety: one pl_ingest per thread at a time; one ingest per database at a time.
  */

@@ -497,6 +497,30 @@ static void test_writers_beside_an_ingest(void)
     }
     CHECK_RC(pl_ingest_new(db, &g), PL_CLOSED);
     pl_db_release(db);
+
+    /* A close while the builder thread writes: once pl_db_close returns, no file appears in the
+     * directory (another process may open it), the ingest fails, and its abort takes its tables. */
+    db = open_db(path, 0);
+    if (db) {
+        int before = count_files(path, ".sst");
+        pl_db_retain(db);
+        g = NULL;
+        CHECK_RC(pl_ingest_new(db, &g), PL_OK);
+        char k[32], v[VALUE_LEN];
+        for (int i = 0; g && i < 12000; i++)
+            CHECK_RC(pl_ingest_add(g, k, (size_t)snprintf(k, sizeof k, "zz%06d", i), v, value_of(i, "z", v)), PL_OK);
+        CHECK_RC(pl_db_close(db), PL_OK);
+        int after_close = count_files(path, ".sst");
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        CHECK_EQ(count_files(path, ".sst"), after_close);
+        if (g) {
+            CHECK_RC(pl_ingest_add(g, "zz999999", 8, "1", 1), PL_CLOSED);
+            pl_ingest_abort(g);
+        }
+        CHECK_EQ(count_files(path, ".sst"), before);
+        pl_db_release(db);
+    }
     db = open_db(path, 0);
     if (db) {
         pl_buf b = {0};

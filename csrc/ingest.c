@@ -34,10 +34,8 @@ struct pl_ingest {
     uint64_t lsn;        /* of every entry; reserved by db_ingest_begin */
     /* The caller's: */
     pl_buf first;        /* the first user key added */
-    pl_buf prev;         /* the last user key of the chunks handed over */
-    size_t prev_off;     /* the last pair's user key in the chunk being filled (when prev_in_chunk) */
-    size_t prev_len;
-    int prev_in_chunk;
+    size_t prev_off;     /* the last pair's user key, in the chunk being filled (a chunk is handed */
+    size_t prev_len;     /* over by the add that then puts its pair in the next one) */
     uint64_t count, user_bytes;
     int rc;              /* sticky: the first failure */
     /* The builder's (the caller's thread when no builder thread runs; after the join, the caller's): */
@@ -108,6 +106,7 @@ static int build_chunk(pl_ingest *g, const chunk *c)
     int rc = pl_db_enter(g->db);
     if (rc)
         return rc;
+    env_test_hook("ingest_chunk");
     for (size_t at = 0; at < c->len && !rc;) {
         uint32_t iklen = get_u32(c->data + at), vlen = get_u32(c->data + at + 4);
         uint32_t hash = get_u32(c->data + at + 8);
@@ -122,6 +121,14 @@ static int build_chunk(pl_ingest *g, const chunk *c)
     }
     pl_db_leave(g->db);
     return rc;
+}
+
+/* A chunk built: emptied, and given back when a pair bigger than CHUNK_BYTES grew it. */
+static void release_chunk(chunk *c)
+{
+    c->len = 0;
+    if (c->cap > CHUNK_BYTES)
+        big_array_free(&c->data, &c->cap, 1);
 }
 
 static void *builder_main(void *arg)
@@ -143,7 +150,7 @@ static void *builder_main(void *arg)
                 atomic_store(&g->brc, rc);
             }
         }
-        c->len = 0;
+        release_chunk(c);
         pthread_mutex_lock(&g->mu);
         g->head = (g->head + 1) % NCHUNKS;
         g->nready--;
@@ -184,12 +191,6 @@ static chunk *filling(pl_ingest *g) { return &g->chunks[g->fill]; }
 static int hand_over(pl_ingest *g, int last)
 {
     chunk *c = filling(g);
-    if (c->len && g->prev_in_chunk) { /* the next pair's order is checked against this */
-        int rc = buf_set(&g->prev, c->data + g->prev_off, g->prev_len);
-        if (rc)
-            return fail(g, rc);
-        g->prev_in_chunk = 0;
-    }
     if (!g->threaded && !g->stop && !last) {
         if (pthread_create(&g->thread, NULL, builder_main, g) == 0)
             g->threaded = 1;
@@ -198,7 +199,7 @@ static int hand_over(pl_ingest *g, int last)
     }
     if (!g->threaded) {
         int rc = build_chunk(g, c);
-        c->len = 0;
+        release_chunk(c);
         return rc ? fail(g, rc) : PL_OK;
     }
     pthread_mutex_lock(&g->mu);
@@ -237,20 +238,19 @@ int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, s
     }
     chunk *c = filling(g);
     if (g->count > 0) {
-        const char *prev = g->prev_in_chunk ? c->data + g->prev_off : g->prev.data;
-        size_t plen = g->prev_in_chunk ? g->prev_len : g->prev.len;
-        if (ukey_cmp(key, klen, prev, plen) <= 0)
-            return order_error(g, key, klen, prev, plen);
+        const char *prev = c->data + g->prev_off;
+        if (ukey_cmp(key, klen, prev, g->prev_len) <= 0)
+            return order_error(g, key, klen, prev, g->prev_len);
     } else if ((rc = buf_set(&g->first, key, klen))) {
         return fail(g, rc);
     }
     size_t need = PAIR_HEAD + klen + IKEY_TRAILER + vlen;
-    if (c->len && c->len + need > c->cap) { /* full: a chunk holds CHUNK_BYTES, or one bigger pair */
+    if (c->len && c->len + need > CHUNK_BYTES) { /* full: a chunk holds CHUNK_BYTES, or one bigger pair */
         if ((rc = hand_over(g, 0)))
             return rc;
         c = filling(g);
     }
-    if ((rc = big_array_reserve(&c->data, &c->cap, need > CHUNK_BYTES ? need : CHUNK_BYTES, 1)))
+    if ((rc = big_array_reserve(&c->data, &c->cap, c->len + need > CHUNK_BYTES ? c->len + need : CHUNK_BYTES, 1)))
         return fail(g, rc);
     char *p = c->data + c->len;
     put_u32(p, (uint32_t)(klen + IKEY_TRAILER));
@@ -261,7 +261,6 @@ int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, s
         memcpy(p + PAIR_HEAD + klen + IKEY_TRAILER, val, vlen);
     g->prev_off = c->len + PAIR_HEAD;
     g->prev_len = klen;
-    g->prev_in_chunk = 1;
     c->len += need;
     g->count++;
     g->user_bytes += klen + vlen;
@@ -303,7 +302,6 @@ static void ingest_free(pl_ingest *g, int keep)
     db_ingest_end(g->db, g->lsn);
     db_unref(g->db);
     pl_buf_free(&g->first);
-    pl_buf_free(&g->prev);
     pl_buf_free(&g->last);
     for (int i = 0; i < NCHUNKS; i++)
         big_array_free(&g->chunks[i].data, &g->chunks[i].cap, 1);

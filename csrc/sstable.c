@@ -1410,8 +1410,8 @@ int table_middle_key(const table *t, pl_buf *out)
     if (sigsetjmp(g.jb, 0) == 0) {
         env_guard_enter(&g);
         rc = block_cursor_init(&ic, t->index, t->index_len);
-        uint64_t n = 0;
-        for (block_cursor_seek_first(&ic); !rc && block_cursor_valid(&ic); block_cursor_next(&ic))
+        uint64_t n = t->nfences ? t->nfences : t->lean ? t->nblocks : 0; /* one entry per block */
+        for (block_cursor_seek_first(&ic); !rc && !n && block_cursor_valid(&ic); block_cursor_next(&ic))
             n++;
         if (!rc)
             rc = block_cursor_status(&ic);

@@ -154,9 +154,12 @@ int table_get(table *t, const char *ukey, size_t klen, uint64_t snap_lsn, pl_buf
 /* The same given hash = bloom_hash(ukey, klen), which a get through several tables works out once. */
 int table_get_hashed(table *t, const char *ukey, size_t klen, uint32_t hash, uint64_t snap_lsn, pl_buf *out,
                      int flags, int *result);
-/* Start loading the first memory a get of a key with this hash reads in t: its filter line, or with
- * TABLE_GET_NO_FILTER its point index bucket.  A hint (prefetches, which never fault): a get that must
- * look in several tables issues them all before the first lookup, so their cache misses overlap. */
+/* Start loading the memory a get of a key with this hash reads first in t: its filter line (unless
+ * TABLE_GET_NO_FILTER skips the filter) and its point index bucket, which the get reads next when the
+ * filter lets the key through.  A hint (prefetches, which never fault): a get that must look in several
+ * tables issues them all before the first lookup, so that their cache misses overlap; a bucket is
+ * loaded for nothing in a table whose filter then says no, which measured cheaper than the bucket's
+ * miss coming after the filter's in the table that has the key (docs/decisions.md, item 5e). */
 void table_prefetch_get(const table *t, uint32_t hash, int flags);
 /* A table_get flag: go to the point index without asking the bloom filter first.  For the last table a
  * get can reach (the deepest level that may hold the key): a key there is likely present, and the index
@@ -203,8 +206,8 @@ int table_may_contain(const table *t, const char *ukey, size_t klen);
  * index answers the file size. */
 uint64_t table_approx_offset(const table *t, const char *ukey, size_t klen);
 /* The user key of the middle entry of t's index (a separator between data blocks: about half of t's
- * blocks lie below it) into *out.  PL_OK; PL_NOTFOUND for an empty index; PL_CORRUPT (a bad index, or a
- * fault reading a mapped one) or PL_NOMEM. */
+ * blocks lie below it) into *out.  PL_OK; PL_NOTFOUND for an empty index; PL_CORRUPT (a bad index),
+ * PL_IOERR (a fault reading a mapped one) or PL_NOMEM. */
 int table_middle_key(const table *t, pl_buf *out);
 /* Advise the table's mapping for random reads (on) or the kernel's read-around (off, the default): with
  * random reads a point read's page fault reads one page, not a window of up to the device's read-ahead

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,39 @@ static int count_files(const char *path, const char *ext)
     return n;
 }
 
+/* The bytes of every table file in path. */
+static long long sst_bytes(const char *path)
+{
+    DIR *d = opendir(path);
+    long long n = 0;
+    struct dirent *e;
+    char p[512];
+    struct stat st;
+    while (d && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".sst") == 0 && stat(p, &st) == 0)
+            n += st.st_size;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A test hook that holds the ingest's builder inside its next chunk for 200 ms (hold_state 1 -> 2 while
+ * held -> 3). */
+static atomic_int hold_state;
+static void hold_builder(void *ctx, const char *name)
+{
+    (void)ctx;
+    int one = 1;
+    if (strcmp(name, "ingest_chunk") || !atomic_compare_exchange_strong(&hold_state, &one, 2))
+        return;
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&hold_state, 3);
+}
+
 /* ---- ordering errors ---- */
 
 /* A key out of order, or repeated, fails the add with its position; the abort removes the tables
@@ -242,8 +276,7 @@ static void fill_value(char *v, size_t len, int i)
 
 /* The ingest hands pairs to its builder thread in chunks of 256 KiB: values from empty to several
  * times a chunk (one pair alone in a grown chunk), small pairs around them, all read back whole; a
- * key repeated right after a hand-off (the order check then compares with a key kept from the chunk
- * handed over) fails with its position, and the abort leaves nothing. */
+ * key repeated right after a hand-off fails with its position, and the abort leaves nothing. */
 static void test_pairs_of_every_size(void)
 {
     const char *path = sub("sizes");
@@ -281,7 +314,8 @@ static void test_pairs_of_every_size(void)
             }
     pl_buf_free(&b);
 
-    /* A pair of 300 KiB fills a chunk of its own; the pair after it hands that chunk over. */
+    /* A pair of 300 KiB goes into a chunk of its own (the chunk before it is handed over), and the
+     * pair after it hands that one over. */
     int tables = count_files(path, ".sst");
     g = NULL;
     CHECK_RC(pl_ingest_new(db, &g), PL_OK);
@@ -291,7 +325,7 @@ static void test_pairs_of_every_size(void)
         CHECK_RC(pl_ingest_add(g, "m2", 2, v, 300 << 10), PL_OK);
         CHECK_RC(pl_ingest_add(g, "m3", 2, v, 100), PL_OK);   /* m2's chunk handed over */
         CHECK_RC(pl_ingest_add(g, "m4", 2, v, 300 << 10), PL_OK); /* m3's */
-        CHECK_RC(pl_ingest_add(g, "m4", 2, v, 100), PL_INVALID); /* checked against the kept key */
+        CHECK_RC(pl_ingest_add(g, "m4", 2, v, 100), PL_INVALID);  /* m4's handed over by the next pair */
         CHECK(strstr(pl_errmsg(), "position 4 is equal to") != NULL);
         pl_ingest_abort(g);
     }
@@ -498,8 +532,9 @@ static void test_writers_beside_an_ingest(void)
     CHECK_RC(pl_ingest_new(db, &g), PL_CLOSED);
     pl_db_release(db);
 
-    /* A close while the builder thread writes: once pl_db_close returns, no file appears in the
-     * directory (another process may open it), the ingest fails, and its abort takes its tables. */
+    /* A close while the builder thread is inside a chunk (held there by a test hook): the close waits
+     * for the chunk, and once it has returned nothing in the directory changes (another process may
+     * open it); the ingest fails, and its abort takes its tables. */
     db = open_db(path, 0);
     if (db) {
         int before = count_files(path, ".sst");
@@ -507,13 +542,25 @@ static void test_writers_beside_an_ingest(void)
         g = NULL;
         CHECK_RC(pl_ingest_new(db, &g), PL_OK);
         char k[32], v[VALUE_LEN];
-        for (int i = 0; g && i < 12000; i++)
+        int i = 0;
+        for (; g && i < 12000; i++)
             CHECK_RC(pl_ingest_add(g, k, (size_t)snprintf(k, sizeof k, "zz%06d", i), v, value_of(i, "z", v)), PL_OK);
+        atomic_store(&hold_state, 1); /* the builder's next chunk waits in the hook */
+        env_set_test_hook(hold_builder, NULL);
+        while (g && atomic_load(&hold_state) == 1 && i < 200000) {
+            CHECK_RC(pl_ingest_add(g, k, (size_t)snprintf(k, sizeof k, "zz%06d", i), v, value_of(i, "z", v)), PL_OK);
+            i++;
+        }
+        while (atomic_load(&hold_state) == 1)
+            ; /* (the builder reaches the hook once a chunk is handed over) */
         CHECK_RC(pl_db_close(db), PL_OK);
-        int after_close = count_files(path, ".sst");
-        struct timespec ts = {0, 50 * 1000 * 1000};
+        env_set_test_hook(NULL, NULL);
+        long long after_close = sst_bytes(path);
+        while (atomic_load(&hold_state) != 3)
+            ; /* the held chunk goes on */
+        struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        CHECK_EQ(count_files(path, ".sst"), after_close);
+        CHECK_EQ(sst_bytes(path), after_close); /* it was built before the close returned */
         if (g) {
             CHECK_RC(pl_ingest_add(g, "zz999999", 8, "1", 1), PL_CLOSED);
             pl_ingest_abort(g);

@@ -28,7 +28,9 @@
  * to four chunks behind the caller, who waits when it is.  The builder's failure (I/O, memory, a
  * closed database) is the caller's at its next hand-off or at the finish, with its message.  The
  * builder is entered (pl_db_enter) while it builds a chunk, so pl_db_close waits for that chunk and no
- * file is written once the close has returned.  An ingest of one chunk is built by the finish on the
+ * file is written once the close has returned.  A table cut at the target size is finished (written
+ * out, synced, opened) on a thread of its own, also entered, while the builder goes on with the next;
+ * at most one at a time, joined at the next cut, the finish or the abort.  An ingest of one chunk is built by the finish on the
  * caller's thread.  docs/decisions.md, item 9b.
  *
  * Thread safety: one pl_ingest per thread at a time; one ingest per database at a time.

@@ -101,8 +101,9 @@ static void *db_reader(void *arg)
     return NULL;
 }
 
-/* Ingests of 5,000 pairs (about 600 KB: more than one chunk, so the ingest's builder thread runs):
- * even rounds over the writers' keys (into L0), odd ones a fresh range. */
+/* Ingests: even rounds 5,000 pairs over the writers' keys (into L0; about 600 KB, more than one chunk,
+ * so the ingest's builder thread runs), odd ones 30,000 in a fresh range (3.6 MB: tables cut at the
+ * 2 MiB target, finished on a thread of their own). */
 static void *db_ingester(void *arg)
 {
     atomic_int *ok = arg;
@@ -113,7 +114,8 @@ static void *db_ingester(void *arg)
         if (pl_ingest_new(db, &g) != PL_OK)
             return NULL;
         int rc = PL_OK;
-        for (int i = 0; i < 5000 && !rc; i++) {
+        int pairs = round % 2 ? 30000 : 5000;
+        for (int i = 0; i < pairs && !rc; i++) {
             char k[32];
             int kl = round % 2 ? snprintf(k, sizeof k, "x%d-%06d", round, i) : snprintf(k, sizeof k, "w0-%04d", i);
             rc = pl_ingest_add(g, k, (size_t)kl, v, sizeof v);
@@ -123,7 +125,7 @@ static void *db_ingester(void *arg)
             pl_ingest_abort(g);
             return NULL;
         }
-        if (pl_ingest_finish(g, &n) == PL_OK && n == 5000)
+        if (pl_ingest_finish(g, &n) == PL_OK && n == (uint64_t)pairs)
             atomic_fetch_add(ok, 1);
     }
     return NULL;

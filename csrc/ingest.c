@@ -112,34 +112,33 @@ static int save_last(pl_ingest *g)
     return n ? buf_set(&g->last, k, ikey_ulen(n)) : PL_OK;
 }
 
+/* Entered by cut_table on its behalf (so that a close waits for the table from the hand-over on). */
 static void *finisher_main(void *arg)
 {
     finisher *f = arg;
     env_thread_name("pylsm-ingest");
-    f->rc = pl_db_enter(f->db); /* a close waits for the table */
-    if (f->rc) {
-        compaction_output_abandon(&f->out);
-    } else {
-        f->rc = compaction_output_finish(&f->out, &f->env, 0, &f->e);
-        pl_db_leave(f->db);
-    }
+    f->rc = compaction_output_finish(&f->out, &f->env, 0, &f->e);
     if (f->rc)
         pl_error_save(&f->err);
+    pl_db_leave(f->db);
     return NULL;
 }
 
 /* Wait for the table being finished, if any, and take its result: its table into g->e (also when the
- * ingest has failed: the abort removes it with the others), its bytes, its failure. */
-static int finisher_join(pl_ingest *g)
+ * ingest has failed: the abort removes it with the others), its bytes, its failure (its message made
+ * the calling thread's when `report`: not when an earlier failure is the one reported). */
+static int finisher_join(pl_ingest *g, int report)
 {
     finisher *f = g->fin;
     if (!f)
         return PL_OK;
     pthread_join(g->fin_thread, NULL);
     g->fin = NULL;
-    int rc = f->rc ? pl_error_restore(&f->err, f->rc) : PL_OK;
+    int rc = f->rc ? (report ? pl_error_restore(&f->err, f->rc) : f->rc) : PL_OK;
     for (int i = 0; i < f->e.nadded; i++) {
         int arc = edit_add_file(&g->e, 0, f->e.added[i].f);
+        if (arc) /* not in g->e: removed at its last reference, just below */
+            atomic_store(&f->e.added[i].f->obsolete, 1);
         if (!rc)
             rc = arc;
     }
@@ -153,8 +152,8 @@ static int finisher_join(pl_ingest *g)
  * done (here, when no thread can be had). */
 static int cut_table(pl_ingest *g)
 {
-    int rc = finisher_join(g);
-    if (rc)
+    int rc = finisher_join(g, 1);
+    if (rc || (rc = pl_db_enter(g->db))) /* left by the finisher */
         return rc;
     finisher *f = calloc(1, sizeof *f);
     if (f) {
@@ -171,6 +170,7 @@ static int cut_table(pl_ingest *g)
         edit_free(&f->e);
         free(f);
     }
+    pl_db_leave(g->db);
     return compaction_output_finish(&g->out, &g->env, 0, &g->e);
 }
 
@@ -391,7 +391,7 @@ void pl_ingest_abort(pl_ingest *g)
 {
     if (g) {
         builder_join(g, 1);
-        finisher_join(g); /* its table joins the others, to be removed */
+        finisher_join(g, 0); /* its table joins the others, to be removed */
         ingest_free(g, 0);
     }
 }
@@ -402,11 +402,11 @@ int pl_ingest_finish(pl_ingest *g, uint64_t *count)
     if (!rc && filling(g)->len)
         rc = hand_over(g, 1);
     builder_join(g, rc != PL_OK);
-    int frc = finisher_join(g);
     if (!rc)
         rc = builder_failed(g);
-    if (!rc)
-        rc = frc ? fail(g, frc) : PL_OK;
+    int frc = finisher_join(g, !rc); /* (an earlier failure keeps its message) */
+    if (!rc && frc)
+        rc = fail(g, frc);
     if (!rc)
         rc = pl_db_check(g->db);
     if (!rc && g->out.tb && !(rc = save_last(g)))

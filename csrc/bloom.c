@@ -65,7 +65,6 @@ static int probes_for(int bits_per_key)
     return k < 1 ? 1 : k > BLOOM_MAX_PROBES ? BLOOM_MAX_PROBES : k;
 }
 
-
 /* The k bit positions inside a line: the top 9 bits of a remix of h, remultiplied for each probe. */
 #define LINE_PROBES(h, k, body)                                                          \
     do {                                                                                 \
@@ -116,9 +115,7 @@ size_t bloom_lines(const char *filter, size_t len)
 
 void bloom_prefetch(const char *filter, size_t len, uint32_t hash)
 {
-    const unsigned char *a = (const unsigned char *)filter;
-    if (len >= 2 && a[len - 1] == BLOOM_BLOCKED_TAG && (len - 2) % (BLOOM_LINE_BITS / 8) == 0)
-        __builtin_prefetch(a + bloom_line_of(hash, (len - 2) / (BLOOM_LINE_BITS / 8)) * (BLOOM_LINE_BITS / 8));
+    bloom_prefetch_line(filter, bloom_lines(filter, len), hash);
 }
 
 int bloom_may_contain(const char *filter, size_t len, uint32_t hash)

@@ -43,8 +43,8 @@ struct pl_ingest {
     compaction_output out;
     version_edit e;      /* the finished tables (level 0 until placed) */
     pl_buf last;         /* user key: the last of the tables cut so far */
-    /* The chunks: the caller fills chunks[(head + nready) % NCHUNKS]; chunks[head .. head + nready)
-     * wait for the builder, which holds chunks[head] while it builds it. */
+    /* The chunks: the caller fills chunks[fill]; chunks[head .. head + nready) wait for the builder,
+     * which holds chunks[head] while it builds it. */
     chunk chunks[NCHUNKS];
     int head, nready;    /* the builder's and the caller's, under mu */
     int fill;            /* the caller's own: (head + nready) % NCHUNKS as it last saw them */
@@ -326,7 +326,8 @@ int pl_ingest_add(pl_ingest *g, const void *key, size_t klen, const void *val, s
             return rc;
         c = filling(g);
     }
-    if ((rc = big_array_reserve(&c->data, &c->cap, c->len + need > CHUNK_BYTES ? c->len + need : CHUNK_BYTES, 1)))
+    if (c->len + need > c->cap && /* a chunk's first pair, or a pair bigger than a chunk */
+        (rc = big_array_reserve(&c->data, &c->cap, c->len + need > CHUNK_BYTES ? c->len + need : CHUNK_BYTES, 1)))
         return fail(g, rc);
     char *p = c->data + c->len;
     put_u32(p, (uint32_t)(klen + IKEY_TRAILER));

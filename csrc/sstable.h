@@ -91,7 +91,6 @@ int table_builder_add(table_builder *tb, const char *ikey, size_t klen, const ch
 int table_builder_add_hashed(table_builder *tb, const char *ikey, size_t klen, const char *val, size_t vlen,
                              const uint32_t *hash);
 
-/* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
 /* Give the table a point index (pindex.h), which carries the bloom filter (if bloom_bits_per_key > 0) in
  * its tail: call before the first add.  A table whose keys' places do not all fit a slot (a block past
  * 16M, a region past 4 MiB into its block, a restart interval above 4) gets the plain filter block.
@@ -109,6 +108,7 @@ void table_builder_set_compression(table_builder *tb, int codec);
  * level): call before the first add.  PL_NOMEM when the 2 MiB buffer cannot be had (nothing changes). */
 int table_builder_set_huge_pieces(table_builder *tb);
 
+/* Bytes of the file so far (written or buffered), for callers that cut output files by size. */
 uint64_t table_builder_file_size(const table_builder *tb);
 uint64_t table_builder_entries(const table_builder *tb);
 /* The last internal key added (*klen 0 when none). */

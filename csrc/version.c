@@ -156,8 +156,8 @@ int version_get(version *v, const char *ukey, size_t klen, uint64_t snap, pl_buf
         return PL_OK;
     uint32_t hash = bloom_hash(ukey, klen);
     /* Two passes over the tables the key may be in (L0's, then one per level down to the last): the
-     * first starts each one's first cache miss (a filter line, the last table's point index bucket), so
-     * that they overlap; the second asks them in order. */
+     * first starts each one's first cache misses (table_prefetch_get: its filter line and point index
+     * bucket), so that they overlap; the second asks them in order. */
     for (int pass = 0; pass < 2; pass++) {
         /* L0 newest first: a newer table's version of the key shadows an older one's. */
         for (int i = v->n[0] - 1; i >= 0; i--) {

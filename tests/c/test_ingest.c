@@ -156,36 +156,37 @@ static stats get_stats(pl_db *db)
     return s;
 }
 
-static int count_files(const char *path, const char *ext)
+/* The files of path whose names end in ext: how many, and (bytes not NULL) their total size. */
+static int files_of(const char *path, const char *ext, long long *bytes)
 {
     DIR *d = opendir(path);
     int n = 0;
     struct dirent *e;
+    char p[512];
+    struct stat st;
+    if (bytes)
+        *bytes = 0;
     while (d && (e = readdir(d))) {
         size_t len = strlen(e->d_name), el = strlen(ext);
-        n += len > el && strcmp(e->d_name + len - el, ext) == 0;
+        if (len <= el || strcmp(e->d_name + len - el, ext) != 0)
+            continue;
+        n++;
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        if (bytes && stat(p, &st) == 0)
+            *bytes += st.st_size;
     }
     if (d)
         closedir(d);
     return n;
 }
 
+static int count_files(const char *path, const char *ext) { return files_of(path, ext, NULL); }
+
 /* The bytes of every table file in path. */
 static long long sst_bytes(const char *path)
 {
-    DIR *d = opendir(path);
-    long long n = 0;
-    struct dirent *e;
-    char p[512];
-    struct stat st;
-    while (d && (e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".sst") == 0 && stat(p, &st) == 0)
-            n += st.st_size;
-    }
-    if (d)
-        closedir(d);
+    long long n;
+    files_of(path, ".sst", &n);
     return n;
 }
 
